@@ -1,0 +1,277 @@
+//! `Client`: start instances, read their status, wait for their results.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::engine::Engine;
+use crate::error::{Error, FailureDetails};
+use crate::registry::WorkflowDef;
+use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WriteOp};
+use crate::time;
+
+/// How often a result wait re-reads the store when no local notification arrives (an instance
+/// finishing in another process).
+const RESULT_POLL: Duration = Duration::from_millis(200);
+
+/// The longest instance id accepted (as Dapr).
+pub const MAX_INSTANCE_ID_LEN: usize = 64;
+
+/// Checks an instance id: 1 to 64 characters of ASCII letters, digits, `-` and `_`.
+pub fn validate_instance_id(id: &str) -> Result<(), Error> {
+    let reason = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > MAX_INSTANCE_ID_LEN {
+        "it is longer than 64 characters"
+    } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        "only ASCII letters, digits, `-` and `_` are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInstanceId { id: id.to_owned(), reason })
+}
+
+/// An instance's state, as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// The instance id.
+    pub instance_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The runtime status.
+    pub status: RuntimeStatus,
+    /// The input (JSON).
+    pub input: String,
+    /// The output (JSON), once completed.
+    pub output: Option<String>,
+    /// The failure, once failed.
+    pub failure: Option<FailureDetails>,
+    /// Creation time (ms since the Unix epoch).
+    pub created_at: Millis,
+    /// Last change (ms since the Unix epoch).
+    pub updated_at: Millis,
+}
+
+impl From<InstanceRecord> for InstanceStatus {
+    fn from(record: InstanceRecord) -> Self {
+        Self {
+            failure: record.error.as_deref().map(FailureDetails::parse),
+            instance_id: record.id,
+            workflow: record.workflow,
+            status: record.status,
+            input: record.input,
+            output: record.output,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+/// Starts and inspects workflow instances.
+///
+/// A client from [`Runtime::client`](crate::Runtime::client) runs what it starts on that runtime
+/// at once and checks names and inputs against its registry; [`Client::new`] makes one that only
+/// writes to the store, for a process that runs no workers.
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    engine: Option<Arc<Engine>>,
+}
+
+impl Client {
+    /// A client on a store alone: instances it starts are run by whichever worker claims them.
+    pub fn new(store: impl Into<Arc<dyn Store>>) -> Self {
+        Self { store: store.into(), engine: None }
+    }
+
+    pub(crate) fn local(engine: Arc<Engine>) -> Self {
+        Self { store: engine.store.clone(), engine: Some(engine) }
+    }
+
+    /// Starts workflow `W`. Prefer the generated `my_workflow::start(&client, input)`.
+    pub async fn start_workflow<W: WorkflowDef>(
+        &self,
+        instance_id: Option<&str>,
+        input: &W::Input,
+    ) -> Result<Handle<W::Output>, Error> {
+        let input = serde_json::to_string(input)?;
+        let id = self.start_raw(W::NAME, instance_id, &input).await?;
+        Ok(Handle::new(self.clone(), id))
+    }
+
+    /// Starts a workflow by name with JSON input; returns the instance id (generated when `None`).
+    pub async fn start_raw(&self, workflow: &str, instance_id: Option<&str>, input: &str) -> Result<String, Error> {
+        let id = match instance_id {
+            Some(id) => {
+                validate_instance_id(id)?;
+                id.to_owned()
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let now = time::now_ms();
+        let mut record = InstanceRecord {
+            id: id.clone(),
+            workflow: workflow.to_owned(),
+            status: RuntimeStatus::Pending,
+            input: input.to_owned(),
+            output: None,
+            error: None,
+            generation: 0,
+            created_at: now,
+            updated_at: now,
+            owner: None,
+            lease_until: None,
+        };
+        let Some(engine) = &self.engine else {
+            serde_json::from_str::<serde_json::Value>(input)
+                .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
+            let outcome = self.store.write(&[WriteOp::CreateInstance(record)]).await?;
+            return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
+        };
+        if engine.is_shutting_down() {
+            return Err(Error::ShutDown);
+        }
+        let entry = engine.registry.workflows.get(workflow).ok_or_else(|| Error::UnknownWorkflow(workflow.to_owned()))?;
+        (entry.check_input)(input).map_err(|message| Error::InvalidInput { workflow: workflow.to_owned(), message })?;
+        if !engine.mark_running(&id) {
+            return Err(Error::InstanceExists(id));
+        }
+        // Run it here at once when a slot is free; otherwise leave it for the claim loop.
+        let permit = engine.instance_slots.clone().try_acquire_owned().ok();
+        if permit.is_some() {
+            record.owner = Some(engine.worker_id.clone());
+            record.lease_until = Some(time::after(engine.lease));
+        }
+        let outcome = engine.committer.commit(vec![WriteOp::CreateInstance(record.clone())]).await;
+        match outcome {
+            Ok(outcome) if outcome.existing.is_empty() => {}
+            Ok(_) => {
+                engine.unmark_running(&id);
+                return Err(Error::InstanceExists(id));
+            }
+            Err(error) => {
+                engine.unmark_running(&id);
+                return Err(error.into());
+            }
+        }
+        match permit {
+            Some(permit) => engine.spawn_driver(record, true, permit),
+            None => {
+                engine.unmark_running(&id);
+                engine.backlog.store(true, Ordering::SeqCst);
+                engine.wake_claimer.notify_one();
+            }
+        }
+        Ok(id)
+    }
+
+    /// The instance's current state.
+    pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
+        self.store
+            .instance(instance_id)
+            .await?
+            .map(InstanceStatus::from)
+            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
+    }
+
+    /// The instance's journal (its current generation), in seq order.
+    pub async fn journal(&self, instance_id: &str) -> Result<Vec<JournalRecord>, Error> {
+        let record =
+            self.store.instance(instance_id).await?.ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))?;
+        Ok(self.store.journal(instance_id, record.generation).await?)
+    }
+
+    /// Waits until the instance is Completed, Failed or Terminated, up to `timeout` if given.
+    pub async fn wait_for_completion(
+        &self,
+        instance_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<InstanceStatus, Error> {
+        let wait = async {
+            loop {
+                let notified = self.engine.as_ref().map(|engine| engine.completions.subscribe(instance_id));
+                let status = self.status(instance_id).await?;
+                if status.status.is_terminal() {
+                    return Ok(status);
+                }
+                match notified {
+                    Some(notified) => {
+                        let _ = tokio::time::timeout(RESULT_POLL, notified).await;
+                    }
+                    None => tokio::time::sleep(RESULT_POLL).await,
+                }
+            }
+        };
+        match timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, wait).await.map_err(|_| Error::Timeout(instance_id.to_owned()))?
+            }
+            None => wait.await,
+        }
+    }
+
+    /// Waits for the instance and returns its output, deserialized as `T`.
+    pub async fn result<T: DeserializeOwned>(&self, instance_id: &str, timeout: Option<Duration>) -> Result<T, Error> {
+        let status = self.wait_for_completion(instance_id, timeout).await?;
+        match status.status {
+            RuntimeStatus::Completed => Ok(serde_json::from_str(status.output.as_deref().unwrap_or("null"))?),
+            RuntimeStatus::Failed => Err(Error::Failed {
+                instance_id: status.instance_id,
+                details: status.failure.unwrap_or_else(|| FailureDetails {
+                    error_type: "Unknown".into(),
+                    message: "no failure details were stored".into(),
+                }),
+            }),
+            other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
+        }
+    }
+}
+
+/// A typed handle to a started instance.
+pub struct Handle<T> {
+    client: Client,
+    instance_id: String,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        Self { client: self.client.clone(), instance_id: self.instance_id.clone(), _output: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("instance_id", &self.instance_id).finish()
+    }
+}
+
+impl<T: DeserializeOwned> Handle<T> {
+    /// A handle to an existing instance whose output type is `T`.
+    pub fn new(client: Client, instance_id: impl Into<String>) -> Self {
+        Self { client, instance_id: instance_id.into(), _output: PhantomData }
+    }
+
+    /// The instance id.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The instance's current state.
+    pub async fn status(&self) -> Result<InstanceStatus, Error> {
+        self.client.status(&self.instance_id).await
+    }
+
+    /// Waits for the output.
+    pub async fn result(&self) -> Result<T, Error> {
+        self.client.result(&self.instance_id, None).await
+    }
+
+    /// Waits for the output, up to `timeout`.
+    pub async fn result_timeout(&self, timeout: Duration) -> Result<T, Error> {
+        self.client.result(&self.instance_id, Some(timeout)).await
+    }
+}

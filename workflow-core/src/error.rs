@@ -1,0 +1,208 @@
+//! Error types: what an activity reports, what a workflow sees, what the client and store return.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+/// The error an activity returns. Any `std::error::Error` converts into it with `?`.
+///
+/// A retryable error (the default) is retried under the activity's [`RetryPolicy`](crate::RetryPolicy);
+/// a non-retryable one fails the call at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityError {
+    message: String,
+    #[serde(default)]
+    non_retryable: bool,
+}
+
+impl ActivityError {
+    /// A retryable error with this message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), non_retryable: false }
+    }
+
+    /// An error that is not retried: the call fails at once with this message.
+    pub fn non_retryable(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), non_retryable: true }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the retry policy may try the activity again after this error.
+    pub fn is_retryable(&self) -> bool {
+        !self.non_retryable
+    }
+}
+
+impl fmt::Display for ActivityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ActivityError {
+    fn from(error: E) -> Self {
+        Self::new(error)
+    }
+}
+
+/// An error inside a workflow: what a durable operation returns, and what a workflow may return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// An activity failed after its last attempt (or with a non-retryable error).
+    #[error("activity `{activity}` failed after {attempts} attempt(s): {message}")]
+    Activity {
+        /// The activity's name.
+        activity: String,
+        /// The activity's own error message.
+        message: String,
+        /// How many attempts ran.
+        attempts: u32,
+    },
+    /// A value could not be serialized to, or deserialized from, JSON.
+    #[error("serialization error: {0}")]
+    Serialization(String),
+    /// An error raised by the workflow's own code.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl WorkflowError {
+    /// A workflow failure with this message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self::Failed(message.to_string())
+    }
+
+    /// The message an activity failure carries (the activity's own message), or the error's text.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Activity { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// A short name of the error's kind, stored as the instance's failure type.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Activity { .. } => "ActivityFailed",
+            Self::Serialization(_) => "SerializationError",
+            Self::Failed(_) => "WorkflowFailed",
+        }
+    }
+}
+
+impl From<String> for WorkflowError {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
+impl From<&str> for WorkflowError {
+    fn from(message: &str) -> Self {
+        Self::Failed(message.to_owned())
+    }
+}
+
+impl From<ActivityError> for WorkflowError {
+    fn from(error: ActivityError) -> Self {
+        Self::Failed(error.message)
+    }
+}
+
+/// How an instance failed, as stored in its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureDetails {
+    /// The kind of failure (`ActivityFailed`, `WorkflowFailed`, `NonDeterminism`, ...).
+    pub error_type: String,
+    /// The human-readable message.
+    pub message: String,
+}
+
+impl FailureDetails {
+    /// Reads stored failure details; text that is not the JSON form is kept as the message.
+    pub fn parse(stored: &str) -> Self {
+        serde_json::from_str(stored).unwrap_or_else(|_| Self {
+            error_type: "Unknown".to_owned(),
+            message: stored.to_owned(),
+        })
+    }
+
+    /// The stored (JSON) form.
+    pub fn to_stored(&self) -> String {
+        serde_json::json!({ "error_type": self.error_type, "message": self.message }).to_string()
+    }
+}
+
+impl fmt::Display for FailureDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+/// The errors the client and runtime return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No workflow of this name is registered.
+    #[error("no workflow named `{0}` is registered with this runtime")]
+    UnknownWorkflow(String),
+    /// The input does not deserialize into the workflow's input type.
+    #[error("invalid input for workflow `{workflow}`: {message}")]
+    InvalidInput {
+        /// The workflow's name.
+        workflow: String,
+        /// What the deserializer said.
+        message: String,
+    },
+    /// The instance id is not valid.
+    #[error("invalid instance id `{id}`: {reason}")]
+    InvalidInstanceId {
+        /// The id given.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An instance with this id already exists.
+    #[error("an instance with id `{0}` already exists")]
+    InstanceExists(String),
+    /// No instance with this id exists.
+    #[error("no instance with id `{0}` exists")]
+    InstanceNotFound(String),
+    /// The instance ended Failed.
+    #[error("instance `{instance_id}` failed: {details}")]
+    Failed {
+        /// The instance id.
+        instance_id: String,
+        /// The stored failure.
+        details: FailureDetails,
+    },
+    /// The instance ended in a terminal status other than Completed or Failed.
+    #[error("instance `{instance_id}` ended {status:?} without a result")]
+    NoResult {
+        /// The instance id.
+        instance_id: String,
+        /// Its status.
+        status: crate::RuntimeStatus,
+    },
+    /// Waiting for the result took longer than the timeout given.
+    #[error("timed out waiting for instance `{0}`")]
+    Timeout(String),
+    /// A value did not serialize or deserialize.
+    #[error("serialization error: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The runtime has been shut down.
+    #[error("the runtime has shut down")]
+    ShutDown,
+    /// The runtime's configuration is not valid.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

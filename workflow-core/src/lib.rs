@@ -1,0 +1,48 @@
+//! The engine of the `workflow` crate: contexts, journal replay, retry policies, the runtime and
+//! its workers, the client, the `Store` seam and an in-memory store.
+//!
+//! Users depend on the `workflow` facade crate, which re-exports this one.
+
+mod client;
+mod committer;
+mod context;
+mod engine;
+mod error;
+mod memory;
+mod registry;
+mod retry;
+mod runtime;
+mod store;
+mod time;
+
+pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
+pub use context::{ActivityCall, ActivityContext, FanOut, WorkflowContext};
+pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
+pub use memory::MemoryStore;
+pub use registry::{ActivityDef, BoxFuture, Payload, WorkflowDef};
+pub use retry::RetryPolicy;
+pub use runtime::{Runtime, RuntimeBuilder};
+pub use store::{
+    InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
+    WriteOp, WriteOutcome,
+};
+
+impl From<MemoryStore> for std::sync::Arc<dyn Store> {
+    fn from(store: MemoryStore) -> Self {
+        std::sync::Arc::new(store)
+    }
+}
+
+/// What the macros' generated code uses. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+
+    /// Boxes a future for [`crate::ActivityDef::run`] and [`crate::WorkflowDef::run`].
+    pub fn boxed<'a, T>(future: impl std::future::Future<Output = T> + Send + 'a) -> crate::BoxFuture<'a, T> {
+        Box::pin(future)
+    }
+
+    /// Fails to compile unless `T` can cross a durable boundary; spanned on the user's type.
+    pub const fn assert_payload<T: crate::Payload>() {}
+}

@@ -1,0 +1,163 @@
+//! An in-memory store for tests: the same semantics as the database stores, nothing durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::store::{
+    InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
+    WriteOp, WriteOutcome,
+};
+
+#[derive(Default)]
+struct Tables {
+    instances: HashMap<String, InstanceRecord>,
+    journal: HashMap<(String, u32), BTreeMap<u32, JournalRecord>>,
+    probes: u64,
+}
+
+/// A store that keeps everything in memory. Cloning is not supported; share it in an `Arc`.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    stats: StatsCounter,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tables>, StoreError> {
+        self.tables.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    }
+}
+
+fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
+    match op {
+        WriteOp::CreateInstance(record) => {
+            if tables.instances.contains_key(&record.id) {
+                outcome.existing.push(record.id.clone());
+            } else {
+                tables.instances.insert(record.id.clone(), record.clone());
+            }
+        }
+        WriteOp::PutRecord(record) => {
+            tables
+                .journal
+                .entry((record.instance_id.clone(), record.generation))
+                .or_default()
+                .insert(record.seq, record.clone());
+        }
+        WriteOp::SetStatus { id, status, updated_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.status = *status;
+                instance.updated_at = *updated_at;
+            }
+        }
+        WriteOp::Finish { id, status, output, error, updated_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.status = *status;
+                instance.output = output.clone();
+                instance.error = error.clone();
+                instance.updated_at = *updated_at;
+                instance.owner = None;
+                instance.lease_until = None;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        let mut tables = self.lock()?;
+        let mut outcome = WriteOutcome::default();
+        for op in ops {
+            apply(&mut tables, op, &mut outcome);
+        }
+        self.stats.record_commit(ops.len());
+        Ok(outcome)
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.lock()?.instances.get(id).cloned())
+    }
+
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables
+            .journal
+            .get(&(id.to_owned(), generation))
+            .map(|records| records.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut candidates: Vec<&mut InstanceRecord> = tables
+            .instances
+            .values_mut()
+            .filter(|i| matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running))
+            .filter(|i| workflows.contains(&i.workflow))
+            .filter(|i| match (&i.owner, i.lease_until) {
+                (None, _) => true,
+                (Some(_), until) => until.is_none_or(|until| until < now),
+            })
+            .collect();
+        candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(candidates
+            .into_iter()
+            .take(limit)
+            .map(|instance| {
+                instance.owner = Some(worker.to_owned());
+                instance.lease_until = Some(lease_until);
+                instance.clone()
+            })
+            .collect())
+    }
+
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        let mut tables = self.lock()?;
+        let mut renewed = 0;
+        for instance in tables.instances.values_mut() {
+            if instance.owner.as_deref() == Some(worker) {
+                instance.lease_until = Some(lease_until);
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        let mut tables = self.lock()?;
+        let mut released = 0;
+        for instance in tables.instances.values_mut() {
+            if instance.owner.as_deref() == Some(worker) {
+                instance.owner = None;
+                instance.lease_until = None;
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    async fn probe_commit(&self) -> Result<(), StoreError> {
+        self.lock()?.probes += 1;
+        self.stats.record_commit(1);
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+}

@@ -1,0 +1,251 @@
+//! `Runtime`: registers workflows and activities, runs workers, shuts down gracefully.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::client::Client;
+use crate::committer::Committer;
+use crate::engine::{CompletionHub, Engine};
+use crate::error::Error;
+use crate::registry::{ActivityDef, Registry, WorkflowDef};
+use crate::store::Store;
+use crate::time;
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: Option<Arc<dyn Store>>,
+    registry: Registry,
+    errors: Vec<String>,
+    worker_id: Option<String>,
+    lease: Duration,
+    poll_interval: Duration,
+    max_instances: usize,
+    max_activities: usize,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            registry: Registry::default(),
+            errors: Vec::new(),
+            worker_id: None,
+            lease: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(500),
+            max_instances: 10_000,
+            max_activities: 256,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// The store to use (required).
+    pub fn store(mut self, store: impl Into<Arc<dyn Store>>) -> Self {
+        self.store = Some(store.into());
+        self
+    }
+
+    /// Registers a workflow: `.workflow(place_order::Workflow)`.
+    pub fn workflow<W: WorkflowDef>(mut self, _workflow: W) -> Self {
+        if let Err(error) = self.registry.add_workflow::<W>() {
+            self.errors.push(error);
+        }
+        self
+    }
+
+    /// Registers an activity: `.activity(reserve::Activity)`.
+    pub fn activity<A: ActivityDef>(mut self, _activity: A) -> Self {
+        if let Err(error) = self.registry.add_activity::<A>() {
+            self.errors.push(error);
+        }
+        self
+    }
+
+    /// This worker's id, stable across restarts if you want a restarted process to take its own
+    /// instances back at once instead of after their leases lapse. Random by default.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// How long a claim on an instance lasts without renewal (renewed every third of it).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often the store is polled for runnable instances when nothing wakes the worker.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The most instances this worker runs at once.
+    pub fn max_concurrent_instances(mut self, n: usize) -> Self {
+        self.max_instances = n;
+        self
+    }
+
+    /// The most activity attempts this worker runs at once.
+    pub fn max_concurrent_activities(mut self, n: usize) -> Self {
+        self.max_activities = n;
+        self
+    }
+
+    /// Starts the runtime's tasks on the current tokio runtime.
+    pub async fn build(self) -> Result<Runtime, Error> {
+        if !self.errors.is_empty() {
+            return Err(Error::Config(self.errors.join("; ")));
+        }
+        let store = self.store.ok_or_else(|| Error::Config("no store given: call `.store(...)`".into()))?;
+        if self.max_instances == 0 || self.max_activities == 0 {
+            return Err(Error::Config("concurrency limits must be at least 1".into()));
+        }
+        if self.lease < Duration::from_millis(30) {
+            return Err(Error::Config("the lease must be at least 30ms".into()));
+        }
+        let mut workflow_names: Vec<String> = self.registry.workflows.keys().cloned().collect();
+        workflow_names.sort();
+        if let Some(id) = &self.worker_id {
+            // A restarted worker with a stable id takes its own instances back at once.
+            store.release_leases(id).await?;
+        }
+        let (shutdown, _) = watch::channel(false);
+        let engine = Arc::new(Engine {
+            committer: Committer::start(store.clone()),
+            store,
+            registry: self.registry,
+            workflow_names,
+            worker_id: self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            lease: self.lease,
+            activity_slots: Arc::new(Semaphore::new(self.max_activities)),
+            instance_slots: Arc::new(Semaphore::new(self.max_instances)),
+            running: Mutex::default(),
+            active_drivers: AtomicUsize::new(0),
+            backlog: AtomicBool::new(true),
+            drivers_idle: Notify::new(),
+            completions: CompletionHub::default(),
+            wake_claimer: Notify::new(),
+            shutdown,
+        });
+        let loops = vec![
+            tokio::spawn(claim_loop(engine.clone(), self.poll_interval)),
+            tokio::spawn(renew_loop(engine.clone())),
+        ];
+        Ok(Runtime { engine, loops: Mutex::new(loops) })
+    }
+}
+
+/// A worker: claims runnable instances from the store and runs them, and a [`Client`] factory.
+pub struct Runtime {
+    engine: Arc<Engine>,
+    loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A client that starts instances on this runtime and reads their state.
+    pub fn client(&self) -> Client {
+        Client::local(self.engine.clone())
+    }
+
+    /// This worker's id (the owner written on the instances it holds).
+    pub fn worker_id(&self) -> &str {
+        &self.engine.worker_id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.engine.store
+    }
+
+    /// Stops claiming, stops every running instance at its current step (what is committed stays
+    /// committed; an activity attempt in flight is abandoned and runs again later), waits up to
+    /// `grace` for them to stop, and releases this worker's leases so another worker can take over
+    /// at once.
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), Error> {
+        self.engine.shutdown.send_replace(true);
+        let loops = self.loops.lock().map(|mut loops| std::mem::take(&mut *loops)).unwrap_or_default();
+        for handle in loops {
+            handle.abort();
+        }
+        let idle = async {
+            loop {
+                let notified = self.engine.drivers_idle.notified();
+                if self.engine.active_drivers.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, idle).await;
+        self.engine.store.release_leases(&self.engine.worker_id).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.engine.shutdown.send_replace(true);
+        if let Ok(loops) = self.loops.lock() {
+            for handle in loops.iter() {
+                handle.abort();
+            }
+        }
+    }
+}
+
+async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration) {
+    loop {
+        if engine.is_shutting_down() {
+            return;
+        }
+        let free = engine.instance_slots.available_permits();
+        if free > 0 && !engine.workflow_names.is_empty() {
+            let now = time::now_ms();
+            let claimed = engine
+                .store
+                .claim(&engine.worker_id, &engine.workflow_names, now, time::after(engine.lease), free)
+                .await;
+            match claimed {
+                Ok(records) => {
+                    engine.backlog.store(records.len() >= free, Ordering::SeqCst);
+                    for record in records {
+                        if !engine.mark_running(&record.id) {
+                            continue;
+                        }
+                        match engine.instance_slots.clone().try_acquire_owned() {
+                            Ok(permit) => engine.spawn_driver(record, false, permit),
+                            Err(_) => engine.unmark_running(&record.id),
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "claiming instances failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = engine.wake_claimer.notified() => {}
+        }
+    }
+}
+
+async fn renew_loop(engine: Arc<Engine>) {
+    let every = engine.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        if let Err(error) = engine.store.renew_leases(&engine.worker_id, time::after(engine.lease)).await {
+            tracing::warn!(%error, "renewing leases failed");
+        }
+    }
+}

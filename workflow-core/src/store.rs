@@ -1,0 +1,278 @@
+//! The `Store` seam: what the engine needs from a database, in the engine's terms.
+//!
+//! Payloads (inputs, outputs, errors) cross this seam as JSON text, so a person can read them in
+//! the database and the engine, not the store, decides what a corrupt one means.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The runtime status of an instance (Dapr's set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuntimeStatus {
+    /// Created, not yet started by a worker.
+    Pending,
+    /// Started; may be waiting on a step.
+    Running,
+    /// Suspended by a client: runs no new step.
+    Suspended,
+    /// Finished with an output.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by a client.
+    Terminated,
+    /// Restarted with new input (an intermediate status).
+    ContinuedAsNew,
+}
+
+impl RuntimeStatus {
+    /// All statuses, in declaration order.
+    pub const ALL: [RuntimeStatus; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Suspended,
+        Self::Completed,
+        Self::Failed,
+        Self::Terminated,
+        Self::ContinuedAsNew,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Suspended => "Suspended",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Terminated => "Terminated",
+            Self::ContinuedAsNew => "ContinuedAsNew",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Whether the instance has finished for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Terminated)
+    }
+}
+
+/// One workflow instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// The instance id.
+    pub id: String,
+    /// The workflow's registered name.
+    pub workflow: String,
+    /// Its runtime status.
+    pub status: RuntimeStatus,
+    /// Its input (JSON).
+    pub input: String,
+    /// Its output (JSON), once completed.
+    pub output: Option<String>,
+    /// Its failure ([`FailureDetails`](crate::FailureDetails) as JSON), once failed.
+    pub error: Option<String>,
+    /// The continue-as-new generation whose journal is current.
+    pub generation: u32,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The worker holding its lease, if any.
+    pub owner: Option<String>,
+    /// When that lease lapses.
+    pub lease_until: Option<Millis>,
+}
+
+/// The state of one journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// An attempt failed and another is due at `due_at`.
+    Retrying,
+    /// The operation succeeded; `payload` holds its output.
+    Completed,
+    /// The operation failed for good; `payload` holds its error.
+    Failed,
+}
+
+impl RecordStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retrying => "Retrying",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Retrying, Self::Completed, Self::Failed].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// One durable operation of an instance, keyed by (instance, generation, seq).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// The instance id.
+    pub instance_id: String,
+    /// The continue-as-new generation.
+    pub generation: u32,
+    /// The operation's position in the order the workflow issued its operations.
+    pub seq: u32,
+    /// The kind of operation (`activity`, ...).
+    pub kind: String,
+    /// The operation's name (an activity's name, ...).
+    pub name: String,
+    /// Its state.
+    pub status: RecordStatus,
+    /// The operation's input (JSON), kept for history.
+    pub input: Option<String>,
+    /// The outcome (JSON): the output when completed, the error when failed or retrying.
+    pub payload: Option<String>,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// When the next attempt is due (retrying records).
+    pub due_at: Option<Millis>,
+    /// When this record was written.
+    pub recorded_at: Millis,
+}
+
+/// One change in a write batch. A batch is applied in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Insert an instance unless one with its id exists (reported in [`WriteOutcome::existing`]).
+    CreateInstance(InstanceRecord),
+    /// Insert or replace a journal record.
+    PutRecord(JournalRecord),
+    /// Set an instance's status (for example Pending to Running).
+    SetStatus {
+        /// The instance id.
+        id: String,
+        /// The new status.
+        status: RuntimeStatus,
+        /// The time of the change.
+        updated_at: Millis,
+    },
+    /// Finish an instance: set its terminal status, output or error, and drop its lease.
+    Finish {
+        /// The instance id.
+        id: String,
+        /// The terminal status.
+        status: RuntimeStatus,
+        /// The output (JSON), when completed.
+        output: Option<String>,
+        /// The failure, when failed.
+        error: Option<String>,
+        /// The time of the change.
+        updated_at: Millis,
+    },
+}
+
+/// What applying a batch reported back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Ids of `CreateInstance` ops that were skipped because the instance already existed.
+    pub existing: Vec<String>,
+}
+
+/// Commit and record counters, kept by each store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Ops written in them.
+    pub ops: u64,
+}
+
+/// Counters a store embeds to report [`StoreStats`].
+#[derive(Debug, Default)]
+pub struct StatsCounter {
+    commits: AtomicU64,
+    ops: AtomicU64,
+}
+
+impl StatsCounter {
+    /// Counts one committed transaction of `ops` ops.
+    pub fn record_commit(&self, ops: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> StoreStats {
+        StoreStats { commits: self.commits.load(Ordering::Relaxed), ops: self.ops.load(Ordering::Relaxed) }
+    }
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed or could not be reached.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// A stored row could not be read back.
+    #[error("corrupt row in the store: {0}")]
+    Corrupt(String),
+    /// The store's URL or options are not valid.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// A backend error from anything printable.
+    pub fn backend(error: impl std::fmt::Display) -> Self {
+        Self::Backend(error.to_string())
+    }
+}
+
+/// Persistence for instances, journals and leases.
+///
+/// Every method is atomic. [`Store::write`] applies a whole batch in one transaction: the engine
+/// groups many instances' changes into one batch (group commit), so a store should not commit
+/// per op.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` in one transaction, in order.
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError>;
+
+    /// Reads one instance.
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// Reads an instance's journal for one generation, ordered by seq.
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError>;
+
+    /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
+    /// Pending or Running, and unowned or with a lease that lapsed before `now`.
+    /// Sets their owner and `lease_until` and returns them.
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// Extends every lease `worker` holds to `lease_until`; returns how many.
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;
+
+    /// Drops every lease `worker` holds, so another worker may claim at once; returns how many.
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError>;
+
+    /// Commits one small durable write, for measuring the store's commit latency.
+    async fn probe_commit(&self) -> Result<(), StoreError>;
+
+    /// Commit counters.
+    fn stats(&self) -> StoreStats;
+}
