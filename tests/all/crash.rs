@@ -1,0 +1,134 @@
+//! Crash and resume with a real process: a child runs a 5-step workflow on a SQLite file, is
+//! killed with SIGKILL once step 3's record is committed, and a second child finishes the work.
+//!
+//! The child is this same test binary, running the ignored test `crash::crash_child`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+use workflow::{RecordStatus, Store};
+
+const DB_ENV: &str = "WORKFLOW_CRASH_DB";
+const LOG_ENV: &str = "WORKFLOW_CRASH_LOG";
+const INSTANCE: &str = "crash-1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Step {
+    n: u32,
+    acc: u64,
+}
+
+#[activity]
+async fn crash_step(_ctx: ActivityContext, step: Step) -> Result<u64, ActivityError> {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let log = std::env::var(LOG_ENV).map_err(ActivityError::new)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    writeln!(file, "{} {}", step.n, std::process::id())?;
+    Ok(step.acc * 10 + u64::from(step.n))
+}
+
+#[workflow]
+async fn five_steps(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut acc = start;
+    for n in 1..=5 {
+        acc = crash_step::call(&ctx, Step { n, acc }).await?;
+    }
+    Ok(acc)
+}
+
+/// The child process's body; does nothing unless started by the parent test.
+#[tokio::test]
+#[ignore = "run by `crash_and_resume_in_a_real_process` as a child process"]
+async fn crash_child() {
+    let Ok(db) = std::env::var(DB_ENV) else { return };
+    let runtime = Runtime::builder()
+        .store(SqliteStore::open(&format!("sqlite://{db}")).await.unwrap())
+        .worker_id("crash-worker")
+        .workflow(five_steps::Workflow)
+        .activity(crash_step::Activity)
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    match five_steps::start_with_id(&client, INSTANCE, 7).await {
+        Ok(_) | Err(workflow::Error::InstanceExists(_)) => {}
+        Err(error) => panic!("start failed: {error}"),
+    }
+    let output: u64 = client.result(INSTANCE, Some(Duration::from_secs(60))).await.unwrap();
+    println!("CRASH-CHILD-RESULT {output}");
+}
+
+fn child(db: &str, log: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(DB_ENV, db)
+        .env(LOG_ENV, log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
+fn log_lines(log: &std::path::Path) -> Vec<(u32, u32)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let (n, pid) = line.split_once(' ').unwrap();
+            (n.parse().unwrap(), pid.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn crash_and_resume_in_a_real_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db").display().to_string();
+    let log = dir.path().join("steps.log");
+    let log_text = log.display().to_string();
+    // Create the schema first so the parent can watch the file while the child runs.
+    let store = SqliteStore::open(&format!("sqlite://{db}")).await.unwrap();
+
+    let mut first = child(&db, &log_text).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal = store.journal(INSTANCE, 0).await.unwrap();
+        if journal.iter().any(|r| r.seq == 2 && r.status == RecordStatus::Completed) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "step 3 was never recorded");
+        assert!(first.try_wait().unwrap().is_none(), "the child exited before step 3");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let first_pid = first.id();
+    let before = log_lines(&log);
+    assert_eq!(before.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2, 3], "steps 1-3 ran before the kill");
+
+    let second = child(&db, &log_text).spawn().unwrap();
+    let output = second.wait_with_output().unwrap();
+    assert!(output.status.success(), "the second child failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("CRASH-CHILD-RESULT "))
+        .unwrap_or_else(|| panic!("no result in the child's output: {stdout}"));
+    assert_eq!(result, "712345", "7, then each step appends its number");
+
+    let after = log_lines(&log);
+    for n in 1..=3 {
+        assert_eq!(after.iter().filter(|(step, _)| *step == n).count(), 1, "step {n} ran again after the restart");
+    }
+    for n in 4..=5 {
+        let runs: Vec<u32> = after.iter().filter(|(step, _)| *step == n).map(|(_, pid)| *pid).collect();
+        assert_eq!(runs.len(), 1, "step {n} should run once, after the restart: {runs:?}");
+        assert_ne!(runs[0], first_pid, "step {n} ran in the killed process");
+    }
+    let journal = store.journal(INSTANCE, 0).await.unwrap();
+    assert_eq!(journal.len(), 5);
+    assert!(journal.iter().all(|r| r.status == RecordStatus::Completed && r.attempt == 1));
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: every module shares one compile.
+
+mod conformance;
+mod crash;
+mod engine;
+mod support;
+mod ui;

@@ -1,0 +1,259 @@
+//! Expand: the user's function unchanged, plus a module of the same name with the definition
+//! struct and typed helpers. Generated code reaches the runtime only through `<crate>::__private`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, Visibility};
+
+use crate::attr::{Args, RetryArgs};
+use crate::signature::{self, Signature};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Workflow,
+    Activity,
+}
+
+impl Kind {
+    pub(crate) fn attr(self) -> &'static str {
+        match self {
+            Kind::Workflow => "`#[workflow]`",
+            Kind::Activity => "`#[activity]`",
+        }
+    }
+
+    pub(crate) fn context(self) -> &'static str {
+        match self {
+            Kind::Workflow => "WorkflowContext",
+            Kind::Activity => "ActivityContext",
+        }
+    }
+
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Kind::Workflow => "WorkflowError",
+            Kind::Activity => "ActivityError",
+        }
+    }
+}
+
+pub(crate) fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            let message = format!("{} applies to an `async fn`", kind.attr());
+            let error = syn::Error::new(Span::call_site(), message).into_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    let expanded = match expand(kind, args, &function) {
+        Ok(tokens) => tokens,
+        // Keep the user's function next to the error so the IDE still knows it.
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote! { #error #function }
+        }
+    };
+    if std::env::var_os("WORKFLOW_MACROS_DEBUG").is_some() {
+        eprintln!("{expanded}");
+    }
+    expanded
+}
+
+fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
+    let parsed_args = Args::parse(args, kind == Kind::Activity);
+    let checked = signature::check(kind, function);
+    let (args, sig) = match (parsed_args, checked) {
+        (Ok(args), Ok(sig)) => (args, sig),
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            return Err(a);
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let krate: syn::Path = args.krate.get().cloned().unwrap_or_else(|| syn::parse_quote!(::workflow));
+    let ident = &function.sig.ident;
+    let name = args.name.get().map(|lit| lit.value()).unwrap_or_else(|| ident.to_string());
+    let vis = inner_visibility(&function.vis);
+    let outer_vis = &function.vis;
+    let body = match kind {
+        Kind::Activity => expand_activity(&krate, ident, &name, &vis, &sig, &args.retry),
+        Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig),
+    };
+    let asserts = payload_asserts(&krate, &sig);
+    let doc = format!("Durable helpers of the {} [`{ident}`](fn@{ident}).", kind.attr().trim_matches('`'));
+    Ok(quote! {
+        #function
+
+        #[doc = #doc]
+        #[allow(clippy::module_name_repetitions, non_snake_case, unused_imports, dead_code)]
+        #outer_vis mod #ident {
+            use super::*;
+            #asserts
+            #body
+        }
+    })
+}
+
+/// Items in the generated module are visible as far as the function is.
+fn inner_visibility(vis: &Visibility) -> TokenStream {
+    match vis {
+        Visibility::Inherited => quote!(pub(super)),
+        Visibility::Public(_) => quote!(pub),
+        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => quote!(pub(crate)),
+        Visibility::Restricted(_) => quote!(pub(crate)),
+    }
+}
+
+fn input_type(sig: &Signature) -> TokenStream {
+    match &sig.input {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    }
+}
+
+/// Compile-time checks spanned on the user's types, so rustc points at them.
+fn payload_asserts(krate: &syn::Path, sig: &Signature) -> TokenStream {
+    let mut checks = TokenStream::new();
+    for ty in sig.input.iter().chain(std::iter::once(&sig.output)) {
+        checks.extend(quote_spanned! {ty.span()=>
+            const _: () = #krate::__private::assert_payload::<#ty>();
+        });
+    }
+    checks
+}
+
+fn expand_activity(
+    krate: &syn::Path,
+    ident: &syn::Ident,
+    name: &str,
+    vis: &TokenStream,
+    sig: &Signature,
+    retry: &RetryArgs,
+) -> TokenStream {
+    let p = quote!(#krate::__private);
+    let input = input_type(sig);
+    let output = &sig.output;
+    let (call_params, call_input, invoke) = match &sig.input {
+        Some(ty) => (quote!(input: #ty), quote!(input), quote!(super::#ident(ctx, input))),
+        None => (quote!(), quote!(()), quote!({ let () = input; super::#ident(ctx) })),
+    };
+    let policy = retry_policy(&p, retry);
+    let fan_out = sig.input.as_ref().map(|ty| {
+        quote! {
+            /// Calls the activity once per input, in parallel (bound it with `.max_parallel(n)`);
+            /// results come back in input order.
+            #vis fn fan_out(
+                ctx: &#p::WorkflowContext,
+                inputs: impl ::core::iter::IntoIterator<Item = #ty>,
+            ) -> #p::FanOut<Activity> {
+                ctx.fan_out::<Activity>(inputs)
+            }
+        }
+    });
+    quote! {
+        /// The activity's definition: register it with `Runtime::builder().activity(...)`.
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct Activity;
+
+        #[automatically_derived]
+        impl #p::ActivityDef for Activity {
+            type Input = #input;
+            type Output = #output;
+            const NAME: &'static str = #name;
+
+            fn retry_policy() -> #p::RetryPolicy {
+                #policy
+            }
+
+            fn run(
+                ctx: #p::ActivityContext,
+                input: #input,
+            ) -> #p::BoxFuture<'static, ::core::result::Result<#output, #p::ActivityError>> {
+                #p::boxed(async move { #invoke.await.map_err(::core::convert::Into::into) })
+            }
+        }
+
+        /// Calls the activity durably from a workflow (await it; `.retry(policy)` overrides the
+        /// policy for this call).
+        #vis fn call(ctx: &#p::WorkflowContext, #call_params) -> #p::ActivityCall<Activity> {
+            ctx.call_activity::<Activity>(#call_input)
+        }
+
+        #fan_out
+    }
+}
+
+fn retry_policy(p: &TokenStream, retry: &RetryArgs) -> TokenStream {
+    let mut fields = TokenStream::new();
+    if let Some(n) = retry.max_attempts.get() {
+        fields.extend(quote!(policy.max_attempts = #n;));
+    }
+    if let Some(ms) = retry.first_interval_ms.get() {
+        fields.extend(quote!(policy.first_interval = ::core::time::Duration::from_millis(#ms);));
+    }
+    if let Some(backoff) = retry.backoff.get() {
+        fields.extend(quote!(policy.backoff = #backoff;));
+    }
+    if let Some(ms) = retry.max_interval_ms.get() {
+        fields.extend(quote!(policy.max_interval = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));));
+    }
+    if let Some(ms) = retry.timeout_ms.get() {
+        fields.extend(quote!(policy.timeout = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));));
+    }
+    if fields.is_empty() {
+        return quote!(<#p::RetryPolicy as ::core::default::Default>::default());
+    }
+    quote! {{
+        let mut policy = <#p::RetryPolicy as ::core::default::Default>::default();
+        #fields
+        policy
+    }}
+}
+
+fn expand_workflow(krate: &syn::Path, ident: &syn::Ident, name: &str, vis: &TokenStream, sig: &Signature) -> TokenStream {
+    let p = quote!(#krate::__private);
+    let input = input_type(sig);
+    let output = &sig.output;
+    let (start_params, start_input, invoke) = match &sig.input {
+        Some(ty) => (quote!(input: #ty), quote!(&input), quote!(super::#ident(ctx, input))),
+        None => (quote!(), quote!(&()), quote!({ let () = input; super::#ident(ctx) })),
+    };
+    quote! {
+        /// The workflow's definition: register it with `Runtime::builder().workflow(...)`.
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct Workflow;
+
+        #[automatically_derived]
+        impl #p::WorkflowDef for Workflow {
+            type Input = #input;
+            type Output = #output;
+            const NAME: &'static str = #name;
+
+            fn run(
+                ctx: #p::WorkflowContext,
+                input: #input,
+            ) -> #p::BoxFuture<'static, ::core::result::Result<#output, #p::WorkflowError>> {
+                #p::boxed(async move { #invoke.await.map_err(::core::convert::Into::into) })
+            }
+        }
+
+        /// Starts an instance with a generated id; the handle's `result()` waits for the output.
+        #vis async fn start(
+            client: &#p::Client,
+            #start_params
+        ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
+            client.start_workflow::<Workflow>(::core::option::Option::None, #start_input).await
+        }
+
+        /// Starts an instance with the given id (letters, digits, `-`, `_`; at most 64).
+        #vis async fn start_with_id(
+            client: &#p::Client,
+            instance_id: &str,
+            #start_params
+        ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
+            client.start_workflow::<Workflow>(::core::option::Option::Some(instance_id), #start_input).await
+        }
+    }
+}
