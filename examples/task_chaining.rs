@@ -99,7 +99,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = handle.status().await?;
     println!("  status: {:?}", status.status);
     for record in client.journal(handle.instance_id()).await? {
-        println!("  journal seq {}: {} `{}` {:?} after {} attempt(s)", record.seq, record.kind, record.name, record.status, record.attempt);
+        println!(
+            "  journal seq {}: {} `{}` {:?} after {} attempt(s)",
+            record.seq, record.kind, record.name, record.status, record.attempt
+        );
     }
 
     runtime.shutdown(Duration::from_secs(5)).await?;

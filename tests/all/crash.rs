@@ -58,7 +58,7 @@ async fn crash_child() {
         Err(error) => panic!("start failed: {error}"),
     }
     let output: u64 = client.result(INSTANCE, Some(Duration::from_secs(60))).await.unwrap();
-    println!("CRASH-CHILD-RESULT {output}");
+    println!("\nCRASH-CHILD-RESULT {output}");
 }
 
 fn child(db: &str, log: &str) -> Command {
@@ -115,7 +115,7 @@ async fn crash_and_resume_in_a_real_process() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout
         .lines()
-        .find_map(|line| line.strip_prefix("CRASH-CHILD-RESULT "))
+        .find_map(|line| line.split_once("CRASH-CHILD-RESULT ").map(|(_, result)| result.trim()))
         .unwrap_or_else(|| panic!("no result in the child's output: {stdout}"));
     assert_eq!(result, "712345", "7, then each step appends its number");
 

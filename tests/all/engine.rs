@@ -104,7 +104,8 @@ async fn exhausted_retries_run_compensation_and_the_workflow_decides_the_end() {
     assert_eq!(count(recovered.instance_id(), "always_fails"), 3);
     assert_eq!(count(recovered.instance_id(), "refund"), 1);
     let journal = client.journal(recovered.instance_id()).await.unwrap();
-    let kinds: Vec<(&str, RecordStatus, u32)> = journal.iter().map(|r| (r.name.as_str(), r.status, r.attempt)).collect();
+    let kinds: Vec<(&str, RecordStatus, u32)> =
+        journal.iter().map(|r| (r.name.as_str(), r.status, r.attempt)).collect();
     assert_eq!(kinds, vec![("always_fails", RecordStatus::Failed, 3), ("refund", RecordStatus::Completed, 1)]);
 }
 
@@ -139,7 +140,7 @@ async fn backoff_runtime(store: Arc<dyn Store>) -> Runtime {
 async fn a_crash_during_backoff_keeps_the_attempt_count_and_schedule() {
     let (_dir, _url, store) = sqlite_store().await;
     let rt = backoff_runtime(store.clone()).await;
-    let handle = backoff_flow::start(&rt.client(), ()).await.unwrap();
+    let handle = backoff_flow::start(&rt.client()).await.unwrap();
     let id = handle.instance_id().to_owned();
     let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.status == RecordStatus::Retrying)).await;
     let due = journal[0].due_at.expect("a retrying record has a due time");
@@ -189,7 +190,10 @@ async fn fan_out_bounds_parallelism_and_keeps_input_order() {
     assert!(max >= 2, "the fan-out never ran in parallel");
     let journal = rt.client().journal(handle.instance_id()).await.unwrap();
     assert_eq!(completed(&journal), 1000);
-    assert!(journal.iter().enumerate().all(|(i, r)| r.seq as usize == i && r.input.as_deref() == Some(&*inputs[i].to_string())));
+    assert!(journal
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.seq as usize == i && r.input.as_deref() == Some(&*inputs[i].to_string())));
 }
 
 #[activity]
@@ -225,7 +229,8 @@ async fn a_crash_mid_fan_out_reruns_only_unfinished_items() {
     wait_for_journal(&rt.client(), &id, |j| completed(j) >= 40).await;
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(rt);
-    let done_before: Vec<u32> = rt_journal(&store, &id).await.iter().filter(|r| r.status == RecordStatus::Completed).map(|r| r.seq).collect();
+    let done_before: Vec<u32> =
+        rt_journal(&store, &id).await.iter().filter(|r| r.status == RecordStatus::Completed).map(|r| r.seq).collect();
     assert!(done_before.len() >= 40 && done_before.len() < 100, "{} done before the crash", done_before.len());
 
     let rt = square_runtime(store.clone()).await;
@@ -285,7 +290,7 @@ async fn changed_call_order_fails_the_instance_naming_seq_expected_and_found() {
         .build()
         .await
         .unwrap();
-    let handle = reordered_v1::start_with_id(&v1.client(), "reordered-1", ()).await.unwrap();
+    let handle = reordered_v1::start_with_id(&v1.client(), "reordered-1").await.unwrap();
     wait_for_journal(&v1.client(), "reordered-1", |j| completed(j) == 1).await;
     v1.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(v1);

@@ -7,13 +7,13 @@ use std::time::Duration;
 use workflow::{Client, RecordStatus, SqliteStore, Store};
 
 /// Counts keyed by (instance id, label), so tests running in parallel do not see each other.
-pub fn counters() -> &'static Mutex<HashMap<(String, String), u32>> {
+pub(crate) fn counters() -> &'static Mutex<HashMap<(String, String), u32>> {
     static COUNTERS: OnceLock<Mutex<HashMap<(String, String), u32>>> = OnceLock::new();
     COUNTERS.get_or_init(Mutex::default)
 }
 
 /// Adds one to a counter and returns the new value.
-pub fn bump(instance_id: &str, label: &str) -> u32 {
+pub(crate) fn bump(instance_id: &str, label: &str) -> u32 {
     let mut counters = counters().lock().unwrap();
     let count = counters.entry((instance_id.to_owned(), label.to_owned())).or_default();
     *count += 1;
@@ -21,12 +21,12 @@ pub fn bump(instance_id: &str, label: &str) -> u32 {
 }
 
 /// Reads a counter.
-pub fn count(instance_id: &str, label: &str) -> u32 {
+pub(crate) fn count(instance_id: &str, label: &str) -> u32 {
     counters().lock().unwrap().get(&(instance_id.to_owned(), label.to_owned())).copied().unwrap_or(0)
 }
 
 /// A SQLite store on a new temporary file; keep the directory alive as long as the store.
-pub async fn sqlite_store() -> (tempfile::TempDir, String, Arc<dyn Store>) {
+pub(crate) async fn sqlite_store() -> (tempfile::TempDir, String, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
@@ -34,7 +34,7 @@ pub async fn sqlite_store() -> (tempfile::TempDir, String, Arc<dyn Store>) {
 }
 
 /// Waits (polling the store) until `ready` holds for the instance's journal, up to 20 s.
-pub async fn wait_for_journal(
+pub(crate) async fn wait_for_journal(
     client: &Client,
     instance_id: &str,
     ready: impl Fn(&[workflow::JournalRecord]) -> bool,
@@ -52,6 +52,6 @@ pub async fn wait_for_journal(
 }
 
 /// How many records of the journal are completed.
-pub fn completed(journal: &[workflow::JournalRecord]) -> usize {
+pub(crate) fn completed(journal: &[workflow::JournalRecord]) -> usize {
     journal.iter().filter(|r| r.status == RecordStatus::Completed).count()
 }
