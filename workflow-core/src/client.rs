@@ -134,7 +134,8 @@ impl Client {
         if engine.is_shutting_down() {
             return Err(Error::ShutDown);
         }
-        let entry = engine.registry.workflows.get(workflow).ok_or_else(|| Error::UnknownWorkflow(workflow.to_owned()))?;
+        let entry =
+            engine.registry.workflows.get(workflow).ok_or_else(|| Error::UnknownWorkflow(workflow.to_owned()))?;
         (entry.check_input)(input).map_err(|message| Error::InvalidInput { workflow: workflow.to_owned(), message })?;
         if !engine.mark_running(&id) {
             return Err(Error::InstanceExists(id));

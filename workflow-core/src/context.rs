@@ -194,7 +194,15 @@ impl WorkflowContext {
         self.fail(Fatal::Fail(FailureDetails { error_type: "CorruptJournal".into(), message }));
     }
 
-    fn record(&self, seq: u32, name: &str, input: &str, status: RecordStatus, payload: String, attempt: u32) -> JournalRecord {
+    fn record(
+        &self,
+        seq: u32,
+        name: &str,
+        input: &str,
+        status: RecordStatus,
+        payload: String,
+        attempt: u32,
+    ) -> JournalRecord {
         JournalRecord {
             instance_id: self.instance_id().to_owned(),
             generation: self.shared.generation,

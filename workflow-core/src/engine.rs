@@ -121,7 +121,8 @@ async fn drive(engine: &Arc<Engine>, record: InstanceRecord, fresh: bool) {
         }
     };
     let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
-    let ctx = WorkflowContext::new(engine.clone(), record.id.as_str().into(), record.generation, journal, status_change);
+    let ctx =
+        WorkflowContext::new(engine.clone(), record.id.as_str().into(), record.generation, journal, status_change);
     let mut shutdown = engine.shutdown.subscribe();
     let body = (entry.run)(ctx.clone(), record.input.clone());
     let end = tokio::select! {

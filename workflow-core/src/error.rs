@@ -127,10 +127,8 @@ pub struct FailureDetails {
 impl FailureDetails {
     /// Reads stored failure details; text that is not the JSON form is kept as the message.
     pub fn parse(stored: &str) -> Self {
-        serde_json::from_str(stored).unwrap_or_else(|_| Self {
-            error_type: "Unknown".to_owned(),
-            message: stored.to_owned(),
-        })
+        serde_json::from_str(stored)
+            .unwrap_or_else(|_| Self { error_type: "Unknown".to_owned(), message: stored.to_owned() })
     }
 
     /// The stored (JSON) form.

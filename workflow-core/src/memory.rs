@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::store::{
-    InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
-    WriteOp, WriteOutcome,
+    InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats, WriteOp,
+    WriteOutcome,
 };
 
 #[derive(Default)]

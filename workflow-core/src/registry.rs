@@ -57,8 +57,10 @@ pub trait WorkflowDef: Send + Sync + 'static {
     fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
 }
 
-type ErasedActivity = Arc<dyn Fn(ActivityContext, String) -> BoxFuture<'static, Result<String, ActivityError>> + Send + Sync>;
-type ErasedWorkflow = Arc<dyn Fn(WorkflowContext, String) -> BoxFuture<'static, Result<String, WorkflowError>> + Send + Sync>;
+type ErasedActivity =
+    Arc<dyn Fn(ActivityContext, String) -> BoxFuture<'static, Result<String, ActivityError>> + Send + Sync>;
+type ErasedWorkflow =
+    Arc<dyn Fn(WorkflowContext, String) -> BoxFuture<'static, Result<String, WorkflowError>> + Send + Sync>;
 
 /// A registered activity, called by name with JSON.
 #[derive(Clone)]
@@ -89,7 +91,9 @@ impl Registry {
         let run: ErasedActivity = Arc::new(|ctx, input: String| {
             Box::pin(async move {
                 let input: A::Input = serde_json::from_str(&input).map_err(|e| {
-                    ActivityError::non_retryable(format!("input does not deserialize into the activity's input type: {e}"))
+                    ActivityError::non_retryable(format!(
+                        "input does not deserialize into the activity's input type: {e}"
+                    ))
                 })?;
                 let output = A::run(ctx, input).await?;
                 serde_json::to_string(&output)
@@ -106,7 +110,9 @@ impl Registry {
         let run: ErasedWorkflow = Arc::new(|ctx, input: String| {
             Box::pin(async move {
                 let input: W::Input = serde_json::from_str(&input).map_err(|e| {
-                    WorkflowError::Serialization(format!("input does not deserialize into the workflow's input type: {e}"))
+                    WorkflowError::Serialization(format!(
+                        "input does not deserialize into the workflow's input type: {e}"
+                    ))
                 })?;
                 let output = W::run(ctx, input).await?;
                 serde_json::to_string(&output)

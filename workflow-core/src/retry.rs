@@ -96,8 +96,8 @@ mod tests {
 
     #[test]
     fn delays_grow_and_cap() {
-        let policy = RetryPolicy::exponential(10, Duration::from_secs(60), 2.0)
-            .with_max_interval(Duration::from_secs(3600));
+        let policy =
+            RetryPolicy::exponential(10, Duration::from_secs(60), 2.0).with_max_interval(Duration::from_secs(3600));
         let delays: Vec<u64> =
             (1..10).map(|a| policy.delay_after(a, Duration::ZERO).map_or(0, |d| d.as_secs())).collect();
         assert_eq!(delays, vec![60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);

@@ -84,7 +84,11 @@ impl Args {
                 args.retry.given = true;
                 meta.parse_nested_meta(|inner| parse_retry_field(&mut args.retry, &inner))
             } else {
-                let expected = if allow_retry { "`retry(...)`, `name = \"...\"` or `crate = \"...\"`" } else { "`name = \"...\"` or `crate = \"...\"`" };
+                let expected = if allow_retry {
+                    "`retry(...)`, `name = \"...\"` or `crate = \"...\"`"
+                } else {
+                    "`name = \"...\"` or `crate = \"...\"`"
+                };
                 Err(meta.error(format!("unknown argument; expected {expected}")))
             }
         });
@@ -95,9 +99,10 @@ impl Args {
 
 fn parse_retry_field(retry: &mut RetryArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.path.is_ident(MAX_ATTEMPTS) {
-        let lit: syn::LitInt = meta.value()?.parse().map_err(|e| {
-            syn::Error::new(e.span(), "`max_attempts` takes a whole number, like `max_attempts = 5`")
-        })?;
+        let lit: syn::LitInt = meta
+            .value()?
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "`max_attempts` takes a whole number, like `max_attempts = 5`"))?;
         let value = lit.base10_parse::<u32>()?;
         retry.max_attempts.set(meta, value)
     } else if meta.path.is_ident(BACKOFF) {
@@ -128,9 +133,10 @@ fn parse_retry_field(retry: &mut RetryArgs, meta: &ParseNestedMeta<'_>) -> syn::
 }
 
 fn duration_value(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<u64> {
-    let lit: LitStr = meta.value()?.parse().map_err(|e| {
-        syn::Error::new(e.span(), format!("`{key}` takes a duration string, like `{key} = \"30s\"`"))
-    })?;
+    let lit: LitStr = meta
+        .value()?
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), format!("`{key}` takes a duration string, like `{key} = \"30s\"`")))?;
     parse_duration_ms(&lit.value()).map_err(|reason| syn::Error::new(lit.span(), reason))
 }
 
@@ -160,7 +166,10 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
             other => return Err(format!("unknown unit `{other}` in `{text}`; {usage}")),
         };
         rest = &rest[unit_len..];
-        total = number.checked_mul(factor).and_then(|ms| total.checked_add(ms)).ok_or_else(|| format!("`{text}` is too large"))?;
+        total = number
+            .checked_mul(factor)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(|| format!("`{text}` is too large"))?;
     }
     Ok(total)
 }

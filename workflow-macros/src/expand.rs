@@ -197,7 +197,9 @@ fn retry_policy(p: &TokenStream, retry: &RetryArgs) -> TokenStream {
         fields.extend(quote!(policy.backoff = #backoff;));
     }
     if let Some(ms) = retry.max_interval_ms.get() {
-        fields.extend(quote!(policy.max_interval = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));));
+        fields.extend(
+            quote!(policy.max_interval = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));),
+        );
     }
     if let Some(ms) = retry.timeout_ms.get() {
         fields.extend(quote!(policy.timeout = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));));
@@ -212,7 +214,13 @@ fn retry_policy(p: &TokenStream, retry: &RetryArgs) -> TokenStream {
     }}
 }
 
-fn expand_workflow(krate: &syn::Path, ident: &syn::Ident, name: &str, vis: &TokenStream, sig: &Signature) -> TokenStream {
+fn expand_workflow(
+    krate: &syn::Path,
+    ident: &syn::Ident,
+    name: &str,
+    vis: &TokenStream,
+    sig: &Signature,
+) -> TokenStream {
     let p = quote!(#krate::__private);
     let input = input_type(sig);
     let output = &sig.output;

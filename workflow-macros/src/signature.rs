@@ -76,14 +76,20 @@ fn check_params(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> 
         None => {
             errors.spanned(
                 &sig.ident,
-                format!("{} functions take the context first: add `ctx: {context}` as the first parameter", kind.attr()),
+                format!(
+                    "{} functions take the context first: add `ctx: {context}` as the first parameter",
+                    kind.attr()
+                ),
             );
             return None;
         }
         Some(FnArg::Receiver(receiver)) => {
             errors.spanned(
                 receiver,
-                format!("{} functions cannot take `self`: make it a free function with `ctx: {context}` first", kind.attr()),
+                format!(
+                    "{} functions cannot take `self`: make it a free function with `ctx: {context}` first",
+                    kind.attr()
+                ),
             );
         }
         Some(FnArg::Typed(first)) => check_context_type(kind, &first.ty, errors),
@@ -96,10 +102,8 @@ fn check_params(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> 
         }
         Some(FnArg::Typed(input)) => {
             if let Some(name) = context_name(&input.ty) {
-                errors.spanned(
-                    &input.ty,
-                    format!("the context `{name}` must be the first parameter, before the input"),
-                );
+                errors
+                    .spanned(&input.ty, format!("the context `{name}` must be the first parameter, before the input"));
             }
             check_owned(kind, &input.ty, errors);
             Some((*input.ty).clone())
@@ -130,13 +134,19 @@ fn check_context_type(kind: Kind, ty: &Type, errors: &mut Errors) {
         Some(name) if name == expected => {}
         Some(name) => errors.spanned(
             ty,
-            format!("context type `{name}` does not match {}: the first parameter must be `ctx: {expected}`", kind.attr()),
+            format!(
+                "context type `{name}` does not match {}: the first parameter must be `ctx: {expected}`",
+                kind.attr()
+            ),
         ),
         None => {
             let message = if let Type::Reference(_) = ty {
                 format!("take the context by value: `ctx: {expected}`, not a reference")
             } else {
-                format!("{} functions take the context first: the first parameter must be `ctx: {expected}`", kind.attr())
+                format!(
+                    "{} functions take the context first: the first parameter must be `ctx: {expected}`",
+                    kind.attr()
+                )
             };
             errors.spanned(ty, message);
         }
@@ -148,9 +158,15 @@ fn check_owned(kind: Kind, ty: &Type, errors: &mut Errors) {
     match ty {
         Type::Reference(reference) => errors.spanned(
             reference,
-            format!("{} inputs must be owned (they are stored as JSON): take `{}` by value", kind.attr(), reference.elem.to_token_stream()),
+            format!(
+                "{} inputs must be owned (they are stored as JSON): take `{}` by value",
+                kind.attr(),
+                reference.elem.to_token_stream()
+            ),
         ),
-        Type::ImplTrait(_) => errors.spanned(ty, format!("{} inputs must be concrete types, not `impl Trait`", kind.attr())),
+        Type::ImplTrait(_) => {
+            errors.spanned(ty, format!("{} inputs must be concrete types, not `impl Trait`", kind.attr()))
+        }
         _ => {}
     }
 }
@@ -169,7 +185,15 @@ fn check_return(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> 
         ReturnType::Type(_, ty) => ty,
     };
     let Some((ok, _err)) = result_args(ty) else {
-        errors.spanned(ty, format!("{usage}, found `{}`: write `Result<{}, {}>`", ty.to_token_stream(), ty.to_token_stream(), kind.error_type()));
+        errors.spanned(
+            ty,
+            format!(
+                "{usage}, found `{}`: write `Result<{}, {}>`",
+                ty.to_token_stream(),
+                ty.to_token_stream(),
+                kind.error_type()
+            ),
+        );
         return None;
     };
     if let Type::Reference(reference) = &ok {
@@ -197,4 +221,3 @@ fn result_args(ty: &Type) -> Option<(Type, Type)> {
     let err = types.next()?;
     types.next().is_none().then_some((ok, err))
 }
-
