@@ -336,22 +336,23 @@ async fn check_claim_filters(store: &dyn Store) {
     assert_eq!(get(store, "claimf/live").await.owner.as_deref(), Some("ghost"));
 }
 
-/// Claims take the oldest first (ties broken by id) and at most `limit`.
+/// Claims take the oldest first (ties broken by id, which is not creation order here) and at most
+/// `limit`.
 async fn check_claim_order_and_limit(store: &dyn Store) {
     let wf = "claimo_wf";
-    let ops: Vec<WriteOp> = [("claimo/d", 30), ("claimo/b", 10), ("claimo/c", 20), ("claimo/a", 10), ("claimo/e", 40)]
+    let ops: Vec<WriteOp> = [("claimo/a", 30), ("claimo/e", 10), ("claimo/c", 40), ("claimo/d", 10), ("claimo/b", 20)]
         .into_iter()
         .map(|(id, created_at)| create(instance(id, wf, created_at)))
         .collect();
     store.write(&ops).await.unwrap();
 
     assert!(store.claim("w1", &names(&[wf]), 100, 1_000, 0).await.unwrap().is_empty(), "limit 0 claims nothing");
-    assert_eq!(ids(&store.claim("w1", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/a", "claimo/b"]);
-    assert_eq!(ids(&store.claim("w2", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/c", "claimo/d"]);
-    assert_eq!(ids(&store.claim("w3", &names(&[wf]), 100, 1_000, 10).await.unwrap()), vec!["claimo/e"]);
+    assert_eq!(ids(&store.claim("w1", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/d", "claimo/e"]);
+    assert_eq!(ids(&store.claim("w2", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/b", "claimo/a"]);
+    assert_eq!(ids(&store.claim("w3", &names(&[wf]), 100, 1_000, 10).await.unwrap()), vec!["claimo/c"]);
     assert!(store.claim("w4", &names(&[wf]), 100, 1_000, 10).await.unwrap().is_empty());
-    assert_eq!(get(store, "claimo/b").await.owner.as_deref(), Some("w1"));
-    assert_eq!(get(store, "claimo/d").await.owner.as_deref(), Some("w2"));
+    assert_eq!(get(store, "claimo/e").await.owner.as_deref(), Some("w1"));
+    assert_eq!(get(store, "claimo/a").await.owner.as_deref(), Some("w2"));
 }
 
 /// Workers claiming at the same time never get the same instance.

@@ -1,1 +1,24 @@
-//! placeholder
+//! Database stores for the `workflow` crate, built on [sqlx]: each backend implements
+//! [`workflow_core::Store`] directly, behind its own feature.
+//!
+//! - `sqlite` (the default): [`SqliteStore`], one file (or memory), WAL, one writer connection
+//!   that applies each group-committed batch in one transaction.
+//!
+//! Schemas ship as embedded, ordered migrations (`migrations/<backend>/`) that a store runs when it
+//! opens, so opening a store on an empty database is all the setup there is.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), workflow_core::StoreError> {
+//! use workflow_sqlx::SqliteStore;
+//!
+//! let store = SqliteStore::open("sqlite://workflows.db").await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
