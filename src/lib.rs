@@ -6,7 +6,7 @@ compile_error!("enable at least one store feature of `workflow`: `sqlite` (the d
 pub use workflow_core::*;
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "sqlite")]
-pub use workflow_sqlx::SqliteStore;
+pub use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
 
 /// The names a workflow module usually needs: `use workflow::prelude::*;`.
 pub mod prelude {

@@ -1,0 +1,171 @@
+//! The benchmark: the same workloads on every store, one table.
+//!
+//! `cargo run --release --example bench [-- --store memory|sqlite|sqlite-normal|all]`
+//!
+//! - W1 chain: 200 workflows started at once, each 10 sequential no-op activities (input + 1).
+//! - W2 fan-out: one workflow fans out 1,000 no-op activities and sums them.
+//! - W3 latency: 100 one-step workflows one after another, start to result.
+//! - commit: one durable one-row commit on the same store, 200 times (the disk's limit).
+//!
+//! `commits/step` is counted by the store on W1 (write transactions / completed steps).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use workflow::prelude::*;
+use workflow::{SqliteOptions, Store, Synchronous};
+
+#[activity(retry(max_attempts = 1))]
+async fn add_one(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+#[workflow]
+async fn chain(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut n = start;
+    for _ in 0..10 {
+        n = add_one::call(&ctx, n).await?;
+    }
+    Ok(n)
+}
+
+#[workflow]
+async fn fan(ctx: WorkflowContext, count: u64) -> Result<u64, WorkflowError> {
+    Ok(add_one::fan_out(&ctx, 0..count).await?.into_iter().sum())
+}
+
+#[workflow]
+async fn one_step(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    Ok(add_one::call(&ctx, n).await?)
+}
+
+struct Row {
+    store: String,
+    w1_wall: Duration,
+    w1_steps_per_s: f64,
+    commits_per_step: f64,
+    w2_wall: Duration,
+    w3_median: Duration,
+    w3_p95: Duration,
+    commit_median: Duration,
+    commit_rate: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn measure(name: &str, store: Arc<dyn Store>) -> Result<Row, Box<dyn std::error::Error>> {
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .workflow(chain::Workflow)
+        .workflow(fan::Workflow)
+        .workflow(one_step::Workflow)
+        .activity(add_one::Activity)
+        .max_concurrent_activities(1024)
+        .build()
+        .await?;
+    let client = runtime.client();
+
+    // W1
+    let before = store.stats();
+    let started = Instant::now();
+    let handles = futures::future::try_join_all((0..200u64).map(|i| chain::start(&client, i * 100))).await?;
+    let outputs = futures::future::try_join_all(handles.iter().map(|h| h.result())).await?;
+    let w1_wall = started.elapsed();
+    assert!(outputs.iter().enumerate().all(|(i, out)| *out == i as u64 * 100 + 10));
+    let after = store.stats();
+    let steps = 200.0 * 10.0;
+
+    // W2
+    let started = Instant::now();
+    let sum = fan::start(&client, 1000).await?.result().await?;
+    let w2_wall = started.elapsed();
+    assert_eq!(sum, (1..=1000).sum::<u64>());
+
+    // W3
+    let mut latencies = Vec::with_capacity(100);
+    for i in 0..100u64 {
+        let started = Instant::now();
+        let out = one_step::start(&client, i).await?.result().await?;
+        latencies.push(started.elapsed());
+        assert_eq!(out, i + 1);
+    }
+    latencies.sort();
+
+    // The reference: one durable one-row commit.
+    let mut commits = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        store.probe_commit().await?;
+        commits.push(started.elapsed());
+    }
+    commits.sort();
+    let commit_median = percentile(&commits, 0.5);
+    runtime.shutdown(Duration::from_secs(5)).await?;
+    Ok(Row {
+        store: name.to_owned(),
+        w1_wall,
+        w1_steps_per_s: steps / w1_wall.as_secs_f64(),
+        commits_per_step: (after.commits - before.commits) as f64 / steps,
+        w2_wall,
+        w3_median: percentile(&latencies, 0.5),
+        w3_p95: percentile(&latencies, 0.95),
+        commit_median,
+        commit_rate: 1.0 / commit_median.as_secs_f64().max(1e-9),
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.iter().position(|a| a == "--store").and_then(|i| args.get(i + 1)).map_or("all", String::as_str);
+    let dir = std::env::temp_dir().join(format!("workflow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    for store in ["memory", "sqlite", "sqlite-normal"] {
+        if which != "all" && which != store {
+            continue;
+        }
+        let backend: Arc<dyn Store> = match store {
+            "memory" => Arc::new(MemoryStore::new()),
+            "sqlite" => {
+                let url = format!("sqlite://{}", dir.join("full.db").display());
+                Arc::new(SqliteStore::open(&url).await?)
+            }
+            _ => {
+                let url = format!("sqlite://{}", dir.join("normal.db").display());
+                let options = SqliteOptions::new().synchronous(Synchronous::Normal);
+                Arc::new(SqliteStore::open_with(&url, options).await?)
+            }
+        };
+        eprintln!("measuring {store} ...");
+        rows.push(measure(store, backend).await?);
+    }
+    println!(
+        "| store | W1 wall | W1 workflows/s | W1 steps/s | commits/step (W1) | W2 fan-out 1000 | W3 median | W3 p95 | 1-row commit | commits/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {} | {} | {} | {} | {:.0} |",
+            row.store,
+            ms(row.w1_wall),
+            200.0 / row.w1_wall.as_secs_f64(),
+            row.w1_steps_per_s,
+            row.commits_per_step,
+            ms(row.w2_wall),
+            ms(row.w3_median),
+            ms(row.w3_p95),
+            ms(row.commit_median),
+            row.commit_rate
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
