@@ -35,7 +35,7 @@ async fn refund(ctx: ActivityContext) -> Result<(), ActivityError> {
 
 #[workflow]
 async fn retrying(ctx: WorkflowContext, fail_times: u32) -> Result<u32, WorkflowError> {
-    Ok(flaky::call(&ctx, fail_times).await?)
+    flaky::call(&ctx, fail_times).await
 }
 
 /// Input `true`: the workflow fails after compensating; `false`: it completes after compensating.
@@ -122,7 +122,7 @@ async fn slow_retry(ctx: ActivityContext) -> Result<u32, ActivityError> {
 
 #[workflow]
 async fn backoff_flow(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
-    Ok(slow_retry::call(&ctx).await?)
+    slow_retry::call(&ctx).await
 }
 
 async fn backoff_runtime(store: Arc<dyn Store>) -> Runtime {
