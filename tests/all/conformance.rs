@@ -573,6 +573,101 @@ async fn check_payloads_verbatim(store: &dyn Store) {
     assert_eq!(ids(&store.claim("w ☕", &names(&["payload ☕ wf"]), 10, 20, 10).await.unwrap()), vec![odd.id.as_str()]);
 }
 
+/// A small deterministic generator (xorshift), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Random batches (big ones too, with repeated ids and keys in one batch), claims and lease calls,
+/// applied to the store and to a fresh in-memory store: every answer and the final state must be
+/// the same. This is what holds a store that regroups a batch's ops to "same effect as one by one".
+async fn check_matches_reference(store: &dyn Store) {
+    let reference = MemoryStore::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let ids: Vec<String> = (0..60).map(|i| format!("ref/{i:02}")).collect();
+    let workflows = names(&["ref_wf_a", "ref_wf_b"]);
+    let workers = ["ref-w1", "ref-w2", "ref-w3"];
+    let statuses = RuntimeStatus::ALL;
+    let payloads = ["null", r#"{"k":"v"}"#, "\"ü🦀\"", "not json", ""];
+    let mut clock = 0_i64;
+    for round in 0..60 {
+        clock += 10;
+        let size = *rng.pick(&[1, 2, 5, 40, 255, 257, 700, 1_100]);
+        let mut ops = Vec::with_capacity(size);
+        for _ in 0..size {
+            let id = rng.pick(&ids).clone();
+            let op = match rng.below(4) {
+                0 => create(InstanceRecord {
+                    workflow: rng.pick(&workflows).clone(),
+                    status: *rng.pick(&statuses),
+                    input: rng.pick(&payloads).to_string(),
+                    created_at: clock + rng.below(5) as i64,
+                    generation: rng.below(3) as u32,
+                    ..instance(&id, "", 0)
+                }),
+                1 => put(JournalRecord {
+                    status: *rng.pick(&[RecordStatus::Retrying, RecordStatus::Completed, RecordStatus::Failed]),
+                    payload: Some(format!("{}#{round}", rng.pick(&payloads))),
+                    attempt: rng.below(4) as u32,
+                    recorded_at: clock,
+                    ..record(&id, rng.below(3) as u32, rng.below(20) as u32)
+                }),
+                2 => WriteOp::SetStatus { id, status: *rng.pick(&statuses), updated_at: clock + rng.below(5) as i64 },
+                _ => WriteOp::Finish {
+                    id,
+                    status: *rng.pick(&statuses),
+                    output: Some(rng.pick(&payloads).to_string()).filter(|_| rng.below(2) == 0),
+                    error: Some(format!("e{round}")).filter(|_| rng.below(2) == 0),
+                    updated_at: clock,
+                },
+            };
+            ops.push(op);
+        }
+        let expected = reference.write(&ops).await.unwrap();
+        assert_eq!(store.write(&ops).await.unwrap(), expected, "round {round}: the same creates are skipped");
+
+        let worker = *rng.pick(&workers);
+        match rng.below(3) {
+            0 => {
+                let wanted = if rng.below(2) == 0 { workflows.clone() } else { workflows[..1].to_vec() };
+                let (now, until, limit) = (clock + rng.below(30) as i64, clock + 25, rng.below(12) as usize);
+                let expected = reference.claim(worker, &wanted, now, until, limit).await.unwrap();
+                assert_eq!(store.claim(worker, &wanted, now, until, limit).await.unwrap(), expected, "round {round}");
+            }
+            1 => {
+                let until = clock + 40;
+                let expected = reference.renew_leases(worker, until).await.unwrap();
+                assert_eq!(store.renew_leases(worker, until).await.unwrap(), expected, "round {round}");
+            }
+            _ => {
+                let expected = reference.release_leases(worker).await.unwrap();
+                assert_eq!(store.release_leases(worker).await.unwrap(), expected, "round {round}");
+            }
+        }
+    }
+    for id in &ids {
+        assert_eq!(store.instance(id).await.unwrap(), reference.instance(id).await.unwrap(), "instance {id}");
+        for generation in 0..3 {
+            assert_eq!(
+                store.journal(id, generation).await.unwrap(),
+                reference.journal(id, generation).await.unwrap(),
+                "journal of {id} generation {generation}"
+            );
+        }
+    }
+}
+
 /// Everything every store must pass.
 async fn check_all(store: &dyn Store) {
     check_create_and_read(store).await;
@@ -588,6 +683,7 @@ async fn check_all(store: &dyn Store) {
     check_batch_in_order(store).await;
     check_stats(store).await;
     check_payloads_verbatim(store).await;
+    check_matches_reference(store).await;
 }
 
 // ---------------------------------------------------------------------------------------------

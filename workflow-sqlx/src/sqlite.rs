@@ -4,14 +4,16 @@
 //! transaction and one commit), so writers never contend with each other; a small pool of
 //! connections serves reads, which WAL lets run beside the writer.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row;
 use workflow_core::{
@@ -205,83 +207,247 @@ fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-async fn apply(conn: &mut SqliteConnection, op: &WriteOp, outcome: &mut WriteOutcome) -> Result<(), StoreError> {
-    match op {
-        WriteOp::CreateInstance(record) => {
-            let result = sqlx::query(
-                "INSERT INTO instances \
-                 (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.as_str())
-            .bind(record.workflow.as_str())
-            .bind(record.status.as_str())
-            .bind(record.input.as_str())
-            .bind(record.output.as_deref())
-            .bind(record.error.as_deref())
-            .bind(i64::from(record.generation))
-            .bind(record.created_at)
-            .bind(record.updated_at)
-            .bind(record.owner.as_deref())
-            .bind(record.lease_until)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("creating an instance"))?;
-            if result.rows_affected() == 0 {
-                outcome.existing.push(record.id.clone());
-            }
-        }
-        WriteOp::PutRecord(record) => {
-            sqlx::query(
-                "INSERT INTO journal \
-                 (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
-                 kind = excluded.kind, name = excluded.name, status = excluded.status, input = excluded.input, \
-                 payload = excluded.payload, attempt = excluded.attempt, due_at = excluded.due_at, \
-                 recorded_at = excluded.recorded_at",
-            )
-            .bind(record.instance_id.as_str())
-            .bind(i64::from(record.generation))
-            .bind(i64::from(record.seq))
-            .bind(record.kind.as_str())
-            .bind(record.name.as_str())
-            .bind(record.status.as_str())
-            .bind(record.input.as_deref())
-            .bind(record.payload.as_deref())
-            .bind(i64::from(record.attempt))
-            .bind(record.due_at)
-            .bind(record.recorded_at)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("writing a journal record"))?;
-        }
-        WriteOp::SetStatus { id, status, updated_at } => {
-            sqlx::query("UPDATE instances SET status = ?, updated_at = ? WHERE id = ?")
-                .bind(status.as_str())
-                .bind(*updated_at)
-                .bind(id.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(backend("setting an instance's status"))?;
-        }
-        WriteOp::Finish { id, status, output, error, updated_at } => {
-            sqlx::query(
-                "UPDATE instances SET status = ?, output = ?, error = ?, updated_at = ?, completed_at = ?, \
-                 owner = NULL, lease_until = NULL WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(output.as_deref())
-            .bind(error.as_deref())
-            .bind(*updated_at)
-            .bind(status.is_terminal().then_some(*updated_at))
-            .bind(id.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("finishing an instance"))?;
+/// Rows per statement at most; a power of two (see [`run_chunks`]).
+const MAX_ROWS: usize = 256;
+
+/// The multi-row statements a batch is written with.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Create,
+    Put,
+    SetStatus,
+    Finish,
+}
+
+impl Shape {
+    const ALL: [Shape; 4] = [Shape::Create, Shape::Put, Shape::SetStatus, Shape::Finish];
+
+    fn columns(self) -> usize {
+        match self {
+            Shape::Create | Shape::Put => 11,
+            Shape::SetStatus => 3,
+            Shape::Finish => 6,
         }
     }
-    Ok(())
+
+    fn head(self) -> &'static str {
+        match self {
+            Shape::Create => {
+                "INSERT INTO instances \
+                 (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until) \
+                 VALUES "
+            }
+            Shape::Put => {
+                "INSERT INTO journal \
+                 (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at) \
+                 VALUES "
+            }
+            Shape::SetStatus => "UPDATE instances SET status = v.column2, updated_at = v.column3 FROM (VALUES ",
+            Shape::Finish => {
+                "UPDATE instances SET status = v.column2, output = v.column3, error = v.column4, \
+                 updated_at = v.column5, completed_at = v.column6, owner = NULL, lease_until = NULL FROM (VALUES "
+            }
+        }
+    }
+
+    fn tail(self) -> &'static str {
+        match self {
+            // The ids that come back are the ones inserted; the others existed.
+            Shape::Create => " ON CONFLICT (id) DO NOTHING RETURNING id",
+            // Rows of one statement are inserted in order, so a later duplicate key replaces an
+            // earlier one, as separate statements would.
+            Shape::Put => {
+                " ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+                 kind = excluded.kind, name = excluded.name, status = excluded.status, input = excluded.input, \
+                 payload = excluded.payload, attempt = excluded.attempt, due_at = excluded.due_at, \
+                 recorded_at = excluded.recorded_at"
+            }
+            // An id appears in one statement with one set of values only (at most one op per id
+            // per layer, plus identical padding): the join would pick any of its rows.
+            Shape::SetStatus | Shape::Finish => ") AS v WHERE instances.id = v.column1",
+        }
+    }
+
+    /// The statement for `rows` rows (a power of two up to [`MAX_ROWS`]), built once.
+    fn sql(self, rows: usize) -> &'static str {
+        static SQL: OnceLock<Vec<Vec<String>>> = OnceLock::new();
+        let table = SQL.get_or_init(|| {
+            Shape::ALL
+                .iter()
+                .map(|shape| {
+                    let row = format!("({})", vec!["?"; shape.columns()].join(", "));
+                    (0..=MAX_ROWS.trailing_zeros())
+                        .map(|log| {
+                            format!("{}{}{}", shape.head(), vec![row.as_str(); 1 << log].join(", "), shape.tail())
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        let log = rows.trailing_zeros() as usize;
+        table.get(self as usize).and_then(|sizes| sizes.get(log)).map_or("", String::as_str)
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+/// Writes `items` with `shape`'s statements, `bind` binding one row; returns the rows the
+/// statements returned.
+///
+/// Items go [`MAX_ROWS`] to a statement. A shorter last chunk is padded to the next power of two
+/// by repeating its last row, which changes nothing (the same upsert or update again, or a create
+/// that is skipped and not reported since it is no op of the batch), so a handful of statement
+/// shapes, each prepared once per connection, cover every batch with one statement per chunk.
+async fn run_chunks<'q, T>(
+    conn: &mut SqliteConnection,
+    shape: Shape,
+    items: &'q [T],
+    bind: impl Fn(Query<'q>, &'q T) -> Query<'q>,
+    context: &'static str,
+) -> Result<Vec<SqliteRow>, StoreError> {
+    let mut returned = Vec::new();
+    for chunk in items.chunks(MAX_ROWS) {
+        let Some(last) = chunk.last() else { continue };
+        let rows = chunk.len().next_power_of_two();
+        let padding = std::iter::repeat_n(last, rows - chunk.len());
+        let query = chunk.iter().chain(padding).fold(sqlx::query(shape.sql(rows)), &bind);
+        returned.extend(query.fetch_all(&mut *conn).await.map_err(backend(context))?);
+    }
+    Ok(returned)
+}
+
+struct StatusChange<'a> {
+    id: &'a str,
+    status: RuntimeStatus,
+    updated_at: Millis,
+}
+
+struct Finishing<'a> {
+    id: &'a str,
+    status: RuntimeStatus,
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    updated_at: Millis,
+}
+
+/// Instance ops of one layer: at most one op per instance id.
+#[derive(Default)]
+struct Layer<'a> {
+    /// With the op's index in the batch.
+    creates: Vec<(usize, &'a InstanceRecord)>,
+    statuses: Vec<StatusChange<'a>>,
+    finishes: Vec<Finishing<'a>>,
+}
+
+/// A batch regrouped into few multi-row statements, with the same effect as applying its ops one
+/// by one in order. Journal records touch only the journal, so they all go together (in order, so
+/// the last write of a key wins). Instance ops touch only their own instance's row, so ops on
+/// different instances commute: layer `k` holds each instance's `k`-th op, and layers run in
+/// order.
+struct Plan<'a> {
+    puts: Vec<&'a JournalRecord>,
+    layers: Vec<Layer<'a>>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(ops: &'a [WriteOp]) -> Self {
+        let mut puts = Vec::new();
+        let mut layers: Vec<Layer<'a>> = Vec::new();
+        let mut depth: HashMap<&'a str, usize> = HashMap::new();
+        for (index, op) in ops.iter().enumerate() {
+            let id = match op {
+                WriteOp::PutRecord(record) => {
+                    puts.push(record);
+                    continue;
+                }
+                WriteOp::CreateInstance(record) => record.id.as_str(),
+                WriteOp::SetStatus { id, .. } | WriteOp::Finish { id, .. } => id.as_str(),
+            };
+            let level = depth.entry(id).or_default();
+            if layers.len() <= *level {
+                layers.push(Layer::default());
+            }
+            let Some(layer) = layers.get_mut(*level) else { continue };
+            *level += 1;
+            match op {
+                WriteOp::PutRecord(_) => {}
+                WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
+                WriteOp::SetStatus { id, status, updated_at } => {
+                    layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })
+                }
+                WriteOp::Finish { id, status, output, error, updated_at } => layer.finishes.push(Finishing {
+                    id,
+                    status: *status,
+                    output: output.as_deref(),
+                    error: error.as_deref(),
+                    updated_at: *updated_at,
+                }),
+            }
+        }
+        Self { puts, layers }
+    }
+
+    /// Applies the plan; returns the indexes (in the batch) of the creates that were skipped.
+    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Vec<usize>, StoreError> {
+        run_chunks(&mut *conn, Shape::Put, &self.puts, bind_put, "writing journal records").await?;
+        let mut skipped = Vec::new();
+        for layer in &self.layers {
+            let rows = run_chunks(&mut *conn, Shape::Create, &layer.creates, bind_create, "creating instances").await?;
+            let mut created = HashSet::with_capacity(rows.len());
+            for row in &rows {
+                created.insert(row.try_get::<String, _>(0).map_err(backend("reading created ids"))?);
+            }
+            skipped.extend(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index));
+            run_chunks(&mut *conn, Shape::SetStatus, &layer.statuses, bind_status, "setting statuses").await?;
+            run_chunks(&mut *conn, Shape::Finish, &layer.finishes, bind_finish, "finishing instances").await?;
+        }
+        skipped.sort_unstable();
+        Ok(skipped)
+    }
+}
+
+fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q InstanceRecord)) -> Query<'q> {
+    query
+        .bind(record.id.as_str())
+        .bind(record.workflow.as_str())
+        .bind(record.status.as_str())
+        .bind(record.input.as_str())
+        .bind(record.output.as_deref())
+        .bind(record.error.as_deref())
+        .bind(i64::from(record.generation))
+        .bind(record.created_at)
+        .bind(record.updated_at)
+        .bind(record.owner.as_deref())
+        .bind(record.lease_until)
+}
+
+fn bind_put<'q>(query: Query<'q>, record: &'q &'q JournalRecord) -> Query<'q> {
+    query
+        .bind(record.instance_id.as_str())
+        .bind(i64::from(record.generation))
+        .bind(i64::from(record.seq))
+        .bind(record.kind.as_str())
+        .bind(record.name.as_str())
+        .bind(record.status.as_str())
+        .bind(record.input.as_deref())
+        .bind(record.payload.as_deref())
+        .bind(i64::from(record.attempt))
+        .bind(record.due_at)
+        .bind(record.recorded_at)
+}
+
+fn bind_status<'q>(query: Query<'q>, change: &'q StatusChange<'q>) -> Query<'q> {
+    query.bind(change.id).bind(change.status.as_str()).bind(change.updated_at)
+}
+
+fn bind_finish<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
+    query
+        .bind(finish.id)
+        .bind(finish.status.as_str())
+        .bind(finish.output)
+        .bind(finish.error)
+        .bind(finish.updated_at)
+        .bind(finish.status.is_terminal().then_some(finish.updated_at))
 }
 
 /// A column that did not decode, as a [`StoreError::Corrupt`] naming the row.
@@ -360,14 +526,19 @@ fn claimable(workflows: usize) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        let plan = Plan::new(ops);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a write"))?;
-        let mut outcome = WriteOutcome::default();
-        for op in ops {
-            apply(&mut tx, op, &mut outcome).await?;
-        }
+        let skipped = plan.apply(&mut tx).await?;
         tx.commit().await.map_err(backend("committing a write"))?;
         self.stats.record_commit(ops.len());
-        Ok(outcome)
+        let existing = skipped
+            .into_iter()
+            .filter_map(|index| match ops.get(index) {
+                Some(WriteOp::CreateInstance(record)) => Some(record.id.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(WriteOutcome { existing })
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
