@@ -1,5 +1,6 @@
 //! Compile-time checks of the macros: `tests/ui/pass` must compile, `tests/ui/fail` must not,
-//! with the committed `.stderr` messages.
+//! with the committed `.stderr` messages. The messages are recorded under `--all-features` (the
+//! README's test command): a feature can change the lists of types rustc suggests.
 
 #[test]
 fn ui() {
