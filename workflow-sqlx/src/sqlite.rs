@@ -269,7 +269,7 @@ impl Shape {
     }
 
     /// The statement for `rows` rows (a power of two up to [`MAX_ROWS`]), built once.
-    fn sql(self, rows: usize) -> &'static str {
+    fn sql(self, rows: usize) -> Option<&'static str> {
         static SQL: OnceLock<Vec<Vec<String>>> = OnceLock::new();
         let table = SQL.get_or_init(|| {
             Shape::ALL
@@ -284,8 +284,11 @@ impl Shape {
                 })
                 .collect()
         });
+        if !rows.is_power_of_two() {
+            return None;
+        }
         let log = rows.trailing_zeros() as usize;
-        table.get(self as usize).and_then(|sizes| sizes.get(log)).map_or("", String::as_str)
+        table.get(self as usize).and_then(|sizes| sizes.get(log)).map(String::as_str)
     }
 }
 
@@ -310,7 +313,10 @@ async fn run_chunks<'q, T>(
         let Some(last) = chunk.last() else { continue };
         let rows = chunk.len().next_power_of_two();
         let padding = std::iter::repeat_n(last, rows - chunk.len());
-        let query = chunk.iter().chain(padding).fold(sqlx::query(shape.sql(rows)), &bind);
+        let sql = shape
+            .sql(rows)
+            .ok_or_else(|| StoreError::Backend(format!("sqlite: {context}: no {shape:?} statement for {rows} rows")))?;
+        let query = chunk.iter().chain(padding).fold(sqlx::query(sql), &bind);
         returned.extend(query.fetch_all(&mut *conn).await.map_err(backend(context))?);
     }
     Ok(returned)
