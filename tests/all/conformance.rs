@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use workflow::{
-    InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteStore, Store, StoreError, WriteOp,
+    InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore, Store,
+    StoreError, Synchronous, WriteOp,
 };
-use workflow_sqlx::{SqliteOptions, Synchronous};
 
 // ---------------------------------------------------------------------------------------------
 // Builders
