@@ -371,6 +371,9 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         updated_at: now,
         owner: None,
         lease_until: None,
+        parent_id: None,
+        custom_status: None,
+        wake_at: None,
     };
     let record = |id: &str, payload: &str| JournalRecord {
         instance_id: id.into(),

@@ -124,6 +124,9 @@ impl Client {
             updated_at: now,
             owner: None,
             lease_until: None,
+            parent_id: None,
+            custom_status: None,
+            wake_at: None,
         };
         let Some(engine) = &self.engine else {
             serde_json::from_str::<serde_json::Value>(input)

@@ -23,8 +23,8 @@ pub use registry::{ActivityDef, BoxFuture, Payload, WorkflowDef};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{
-    InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
-    WriteOp, WriteOutcome,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
+    StoreStats, WriteOp, WriteOutcome, NEVER,
 };
 
 impl From<MemoryStore> for std::sync::Arc<dyn Store> {

@@ -6,14 +6,17 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::store::{
-    InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats, WriteOp,
-    WriteOutcome,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
+    WriteOp, WriteOutcome,
 };
 
 #[derive(Default)]
 struct Tables {
     instances: HashMap<String, InstanceRecord>,
     journal: HashMap<(String, u32), BTreeMap<u32, JournalRecord>>,
+    /// Every event, consumed or not, by event id.
+    events: BTreeMap<i64, (EventRecord, bool)>,
+    next_event_id: i64,
     probes: u64,
 }
 
@@ -67,6 +70,58 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
                 instance.lease_until = None;
             }
         }
+        WriteOp::AddEvent { instance_id, name, payload, created_at } => {
+            tables.next_event_id += 1;
+            let event_id = tables.next_event_id;
+            let event = EventRecord {
+                instance_id: instance_id.clone(),
+                event_id,
+                name: name.clone(),
+                payload: payload.clone(),
+                created_at: *created_at,
+            };
+            tables.events.insert(event_id, (event, false));
+            if let Some(instance) = tables.instances.get_mut(instance_id) {
+                instance.wake_at = Some(*created_at);
+            }
+        }
+        WriteOp::ConsumeEvent { instance_id, event_id, .. } => {
+            if let Some((event, consumed)) = tables.events.get_mut(event_id) {
+                if &event.instance_id == instance_id {
+                    *consumed = true;
+                }
+            }
+        }
+        WriteOp::SetWake { id, wake_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.wake_at = *wake_at;
+            }
+        }
+        WriteOp::Evict { id, wake_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.owner = None;
+                instance.lease_until = None;
+                instance.wake_at = Some(*wake_at);
+            }
+        }
+        WriteOp::ContinueAsNew { id, input, generation, updated_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.input = input.clone();
+                instance.generation = *generation;
+                instance.status = RuntimeStatus::Running;
+                instance.output = None;
+                instance.error = None;
+                instance.updated_at = *updated_at;
+                tables.journal.retain(|(owner, g), _| owner != id || g >= generation);
+                tables.events.retain(|_, (event, consumed)| &event.instance_id != id || !*consumed);
+            }
+        }
+        WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
+            if let Some(instance) = tables.instances.get_mut(id) {
+                instance.custom_status = custom_status.clone();
+                instance.updated_at = *updated_at;
+            }
+        }
     }
 }
 
@@ -109,6 +164,7 @@ impl Store for MemoryStore {
             .values_mut()
             .filter(|i| matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running))
             .filter(|i| workflows.contains(&i.workflow))
+            .filter(|i| i.wake_at.is_none_or(|wake| wake <= now))
             .filter(|i| match (&i.owner, i.lease_until) {
                 (None, _) => true,
                 (Some(_), until) => until.is_none_or(|until| until < now),
@@ -121,8 +177,19 @@ impl Store for MemoryStore {
             .map(|instance| {
                 instance.owner = Some(worker.to_owned());
                 instance.lease_until = Some(lease_until);
+                instance.wake_at = None;
                 instance.clone()
             })
+            .collect())
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables
+            .events
+            .values()
+            .filter(|(event, consumed)| event.instance_id == id && !consumed)
+            .map(|(event, _)| event.clone())
             .collect())
     }
 

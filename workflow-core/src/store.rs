@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// A wake-up time that never comes by itself (an evicted instance waiting for an event).
+pub const NEVER: Millis = Millis::MAX;
+
 /// The runtime status of an instance (Dapr's set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RuntimeStatus {
@@ -91,6 +94,13 @@ pub struct InstanceRecord {
     pub owner: Option<String>,
     /// When that lease lapses.
     pub lease_until: Option<Millis>,
+    /// The parent instance, for a child workflow.
+    pub parent_id: Option<String>,
+    /// A status text the workflow sets for observers (JSON).
+    pub custom_status: Option<String>,
+    /// For an instance evicted from memory while it waits: when to run it again (`None`: as
+    /// soon as it is claimable). Claims skip instances whose wake-up is in the future.
+    pub wake_at: Option<Millis>,
 }
 
 /// The state of one journal record.
@@ -147,6 +157,21 @@ pub struct JournalRecord {
     pub recorded_at: Millis,
 }
 
+/// An external event in an instance's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The instance id.
+    pub instance_id: String,
+    /// Arrival order, assigned by the store (increasing per store).
+    pub event_id: i64,
+    /// The event's name.
+    pub name: String,
+    /// Its payload (JSON).
+    pub payload: String,
+    /// When it arrived.
+    pub created_at: Millis,
+}
+
 /// One change in a write batch. A batch is applied in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
@@ -173,6 +198,65 @@ pub enum WriteOp {
         output: Option<String>,
         /// The failure, when failed.
         error: Option<String>,
+        /// The time of the change.
+        updated_at: Millis,
+    },
+    /// Append an event to an instance's inbox (the store assigns its `event_id`) and set the
+    /// instance's `wake_at` to `created_at`, so an evicted instance is claimed to take it.
+    AddEvent {
+        /// The instance id.
+        instance_id: String,
+        /// The event's name.
+        name: String,
+        /// Its payload (JSON).
+        payload: String,
+        /// Its arrival time.
+        created_at: Millis,
+    },
+    /// Mark an event as consumed by the operation at (generation, seq); it is no longer listed.
+    ConsumeEvent {
+        /// The instance id.
+        instance_id: String,
+        /// The event.
+        event_id: i64,
+        /// The consuming operation's generation.
+        generation: u32,
+        /// The consuming operation's seq.
+        seq: u32,
+    },
+    /// Set an instance's wake-up time.
+    SetWake {
+        /// The instance id.
+        id: String,
+        /// The new wake-up time (`None`: claimable at once).
+        wake_at: Option<Millis>,
+    },
+    /// Drop an instance from memory while it waits: clear its owner and lease, set its wake-up.
+    Evict {
+        /// The instance id.
+        id: String,
+        /// When to run it again; [`NEVER`] to wait until an event or a child wakes it.
+        wake_at: Millis,
+    },
+    /// Restart an instance with new input and an empty journal: set `input` and `generation`,
+    /// status Running, clear output and error, delete the journal of every older generation and
+    /// every consumed event. Unconsumed events stay in the inbox.
+    ContinueAsNew {
+        /// The instance id.
+        id: String,
+        /// The new input (JSON).
+        input: String,
+        /// The new generation.
+        generation: u32,
+        /// The time of the change.
+        updated_at: Millis,
+    },
+    /// Set the custom status text (JSON).
+    SetCustomStatus {
+        /// The instance id.
+        id: String,
+        /// The text; `None` clears it.
+        custom_status: Option<String>,
         /// The time of the change.
         updated_at: Millis,
     },
@@ -253,8 +337,8 @@ pub trait Store: Send + Sync + 'static {
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError>;
 
     /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
-    /// Pending or Running, and unowned or with a lease that lapsed before `now`.
-    /// Sets their owner and `lease_until` and returns them.
+    /// Pending or Running, unowned or with a lease that lapsed before `now`, and `wake_at` unset
+    /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, and returns them.
     async fn claim(
         &self,
         worker: &str,
@@ -263,6 +347,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// The unconsumed events of an instance, in arrival order.
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Extends every lease `worker` holds to `lease_until`; returns how many.
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;
