@@ -13,8 +13,8 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use workflow_core::{
-        ActivityContext, ActivityError, Client, Handle, MemoryStore, RetryPolicy, Runtime, RuntimeStatus,
-        WorkflowContext, WorkflowError,
+        ActivityContext, ActivityError, Client, Either, Handle, MemoryStore, RetryPolicy, Runtime, RuntimeStatus,
+        VirtualClock, WorkflowContext, WorkflowError,
     };
     pub use workflow_macros::{activity, workflow};
     #[cfg(feature = "sqlite")]
@@ -26,7 +26,7 @@ pub mod prelude {
 pub mod __private {
     pub use workflow_core::__private::*;
     pub use workflow_core::{
-        ActivityCall, ActivityContext, ActivityDef, ActivityError, BoxFuture, Client, Error, FanOut, Handle,
-        RetryPolicy, WorkflowContext, WorkflowDef, WorkflowError,
+        ActivityCall, ActivityContext, ActivityDef, ActivityError, ActivityOptions, BoxFuture, ChildCall, Client,
+        Error, FanOut, Handle, RetryPolicy, WorkflowContext, WorkflowDef, WorkflowError,
     };
 }

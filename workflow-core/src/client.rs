@@ -1,11 +1,11 @@
 //! `Client`: start instances, read their status, wait for their results.
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{Error, FailureDetails};
@@ -49,6 +49,10 @@ pub struct InstanceStatus {
     pub output: Option<String>,
     /// The failure, once failed.
     pub failure: Option<FailureDetails>,
+    /// The custom status the workflow set (JSON).
+    pub custom_status: Option<String>,
+    /// The parent instance, for a child workflow.
+    pub parent_id: Option<String>,
     /// Creation time (ms since the Unix epoch).
     pub created_at: Millis,
     /// Last change (ms since the Unix epoch).
@@ -59,6 +63,8 @@ impl From<InstanceRecord> for InstanceStatus {
     fn from(record: InstanceRecord) -> Self {
         Self {
             failure: record.error.as_deref().map(FailureDetails::parse),
+            custom_status: record.custom_status,
+            parent_id: record.parent_id,
             instance_id: record.id,
             workflow: record.workflow,
             status: record.status,
@@ -134,42 +140,48 @@ impl Client {
             let outcome = self.store.write(&[WriteOp::CreateInstance(record)]).await?;
             return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
         };
-        if engine.is_shutting_down() {
-            return Err(Error::ShutDown);
-        }
         let entry =
             engine.registry.workflows.get(workflow).ok_or_else(|| Error::UnknownWorkflow(workflow.to_owned()))?;
         (entry.check_input)(input).map_err(|message| Error::InvalidInput { workflow: workflow.to_owned(), message })?;
-        if !engine.mark_running(&id) {
-            return Err(Error::InstanceExists(id));
+        record.created_at = engine.clock.now_ms();
+        record.updated_at = record.created_at;
+        engine.start_instance(record, Vec::new()).await?;
+        Ok(id)
+    }
+
+    /// Raises event `name` with `payload` on a running instance. An event raised before the
+    /// workflow waits for it is buffered in the store, not lost.
+    pub async fn raise_event<T: Serialize>(&self, instance_id: &str, name: &str, payload: &T) -> Result<(), Error> {
+        let payload = serde_json::to_string(payload)?;
+        self.raise_event_raw(instance_id, name, &payload).await
+    }
+
+    /// Raises an event with a JSON payload.
+    pub async fn raise_event_raw(&self, instance_id: &str, name: &str, payload: &str) -> Result<(), Error> {
+        serde_json::from_str::<serde_json::Value>(payload)
+            .map_err(|e| Error::InvalidInput { workflow: format!("event `{name}`"), message: e.to_string() })?;
+        let status = self.status(instance_id).await?;
+        if status.status.is_terminal() {
+            return Err(Error::InstanceFinished(instance_id.to_owned()));
         }
-        // Run it here at once when a slot is free; otherwise leave it for the claim loop.
-        let permit = engine.instance_slots.clone().try_acquire_owned().ok();
-        if permit.is_some() {
-            record.owner = Some(engine.worker_id.clone());
-            record.lease_until = Some(time::after(engine.lease));
-        }
-        let outcome = engine.committer.commit(vec![WriteOp::CreateInstance(record.clone())]).await;
-        match outcome {
-            Ok(outcome) if outcome.existing.is_empty() => {}
-            Ok(_) => {
-                engine.unmark_running(&id);
-                return Err(Error::InstanceExists(id));
-            }
-            Err(error) => {
-                engine.unmark_running(&id);
-                return Err(error.into());
-            }
-        }
-        match permit {
-            Some(permit) => engine.spawn_driver(record, true, permit),
-            None => {
-                engine.unmark_running(&id);
-                engine.backlog.store(true, Ordering::SeqCst);
+        let created_at = self.engine.as_ref().map_or_else(time::now_ms, |engine| engine.clock.now_ms());
+        let op = WriteOp::AddEvent {
+            instance_id: instance_id.to_owned(),
+            name: name.to_owned(),
+            payload: payload.to_owned(),
+            created_at,
+        };
+        match &self.engine {
+            Some(engine) => {
+                engine.committer.commit(vec![op]).await?;
+                engine.signal_inbox(instance_id);
                 engine.wake_claimer.notify_one();
             }
+            None => {
+                self.store.write(&[op]).await?;
+            }
         }
-        Ok(id)
+        Ok(())
     }
 
     /// The instance's current state.

@@ -1,24 +1,40 @@
 //! The contexts user code receives: `WorkflowContext` (durable operations) and `ActivityContext`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::clock;
 use crate::engine::Engine;
 use crate::error::{ActivityError, FailureDetails, WorkflowError};
-use crate::registry::{ActivityDef, BoxFuture};
+use crate::registry::{ActivityDef, ActivityOptions, BoxFuture};
 use crate::retry::RetryPolicy;
-use crate::store::{JournalRecord, RecordStatus, RuntimeStatus, WriteOp};
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, WriteOp};
 use crate::time;
 
 /// The journal kind of an activity call.
 pub(crate) const KIND_ACTIVITY: &str = "activity";
+/// The journal kind of a durable timer.
+pub(crate) const KIND_TIMER: &str = "timer";
+/// The journal kind of an event wait.
+pub(crate) const KIND_EVENT: &str = "event";
+/// The journal kind of a child workflow call.
+pub(crate) const KIND_CHILD: &str = "child";
+/// The journal kind of a race's winner.
+pub(crate) const KIND_RACE: &str = "race";
+/// The journal kinds of recorded values.
+pub(crate) const KIND_NOW: &str = "now";
+pub(crate) const KIND_RANDOM: &str = "random";
+pub(crate) const KIND_UUID: &str = "uuid";
+pub(crate) const KIND_PATCH: &str = "patch";
 
 /// What stops an instance's run from the inside.
 #[derive(Debug, Clone)]
@@ -27,23 +43,39 @@ pub(crate) enum Fatal {
     Fail(FailureDetails),
     /// Stop running it without changing what is stored (the store failed); it is claimed again later.
     Abandon(String),
+    /// Restart the instance with this input (JSON) and an empty journal.
+    ContinueAsNew(String),
 }
 
 /// A failed activity as stored in its journal record.
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredFailure {
-    message: String,
+pub(crate) struct StoredFailure {
+    pub(crate) message: String,
     #[serde(default)]
-    attempts: u32,
+    pub(crate) attempts: u32,
 }
 
-struct InstanceState {
-    next_seq: u32,
+pub(crate) struct InstanceState {
+    pub(crate) next_seq: u32,
     /// Records from the store not yet matched by the replaying code.
-    replay: BTreeMap<u32, JournalRecord>,
-    /// A status to write with the next commit (Pending becomes Running with the first step).
-    status_change: Option<RuntimeStatus>,
-    fatal: Option<Fatal>,
+    pub(crate) replay: BTreeMap<u32, JournalRecord>,
+    /// Ops to write with the next commit: the Pending-to-Running change, recorded values
+    /// (`now`, `random`, patches), the custom status.
+    pub(crate) buffered: Vec<WriteOp>,
+    pub(crate) fatal: Option<Fatal>,
+    /// Activity attempts and commits under way (an instance with any is not idle).
+    pub(crate) busy: usize,
+    /// Timers, event waits and child waits under way.
+    pub(crate) waits: usize,
+    pub(crate) last_progress: tokio::time::Instant,
+    /// Deadlines of the live waits, by seq (for the wake-up time of an evicted instance).
+    pub(crate) deadlines: BTreeMap<u32, Millis>,
+    /// Children being waited for, by seq.
+    pub(crate) children: BTreeMap<u32, String>,
+    /// Events this run has taken (so two waits never take the same one).
+    pub(crate) taken_events: HashSet<i64>,
+    /// The highest event id this run has seen in the inbox.
+    pub(crate) max_event_seen: i64,
 }
 
 pub(crate) struct InstanceShared {
@@ -52,6 +84,8 @@ pub(crate) struct InstanceShared {
     pub(crate) engine: Arc<Engine>,
     state: Mutex<InstanceState>,
     fatal_signal: Notify,
+    /// Woken when an event for this instance is raised in this process.
+    pub(crate) inbox_signal: Arc<Notify>,
 }
 
 /// The handle a workflow body uses for every durable operation.
@@ -77,9 +111,26 @@ impl WorkflowContext {
         generation: u32,
         journal: Vec<JournalRecord>,
         status_change: Option<RuntimeStatus>,
+        inbox_signal: Arc<Notify>,
     ) -> Self {
         let replay = journal.into_iter().map(|record| (record.seq, record)).collect();
-        let state = InstanceState { next_seq: 0, replay, status_change, fatal: None };
+        let buffered = status_change
+            .map(|status| WriteOp::SetStatus { id: instance_id.to_string(), status, updated_at: engine.clock.now_ms() })
+            .into_iter()
+            .collect();
+        let state = InstanceState {
+            next_seq: 0,
+            replay,
+            buffered,
+            fatal: None,
+            busy: 0,
+            waits: 0,
+            last_progress: tokio::time::Instant::now(),
+            deadlines: BTreeMap::new(),
+            children: BTreeMap::new(),
+            taken_events: HashSet::new(),
+            max_event_seen: 0,
+        };
         Self {
             shared: Arc::new(InstanceShared {
                 instance_id,
@@ -87,8 +138,21 @@ impl WorkflowContext {
                 engine,
                 state: Mutex::new(state),
                 fatal_signal: Notify::new(),
+                inbox_signal,
             }),
         }
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
+    pub(crate) fn generation(&self) -> u32 {
+        self.shared.generation
+    }
+
+    pub(crate) fn inbox_signal(&self) -> Arc<Notify> {
+        self.shared.inbox_signal.clone()
     }
 
     /// The instance id.
@@ -107,23 +171,30 @@ impl WorkflowContext {
     pub fn call_activity<A: ActivityDef>(&self, input: A::Input) -> ActivityCall<A> {
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
         let (seq, recorded) = self.reserve(KIND_ACTIVITY, A::NAME);
-        ActivityCall { ctx: self.clone(), seq, input, recorded, retry: None, _activity: PhantomData }
+        ActivityCall {
+            ctx: self.clone(),
+            seq,
+            input,
+            recorded,
+            retry: None,
+            options: A::options(),
+            _activity: PhantomData,
+        }
     }
 
     /// Calls activity `A` once per input, in parallel. Prefer the generated
     /// `my_activity::fan_out(&ctx, inputs)`.
-    pub fn fan_out<A: ActivityDef>(&self, inputs: impl IntoIterator<Item = A::Input>) -> FanOut<A> {
-        let calls: Vec<ActivityCall<A>> = inputs.into_iter().map(|input| self.call_activity::<A>(input)).collect();
-        FanOut { max_parallel: calls.len().max(1), calls }
+    pub fn fan_out<A: ActivityDef>(&self, inputs: impl IntoIterator<Item = A::Input>) -> FanOut<ActivityCall<A>> {
+        FanOut::new(inputs.into_iter().map(|input| self.call_activity::<A>(input)).collect())
     }
 
-    fn state(&self) -> MutexGuard<'_, InstanceState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, InstanceState> {
         // A panic while the lock is held cannot leave the state half-written: recover it.
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes the next seq; returns the record found there, if it matches the operation.
-    fn reserve(&self, kind: &str, name: &str) -> (u32, Option<JournalRecord>) {
+    pub(crate) fn reserve(&self, kind: &str, name: &str) -> (u32, Option<JournalRecord>) {
         let mut state = self.state();
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -151,7 +222,7 @@ impl WorkflowContext {
         }
     }
 
-    fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         self.state().fatal.is_some()
     }
 
@@ -170,17 +241,29 @@ impl WorkflowContext {
         self.state().replay.values().next().cloned()
     }
 
-    /// Takes the status change to write with the next commit.
-    pub(crate) fn take_status_change(&self) -> Option<RuntimeStatus> {
-        self.state().status_change.take()
+    /// Takes the ops waiting for the next commit.
+    pub(crate) fn take_buffered(&self) -> Vec<WriteOp> {
+        std::mem::take(&mut self.state().buffered)
     }
 
-    /// Writes ops (plus a pending status change) durably; on a store failure the run is abandoned.
-    async fn commit(&self, mut ops: Vec<WriteOp>) -> Result<(), ()> {
-        if let Some(status) = self.take_status_change() {
-            ops.push(WriteOp::SetStatus { id: self.instance_id().to_owned(), status, updated_at: time::now_ms() });
-        }
-        match self.shared.engine.committer.commit(ops).await {
+    /// Adds an op to the next commit.
+    pub(crate) fn buffer(&self, op: WriteOp) {
+        self.state().buffered.push(op);
+    }
+
+    /// Workflow time now.
+    pub(crate) fn clock_now(&self) -> Millis {
+        self.shared.engine.clock.now_ms()
+    }
+
+    /// Writes ops (after the buffered ones) durably; on a store failure the run is abandoned.
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), ()> {
+        let mut batch = self.take_buffered();
+        batch.extend(ops);
+        let _busy = self.busy();
+        let result = self.shared.engine.committer.commit(batch).await;
+        self.state().last_progress = tokio::time::Instant::now();
+        match result {
             Ok(_) => Ok(()),
             Err(error) => {
                 self.fail(Fatal::Abandon(format!("could not write the journal: {error}")));
@@ -189,7 +272,35 @@ impl WorkflowContext {
         }
     }
 
-    fn corrupt(&self, seq: u32, detail: impl fmt::Display) {
+    /// Marks the instance busy (not evictable) while the guard lives.
+    pub(crate) fn busy(&self) -> ActivityGuard {
+        self.state().busy += 1;
+        ActivityGuard { ctx: self.clone(), seq: None }
+    }
+
+    /// Marks a live wait (with its deadline, if any) while the guard lives.
+    pub(crate) fn waiting(&self, seq: u32, deadline: Option<Millis>) -> ActivityGuard {
+        let mut state = self.state();
+        state.waits += 1;
+        if let Some(deadline) = deadline {
+            state.deadlines.insert(seq, deadline);
+        }
+        drop(state);
+        ActivityGuard { ctx: self.clone(), seq: Some(seq) }
+    }
+
+    /// How long the instance has been waiting with nothing running, if it is.
+    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
+        let state = self.state();
+        (state.busy == 0 && state.waits > 0 && state.fatal.is_none()).then(|| state.last_progress.elapsed())
+    }
+
+    /// The earliest deadline among the live waits.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.state().deadlines.values().min().copied()
+    }
+
+    pub(crate) fn corrupt(&self, seq: u32, detail: impl fmt::Display) {
         let message = format!("corrupt journal record at seq {seq} of instance `{}`: {detail}", self.instance_id());
         self.fail(Fatal::Fail(FailureDetails { error_type: "CorruptJournal".into(), message }));
     }
@@ -203,18 +314,33 @@ impl WorkflowContext {
         payload: String,
         attempt: u32,
     ) -> JournalRecord {
+        let mut record = self.new_record(seq, KIND_ACTIVITY, name, status, Some(payload));
+        record.input = Some(input.to_owned());
+        record.attempt = attempt;
+        record
+    }
+
+    /// A journal record of this instance's current generation, stamped now.
+    pub(crate) fn new_record(
+        &self,
+        seq: u32,
+        kind: &str,
+        name: &str,
+        status: RecordStatus,
+        payload: Option<String>,
+    ) -> JournalRecord {
         JournalRecord {
             instance_id: self.instance_id().to_owned(),
             generation: self.shared.generation,
             seq,
-            kind: KIND_ACTIVITY.to_owned(),
+            kind: kind.to_owned(),
             name: name.to_owned(),
             status,
-            input: Some(input.to_owned()),
-            payload: Some(payload),
-            attempt,
+            input: None,
+            payload,
+            attempt: 1,
             due_at: None,
-            recorded_at: time::now_ms(),
+            recorded_at: self.clock_now(),
         }
     }
 
@@ -226,6 +352,7 @@ impl WorkflowContext {
         input: String,
         recorded: Option<JournalRecord>,
         policy: RetryPolicy,
+        options: ActivityOptions,
     ) -> Option<Result<String, WorkflowError>> {
         let mut attempt = 0;
         let mut due = None;
@@ -246,20 +373,24 @@ impl WorkflowContext {
                         }
                     };
                 }
-                RecordStatus::Retrying => {
+                RecordStatus::Retrying | RecordStatus::Scheduled => {
                     attempt = record.attempt;
                     due = record.due_at;
                 }
             }
         }
         let engine = self.shared.engine.clone();
-        let started = time::now_ms();
+        let started = self.clock_now();
         loop {
             if let Some(due) = due {
-                time::sleep_until_ms(due).await;
+                let _wait = self.waiting(seq, Some(due));
+                engine.clock.sleep_until(due).await;
             }
             attempt += 1;
-            let result = self.run_attempt(&engine, seq, name, &input, attempt).await;
+            let result = {
+                let _busy = self.busy();
+                self.run_attempt(&engine, seq, name, &input, attempt, options).await
+            };
             let error = match result {
                 Ok(output) => {
                     let record = self.record(seq, name, &input, RecordStatus::Completed, output.clone(), attempt);
@@ -268,13 +399,13 @@ impl WorkflowContext {
                 }
                 Err(error) => error,
             };
-            let elapsed = time::elapsed_since_ms(started);
+            let elapsed = Duration::from_millis(u64::try_from(self.clock_now().saturating_sub(started)).unwrap_or(0));
             let failure = StoredFailure { message: error.message().to_owned(), attempts: attempt };
             let payload = serde_json::to_string(&failure).unwrap_or_else(|_| "{}".to_owned());
             let retry_in = if error.is_retryable() { policy.delay_after(attempt, elapsed) } else { None };
             match retry_in {
                 Some(delay) => {
-                    let next = time::now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    let next = self.clock_now().saturating_add(clock::millis(delay));
                     tracing::info!(instance_id = %self.instance_id(), seq, activity = name, attempt, error = %error, retry_in_ms = delay.as_millis() as u64, "activity attempt failed; retrying");
                     let mut record = self.record(seq, name, &input, RecordStatus::Retrying, payload, attempt);
                     record.due_at = Some(next);
@@ -302,23 +433,83 @@ impl WorkflowContext {
         name: &'static str,
         input: &str,
         attempt: u32,
+        options: ActivityOptions,
     ) -> Result<String, ActivityError> {
         let Some(entry) = engine.registry.activities.get(name).cloned() else {
             return Err(ActivityError::non_retryable(format!("activity `{name}` is not registered with this runtime")));
         };
         let permit = engine.activity_slots.clone().acquire_owned().await;
+        let heartbeat = Arc::new(AtomicI64::new(time::now_ms()));
         let context = ActivityContext {
             instance_id: self.shared.instance_id.clone(),
             activity: name,
             generation: self.shared.generation,
             seq,
             attempt,
+            heartbeat: Some(heartbeat.clone()),
         };
         let span = tracing::info_span!("activity", instance_id = %self.instance_id(), activity = name, seq, attempt);
-        let task = tokio::spawn((entry.run)(context, input.to_owned()).instrument(span));
-        let result = AbortOnDrop(task).await;
+        let mut task = AbortOnDrop(tokio::spawn((entry.run)(context, input.to_owned()).instrument(span)));
+        let result = watch_attempt(&mut task, name, options, &heartbeat).await;
         drop(permit);
         result
+    }
+}
+
+/// Waits for an attempt, failing it when it outlives its start-to-close timeout or goes too long
+/// without a heartbeat (both in real time: activities are real work).
+async fn watch_attempt(
+    task: &mut AbortOnDrop,
+    name: &str,
+    options: ActivityOptions,
+    heartbeat: &AtomicI64,
+) -> Result<String, ActivityError> {
+    let deadline = options.start_to_close.map(|limit| tokio::time::Instant::now() + limit);
+    let check_every =
+        options.heartbeat_timeout.map_or(Duration::from_secs(3600), |h| (h / 4).max(Duration::from_millis(5)));
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut *task => return result,
+            () = until_deadline => {
+                let limit = options.start_to_close.unwrap_or_default();
+                return Err(ActivityError::new(format!("activity `{name}` timed out after {limit:?} (start-to-close timeout)")));
+            }
+            () = tokio::time::sleep(check_every) => {
+                if let Some(limit) = options.heartbeat_timeout {
+                    let silent = time::elapsed_since_ms(heartbeat.load(Ordering::Relaxed));
+                    if silent > limit {
+                        return Err(ActivityError::new(format!("activity `{name}` sent no heartbeat for {silent:?} (heartbeat timeout {limit:?})")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps an instance marked busy or waiting while it lives.
+pub(crate) struct ActivityGuard {
+    ctx: WorkflowContext,
+    seq: Option<u32>,
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let mut state = self.ctx.state();
+        match self.seq {
+            Some(seq) => {
+                state.waits = state.waits.saturating_sub(1);
+                state.deadlines.remove(&seq);
+                state.children.remove(&seq);
+            }
+            None => state.busy = state.busy.saturating_sub(1),
+        }
+        state.last_progress = tokio::time::Instant::now();
     }
 }
 
@@ -361,6 +552,7 @@ pub struct ActivityCall<A: ActivityDef> {
     input: Result<String, WorkflowError>,
     recorded: Option<JournalRecord>,
     retry: Option<RetryPolicy>,
+    options: ActivityOptions,
     _activity: PhantomData<fn() -> A>,
 }
 
@@ -368,6 +560,18 @@ impl<A: ActivityDef> ActivityCall<A> {
     /// Overrides the activity's retry policy for this call.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Overrides the activity's start-to-close timeout for this call.
+    pub fn start_to_close(mut self, limit: Duration) -> Self {
+        self.options.start_to_close = Some(limit);
+        self
+    }
+
+    /// Overrides the activity's heartbeat timeout for this call.
+    pub fn heartbeat_timeout(mut self, limit: Duration) -> Self {
+        self.options.heartbeat_timeout = Some(limit);
         self
     }
 
@@ -382,14 +586,14 @@ impl<A: ActivityDef> IntoFuture for ActivityCall<A> {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Self { ctx, seq, input, recorded, retry, .. } = self;
+        let Self { ctx, seq, input, recorded, retry, options, .. } = self;
         Box::pin(async move {
             if ctx.is_fatal() {
                 return std::future::pending().await;
             }
             let input = input?;
             let policy = retry.unwrap_or_else(A::retry_policy);
-            let Some(outcome) = ctx.activity_outcome(seq, A::NAME, input, recorded, policy).await else {
+            let Some(outcome) = ctx.activity_outcome(seq, A::NAME, input, recorded, policy, options).await else {
                 return std::future::pending().await;
             };
             let output = outcome?;
@@ -404,28 +608,41 @@ impl<A: ActivityDef> IntoFuture for ActivityCall<A> {
     }
 }
 
-/// A parallel call of one activity over many inputs. Results come back in input order.
+/// Many durable calls (activities or child workflows) run in parallel, at most `max_parallel`
+/// at once. Results come back in input order.
 #[must_use = "a fan-out does nothing until it is awaited"]
-pub struct FanOut<A: ActivityDef> {
-    calls: Vec<ActivityCall<A>>,
+pub struct FanOut<C> {
+    calls: Vec<C>,
     max_parallel: usize,
 }
 
-impl<A: ActivityDef> FanOut<A> {
+impl<C> FanOut<C> {
+    pub(crate) fn new(calls: Vec<C>) -> Self {
+        Self { max_parallel: calls.len().max(1), calls }
+    }
+
     /// Runs at most `n` calls at once (at least 1).
     pub fn max_parallel(mut self, n: usize) -> Self {
         self.max_parallel = n.max(1);
         self
     }
+}
 
+impl<A: ActivityDef> FanOut<ActivityCall<A>> {
     /// Overrides the activity's retry policy for every call.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.calls = self.calls.into_iter().map(|call| call.retry(policy.clone())).collect();
         self
     }
+}
 
+impl<C, T> FanOut<C>
+where
+    C: IntoFuture<Output = Result<T, WorkflowError>>,
+    C::IntoFuture: Send,
+{
     /// Waits for every call and returns each one's outcome, in input order.
-    pub async fn settle(self) -> Vec<Result<A::Output, WorkflowError>> {
+    pub async fn settle(self) -> Vec<Result<T, WorkflowError>> {
         use futures::StreamExt;
         futures::stream::iter(self.calls.into_iter().map(IntoFuture::into_future))
             .buffered(self.max_parallel)
@@ -434,10 +651,15 @@ impl<A: ActivityDef> FanOut<A> {
     }
 }
 
-impl<A: ActivityDef> IntoFuture for FanOut<A> {
+impl<C, T> IntoFuture for FanOut<C>
+where
+    C: IntoFuture<Output = Result<T, WorkflowError>> + Send + 'static,
+    C::IntoFuture: Send,
+    T: Send + 'static,
+{
     /// Every output in input order, or the first failure in input order. Every call finishes
     /// before the result is returned, so what ran is the same on every replay.
-    type Output = Result<Vec<A::Output>, WorkflowError>;
+    type Output = Result<Vec<T>, WorkflowError>;
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
@@ -453,12 +675,21 @@ pub struct ActivityContext {
     generation: u32,
     seq: u32,
     attempt: u32,
+    heartbeat: Option<Arc<AtomicI64>>,
 }
 
 impl ActivityContext {
     /// A context for calling an activity function directly, as in a unit test.
     pub fn for_test(instance_id: &str, seq: u32, attempt: u32) -> Self {
-        Self { instance_id: instance_id.into(), activity: "test", generation: 0, seq, attempt }
+        Self { instance_id: instance_id.into(), activity: "test", generation: 0, seq, attempt, heartbeat: None }
+    }
+
+    /// Reports that the attempt is alive: with a heartbeat timeout set, an attempt that goes
+    /// longer than it without calling this fails (and is retried under the policy).
+    pub fn heartbeat(&self) {
+        if let Some(beat) = &self.heartbeat {
+            beat.store(time::now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// The calling instance's id.

@@ -8,12 +8,12 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::context::{Fatal, WorkflowContext};
-use crate::error::{FailureDetails, WorkflowError};
+use crate::error::{Error, FailureDetails, WorkflowError};
 use crate::registry::Registry;
-use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp};
-use crate::time;
+use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp, NEVER};
 
 /// Wakes local waiters when an instance finishes.
 #[derive(Default)]
@@ -40,6 +40,11 @@ impl CompletionHub {
 
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// An instance waiting this long with nothing running is dropped from memory.
+    pub(crate) evict_idle_after: Duration,
+    /// Inbox signals of the instances running here, to deliver local events at once.
+    pub(crate) inboxes: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) committer: Committer,
     pub(crate) registry: Registry,
     pub(crate) workflow_names: Vec<String>,
@@ -74,6 +79,58 @@ impl Engine {
         *self.shutdown.borrow()
     }
 
+    /// Wakes the local run of `id`, if any, to look at its inbox.
+    pub(crate) fn signal_inbox(&self, id: &str) {
+        let signal = self.inboxes.lock().ok().and_then(|inboxes| inboxes.get(id).cloned());
+        if let Some(signal) = signal {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Creates an instance (with `extra` ops in the same transaction) and runs it here at once
+    /// when a slot is free; otherwise it waits in the store for a claim.
+    pub(crate) async fn start_instance(
+        self: &Arc<Self>,
+        mut record: InstanceRecord,
+        extra: Vec<WriteOp>,
+    ) -> Result<(), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShutDown);
+        }
+        let id = record.id.clone();
+        if !self.mark_running(&id) {
+            return Err(Error::InstanceExists(id));
+        }
+        let permit = self.instance_slots.clone().try_acquire_owned().ok();
+        if permit.is_some() {
+            record.owner = Some(self.worker_id.clone());
+            record.lease_until = Some(self.clock.now_ms().saturating_add(crate::clock::millis(self.lease)));
+        }
+        let mut ops = vec![WriteOp::CreateInstance(record.clone())];
+        ops.extend(extra);
+        let outcome = self.committer.commit(ops).await;
+        match outcome {
+            Ok(outcome) if outcome.existing.is_empty() => {}
+            Ok(_) => {
+                self.unmark_running(&id);
+                return Err(Error::InstanceExists(id));
+            }
+            Err(error) => {
+                self.unmark_running(&id);
+                return Err(error.into());
+            }
+        }
+        match permit {
+            Some(permit) => self.spawn_driver(record, true, permit),
+            None => {
+                self.unmark_running(&id);
+                self.backlog.store(true, Ordering::SeqCst);
+                self.wake_claimer.notify_one();
+            }
+        }
+        Ok(())
+    }
+
     /// Runs an instance this process has claimed (and marked running) on its own task.
     pub(crate) fn spawn_driver(self: &Arc<Self>, record: InstanceRecord, fresh: bool, permit: OwnedSemaphorePermit) {
         let engine = self.clone();
@@ -100,67 +157,186 @@ impl Engine {
 enum RunEnd {
     Finished(Result<String, WorkflowError>),
     Fatal(Fatal),
+    Idle,
     Shutdown,
 }
 
-/// Runs (replaying first, when not fresh) one instance to its end or until it must stop.
-async fn drive(engine: &Arc<Engine>, record: InstanceRecord, fresh: bool) {
+/// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
+async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool) {
     let Some(entry) = engine.registry.workflows.get(&record.workflow).cloned() else {
         tracing::warn!(workflow = %record.workflow, "claimed an instance of an unregistered workflow; leaving it");
         return;
     };
-    let journal = if fresh {
-        Vec::new()
-    } else {
-        match engine.store.journal(&record.id, record.generation).await {
-            Ok(journal) => journal,
-            Err(error) => {
-                tracing::error!(%error, "could not read the journal; the instance will be claimed again");
-                return;
+    let inbox = Arc::new(Notify::new());
+    if let Ok(mut inboxes) = engine.inboxes.lock() {
+        inboxes.insert(record.id.clone(), inbox.clone());
+    }
+    loop {
+        let journal = if fresh {
+            Vec::new()
+        } else {
+            match engine.store.journal(&record.id, record.generation).await {
+                Ok(journal) => journal,
+                Err(error) => {
+                    tracing::error!(%error, "could not read the journal; the instance will be claimed again");
+                    break;
+                }
+            }
+        };
+        let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
+        let ctx = WorkflowContext::new(
+            engine.clone(),
+            record.id.as_str().into(),
+            record.generation,
+            journal,
+            status_change,
+            inbox.clone(),
+        );
+        let end = run_once(engine, &entry, &ctx, &record.input).await;
+        match end {
+            RunEnd::Shutdown => break,
+            RunEnd::Idle => {
+                evict(engine, &ctx).await;
+                break;
+            }
+            RunEnd::Fatal(Fatal::Abandon(reason)) => {
+                tracing::error!(%reason, "stopped running the instance; it will be claimed again");
+                break;
+            }
+            RunEnd::Fatal(Fatal::ContinueAsNew(input)) => {
+                let generation = record.generation + 1;
+                let mut ops = ctx.take_buffered();
+                ops.push(WriteOp::ContinueAsNew {
+                    id: record.id.clone(),
+                    input: input.clone(),
+                    generation,
+                    updated_at: engine.clock.now_ms(),
+                });
+                if let Err(error) = engine.committer.commit(ops).await {
+                    tracing::error!(%error, "could not continue as new; the instance will be claimed again");
+                    break;
+                }
+                tracing::debug!(generation, "continued as new");
+                record.generation = generation;
+                record.input = input;
+                record.status = RuntimeStatus::Running;
+                fresh = true;
+            }
+            RunEnd::Fatal(Fatal::Fail(details)) => {
+                finish(engine, &ctx, &record, Err(details)).await;
+                break;
+            }
+            RunEnd::Finished(result) => {
+                let outcome = match ctx.unmatched_records() {
+                    Some(extra) => Err(FailureDetails {
+                        error_type: "NonDeterminism".into(),
+                        message: format!(
+                            "non-determinism at seq {}: the journal recorded {} `{}` but the workflow now finishes without it",
+                            extra.seq, extra.kind, extra.name
+                        ),
+                    }),
+                    None => result.map_err(|error| FailureDetails {
+                        error_type: error.error_type().to_owned(),
+                        message: error.to_string(),
+                    }),
+                };
+                finish(engine, &ctx, &record, outcome).await;
+                break;
             }
         }
-    };
-    let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
-    let ctx =
-        WorkflowContext::new(engine.clone(), record.id.as_str().into(), record.generation, journal, status_change);
+    }
+    if let Ok(mut inboxes) = engine.inboxes.lock() {
+        inboxes.remove(&record.id);
+    }
+}
+
+async fn run_once(
+    engine: &Arc<Engine>,
+    entry: &crate::registry::WorkflowEntry,
+    ctx: &WorkflowContext,
+    input: &str,
+) -> RunEnd {
     let mut shutdown = engine.shutdown.subscribe();
-    let body = (entry.run)(ctx.clone(), record.input.clone());
-    let end = tokio::select! {
-        result = body => RunEnd::Finished(result),
-        fatal = ctx.fatal() => RunEnd::Fatal(fatal),
-        _ = shutdown.wait_for(|stop| *stop) => RunEnd::Shutdown,
-    };
-    let finish = match end {
-        RunEnd::Shutdown => return,
-        RunEnd::Fatal(Fatal::Abandon(reason)) => {
-            tracing::error!(%reason, "stopped running the instance; it will be claimed again");
-            return;
+    let body = (entry.run)(ctx.clone(), input.to_owned());
+    tokio::pin!(body);
+    let check_idle = (engine.evict_idle_after / 2).max(Duration::from_millis(5));
+    loop {
+        tokio::select! {
+            result = &mut body => return RunEnd::Finished(result),
+            fatal = ctx.fatal() => return RunEnd::Fatal(fatal),
+            _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
+            () = tokio::time::sleep(check_idle) => {
+                if ctx.idle_for().is_some_and(|idle| idle >= engine.evict_idle_after) {
+                    return RunEnd::Idle;
+                }
+            }
         }
-        RunEnd::Fatal(Fatal::Fail(details)) => Err(details),
-        RunEnd::Finished(result) => match ctx.unmatched_records() {
-            Some(extra) => Err(FailureDetails {
-                error_type: "NonDeterminism".into(),
-                message: format!(
-                    "non-determinism at seq {}: the journal recorded {} `{}` but the workflow now finishes without it",
-                    extra.seq, extra.kind, extra.name
-                ),
-            }),
-            None => result.map_err(|error| FailureDetails {
-                error_type: error.error_type().to_owned(),
-                message: error.to_string(),
-            }),
-        },
+    }
+}
+
+/// Drops an idle instance from memory: its wake-up time goes to the store, and a wake-up that
+/// raced the eviction (an event, a child's end) is caught right after.
+async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext) {
+    let id = ctx.instance_id().to_owned();
+    // Off the running set first: from the Evict commit on, a claim may run it again.
+    engine.unmark_running(&id);
+    let wake_at = ctx.next_deadline().unwrap_or(NEVER);
+    let mut ops = ctx.take_buffered();
+    ops.push(WriteOp::Evict { id: id.clone(), wake_at });
+    if let Err(error) = engine.committer.commit(ops).await {
+        tracing::error!(%error, "could not evict the instance; it will be claimed again when its lease lapses");
+        return;
+    }
+    tracing::debug!(wake_at, "evicted an idle instance");
+    let (max_seen, children) = {
+        let state = ctx.state();
+        (state.max_event_seen, state.children.values().cloned().collect::<Vec<_>>())
     };
-    let (status, output, error) = match finish {
+    let mut woken = match engine.store.events(&id).await {
+        Ok(events) => events.iter().any(|event| event.event_id > max_seen),
+        Err(_) => true,
+    };
+    for child in children {
+        if woken {
+            break;
+        }
+        woken = !matches!(engine.store.instance(&child).await, Ok(Some(record)) if !record.status.is_terminal());
+    }
+    if woken {
+        let wake = WriteOp::SetWake { id, wake_at: Some(engine.clock.now_ms()) };
+        if engine.committer.commit(vec![wake]).await.is_ok() {
+            engine.wake_claimer.notify_one();
+        }
+    }
+}
+
+/// Records the instance's end (and wakes its parent), then tells local waiters.
+async fn finish(
+    engine: &Arc<Engine>,
+    ctx: &WorkflowContext,
+    record: &InstanceRecord,
+    outcome: Result<String, FailureDetails>,
+) {
+    let (status, output, error) = match outcome {
         Ok(output) => (RuntimeStatus::Completed, Some(output), None),
         Err(details) => {
             tracing::warn!(error = %details, "instance failed");
             (RuntimeStatus::Failed, None, Some(details.to_stored()))
         }
     };
-    let op = WriteOp::Finish { id: record.id.clone(), status, output, error, updated_at: time::now_ms() };
-    match engine.committer.commit(vec![op]).await {
-        Ok(_) => engine.completions.notify(&record.id),
+    let now = engine.clock.now_ms();
+    let mut ops = ctx.take_buffered();
+    ops.push(WriteOp::Finish { id: record.id.clone(), status, output, error, updated_at: now });
+    if let Some(parent) = &record.parent_id {
+        ops.push(WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });
+    }
+    match engine.committer.commit(ops).await {
+        Ok(_) => {
+            engine.completions.notify(&record.id);
+            if record.parent_id.is_some() {
+                engine.wake_claimer.notify_one();
+            }
+        }
         Err(error) => tracing::error!(%error, "could not record the instance's end; it will be claimed again"),
     }
 }

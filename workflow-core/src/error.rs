@@ -65,6 +65,22 @@ pub enum WorkflowError {
         /// How many attempts ran.
         attempts: u32,
     },
+    /// A child workflow ended Failed or Terminated.
+    #[error("child workflow `{workflow}` (instance `{instance_id}`) failed: {message}")]
+    Child {
+        /// The child's workflow name.
+        workflow: String,
+        /// The child's instance id.
+        instance_id: String,
+        /// The child's failure message.
+        message: String,
+    },
+    /// A durable wait ran out of time (an event wait with a timeout).
+    #[error("timed out waiting for {operation}")]
+    Timeout {
+        /// What was waited for, such as "event `approval`".
+        operation: String,
+    },
     /// A value could not be serialized to, or deserialized from, JSON.
     #[error("serialization error: {0}")]
     Serialization(String),
@@ -82,7 +98,7 @@ impl WorkflowError {
     /// The message an activity failure carries (the activity's own message), or the error's text.
     pub fn message(&self) -> String {
         match self {
-            Self::Activity { message, .. } => message.clone(),
+            Self::Activity { message, .. } | Self::Child { message, .. } => message.clone(),
             other => other.to_string(),
         }
     }
@@ -91,6 +107,8 @@ impl WorkflowError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::Activity { .. } => "ActivityFailed",
+            Self::Child { .. } => "ChildWorkflowFailed",
+            Self::Timeout { .. } => "Timeout",
             Self::Serialization(_) => "SerializationError",
             Self::Failed(_) => "WorkflowFailed",
         }
@@ -169,6 +187,9 @@ pub enum Error {
     /// An instance with this id already exists.
     #[error("an instance with id `{0}` already exists")]
     InstanceExists(String),
+    /// The instance has finished; it takes no more events.
+    #[error("instance `{0}` has already finished")]
+    InstanceFinished(String),
     /// No instance with this id exists.
     #[error("no instance with id `{0}` exists")]
     InstanceNotFound(String),

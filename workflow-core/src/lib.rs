@@ -4,8 +4,10 @@
 //! Users depend on the `workflow` facade crate, which re-exports this one.
 
 mod client;
+mod clock;
 mod committer;
 mod context;
+mod durable;
 mod engine;
 mod error;
 mod memory;
@@ -16,10 +18,12 @@ mod store;
 mod time;
 
 pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
+pub use clock::{Clock, SystemClock, VirtualClock};
 pub use context::{ActivityCall, ActivityContext, FanOut, WorkflowContext};
+pub use durable::{ChildCall, Either, EventWait, Race, Timer};
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
 pub use memory::MemoryStore;
-pub use registry::{ActivityDef, BoxFuture, Payload, WorkflowDef};
+pub use registry::{ActivityDef, ActivityOptions, BoxFuture, Payload, WorkflowDef};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{

@@ -25,6 +25,16 @@ pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
+/// Per-attempt limits of an activity. A timed-out attempt counts as a failed attempt under the
+/// retry policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActivityOptions {
+    /// The longest one attempt may run.
+    pub start_to_close: Option<std::time::Duration>,
+    /// The longest an attempt may go without calling [`ActivityContext::heartbeat`].
+    pub heartbeat_timeout: Option<std::time::Duration>,
+}
+
 /// An activity: a step of a workflow, run at least once, its outcome journaled.
 ///
 /// `#[activity]` implements this for a generated unit struct `<fn name>::Activity`.
@@ -38,6 +48,10 @@ pub trait ActivityDef: Send + Sync + 'static {
     /// The retry policy used when a call does not override it.
     fn retry_policy() -> RetryPolicy {
         RetryPolicy::default()
+    }
+    /// Timeouts used when a call does not override them.
+    fn options() -> ActivityOptions {
+        ActivityOptions::default()
     }
     /// Runs one attempt.
     fn run(ctx: ActivityContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, ActivityError>>;

@@ -7,12 +7,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::Client;
+use crate::clock::{millis, Clock, SystemClock};
 use crate::committer::Committer;
 use crate::engine::{CompletionHub, Engine};
 use crate::error::Error;
 use crate::registry::{ActivityDef, Registry, WorkflowDef};
 use crate::store::Store;
-use crate::time;
 
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -24,6 +24,8 @@ pub struct RuntimeBuilder {
     poll_interval: Duration,
     max_instances: usize,
     max_activities: usize,
+    clock: Arc<dyn Clock>,
+    evict_idle_after: Duration,
 }
 
 impl Default for RuntimeBuilder {
@@ -37,6 +39,8 @@ impl Default for RuntimeBuilder {
             poll_interval: Duration::from_millis(500),
             max_instances: 10_000,
             max_activities: 256,
+            clock: Arc::new(SystemClock),
+            evict_idle_after: Duration::from_secs(30),
         }
     }
 }
@@ -95,6 +99,22 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The clock workflows see (timers, back-offs, timeouts, wake-ups); the system clock by
+    /// default. Pass a [`VirtualClock`](crate::VirtualClock) to run days of workflow time in
+    /// milliseconds.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// An instance that has waited this long (real time) on timers, events or children, with no
+    /// activity running, is dropped from memory; its wake-up goes to the store and it is replayed
+    /// when it wakes. 30 s by default.
+    pub fn evict_idle_after(mut self, idle: Duration) -> Self {
+        self.evict_idle_after = idle;
+        self
+    }
+
     /// Starts the runtime's tasks on the current tokio runtime.
     pub async fn build(self) -> Result<Runtime, Error> {
         if !self.errors.is_empty() {
@@ -117,6 +137,9 @@ impl RuntimeBuilder {
         let engine = Arc::new(Engine {
             committer: Committer::start(store.clone()),
             store,
+            clock: self.clock,
+            evict_idle_after: self.evict_idle_after,
+            inboxes: Mutex::default(),
             registry: self.registry,
             workflow_names,
             worker_id: self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
@@ -166,6 +189,11 @@ impl Runtime {
         &self.engine.store
     }
 
+    /// How many instances this runtime holds in memory now (running or waiting, not evicted).
+    pub fn instances_in_memory(&self) -> usize {
+        self.engine.running.lock().map(|running| running.len()).unwrap_or(0)
+    }
+
     /// Stops claiming, stops every running instance at its current step (what is committed stays
     /// committed; an activity attempt in flight is abandoned and runs again later), waits up to
     /// `grace` for them to stop, and releases this worker's leases so another worker can take over
@@ -209,11 +237,9 @@ async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration) {
         }
         let free = engine.instance_slots.available_permits();
         if free > 0 && !engine.workflow_names.is_empty() {
-            let now = time::now_ms();
-            let claimed = engine
-                .store
-                .claim(&engine.worker_id, &engine.workflow_names, now, time::after(engine.lease), free)
-                .await;
+            let now = engine.clock.now_ms();
+            let lease_until = now.saturating_add(millis(engine.lease));
+            let claimed = engine.store.claim(&engine.worker_id, &engine.workflow_names, now, lease_until, free).await;
             match claimed {
                 Ok(records) => {
                     engine.backlog.store(records.len() >= free, Ordering::SeqCst);
@@ -244,7 +270,8 @@ async fn renew_loop(engine: Arc<Engine>) {
         if engine.is_shutting_down() {
             return;
         }
-        if let Err(error) = engine.store.renew_leases(&engine.worker_id, time::after(engine.lease)).await {
+        let lease_until = engine.clock.now_ms().saturating_add(millis(engine.lease));
+        if let Err(error) = engine.store.renew_leases(&engine.worker_id, lease_until).await {
             tracing::warn!(%error, "renewing leases failed");
         }
     }

@@ -106,6 +106,9 @@ pub struct InstanceRecord {
 /// The state of one journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordStatus {
+    /// Started and waiting for its outcome (a timer, an event wait, a child); `due_at` holds
+    /// its deadline if it has one.
+    Scheduled,
     /// An attempt failed and another is due at `due_at`.
     Retrying,
     /// The operation succeeded; `payload` holds its output.
@@ -118,6 +121,7 @@ impl RecordStatus {
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "Scheduled",
             Self::Retrying => "Retrying",
             Self::Completed => "Completed",
             Self::Failed => "Failed",
@@ -126,7 +130,7 @@ impl RecordStatus {
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Retrying, Self::Completed, Self::Failed].into_iter().find(|s| s.as_str() == name)
+        [Self::Scheduled, Self::Retrying, Self::Completed, Self::Failed].into_iter().find(|s| s.as_str() == name)
     }
 }
 

@@ -9,11 +9,6 @@ pub(crate) fn now_ms() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
-/// `duration` from now, in milliseconds since the Unix epoch.
-pub(crate) fn after(duration: Duration) -> Millis {
-    now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Time since `start` (zero if the clock went back).
 pub(crate) fn elapsed_since_ms(start: Millis) -> Duration {
     Duration::from_millis(u64::try_from(now_ms().saturating_sub(start)).unwrap_or(0))

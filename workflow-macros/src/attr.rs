@@ -11,6 +11,8 @@ const FIRST_INTERVAL: &str = "first_interval";
 const BACKOFF: &str = "backoff";
 const MAX_INTERVAL: &str = "max_interval";
 const TIMEOUT: &str = "timeout";
+const START_TO_CLOSE: &str = "start_to_close";
+const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 
 /// A value given at most once, remembering where.
 pub(crate) struct Attr<T> {
@@ -48,6 +50,8 @@ pub(crate) struct RetryArgs {
 
 pub(crate) struct Args {
     pub(crate) name: Attr<LitStr>,
+    pub(crate) start_to_close_ms: Attr<u64>,
+    pub(crate) heartbeat_timeout_ms: Attr<u64>,
     pub(crate) krate: Attr<syn::Path>,
     pub(crate) retry: RetryArgs,
 }
@@ -56,6 +60,8 @@ impl Args {
     pub(crate) fn parse(tokens: proc_macro2::TokenStream, allow_retry: bool) -> syn::Result<Self> {
         let mut args = Args {
             name: Attr::none(NAME),
+            start_to_close_ms: Attr::none(START_TO_CLOSE),
+            heartbeat_timeout_ms: Attr::none(HEARTBEAT_TIMEOUT),
             krate: Attr::none(CRATE),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
@@ -77,6 +83,12 @@ impl Args {
                 let value: LitStr = meta.value()?.parse()?;
                 let path = value.parse::<syn::Path>()?;
                 args.krate.set(&meta, path)
+            } else if meta.path.is_ident(START_TO_CLOSE) && allow_retry {
+                let value = duration_value(&meta, START_TO_CLOSE)?;
+                args.start_to_close_ms.set(&meta, value)
+            } else if meta.path.is_ident(HEARTBEAT_TIMEOUT) && allow_retry {
+                let value = duration_value(&meta, HEARTBEAT_TIMEOUT)?;
+                args.heartbeat_timeout_ms.set(&meta, value)
             } else if meta.path.is_ident(RETRY) && allow_retry {
                 if args.retry.given {
                     return Err(meta.error("`retry` is given more than once"));
@@ -85,7 +97,7 @@ impl Args {
                 meta.parse_nested_meta(|inner| parse_retry_field(&mut args.retry, &inner))
             } else {
                 let expected = if allow_retry {
-                    "`retry(...)`, `name = \"...\"` or `crate = \"...\"`"
+                    "`retry(...)`, `start_to_close = \"...\"`, `heartbeat_timeout = \"...\"`, `name = \"...\"` or `crate = \"...\"`"
                 } else {
                     "`name = \"...\"` or `crate = \"...\"`"
                 };

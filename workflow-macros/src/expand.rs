@@ -78,7 +78,7 @@ fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> syn::Result<Token
     let vis = inner_visibility(&function.vis);
     let outer_vis = &function.vis;
     let body = match kind {
-        Kind::Activity => expand_activity(&krate, ident, &name, &vis, &sig, &args.retry),
+        Kind::Activity => expand_activity(&krate, ident, &name, &vis, &sig, &args),
         Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig),
     };
     let asserts = payload_asserts(&krate, &sig);
@@ -130,9 +130,16 @@ fn expand_activity(
     name: &str,
     vis: &TokenStream,
     sig: &Signature,
-    retry: &RetryArgs,
+    args: &Args,
 ) -> TokenStream {
     let p = quote!(#krate::__private);
+    let retry = &args.retry;
+    let ms = |value: Option<&u64>| match value {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let start_to_close = ms(args.start_to_close_ms.get());
+    let heartbeat_timeout = ms(args.heartbeat_timeout_ms.get());
     let input = input_type(sig);
     let output = &sig.output;
     let (call_params, call_input, invoke) = match &sig.input {
@@ -147,7 +154,7 @@ fn expand_activity(
             #vis fn fan_out(
                 ctx: &#p::WorkflowContext,
                 inputs: impl ::core::iter::IntoIterator<Item = #ty>,
-            ) -> #p::FanOut<Activity> {
+            ) -> #p::FanOut<#p::ActivityCall<Activity>> {
                 ctx.fan_out::<Activity>(inputs)
             }
         }
@@ -165,6 +172,10 @@ fn expand_activity(
 
             fn retry_policy() -> #p::RetryPolicy {
                 #policy
+            }
+
+            fn options() -> #p::ActivityOptions {
+                #p::ActivityOptions { start_to_close: #start_to_close, heartbeat_timeout: #heartbeat_timeout }
             }
 
             fn run(
@@ -224,10 +235,22 @@ fn expand_workflow(
     let p = quote!(#krate::__private);
     let input = input_type(sig);
     let output = &sig.output;
-    let (start_params, start_input, invoke) = match &sig.input {
-        Some(ty) => (quote!(input: #ty), quote!(&input), quote!(super::#ident(ctx, input))),
-        None => (quote!(), quote!(&()), quote!({ let () = input; super::#ident(ctx) })),
+    let (start_params, start_input, call_input, invoke) = match &sig.input {
+        Some(ty) => (quote!(input: #ty), quote!(&input), quote!(input), quote!(super::#ident(ctx, input))),
+        None => (quote!(), quote!(&()), quote!(()), quote!({ let () = input; super::#ident(ctx) })),
     };
+    let fan_out = sig.input.as_ref().map(|ty| {
+        quote! {
+            /// Calls the workflow as a child once per input, in parallel (bound it with
+            /// `.max_parallel(n)`); results come back in input order.
+            #vis fn fan_out(
+                ctx: &#p::WorkflowContext,
+                inputs: impl ::core::iter::IntoIterator<Item = #ty>,
+            ) -> #p::FanOut<#p::ChildCall<Workflow>> {
+                ctx.fan_out_children::<Workflow>(inputs)
+            }
+        }
+    });
     quote! {
         /// The workflow's definition: register it with `Runtime::builder().workflow(...)`.
         #[derive(Clone, Copy, Debug, Default)]
@@ -253,6 +276,21 @@ fn expand_workflow(
             #start_params
         ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
             client.start_workflow::<Workflow>(::core::option::Option::None, #start_input).await
+        }
+
+        /// Calls the workflow as a child of the running workflow; the parent/child link is stored.
+        #vis fn call(ctx: &#p::WorkflowContext, #start_params) -> #p::ChildCall<Workflow> {
+            ctx.call_child::<Workflow>(#call_input)
+        }
+
+        #fan_out
+
+        /// Restarts the running instance of this workflow with new input and an empty journal.
+        #vis async fn continue_as_new(
+            ctx: &#p::WorkflowContext,
+            #start_params
+        ) -> ::core::result::Result<#output, #p::WorkflowError> {
+            ctx.continue_as_new::<#input, #output>(#start_input).await
         }
 
         /// Starts an instance with the given id (letters, digits, `-`, `_`; at most 64).
