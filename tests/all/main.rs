@@ -2,6 +2,7 @@
 
 mod conformance;
 mod crash;
+mod durable;
 mod engine;
 mod support;
 mod ui;

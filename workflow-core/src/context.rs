@@ -295,11 +295,6 @@ impl WorkflowContext {
         (state.busy == 0 && state.waits > 0 && state.fatal.is_none()).then(|| state.last_progress.elapsed())
     }
 
-    /// The earliest deadline among the live waits.
-    pub(crate) fn next_deadline(&self) -> Option<Millis> {
-        self.state().deadlines.values().min().copied()
-    }
-
     pub(crate) fn corrupt(&self, seq: u32, detail: impl fmt::Display) {
         let message = format!("corrupt journal record at seq {seq} of instance `{}`: {detail}", self.instance_id());
         self.fail(Fatal::Fail(FailureDetails { error_type: "CorruptJournal".into(), message }));

@@ -1,6 +1,6 @@
 //! The engine shared by a runtime's tasks: registry, committer, limits, and the instance driver.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,8 +52,9 @@ pub(crate) struct Engine {
     pub(crate) lease: Duration,
     pub(crate) activity_slots: Arc<Semaphore>,
     pub(crate) instance_slots: Arc<Semaphore>,
-    /// Instances this process is running now.
-    pub(crate) running: Mutex<HashSet<String>>,
+    /// Instances this process is running now, each with the token of its mark.
+    pub(crate) running: Mutex<HashMap<String, u64>>,
+    pub(crate) next_mark: std::sync::atomic::AtomicU64,
     pub(crate) active_drivers: AtomicUsize,
     /// Whether runnable instances may be waiting in the store for a free slot.
     pub(crate) backlog: AtomicBool,
@@ -64,14 +65,23 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// Marks `id` as running here; false if it already is.
-    pub(crate) fn mark_running(&self, id: &str) -> bool {
-        self.running.lock().map(|mut running| running.insert(id.to_owned())).unwrap_or(false)
+    /// Marks `id` as running here; `None` if it already is. The token unmarks exactly this mark.
+    pub(crate) fn mark_running(&self, id: &str) -> Option<u64> {
+        let token = self.next_mark.fetch_add(1, Ordering::SeqCst);
+        let mut running = self.running.lock().ok()?;
+        if running.contains_key(id) {
+            return None;
+        }
+        running.insert(id.to_owned(), token);
+        Some(token)
     }
 
-    pub(crate) fn unmark_running(&self, id: &str) {
+    /// Removes the mark `token` of `id` (a later mark of the same id stays).
+    pub(crate) fn unmark_running(&self, id: &str, token: u64) {
         if let Ok(mut running) = self.running.lock() {
-            running.remove(id);
+            if running.get(id) == Some(&token) {
+                running.remove(id);
+            }
         }
     }
 
@@ -98,9 +108,9 @@ impl Engine {
             return Err(Error::ShutDown);
         }
         let id = record.id.clone();
-        if !self.mark_running(&id) {
+        let Some(token) = self.mark_running(&id) else {
             return Err(Error::InstanceExists(id));
-        }
+        };
         let permit = self.instance_slots.clone().try_acquire_owned().ok();
         if permit.is_some() {
             record.owner = Some(self.worker_id.clone());
@@ -112,18 +122,18 @@ impl Engine {
         match outcome {
             Ok(outcome) if outcome.existing.is_empty() => {}
             Ok(_) => {
-                self.unmark_running(&id);
+                self.unmark_running(&id, token);
                 return Err(Error::InstanceExists(id));
             }
             Err(error) => {
-                self.unmark_running(&id);
+                self.unmark_running(&id, token);
                 return Err(error.into());
             }
         }
         match permit {
-            Some(permit) => self.spawn_driver(record, true, permit),
+            Some(permit) => self.spawn_driver(record, true, permit, token),
             None => {
-                self.unmark_running(&id);
+                self.unmark_running(&id, token);
                 self.backlog.store(true, Ordering::SeqCst);
                 self.wake_claimer.notify_one();
             }
@@ -132,15 +142,21 @@ impl Engine {
     }
 
     /// Runs an instance this process has claimed (and marked running) on its own task.
-    pub(crate) fn spawn_driver(self: &Arc<Self>, record: InstanceRecord, fresh: bool, permit: OwnedSemaphorePermit) {
+    pub(crate) fn spawn_driver(
+        self: &Arc<Self>,
+        record: InstanceRecord,
+        fresh: bool,
+        permit: OwnedSemaphorePermit,
+        token: u64,
+    ) {
         let engine = self.clone();
         self.active_drivers.fetch_add(1, Ordering::SeqCst);
         let span = tracing::info_span!("workflow", instance_id = %record.id, workflow = %record.workflow);
         tokio::spawn(
             async move {
                 let id = record.id.clone();
-                drive(&engine, record, fresh).await;
-                engine.unmark_running(&id);
+                drive(&engine, record, fresh, token).await;
+                engine.unmark_running(&id, token);
                 drop(permit);
                 if engine.active_drivers.fetch_sub(1, Ordering::SeqCst) == 1 {
                     engine.drivers_idle.notify_waiters();
@@ -157,12 +173,19 @@ impl Engine {
 enum RunEnd {
     Finished(Result<String, WorkflowError>),
     Fatal(Fatal),
-    Idle,
+    /// Waiting with nothing running: what to wake for, read before the body (and its waits) drops.
+    Idle(IdleWaits),
     Shutdown,
 }
 
+struct IdleWaits {
+    wake_at: crate::store::Millis,
+    max_event_seen: i64,
+    children: Vec<String>,
+}
+
 /// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
-async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool) {
+async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool, token: u64) {
     let Some(entry) = engine.registry.workflows.get(&record.workflow).cloned() else {
         tracing::warn!(workflow = %record.workflow, "claimed an instance of an unregistered workflow; leaving it");
         return;
@@ -195,8 +218,8 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
         let end = run_once(engine, &entry, &ctx, &record.input).await;
         match end {
             RunEnd::Shutdown => break,
-            RunEnd::Idle => {
-                evict(engine, &ctx).await;
+            RunEnd::Idle(waits) => {
+                evict(engine, &ctx, waits, token).await;
                 break;
             }
             RunEnd::Fatal(Fatal::Abandon(reason)) => {
@@ -267,7 +290,12 @@ async fn run_once(
             _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
             () = tokio::time::sleep(check_idle) => {
                 if ctx.idle_for().is_some_and(|idle| idle >= engine.evict_idle_after) {
-                    return RunEnd::Idle;
+                    let state = ctx.state();
+                    return RunEnd::Idle(IdleWaits {
+                        wake_at: state.deadlines.values().min().copied().unwrap_or(NEVER),
+                        max_event_seen: state.max_event_seen,
+                        children: state.children.values().cloned().collect(),
+                    });
                 }
             }
         }
@@ -276,11 +304,11 @@ async fn run_once(
 
 /// Drops an idle instance from memory: its wake-up time goes to the store, and a wake-up that
 /// raced the eviction (an event, a child's end) is caught right after.
-async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext) {
+async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, token: u64) {
     let id = ctx.instance_id().to_owned();
     // Off the running set first: from the Evict commit on, a claim may run it again.
-    engine.unmark_running(&id);
-    let wake_at = ctx.next_deadline().unwrap_or(NEVER);
+    engine.unmark_running(&id, token);
+    let IdleWaits { wake_at, max_event_seen: max_seen, children } = waits;
     let mut ops = ctx.take_buffered();
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.committer.commit(ops).await {
@@ -288,10 +316,6 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext) {
         return;
     }
     tracing::debug!(wake_at, "evicted an idle instance");
-    let (max_seen, children) = {
-        let state = ctx.state();
-        (state.max_event_seen, state.children.values().cloned().collect::<Vec<_>>())
-    };
     let mut woken = match engine.store.events(&id).await {
         Ok(events) => events.iter().any(|event| event.event_id > max_seen),
         Err(_) => true,

@@ -147,6 +147,7 @@ impl RuntimeBuilder {
             activity_slots: Arc::new(Semaphore::new(self.max_activities)),
             instance_slots: Arc::new(Semaphore::new(self.max_instances)),
             running: Mutex::default(),
+            next_mark: std::sync::atomic::AtomicU64::new(1),
             active_drivers: AtomicUsize::new(0),
             backlog: AtomicBool::new(true),
             drivers_idle: Notify::new(),
@@ -244,12 +245,10 @@ async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration) {
                 Ok(records) => {
                     engine.backlog.store(records.len() >= free, Ordering::SeqCst);
                     for record in records {
-                        if !engine.mark_running(&record.id) {
-                            continue;
-                        }
+                        let Some(token) = engine.mark_running(&record.id) else { continue };
                         match engine.instance_slots.clone().try_acquire_owned() {
-                            Ok(permit) => engine.spawn_driver(record, false, permit),
-                            Err(_) => engine.unmark_running(&record.id),
+                            Ok(permit) => engine.spawn_driver(record, false, permit, token),
+                            Err(_) => engine.unmark_running(&record.id, token),
                         }
                     }
                 }
