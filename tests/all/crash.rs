@@ -13,7 +13,10 @@ use workflow::{RecordStatus, Store};
 
 const DB_ENV: &str = "WORKFLOW_CRASH_DB";
 const LOG_ENV: &str = "WORKFLOW_CRASH_LOG";
+const MODE_ENV: &str = "WORKFLOW_CRASH_MODE";
 const INSTANCE: &str = "crash-1";
+const TIMER_INSTANCE: &str = "crash-timer-1";
+const TIMER_MS: u64 = 1500;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Step {
@@ -39,6 +42,12 @@ async fn five_steps(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowErr
     Ok(acc)
 }
 
+#[workflow]
+async fn timer_then_step(ctx: WorkflowContext) -> Result<u64, WorkflowError> {
+    ctx.sleep(Duration::from_millis(TIMER_MS)).await?;
+    crash_step::call(&ctx, Step { n: 9, acc: 4 }).await
+}
+
 /// The child process's body; does nothing unless started by the parent test.
 #[tokio::test]
 #[ignore = "run by `crash_and_resume_in_a_real_process` as a child process"]
@@ -48,28 +57,50 @@ async fn crash_child() {
         .store(SqliteStore::open(&format!("sqlite://{db}")).await.unwrap())
         .worker_id("crash-worker")
         .workflow(five_steps::Workflow)
+        .workflow(timer_then_step::Workflow)
         .activity(crash_step::Activity)
         .build()
         .await
         .unwrap();
     let client = runtime.client();
-    match five_steps::start_with_id(&client, INSTANCE, 7).await {
-        Ok(_) | Err(workflow::Error::InstanceExists(_)) => {}
+    let timer_mode = std::env::var(MODE_ENV).is_ok_and(|mode| mode == "timer");
+    let (id, started) = if timer_mode {
+        (TIMER_INSTANCE, timer_then_step::start_with_id(&client, TIMER_INSTANCE).await.map(drop))
+    } else {
+        (INSTANCE, five_steps::start_with_id(&client, INSTANCE, 7).await.map(drop))
+    };
+    match started {
+        Ok(()) | Err(workflow::Error::InstanceExists(_)) => {}
         Err(error) => panic!("start failed: {error}"),
     }
-    let output: u64 = client.result(INSTANCE, Some(Duration::from_secs(60))).await.unwrap();
+    let output: u64 = client.result(id, Some(Duration::from_secs(60))).await.unwrap();
     println!("\nCRASH-CHILD-RESULT {output}");
 }
 
 fn child(db: &str, log: &str) -> Command {
+    child_in_mode(db, log, "steps")
+}
+
+fn child_in_mode(db: &str, log: &str, mode: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(DB_ENV, db)
         .env(LOG_ENV, log)
+        .env(MODE_ENV, mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     command
+}
+
+fn child_result(child: std::process::Child) -> String {
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the child failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.split_once("CRASH-CHILD-RESULT ").map(|(_, result)| result.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no result in the child's output: {stdout}"))
 }
 
 fn log_lines(log: &std::path::Path) -> Vec<(u32, u32)> {
@@ -110,14 +141,7 @@ async fn crash_and_resume_in_a_real_process() {
     assert_eq!(before.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2, 3], "steps 1-3 ran before the kill");
 
     let second = child(&db, &log_text).spawn().unwrap();
-    let output = second.wait_with_output().unwrap();
-    assert!(output.status.success(), "the second child failed");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result = stdout
-        .lines()
-        .find_map(|line| line.split_once("CRASH-CHILD-RESULT ").map(|(_, result)| result.trim()))
-        .unwrap_or_else(|| panic!("no result in the child's output: {stdout}"));
-    assert_eq!(result, "712345", "7, then each step appends its number");
+    assert_eq!(child_result(second), "712345", "7, then each step appends its number");
 
     let after = log_lines(&log);
     for n in 1..=3 {
@@ -131,4 +155,35 @@ async fn crash_and_resume_in_a_real_process() {
     let journal = store.journal(INSTANCE, 0).await.unwrap();
     assert_eq!(journal.len(), 5);
     assert!(journal.iter().all(|r| r.status == RecordStatus::Completed && r.attempt == 1));
+}
+
+#[tokio::test]
+async fn a_durable_timer_survives_a_process_kill_and_fires_once_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("timer.db").display().to_string();
+    let log = dir.path().join("steps.log");
+    let log_text = log.display().to_string();
+    let store = SqliteStore::open(&format!("sqlite://{db}")).await.unwrap();
+
+    let mut first = child_in_mode(&db, &log_text, "timer").spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let due = loop {
+        let journal = store.journal(TIMER_INSTANCE, 0).await.unwrap();
+        if let Some(timer) = journal.iter().find(|r| r.kind == "timer" && r.status == RecordStatus::Scheduled) {
+            break timer.due_at.expect("a scheduled timer has its due time");
+        }
+        assert!(std::time::Instant::now() < deadline, "the timer was never scheduled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    first.kill().unwrap(); // SIGKILL, before the timer is due
+    first.wait().unwrap();
+    assert!(log_lines(&log).is_empty(), "nothing ran past the timer before the kill");
+
+    let second = child_in_mode(&db, &log_text, "timer").spawn().unwrap();
+    assert_eq!(child_result(second), "49");
+    let journal = store.journal(TIMER_INSTANCE, 0).await.unwrap();
+    let timer = &journal[0];
+    assert_eq!((timer.kind.as_str(), timer.status, timer.due_at), ("timer", RecordStatus::Completed, Some(due)));
+    assert!(timer.recorded_at >= due, "the timer fired {} ms early", due - timer.recorded_at);
+    assert_eq!(log_lines(&log).iter().filter(|(n, _)| *n == 9).count(), 1, "the step after the timer ran once");
 }
