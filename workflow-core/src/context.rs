@@ -256,6 +256,17 @@ impl WorkflowContext {
         self.shared.engine.clock.now_ms()
     }
 
+    /// Commits the buffered ops, if any. Every operation calls this before it does anything
+    /// visible outside the workflow (an activity attempt, a wait, the end), so an outcome is
+    /// committed together with what follows from it: a one-step workflow costs two commits in
+    /// all (start, then step and end), and every turn of a workflow costs at most one.
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        if self.state().buffered.is_empty() {
+            return Ok(());
+        }
+        self.commit(Vec::new()).await
+    }
+
     /// Writes ops (after the buffered ones) durably; on a store failure the run is abandoned.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), ()> {
         let mut batch = self.take_buffered();
@@ -382,6 +393,9 @@ impl WorkflowContext {
                 engine.clock.sleep_until(due).await;
             }
             attempt += 1;
+            // Durable before observable: what this run learned so far is committed before an
+            // attempt (an effect outside the workflow) starts.
+            self.flush().await.ok()?;
             let result = {
                 let _busy = self.busy();
                 self.run_attempt(&engine, seq, name, &input, attempt, options).await
@@ -389,7 +403,7 @@ impl WorkflowContext {
             let error = match result {
                 Ok(output) => {
                     let record = self.record(seq, name, &input, RecordStatus::Completed, output.clone(), attempt);
-                    self.commit(vec![WriteOp::PutRecord(record)]).await.ok()?;
+                    self.buffer(WriteOp::PutRecord(record));
                     return Some(Ok(output));
                 }
                 Err(error) => error,
@@ -410,7 +424,7 @@ impl WorkflowContext {
                 None => {
                     tracing::info!(instance_id = %self.instance_id(), seq, activity = name, attempt, error = %error, "activity failed for good");
                     let record = self.record(seq, name, &input, RecordStatus::Failed, payload, attempt);
-                    self.commit(vec![WriteOp::PutRecord(record)]).await.ok()?;
+                    self.buffer(WriteOp::PutRecord(record));
                     return Some(Err(WorkflowError::Activity {
                         activity: name.to_owned(),
                         message: failure.message,

@@ -215,15 +215,16 @@ impl IntoFuture for Timer {
                     due
                 }
             };
+            if ctx.flush().await.is_err() {
+                return std::future::pending().await;
+            }
             {
                 let _wait = ctx.waiting(seq, Some(due));
                 ctx.engine().clock.sleep_until(due).await;
             }
             let mut record = ctx.new_record(seq, KIND_TIMER, "sleep", RecordStatus::Completed, None);
             record.due_at = Some(due);
-            if ctx.commit(vec![WriteOp::PutRecord(record)]).await.is_err() {
-                return std::future::pending().await;
-            }
+            ctx.buffer(WriteOp::PutRecord(record));
             Ok(())
         })
     }
@@ -323,9 +324,10 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                         generation: ctx.generation(),
                         seq,
                     };
-                    if ctx.commit(vec![WriteOp::PutRecord(record), consume]).await.is_err() {
-                        return std::future::pending().await;
-                    }
+                    // Taken here, consumed in the store with the next commit (atomically with the
+                    // record): a crash before it leaves the event in the inbox for the replay.
+                    ctx.buffer(WriteOp::PutRecord(record));
+                    ctx.buffer(consume);
                     return decode_event(&event.name, &event.payload);
                 }
                 if let Some(due) = due {
@@ -334,11 +336,12 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                             StoredFailure { message: format!("timed out waiting for event `{name}`"), attempts: 1 };
                         let payload = serde_json::to_string(&failure).ok();
                         let record = ctx.new_record(seq, KIND_EVENT, &name, RecordStatus::Failed, payload);
-                        if ctx.commit(vec![WriteOp::PutRecord(record)]).await.is_err() {
-                            return std::future::pending().await;
-                        }
+                        ctx.buffer(WriteOp::PutRecord(record));
                         return Err(timed_out());
                     }
+                }
+                if ctx.flush().await.is_err() {
+                    return std::future::pending().await;
                 }
                 let deadline = async {
                     match due {
@@ -402,9 +405,7 @@ where
                 out = second => ("1", Either::Second(out)),
             };
             let record = ctx.new_record(seq, KIND_RACE, "race", RecordStatus::Completed, Some(index.to_owned()));
-            if ctx.commit(vec![WriteOp::PutRecord(record)]).await.is_err() {
-                return std::future::pending().await;
-            }
+            ctx.buffer(WriteOp::PutRecord(record));
             outcome
         })
     }
@@ -502,6 +503,9 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     }
                 }
             }
+            if ctx.flush().await.is_err() {
+                return std::future::pending().await;
+            }
             let _wait = ctx.waiting(seq, None);
             ctx.state().children.insert(seq, child_id.clone());
             let engine = ctx.engine().clone();
@@ -539,9 +543,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                 }
             };
             let record = ctx.new_record(seq, KIND_CHILD, W::NAME, status, Some(payload));
-            if ctx.commit(vec![WriteOp::PutRecord(record)]).await.is_err() {
-                return std::future::pending().await;
-            }
+            ctx.buffer(WriteOp::PutRecord(record));
             match result {
                 Ok(output) => decode_child::<W>(&ctx, seq, &output),
                 Err(message) => Err(child_failed(message)),
