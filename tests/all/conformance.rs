@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use workflow::{
-    InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore, Store,
-    StoreError, Synchronous, WriteOp,
+    EventRecord, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore,
+    Store, StoreError, Synchronous, WriteOp, NEVER,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -30,6 +30,9 @@ fn instance(id: &str, workflow: &str, created_at: i64) -> InstanceRecord {
         updated_at: created_at,
         owner: None,
         lease_until: None,
+        parent_id: None,
+        custom_status: None,
+        wake_at: None,
     }
 }
 
@@ -92,6 +95,9 @@ async fn check_create_and_read(store: &dyn Store) {
         updated_at: 1_700_000_000_456,
         owner: Some("worker-a".into()),
         lease_until: Some(1_700_000_030_000),
+        parent_id: Some("create/parent".into()),
+        custom_status: Some(r#"{"stage":"shipping"}"#.into()),
+        wake_at: Some(1_700_000_060_000),
     };
     let minimal = instance("create/minimal", "create_wf", 5);
     let extremes = InstanceRecord {
@@ -99,14 +105,20 @@ async fn check_create_and_read(store: &dyn Store) {
         created_at: i64::MIN,
         updated_at: i64::MAX,
         lease_until: Some(-1),
+        custom_status: Some(String::new()),
+        wake_at: Some(NEVER),
         ..instance("create/extremes", "create_wf", 0)
     };
-    let outcome =
-        store.write(&[create(full.clone()), create(minimal.clone()), create(extremes.clone())]).await.unwrap();
+    let early = InstanceRecord { wake_at: Some(i64::MIN), ..instance("create/early", "create_wf", 0) };
+    let outcome = store
+        .write(&[create(full.clone()), create(minimal.clone()), create(extremes.clone()), create(early.clone())])
+        .await
+        .unwrap();
     assert!(outcome.existing.is_empty(), "nothing existed: {outcome:?}");
     assert_eq!(get(store, "create/full").await, full);
     assert_eq!(get(store, "create/minimal").await, minimal);
     assert_eq!(get(store, "create/extremes").await, extremes);
+    assert_eq!(get(store, "create/early").await, early);
     assert_eq!(store.instance("create/nobody").await.unwrap(), None);
     for status in RuntimeStatus::ALL {
         let id = format!("create/status/{}", status.as_str());
@@ -515,6 +527,7 @@ async fn check_stats(store: &dyn Store) {
     store.release_leases("stats-w").await.unwrap();
     store.instance("stats/a").await.unwrap();
     store.journal("stats/a", 0).await.unwrap();
+    store.events("stats/a").await.unwrap();
     assert_eq!(store.stats(), after_noops, "claims, leases and reads are not counted");
 
     store.probe_commit().await.unwrap();
@@ -573,6 +586,409 @@ async fn check_payloads_verbatim(store: &dyn Store) {
     assert_eq!(ids(&store.claim("w ☕", &names(&["payload ☕ wf"]), 10, 20, 10).await.unwrap()), vec![odd.id.as_str()]);
 }
 
+fn add_event(id: &str, name: &str, payload: &str, created_at: i64) -> WriteOp {
+    WriteOp::AddEvent { instance_id: id.to_owned(), name: name.to_owned(), payload: payload.to_owned(), created_at }
+}
+
+fn consume(id: &str, event_id: i64, generation: u32, seq: u32) -> WriteOp {
+    WriteOp::ConsumeEvent { instance_id: id.to_owned(), event_id, generation, seq }
+}
+
+fn set_wake(id: &str, wake_at: Option<i64>) -> WriteOp {
+    WriteOp::SetWake { id: id.to_owned(), wake_at }
+}
+
+fn evict(id: &str, wake_at: i64) -> WriteOp {
+    WriteOp::Evict { id: id.to_owned(), wake_at }
+}
+
+fn continue_as_new(id: &str, input: &str, generation: u32, updated_at: i64) -> WriteOp {
+    WriteOp::ContinueAsNew { id: id.to_owned(), input: input.to_owned(), generation, updated_at }
+}
+
+fn set_custom(id: &str, custom_status: Option<&str>, updated_at: i64) -> WriteOp {
+    WriteOp::SetCustomStatus { id: id.to_owned(), custom_status: custom_status.map(str::to_owned), updated_at }
+}
+
+fn event_names(events: &[EventRecord]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_str()).collect()
+}
+
+/// Events are listed per instance, in arrival order (not `created_at` order), with ids the store
+/// assigns increasing in arrival order across instances; one for an instance the store does not
+/// know is kept (and creates nothing). AddEvent sets the instance's `wake_at` to the event's time
+/// and nothing else. A consumed event is no longer listed; a ConsumeEvent naming another
+/// instance's event, or an unknown event, does nothing.
+async fn check_events(store: &dyn Store) {
+    let (a, b, ghost) = ("events/a", "events/b", "events/ghost");
+    let (a_record, b_record) = (instance(a, "events_wf", 1), instance(b, "events_wf", 2));
+    store.write(&[create(a_record.clone()), create(b_record.clone())]).await.unwrap();
+    assert!(store.events(a).await.unwrap().is_empty());
+    store
+        .write(&[
+            add_event(a, "first", r#"{"n":1}"#, 100),
+            add_event(b, "other", "null", 101),
+            add_event(a, "second", "", 102),
+            add_event(ghost, "early", r#""before its instance""#, 103),
+        ])
+        .await
+        .unwrap();
+    store.write(&[add_event(a, "third", "\"ü🦀\" not json", 99)]).await.unwrap();
+
+    let listed = store.events(a).await.unwrap();
+    assert_eq!(event_names(&listed), ["first", "second", "third"], "arrival order, this instance's only");
+    assert_eq!(
+        listed[0],
+        EventRecord {
+            instance_id: a.into(),
+            event_id: listed[0].event_id,
+            name: "first".into(),
+            payload: r#"{"n":1}"#.into(),
+            created_at: 100,
+        }
+    );
+    assert_eq!((listed[1].payload.as_str(), listed[1].created_at), ("", 102));
+    assert_eq!((listed[2].payload.as_str(), listed[2].created_at), ("\"ü🦀\" not json", 99));
+    let others = store.events(b).await.unwrap();
+    assert_eq!(event_names(&others), ["other"]);
+    let early = store.events(ghost).await.unwrap();
+    assert_eq!(event_names(&early), ["early"], "an event for an unknown instance is kept");
+    assert_eq!(store.instance(ghost).await.unwrap(), None, "and creates no instance");
+    assert!(store.events("events/nobody").await.unwrap().is_empty());
+    let arrival = [listed[0].event_id, others[0].event_id, listed[1].event_id, early[0].event_id, listed[2].event_id];
+    assert!(arrival.windows(2).all(|w| w[0] < w[1]), "ids increase in arrival order: {arrival:?}");
+
+    assert_eq!(get(store, a).await, InstanceRecord { wake_at: Some(99), ..a_record.clone() }, "the last event's time");
+    assert_eq!(get(store, b).await, InstanceRecord { wake_at: Some(101), ..b_record.clone() });
+
+    let (first, second, third) = (listed[0].event_id, listed[1].event_id, listed[2].event_id);
+    store
+        .write(&[
+            consume(b, first, 0, 0),
+            consume(a, others[0].event_id, 0, 1),
+            consume(a, third + 1_000_000, 0, 2),
+            consume(a, -1, 0, 2),
+            consume(a, second, 0, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(event_names(&store.events(a).await.unwrap()), ["first", "third"], "only a's own op consumes a's event");
+    assert_eq!(event_names(&store.events(b).await.unwrap()), ["other"], "b's event is untouched");
+    store.write(&[consume(a, second, 0, 4), consume(a, first, 0, 5), consume(a, first, 1, 0)]).await.unwrap();
+    assert_eq!(event_names(&store.events(a).await.unwrap()), ["third"], "consuming again changes nothing");
+    assert_eq!(get(store, a).await.wake_at, Some(99), "consuming leaves the wake-up alone");
+
+    // In batch order: an event added after the consume of `third` is listed.
+    store.write(&[consume(a, third, 0, 6), add_event(a, "fourth", "4", 200)]).await.unwrap();
+    let now = store.events(a).await.unwrap();
+    assert_eq!(event_names(&now), ["fourth"]);
+    assert!(now[0].event_id > early[0].event_id);
+
+    // An event is consumed whether or not its instance exists.
+    store.write(&[consume(ghost, early[0].event_id, 0, 0)]).await.unwrap();
+    assert!(store.events(ghost).await.unwrap().is_empty());
+}
+
+/// Claims skip an instance whose wake-up is after `now` ([`NEVER`] never comes) and take one due
+/// at or before it; a claim clears the wake-up.
+async fn check_claim_wake(store: &dyn Store) {
+    let wf = "wake_wf";
+    let waking = |id: &str, created_at: i64, wake_at: Option<i64>| InstanceRecord {
+        wake_at,
+        ..with_status(instance(id, wf, created_at), RuntimeStatus::Running)
+    };
+    store
+        .write(&[
+            create(waking("wake/none", 1, None)),
+            create(waking("wake/past", 2, Some(500))),
+            create(waking("wake/equal", 3, Some(1_000))),
+            create(waking("wake/future", 4, Some(1_001))),
+            create(waking("wake/never", 5, Some(NEVER))),
+            create(waking("wake/min", 6, Some(i64::MIN))),
+        ])
+        .await
+        .unwrap();
+    let claimed = store.claim("wake-w1", &names(&[wf]), 1_000, 2_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["wake/none", "wake/past", "wake/equal", "wake/min"]);
+    for record in &claimed {
+        assert_eq!(record.wake_at, None, "{}: a claim clears the wake-up", record.id);
+        assert_eq!(&get(store, &record.id).await, record, "the claim is stored as returned");
+    }
+    assert_eq!(get(store, "wake/future").await.wake_at, Some(1_001), "not claimed, not changed");
+    assert_eq!(get(store, "wake/never").await.wake_at, Some(NEVER));
+
+    let claimed = store.claim("wake-w2", &names(&[wf]), 1_001, 2_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["wake/future"]);
+    assert_eq!(claimed[0].wake_at, None);
+
+    // Every lease has lapsed long ago; the NEVER one still waits.
+    let claimed = store.claim("wake-w3", &names(&[wf]), NEVER - 1, NEVER - 1, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["wake/none", "wake/past", "wake/equal", "wake/future", "wake/min"]);
+    assert_eq!(get(store, "wake/never").await.owner, None);
+}
+
+/// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.
+async fn check_set_wake(store: &dyn Store) {
+    let wf = "setwake_wf";
+    let (a, b) = (instance("setwake/a", wf, 1), instance("setwake/b", wf, 2));
+    store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
+    store.write(&[set_wake(&a.id, Some(5_000)), set_wake(&b.id, Some(NEVER))]).await.unwrap();
+    assert_eq!(get(store, &a.id).await, InstanceRecord { wake_at: Some(5_000), ..a.clone() });
+    assert_eq!(get(store, &b.id).await, InstanceRecord { wake_at: Some(NEVER), ..b.clone() });
+    assert!(store.claim("setwake-w", &names(&[wf]), 4_999, 10_000, 10).await.unwrap().is_empty());
+
+    store
+        .write(&[set_wake(&b.id, None), set_wake(&a.id, Some(100)), set_wake("setwake/nobody", Some(1))])
+        .await
+        .unwrap();
+    assert_eq!(get(store, &b.id).await, b);
+    assert_eq!(store.instance("setwake/nobody").await.unwrap(), None);
+    let claimed = store.claim("setwake-w", &names(&[wf]), 100, 10_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["setwake/a", "setwake/b"]);
+
+    // On a claimed instance it leaves the lease alone.
+    store.write(&[set_wake(&a.id, Some(7))]).await.unwrap();
+    let now = get(store, &a.id).await;
+    assert_eq!((now.owner.as_deref(), now.lease_until, now.wake_at), (Some("setwake-w"), Some(10_000), Some(7)));
+    assert!(store.claim("setwake-other", &names(&[wf]), 200, 10_000, 10).await.unwrap().is_empty());
+}
+
+/// Evict drops the owner and lease and sets the wake-up, nothing else; the instance is claimable
+/// by anyone once its wake-up comes, long before the old lease would have lapsed, and one waiting
+/// for [`NEVER`] is woken by an event. A no-op on an unknown id.
+async fn check_evict(store: &dyn Store) {
+    let wf = "evict_wf";
+    let a = InstanceRecord { custom_status: Some("\"cs\"".into()), ..instance("evict/a", wf, 1) };
+    let a = with_status(a, RuntimeStatus::Running);
+    let b = instance("evict/b", wf, 2);
+    store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
+    assert_eq!(store.claim("evict-w1", &names(&[wf]), 10, 100_000, 10).await.unwrap().len(), 2);
+
+    store.write(&[evict(&a.id, 500), evict(&b.id, NEVER), evict("evict/nobody", 1)]).await.unwrap();
+    assert_eq!(get(store, &a.id).await, InstanceRecord { wake_at: Some(500), ..a.clone() });
+    assert_eq!(get(store, &b.id).await, InstanceRecord { wake_at: Some(NEVER), ..b.clone() });
+    assert_eq!(store.instance("evict/nobody").await.unwrap(), None);
+    assert_eq!(store.renew_leases("evict-w1", 200_000).await.unwrap(), 0, "the evicting worker holds nothing");
+
+    assert!(store.claim("evict-w2", &names(&[wf]), 499, 10_000_000, 10).await.unwrap().is_empty());
+    let claimed = store.claim("evict-w2", &names(&[wf]), 500, 10_000_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["evict/a"]);
+    assert_eq!(claimed[0].wake_at, None);
+
+    assert!(store.claim("evict-w3", &names(&[wf]), 1_000_000, 10_000_000, 10).await.unwrap().is_empty());
+    store.write(&[add_event(&b.id, "wake up", "1", 2_000)]).await.unwrap();
+    assert_eq!(get(store, &b.id).await.wake_at, Some(2_000), "the event brings the wake-up forward");
+    assert!(store.claim("evict-w3", &names(&[wf]), 1_999, 10_000_000, 10).await.unwrap().is_empty());
+    let claimed = store.claim("evict-w3", &names(&[wf]), 2_000, 10_000_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["evict/b"]);
+    assert_eq!(event_names(&store.events(&b.id).await.unwrap()), ["wake up"]);
+}
+
+/// ContinueAsNew restarts an instance: new input and generation, status Running, no output or
+/// error, everything else kept; the journal of older generations is gone (the new one and any
+/// later one stay), consumed events are gone and unconsumed ones stay; other instances are
+/// untouched; a no-op on an unknown id, whose journal stays. In a batch it applies in op order.
+async fn check_continue_as_new(store: &dyn Store) {
+    let wf = "can_wf";
+    let x = InstanceRecord {
+        status: RuntimeStatus::Completed,
+        output: Some("\"out\"".into()),
+        error: Some(r#"{"e":1}"#.into()),
+        generation: 1,
+        owner: Some("can-w".into()),
+        lease_until: Some(50),
+        parent_id: Some("can/parent".into()),
+        custom_status: Some("\"cs\"".into()),
+        ..instance("can/x", wf, 1)
+    };
+    let (x_id, y_id) = (x.id.as_str(), "can/y");
+    let mut ops = vec![create(x.clone()), create(instance(y_id, wf, 2))];
+    ops.extend([(0, 0), (0, 1), (1, 0), (2, 0), (3, 5)].map(|(g, s)| put(record(x_id, g, s))));
+    ops.extend([put(record(y_id, 0, 0)), put(record(y_id, 1, 0))]);
+    ops.extend([
+        add_event(x_id, "kept", "1", 10),
+        add_event(x_id, "used", "2", 11),
+        add_event(y_id, "y-used", "3", 12),
+    ]);
+    store.write(&ops).await.unwrap();
+    let x_events = store.events(x_id).await.unwrap();
+    let y_events = store.events(y_id).await.unwrap();
+    store.write(&[consume(x_id, x_events[1].event_id, 1, 0), consume(y_id, y_events[0].event_id, 0, 1)]).await.unwrap();
+    let before = get(store, x_id).await;
+
+    store.write(&[continue_as_new(x_id, "\"next\"", 2, 77), continue_as_new("can/nobody", "0", 9, 1)]).await.unwrap();
+    let expected = InstanceRecord {
+        status: RuntimeStatus::Running,
+        input: "\"next\"".into(),
+        generation: 2,
+        output: None,
+        error: None,
+        updated_at: 77,
+        ..before
+    };
+    assert_eq!(get(store, x_id).await, expected);
+    assert!(store.journal(x_id, 0).await.unwrap().is_empty());
+    assert!(store.journal(x_id, 1).await.unwrap().is_empty());
+    assert_eq!(store.journal(x_id, 2).await.unwrap(), vec![record(x_id, 2, 0)], "the new generation stays");
+    assert_eq!(store.journal(x_id, 3).await.unwrap(), vec![record(x_id, 3, 5)], "a later one too");
+    assert_eq!(store.journal(y_id, 0).await.unwrap(), vec![record(y_id, 0, 0)], "other instances keep theirs");
+    assert_eq!(store.journal(y_id, 1).await.unwrap(), vec![record(y_id, 1, 0)]);
+    assert_eq!(store.events(x_id).await.unwrap(), x_events[..1], "unconsumed events stay");
+    assert!(store.events(y_id).await.unwrap().is_empty());
+    assert_eq!(store.instance("can/nobody").await.unwrap(), None);
+
+    store.write(&[put(record("can/nobody", 0, 0)), continue_as_new("can/nobody", "0", 5, 1)]).await.unwrap();
+    assert_eq!(store.journal("can/nobody", 0).await.unwrap(), vec![record("can/nobody", 0, 0)]);
+
+    // In op order: a restart before the create does nothing; records written before a restart go
+    // with their generation, records written after it stay, even of an older generation.
+    let z = instance("can/z", wf, 3);
+    store
+        .write(&[
+            continue_as_new(&z.id, "\"too early\"", 1, 78),
+            put(record(&z.id, 0, 0)),
+            create(z.clone()),
+            add_event(&z.id, "z1", "1", 79),
+            put(record(&z.id, 0, 1)),
+            continue_as_new(&z.id, "\"z again\"", 1, 80),
+            put(record(&z.id, 0, 2)),
+            put(record(&z.id, 1, 0)),
+            add_event(&z.id, "z2", "2", 81),
+        ])
+        .await
+        .unwrap();
+    let z_now = get(store, &z.id).await;
+    assert_eq!(
+        z_now,
+        InstanceRecord {
+            status: RuntimeStatus::Running,
+            input: "\"z again\"".into(),
+            generation: 1,
+            updated_at: 80,
+            wake_at: Some(81),
+            ..z.clone()
+        }
+    );
+    assert_eq!(store.journal(&z.id, 0).await.unwrap(), vec![record(&z.id, 0, 2)]);
+    assert_eq!(store.journal(&z.id, 1).await.unwrap(), vec![record(&z.id, 1, 0)]);
+    let z_events = store.events(&z.id).await.unwrap();
+    assert_eq!(event_names(&z_events), ["z1", "z2"]);
+
+    // Restarting twice into one generation; consuming before and after a restart.
+    store
+        .write(&[
+            put(record(&z.id, 1, 1)),
+            consume(&z.id, z_events[0].event_id, 1, 2),
+            continue_as_new(&z.id, "3", 3, 82),
+            put(record(&z.id, 3, 0)),
+            consume(&z.id, z_events[1].event_id, 3, 1),
+            continue_as_new(&z.id, "3 again", 3, 83),
+            add_event(&z.id, "z3", "3", 84),
+        ])
+        .await
+        .unwrap();
+    assert!(store.journal(&z.id, 0).await.unwrap().is_empty());
+    assert!(store.journal(&z.id, 1).await.unwrap().is_empty());
+    assert_eq!(store.journal(&z.id, 3).await.unwrap(), vec![record(&z.id, 3, 0)], "its own generation stays");
+    let z_events = store.events(&z.id).await.unwrap();
+    assert_eq!(event_names(&z_events), ["z3"]);
+    assert_eq!((get(store, &z.id).await.input.as_str(), get(store, &z.id).await.updated_at), ("3 again", 83));
+
+    // Event ids are not reused after the newest event is consumed and deleted.
+    let newest = z_events[0].event_id;
+    store.write(&[consume(&z.id, newest, 3, 2)]).await.unwrap();
+    store.write(&[continue_as_new(&z.id, "4", 4, 85)]).await.unwrap();
+    store.write(&[add_event(&z.id, "z4", "4", 86)]).await.unwrap();
+    let z_events = store.events(&z.id).await.unwrap();
+    assert_eq!(event_names(&z_events), ["z4"]);
+    assert!(z_events[0].event_id > newest, "{} reuses {newest}", z_events[0].event_id);
+}
+
+/// SetCustomStatus sets or clears the custom status (verbatim) and the change time, nothing else;
+/// a no-op on an unknown id.
+async fn check_custom_status(store: &dyn Store) {
+    let a = instance("custom/a", "custom_wf", 1);
+    store
+        .write(&[
+            create(a.clone()),
+            set_custom(&a.id, Some(r#"{"step":1}"#), 10),
+            set_custom(&a.id, Some("\"two\""), 11),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        get(store, &a.id).await,
+        InstanceRecord { custom_status: Some("\"two\"".into()), updated_at: 11, ..a.clone() }
+    );
+    store.write(&[set_custom(&a.id, None, 12), set_custom("custom/nobody", Some("1"), 1)]).await.unwrap();
+    assert_eq!(get(store, &a.id).await, InstanceRecord { updated_at: 12, ..a.clone() });
+    assert_eq!(store.instance("custom/nobody").await.unwrap(), None);
+
+    let odd = "  { not json \u{0} ☕ ";
+    store.write(&[set_custom(&a.id, Some(odd), 13)]).await.unwrap();
+    assert_eq!(get(store, &a.id).await.custom_status.as_deref(), Some(odd));
+    store
+        .write(&[WriteOp::Finish {
+            id: a.id.clone(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 14,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(get(store, &a.id).await.custom_status.as_deref(), Some(odd), "finishing keeps it");
+}
+
+/// The new ops apply in batch order too, among themselves and with the others: an op on an
+/// instance before its create does nothing (an event before it is still kept).
+async fn check_new_ops_in_order(store: &dyn Store) {
+    let wf = "neworder_wf";
+    let (x, y) = (instance("neworder/x", wf, 1), instance("neworder/y", wf, 2));
+    store
+        .write(&[
+            set_wake(&x.id, Some(1)),
+            set_custom(&y.id, Some("\"early\""), 1),
+            evict(&y.id, 5),
+            add_event(&y.id, "before", "0", 3),
+            create(x.clone()),
+            add_event(&x.id, "e1", "1", 40),
+            set_wake(&x.id, None),
+            create(y.clone()),
+            set_custom(&x.id, Some("\"a\""), 41),
+            add_event(&x.id, "e2", "2", 42),
+            evict(&x.id, 60),
+            WriteOp::SetStatus { id: x.id.clone(), status: RuntimeStatus::Running, updated_at: 43 },
+            continue_as_new(&y.id, "\"again\"", 1, 44),
+            set_custom(&y.id, Some("\"b\""), 45),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        get(store, &x.id).await,
+        InstanceRecord {
+            status: RuntimeStatus::Running,
+            custom_status: Some("\"a\"".into()),
+            wake_at: Some(60),
+            updated_at: 43,
+            ..x.clone()
+        }
+    );
+    assert_eq!(
+        get(store, &y.id).await,
+        InstanceRecord {
+            status: RuntimeStatus::Running,
+            input: "\"again\"".into(),
+            generation: 1,
+            custom_status: Some("\"b\"".into()),
+            updated_at: 45,
+            ..y.clone()
+        }
+    );
+    assert_eq!(event_names(&store.events(&x.id).await.unwrap()), ["e1", "e2"]);
+    assert_eq!(event_names(&store.events(&y.id).await.unwrap()), ["before"]);
+}
+
 /// A small deterministic generator (xorshift), so a failure replays.
 struct Rng(u64);
 
@@ -589,9 +1005,16 @@ impl Rng {
     }
 }
 
-/// Random batches (big ones too, with repeated ids and keys in one batch), claims and lease calls,
-/// applied to the store and to a fresh in-memory store: every answer and the final state must be
-/// the same. This is what holds a store that regroups a batch's ops to "same effect as one by one".
+/// Random batches (big ones too, with repeated ids and keys in one batch, every kind of op
+/// interleaved), claims and lease calls, applied to the store and to a fresh in-memory store: every
+/// answer and the final state must be the same. This is what holds a store that regroups a batch's
+/// ops to "same effect as one by one".
+///
+/// Event ids: the store has counted events before this check, so its ids are the reference's
+/// shifted by the offset one probe event measures (both assign consecutive ids, as the memory
+/// store does). ConsumeEvent ops are written with the reference's ids, shifted for the store; they
+/// name events of any instance, events added earlier in the same batch or later in it, and ids
+/// that are never assigned.
 async fn check_matches_reference(store: &dyn Store) {
     let reference = MemoryStore::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -600,42 +1023,95 @@ async fn check_matches_reference(store: &dyn Store) {
     let workers = ["ref-w1", "ref-w2", "ref-w3"];
     let statuses = RuntimeStatus::ALL;
     let payloads = ["null", r#"{"k":"v"}"#, "\"ü🦀\"", "not json", ""];
+
+    let probe = [add_event("ref/probe", "probe", "null", 0)];
+    reference.write(&probe).await.unwrap();
+    store.write(&probe).await.unwrap();
+    let offset = store.events("ref/probe").await.unwrap()[0].event_id - 1;
+    let shifted = |mut events: Vec<EventRecord>| {
+        for event in &mut events {
+            event.event_id -= offset;
+        }
+        events
+    };
+    // The instance of each reference event, by id - 1.
+    let mut event_owners = vec!["ref/probe".to_owned()];
+
     let mut clock = 0_i64;
     for round in 0..60 {
         clock += 10;
         let size = *rng.pick(&[1, 2, 5, 40, 255, 257, 700, 1_100]);
         let mut ops = Vec::with_capacity(size);
+        let mut store_ops = Vec::with_capacity(size);
         for _ in 0..size {
             let id = rng.pick(&ids).clone();
-            let op = match rng.below(4) {
-                0 => create(InstanceRecord {
+            let payload = rng.pick(&payloads).to_string();
+            let wake = match rng.below(3) {
+                0 => None,
+                1 => Some(NEVER),
+                _ => Some(clock + rng.below(40) as i64 - 10),
+            };
+            let op = match rng.below(16) {
+                0 | 1 => create(InstanceRecord {
                     workflow: rng.pick(&workflows).clone(),
                     status: *rng.pick(&statuses),
-                    input: rng.pick(&payloads).to_string(),
+                    input: payload,
                     created_at: clock + rng.below(5) as i64,
                     generation: rng.below(3) as u32,
+                    parent_id: Some(rng.pick(&ids).clone()).filter(|_| rng.below(2) == 0),
+                    custom_status: Some(format!("c{round}")).filter(|_| rng.below(2) == 0),
+                    wake_at: wake,
                     ..instance(&id, "", 0)
                 }),
-                1 => put(JournalRecord {
+                2..=5 => put(JournalRecord {
                     status: *rng.pick(&[RecordStatus::Retrying, RecordStatus::Completed, RecordStatus::Failed]),
-                    payload: Some(format!("{}#{round}", rng.pick(&payloads))),
+                    payload: Some(format!("{payload}#{round}")),
                     attempt: rng.below(4) as u32,
                     recorded_at: clock,
-                    ..record(&id, rng.below(3) as u32, rng.below(20) as u32)
+                    ..record(&id, rng.below(4) as u32, rng.below(20) as u32)
                 }),
-                2 => WriteOp::SetStatus { id, status: *rng.pick(&statuses), updated_at: clock + rng.below(5) as i64 },
-                _ => WriteOp::Finish {
+                6 => WriteOp::SetStatus { id, status: *rng.pick(&statuses), updated_at: clock + rng.below(5) as i64 },
+                7 => WriteOp::Finish {
                     id,
                     status: *rng.pick(&statuses),
-                    output: Some(rng.pick(&payloads).to_string()).filter(|_| rng.below(2) == 0),
+                    output: Some(payload).filter(|_| rng.below(2) == 0),
                     error: Some(format!("e{round}")).filter(|_| rng.below(2) == 0),
                     updated_at: clock,
                 },
+                8 | 9 => {
+                    event_owners.push(id.clone());
+                    add_event(&id, &format!("n{}", rng.below(3)), &payload, clock + rng.below(5) as i64)
+                }
+                10 | 11 => {
+                    // Mostly events that exist (or will, later in the batch), some that never will.
+                    let known = event_owners.len() as u64;
+                    let event_id = rng.below(known + 4) as i64 - 1;
+                    let owner = usize::try_from(event_id - 1).ok().and_then(|i| event_owners.get(i));
+                    let instance_id = match owner {
+                        Some(owner) if rng.below(3) != 0 => owner.clone(),
+                        _ => id,
+                    };
+                    let (generation, seq) = (rng.below(4) as u32, rng.below(20) as u32);
+                    let op = consume(&instance_id, event_id, generation, seq);
+                    store_ops.push(consume(&instance_id, event_id + offset, generation, seq));
+                    ops.push(op);
+                    continue;
+                }
+                12 => set_wake(&id, wake),
+                13 => evict(&id, wake.unwrap_or(clock)),
+                14 => continue_as_new(&id, &payload, rng.below(4) as u32, clock + rng.below(5) as i64),
+                _ => set_custom(&id, Some(payload.as_str()).filter(|_| rng.below(3) != 0), clock),
             };
+            store_ops.push(op.clone());
             ops.push(op);
         }
         let expected = reference.write(&ops).await.unwrap();
-        assert_eq!(store.write(&ops).await.unwrap(), expected, "round {round}: the same creates are skipped");
+        assert_eq!(store.write(&store_ops).await.unwrap(), expected, "round {round}: the same creates are skipped");
+        for _ in 0..3 {
+            let id = rng.pick(&ids);
+            let expected = reference.events(id).await.unwrap();
+            assert_eq!(shifted(store.events(id).await.unwrap()), expected, "round {round}: events of {id}");
+        }
 
         let worker = *rng.pick(&workers);
         match rng.below(3) {
@@ -656,15 +1132,16 @@ async fn check_matches_reference(store: &dyn Store) {
             }
         }
     }
-    for id in &ids {
+    for id in ids.iter().chain([&"ref/probe".to_owned()]) {
         assert_eq!(store.instance(id).await.unwrap(), reference.instance(id).await.unwrap(), "instance {id}");
-        for generation in 0..3 {
+        for generation in 0..4 {
             assert_eq!(
                 store.journal(id, generation).await.unwrap(),
                 reference.journal(id, generation).await.unwrap(),
                 "journal of {id} generation {generation}"
             );
         }
+        assert_eq!(shifted(store.events(id).await.unwrap()), reference.events(id).await.unwrap(), "events of {id}");
     }
 }
 
@@ -683,6 +1160,13 @@ async fn check_all(store: &dyn Store) {
     check_batch_in_order(store).await;
     check_stats(store).await;
     check_payloads_verbatim(store).await;
+    check_events(store).await;
+    check_claim_wake(store).await;
+    check_set_wake(store).await;
+    check_evict(store).await;
+    check_continue_as_new(store).await;
+    check_custom_status(store).await;
+    check_new_ops_in_order(store).await;
     check_matches_reference(store).await;
 }
 
@@ -734,6 +1218,7 @@ async fn sqlite_file_store_conforms() {
     disarm_sqlite_poison(&store).await;
     check_sqlite_pragmas(&store, 2).await;
     check_sqlite_corrupt_rows(&store).await;
+    check_sqlite_event_rows(&store).await;
     store.close().await;
 }
 
@@ -745,6 +1230,7 @@ async fn sqlite_memory_store_conforms() {
     check_batch_is_atomic(&store, POISON).await;
     disarm_sqlite_poison(&store).await;
     check_sqlite_corrupt_rows(&store).await;
+    check_sqlite_event_rows(&store).await;
 
     // Each `sqlite::memory:` store is its own database.
     let other = SqliteStore::open("sqlite::memory:").await.unwrap();
@@ -805,8 +1291,56 @@ async fn check_sqlite_corrupt_rows(store: &SqliteStore) {
         }
         other => panic!("expected a corrupt-row error, got {other:?}"),
     }
+    store.write(&[add_event(id, "late", "1", 5)]).await.unwrap();
+    sqlx::query("UPDATE events SET created_at = 'soon' WHERE instance_id = ?")
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match store.events(id).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains(id) && message.contains("created_at"), "message names the event: {message}")
+        }
+        other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
     sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(store.pool()).await.unwrap();
     sqlx::query("DELETE FROM journal WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+}
+
+/// What the trait cannot show: a restart deletes the consumed event rows (those consumed after it
+/// stay, consumed), an event keeps its first consumer, and an event added earlier in a batch can
+/// be consumed later in it (this store assigns consecutive ids, so the test knows the id).
+async fn check_sqlite_event_rows(store: &SqliteStore) {
+    let id = "sqlev/a";
+    store.write(&[create(instance(id, "sqlev_wf", 1)), add_event(id, "e1", "1", 10)]).await.unwrap();
+    let e1 = store.events(id).await.unwrap()[0].event_id;
+    let e2 = e1 + 1;
+    store
+        .write(&[
+            consume(id, e1, 0, 3),
+            add_event(id, "e2", "2", 11),
+            continue_as_new(id, "\"next\"", 1, 12),
+            consume(id, e2, 1, 0),
+            consume(id, e2, 1, 9),
+            add_event(id, "e3", "3", 13),
+        ])
+        .await
+        .unwrap();
+    let rows: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT seq, consumed_generation, consumed_by_seq FROM events WHERE instance_id = ? ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![(e2, Some(1), Some(0)), (e2 + 1, None, None)],
+        "e1 went with the restart; e2's first consumer"
+    );
+    assert_eq!(event_names(&store.events(id).await.unwrap()), ["e3"]);
+    sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
 }
 
 /// Opening creates the file; everything committed is there after reopening it.
@@ -821,6 +1355,8 @@ async fn sqlite_reopen_keeps_everything() {
         status: RuntimeStatus::Running,
         output: Some(r#""ok""#.into()),
         generation: 2,
+        parent_id: Some("reopen/parent".into()),
+        custom_status: Some("\"cs\"".into()),
         ..instance("reopen/a", "reopen_wf", 7)
     };
     let journal = vec![
@@ -833,6 +1369,9 @@ async fn sqlite_reopen_keeps_everything() {
         let ops: Vec<WriteOp> =
             std::iter::once(create(created.clone())).chain(journal.iter().cloned().map(put)).collect();
         store.write(&ops).await.unwrap();
+        store.write(&[add_event("reopen/a", "used", "1", 8), add_event("reopen/a", "kept", "2", 9)]).await.unwrap();
+        let used = store.events("reopen/a").await.unwrap()[0].event_id;
+        store.write(&[consume("reopen/a", used, 2, 5)]).await.unwrap();
         store.claim("reopen-w", &names(&["reopen_wf"]), 10, 5_000, 1).await.unwrap();
         store.probe_commit().await.unwrap();
         // Dropped without `close`, as a process that stops would.
@@ -841,6 +1380,8 @@ async fn sqlite_reopen_keeps_everything() {
     let claimed = InstanceRecord { owner: Some("reopen-w".into()), lease_until: Some(5_000), ..created };
     assert_eq!(get(&store, "reopen/a").await, claimed);
     assert_eq!(store.journal("reopen/a", 2).await.unwrap(), journal);
+    let events = store.events("reopen/a").await.unwrap();
+    assert_eq!(event_names(&events), ["kept"], "events and their consumption are kept");
     assert_eq!(store.stats(), Default::default(), "counters are per process");
     // Migrations already applied are not applied again, and the store still writes.
     store.write(&[put(record("reopen/a", 2, 2))]).await.unwrap();
@@ -848,6 +1389,10 @@ async fn sqlite_reopen_keeps_everything() {
 
     let again = SqliteStore::open(&url).await.unwrap();
     assert_eq!(again.journal("reopen/a", 2).await.unwrap().len(), 3);
+    again.write(&[add_event("reopen/a", "after", "3", 10)]).await.unwrap();
+    let after = again.events("reopen/a").await.unwrap();
+    assert_eq!(event_names(&after), ["kept", "after"]);
+    assert!(after[1].event_id > events[0].event_id, "ids keep counting up across reopening");
 
     // The store converts into what `Runtime::builder().store(..)` takes.
     let _shared: Arc<dyn Store> = again.into();

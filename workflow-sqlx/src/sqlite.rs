@@ -17,17 +17,20 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use workflow_core::{
-    InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
-    WriteOp, WriteOutcome,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
+    StoreStats, WriteOp, WriteOutcome,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const INSTANCE_COLUMNS: &str =
-    "id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until";
+    "id, workflow, status, input, output, error, generation, created_at, updated_at, owner, \
+     lease_until, parent_id, custom_status, wake_at";
 
 const JOURNAL_COLUMNS: &str =
     "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
+
+const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -217,16 +220,37 @@ enum Shape {
     Put,
     SetStatus,
     Finish,
+    AddEvent,
+    Consume,
+    SetWake,
+    Evict,
+    SetCustomStatus,
+    ContinueAsNew,
 }
 
 impl Shape {
-    const ALL: [Shape; 4] = [Shape::Create, Shape::Put, Shape::SetStatus, Shape::Finish];
+    const ALL: [Shape; 10] = [
+        Shape::Create,
+        Shape::Put,
+        Shape::SetStatus,
+        Shape::Finish,
+        Shape::AddEvent,
+        Shape::Consume,
+        Shape::SetWake,
+        Shape::Evict,
+        Shape::SetCustomStatus,
+        Shape::ContinueAsNew,
+    ];
 
     fn columns(self) -> usize {
         match self {
-            Shape::Create | Shape::Put => 11,
-            Shape::SetStatus => 3,
+            Shape::Create => 14,
+            Shape::Put => 11,
+            Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
+            Shape::AddEvent => 5,
+            Shape::Consume | Shape::ContinueAsNew => 4,
+            Shape::SetWake | Shape::Evict => 2,
         }
     }
 
@@ -234,7 +258,8 @@ impl Shape {
         match self {
             Shape::Create => {
                 "INSERT INTO instances \
-                 (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until) \
+                 (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
+                 parent_id, custom_status, wake_at) \
                  VALUES "
             }
             Shape::Put => {
@@ -246,6 +271,19 @@ impl Shape {
             Shape::Finish => {
                 "UPDATE instances SET status = v.column2, output = v.column3, error = v.column4, \
                  updated_at = v.column5, completed_at = v.column6, owner = NULL, lease_until = NULL FROM (VALUES "
+            }
+            Shape::AddEvent => "INSERT INTO events (seq, instance_id, name, payload, created_at) VALUES ",
+            Shape::Consume => {
+                "UPDATE events SET consumed_generation = v.column3, consumed_by_seq = v.column4 FROM (VALUES "
+            }
+            Shape::SetWake => "UPDATE instances SET wake_at = v.column2 FROM (VALUES ",
+            Shape::Evict => "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = v.column2 FROM (VALUES ",
+            Shape::SetCustomStatus => {
+                "UPDATE instances SET custom_status = v.column2, updated_at = v.column3 FROM (VALUES "
+            }
+            Shape::ContinueAsNew => {
+                "UPDATE instances SET input = v.column2, generation = v.column3, status = 'Running', \
+                 output = NULL, error = NULL, updated_at = v.column4, completed_at = NULL FROM (VALUES "
             }
         }
     }
@@ -262,9 +300,22 @@ impl Shape {
                  payload = excluded.payload, attempt = excluded.attempt, due_at = excluded.due_at, \
                  recorded_at = excluded.recorded_at"
             }
+            // Event ids are assigned by the plan, so the only conflict is the padding repeating
+            // the last row; the ids coming back are counted to catch any other.
+            Shape::AddEvent => " ON CONFLICT DO NOTHING RETURNING seq",
+            // Only an event of that instance, and only its first consumer is kept. An event
+            // appears once per statement (the plan drops repeats; padding repeats identical rows).
+            Shape::Consume => {
+                ") AS v WHERE events.seq = v.column2 AND events.instance_id = v.column1 \
+                 AND events.consumed_by_seq IS NULL"
+            }
             // An id appears in one statement with one set of values only (at most one op per id
             // per layer, plus identical padding): the join would pick any of its rows.
-            Shape::SetStatus | Shape::Finish => ") AS v WHERE instances.id = v.column1",
+            Shape::SetStatus | Shape::Finish | Shape::SetWake | Shape::Evict | Shape::SetCustomStatus => {
+                ") AS v WHERE instances.id = v.column1"
+            }
+            // The instances that exist, whose old journal and consumed events go next.
+            Shape::ContinueAsNew => ") AS v WHERE instances.id = v.column1 RETURNING id, generation",
         }
     }
 
@@ -298,9 +349,10 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 /// statements returned.
 ///
 /// Items go [`MAX_ROWS`] to a statement. A shorter last chunk is padded to the next power of two
-/// by repeating its last row, which changes nothing (the same upsert or update again, or a create
-/// that is skipped and not reported since it is no op of the batch), so a handful of statement
-/// shapes, each prepared once per connection, cover every batch with one statement per chunk.
+/// by repeating its last row, which changes nothing (the same upsert or update again, an event
+/// insert that conflicts and is skipped, or a create that is skipped and not reported since it is
+/// no op of the batch), so a handful of statement shapes, each prepared once per connection, cover
+/// every batch with one statement per chunk.
 async fn run_chunks<'q, T>(
     conn: &mut SqliteConnection,
     shape: Shape,
@@ -336,47 +388,146 @@ struct Finishing<'a> {
     updated_at: Millis,
 }
 
-/// Instance ops of one layer: at most one op per instance id.
+struct NewEvent<'a> {
+    /// The event's position among the batch's new events: its id is the store's last event id
+    /// plus this.
+    number: i64,
+    instance_id: &'a str,
+    name: &'a str,
+    payload: &'a str,
+    created_at: Millis,
+}
+
+struct Consume<'a> {
+    instance_id: &'a str,
+    event_id: i64,
+    generation: u32,
+    seq: u32,
+}
+
+/// A new `wake_at` (from SetWake, Evict or AddEvent).
+struct Wake<'a> {
+    id: &'a str,
+    wake_at: Option<Millis>,
+}
+
+struct CustomStatus<'a> {
+    id: &'a str,
+    custom_status: Option<&'a str>,
+    updated_at: Millis,
+}
+
+struct Continue<'a> {
+    id: &'a str,
+    input: &'a str,
+    generation: u32,
+    updated_at: Millis,
+}
+
+/// One layer of a [`Plan`]: first the journal records and event consumptions due at this layer,
+/// then the instance ops of the layer, at most one per instance id.
 #[derive(Default)]
 struct Layer<'a> {
+    puts: Vec<&'a JournalRecord>,
+    consumes: Vec<Consume<'a>>,
+    /// (instance, event) pairs in `consumes`: a repeat within a layer changes nothing.
+    consumed: HashSet<(&'a str, i64)>,
     /// With the op's index in the batch.
     creates: Vec<(usize, &'a InstanceRecord)>,
     statuses: Vec<StatusChange<'a>>,
     finishes: Vec<Finishing<'a>>,
+    events: Vec<NewEvent<'a>>,
+    /// SetWake ops and the wake-ups of AddEvent ops.
+    wakes: Vec<Wake<'a>>,
+    evicts: Vec<Wake<'a>>,
+    customs: Vec<CustomStatus<'a>>,
+    continues: Vec<Continue<'a>>,
+}
+
+/// Where an instance's next ops go while a batch is planned.
+#[derive(Default, Clone, Copy)]
+struct Cursor {
+    /// The layer of its next instance op.
+    next: usize,
+    /// The layer its next journal record goes to: the one after its last ContinueAsNew.
+    puts: usize,
+    /// The layer its next ConsumeEvent goes to: the one after its last AddEvent or ContinueAsNew.
+    consumes: usize,
+}
+
+fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<'a> {
+    if layers.len() <= at {
+        layers.resize_with(at + 1, Layer::default);
+    }
+    &mut layers[at]
 }
 
 /// A batch regrouped into few multi-row statements, with the same effect as applying its ops one
-/// by one in order. Journal records touch only the journal, so they all go together (in order, so
-/// the last write of a key wins). Instance ops touch only their own instance's row, so ops on
-/// different instances commute: layer `k` holds each instance's `k`-th op, and layers run in
-/// order.
+/// by one in order.
+///
+/// Every op concerns one instance id, and ops on different ids commute: instance ops touch only
+/// their instance's row; journal records only that instance's journal; events only that
+/// instance's inbox (a ConsumeEvent names its instance and does nothing to another's event); and
+/// new event ids, the one thing shared, are assigned up front in op order. So layer `k` holds each
+/// instance's `k`-th instance op, and layers run in order. An instance's journal records depend
+/// only on its ContinueAsNew ops (which delete older generations), so they all go together into
+/// the layer after its last preceding ContinueAsNew (in op order, so the last write of a key wins)
+/// and run before that layer's instance ops; its ConsumeEvent ops likewise go after its last
+/// preceding AddEvent or ContinueAsNew.
 struct Plan<'a> {
-    puts: Vec<&'a JournalRecord>,
     layers: Vec<Layer<'a>>,
+    /// How many events the batch adds.
+    events: i64,
 }
 
 impl<'a> Plan<'a> {
     fn new(ops: &'a [WriteOp]) -> Self {
-        let mut puts = Vec::new();
         let mut layers: Vec<Layer<'a>> = Vec::new();
-        let mut depth: HashMap<&'a str, usize> = HashMap::new();
+        let mut cursors: HashMap<&'a str, Cursor> = HashMap::new();
+        let mut events = 0_i64;
         for (index, op) in ops.iter().enumerate() {
             let id = match op {
                 WriteOp::PutRecord(record) => {
-                    puts.push(record);
+                    let at = cursors.get(record.instance_id.as_str()).map_or(0, |cursor| cursor.puts);
+                    layer_at(&mut layers, at).puts.push(record);
+                    continue;
+                }
+                WriteOp::ConsumeEvent { instance_id, event_id, generation, seq } => {
+                    let at = cursors.get(instance_id.as_str()).map_or(0, |cursor| cursor.consumes);
+                    let layer = layer_at(&mut layers, at);
+                    if layer.consumed.insert((instance_id, *event_id)) {
+                        layer.consumes.push(Consume {
+                            instance_id,
+                            event_id: *event_id,
+                            generation: *generation,
+                            seq: *seq,
+                        });
+                    }
                     continue;
                 }
                 WriteOp::CreateInstance(record) => record.id.as_str(),
-                WriteOp::SetStatus { id, .. } | WriteOp::Finish { id, .. } => id.as_str(),
+                WriteOp::AddEvent { instance_id: id, .. }
+                | WriteOp::SetStatus { id, .. }
+                | WriteOp::Finish { id, .. }
+                | WriteOp::SetWake { id, .. }
+                | WriteOp::Evict { id, .. }
+                | WriteOp::ContinueAsNew { id, .. }
+                | WriteOp::SetCustomStatus { id, .. } => id.as_str(),
             };
-            let level = depth.entry(id).or_default();
-            if layers.len() <= *level {
-                layers.push(Layer::default());
-            }
-            let Some(layer) = layers.get_mut(*level) else { continue };
-            *level += 1;
+            let cursor = cursors.entry(id).or_default();
+            let level = cursor.next;
+            cursor.next += 1;
             match op {
-                WriteOp::PutRecord(_) => {}
+                WriteOp::ContinueAsNew { .. } => {
+                    cursor.puts = level + 1;
+                    cursor.consumes = level + 1;
+                }
+                WriteOp::AddEvent { .. } => cursor.consumes = level + 1,
+                _ => {}
+            }
+            let layer = layer_at(&mut layers, level);
+            match op {
+                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } => {}
                 WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
                 WriteOp::SetStatus { id, status, updated_at } => {
                     layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })
@@ -388,16 +539,36 @@ impl<'a> Plan<'a> {
                     error: error.as_deref(),
                     updated_at: *updated_at,
                 }),
+                WriteOp::AddEvent { instance_id, name, payload, created_at } => {
+                    events += 1;
+                    layer.events.push(NewEvent { number: events, instance_id, name, payload, created_at: *created_at });
+                    layer.wakes.push(Wake { id: instance_id, wake_at: Some(*created_at) });
+                }
+                WriteOp::SetWake { id, wake_at } => layer.wakes.push(Wake { id, wake_at: *wake_at }),
+                WriteOp::Evict { id, wake_at } => layer.evicts.push(Wake { id, wake_at: Some(*wake_at) }),
+                WriteOp::SetCustomStatus { id, custom_status, updated_at } => layer.customs.push(CustomStatus {
+                    id,
+                    custom_status: custom_status.as_deref(),
+                    updated_at: *updated_at,
+                }),
+                WriteOp::ContinueAsNew { id, input, generation, updated_at } => {
+                    layer.continues.push(Continue { id, input, generation: *generation, updated_at: *updated_at })
+                }
             }
         }
-        Self { puts, layers }
+        Self { layers, events }
     }
 
     /// Applies the plan; returns the indexes (in the batch) of the creates that were skipped.
     async fn apply(&self, conn: &mut SqliteConnection) -> Result<Vec<usize>, StoreError> {
-        run_chunks(&mut *conn, Shape::Put, &self.puts, bind_put, "writing journal records").await?;
+        let last_event = if self.events > 0 { last_event_id(&mut *conn).await? } else { 0 };
+        if last_event.checked_add(self.events).is_none() {
+            return Err(StoreError::Backend("sqlite: adding events: event ids are exhausted".into()));
+        }
         let mut skipped = Vec::new();
         for layer in &self.layers {
+            run_chunks(&mut *conn, Shape::Put, &layer.puts, bind_put, "writing journal records").await?;
+            run_chunks(&mut *conn, Shape::Consume, &layer.consumes, bind_consume, "consuming events").await?;
             let rows = run_chunks(&mut *conn, Shape::Create, &layer.creates, bind_create, "creating instances").await?;
             let mut created = HashSet::with_capacity(rows.len());
             for row in &rows {
@@ -406,10 +577,53 @@ impl<'a> Plan<'a> {
             skipped.extend(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index));
             run_chunks(&mut *conn, Shape::SetStatus, &layer.statuses, bind_status, "setting statuses").await?;
             run_chunks(&mut *conn, Shape::Finish, &layer.finishes, bind_finish, "finishing instances").await?;
+            let bind = |query, event| bind_event(query, event, last_event);
+            let added = run_chunks(&mut *conn, Shape::AddEvent, &layer.events, bind, "adding events").await?;
+            if added.len() != layer.events.len() {
+                return Err(StoreError::Backend(format!(
+                    "sqlite: adding events: {} of {} new event ids were taken",
+                    layer.events.len() - added.len().min(layer.events.len()),
+                    layer.events.len()
+                )));
+            }
+            run_chunks(&mut *conn, Shape::SetWake, &layer.wakes, bind_wake, "setting wake-ups").await?;
+            run_chunks(&mut *conn, Shape::Evict, &layer.evicts, bind_wake, "evicting instances").await?;
+            run_chunks(&mut *conn, Shape::SetCustomStatus, &layer.customs, bind_custom, "setting custom statuses")
+                .await?;
+            let continued =
+                run_chunks(&mut *conn, Shape::ContinueAsNew, &layer.continues, bind_continue, "continuing as new")
+                    .await?;
+            for row in &continued {
+                let id: String = row.try_get(0).map_err(backend("reading continued ids"))?;
+                let generation: i64 = row.try_get(1).map_err(backend("reading continued generations"))?;
+                sqlx::query("DELETE FROM journal WHERE instance_id = ? AND generation < ?")
+                    .bind(id.as_str())
+                    .bind(generation)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend("deleting the journal of older generations"))?;
+                sqlx::query("DELETE FROM events WHERE instance_id = ? AND consumed_by_seq IS NOT NULL")
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend("deleting consumed events"))?;
+            }
         }
         skipped.sort_unstable();
         Ok(skipped)
     }
+}
+
+/// The last event id the store assigned (0 for none): new ones follow it. Read under the write
+/// lock, so no other writer assigns ids meanwhile.
+async fn last_event_id(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
+         COALESCE((SELECT MAX(seq) FROM events), 0))",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(backend("reading the last event id"))
 }
 
 fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q InstanceRecord)) -> Query<'q> {
@@ -425,6 +639,9 @@ fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q InstanceRecord
         .bind(record.updated_at)
         .bind(record.owner.as_deref())
         .bind(record.lease_until)
+        .bind(record.parent_id.as_deref())
+        .bind(record.custom_status.as_deref())
+        .bind(record.wake_at)
 }
 
 fn bind_put<'q>(query: Query<'q>, record: &'q &'q JournalRecord) -> Query<'q> {
@@ -454,6 +671,35 @@ fn bind_finish<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
         .bind(finish.error)
         .bind(finish.updated_at)
         .bind(finish.status.is_terminal().then_some(finish.updated_at))
+}
+
+fn bind_event<'q>(query: Query<'q>, event: &'q NewEvent<'q>, last_event: i64) -> Query<'q> {
+    query
+        .bind(last_event + event.number)
+        .bind(event.instance_id)
+        .bind(event.name)
+        .bind(event.payload)
+        .bind(event.created_at)
+}
+
+fn bind_consume<'q>(query: Query<'q>, consume: &'q Consume<'q>) -> Query<'q> {
+    query
+        .bind(consume.instance_id)
+        .bind(consume.event_id)
+        .bind(i64::from(consume.generation))
+        .bind(i64::from(consume.seq))
+}
+
+fn bind_wake<'q>(query: Query<'q>, wake: &'q Wake<'q>) -> Query<'q> {
+    query.bind(wake.id).bind(wake.wake_at)
+}
+
+fn bind_custom<'q>(query: Query<'q>, custom: &'q CustomStatus<'q>) -> Query<'q> {
+    query.bind(custom.id).bind(custom.custom_status).bind(custom.updated_at)
+}
+
+fn bind_continue<'q>(query: Query<'q>, continued: &'q Continue<'q>) -> Query<'q> {
+    query.bind(continued.id).bind(continued.input).bind(i64::from(continued.generation)).bind(continued.updated_at)
 }
 
 /// A column that did not decode, as a [`StoreError::Corrupt`] naming the row.
@@ -490,6 +736,9 @@ fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord, StoreError> {
         updated_at: get(row, &name, "updated_at")?,
         owner: get(row, &name, "owner")?,
         lease_until: get(row, &name, "lease_until")?,
+        parent_id: get(row, &name, "parent_id")?,
+        custom_status: get(row, &name, "custom_status")?,
+        wake_at: get(row, &name, "wake_at")?,
         id,
     })
 }
@@ -516,6 +765,18 @@ fn record_from_row(row: &SqliteRow, id: &str, generation: u32) -> Result<Journal
     })
 }
 
+fn event_from_row(row: &SqliteRow, id: &str) -> Result<EventRecord, StoreError> {
+    let event_id: i64 = get(row, &format!("event of instance {id:?}"), "seq")?;
+    let name = format!("event {event_id} of instance {id:?}");
+    Ok(EventRecord {
+        instance_id: get(row, &name, "instance_id")?,
+        event_id,
+        name: get(row, &name, "name")?,
+        payload: get(row, &name, "payload")?,
+        created_at: get(row, &name, "created_at")?,
+    })
+}
+
 /// The claim condition; `?1` is `now`, the workflow names are bound from `?3` on (`?2` is the
 /// limit in the queries that use this).
 fn claimable(workflows: usize) -> String {
@@ -524,7 +785,8 @@ fn claimable(workflows: usize) -> String {
     // scans that index, already in claim order.
     format!(
         "status IN ('Pending', 'Running') AND workflow IN ({}) \
-         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)",
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1) \
+         AND (wake_at IS NULL OR wake_at <= ?1)",
         names.join(", ")
     )
 }
@@ -596,7 +858,7 @@ impl Store for SqliteStore {
         // raced to the same candidates.
         let n = workflows.len();
         let claim = format!(
-            "UPDATE instances SET owner = ?{worker}, lease_until = ?{until} WHERE id IN \
+            "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
              (SELECT id FROM instances WHERE {condition} ORDER BY created_at, id LIMIT ?2) \
              RETURNING {INSTANCE_COLUMNS}",
             worker = n + 3,
@@ -613,6 +875,17 @@ impl Store for SqliteStore {
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND consumed_by_seq IS NULL ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
