@@ -208,16 +208,25 @@ impl Client {
     ) -> Result<InstanceStatus, Error> {
         let wait = async {
             loop {
-                let notified = self.engine.as_ref().map(|engine| engine.completions.subscribe(instance_id));
-                let status = self.status(instance_id).await?;
-                if status.status.is_terminal() {
-                    return Ok(status);
-                }
-                match notified {
-                    Some(notified) => {
-                        let _ = tokio::time::timeout(RESULT_POLL, notified).await;
+                let Some(engine) = &self.engine else {
+                    let status = self.status(instance_id).await?;
+                    if status.status.is_terminal() {
+                        return Ok(status);
                     }
-                    None => tokio::time::sleep(RESULT_POLL).await,
+                    tokio::time::sleep(RESULT_POLL).await;
+                    continue;
+                };
+                let notified = engine.completions.subscribe(instance_id);
+                // Running here: its end arrives through the hub, no store read needed.
+                if !engine.is_running(instance_id) {
+                    let status = self.status(instance_id).await?;
+                    if status.status.is_terminal() {
+                        return Ok(status);
+                    }
+                }
+                // The store is read again after a while in case it ends in another process.
+                if let Ok(Ok(status)) = tokio::time::timeout(RESULT_POLL, notified).await {
+                    return Ok(status);
                 }
             }
         };

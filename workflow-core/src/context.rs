@@ -76,6 +76,8 @@ pub(crate) struct InstanceState {
     pub(crate) taken_events: HashSet<i64>,
     /// The highest event id this run has seen in the inbox.
     pub(crate) max_event_seen: i64,
+    /// The custom status this run set last, if it set one.
+    pub(crate) custom_status: Option<Option<String>>,
 }
 
 pub(crate) struct InstanceShared {
@@ -130,6 +132,7 @@ impl WorkflowContext {
             children: BTreeMap::new(),
             taken_events: HashSet::new(),
             max_event_seen: 0,
+            custom_status: None,
         };
         Self {
             shared: Arc::new(InstanceShared {

@@ -143,6 +143,7 @@ impl WorkflowContext {
     /// Sets a status text for observers (shown by `Client::status`); written with the next step.
     pub fn set_custom_status<S: Serialize>(&self, status: &S) {
         let custom_status = serde_json::to_string(status).ok();
+        self.state().custom_status = Some(custom_status.clone());
         let updated_at = self.clock_now();
         self.buffer(WriteOp::SetCustomStatus { id: self.instance_id().to_owned(), custom_status, updated_at });
     }

@@ -9,31 +9,34 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::clock::Clock;
+use crate::client::InstanceStatus;
 use crate::committer::Committer;
 use crate::context::{Fatal, WorkflowContext};
 use crate::error::{Error, FailureDetails, WorkflowError};
 use crate::registry::Registry;
 use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp, NEVER};
 
-/// Wakes local waiters when an instance finishes.
+/// Hands an instance's final status to local waiters when it finishes.
 #[derive(Default)]
 pub(crate) struct CompletionHub {
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<InstanceStatus>>>>,
 }
 
 impl CompletionHub {
-    pub(crate) fn subscribe(&self, id: &str) -> oneshot::Receiver<()> {
+    pub(crate) fn subscribe(&self, id: &str) -> oneshot::Receiver<InstanceStatus> {
         let (sender, receiver) = oneshot::channel();
         if let Ok(mut waiters) = self.waiters.lock() {
-            waiters.entry(id.to_owned()).or_default().push(sender);
+            let list = waiters.entry(id.to_owned()).or_default();
+            list.retain(|sender| !sender.is_closed());
+            list.push(sender);
         }
         receiver
     }
 
-    pub(crate) fn notify(&self, id: &str) {
-        let senders = self.waiters.lock().ok().and_then(|mut waiters| waiters.remove(id));
+    pub(crate) fn notify(&self, status: &InstanceStatus) {
+        let senders = self.waiters.lock().ok().and_then(|mut waiters| waiters.remove(&status.instance_id));
         for sender in senders.into_iter().flatten() {
-            let _ = sender.send(());
+            let _ = sender.send(status.clone());
         }
     }
 }
@@ -83,6 +86,11 @@ impl Engine {
                 running.remove(id);
             }
         }
+    }
+
+    /// Whether `id` runs in this process now.
+    pub(crate) fn is_running(&self, id: &str) -> bool {
+        self.running.lock().map(|running| running.contains_key(id)).unwrap_or(false)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -349,6 +357,19 @@ async fn finish(
         }
     };
     let now = engine.clock.now_ms();
+    let custom_status = ctx.state().custom_status.clone().unwrap_or_else(|| record.custom_status.clone());
+    let final_status = InstanceStatus {
+        instance_id: record.id.clone(),
+        workflow: record.workflow.clone(),
+        status,
+        input: record.input.clone(),
+        output: output.clone(),
+        failure: error.as_deref().map(FailureDetails::parse),
+        custom_status,
+        parent_id: record.parent_id.clone(),
+        created_at: record.created_at,
+        updated_at: now,
+    };
     let mut ops = ctx.take_buffered();
     ops.push(WriteOp::Finish { id: record.id.clone(), status, output, error, updated_at: now });
     if let Some(parent) = &record.parent_id {
@@ -356,7 +377,7 @@ async fn finish(
     }
     match engine.committer.commit(ops).await {
         Ok(_) => {
-            engine.completions.notify(&record.id);
+            engine.completions.notify(&final_status);
             if record.parent_id.is_some() {
                 engine.wake_claimer.notify_one();
             }
