@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::clock::Clock;
 use crate::client::InstanceStatus;
+use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::context::{Fatal, WorkflowContext};
 use crate::error::{Error, FailureDetails, WorkflowError};
@@ -31,6 +31,10 @@ impl CompletionHub {
             list.push(sender);
         }
         receiver
+    }
+
+    pub(crate) fn has_waiters(&self, id: &str) -> bool {
+        self.waiters.lock().map(|waiters| waiters.contains_key(id)).unwrap_or(false)
     }
 
     pub(crate) fn notify(&self, status: &InstanceStatus) {

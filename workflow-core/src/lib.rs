@@ -28,7 +28,7 @@ pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{
     EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, WriteOp, WriteOutcome, NEVER,
+    StoreStats, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 
 impl From<MemoryStore> for std::sync::Arc<dyn Store> {

@@ -155,10 +155,13 @@ impl RuntimeBuilder {
             wake_claimer: Notify::new(),
             shutdown,
         });
-        let loops = vec![
+        let mut loops = vec![
             tokio::spawn(claim_loop(engine.clone(), self.poll_interval)),
             tokio::spawn(renew_loop(engine.clone())),
         ];
+        if let Some(signals) = engine.store.wake_signals() {
+            loops.push(tokio::spawn(wake_loop(engine.clone(), signals)));
+        }
         Ok(Runtime { engine, loops: Mutex::new(loops) })
     }
 }
@@ -273,5 +276,33 @@ async fn renew_loop(engine: Arc<Engine>) {
         if let Err(error) = engine.store.renew_leases(&engine.worker_id, lease_until).await {
             tracing::warn!(%error, "renewing leases failed");
         }
+    }
+}
+
+/// Turns the store's change hints (other processes' writes) into local wake-ups.
+async fn wake_loop(engine: Arc<Engine>, mut signals: tokio::sync::broadcast::Receiver<crate::WakeSignal>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let signal = match signals.recv().await {
+            Ok(signal) => signal,
+            Err(RecvError::Lagged(_)) => crate::WakeSignal::Runnable,
+            Err(RecvError::Closed) => return,
+        };
+        match signal {
+            crate::WakeSignal::Runnable => {}
+            crate::WakeSignal::Event(id) => engine.signal_inbox(&id),
+            crate::WakeSignal::Finished(id) => {
+                if engine.completions.has_waiters(&id) {
+                    if let Ok(Some(record)) = engine.store.instance(&id).await {
+                        if record.status.is_terminal() {
+                            engine.completions.notify(&crate::InstanceStatus::from(record));
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        engine.backlog.store(true, Ordering::SeqCst);
+        engine.wake_claimer.notify_one();
     }
 }

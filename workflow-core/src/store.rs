@@ -324,6 +324,18 @@ impl StoreError {
     }
 }
 
+/// A hint from the store that something changed, possibly in another process sharing the
+/// database (PostgreSQL's LISTEN/NOTIFY). Hints can be lost or repeated; the engine still polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WakeSignal {
+    /// An instance may have become claimable (created, evicted with a wake-up, woken, released).
+    Runnable,
+    /// An event was raised for this instance.
+    Event(String),
+    /// This instance finished.
+    Finished(String),
+}
+
 /// Persistence for instances, journals and leases.
 ///
 /// Every method is atomic. [`Store::write`] applies a whole batch in one transaction: the engine
@@ -360,6 +372,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops every lease `worker` holds, so another worker may claim at once; returns how many.
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError>;
+
+    /// Hints of changes made through this database by any process, if the store can tell
+    /// (PostgreSQL: LISTEN/NOTIFY). `None` (the default) means the engine relies on polling.
+    fn wake_signals(&self) -> Option<tokio::sync::broadcast::Receiver<WakeSignal>> {
+        None
+    }
 
     /// Commits one small durable write, for measuring the store's commit latency.
     async fn probe_commit(&self) -> Result<(), StoreError>;
