@@ -777,17 +777,20 @@ fn event_from_row(row: &SqliteRow, id: &str) -> Result<EventRecord, StoreError> 
     })
 }
 
-/// The claim condition; `?1` is `now`, the workflow names are bound from `?3` on (`?2` is the
-/// limit in the queries that use this).
-fn claimable(workflows: usize) -> String {
+/// The claim's two candidate sets, as conditions: instances ready now (no wake-up) and instances
+/// whose wake-up has come; together, every runnable instance. `?1` is `now`, the workflow names
+/// are bound from `?3` on (`?2` is the limit in the queries that use these).
+///
+/// Each set has its own partial index (`instances_ready`, already in claim order, and
+/// `instances_due`, by wake-up time), whose status and wake-up tests are spelled exactly as here so
+/// SQLite uses them. An instance waiting for a later wake-up is in neither scan.
+fn claimable(workflows: usize) -> (String, String) {
     let names: Vec<String> = (0..workflows).map(|i| format!("?{}", i + 3)).collect();
-    // The status test is spelled exactly as in the `instances_runnable` partial index so SQLite
-    // scans that index, already in claim order.
-    format!(
-        "status IN ('Pending', 'Running') AND workflow IN ({}) \
-         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1) \
-         AND (wake_at IS NULL OR wake_at <= ?1)",
-        names.join(", ")
+    let free =
+        format!("workflow IN ({}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)", names.join(", "));
+    (
+        format!("status IN ('Pending', 'Running') AND wake_at IS NULL AND {free}"),
+        format!("status IN ('Pending', 'Running') AND wake_at <= ?1 AND {free}"),
     )
 }
 
@@ -841,10 +844,11 @@ impl Store for SqliteStore {
         if workflows.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let condition = claimable(workflows.len());
+        let (ready, due) = claimable(workflows.len());
 
         // Look before taking the write lock: an idle poll costs a read, not a commit.
-        let probe = format!("SELECT 1 FROM instances WHERE {condition} LIMIT ?2");
+        let probe =
+            format!("SELECT 1 FROM instances WHERE {ready} UNION ALL SELECT 1 FROM instances WHERE {due} LIMIT ?2");
         let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
         for workflow in workflows {
             query = query.bind(workflow.as_str());
@@ -855,11 +859,17 @@ impl Store for SqliteStore {
         }
 
         // The claim itself re-selects under the write lock, so it is exact however many workers
-        // raced to the same candidates.
+        // raced to the same candidates. The first `limit` of the two sets together are among the
+        // first `limit` of each.
         let n = workflows.len();
         let claim = format!(
             "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
-             (SELECT id FROM instances WHERE {condition} ORDER BY created_at, id LIMIT ?2) \
+             (SELECT id FROM \
+             (SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {ready} \
+             ORDER BY created_at, id LIMIT ?2) \
+             UNION ALL SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {due} \
+             ORDER BY created_at, id LIMIT ?2)) \
+             ORDER BY created_at, id LIMIT ?2) \
              RETURNING {INSTANCE_COLUMNS}",
             worker = n + 3,
             until = n + 4,
