@@ -12,7 +12,7 @@ use crate::committer::Committer;
 use crate::engine::{CompletionHub, Engine};
 use crate::error::Error;
 use crate::registry::{ActivityDef, Registry, WorkflowDef};
-use crate::store::Store;
+use crate::store::{Store, WriteOp};
 
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -26,6 +26,7 @@ pub struct RuntimeBuilder {
     max_activities: usize,
     clock: Arc<dyn Clock>,
     evict_idle_after: Duration,
+    claim_batch: usize,
 }
 
 impl Default for RuntimeBuilder {
@@ -41,6 +42,7 @@ impl Default for RuntimeBuilder {
             max_activities: 256,
             clock: Arc::new(SystemClock),
             evict_idle_after: Duration::from_secs(30),
+            claim_batch: 64,
         }
     }
 }
@@ -115,6 +117,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The most instances one claim takes (64 by default), so workers sharing a database share
+    /// the work instead of the first one taking everything.
+    pub fn claim_batch(mut self, n: usize) -> Self {
+        self.claim_batch = n.max(1);
+        self
+    }
+
     /// Starts the runtime's tasks on the current tokio runtime.
     pub async fn build(self) -> Result<Runtime, Error> {
         if !self.errors.is_empty() {
@@ -156,7 +165,7 @@ impl RuntimeBuilder {
             shutdown,
         });
         let mut loops = vec![
-            tokio::spawn(claim_loop(engine.clone(), self.poll_interval)),
+            tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),
             tokio::spawn(renew_loop(engine.clone())),
         ];
         if let Some(signals) = engine.store.wake_signals() {
@@ -234,29 +243,41 @@ impl Drop for Runtime {
     }
 }
 
-async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration) {
+async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) {
     loop {
         if engine.is_shutting_down() {
             return;
         }
-        let free = engine.instance_slots.available_permits();
+        let free = engine.instance_slots.available_permits().min(batch);
+        let mut full_batch = false;
         if free > 0 && !engine.workflow_names.is_empty() {
             let now = engine.clock.now_ms();
             let lease_until = now.saturating_add(millis(engine.lease));
             let claimed = engine.store.claim(&engine.worker_id, &engine.workflow_names, now, lease_until, free).await;
             match claimed {
                 Ok(records) => {
-                    engine.backlog.store(records.len() >= free, Ordering::SeqCst);
+                    full_batch = records.len() >= free;
+                    engine.backlog.store(full_batch, Ordering::SeqCst);
                     for record in records {
                         let Some(token) = engine.mark_running(&record.id) else { continue };
                         match engine.instance_slots.clone().try_acquire_owned() {
                             Ok(permit) => engine.spawn_driver(record, false, permit, token),
-                            Err(_) => engine.unmark_running(&record.id, token),
+                            Err(_) => {
+                                // A local start took the slot meanwhile: hand the claim back.
+                                engine.unmark_running(&record.id, token);
+                                let release = WriteOp::Evict { id: record.id, wake_at: engine.clock.now_ms() };
+                                let _ = engine.committer.commit(vec![release]).await;
+                            }
                         }
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming instances failed"),
             }
+        }
+        if full_batch {
+            // More may be waiting: claim again at once (other workers claim in between).
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(poll_interval) => {}
