@@ -454,6 +454,7 @@ impl WorkflowContext {
         let heartbeat = Arc::new(AtomicI64::new(time::now_ms()));
         let context = ActivityContext {
             instance_id: self.shared.instance_id.clone(),
+            worker_id: engine.worker_id.as_str().into(),
             activity: name,
             generation: self.shared.generation,
             seq,
@@ -683,6 +684,7 @@ where
 #[derive(Debug, Clone)]
 pub struct ActivityContext {
     instance_id: Arc<str>,
+    worker_id: Arc<str>,
     activity: &'static str,
     generation: u32,
     seq: u32,
@@ -693,7 +695,15 @@ pub struct ActivityContext {
 impl ActivityContext {
     /// A context for calling an activity function directly, as in a unit test.
     pub fn for_test(instance_id: &str, seq: u32, attempt: u32) -> Self {
-        Self { instance_id: instance_id.into(), activity: "test", generation: 0, seq, attempt, heartbeat: None }
+        Self {
+            instance_id: instance_id.into(),
+            worker_id: "test".into(),
+            activity: "test",
+            generation: 0,
+            seq,
+            attempt,
+            heartbeat: None,
+        }
     }
 
     /// Reports that the attempt is alive: with a heartbeat timeout set, an attempt that goes
@@ -707,6 +717,11 @@ impl ActivityContext {
     /// The calling instance's id.
     pub fn instance_id(&self) -> &str {
         &self.instance_id
+    }
+
+    /// The id of the worker running this attempt.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     /// The activity's name.
