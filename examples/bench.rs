@@ -1,6 +1,7 @@
 //! The benchmark: the same workloads on every store, one table.
 //!
-//! `cargo run --release --example bench [-- --store memory|sqlite|sqlite-normal|all]`
+//! `cargo run --release --example bench [-- --store memory|sqlite|sqlite-normal|postgres|all]`
+//! (PostgreSQL needs `--features postgres` and `DATABASE_URL`; it runs in a fresh schema.)
 //!
 //! - W1 chain: 200 workflows started at once, each 10 sequential no-op activities (input + 1).
 //! - W2 fan-out: one workflow fans out 1,000 no-op activities and sums them.
@@ -117,6 +118,23 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Result<Row, Box<dyn std::
     })
 }
 
+#[cfg(feature = "postgres")]
+async fn postgres_store() -> Result<Option<Arc<dyn Store>>, Box<dyn std::error::Error>> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("skipping postgres: DATABASE_URL is not set");
+        return Ok(None);
+    };
+    let schema = format!("wf_bench_{}", std::process::id());
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    Ok(Some(Arc::new(workflow::PostgresStore::open_with(&url, options).await?)))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_store() -> Result<Option<Arc<dyn Store>>, Box<dyn std::error::Error>> {
+    eprintln!("skipping postgres: build with `--features postgres`");
+    Ok(None)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -128,7 +146,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("workflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
-    for store in ["memory", "sqlite", "sqlite-normal"] {
+    for store in ["memory", "sqlite", "sqlite-normal", "postgres"] {
         if which != "all" && which != store {
             continue;
         }
@@ -138,11 +156,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let url = format!("sqlite://{}", dir.join("full.db").display());
                 Arc::new(SqliteStore::open(&url).await?)
             }
-            _ => {
+            "sqlite-normal" => {
                 let url = format!("sqlite://{}", dir.join("normal.db").display());
                 let options = SqliteOptions::new().synchronous(Synchronous::Normal);
                 Arc::new(SqliteStore::open_with(&url, options).await?)
             }
+            _ => match postgres_store().await? {
+                Some(store) => store,
+                None => continue,
+            },
         };
         eprintln!("measuring {store} ...");
         rows.push(measure(store, backend).await?);
