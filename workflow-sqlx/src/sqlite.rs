@@ -4,7 +4,7 @@
 //! transaction and one commit), so writers never contend with each other; a small pool of
 //! connections serves reads, which WAL lets run beside the writer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,9 +17,12 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, WriteOp, WriteOutcome,
+    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, WriteOp,
+    WriteOutcome,
 };
+
+use crate::plan::{Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, Wake};
+use crate::rows::{event_from_row, instance_from_row, record_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -374,191 +377,7 @@ async fn run_chunks<'q, T>(
     Ok(returned)
 }
 
-struct StatusChange<'a> {
-    id: &'a str,
-    status: RuntimeStatus,
-    updated_at: Millis,
-}
-
-struct Finishing<'a> {
-    id: &'a str,
-    status: RuntimeStatus,
-    output: Option<&'a str>,
-    error: Option<&'a str>,
-    updated_at: Millis,
-}
-
-struct NewEvent<'a> {
-    /// The event's position among the batch's new events: its id is the store's last event id
-    /// plus this.
-    number: i64,
-    instance_id: &'a str,
-    name: &'a str,
-    payload: &'a str,
-    created_at: Millis,
-}
-
-struct Consume<'a> {
-    instance_id: &'a str,
-    event_id: i64,
-    generation: u32,
-    seq: u32,
-}
-
-/// A new `wake_at` (from SetWake, Evict or AddEvent).
-struct Wake<'a> {
-    id: &'a str,
-    wake_at: Option<Millis>,
-}
-
-struct CustomStatus<'a> {
-    id: &'a str,
-    custom_status: Option<&'a str>,
-    updated_at: Millis,
-}
-
-struct Continue<'a> {
-    id: &'a str,
-    input: &'a str,
-    generation: u32,
-    updated_at: Millis,
-}
-
-/// One layer of a [`Plan`]: first the journal records and event consumptions due at this layer,
-/// then the instance ops of the layer, at most one per instance id.
-#[derive(Default)]
-struct Layer<'a> {
-    puts: Vec<&'a JournalRecord>,
-    consumes: Vec<Consume<'a>>,
-    /// (instance, event) pairs in `consumes`: a repeat within a layer changes nothing.
-    consumed: HashSet<(&'a str, i64)>,
-    /// With the op's index in the batch.
-    creates: Vec<(usize, &'a InstanceRecord)>,
-    statuses: Vec<StatusChange<'a>>,
-    finishes: Vec<Finishing<'a>>,
-    events: Vec<NewEvent<'a>>,
-    /// SetWake ops and the wake-ups of AddEvent ops.
-    wakes: Vec<Wake<'a>>,
-    evicts: Vec<Wake<'a>>,
-    customs: Vec<CustomStatus<'a>>,
-    continues: Vec<Continue<'a>>,
-}
-
-/// Where an instance's next ops go while a batch is planned.
-#[derive(Default, Clone, Copy)]
-struct Cursor {
-    /// The layer of its next instance op.
-    next: usize,
-    /// The layer its next journal record goes to: the one after its last ContinueAsNew.
-    puts: usize,
-    /// The layer its next ConsumeEvent goes to: the one after its last AddEvent or ContinueAsNew.
-    consumes: usize,
-}
-
-fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<'a> {
-    if layers.len() <= at {
-        layers.resize_with(at + 1, Layer::default);
-    }
-    &mut layers[at]
-}
-
-/// A batch regrouped into few multi-row statements, with the same effect as applying its ops one
-/// by one in order.
-///
-/// Every op concerns one instance id, and ops on different ids commute: instance ops touch only
-/// their instance's row; journal records only that instance's journal; events only that
-/// instance's inbox (a ConsumeEvent names its instance and does nothing to another's event); and
-/// new event ids, the one thing shared, are assigned up front in op order. So layer `k` holds each
-/// instance's `k`-th instance op, and layers run in order. An instance's journal records depend
-/// only on its ContinueAsNew ops (which delete older generations), so they all go together into
-/// the layer after its last preceding ContinueAsNew (in op order, so the last write of a key wins)
-/// and run before that layer's instance ops; its ConsumeEvent ops likewise go after its last
-/// preceding AddEvent or ContinueAsNew.
-struct Plan<'a> {
-    layers: Vec<Layer<'a>>,
-    /// How many events the batch adds.
-    events: i64,
-}
-
-impl<'a> Plan<'a> {
-    fn new(ops: &'a [WriteOp]) -> Self {
-        let mut layers: Vec<Layer<'a>> = Vec::new();
-        let mut cursors: HashMap<&'a str, Cursor> = HashMap::new();
-        let mut events = 0_i64;
-        for (index, op) in ops.iter().enumerate() {
-            let id = match op {
-                WriteOp::PutRecord(record) => {
-                    let at = cursors.get(record.instance_id.as_str()).map_or(0, |cursor| cursor.puts);
-                    layer_at(&mut layers, at).puts.push(record);
-                    continue;
-                }
-                WriteOp::ConsumeEvent { instance_id, event_id, generation, seq } => {
-                    let at = cursors.get(instance_id.as_str()).map_or(0, |cursor| cursor.consumes);
-                    let layer = layer_at(&mut layers, at);
-                    if layer.consumed.insert((instance_id, *event_id)) {
-                        layer.consumes.push(Consume {
-                            instance_id,
-                            event_id: *event_id,
-                            generation: *generation,
-                            seq: *seq,
-                        });
-                    }
-                    continue;
-                }
-                WriteOp::CreateInstance(record) => record.id.as_str(),
-                WriteOp::AddEvent { instance_id: id, .. }
-                | WriteOp::SetStatus { id, .. }
-                | WriteOp::Finish { id, .. }
-                | WriteOp::SetWake { id, .. }
-                | WriteOp::Evict { id, .. }
-                | WriteOp::ContinueAsNew { id, .. }
-                | WriteOp::SetCustomStatus { id, .. } => id.as_str(),
-            };
-            let cursor = cursors.entry(id).or_default();
-            let level = cursor.next;
-            cursor.next += 1;
-            match op {
-                WriteOp::ContinueAsNew { .. } => {
-                    cursor.puts = level + 1;
-                    cursor.consumes = level + 1;
-                }
-                WriteOp::AddEvent { .. } => cursor.consumes = level + 1,
-                _ => {}
-            }
-            let layer = layer_at(&mut layers, level);
-            match op {
-                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } => {}
-                WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
-                WriteOp::SetStatus { id, status, updated_at } => {
-                    layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })
-                }
-                WriteOp::Finish { id, status, output, error, updated_at } => layer.finishes.push(Finishing {
-                    id,
-                    status: *status,
-                    output: output.as_deref(),
-                    error: error.as_deref(),
-                    updated_at: *updated_at,
-                }),
-                WriteOp::AddEvent { instance_id, name, payload, created_at } => {
-                    events += 1;
-                    layer.events.push(NewEvent { number: events, instance_id, name, payload, created_at: *created_at });
-                    layer.wakes.push(Wake { id: instance_id, wake_at: Some(*created_at) });
-                }
-                WriteOp::SetWake { id, wake_at } => layer.wakes.push(Wake { id, wake_at: *wake_at }),
-                WriteOp::Evict { id, wake_at } => layer.evicts.push(Wake { id, wake_at: Some(*wake_at) }),
-                WriteOp::SetCustomStatus { id, custom_status, updated_at } => layer.customs.push(CustomStatus {
-                    id,
-                    custom_status: custom_status.as_deref(),
-                    updated_at: *updated_at,
-                }),
-                WriteOp::ContinueAsNew { id, input, generation, updated_at } => {
-                    layer.continues.push(Continue { id, input, generation: *generation, updated_at: *updated_at })
-                }
-            }
-        }
-        Self { layers, events }
-    }
-
+impl Plan<'_> {
     /// Applies the plan; returns the indexes (in the batch) of the creates that were skipped.
     async fn apply(&self, conn: &mut SqliteConnection) -> Result<Vec<usize>, StoreError> {
         let last_event = if self.events > 0 { last_event_id(&mut *conn).await? } else { 0 };
@@ -700,81 +519,6 @@ fn bind_custom<'q>(query: Query<'q>, custom: &'q CustomStatus<'q>) -> Query<'q> 
 
 fn bind_continue<'q>(query: Query<'q>, continued: &'q Continue<'q>) -> Query<'q> {
     query.bind(continued.id).bind(continued.input).bind(i64::from(continued.generation)).bind(continued.updated_at)
-}
-
-/// A column that did not decode, as a [`StoreError::Corrupt`] naming the row.
-fn corrupt(row: &str, column: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{row}: column `{column}`: {error}"))
-}
-
-fn get<'r, T>(row: &'r SqliteRow, name: &str, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column).map_err(|error| corrupt(name, column, error))
-}
-
-fn get_u32(row: &SqliteRow, name: &str, column: &str) -> Result<u32, StoreError> {
-    let value: i64 = get(row, name, column)?;
-    u32::try_from(value).map_err(|_| corrupt(name, column, format_args!("{value} is not a u32")))
-}
-
-fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord, StoreError> {
-    let id: String = get(row, "instance (unreadable id)", "id")?;
-    let name = format!("instance {id:?}");
-    let status: String = get(row, &name, "status")?;
-    let status = RuntimeStatus::parse(&status)
-        .ok_or_else(|| corrupt(&name, "status", format_args!("unknown runtime status {status:?}")))?;
-    Ok(InstanceRecord {
-        workflow: get(row, &name, "workflow")?,
-        status,
-        input: get(row, &name, "input")?,
-        output: get(row, &name, "output")?,
-        error: get(row, &name, "error")?,
-        generation: get_u32(row, &name, "generation")?,
-        created_at: get(row, &name, "created_at")?,
-        updated_at: get(row, &name, "updated_at")?,
-        owner: get(row, &name, "owner")?,
-        lease_until: get(row, &name, "lease_until")?,
-        parent_id: get(row, &name, "parent_id")?,
-        custom_status: get(row, &name, "custom_status")?,
-        wake_at: get(row, &name, "wake_at")?,
-        id,
-    })
-}
-
-fn record_from_row(row: &SqliteRow, id: &str, generation: u32) -> Result<JournalRecord, StoreError> {
-    let seq: i64 = get(row, &format!("journal record of instance {id:?} generation {generation}"), "seq")?;
-    let name = format!("journal record of instance {id:?} generation {generation} seq {seq}");
-    let seq = u32::try_from(seq).map_err(|_| corrupt(&name, "seq", format_args!("{seq} is not a u32")))?;
-    let status: String = get(row, &name, "status")?;
-    let status = RecordStatus::parse(&status)
-        .ok_or_else(|| corrupt(&name, "status", format_args!("unknown record status {status:?}")))?;
-    Ok(JournalRecord {
-        instance_id: get(row, &name, "instance_id")?,
-        generation: get_u32(row, &name, "generation")?,
-        seq,
-        kind: get(row, &name, "kind")?,
-        name: get(row, &name, "name")?,
-        status,
-        input: get(row, &name, "input")?,
-        payload: get(row, &name, "payload")?,
-        attempt: get_u32(row, &name, "attempt")?,
-        due_at: get(row, &name, "due_at")?,
-        recorded_at: get(row, &name, "recorded_at")?,
-    })
-}
-
-fn event_from_row(row: &SqliteRow, id: &str) -> Result<EventRecord, StoreError> {
-    let event_id: i64 = get(row, &format!("event of instance {id:?}"), "seq")?;
-    let name = format!("event {event_id} of instance {id:?}");
-    Ok(EventRecord {
-        instance_id: get(row, &name, "instance_id")?,
-        event_id,
-        name: get(row, &name, "name")?,
-        payload: get(row, &name, "payload")?,
-        created_at: get(row, &name, "created_at")?,
-    })
 }
 
 /// The claim's two candidate sets, as conditions: instances ready now (no wake-up) and instances

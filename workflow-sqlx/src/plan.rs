@@ -1,0 +1,192 @@
+//! How a write batch is regrouped into layers of multi-row statements with the same effect as
+//! applying its ops one by one (see [`Plan`]); each backend turns a plan into its own statements.
+
+use std::collections::{HashMap, HashSet};
+
+use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, WriteOp};
+
+pub(crate) struct StatusChange<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) status: RuntimeStatus,
+    pub(crate) updated_at: Millis,
+}
+
+pub(crate) struct Finishing<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) status: RuntimeStatus,
+    pub(crate) output: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) updated_at: Millis,
+}
+
+pub(crate) struct NewEvent<'a> {
+    /// The event's position among the batch's new events: its id is the store's last event id
+    /// plus this.
+    pub(crate) number: i64,
+    pub(crate) instance_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) created_at: Millis,
+}
+
+pub(crate) struct Consume<'a> {
+    pub(crate) instance_id: &'a str,
+    pub(crate) event_id: i64,
+    pub(crate) generation: u32,
+    pub(crate) seq: u32,
+}
+
+/// A new `wake_at` (from SetWake, Evict or AddEvent).
+pub(crate) struct Wake<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) wake_at: Option<Millis>,
+}
+
+pub(crate) struct CustomStatus<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) custom_status: Option<&'a str>,
+    pub(crate) updated_at: Millis,
+}
+
+pub(crate) struct Continue<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) input: &'a str,
+    pub(crate) generation: u32,
+    pub(crate) updated_at: Millis,
+}
+
+/// One layer of a [`Plan`]: first the journal records and event consumptions due at this layer,
+/// then the instance ops of the layer, at most one per instance id.
+#[derive(Default)]
+pub(crate) struct Layer<'a> {
+    pub(crate) puts: Vec<&'a JournalRecord>,
+    pub(crate) consumes: Vec<Consume<'a>>,
+    /// (instance, event) pairs in `consumes`: a repeat within a layer changes nothing.
+    pub(crate) consumed: HashSet<(&'a str, i64)>,
+    /// With the op's index in the batch.
+    pub(crate) creates: Vec<(usize, &'a InstanceRecord)>,
+    pub(crate) statuses: Vec<StatusChange<'a>>,
+    pub(crate) finishes: Vec<Finishing<'a>>,
+    pub(crate) events: Vec<NewEvent<'a>>,
+    /// SetWake ops and the wake-ups of AddEvent ops.
+    pub(crate) wakes: Vec<Wake<'a>>,
+    pub(crate) evicts: Vec<Wake<'a>>,
+    pub(crate) customs: Vec<CustomStatus<'a>>,
+    pub(crate) continues: Vec<Continue<'a>>,
+}
+
+/// Where an instance's next ops go while a batch is planned.
+#[derive(Default, Clone, Copy)]
+struct Cursor {
+    /// The layer of its next instance op.
+    next: usize,
+    /// The layer its next journal record goes to: the one after its last ContinueAsNew.
+    puts: usize,
+    /// The layer its next ConsumeEvent goes to: the one after its last AddEvent or ContinueAsNew.
+    consumes: usize,
+}
+
+fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<'a> {
+    if layers.len() <= at {
+        layers.resize_with(at + 1, Layer::default);
+    }
+    &mut layers[at]
+}
+
+/// A batch regrouped into few multi-row statements, with the same effect as applying its ops one
+/// by one in order.
+///
+/// Every op concerns one instance id, and ops on different ids commute: instance ops touch only
+/// their instance's row; journal records only that instance's journal; events only that
+/// instance's inbox (a ConsumeEvent names its instance and does nothing to another's event); and
+/// new event ids, the one thing shared, are assigned up front in op order. So layer `k` holds each
+/// instance's `k`-th instance op, and layers run in order. An instance's journal records depend
+/// only on its ContinueAsNew ops (which delete older generations), so they all go together into
+/// the layer after its last preceding ContinueAsNew (in op order, so the last write of a key wins)
+/// and run before that layer's instance ops; its ConsumeEvent ops likewise go after its last
+/// preceding AddEvent or ContinueAsNew.
+pub(crate) struct Plan<'a> {
+    pub(crate) layers: Vec<Layer<'a>>,
+    /// How many events the batch adds.
+    pub(crate) events: i64,
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) fn new(ops: &'a [WriteOp]) -> Self {
+        let mut layers: Vec<Layer<'a>> = Vec::new();
+        let mut cursors: HashMap<&'a str, Cursor> = HashMap::new();
+        let mut events = 0_i64;
+        for (index, op) in ops.iter().enumerate() {
+            let id = match op {
+                WriteOp::PutRecord(record) => {
+                    let at = cursors.get(record.instance_id.as_str()).map_or(0, |cursor| cursor.puts);
+                    layer_at(&mut layers, at).puts.push(record);
+                    continue;
+                }
+                WriteOp::ConsumeEvent { instance_id, event_id, generation, seq } => {
+                    let at = cursors.get(instance_id.as_str()).map_or(0, |cursor| cursor.consumes);
+                    let layer = layer_at(&mut layers, at);
+                    if layer.consumed.insert((instance_id, *event_id)) {
+                        layer.consumes.push(Consume {
+                            instance_id,
+                            event_id: *event_id,
+                            generation: *generation,
+                            seq: *seq,
+                        });
+                    }
+                    continue;
+                }
+                WriteOp::CreateInstance(record) => record.id.as_str(),
+                WriteOp::AddEvent { instance_id: id, .. }
+                | WriteOp::SetStatus { id, .. }
+                | WriteOp::Finish { id, .. }
+                | WriteOp::SetWake { id, .. }
+                | WriteOp::Evict { id, .. }
+                | WriteOp::ContinueAsNew { id, .. }
+                | WriteOp::SetCustomStatus { id, .. } => id.as_str(),
+            };
+            let cursor = cursors.entry(id).or_default();
+            let level = cursor.next;
+            cursor.next += 1;
+            match op {
+                WriteOp::ContinueAsNew { .. } => {
+                    cursor.puts = level + 1;
+                    cursor.consumes = level + 1;
+                }
+                WriteOp::AddEvent { .. } => cursor.consumes = level + 1,
+                _ => {}
+            }
+            let layer = layer_at(&mut layers, level);
+            match op {
+                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } => {}
+                WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
+                WriteOp::SetStatus { id, status, updated_at } => {
+                    layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })
+                }
+                WriteOp::Finish { id, status, output, error, updated_at } => layer.finishes.push(Finishing {
+                    id,
+                    status: *status,
+                    output: output.as_deref(),
+                    error: error.as_deref(),
+                    updated_at: *updated_at,
+                }),
+                WriteOp::AddEvent { instance_id, name, payload, created_at } => {
+                    events += 1;
+                    layer.events.push(NewEvent { number: events, instance_id, name, payload, created_at: *created_at });
+                    layer.wakes.push(Wake { id: instance_id, wake_at: Some(*created_at) });
+                }
+                WriteOp::SetWake { id, wake_at } => layer.wakes.push(Wake { id, wake_at: *wake_at }),
+                WriteOp::Evict { id, wake_at } => layer.evicts.push(Wake { id, wake_at: Some(*wake_at) }),
+                WriteOp::SetCustomStatus { id, custom_status, updated_at } => layer.customs.push(CustomStatus {
+                    id,
+                    custom_status: custom_status.as_deref(),
+                    updated_at: *updated_at,
+                }),
+                WriteOp::ContinueAsNew { id, input, generation, updated_at } => {
+                    layer.continues.push(Continue { id, input, generation: *generation, updated_at: *updated_at })
+                }
+            }
+        }
+        Self { layers, events }
+    }
+}
