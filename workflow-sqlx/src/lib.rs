@@ -3,6 +3,9 @@
 //!
 //! - `sqlite` (the default): [`SqliteStore`], one file (or memory), WAL, one writer connection
 //!   that applies each group-committed batch in one transaction.
+//! - `postgres`: `PostgresStore`, a database any number of processes share (optionally in a schema
+//!   of its own): a pool of connections, each batch one transaction of multi-row statements,
+//!   claims with `FOR UPDATE SKIP LOCKED`, and wake signals across processes by LISTEN/NOTIFY.
 //!
 //! Schemas ship as embedded, ordered migrations (`migrations/<backend>/`) that a store runs when it
 //! opens, so opening a store on an empty database is all the setup there is.
@@ -19,10 +22,14 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

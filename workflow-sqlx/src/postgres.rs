@@ -1,0 +1,1103 @@
+//! The PostgreSQL store.
+//!
+//! A pool of connections serves every call, and any number of processes may share one database
+//! (and schema). A write batch is one transaction and one commit, applied in layers (see
+//! [`Plan`]) of multi-row statements that take their rows as bound arrays (`UNNEST`), so a
+//! statement's text never depends on the batch's size and each is prepared once per connection.
+//! Claims lock their candidates `FOR UPDATE SKIP LOCKED`, so claimers in this process or another
+//! never take the same instance and never wait for each other.
+//!
+//! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
+//! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
+//! connection per store `LISTEN`s and forwards them to [`Store::wake_signals`] subscribers.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+use workflow_core::{
+    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, WakeSignal,
+    WriteOp, WriteOutcome, NEVER,
+};
+
+use crate::plan::{Layer, Plan};
+use crate::rows::{event_from_row, instance_from_row, record_from_row};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+const INSTANCE_COLUMNS: [&str; 14] = [
+    "id",
+    "workflow",
+    "status",
+    "input",
+    "output",
+    "error",
+    "generation",
+    "created_at",
+    "updated_at",
+    "owner",
+    "lease_until",
+    "parent_id",
+    "custom_status",
+    "wake_at",
+];
+
+const JOURNAL_COLUMNS: &str =
+    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
+
+const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
+
+/// How many times a write is tried when PostgreSQL rolls it back for a deadlock or a
+/// serialization failure (the transaction did nothing, so trying again is exact).
+const ATTEMPTS: u32 = 5;
+
+/// A `NOTIFY` payload must be shorter than this many bytes.
+const MAX_NOTICE: usize = 8000;
+
+/// How many wake signals a subscriber may fall behind before it misses some.
+const SIGNAL_CAPACITY: usize = 1024;
+
+/// PostgreSQL's longest identifier (a channel name is one), in bytes.
+const MAX_IDENTIFIER: usize = 63;
+
+/// Options for [`PostgresStore::open_with`]; [`PostgresOptions::default`] is what
+/// [`PostgresStore::open`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    max_connections: u32,
+    schema: Option<String>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, schema: None }
+    }
+}
+
+impl PostgresOptions {
+    /// The defaults: at most 10 connections (plus the one that listens for wake signals), the
+    /// tables in the first schema of the URL's or the server's `search_path` (usually `public`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many connections the store opens at most (at least 1), besides the one that
+    /// listens for wake signals.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Keeps the store's tables (and sqlx's `_sqlx_migrations`) in `schema`, created if missing:
+    /// every connection's `search_path` is set to it, so stores on different schemas of one
+    /// database are independent (tests isolate themselves this way). The name must be a plain
+    /// identifier: ASCII letters, digits and `_`, not starting with a digit or `pg_`, at most 63
+    /// bytes; it is used as written, case included.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+}
+
+/// A [`Store`] on a PostgreSQL database, which several processes may share.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), workflow_core::StoreError> {
+/// use workflow_sqlx::{PostgresOptions, PostgresStore};
+///
+/// let store = PostgresStore::open("postgres://app@db.internal/app").await?;
+/// let isolated = PostgresStore::open_with(
+///     "postgres://app@db.internal/app",
+///     PostgresOptions::new().schema("workflows").max_connections(20),
+/// )
+/// .await?;
+/// # let _ = (store, isolated);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Commits are as durable as the server makes them: the store never relaxes
+/// `synchronous_commit` (it warns when the server or the URL turned it off).
+///
+/// Text PostgreSQL cannot store, a NUL character in an id, a name or a payload, fails the batch
+/// that carries it up front. JSON text never holds a raw NUL (it is written `\u0000`).
+///
+/// Dropping the store stops its listener; [`PostgresStore::close`] also waits for its
+/// connections to close.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The listener's own pool of one connection, so it never takes one the store needs.
+    listener_pool: PgPool,
+    /// The schema the tables are in.
+    schema: String,
+    /// The `NOTIFY` channel of that schema.
+    channel: String,
+    signals: broadcast::Sender<WakeSignal>,
+    listener: tokio::task::JoinHandle<()>,
+    stats: StatsCounter,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` with the default options and brings its schema up to
+    /// date.
+    ///
+    /// `url` is `postgres://` or `postgresql://` `user:password@host:port/database`, with libpq's
+    /// parameters (`?sslmode=require`, `?options=-c%20search_path%3Dapp`, ...). Needs a Tokio
+    /// runtime: the store spawns the task that forwards wake signals.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects to the database at `url` (see [`PostgresStore::open`]) with `options`.
+    pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let mut connect = parse_url(url)?;
+        if let Some(schema) = &options.schema {
+            check_schema(schema)?;
+            connect = connect.options([("search_path", format!("\"{schema}\""))]);
+        }
+        let opening = |error: sqlx::Error| StoreError::Backend(format!("cannot open PostgreSQL database: {error}"));
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .connect_with(connect.clone())
+            .await
+            .map_err(opening)?;
+        if let Some(schema) = &options.schema {
+            create_schema(&pool, schema).await?;
+        }
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Backend(format!("cannot migrate PostgreSQL database: {error}")))?;
+
+        let (schema, synchronous_commit): (Option<String>, String) =
+            sqlx::query_as("SELECT current_schema(), current_setting('synchronous_commit')")
+                .fetch_one(&pool)
+                .await
+                .map_err(opening)?;
+        let schema = schema
+            .ok_or_else(|| StoreError::Config("the connection's search_path names no schema that exists".to_owned()))?;
+        if synchronous_commit == "off" {
+            tracing::warn!(
+                "postgres: synchronous_commit is off for this connection: a commit can be lost if the server \
+                 crashes after acknowledging it"
+            );
+        }
+
+        let channel = channel_name(&schema);
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect)
+            .await
+            .map_err(opening)?;
+        let mut listener = PgListener::connect_with(&listener_pool).await.map_err(opening)?;
+        listener.listen(&channel).await.map_err(opening)?;
+        let (signals, _) = broadcast::channel(SIGNAL_CAPACITY);
+        let listener = tokio::spawn(forward_signals(listener, signals.clone()));
+        Ok(Self { pool, listener_pool, schema, channel, signals, listener, stats: StatsCounter::default() })
+    }
+
+    /// The pool of connections the store uses, for inspecting the database (and, in tests, for
+    /// damaging rows on purpose). Writes made through it bypass the store's counters.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Stops the listener and closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.listener.abort();
+        self.listener_pool.close().await;
+        self.pool.close().await;
+    }
+
+    async fn try_write(&self, plan: &Plan<'_>, notices: &[String]) -> Result<Vec<usize>, Failure> {
+        let mut tx = self.pool.begin().await.map_err(failed("beginning a write"))?;
+        let skipped = apply(plan, &mut tx).await?;
+        if !notices.is_empty() {
+            sqlx::query("SELECT pg_notify($1, notice) FROM UNNEST($2::text[]) AS notice")
+                .bind(&self.channel)
+                .bind(notices)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("sending wake signals"))?;
+        }
+        tx.commit().await.map_err(failed("committing a write"))?;
+        Ok(skipped)
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl From<PostgresStore> for std::sync::Arc<dyn Store> {
+    fn from(store: PostgresStore) -> Self {
+        std::sync::Arc::new(store)
+    }
+}
+
+/// Checks the scheme (so a SQLite URL is a configuration error, not a connection attempt) and
+/// parses the rest.
+fn parse_url(url: &str) -> Result<PgConnectOptions, StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Config(format!(
+            "expected a PostgreSQL URL (`postgres://user@host/database`), got {:?}",
+            redact(url)
+        )));
+    }
+    PgConnectOptions::from_str(url)
+        .map_err(|error| StoreError::Config(format!("invalid PostgreSQL URL {:?}: {error}", redact(url))))
+}
+
+/// `url` without its password, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn check_schema(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let plain = chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain || schema.len() > MAX_IDENTIFIER || schema.to_ascii_lowercase().starts_with("pg_") {
+        return Err(StoreError::Config(format!(
+            "invalid PostgreSQL schema name {schema:?}: expected ASCII letters, digits and `_`, not starting with a \
+             digit or `pg_`, at most {MAX_IDENTIFIER} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `schema` unless it exists. Two processes creating it at once may race
+/// (`IF NOT EXISTS` checks before it takes a lock); the loser finds it made.
+async fn create_schema(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    let mut last_error = None;
+    for _ in 0..3 {
+        match sqlx::query(&create).execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(error) if matches!(sql_state(&error).as_deref(), Some("23505" | "42P06")) => last_error = Some(error),
+            Err(error) => return Err(StoreError::Backend(format!("cannot create schema {schema:?}: {error}"))),
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "cannot create schema {schema:?}: {}",
+        last_error.map_or_else(String::new, |error| error.to_string())
+    )))
+}
+
+/// The `NOTIFY` channel of the tables in `schema`: its name, or a hash of it where that would be
+/// too long for an identifier.
+fn channel_name(schema: &str) -> String {
+    let channel = format!("workflow_wake_{schema}");
+    if channel.len() <= MAX_IDENTIFIER {
+        return channel;
+    }
+    // FNV-1a: every process must derive the same name, so no per-process random hasher.
+    let hash = schema
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("workflow_wake_{hash:016x}")
+}
+
+/// A wake signal as a `NOTIFY` payload: `r`, `e:<instance id>` or `f:<instance id>`.
+fn encode_signal(signal: &WakeSignal) -> String {
+    match signal {
+        WakeSignal::Runnable => "r".to_owned(),
+        WakeSignal::Event(id) => format!("e:{id}"),
+        WakeSignal::Finished(id) => format!("f:{id}"),
+    }
+}
+
+fn decode_signal(payload: &str) -> Option<WakeSignal> {
+    match payload.split_once(':') {
+        None if payload == "r" => Some(WakeSignal::Runnable),
+        Some(("e", id)) => Some(WakeSignal::Event(id.to_owned())),
+        Some(("f", id)) => Some(WakeSignal::Finished(id.to_owned())),
+        _ => None,
+    }
+}
+
+/// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
+/// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
+/// unclaimable), an `Event` per instance it adds events for and a `Finished` per instance it
+/// finishes. A signal too long for a `NOTIFY` (an instance id of about 8000 bytes) is dropped:
+/// signals are hints, and the engine still polls.
+fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
+    let mut runnable = false;
+    let mut events = HashSet::new();
+    let mut finished = HashSet::new();
+    let mut signals = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
+            WriteOp::CreateInstance(_)
+            | WriteOp::Evict { .. }
+            | WriteOp::SetWake { .. }
+            | WriteOp::ContinueAsNew { .. } => runnable = true,
+            WriteOp::AddEvent { instance_id, .. } if events.insert(instance_id.as_str()) => {
+                signals.push(WakeSignal::Event(instance_id.clone()))
+            }
+            WriteOp::Finish { id, .. } if finished.insert(id.as_str()) => {
+                signals.push(WakeSignal::Finished(id.clone()))
+            }
+            _ => {}
+        }
+    }
+    runnable
+        .then_some(WakeSignal::Runnable)
+        .into_iter()
+        .chain(signals)
+        .map(|signal| encode_signal(&signal))
+        .filter(|notice| {
+            let fits = notice.len() < MAX_NOTICE;
+            if !fits {
+                tracing::debug!(bytes = notice.len(), "postgres: a wake signal is too long for NOTIFY; not sent");
+            }
+            fits
+        })
+        .collect()
+}
+
+/// Forwards the listener's notifications to the store's subscribers until the store stops it.
+///
+/// When the connection drops, `PgListener` reconnects and listens again; whatever was sent
+/// meanwhile is lost, so a `Runnable` goes out after every reconnection to make the engine look.
+async fn forward_signals(mut listener: PgListener, signals: broadcast::Sender<WakeSignal>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                backoff = Duration::from_millis(100);
+                match decode_signal(notification.payload()) {
+                    // No subscriber is not an error: signals are hints.
+                    Some(signal) => {
+                        let _ = signals.send(signal);
+                    }
+                    None => tracing::debug!(payload = notification.payload(), "postgres: unknown wake signal"),
+                }
+            }
+            Ok(None) => {
+                tracing::warn!("postgres: the wake-signal listener lost its connection and reconnected");
+                let _ = signals.send(WakeSignal::Runnable);
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "postgres: the wake-signal listener failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let _ = signals.send(WakeSignal::Runnable);
+            }
+        }
+    }
+}
+
+/// A failed statement: what it was doing, and whether trying the transaction again may succeed.
+enum Failure {
+    Database { context: &'static str, error: sqlx::Error },
+    Store(StoreError),
+}
+
+impl Failure {
+    /// A deadlock or serialization failure: PostgreSQL rolled the transaction back, so it did
+    /// nothing, and another try may go through.
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Database { error, .. } => matches!(sql_state(error).as_deref(), Some("40P01" | "40001")),
+            Failure::Store(_) => false,
+        }
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Database { context, error } => StoreError::Backend(format!("postgres: {context}: {error}")),
+            Failure::Store(error) => error,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Database { context, error } => write!(f, "{context}: {error}"),
+            Failure::Store(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+fn failed(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
+    move |error| Failure::Database { context, error }
+}
+
+fn sql_state(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(error) => error.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`]
+/// times.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(failure) if failure.is_transient() && tries < ATTEMPTS => {
+                tracing::debug!(tries, %failure, "postgres: transaction rolled back by a conflict; trying again");
+                tokio::time::sleep(Duration::from_millis(5_u64 << tries)).await;
+                tries += 1;
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+    }
+}
+
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Fails a batch holding a NUL character in any text, before it reaches the database (whose
+/// error would not say which op held it): PostgreSQL text cannot store one.
+fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
+    for (index, op) in ops.iter().enumerate() {
+        let (kind, id, fields): (&str, &str, &[(&str, Option<&str>)]) = match op {
+            WriteOp::CreateInstance(r) => (
+                "CreateInstance",
+                &r.id,
+                &[
+                    ("id", Some(r.id.as_str())),
+                    ("workflow", Some(r.workflow.as_str())),
+                    ("input", Some(r.input.as_str())),
+                    ("output", r.output.as_deref()),
+                    ("error", r.error.as_deref()),
+                    ("owner", r.owner.as_deref()),
+                    ("parent_id", r.parent_id.as_deref()),
+                    ("custom_status", r.custom_status.as_deref()),
+                ],
+            ),
+            WriteOp::PutRecord(r) => (
+                "PutRecord",
+                &r.instance_id,
+                &[
+                    ("instance_id", Some(r.instance_id.as_str())),
+                    ("kind", Some(r.kind.as_str())),
+                    ("name", Some(r.name.as_str())),
+                    ("input", r.input.as_deref()),
+                    ("payload", r.payload.as_deref()),
+                ],
+            ),
+            WriteOp::SetStatus { id, .. } => ("SetStatus", id, &[("id", Some(id.as_str()))]),
+            WriteOp::Finish { id, output, error, .. } => {
+                ("Finish", id, &[("id", Some(id.as_str())), ("output", output.as_deref()), ("error", error.as_deref())])
+            }
+            WriteOp::AddEvent { instance_id, name, payload, .. } => (
+                "AddEvent",
+                instance_id,
+                &[
+                    ("instance_id", Some(instance_id.as_str())),
+                    ("name", Some(name.as_str())),
+                    ("payload", Some(payload.as_str())),
+                ],
+            ),
+            WriteOp::ConsumeEvent { instance_id, .. } => {
+                ("ConsumeEvent", instance_id, &[("instance_id", Some(instance_id.as_str()))])
+            }
+            WriteOp::SetWake { id, .. } => ("SetWake", id, &[("id", Some(id.as_str()))]),
+            WriteOp::Evict { id, .. } => ("Evict", id, &[("id", Some(id.as_str()))]),
+            WriteOp::ContinueAsNew { id, input, .. } => {
+                ("ContinueAsNew", id, &[("id", Some(id.as_str())), ("input", Some(input.as_str()))])
+            }
+            WriteOp::SetCustomStatus { id, custom_status, .. } => {
+                ("SetCustomStatus", id, &[("id", Some(id.as_str())), ("custom_status", custom_status.as_deref())])
+            }
+        };
+        if let Some((field, _)) = fields.iter().find(|(_, text)| text.is_some_and(|text| text.contains('\0'))) {
+            return Err(StoreError::Backend(format!(
+                "postgres: op {index} ({kind} of instance {id:?}): `{field}` holds a NUL character, which \
+                 PostgreSQL text cannot store"
+            )));
+        }
+    }
+    Ok(())
+}
+
+const CREATE: &str = "INSERT INTO instances \
+     (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
+     parent_id, custom_status, wake_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[]) \
+     ON CONFLICT (id) DO NOTHING RETURNING id";
+
+const PUT: &str = "INSERT INTO journal \
+     (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::int8[], $10::int8[], $11::int8[]) \
+     ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+     kind = EXCLUDED.kind, name = EXCLUDED.name, status = EXCLUDED.status, input = EXCLUDED.input, \
+     payload = EXCLUDED.payload, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at, \
+     recorded_at = EXCLUDED.recorded_at";
+
+/// Only an event of the named instance, and only its first consumer is kept.
+const CONSUME: &str = "UPDATE events AS e SET consumed_generation = v.generation, consumed_by_seq = v.seq \
+     FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS v (instance_id, event_id, generation, seq) \
+     WHERE e.seq = v.event_id AND e.instance_id = v.instance_id AND e.consumed_by_seq IS NULL";
+
+const SET_STATUS: &str = "UPDATE instances AS i SET status = v.status, updated_at = v.updated_at \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, status, updated_at) WHERE i.id = v.id";
+
+const FINISH: &str = "UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
+     updated_at = v.updated_at, completed_at = v.completed_at, owner = NULL, lease_until = NULL \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
+     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id";
+
+const ADD_EVENT: &str = "INSERT INTO events (seq, instance_id, name, payload, created_at) \
+     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])";
+
+/// A batch's event ids, taken up front.
+const EVENT_IDS: &str = "SELECT nextval('event_ids') FROM generate_series(1, $1)";
+
+const SET_WAKE: &str = "UPDATE instances AS i SET wake_at = v.wake_at \
+     FROM UNNEST($1::text[], $2::int8[]) AS v (id, wake_at) WHERE i.id = v.id";
+
+const EVICT: &str = "UPDATE instances AS i SET owner = NULL, lease_until = NULL, wake_at = v.wake_at \
+     FROM UNNEST($1::text[], $2::int8[]) AS v (id, wake_at) WHERE i.id = v.id";
+
+const SET_CUSTOM_STATUS: &str = "UPDATE instances AS i SET custom_status = v.custom_status, updated_at = v.updated_at \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, custom_status, updated_at) WHERE i.id = v.id";
+
+/// Restarts the instances that exist and deletes their older journal and consumed events, in one
+/// statement: the deletes see the rows earlier statements of the batch wrote.
+const CONTINUE_AS_NEW: &str = "WITH continued AS (\
+     UPDATE instances AS i SET input = v.input, generation = v.generation, status = 'Running', output = NULL, \
+     error = NULL, updated_at = v.updated_at, completed_at = NULL \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) AS v (id, input, generation, updated_at) \
+     WHERE i.id = v.id RETURNING i.id, i.generation), \
+     old_records AS (DELETE FROM journal AS j USING continued AS c \
+     WHERE j.instance_id = c.id AND j.generation < c.generation), \
+     consumed AS (DELETE FROM events AS e USING continued AS c \
+     WHERE e.instance_id = c.id AND e.consumed_by_seq IS NOT NULL) \
+     SELECT count(*) FROM continued";
+
+/// The claim: the oldest `$5` runnable instances of the workflows `$3` at `$4`, locked so that no
+/// concurrent claim takes them (it skips them instead of waiting), taken for worker `$1` until `$2`.
+///
+/// Candidates come from two sets, each with its own partial index: instances ready now (no
+/// wake-up, `instances_ready`, already in claim order) and instances whose wake-up has come
+/// (`instances_due`, by wake-up time). An instance waiting for a later wake-up is in neither scan.
+/// The first `$5` of the two together are among the first `$5` of each.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
+    let returned: Vec<String> = INSTANCE_COLUMNS.iter().map(|column| format!("i.{column}")).collect();
+    format!(
+        "WITH ready AS (SELECT id, created_at FROM instances \
+         WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
+         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         due AS (SELECT id, created_at FROM instances \
+         WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
+         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         picked AS (SELECT id, created_at FROM ready UNION ALL SELECT id, created_at FROM due \
+         ORDER BY created_at, id LIMIT $5) \
+         UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
+         WHERE i.id = picked.id RETURNING {}",
+        returned.join(", ")
+    )
+});
+
+static SELECT_INSTANCE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM instances WHERE id = $1", INSTANCE_COLUMNS.join(", ")));
+
+/// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
+/// creates that were skipped.
+async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, Failure> {
+    let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
+    let mut skipped = Vec::new();
+    for layer in &plan.layers {
+        put_records(&mut *conn, layer).await?;
+        consume_events(&mut *conn, layer).await?;
+        skipped.extend(create_instances(&mut *conn, layer).await?);
+        set_statuses(&mut *conn, layer).await?;
+        finish(&mut *conn, layer).await?;
+        add_events(&mut *conn, layer, &event_ids).await?;
+        set_wakes(&mut *conn, layer).await?;
+        evict(&mut *conn, layer).await?;
+        set_custom_statuses(&mut *conn, layer).await?;
+        continue_as_new(&mut *conn, layer).await?;
+    }
+    skipped.sort_unstable();
+    Ok(skipped)
+}
+
+/// `count` new event ids, in increasing order: the `k`-th event of the batch (in op order) gets
+/// the `k`-th. Taken from the sequence, so concurrent batches never share one.
+async fn take_event_ids(conn: &mut PgConnection, count: i64) -> Result<Vec<i64>, Failure> {
+    let mut ids: Vec<i64> =
+        sqlx::query_scalar(EVENT_IDS).bind(count).fetch_all(conn).await.map_err(failed("taking event ids"))?;
+    if to_i64(ids.len()) != count {
+        return Err(Failure::Store(StoreError::Backend(format!(
+            "postgres: taking event ids: got {} of {count}",
+            ids.len()
+        ))));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+async fn put_records(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.puts.is_empty() {
+        return Ok(());
+    }
+    // One statement cannot upsert a key twice, so only the last put of each key (the one that
+    // would win op by op) goes in.
+    let mut keys = HashSet::with_capacity(layer.puts.len());
+    let puts: Vec<&JournalRecord> = layer
+        .puts
+        .iter()
+        .rev()
+        .filter(|record| keys.insert((record.instance_id.as_str(), record.generation, record.seq)))
+        .copied()
+        .collect();
+    sqlx::query(PUT)
+        .bind(puts.iter().map(|r| r.instance_id.as_str()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| i64::from(r.seq)).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.input.as_deref()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| i64::from(r.attempt)).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.due_at).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("writing journal records"))?;
+    Ok(())
+}
+
+async fn consume_events(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.consumes.is_empty() {
+        return Ok(());
+    }
+    let consumes = &layer.consumes;
+    sqlx::query(CONSUME)
+        .bind(consumes.iter().map(|c| c.instance_id).collect::<Vec<_>>())
+        .bind(consumes.iter().map(|c| c.event_id).collect::<Vec<_>>())
+        .bind(consumes.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+        .bind(consumes.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("consuming events"))?;
+    Ok(())
+}
+
+/// Returns the indexes of the creates skipped because their instance existed.
+async fn create_instances(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<Vec<usize>, Failure> {
+    if layer.creates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records: Vec<&InstanceRecord> = layer.creates.iter().map(|(_, record)| *record).collect();
+    let created: HashSet<String> = sqlx::query_scalar(CREATE)
+        .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.input.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.output.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.owner.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.lease_until).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.parent_id.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.custom_status.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.wake_at).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await
+        .map_err(failed("creating instances"))?
+        .into_iter()
+        .collect();
+    Ok(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index).collect())
+}
+
+async fn set_statuses(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.statuses.is_empty() {
+        return Ok(());
+    }
+    let statuses = &layer.statuses;
+    sqlx::query(SET_STATUS)
+        .bind(statuses.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(statuses.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+        .bind(statuses.iter().map(|s| s.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("setting statuses"))?;
+    Ok(())
+}
+
+async fn finish(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.finishes.is_empty() {
+        return Ok(());
+    }
+    let finishes = &layer.finishes;
+    sqlx::query(FINISH)
+        .bind(finishes.iter().map(|f| f.id).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.status.as_str()).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.output).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.error).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.updated_at).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.status.is_terminal().then_some(f.updated_at)).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("finishing instances"))?;
+    Ok(())
+}
+
+async fn add_events(conn: &mut PgConnection, layer: &Layer<'_>, event_ids: &[i64]) -> Result<(), Failure> {
+    if layer.events.is_empty() {
+        return Ok(());
+    }
+    let events = &layer.events;
+    let ids = events
+        .iter()
+        .map(|event| {
+            usize::try_from(event.number - 1).ok().and_then(|index| event_ids.get(index)).copied().ok_or_else(|| {
+                Failure::Store(StoreError::Backend(format!(
+                    "postgres: adding events: no id for event {}",
+                    event.number
+                )))
+            })
+        })
+        .collect::<Result<Vec<i64>, Failure>>()?;
+    sqlx::query(ADD_EVENT)
+        .bind(ids)
+        .bind(events.iter().map(|e| e.instance_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.name).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.payload).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("adding events"))?;
+    Ok(())
+}
+
+async fn set_wakes(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.wakes.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(SET_WAKE)
+        .bind(layer.wakes.iter().map(|w| w.id).collect::<Vec<_>>())
+        .bind(layer.wakes.iter().map(|w| w.wake_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("setting wake-ups"))?;
+    Ok(())
+}
+
+async fn evict(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.evicts.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(EVICT)
+        .bind(layer.evicts.iter().map(|w| w.id).collect::<Vec<_>>())
+        .bind(layer.evicts.iter().map(|w| w.wake_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("evicting instances"))?;
+    Ok(())
+}
+
+async fn set_custom_statuses(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.customs.is_empty() {
+        return Ok(());
+    }
+    let customs = &layer.customs;
+    sqlx::query(SET_CUSTOM_STATUS)
+        .bind(customs.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind(customs.iter().map(|c| c.custom_status).collect::<Vec<_>>())
+        .bind(customs.iter().map(|c| c.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("setting custom statuses"))?;
+    Ok(())
+}
+
+async fn continue_as_new(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.continues.is_empty() {
+        return Ok(());
+    }
+    let continues = &layer.continues;
+    sqlx::query(CONTINUE_AS_NEW)
+        .bind(continues.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind(continues.iter().map(|c| c.input).collect::<Vec<_>>())
+        .bind(continues.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+        .bind(continues.iter().map(|c| c.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(failed("continuing as new"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        if ops.is_empty() {
+            self.stats.record_commit(0);
+            return Ok(WriteOutcome::default());
+        }
+        check_text(ops)?;
+        let plan = Plan::new(ops);
+        let notices = batch_notices(ops);
+        let skipped = retrying(|| self.try_write(&plan, &notices)).await?;
+        self.stats.record_commit(ops.len());
+        let existing = skipped
+            .into_iter()
+            .filter_map(|index| match ops.get(index) {
+                Some(WriteOp::CreateInstance(record)) => Some(record.id.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(WriteOutcome { existing })
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(&SELECT_INSTANCE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an instance"))?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = $1 AND generation = $2 ORDER BY seq"
+        ))
+        .bind(id)
+        .bind(i64::from(generation))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading a journal"))?;
+        rows.iter().map(|row| record_from_row(row, id, generation)).collect()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        if workflows.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = retrying(|| async move {
+            sqlx::query(&CLAIM)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(workflows)
+                .bind(now)
+                .bind(to_i64(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("claiming instances"))
+        })
+        .await?;
+        let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = $1 AND consumed_by_seq IS NULL ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        retrying(|| async move {
+            let result = sqlx::query("UPDATE instances SET lease_until = $2 WHERE owner = $1")
+                .bind(worker)
+                .bind(lease_until)
+                .execute(&self.pool)
+                .await
+                .map_err(failed("renewing leases"))?;
+            Ok(result.rows_affected())
+        })
+        .await
+    }
+
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        // The Runnable signal goes in the same statement, so it is sent exactly when leases were
+        // released, at their commit.
+        let released: i64 = retrying(|| async move {
+            sqlx::query_scalar(
+                "WITH released AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
+                 counted AS (SELECT count(*) AS released FROM released) \
+                 SELECT released, CASE WHEN released > 0 THEN pg_notify($2, $3) END FROM counted",
+            )
+            .bind(worker)
+            .bind(&self.channel)
+            .bind(encode_signal(&WakeSignal::Runnable))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("releasing leases"))
+        })
+        .await?;
+        Ok(u64::try_from(released).unwrap_or_default())
+    }
+
+    fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
+        Some(self.signals.subscribe())
+    }
+
+    async fn probe_commit(&self) -> Result<(), StoreError> {
+        retrying(|| async move {
+            sqlx::query(
+                "INSERT INTO probe (id, commits) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET commits = probe.commits + 1",
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(failed("probing a commit"))
+        })
+        .await?;
+        self.stats.record_commit(1);
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_round_trip() {
+        for signal in [
+            WakeSignal::Runnable,
+            WakeSignal::Event("a:b/é".into()),
+            WakeSignal::Finished(String::new()),
+            WakeSignal::Event("e:x".into()),
+        ] {
+            assert_eq!(decode_signal(&encode_signal(&signal)), Some(signal));
+        }
+        assert_eq!(decode_signal("x:1"), None);
+        assert_eq!(decode_signal("rr"), None);
+    }
+
+    #[test]
+    fn batch_notices_are_deduplicated() {
+        let finish = |id: &str| WriteOp::Finish {
+            id: id.into(),
+            status: workflow_core::RuntimeStatus::Completed,
+            output: None,
+            error: None,
+            updated_at: 1,
+        };
+        let event = |id: &str| WriteOp::AddEvent {
+            instance_id: id.into(),
+            name: "n".into(),
+            payload: "1".into(),
+            created_at: 1,
+        };
+        let ops = [
+            event("a"),
+            finish("b"),
+            event("a"),
+            WriteOp::SetWake { id: "c".into(), wake_at: None },
+            finish("b"),
+            WriteOp::Evict { id: "d".into(), wake_at: 5 },
+            event(&"x".repeat(MAX_NOTICE)),
+        ];
+        assert_eq!(batch_notices(&ops), ["r", "e:a", "f:b"]);
+        let waiting = [
+            WriteOp::Evict { id: "a".into(), wake_at: NEVER },
+            WriteOp::SetWake { id: "b".into(), wake_at: Some(NEVER) },
+            event("c"),
+        ];
+        assert_eq!(batch_notices(&waiting), ["e:c"], "an instance waiting for NEVER is not runnable");
+        assert_eq!(batch_notices(&[WriteOp::SetWake { id: "b".into(), wake_at: None }]), ["r"]);
+        assert!(batch_notices(&[WriteOp::SetStatus {
+            id: "a".into(),
+            status: workflow_core::RuntimeStatus::Running,
+            updated_at: 1
+        }])
+        .is_empty());
+    }
+
+    #[test]
+    fn channel_names_fit_an_identifier() {
+        assert_eq!(channel_name("public"), "workflow_wake_public");
+        let long = "s".repeat(MAX_IDENTIFIER);
+        let channel = channel_name(&long);
+        assert!(channel.len() <= MAX_IDENTIFIER);
+        assert_eq!(channel, channel_name(&long), "the same in every process");
+        assert_ne!(channel, channel_name(&"t".repeat(MAX_IDENTIFIER)));
+    }
+
+    #[test]
+    fn schema_names() {
+        for good in ["wf", "_x", "Wf_Test_09", &"a".repeat(63)] {
+            assert!(check_schema(good).is_ok(), "{good}");
+        }
+        for bad in ["", "9x", "a-b", "a b", "\"x\"", "pg_temp", "PG_x", "ü", &"a".repeat(64)] {
+            assert!(matches!(check_schema(bad), Err(StoreError::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db?x=1"), "postgres://u:***@h:5432/db?x=1");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_up_front() {
+        let ops = [WriteOp::SetCustomStatus { id: "a".into(), custom_status: Some("x\0y".into()), updated_at: 1 }];
+        match check_text(&ops) {
+            Err(StoreError::Backend(message)) => assert!(message.contains("custom_status"), "{message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(check_text(&[WriteOp::SetWake { id: "a".into(), wake_at: None }]).is_ok());
+    }
+}
