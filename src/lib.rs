@@ -7,6 +7,8 @@ pub use workflow_core::*;
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "sqlite")]
 pub use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
+#[cfg(feature = "postgres")]
+pub use workflow_sqlx::{PostgresOptions, PostgresStore};
 
 /// The names a workflow module usually needs: `use workflow::prelude::*;`.
 pub mod prelude {
