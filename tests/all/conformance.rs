@@ -539,8 +539,19 @@ async fn check_stats(store: &dyn Store) {
     assert!(store.write(&[]).await.unwrap().existing.is_empty(), "an empty batch is fine");
 }
 
-/// Payloads are opaque text: stored and returned byte for byte, never parsed or normalised.
-async fn check_payloads_verbatim(store: &dyn Store) {
+/// Whether a store keeps a NUL character in text like any other character, or refuses the batch
+/// that holds one. PostgreSQL's text types cannot hold a NUL, so its store refuses such a batch up
+/// front, before it touches the database; payloads are JSON, and JSON text never holds a raw NUL
+/// (it is written `\u0000`), so the engine never hands one over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nul {
+    Kept,
+    Refused,
+}
+
+/// Payloads are opaque text: stored and returned byte for byte, never parsed or normalised (a NUL
+/// character is either kept or its batch refused, see [`Nul`]).
+async fn check_payloads_verbatim(store: &dyn Store, nul: Nul) {
     let payloads = [
         r#"{"b":1,"a":2}"#.to_owned(),
         "  { \"spaced\" :\t[ 1 , 2 ] }\n".to_owned(),
@@ -563,6 +574,13 @@ async fn check_payloads_verbatim(store: &dyn Store) {
         };
         let journal =
             JournalRecord { input: Some(payload.clone()), payload: Some(payload.clone()), ..record(&id, 0, 0) };
+        if nul == Nul::Refused && payload.contains('\0') {
+            let result = store.write(&[create(created), put(journal)]).await;
+            assert!(matches!(result, Err(StoreError::Backend(ref m)) if m.contains("NUL")), "payload {i}: {result:?}");
+            assert_eq!(store.instance(&id).await.unwrap(), None, "payload {i}: the refused batch wrote nothing");
+            assert!(store.journal(&id, 0).await.unwrap().is_empty());
+            continue;
+        }
         store.write(&[create(created.clone()), put(journal.clone())]).await.unwrap();
         assert_eq!(get(store, &id).await, created, "payload {i} round-trips in instances");
         assert_eq!(store.journal(&id, 0).await.unwrap(), vec![journal], "payload {i} round-trips in the journal");
@@ -909,7 +927,7 @@ async fn check_continue_as_new(store: &dyn Store) {
 
 /// SetCustomStatus sets or clears the custom status (verbatim) and the change time, nothing else;
 /// a no-op on an unknown id.
-async fn check_custom_status(store: &dyn Store) {
+async fn check_custom_status(store: &dyn Store, nul: Nul) {
     let a = instance("custom/a", "custom_wf", 1);
     store
         .write(&[
@@ -927,7 +945,15 @@ async fn check_custom_status(store: &dyn Store) {
     assert_eq!(get(store, &a.id).await, InstanceRecord { updated_at: 12, ..a.clone() });
     assert_eq!(store.instance("custom/nobody").await.unwrap(), None);
 
-    let odd = "  { not json \u{0} ☕ ";
+    let odd = match nul {
+        Nul::Kept => "  { not json \u{0} ☕ ",
+        Nul::Refused => {
+            let refused = store.write(&[set_custom(&a.id, Some("\u{0}"), 13)]).await;
+            assert!(matches!(refused, Err(StoreError::Backend(ref m)) if m.contains("NUL")), "{refused:?}");
+            assert_eq!(get(store, &a.id).await.updated_at, 12, "the refused batch changed nothing");
+            "  { not json ☕ "
+        }
+    };
     store.write(&[set_custom(&a.id, Some(odd), 13)]).await.unwrap();
     assert_eq!(get(store, &a.id).await.custom_status.as_deref(), Some(odd));
     store
@@ -1018,6 +1044,10 @@ impl Rng {
 /// store does). ConsumeEvent ops are written with the reference's ids, shifted for the store; they
 /// name events of any instance, events added earlier in the same batch or later in it, and ids
 /// that are never assigned.
+///
+/// PostgreSQL's ids come from a sequence, which skips the ids of a rolled-back batch, so they are
+/// only increasing in general; here they are consecutive all the same: the store takes a batch's
+/// ids in one statement, no other writer takes any meanwhile, and no batch of this check fails.
 async fn check_matches_reference(store: &dyn Store) {
     let reference = MemoryStore::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -1150,6 +1180,11 @@ async fn check_matches_reference(store: &dyn Store) {
 
 /// Everything every store must pass.
 async fn check_all(store: &dyn Store) {
+    check_all_with(store, Nul::Kept).await;
+}
+
+/// Everything every store must pass, for a store that treats NUL characters as `nul` says.
+async fn check_all_with(store: &dyn Store, nul: Nul) {
     check_create_and_read(store).await;
     check_duplicate_create(store).await;
     check_journal_upsert(store).await;
@@ -1162,13 +1197,13 @@ async fn check_all(store: &dyn Store) {
     check_release(store).await;
     check_batch_in_order(store).await;
     check_stats(store).await;
-    check_payloads_verbatim(store).await;
+    check_payloads_verbatim(store, nul).await;
     check_events(store).await;
     check_claim_wake(store).await;
     check_set_wake(store).await;
     check_evict(store).await;
     check_continue_as_new(store).await;
-    check_custom_status(store).await;
+    check_custom_status(store, nul).await;
     check_new_ops_in_order(store).await;
     check_matches_reference(store).await;
 }
@@ -1429,7 +1464,415 @@ async fn sqlite_bad_urls_are_config_errors() {
 // PostgreSQL
 // ---------------------------------------------------------------------------------------------
 
-// PostgreSQL goes here when its store lands: a `#[tokio::test]` that reads `DATABASE_URL` (and
-// returns early when it is unset), opens the store on a fresh schema, runs `check_all`, arms a
-// poison trigger like `arm_sqlite_poison` and runs `check_batch_is_atomic`, then its own checks
-// (reconnecting keeps everything, several stores on one database never claim the same instance).
+// Each test reads `DATABASE_URL` (and says SKIPPED and passes when it is unset), works in a fresh
+// schema of its own and drops it at the end (best effort: a failed test leaves its schema behind,
+// named `wf_test_...`, for a look).
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::time::Duration;
+
+    use tokio::sync::broadcast;
+    use workflow::{PostgresOptions, PostgresStore, WakeSignal};
+
+    use super::*;
+
+    fn database_url() -> Option<String> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                eprintln!("SKIPPED: postgres conformance: DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+
+    /// A schema name no other test (in this process or another) uses.
+    fn fresh_schema() -> String {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("wf_test_{}_{nanos}_{count}", std::process::id())
+    }
+
+    async fn open(url: &str, schema: &str) -> PostgresStore {
+        PostgresStore::open_with(url, PostgresOptions::new().schema(schema).max_connections(4)).await.unwrap()
+    }
+
+    async fn drop_schema(store: &PostgresStore) {
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", store.schema());
+        if let Err(error) = sqlx::query(&drop).execute(store.pool()).await {
+            eprintln!("could not drop schema {}: {error}", store.schema());
+        }
+        store.close().await;
+    }
+
+    /// Makes the store reject any journal record named [`POISON`], through a trigger added behind
+    /// its back, so a batch can be made to fail midway.
+    async fn arm_poison(store: &PostgresStore) {
+        sqlx::query(&format!(
+            "CREATE FUNCTION conformance_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.name = '{POISON}' THEN RAISE EXCEPTION 'poisoned by the conformance suite'; END IF; \
+             RETURN NEW; END $$"
+        ))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER conformance_poison BEFORE INSERT OR UPDATE ON journal \
+             FOR EACH ROW EXECUTE FUNCTION conformance_poison()",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    async fn disarm_poison(store: &PostgresStore) {
+        sqlx::query("DROP TRIGGER conformance_poison ON journal").execute(store.pool()).await.unwrap();
+        sqlx::query("DROP FUNCTION conformance_poison()").execute(store.pool()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgres_store_conforms() {
+        let Some(url) = database_url() else { return };
+        let schema = fresh_schema();
+        let store = open(&url, &schema).await;
+        check_all_with(&store, Nul::Refused).await;
+        arm_poison(&store).await;
+        check_batch_is_atomic(&store, POISON).await;
+        check_rolled_back_event_ids(&store).await;
+        disarm_poison(&store).await;
+        check_schema_and_settings(&store, &schema).await;
+        check_corrupt_rows(&store).await;
+        check_event_rows(&store).await;
+        drop_schema(&store).await;
+    }
+
+    /// A rolled-back batch leaves no event behind and no wake-up; its ids are skipped, not reused,
+    /// and later ids still increase. (The poison must be armed.)
+    async fn check_rolled_back_event_ids(store: &PostgresStore) {
+        let id = "pgroll/a";
+        store.write(&[create(instance(id, "pgroll_wf", 1)), add_event(id, "before", "1", 5)]).await.unwrap();
+        let before = store.events(id).await.unwrap()[0].event_id;
+        let poisoned = JournalRecord { name: POISON.into(), ..record(id, 0, 0) };
+        let result =
+            store.write(&[add_event(id, "lost", "2", 6), add_event(id, "lost too", "3", 7), put(poisoned)]).await;
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(get(store, id).await.wake_at, Some(5), "the wake-up was rolled back");
+        store.write(&[add_event(id, "after", "4", 8)]).await.unwrap();
+        let events = store.events(id).await.unwrap();
+        assert_eq!(event_names(&events), ["before", "after"]);
+        assert!(events[1].event_id > before + 1, "the rolled-back ids are skipped: {events:?}");
+    }
+
+    /// The tables and sqlx's bookkeeping are in the store's schema, every connection searches only
+    /// it, and commits stay synchronous.
+    async fn check_schema_and_settings(store: &PostgresStore, schema: &str) {
+        assert_eq!(store.schema(), schema);
+        let pool = store.pool();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        )
+        .bind(schema)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(tables, ["_sqlx_migrations", "activity_tasks", "events", "instances", "journal", "probe"]);
+        let (current, search_path, synchronous_commit): (String, String, String) = sqlx::query_as(
+            "SELECT current_schema(), current_setting('search_path'), current_setting('synchronous_commit')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!((current.as_str(), search_path.trim_matches('"')), (schema, schema));
+        assert_eq!(synchronous_commit, "on");
+    }
+
+    /// Rows damaged behind the store's back read as `Corrupt` errors naming the row.
+    async fn check_corrupt_rows(store: &PostgresStore) {
+        let id = "corrupt/a";
+        let pool = store.pool();
+        store.write(&[create(instance(id, "corrupt_wf", 1)), put(record(id, 0, 3))]).await.unwrap();
+        sqlx::query("UPDATE instances SET status = 'Exploded' WHERE id = $1").bind(id).execute(pool).await.unwrap();
+        match store.instance(id).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(id) && message.contains("Exploded"), "message names the row: {message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+        for generation in [-1, 1_i64 << 32] {
+            sqlx::query("UPDATE instances SET status = 'Pending', generation = $2 WHERE id = $1")
+                .bind(id)
+                .bind(generation)
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(
+                matches!(store.instance(id).await, Err(StoreError::Corrupt(m)) if m.contains(id) && m.contains("generation"))
+            );
+        }
+        sqlx::query("UPDATE journal SET status = 'Sideways' WHERE instance_id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        match store.journal(id, 0).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(id) && message.contains("seq 3"), "message names the record: {message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+        sqlx::query("UPDATE journal SET status = 'Completed', attempt = -1 WHERE instance_id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert!(matches!(store.journal(id, 0).await, Err(StoreError::Corrupt(m)) if m.contains("attempt")));
+        sqlx::query("DELETE FROM instances WHERE id = $1").bind(id).execute(pool).await.unwrap();
+        sqlx::query("DELETE FROM journal WHERE instance_id = $1").bind(id).execute(pool).await.unwrap();
+    }
+
+    /// What the trait cannot show: a restart deletes the consumed event rows (those consumed after
+    /// it stay, consumed), and an event keeps its first consumer.
+    async fn check_event_rows(store: &PostgresStore) {
+        let id = "pgev/a";
+        store.write(&[create(instance(id, "pgev_wf", 1)), add_event(id, "e1", "1", 10)]).await.unwrap();
+        let e1 = store.events(id).await.unwrap()[0].event_id;
+        store.write(&[consume(id, e1, 0, 3), add_event(id, "e2", "2", 11)]).await.unwrap();
+        let e2 = store.events(id).await.unwrap()[0].event_id;
+        store
+            .write(&[
+                continue_as_new(id, "\"next\"", 1, 12),
+                consume(id, e2, 1, 0),
+                consume(id, e2, 1, 9),
+                add_event(id, "e3", "3", 13),
+            ])
+            .await
+            .unwrap();
+        let e3 = store.events(id).await.unwrap()[0].event_id;
+        let rows: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT seq, consumed_generation, consumed_by_seq FROM events WHERE instance_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![(e2, Some(1), Some(0)), (e3, None, None)],
+            "e1 went with the restart; e2's first consumer"
+        );
+        assert!(e1 < e2 && e2 < e3);
+    }
+
+    /// Claimers on separate stores (separate pools, as separate processes would have) never take
+    /// the same instance, and together take every one.
+    #[tokio::test]
+    async fn postgres_concurrent_stores_never_claim_the_same_instance() {
+        let Some(url) = database_url() else { return };
+        let schema = fresh_schema();
+        let mut stores = Vec::new();
+        for _ in 0..8 {
+            stores.push(open(&url, &schema).await);
+        }
+        let wf = "pgclaim_wf";
+        let ops: Vec<WriteOp> = (0..300).map(|i| create(instance(&format!("pgclaim/{i:03}"), wf, i % 17))).collect();
+        stores[0].write(&ops).await.unwrap();
+        let workflows = names(&[wf]);
+        let claims = futures::future::join_all(stores.iter().enumerate().map(|(n, store)| {
+            let workflows = &workflows;
+            async move {
+                let worker = format!("pgclaim-worker-{n}");
+                let mut taken = Vec::new();
+                loop {
+                    let claimed = store.claim(&worker, workflows, 100, 1_000, 7).await.unwrap();
+                    if claimed.is_empty() {
+                        return (worker, taken);
+                    }
+                    assert!(claimed.iter().all(|r| r.owner.as_deref() == Some(worker.as_str())));
+                    taken.extend(claimed.into_iter().map(|r| r.id));
+                }
+            }
+        }))
+        .await;
+        let mut seen = HashSet::new();
+        for (worker, taken) in &claims {
+            for id in taken {
+                assert!(seen.insert(id.clone()), "{id} claimed twice");
+                assert_eq!(get(&stores[0], id).await.owner.as_deref(), Some(worker.as_str()));
+            }
+        }
+        assert_eq!(seen.len(), 300);
+        assert!(claims.iter().filter(|(_, taken)| !taken.is_empty()).count() > 1, "the claimers did race");
+
+        // Leases lapse for every store alike: a second round takes them all again, once each.
+        let again = futures::future::join_all(
+            stores.iter().map(|store| store.claim("pgclaim-late", &workflows, 1_001, 2_000, 1_000)),
+        )
+        .await;
+        let mut retaken = HashSet::new();
+        for claim in again {
+            for record in claim.unwrap() {
+                assert!(retaken.insert(record.id), "claimed twice after the leases lapsed");
+            }
+        }
+        assert_eq!(retaken, seen);
+        for store in &stores[1..] {
+            store.close().await;
+        }
+        drop_schema(&stores[0]).await;
+    }
+
+    async fn next_signal(signals: &mut broadcast::Receiver<WakeSignal>) -> WakeSignal {
+        tokio::time::timeout(Duration::from_secs(10), signals.recv())
+            .await
+            .expect("no wake signal within 10 s")
+            .expect("the wake-signal channel failed")
+    }
+
+    /// Commits on one store wake another store on the same schema (another process, in effect),
+    /// once per signal per batch, in commit order; a rolled-back batch sends nothing, nor do
+    /// batches that make nothing runnable; a store on another schema hears none of it.
+    #[tokio::test]
+    async fn postgres_wake_signals_reach_other_stores() {
+        let Some(url) = database_url() else { return };
+        let (schema, other_schema) = (fresh_schema(), fresh_schema());
+        let writer = open(&url, &schema).await;
+        let listener = open(&url, &schema).await;
+        let other = open(&url, &other_schema).await;
+        let mut signals = listener.wake_signals().expect("PostgreSQL sends wake signals");
+        let mut own = writer.wake_signals().unwrap();
+        let mut elsewhere = other.wake_signals().unwrap();
+        let (wf, x, y) = ("pgwake_wf", "pgwake/x", "pgwake/y");
+
+        writer.write(&[create(instance(x, wf, 1)), create(instance(y, wf, 2))]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
+        assert_eq!(next_signal(&mut own).await, WakeSignal::Runnable, "the writing store hears itself too");
+
+        writer
+            .write(&[
+                add_event(x, "a", "1", 3),
+                put(record(x, 0, 0)),
+                add_event(y, "b", "2", 4),
+                add_event(x, "c", "3", 5),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(x.into()));
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(y.into()));
+
+        // Nothing runnable: no signal. (The next signal is the next batch's.)
+        writer.write(&[put(record(x, 0, 1)), set_custom(x, Some("1"), 6)]).await.unwrap();
+        assert_eq!(writer.release_leases("pgwake-nobody").await.unwrap(), 0);
+        // Rolled back: no signal.
+        arm_poison(&writer).await;
+        let poisoned = JournalRecord { name: POISON.into(), ..record(y, 0, 0) };
+        assert!(writer.write(&[add_event(y, "lost", "0", 7), put(poisoned)]).await.is_err());
+        disarm_poison(&writer).await;
+
+        let finish = WriteOp::Finish {
+            id: y.into(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 8,
+        };
+        writer.write(&[finish.clone(), evict(x, 50), finish]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(y.into()));
+
+        assert_eq!(ids(&writer.claim("pgwake-w", &names(&[wf]), 50, 1_000, 10).await.unwrap()), [x]);
+        assert_eq!(writer.release_leases("pgwake-w").await.unwrap(), 1);
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable, "releasing a lease wakes claimers");
+
+        other.write(&[add_event("pgwake/z", "z", "1", 1)]).await.unwrap();
+        assert_eq!(next_signal(&mut elsewhere).await, WakeSignal::Event("pgwake/z".into()));
+        writer.write(&[add_event(x, "last", "1", 9)]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(x.into()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(matches!(signals.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "nothing else came");
+        assert!(matches!(elsewhere.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "no cross-talk");
+
+        other.close().await;
+        listener.close().await;
+        drop_schema(&writer).await;
+        let reopened = open(&url, &other_schema).await;
+        drop_schema(&reopened).await;
+    }
+
+    /// Everything committed is there after reconnecting; migrations already applied are not
+    /// applied again; event ids keep increasing.
+    #[tokio::test]
+    async fn postgres_reopen_keeps_everything() {
+        let Some(url) = database_url() else { return };
+        let schema = fresh_schema();
+        let created = InstanceRecord {
+            status: RuntimeStatus::Running,
+            output: Some(r#""ok""#.into()),
+            generation: 2,
+            parent_id: Some("reopen/parent".into()),
+            custom_status: Some("\"cs\"".into()),
+            ..instance("reopen/a", "reopen_wf", 7)
+        };
+        let journal = vec![
+            record("reopen/a", 2, 0),
+            JournalRecord { status: RecordStatus::Retrying, due_at: Some(9), ..record("reopen/a", 2, 1) },
+        ];
+        let kept = {
+            let store = open(&url, &schema).await;
+            let ops: Vec<WriteOp> =
+                std::iter::once(create(created.clone())).chain(journal.iter().cloned().map(put)).collect();
+            store.write(&ops).await.unwrap();
+            store.write(&[add_event("reopen/a", "used", "1", 8), add_event("reopen/a", "kept", "2", 9)]).await.unwrap();
+            let events = store.events("reopen/a").await.unwrap();
+            store.write(&[consume("reopen/a", events[0].event_id, 2, 5)]).await.unwrap();
+            store.claim("reopen-w", &names(&["reopen_wf"]), 10, 5_000, 1).await.unwrap();
+            store.probe_commit().await.unwrap();
+            events[1].event_id
+            // Dropped without `close`, as a process that stops would.
+        };
+        let store = open(&url, &schema).await;
+        let claimed = InstanceRecord { owner: Some("reopen-w".into()), lease_until: Some(5_000), ..created };
+        assert_eq!(get(&store, "reopen/a").await, claimed);
+        assert_eq!(store.journal("reopen/a", 2).await.unwrap(), journal);
+        assert_eq!(event_names(&store.events("reopen/a").await.unwrap()), ["kept"]);
+        assert_eq!(store.stats(), Default::default(), "counters are per process");
+        let migrations: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(store.pool()).await.unwrap();
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/workflow-sqlx/migrations/postgres"))
+            .unwrap()
+            .count();
+        assert_eq!(migrations, files as i64, "each migration applied once");
+        store.write(&[add_event("reopen/a", "after", "3", 10)]).await.unwrap();
+        let after = store.events("reopen/a").await.unwrap();
+        assert_eq!(event_names(&after), ["kept", "after"]);
+        assert!(after[1].event_id > kept, "ids keep counting up across reconnecting");
+        let _shared: Arc<dyn Store> = open(&url, &schema).await.into();
+        drop_schema(&store).await;
+    }
+
+    /// URLs that are not PostgreSQL URLs and schema names that are not plain identifiers are
+    /// configuration errors, found before connecting.
+    #[tokio::test]
+    async fn postgres_bad_configuration_is_a_config_error() {
+        for url in ["", "sqlite://x.db", "postgres", "mysql://localhost/db", "postgres://h:notaport/db"] {
+            match PostgresStore::open(url).await {
+                Err(StoreError::Config(message)) => assert!(!message.is_empty()),
+                Err(other) => panic!("{url:?}: expected a configuration error, got {other:?}"),
+                Ok(_) => panic!("{url:?}: expected a configuration error, got a store"),
+            }
+        }
+        let url = "postgres://nobody@127.0.0.1:1/none";
+        for schema in ["", "1abc", "a-b", "x\"; DROP SCHEMA public; --", "pg_catalog", &"s".repeat(64)] {
+            match PostgresStore::open_with(url, PostgresOptions::new().schema(schema)).await {
+                Err(StoreError::Config(message)) => assert!(message.contains("schema"), "{message}"),
+                Err(other) => panic!("{schema:?}: expected a configuration error, got {other:?}"),
+                Ok(_) => panic!("{schema:?}: expected a configuration error, got a store"),
+            }
+        }
+        match PostgresStore::open("postgres://u:hunter2@h:notaport/db").await {
+            Err(StoreError::Config(message)) => assert!(!message.contains("hunter2"), "the password shows: {message}"),
+            other => panic!("expected a configuration error, got {:?}", other.map(|_| ())),
+        }
+    }
+}
