@@ -3,6 +3,8 @@
 mod conformance;
 mod crash;
 mod durable;
+#[cfg(feature = "postgres")]
+mod distributed;
 mod engine;
 mod support;
 mod ui;
