@@ -74,8 +74,9 @@ pub(crate) struct InstanceState {
     pub(crate) children: BTreeMap<u32, String>,
     /// Events this run has taken (so two waits never take the same one).
     pub(crate) taken_events: HashSet<i64>,
-    /// The highest event id this run has seen in the inbox.
-    pub(crate) max_event_seen: i64,
+    /// Every event id this run has seen in the inbox (ids need not become visible in order:
+    /// PostgreSQL assigns them before commit).
+    pub(crate) seen_events: HashSet<i64>,
     /// The custom status this run set last, if it set one.
     pub(crate) custom_status: Option<Option<String>>,
 }
@@ -131,7 +132,7 @@ impl WorkflowContext {
             deadlines: BTreeMap::new(),
             children: BTreeMap::new(),
             taken_events: HashSet::new(),
-            max_event_seen: 0,
+            seen_events: HashSet::new(),
             custom_status: None,
         };
         Self {

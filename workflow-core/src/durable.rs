@@ -305,9 +305,7 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                 };
                 let taken = {
                     let mut state = ctx.state();
-                    if let Some(max) = events.iter().map(|e| e.event_id).max() {
-                        state.max_event_seen = state.max_event_seen.max(max);
-                    }
+                    state.seen_events.extend(events.iter().map(|e| e.event_id));
                     let found = events
                         .into_iter()
                         .find(|e| e.name.eq_ignore_ascii_case(&name) && !state.taken_events.contains(&e.event_id));

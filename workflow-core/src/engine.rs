@@ -192,7 +192,7 @@ enum RunEnd {
 
 struct IdleWaits {
     wake_at: crate::store::Millis,
-    max_event_seen: i64,
+    seen_events: std::collections::HashSet<i64>,
     children: Vec<String>,
 }
 
@@ -305,7 +305,7 @@ async fn run_once(
                     let state = ctx.state();
                     return RunEnd::Idle(IdleWaits {
                         wake_at: state.deadlines.values().min().copied().unwrap_or(NEVER),
-                        max_event_seen: state.max_event_seen,
+                        seen_events: state.seen_events.clone(),
                         children: state.children.values().cloned().collect(),
                     });
                 }
@@ -320,7 +320,7 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     let id = ctx.instance_id().to_owned();
     // Off the running set first: from the Evict commit on, a claim may run it again.
     engine.unmark_running(&id, token);
-    let IdleWaits { wake_at, max_event_seen: max_seen, children } = waits;
+    let IdleWaits { wake_at, seen_events, children } = waits;
     let mut ops = ctx.take_buffered();
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.committer.commit(ops).await {
@@ -329,7 +329,7 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     }
     tracing::debug!(wake_at, "evicted an idle instance");
     let mut woken = match engine.store.events(&id).await {
-        Ok(events) => events.iter().any(|event| event.event_id > max_seen),
+        Ok(events) => events.iter().any(|event| !seen_events.contains(&event.event_id)),
         Err(_) => true,
     };
     for child in children {
