@@ -1206,6 +1206,44 @@ async fn check_all_with(store: &dyn Store, nul: Nul) {
     check_custom_status(store, nul).await;
     check_new_ops_in_order(store).await;
     check_matches_reference(store).await;
+    check_fencing(store).await;
+}
+
+/// `AssertOwner` refuses the whole batch unless the instance exists and is owned by the writer
+/// (as it was before the batch), and reports every fenced id.
+async fn check_fencing(store: &dyn Store) {
+    let wf = "fence_wf";
+    let a = instance("fence/a", wf, 1);
+    let b = instance("fence/b", wf, 2);
+    store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
+    assert_eq!(store.claim("fence-w1", &names(&[wf]), 10, 100_000, 10).await.unwrap().len(), 2);
+    let fence = |id: &str, owner: &str| WriteOp::AssertOwner { id: id.to_owned(), owner: owner.to_owned() };
+
+    store.write(&[fence(&a.id, "fence-w1"), put(record(&a.id, 0, 0))]).await.unwrap();
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "the owner writes");
+
+    let refused = store
+        .write(&[
+            fence(&a.id, "fence-w1"),
+            put(record(&a.id, 0, 1)),
+            fence(&b.id, "fence-w2"),
+            put(record(&b.id, 0, 0)),
+            fence("fence/nobody", "fence-w1"),
+        ])
+        .await;
+    match refused {
+        Err(StoreError::Fenced(ids)) => assert_eq!(ids, ["fence/b", "fence/nobody"]),
+        other => panic!("expected the batch to be fenced, got {other:?}"),
+    }
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced batch is applied");
+    assert!(store.journal(&b.id, 0).await.unwrap().is_empty());
+
+    store.release_leases("fence-w1").await.unwrap();
+    assert!(
+        matches!(store.write(&[fence(&a.id, "fence-w1"), put(record(&a.id, 0, 1))]).await, Err(StoreError::Fenced(_))),
+        "a released lease fences its old owner"
+    );
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

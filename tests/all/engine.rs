@@ -415,3 +415,51 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
     assert_eq!(count("healthy", "flaky"), 0, "a recorded step does not run again");
     assert_eq!(store.journal("corrupt", 0).await.unwrap(), vec![record("corrupt", "{this is not json")]);
 }
+
+// ---- fencing ----
+
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[activity(retry(max_attempts = 1))]
+async fn gated(ctx: ActivityContext) -> Result<u32, ActivityError> {
+    bump(ctx.instance_id(), "gated");
+    GATE.notified().await;
+    Ok(1)
+}
+
+#[workflow]
+async fn fenced_flow(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    let one = gated::call(&ctx).await?;
+    step_a::call(&ctx).await?;
+    Ok(one)
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_was_taken_over_cannot_write_to_the_instance() {
+    let (_dir, _url, store) = sqlite_store().await;
+    let rt = Runtime::builder()
+        .store(store.clone())
+        .worker_id("slow-worker")
+        .workflow(fenced_flow::Workflow)
+        .activity(gated::Activity)
+        .activity(step_a::Activity)
+        .build()
+        .await
+        .unwrap();
+    fenced_flow::start_with_id(&rt.client(), "fenced-1").await.unwrap();
+    while count("fenced-1", "gated") == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Another worker takes the instance over (as after a lapsed lease) while the step runs.
+    let far = 4_000_000_000_000;
+    store.release_leases("slow-worker").await.unwrap();
+    let taken = store.claim("other-worker", &["fenced_flow".to_owned()], far, far + 60_000, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    GATE.notify_waiters();
+    // The slow worker's outcome must not land: its next commit is refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.journal("fenced-1", 0).await.unwrap().is_empty(), "a fenced worker wrote the journal");
+    let record = store.instance("fenced-1").await.unwrap().unwrap();
+    assert_eq!((record.owner.as_deref(), record.status), (Some("other-worker"), RuntimeStatus::Running));
+    assert_eq!(rt.instances_in_memory(), 0, "the fenced run was abandoned");
+}

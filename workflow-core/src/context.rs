@@ -245,9 +245,14 @@ impl WorkflowContext {
         self.state().replay.values().next().cloned()
     }
 
-    /// Takes the ops waiting for the next commit.
-    pub(crate) fn take_buffered(&self) -> Vec<WriteOp> {
-        std::mem::take(&mut self.state().buffered)
+    /// Takes the ops waiting for the next commit, behind a check that this worker still owns
+    /// the instance: a worker whose lease was taken over cannot write to it (the store refuses
+    /// the batch and this run is abandoned).
+    pub(crate) fn take_fenced_batch(&self) -> Vec<WriteOp> {
+        let fence =
+            WriteOp::AssertOwner { id: self.instance_id().to_owned(), owner: self.shared.engine.worker_id.clone() };
+        let buffered = std::mem::take(&mut self.state().buffered);
+        std::iter::once(fence).chain(buffered).collect()
     }
 
     /// Adds an op to the next commit.
@@ -273,7 +278,7 @@ impl WorkflowContext {
 
     /// Writes ops (after the buffered ones) durably; on a store failure the run is abandoned.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), ()> {
-        let mut batch = self.take_buffered();
+        let mut batch = self.take_fenced_batch();
         batch.extend(ops);
         let _busy = self.busy();
         let result = self.shared.engine.committer.commit(batch).await;

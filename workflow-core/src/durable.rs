@@ -492,7 +492,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                         RecordStatus::Scheduled,
                         serde_json::to_string(&child_id).ok(),
                     );
-                    let mut ops = ctx.take_buffered();
+                    let mut ops = ctx.take_fenced_batch();
                     ops.push(WriteOp::PutRecord(link));
                     if let Err(error) = engine.start_instance(child, ops).await {
                         if !matches!(error, crate::Error::InstanceExists(_)) {

@@ -240,7 +240,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
             }
             RunEnd::Fatal(Fatal::ContinueAsNew(input)) => {
                 let generation = record.generation + 1;
-                let mut ops = ctx.take_buffered();
+                let mut ops = ctx.take_fenced_batch();
                 ops.push(WriteOp::ContinueAsNew {
                     id: record.id.clone(),
                     input: input.clone(),
@@ -321,7 +321,7 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     // Off the running set first: from the Evict commit on, a claim may run it again.
     engine.unmark_running(&id, token);
     let IdleWaits { wake_at, seen_events, children } = waits;
-    let mut ops = ctx.take_buffered();
+    let mut ops = ctx.take_fenced_batch();
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.committer.commit(ops).await {
         tracing::error!(%error, "could not evict the instance; it will be claimed again when its lease lapses");
@@ -374,7 +374,7 @@ async fn finish(
         created_at: record.created_at,
         updated_at: now,
     };
-    let mut ops = ctx.take_buffered();
+    let mut ops = ctx.take_fenced_batch();
     ops.push(WriteOp::Finish { id: record.id.clone(), status, output, error, updated_at: now });
     if let Some(parent) = &record.parent_id {
         ops.push(WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });

@@ -116,6 +116,7 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
                 tables.events.retain(|_, (event, consumed)| &event.instance_id != id || !*consumed);
             }
         }
+        WriteOp::AssertOwner { .. } => {}
         WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
             if let Some(instance) = tables.instances.get_mut(id) {
                 instance.custom_status = custom_status.clone();
@@ -125,10 +126,31 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
     }
 }
 
+/// The ids of `AssertOwner` ops whose instance is missing or owned by someone else.
+fn fenced(instances: &HashMap<String, InstanceRecord>, ops: &[WriteOp]) -> Vec<String> {
+    let mut fenced: Vec<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::AssertOwner { id, owner } => {
+                let held = instances.get(id).and_then(|i| i.owner.as_deref()) == Some(owner.as_str());
+                (!held).then(|| id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    fenced.sort();
+    fenced.dedup();
+    fenced
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
         let mut tables = self.lock()?;
+        let fenced = fenced(&tables.instances, ops);
+        if !fenced.is_empty() {
+            return Err(StoreError::Fenced(fenced));
+        }
         let mut outcome = WriteOutcome::default();
         for op in ops {
             apply(&mut tables, op, &mut outcome);

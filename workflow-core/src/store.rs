@@ -255,6 +255,15 @@ pub enum WriteOp {
         /// The time of the change.
         updated_at: Millis,
     },
+    /// Fail the whole batch with [`StoreError::Fenced`] unless the instance exists and is owned
+    /// by `owner`, checked before any op of the batch is applied. A worker whose lease was taken
+    /// over (or whose instance was purged) must not write to it.
+    AssertOwner {
+        /// The instance id.
+        id: String,
+        /// The worker that must own it.
+        owner: String,
+    },
     /// Set the custom status text (JSON).
     SetCustomStatus {
         /// The instance id.
@@ -312,6 +321,9 @@ pub enum StoreError {
     /// A stored row could not be read back.
     #[error("corrupt row in the store: {0}")]
     Corrupt(String),
+    /// The batch was refused: these instances are not owned by the writing worker any more.
+    #[error("lease lost: instance(s) {} are not owned by the writing worker", .0.join(", "))]
+    Fenced(Vec<String>),
     /// The store's URL or options are not valid.
     #[error("invalid store configuration: {0}")]
     Config(String),

@@ -107,6 +107,8 @@ fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<
 /// preceding AddEvent or ContinueAsNew.
 pub(crate) struct Plan<'a> {
     pub(crate) layers: Vec<Layer<'a>>,
+    /// `AssertOwner` checks (instance id, owner), made before anything is applied.
+    pub(crate) fences: Vec<(&'a str, &'a str)>,
     /// How many events the batch adds.
     pub(crate) events: i64,
 }
@@ -116,8 +118,13 @@ impl<'a> Plan<'a> {
         let mut layers: Vec<Layer<'a>> = Vec::new();
         let mut cursors: HashMap<&'a str, Cursor> = HashMap::new();
         let mut events = 0_i64;
+        let mut fences = Vec::new();
         for (index, op) in ops.iter().enumerate() {
             let id = match op {
+                WriteOp::AssertOwner { id, owner } => {
+                    fences.push((id.as_str(), owner.as_str()));
+                    continue;
+                }
                 WriteOp::PutRecord(record) => {
                     let at = cursors.get(record.instance_id.as_str()).map_or(0, |cursor| cursor.puts);
                     layer_at(&mut layers, at).puts.push(record);
@@ -158,7 +165,7 @@ impl<'a> Plan<'a> {
             }
             let layer = layer_at(&mut layers, level);
             match op {
-                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } => {}
+                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } | WriteOp::AssertOwner { .. } => {}
                 WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
                 WriteOp::SetStatus { id, status, updated_at } => {
                     layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })
@@ -187,6 +194,19 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        Self { layers, events }
+        Self { layers, fences, events }
     }
+}
+
+/// The fenced ids: those of `fences` whose current owner (from `owners`, id to owner) is not the
+/// asserted one, or that do not exist. Sorted, without repeats.
+pub(crate) fn fenced_ids(fences: &[(&str, &str)], owners: &HashMap<String, Option<String>>) -> Vec<String> {
+    let mut fenced: Vec<String> = fences
+        .iter()
+        .filter(|(id, owner)| owners.get(*id).and_then(|o| o.as_deref()) != Some(*owner))
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    fenced.sort();
+    fenced.dedup();
+    fenced
 }

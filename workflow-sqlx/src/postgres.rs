@@ -225,6 +225,25 @@ impl PostgresStore {
 
     async fn try_write(&self, plan: &Plan<'_>, notices: &[String]) -> Result<Vec<usize>, Failure> {
         let mut tx = self.pool.begin().await.map_err(failed("beginning a write"))?;
+        if !plan.fences.is_empty() {
+            let ids: Vec<&str> = plan.fences.iter().map(|(id, _)| *id).collect();
+            // FOR SHARE: a concurrent claim (FOR UPDATE SKIP LOCKED) cannot move them meanwhile.
+            let rows = sqlx::query("SELECT id, owner FROM instances WHERE id = ANY($1) FOR SHARE")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("checking leases"))?;
+            let mut owners = std::collections::HashMap::new();
+            for row in rows {
+                let id: String = sqlx::Row::try_get(&row, 0).map_err(failed("reading leases"))?;
+                let owner: Option<String> = sqlx::Row::try_get(&row, 1).map_err(failed("reading leases"))?;
+                owners.insert(id, owner);
+            }
+            let fenced = crate::plan::fenced_ids(&plan.fences, &owners);
+            if !fenced.is_empty() {
+                return Err(Failure::Store(StoreError::Fenced(fenced)));
+            }
+        }
         let skipped = apply(plan, &mut tx).await?;
         if !notices.is_empty() {
             sqlx::query("SELECT pg_notify($1, notice) FROM UNNEST($2::text[]) AS notice")
@@ -533,6 +552,7 @@ fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
                 ("ConsumeEvent", instance_id, &[("instance_id", Some(instance_id.as_str()))])
             }
             WriteOp::SetWake { id, .. } => ("SetWake", id, &[("id", Some(id.as_str()))]),
+            WriteOp::AssertOwner { id, .. } => ("AssertOwner", id, &[("id", Some(id.as_str()))]),
             WriteOp::Evict { id, .. } => ("Evict", id, &[("id", Some(id.as_str()))]),
             WriteOp::ContinueAsNew { id, input, .. } => {
                 ("ContinueAsNew", id, &[("id", Some(id.as_str())), ("input", Some(input.as_str()))])

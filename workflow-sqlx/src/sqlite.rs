@@ -543,6 +543,27 @@ impl Store for SqliteStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
         let plan = Plan::new(ops);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a write"))?;
+        if !plan.fences.is_empty() {
+            // Under the write lock: nobody can change an owner between this check and the commit.
+            let mut owners = std::collections::HashMap::new();
+            for chunk in plan.fences.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql = format!("SELECT id, owner FROM instances WHERE id IN ({marks})");
+                let mut query = sqlx::query(&sql);
+                for (id, _) in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(&mut *tx).await.map_err(backend("checking leases"))? {
+                    let id: String = row.try_get(0).map_err(backend("reading leases"))?;
+                    let owner: Option<String> = row.try_get(1).map_err(backend("reading leases"))?;
+                    owners.insert(id, owner);
+                }
+            }
+            let fenced = crate::plan::fenced_ids(&plan.fences, &owners);
+            if !fenced.is_empty() {
+                return Err(StoreError::Fenced(fenced));
+            }
+        }
         let skipped = plan.apply(&mut tx).await?;
         tx.commit().await.map_err(backend("committing a write"))?;
         self.stats.record_commit(ops.len());
