@@ -375,6 +375,8 @@ async fn finish(
         updated_at: now,
     };
     let mut ops = ctx.take_fenced_batch();
+    // The Finish sets the status: a Pending-to-Running change in the same batch is moot.
+    ops.retain(|op| !matches!(op, WriteOp::SetStatus { id, .. } if *id == record.id));
     ops.push(WriteOp::Finish { id: record.id.clone(), status, output, error, updated_at: now });
     if let Some(parent) = &record.parent_id {
         ops.push(WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });
