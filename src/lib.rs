@@ -5,10 +5,10 @@ compile_error!("enable at least one store feature of `workflow`: `sqlite` (the d
 
 pub use workflow_core::*;
 pub use workflow_macros::{activity, workflow};
-#[cfg(feature = "sqlite")]
-pub use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
 #[cfg(feature = "postgres")]
 pub use workflow_sqlx::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
 
 /// The names a workflow module usually needs: `use workflow::prelude::*;`.
 pub mod prelude {

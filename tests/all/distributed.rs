@@ -84,7 +84,8 @@ fn worker_runtime(store: PostgresStore, worker: &str) -> workflow::RuntimeBuilde
 #[tokio::test]
 #[ignore = "run by `two_worker_processes_and_a_client_survive_a_kill` as a child process"]
 async fn pg_child() {
-    let (Ok(role), Ok(schema), Ok(url)) = (std::env::var(ROLE_ENV), std::env::var(SCHEMA_ENV), std::env::var("DATABASE_URL"))
+    let (Ok(role), Ok(schema), Ok(url)) =
+        (std::env::var(ROLE_ENV), std::env::var(SCHEMA_ENV), std::env::var("DATABASE_URL"))
     else {
         return;
     };
@@ -190,7 +191,12 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
         }
     }
     let by_pid = |pid: u32| runs.values().flatten().filter(|p| **p == pid).count();
-    assert!(by_pid(a_pid) > 0 && by_pid(b_pid) > 0, "both workers must do work: a {} b {}", by_pid(a_pid), by_pid(b_pid));
+    assert!(
+        by_pid(a_pid) > 0 && by_pid(b_pid) > 0,
+        "both workers must do work: a {} b {}",
+        by_pid(a_pid),
+        by_pid(b_pid)
+    );
     assert!(by_pid(b_pid) > by_pid(a_pid) / 2, "b took over a's instances");
 }
 

@@ -2,9 +2,9 @@
 
 mod conformance;
 mod crash;
-mod durable;
 #[cfg(feature = "postgres")]
 mod distributed;
+mod durable;
 mod engine;
 mod support;
 mod ui;
