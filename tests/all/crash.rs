@@ -29,7 +29,7 @@ async fn crash_step(_ctx: ActivityContext, step: Step) -> Result<u64, ActivityEr
     tokio::time::sleep(Duration::from_millis(150)).await;
     let log = std::env::var(LOG_ENV).map_err(ActivityError::new)?;
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    writeln!(file, "{} {}", step.n, std::process::id())?;
+    file.write_all(format!("{} {}\n", step.n, std::process::id()).as_bytes())?;
     Ok(step.acc * 10 + u64::from(step.n))
 }
 

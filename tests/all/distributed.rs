@@ -51,7 +51,9 @@ async fn work_item(ctx: ActivityContext, item: Item) -> Result<u64, ActivityErro
     tokio::time::sleep(Duration::from_millis(40)).await;
     if let Ok(log) = std::env::var(LOG_ENV) {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        writeln!(file, "{} {} {}", ctx.instance_id(), ctx.seq(), std::process::id())?;
+        // One write per line: two processes append to the same file.
+        let line = format!("{} {} {}\n", ctx.instance_id(), ctx.seq(), std::process::id());
+        file.write_all(line.as_bytes())?;
     } else {
         bump(ctx.instance_id(), &format!("seq {} by {}", ctx.seq(), ctx.worker_id()));
     }
@@ -124,7 +126,9 @@ fn executions(log: &std::path::Path) -> HashMap<(String, u32), Vec<u32>> {
     for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
         let mut parts = line.split(' ');
         let (Some(id), Some(seq), Some(pid)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        runs.entry((id.to_owned(), seq.parse().unwrap())).or_default().push(pid.parse().unwrap());
+        // A line cut short by the SIGKILL is an attempt that was in flight: it did not finish.
+        let (Ok(seq), Ok(pid)) = (seq.parse(), pid.parse()) else { continue };
+        runs.entry((id.to_owned(), seq)).or_default().push(pid);
     }
     runs
 }
