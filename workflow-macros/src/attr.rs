@@ -1,7 +1,12 @@
-//! Attribute arguments: `name = "..."`, `crate = "..."`, `retry(...)`.
+//! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros, and
+//! `retry(...)`, `start_to_close = "..."`, `heartbeat_timeout = "..."` for `#[activity]`.
+//! Every mistake is collected, so one build reports all of them.
 
 use syn::meta::ParseNestedMeta;
-use syn::{Expr, ExprLit, Lit, LitStr};
+use syn::{Expr, ExprLit, Lit, LitStr, Token};
+
+use crate::errors::Errors;
+use crate::expand::Kind;
 
 const NAME: &str = "name";
 const CRATE: &str = "crate";
@@ -14,7 +19,10 @@ const TIMEOUT: &str = "timeout";
 const START_TO_CLOSE: &str = "start_to_close";
 const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 
-/// A value given at most once, remembering where.
+/// The arguments only `#[activity]` takes, named in the message when a workflow is given one.
+const ACTIVITY_ONLY: &[&str] = &[RETRY, START_TO_CLOSE, HEARTBEAT_TIMEOUT];
+
+/// A value given at most once.
 pub(crate) struct Attr<T> {
     name: &'static str,
     value: Option<T>,
@@ -25,12 +33,13 @@ impl<T> Attr<T> {
         Self { name, value: None }
     }
 
-    fn set(&mut self, meta: &ParseNestedMeta<'_>, value: T) -> syn::Result<()> {
+    /// The one place that reports "set more than once".
+    fn set(&mut self, meta: &ParseNestedMeta<'_>, value: T, errors: &mut Errors) {
         if self.value.is_some() {
-            return Err(meta.error(format!("`{}` is given more than once", self.name)));
+            errors.push(meta.error(format!("`{}` is given more than once: keep one", self.name)));
+            return;
         }
         self.value = Some(value);
-        Ok(())
     }
 
     pub(crate) fn get(&self) -> Option<&T> {
@@ -45,7 +54,6 @@ pub(crate) struct RetryArgs {
     pub(crate) backoff: Attr<f64>,
     pub(crate) max_interval_ms: Attr<u64>,
     pub(crate) timeout_ms: Attr<u64>,
-    pub(crate) given: bool,
 }
 
 pub(crate) struct Args {
@@ -53,103 +61,218 @@ pub(crate) struct Args {
     pub(crate) start_to_close_ms: Attr<u64>,
     pub(crate) heartbeat_timeout_ms: Attr<u64>,
     pub(crate) krate: Attr<syn::Path>,
+    retry_given: Attr<()>,
     pub(crate) retry: RetryArgs,
 }
 
 impl Args {
-    pub(crate) fn parse(tokens: proc_macro2::TokenStream, allow_retry: bool) -> syn::Result<Self> {
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Self> {
         let mut args = Args {
             name: Attr::none(NAME),
             start_to_close_ms: Attr::none(START_TO_CLOSE),
             heartbeat_timeout_ms: Attr::none(HEARTBEAT_TIMEOUT),
             krate: Attr::none(CRATE),
+            retry_given: Attr::none(RETRY),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
                 first_interval_ms: Attr::none(FIRST_INTERVAL),
                 backoff: Attr::none(BACKOFF),
                 max_interval_ms: Attr::none(MAX_INTERVAL),
                 timeout_ms: Attr::none(TIMEOUT),
-                given: false,
             },
         };
-        let parser = syn::meta::parser(|meta| {
-            if meta.path.is_ident(NAME) {
-                let value: LitStr = meta.value()?.parse()?;
-                if value.value().is_empty() {
-                    return Err(syn::Error::new(value.span(), "the name must not be empty"));
-                }
-                args.name.set(&meta, value)
-            } else if meta.path.is_ident(CRATE) {
-                let value: LitStr = meta.value()?.parse()?;
-                let path = value.parse::<syn::Path>()?;
-                args.krate.set(&meta, path)
-            } else if meta.path.is_ident(START_TO_CLOSE) && allow_retry {
-                let value = duration_value(&meta, START_TO_CLOSE)?;
-                args.start_to_close_ms.set(&meta, value)
-            } else if meta.path.is_ident(HEARTBEAT_TIMEOUT) && allow_retry {
-                let value = duration_value(&meta, HEARTBEAT_TIMEOUT)?;
-                args.heartbeat_timeout_ms.set(&meta, value)
-            } else if meta.path.is_ident(RETRY) && allow_retry {
-                if args.retry.given {
-                    return Err(meta.error("`retry` is given more than once"));
-                }
-                args.retry.given = true;
-                meta.parse_nested_meta(|inner| parse_retry_field(&mut args.retry, &inner))
-            } else {
-                let expected = if allow_retry {
-                    "`retry(...)`, `start_to_close = \"...\"`, `heartbeat_timeout = \"...\"`, `name = \"...\"` or `crate = \"...\"`"
+        let mut errors = Errors::default();
+        let parser = syn::meta::parser(|meta| args.parse_one(kind, &meta, &mut errors));
+        let parsed = syn::parse::Parser::parse2(parser, tokens);
+        errors.extend(parsed);
+        errors.finish(args)
+    }
+
+    fn parse_one(&mut self, kind: Kind, meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let activity = kind == Kind::Activity;
+        if meta.path.is_ident(NAME) {
+            if let Some(lit) = string_value(meta, NAME, "name = \"charge-card\"", errors)? {
+                if lit.value().is_empty() {
+                    errors.spanned(&lit, "the name must not be empty: write `name = \"...\"`, or leave `name` out to use the function's name");
                 } else {
-                    "`name = \"...\"` or `crate = \"...\"`"
-                };
-                Err(meta.error(format!("unknown argument; expected {expected}")))
+                    self.name.set(meta, lit, errors);
+                }
             }
-        });
-        syn::parse::Parser::parse2(parser, tokens)?;
-        Ok(args)
-    }
-}
-
-fn parse_retry_field(retry: &mut RetryArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
-    if meta.path.is_ident(MAX_ATTEMPTS) {
-        let lit: syn::LitInt = meta
-            .value()?
-            .parse()
-            .map_err(|e| syn::Error::new(e.span(), "`max_attempts` takes a whole number, like `max_attempts = 5`"))?;
-        let value = lit.base10_parse::<u32>()?;
-        retry.max_attempts.set(meta, value)
-    } else if meta.path.is_ident(BACKOFF) {
-        let expr: Expr = meta.value()?.parse()?;
-        let value = match &expr {
-            Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse::<f64>()?,
-            Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<f64>()?,
-            _ => return Err(syn::Error::new_spanned(&expr, "`backoff` takes a number, like `backoff = 2.0`")),
-        };
-        if !(value.is_finite() && value >= 1.0) {
-            return Err(syn::Error::new_spanned(&expr, "`backoff` must be at least 1.0"));
+        } else if meta.path.is_ident(CRATE) {
+            if let Some(lit) = string_value(meta, CRATE, "crate = \"::workflow\"", errors)? {
+                match lit.parse::<syn::Path>() {
+                    Ok(path) => self.krate.set(meta, path, errors),
+                    Err(_) => errors.spanned(
+                        &lit,
+                        format!(
+                            "`crate` takes the path of the `workflow` crate, like `crate = \"::workflow\"`, found `{}`",
+                            lit.value()
+                        ),
+                    ),
+                }
+            }
+        } else if activity && meta.path.is_ident(START_TO_CLOSE) {
+            if let Some(ms) = duration_value(meta, START_TO_CLOSE, errors)? {
+                self.start_to_close_ms.set(meta, ms, errors);
+            }
+        } else if activity && meta.path.is_ident(HEARTBEAT_TIMEOUT) {
+            if let Some(ms) = duration_value(meta, HEARTBEAT_TIMEOUT, errors)? {
+                self.heartbeat_timeout_ms.set(meta, ms, errors);
+            }
+        } else if activity && meta.path.is_ident(RETRY) {
+            if !meta.input.peek(syn::token::Paren) {
+                errors.push(meta.error(
+                    "`retry` takes its settings in parentheses, like `retry(max_attempts = 5, first_interval = \"1s\")`",
+                ));
+                return skip_value(meta);
+            }
+            self.retry_given.set(meta, (), errors);
+            let retry = &mut self.retry;
+            meta.parse_nested_meta(|inner| retry.parse_one(&inner, errors))?;
+        } else {
+            let key = path_text(&meta.path);
+            let message = if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
+                format!(
+                    "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
+                     or timed out; set it on the activities the workflow calls"
+                )
+            } else if activity {
+                format!(
+                    "unknown argument `{key}` of `#[activity]`: expected `retry(...)`, `start_to_close = \"...\"`, \
+                     `heartbeat_timeout = \"...\"`, `name = \"...\"` or `crate = \"...\"`"
+                )
+            } else {
+                format!("unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"` or `crate = \"...\"`")
+            };
+            errors.push(meta.error(message));
+            skip_value(meta)?;
         }
-        retry.backoff.set(meta, value)
-    } else if meta.path.is_ident(FIRST_INTERVAL) {
-        let value = duration_value(meta, FIRST_INTERVAL)?;
-        retry.first_interval_ms.set(meta, value)
-    } else if meta.path.is_ident(MAX_INTERVAL) {
-        let value = duration_value(meta, MAX_INTERVAL)?;
-        retry.max_interval_ms.set(meta, value)
-    } else if meta.path.is_ident(TIMEOUT) {
-        let value = duration_value(meta, TIMEOUT)?;
-        retry.timeout_ms.set(meta, value)
-    } else {
-        Err(meta.error(
-            "unknown retry setting; expected `max_attempts`, `first_interval`, `backoff`, `max_interval` or `timeout`",
-        ))
+        Ok(())
     }
 }
 
-fn duration_value(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<u64> {
-    let lit: LitStr = meta
-        .value()?
-        .parse()
-        .map_err(|e| syn::Error::new(e.span(), format!("`{key}` takes a duration string, like `{key} = \"30s\"`")))?;
-    parse_duration_ms(&lit.value()).map_err(|reason| syn::Error::new(lit.span(), reason))
+impl RetryArgs {
+    fn parse_one(&mut self, meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
+        if meta.path.is_ident(MAX_ATTEMPTS) {
+            let Some(expr) = value_expr(meta, MAX_ATTEMPTS, "max_attempts = 5", errors)? else { return Ok(()) };
+            let usage =
+                format!("`max_attempts` takes a whole number, like `max_attempts = 5`, found `{}`", text(&expr));
+            match literal(&expr) {
+                Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+                    Ok(0) => errors.spanned(int, "`max_attempts` counts the first attempt, so it must be at least 1"),
+                    Ok(n) => self.max_attempts.set(meta, n, errors),
+                    Err(_) => errors.spanned(int, "`max_attempts` must fit in a `u32`"),
+                },
+                _ => errors.spanned(&expr, usage),
+            }
+        } else if meta.path.is_ident(BACKOFF) {
+            let Some(expr) = value_expr(meta, BACKOFF, "backoff = 2.0", errors)? else { return Ok(()) };
+            let value = match literal(&expr) {
+                Some(Lit::Float(f)) => f.base10_parse::<f64>().ok(),
+                Some(Lit::Int(i)) => i.base10_parse::<f64>().ok(),
+                _ => None,
+            };
+            match value {
+                None => errors
+                    .spanned(&expr, format!("`backoff` takes a number, like `backoff = 2.0`, found `{}`", text(&expr))),
+                Some(value) if !(value.is_finite() && value >= 1.0) => {
+                    errors.spanned(&expr, "`backoff` must be at least 1.0 (1.0 keeps the interval fixed)")
+                }
+                Some(value) => self.backoff.set(meta, value, errors),
+            }
+        } else if meta.path.is_ident(FIRST_INTERVAL) {
+            if let Some(ms) = duration_value(meta, FIRST_INTERVAL, errors)? {
+                self.first_interval_ms.set(meta, ms, errors);
+            }
+        } else if meta.path.is_ident(MAX_INTERVAL) {
+            if let Some(ms) = duration_value(meta, MAX_INTERVAL, errors)? {
+                self.max_interval_ms.set(meta, ms, errors);
+            }
+        } else if meta.path.is_ident(TIMEOUT) {
+            if let Some(ms) = duration_value(meta, TIMEOUT, errors)? {
+                self.timeout_ms.set(meta, ms, errors);
+            }
+        } else {
+            errors.push(meta.error(format!(
+                "unknown retry setting `{}`: expected `max_attempts`, `first_interval`, `backoff`, `max_interval` or \
+                 `timeout`",
+                path_text(&meta.path)
+            )));
+            skip_value(meta)?;
+        }
+        Ok(())
+    }
+}
+
+/// The expression after `key =`, or `None` after reporting that the value is missing.
+fn value_expr(meta: &ParseNestedMeta<'_>, key: &str, example: &str, errors: &mut Errors) -> syn::Result<Option<Expr>> {
+    if !meta.input.peek(Token![=]) {
+        errors.push(meta.error(format!("`{key}` takes a value: write `{example}`")));
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    Ok(Some(meta.value()?.parse()?))
+}
+
+fn string_value(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Option<LitStr>> {
+    let Some(expr) = value_expr(meta, key, example, errors)? else { return Ok(None) };
+    match literal(&expr) {
+        Some(Lit::Str(lit)) => Ok(Some(lit.clone())),
+        _ => {
+            errors.spanned(&expr, format!("`{key}` takes a string, like `{example}`, found `{}`", text(&expr)));
+            Ok(None)
+        }
+    }
+}
+
+fn duration_value(meta: &ParseNestedMeta<'_>, key: &str, errors: &mut Errors) -> syn::Result<Option<u64>> {
+    let example = format!("{key} = \"30s\"");
+    let Some(expr) = value_expr(meta, key, &example, errors)? else { return Ok(None) };
+    let Some(Lit::Str(lit)) = literal(&expr) else {
+        errors.spanned(&expr, format!("`{key}` takes a duration string, like `{example}`, found `{}`", text(&expr)));
+        return Ok(None);
+    };
+    match parse_duration_ms(&lit.value()) {
+        Ok(ms) => Ok(Some(ms)),
+        Err(reason) => {
+            errors.spanned(lit, reason);
+            Ok(None)
+        }
+    }
+}
+
+/// The literal an expression is, looking through the invisible groups `macro_rules!` adds.
+fn literal(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        Expr::Group(group) => literal(&group.expr),
+        _ => None,
+    }
+}
+
+/// Consumes what follows an argument that was rejected, so the ones after it are still checked.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: proc_macro2::TokenStream = content.parse()?;
+    }
+    Ok(())
+}
+
+fn path_text(path: &syn::Path) -> String {
+    path.segments.iter().map(|segment| segment.ident.to_string()).collect::<Vec<_>>().join("::")
+}
+
+fn text(expr: &Expr) -> String {
+    quote::ToTokens::to_token_stream(expr).to_string()
 }
 
 /// Parses "500ms", "30s", "1m", "2h", "1d" and sums like "1h30m" into milliseconds.
@@ -189,6 +312,8 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::parse_duration_ms;
+    use super::Args;
+    use crate::expand::Kind;
 
     #[test]
     fn durations() {
@@ -200,5 +325,42 @@ mod tests {
         assert!(parse_duration_ms("5 weeks").is_err());
         assert!(parse_duration_ms("").is_err());
         assert!(parse_duration_ms("ms").is_err());
+    }
+
+    fn messages(kind: Kind, tokens: proc_macro2::TokenStream) -> Vec<String> {
+        match Args::parse(tokens, kind) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn arguments() {
+        let ok = Args::parse(
+            quote::quote!(retry(max_attempts = 3, backoff = 1), start_to_close = "1s", name = "x"),
+            Kind::Activity,
+        );
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.retry.max_attempts.get(), Some(&3));
+        assert_eq!(ok.start_to_close_ms.get(), Some(&1000));
+        assert_eq!(ok.name.get().map(|lit| lit.value()).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let all = messages(
+            Kind::Activity,
+            quote::quote!(retry(max_attempts = "x", bogus = 1), name = "a", name = "b", colour = "red"),
+        );
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert!(all[0].starts_with("`max_attempts` takes a whole number"), "{all:?}");
+        assert!(all[1].starts_with("unknown retry setting `bogus`"), "{all:?}");
+        assert!(all[2].starts_with("`name` is given more than once"), "{all:?}");
+        assert!(all[3].starts_with("unknown argument `colour`"), "{all:?}");
+        let workflow = messages(Kind::Workflow, quote::quote!(retry(max_attempts = 2)));
+        assert_eq!(workflow.len(), 1);
+        assert!(workflow[0].starts_with("`retry` applies to `#[activity]`"), "{workflow:?}");
+        let missing = messages(Kind::Workflow, quote::quote!(name));
+        assert!(missing[0].starts_with("`name` takes a value"), "{missing:?}");
     }
 }

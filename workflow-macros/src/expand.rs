@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, Visibility};
 
 use crate::attr::{Args, RetryArgs};
+use crate::errors::Errors;
 use crate::signature::{self, Signature};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,15 +63,11 @@ pub(crate) fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenSt
 }
 
 fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
-    let parsed_args = Args::parse(args, kind == Kind::Activity);
-    let checked = signature::check(kind, function);
-    let (args, sig) = match (parsed_args, checked) {
-        (Ok(args), Ok(sig)) => (args, sig),
-        (Err(mut a), Err(b)) => {
-            a.combine(b);
-            return Err(a);
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
+    let mut errors = Errors::default();
+    let args = errors.extend(Args::parse(args, kind));
+    let sig = errors.extend(signature::check(kind, function));
+    let (Some(args), Some(sig)) = (args, sig) else {
+        return errors.finish(TokenStream::new());
     };
     let krate: syn::Path = args.krate.get().cloned().unwrap_or_else(|| syn::parse_quote!(::workflow));
     let ident = &function.sig.ident;
@@ -101,7 +98,9 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
     match vis {
         Visibility::Inherited => quote!(pub(super)),
         Visibility::Public(_) => quote!(pub),
-        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => quote!(pub(crate)),
+        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => {
+            quote!(pub(crate))
+        }
         Visibility::Restricted(_) => quote!(pub(crate)),
     }
 }
@@ -122,6 +121,26 @@ fn payload_asserts(krate: &syn::Path, sig: &Signature) -> TokenStream {
         });
     }
     checks
+}
+
+/// A generated helper's name, spanned on the user's function, so a type error at a call site
+/// points at the annotated function as the one "defined here".
+fn helper(name: &str, function: &syn::Ident) -> syn::Ident {
+    syn::Ident::new(name, function.span())
+}
+
+/// The conversion of the function's error into the runtime's, spanned on the error type: one
+/// that does not convert is reported there, not on the attribute.
+fn into_error(sig: &Signature, target: &TokenStream) -> TokenStream {
+    let error = &sig.error;
+    if matches!(error, syn::Type::ImplTrait(_) | syn::Type::Infer(_)) {
+        // Not writable as a closure parameter's type.
+        return quote!(::core::convert::Into::into);
+    }
+    let convert = quote_spanned! {error.span()=>
+        <#error as ::core::convert::Into<#target>>::into(error)
+    };
+    quote! { |error: #error| -> #target { #convert } }
 }
 
 fn expand_activity(
@@ -146,12 +165,14 @@ fn expand_activity(
         Some(ty) => (quote!(input: #ty), quote!(input), quote!(super::#ident(ctx, input))),
         None => (quote!(), quote!(()), quote!({ let () = input; super::#ident(ctx) })),
     };
+    let (call_fn, fan_out_fn) = (helper("call", ident), helper("fan_out", ident));
     let policy = retry_policy(&p, retry);
+    let into_error = into_error(sig, &quote!(#p::ActivityError));
     let fan_out = sig.input.as_ref().map(|ty| {
         quote! {
             /// Calls the activity once per input, in parallel (bound it with `.max_parallel(n)`);
             /// results come back in input order.
-            #vis fn fan_out(
+            #vis fn #fan_out_fn(
                 ctx: &#p::WorkflowContext,
                 inputs: impl ::core::iter::IntoIterator<Item = #ty>,
             ) -> #p::FanOut<#p::ActivityCall<Activity>> {
@@ -182,13 +203,13 @@ fn expand_activity(
                 ctx: #p::ActivityContext,
                 input: #input,
             ) -> #p::BoxFuture<'static, ::core::result::Result<#output, #p::ActivityError>> {
-                #p::boxed(async move { #invoke.await.map_err(::core::convert::Into::into) })
+                #p::boxed(async move { #invoke.await.map_err(#into_error) })
             }
         }
 
         /// Calls the activity durably from a workflow (await it; `.retry(policy)` overrides the
         /// policy for this call).
-        #vis fn call(ctx: &#p::WorkflowContext, #call_params) -> #p::ActivityCall<Activity> {
+        #vis fn #call_fn(ctx: &#p::WorkflowContext, #call_params) -> #p::ActivityCall<Activity> {
             ctx.call_activity::<Activity>(#call_input)
         }
 
@@ -235,6 +256,9 @@ fn expand_workflow(
     let p = quote!(#krate::__private);
     let input = input_type(sig);
     let output = &sig.output;
+    let into_error = into_error(sig, &quote!(#p::WorkflowError));
+    let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
+    let (start_with_id_fn, continue_as_new_fn) = (helper("start_with_id", ident), helper("continue_as_new", ident));
     let (start_params, start_input, call_input, invoke) = match &sig.input {
         Some(ty) => (quote!(input: #ty), quote!(&input), quote!(input), quote!(super::#ident(ctx, input))),
         None => (quote!(), quote!(&()), quote!(()), quote!({ let () = input; super::#ident(ctx) })),
@@ -243,7 +267,7 @@ fn expand_workflow(
         quote! {
             /// Calls the workflow as a child once per input, in parallel (bound it with
             /// `.max_parallel(n)`); results come back in input order.
-            #vis fn fan_out(
+            #vis fn #fan_out_fn(
                 ctx: &#p::WorkflowContext,
                 inputs: impl ::core::iter::IntoIterator<Item = #ty>,
             ) -> #p::FanOut<#p::ChildCall<Workflow>> {
@@ -266,12 +290,12 @@ fn expand_workflow(
                 ctx: #p::WorkflowContext,
                 input: #input,
             ) -> #p::BoxFuture<'static, ::core::result::Result<#output, #p::WorkflowError>> {
-                #p::boxed(async move { #invoke.await.map_err(::core::convert::Into::into) })
+                #p::boxed(async move { #invoke.await.map_err(#into_error) })
             }
         }
 
         /// Starts an instance with a generated id; the handle's `result()` waits for the output.
-        #vis async fn start(
+        #vis async fn #start_fn(
             client: &#p::Client,
             #start_params
         ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
@@ -279,14 +303,14 @@ fn expand_workflow(
         }
 
         /// Calls the workflow as a child of the running workflow; the parent/child link is stored.
-        #vis fn call(ctx: &#p::WorkflowContext, #start_params) -> #p::ChildCall<Workflow> {
+        #vis fn #call_fn(ctx: &#p::WorkflowContext, #start_params) -> #p::ChildCall<Workflow> {
             ctx.call_child::<Workflow>(#call_input)
         }
 
         #fan_out
 
         /// Restarts the running instance of this workflow with new input and an empty journal.
-        #vis async fn continue_as_new(
+        #vis async fn #continue_as_new_fn(
             ctx: &#p::WorkflowContext,
             #start_params
         ) -> ::core::result::Result<#output, #p::WorkflowError> {
@@ -294,7 +318,7 @@ fn expand_workflow(
         }
 
         /// Starts an instance with the given id (letters, digits, `-`, `_`; at most 64).
-        #vis async fn start_with_id(
+        #vis async fn #start_with_id_fn(
             client: &#p::Client,
             instance_id: &str,
             #start_params

@@ -2,47 +2,29 @@
 //! reported at once, each spanned on the offending token.
 
 use quote::ToTokens;
-use syn::{FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Type};
+use syn::visit::Visit;
+use syn::{FnArg, GenericArgument, GenericParam, ItemFn, PatType, PathArguments, ReturnType, Type};
 
+use crate::errors::Errors;
 use crate::expand::Kind;
 
 /// What the expansion needs from a valid signature.
 pub(crate) struct Signature {
     pub(crate) input: Option<Type>,
     pub(crate) output: Type,
-}
-
-/// Collects every error instead of stopping at the first.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
+    /// The `E` of `Result<T, E>`, where rustc reports a missing `Into<WorkflowError>`.
+    pub(crate) error: Type,
 }
 
 pub(crate) fn check(kind: Kind, item: &ItemFn) -> syn::Result<Signature> {
     let mut errors = Errors::default();
-    let sig = &item.sig;
     check_async(kind, item, &mut errors);
+    check_qualifiers(kind, item, &mut errors);
     check_generics(kind, item, &mut errors);
-    if let Some(constness) = &sig.constness {
-        errors.spanned(constness, format!("{} functions cannot be `const`", kind.attr()));
-    }
     let input = check_params(kind, item, &mut errors);
-    let output = check_return(kind, item, &mut errors);
-    match errors.0 {
-        Some(error) => Err(error),
-        None => Ok(Signature { input, output: output.unwrap_or_else(|| syn::parse_quote!(())) }),
-    }
+    let (output, error) =
+        check_return(kind, item, &mut errors).unwrap_or_else(|| (syn::parse_quote!(()), syn::parse_quote!(())));
+    errors.finish(Signature { input, output, error })
 }
 
 fn check_async(kind: Kind, item: &ItemFn, errors: &mut Errors) {
@@ -54,26 +36,72 @@ fn check_async(kind: Kind, item: &ItemFn, errors: &mut Errors) {
     }
 }
 
+fn check_qualifiers(kind: Kind, item: &ItemFn, errors: &mut Errors) {
+    let sig = &item.sig;
+    if let Some(constness) = &sig.constness {
+        errors.spanned(constness, format!("{} functions cannot be `const`: remove `const`", kind.attr()));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(
+            unsafety,
+            format!("{} functions cannot be `unsafe`: use an `unsafe` block inside the body", kind.attr()),
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors
+            .spanned(abi, format!("{} functions cannot have an ABI: remove `{}`", kind.attr(), abi.to_token_stream()));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, format!("{} functions cannot be variadic", kind.attr()));
+    }
+}
+
 fn check_generics(kind: Kind, item: &ItemFn, errors: &mut Errors) {
     let generics = &item.sig.generics;
-    if !generics.params.is_empty() {
+    if let Some(lifetime) = generics.params.iter().find(|p| matches!(p, GenericParam::Lifetime(_))) {
         errors.spanned(
-            &generics.params,
-            format!("{} functions cannot be generic or take lifetimes: use concrete, owned types", kind.attr()),
+            lifetime,
+            format!(
+                "{} functions cannot take lifetime parameters: inputs and outputs are stored as JSON, so use owned \
+                 types like `String` and `Vec<T>`",
+                kind.attr()
+            ),
+        );
+    }
+    if let Some(param) = generics.params.iter().find(|p| !matches!(p, GenericParam::Lifetime(_))) {
+        errors.spanned(
+            param,
+            format!(
+                "{} functions cannot be generic: the registered definition needs concrete input and output types",
+                kind.attr()
+            ),
         );
     }
     if let Some(clause) = &generics.where_clause {
-        errors.spanned(clause, format!("{} functions cannot have a `where` clause", kind.attr()));
+        errors.spanned(clause, format!("{} functions cannot have a `where` clause: remove it", kind.attr()));
     }
 }
 
 /// Checks `(ctx: Context, input: I)` and returns the input type.
 fn check_params(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> {
     let sig = &item.sig;
-    let mut params = sig.inputs.iter();
     let context = kind.context();
-    match params.next() {
-        None => {
+    let mut typed: Vec<&PatType> = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => errors.spanned(
+                receiver,
+                format!(
+                    "{} functions cannot take `self`: make it a free function, outside the `impl` block, with \
+                     `ctx: {context}` first",
+                    kind.attr()
+                ),
+            ),
+            FnArg::Typed(param) => typed.push(param),
+        }
+    }
+    if typed.is_empty() {
+        if sig.inputs.is_empty() {
             errors.spanned(
                 &sig.ident,
                 format!(
@@ -81,35 +109,41 @@ fn check_params(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> 
                     kind.attr()
                 ),
             );
-            return None;
         }
-        Some(FnArg::Receiver(receiver)) => {
+        return None;
+    }
+    // The context is the first parameter of a context type; with none, the first parameter is
+    // taken for a missing context.
+    let position = typed.iter().position(|param| context_name(&param.ty).is_some());
+    match position {
+        None => errors.spanned(
+            &typed[0].ty,
+            format!("{} functions take the context first: the first parameter must be `ctx: {context}`", kind.attr()),
+        ),
+        Some(0) => check_context_type(kind, &typed[0].ty, errors),
+        Some(index) => {
+            let param = typed[index];
             errors.spanned(
-                receiver,
+                param,
                 format!(
-                    "{} functions cannot take `self`: make it a free function with `ctx: {context}` first",
-                    kind.attr()
+                    "the context must be the first parameter of {} functions: move `{}` before the input",
+                    kind.attr(),
+                    pretty(param)
                 ),
             );
+            check_context_type(kind, &param.ty, errors);
         }
-        Some(FnArg::Typed(first)) => check_context_type(kind, &first.ty, errors),
     }
-    let input = match params.next() {
-        None => None,
-        Some(FnArg::Receiver(receiver)) => {
-            errors.spanned(receiver, format!("{} functions cannot take `self`", kind.attr()));
-            None
+    let context_index = position.unwrap_or(0);
+    let mut inputs = typed.iter().enumerate().filter(|(i, _)| *i != context_index).map(|(_, param)| *param);
+    let input = inputs.next().map(|param| {
+        if let Some(name) = context_name(&param.ty) {
+            errors.spanned(&param.ty, format!("{} functions take the context `{name}` only once", kind.attr()));
         }
-        Some(FnArg::Typed(input)) => {
-            if let Some(name) = context_name(&input.ty) {
-                errors
-                    .spanned(&input.ty, format!("the context `{name}` must be the first parameter, before the input"));
-            }
-            check_owned(kind, &input.ty, errors);
-            Some((*input.ty).clone())
-        }
-    };
-    if let Some(extra) = params.next() {
+        check_owned(kind, item, "inputs", &param.ty, errors);
+        (*param.ty).clone()
+    });
+    if let Some(extra) = inputs.next() {
         errors.spanned(
             extra,
             format!(
@@ -123,6 +157,10 @@ fn check_params(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> 
 
 /// The last path segment when it names one of the two context types.
 fn context_name(ty: &Type) -> Option<String> {
+    let ty = match ty {
+        Type::Reference(reference) => &*reference.elem,
+        other => other,
+    };
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?.ident.to_string();
     (last == "WorkflowContext" || last == "ActivityContext").then_some(last)
@@ -130,94 +168,188 @@ fn context_name(ty: &Type) -> Option<String> {
 
 fn check_context_type(kind: Kind, ty: &Type, errors: &mut Errors) {
     let expected = kind.context();
-    match context_name(ty) {
-        Some(name) if name == expected => {}
-        Some(name) => errors.spanned(
+    match (context_name(ty), ty) {
+        (Some(name), _) if name != expected => errors.spanned(
             ty,
             format!(
                 "context type `{name}` does not match {}: the first parameter must be `ctx: {expected}`",
                 kind.attr()
             ),
         ),
-        None => {
-            let message = if let Type::Reference(_) = ty {
-                format!("take the context by value: `ctx: {expected}`, not a reference")
-            } else {
-                format!(
-                    "{} functions take the context first: the first parameter must be `ctx: {expected}`",
-                    kind.attr()
-                )
-            };
-            errors.spanned(ty, message);
+        (Some(_), Type::Reference(_)) => {
+            errors.spanned(ty, format!("take the context by value: `ctx: {expected}`, not a reference"))
         }
+        (Some(_), _) => {}
+        (None, _) => errors.spanned(
+            ty,
+            format!("{} functions take the context first: the first parameter must be `ctx: {expected}`", kind.attr()),
+        ),
     }
 }
 
-/// Inputs and outputs cross a durable boundary: no references, no `impl Trait`.
-fn check_owned(kind: Kind, ty: &Type, errors: &mut Errors) {
+/// Inputs and outputs cross a durable boundary: owned, concrete, `'static`.
+fn check_owned(kind: Kind, item: &ItemFn, what: &str, ty: &Type, errors: &mut Errors) {
+    // Lifetimes the function declares are reported once, by `check_generics`.
+    let declares_lifetimes = item.sig.generics.lifetimes().next().is_some();
     match ty {
         Type::Reference(reference) => errors.spanned(
             reference,
             format!(
-                "{} inputs must be owned (they are stored as JSON): take `{}` by value",
+                "{} {what} must be owned (they are stored as JSON): take `{}` instead of `{}`",
                 kind.attr(),
-                reference.elem.to_token_stream()
+                owned_form(&reference.elem),
+                pretty(ty)
             ),
         ),
-        Type::ImplTrait(_) => {
-            errors.spanned(ty, format!("{} inputs must be concrete types, not `impl Trait`", kind.attr()))
+        Type::ImplTrait(_) => errors
+            .spanned(ty, format!("{} {what} must be concrete types, not `impl Trait`: name the type", kind.attr())),
+        _ if declares_lifetimes => {}
+        _ => {
+            let mut borrowed = Borrowed(None);
+            borrowed.visit_type(ty);
+            if let Some(lifetime) = borrowed.0 {
+                errors.spanned(
+                    &lifetime,
+                    format!(
+                        "{} {what} must be `'static` (they are stored as JSON and outlive the call): use a type that \
+                         owns its data instead of borrowing for `{lifetime}`",
+                        kind.attr()
+                    ),
+                );
+            }
         }
-        _ => {}
     }
 }
 
-/// Checks `-> Result<T, E>` and returns `T`.
-fn check_return(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<Type> {
+/// Tokens as a person writes them: `&str`, `std::io::Result<u32>`, `ctx: WorkflowContext`.
+pub(crate) fn pretty(tokens: impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        ("& ", "&"),
+        (" ,", ","),
+        (" : ", ": "),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ;", ";"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// The owned type to suggest for a borrowed one: `String` for `str`, `Vec<T>` for `[T]`.
+fn owned_form(elem: &Type) -> String {
+    match elem {
+        Type::Path(path) if path.path.is_ident("str") => "String".to_owned(),
+        Type::Slice(slice) => format!("Vec<{}>", pretty(&slice.elem)),
+        other => pretty(other),
+    }
+}
+
+/// Finds the first lifetime other than `'static` in a type.
+struct Borrowed(Option<syn::Lifetime>);
+
+impl<'ast> Visit<'ast> for Borrowed {
+    fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+        if self.0.is_none() && lifetime.ident != "static" {
+            self.0 = Some(lifetime.clone());
+        }
+    }
+
+    fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+        match &reference.lifetime {
+            Some(lifetime) => self.visit_lifetime(lifetime),
+            None if self.0.is_none() => self.0 = Some(syn::Lifetime::new("'_", reference.and_token.span)),
+            None => {}
+        }
+        self.visit_type(&reference.elem);
+    }
+}
+
+/// Checks `-> Result<T, E>` and returns `T` and `E`.
+fn check_return(kind: Kind, item: &ItemFn, errors: &mut Errors) -> Option<(Type, Type)> {
     let usage = format!("{} functions must return `Result<T, E>`", kind.attr());
     let ty = match &item.sig.output {
         ReturnType::Default => {
-            errors.push(syn::Error::new(
-                item.sig.paren_token.span.close(),
-                format!("{usage}: add `-> Result<T, {}>`", kind.error_type()),
-            ));
+            errors.at(item.sig.paren_token.span.close(), format!("{usage}: add `-> Result<T, {}>`", kind.error_type()));
             return None;
         }
         ReturnType::Type(_, ty) => ty,
     };
-    let Some((ok, _err)) = result_args(ty) else {
-        errors.spanned(
-            ty,
-            format!(
-                "{usage}, found `{}`: write `Result<{}, {}>`",
-                ty.to_token_stream(),
-                ty.to_token_stream(),
-                kind.error_type()
-            ),
-        );
-        return None;
+    let (ok, err) = match result_args(ty) {
+        ResultArgs::Both(ok, err) => (ok.clone(), err.clone()),
+        ResultArgs::OkOnly(ok) => {
+            errors.spanned(
+                ty,
+                format!(
+                    "{usage} with both types written out, found `{}`: the macro cannot see through type aliases, so \
+                     write `Result<{}, E>` with the alias's error type for `E`",
+                    pretty(ty),
+                    pretty(ok)
+                ),
+            );
+            return None;
+        }
+        ResultArgs::NotResult => {
+            errors.spanned(
+                ty,
+                format!("{usage}, found `{}`: write `Result<{}, {}>`", pretty(ty), pretty(ty), kind.error_type()),
+            );
+            return None;
+        }
     };
-    if let Type::Reference(reference) = &ok {
-        errors.spanned(reference, format!("{} outputs must be owned (they are stored as JSON)", kind.attr()));
-    }
-    if let Type::ImplTrait(_) = &ok {
-        errors.spanned(&ok, format!("{} outputs must be concrete types, not `impl Trait`", kind.attr()));
-    }
-    Some(ok)
+    check_owned(kind, item, "outputs", &ok, errors);
+    Some((ok, err))
 }
 
-/// `Result<T, E>` (any path ending in `Result` with two type arguments) to `(T, E)`.
-fn result_args(ty: &Type) -> Option<(Type, Type)> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
+enum ResultArgs<'a> {
+    Both(&'a Type, &'a Type),
+    OkOnly(&'a Type),
+    NotResult,
+}
+
+/// `Result<T, E>` (any path ending in `Result` with two type arguments) to `T` and `E`.
+fn result_args(ty: &Type) -> ResultArgs<'_> {
+    let Type::Path(path) = ty else { return ResultArgs::NotResult };
+    let Some(last) = path.path.segments.last() else { return ResultArgs::NotResult };
     if last.ident != "Result" {
-        return None;
+        return ResultArgs::NotResult;
     }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    let mut types = args.args.iter().filter_map(|arg| match arg {
-        GenericArgument::Type(ty) => Some(ty.clone()),
-        _ => None,
-    });
-    let ok = types.next()?;
-    let err = types.next()?;
-    types.next().is_none().then_some((ok, err))
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return ResultArgs::NotResult };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    match types.as_slice() {
+        [ok, err] => ResultArgs::Both(ok, err),
+        [ok] => ResultArgs::OkOnly(ok),
+        _ => ResultArgs::NotResult,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn tokens_print_as_written() {
+        let ty: syn::Type = syn::parse_quote!(&'a std::io::Result<Vec<(u32, [u8; 4])>>);
+        assert_eq!(pretty(&ty), "&'a std::io::Result<Vec<(u32, [u8; 4])>>");
+        let param: syn::FnArg = syn::parse_quote!(ctx: WorkflowContext);
+        assert_eq!(pretty(&param), "ctx: WorkflowContext");
+        let ty: syn::Type = syn::parse_quote!(&str);
+        assert_eq!(pretty(&ty), "&str");
+    }
 }

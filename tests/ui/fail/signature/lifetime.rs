@@ -1,0 +1,10 @@
+use std::borrow::Cow;
+
+use workflow::prelude::*;
+
+#[workflow]
+async fn lifetime<'a>(_ctx: WorkflowContext, name: Cow<'a, str>) -> Result<usize, WorkflowError> {
+    Ok(name.len())
+}
+
+fn main() {}

@@ -1,0 +1,56 @@
+//! Every supported `#[workflow]` signature and generated helper, under `#![deny(warnings)]`.
+#![deny(warnings)]
+
+use serde::{Deserialize, Serialize};
+use workflow::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+pub struct Order {
+    pub id: u32,
+}
+
+/// With an input, public.
+#[workflow]
+pub async fn with_input(ctx: WorkflowContext, order: Order) -> Result<u32, WorkflowError> {
+    let doubled = child::call(&ctx, order.id).await?;
+    let many = child::fan_out(&ctx, [1, 2, 3]).await?;
+    Ok(doubled + many.iter().sum::<u32>())
+}
+
+/// Without an input, a `String` error, a registered name.
+#[workflow(name = "no-input")]
+async fn no_input(_ctx: WorkflowContext) -> Result<String, String> {
+    Ok("done".into())
+}
+
+/// `pub(crate)`, the full path of `Result`, a tuple input taken apart by a pattern.
+#[workflow]
+pub(crate) async fn child(_ctx: WorkflowContext, n: u32) -> std::result::Result<u32, WorkflowError> {
+    Ok(n * 2)
+}
+
+/// Restarts itself with new input.
+#[workflow]
+async fn countdown(ctx: WorkflowContext, (left, total): (u32, u32)) -> Result<u32, WorkflowError> {
+    if left == 0 {
+        return Ok(total);
+    }
+    countdown::continue_as_new(&ctx, (left - 1, total + left)).await
+}
+
+async fn start_them(client: &Client) -> Result<(), workflow::Error> {
+    let handle: Handle<u32> = with_input::start(client, Order { id: 1 }).await?;
+    let named: Handle<String> = no_input::start_with_id(client, "fixed-id").await?;
+    let _: Handle<u32> = countdown::start(client, (3, 0)).await?;
+    let _ = (handle.instance_id(), named.instance_id());
+    Ok(())
+}
+
+fn main() {
+    let _ = Runtime::builder()
+        .workflow(with_input::Workflow)
+        .workflow(no_input::Workflow)
+        .workflow(child::Workflow)
+        .workflow(countdown::Workflow);
+    let _ = start_them;
+}
