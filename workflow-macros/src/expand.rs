@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, Visibility};
 
 use crate::attr::{Args, RetryArgs};
+use crate::determinism;
 use crate::errors::Errors;
 use crate::signature::{self, Signature};
 
@@ -40,7 +41,7 @@ impl Kind {
 }
 
 pub(crate) fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    let function: ItemFn = match syn::parse2(item.clone()) {
+    let mut function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
             let message = format!("{} applies to an `async fn`", kind.attr());
@@ -48,7 +49,10 @@ pub(crate) fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenSt
             return quote! { #error #item };
         }
     };
-    let expanded = match expand(kind, args, &function) {
+    // Also removes the `#[nondeterministic]` opt-outs, so the function emitted below, with or
+    // without errors, never carries them.
+    let body_checked = determinism::check(kind, &mut function);
+    let expanded = match expand(kind, args, &function, body_checked) {
         Ok(tokens) => tokens,
         // Keep the user's function next to the error so the IDE still knows it.
         Err(error) => {
@@ -62,13 +66,17 @@ pub(crate) fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenSt
     expanded
 }
 
-fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
+fn expand(kind: Kind, args: TokenStream, function: &ItemFn, body_checked: syn::Result<()>) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let args = errors.extend(Args::parse(args, kind));
     let sig = errors.extend(signature::check(kind, function));
     let (Some(args), Some(sig)) = (args, sig) else {
+        errors.extend(body_checked);
         return errors.finish(TokenStream::new());
     };
+    // A body that fails only the determinism check still gets its module, so the code that
+    // registers or starts the workflow does not add errors of its own.
+    let body_errors = body_checked.err().map(syn::Error::into_compile_error);
     let krate: syn::Path = args.krate.get().cloned().unwrap_or_else(|| syn::parse_quote!(::workflow));
     let ident = &function.sig.ident;
     let name = args.name.get().map(|lit| lit.value()).unwrap_or_else(|| ident.to_string());
@@ -81,6 +89,7 @@ fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> syn::Result<Token
     let asserts = payload_asserts(&krate, &sig);
     let doc = format!("Durable helpers of the {} [`{ident}`](fn@{ident}).", kind.attr().trim_matches('`'));
     Ok(quote! {
+        #body_errors
         #function
 
         #[doc = #doc]
@@ -98,9 +107,7 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
     match vis {
         Visibility::Inherited => quote!(pub(super)),
         Visibility::Public(_) => quote!(pub),
-        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => {
-            quote!(pub(crate))
-        }
+        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => quote!(pub(crate)),
         Visibility::Restricted(_) => quote!(pub(crate)),
     }
 }

@@ -6,6 +6,7 @@
 use proc_macro::TokenStream;
 
 mod attr;
+mod determinism;
 mod errors;
 mod expand;
 mod signature;
@@ -25,6 +26,74 @@ mod signature;
 /// alias such as `io::Result<O>`) with `E: Into<WorkflowError>`. No `self`, generics, lifetimes
 /// or borrowed types: the input and `O` are stored as JSON, so they must be
 /// `Serialize + DeserializeOwned + Send + 'static`, and rustc says so at the type.
+///
+/// # Determinism
+///
+/// A workflow is replayed from its journal, so its body must take the same decisions every time.
+/// Calls that a replay cannot reproduce are compile errors that name what to write instead:
+///
+/// | In the body | Write instead |
+/// |---|---|
+/// | `SystemTime::now`, `Instant::now`, `.elapsed()`, `chrono::Utc::now`, `Local::now`, `OffsetDateTime::now_utc` | `ctx.now()` |
+/// | `tokio::time::sleep`, `std::thread::sleep` | `ctx.sleep(duration)` |
+/// | `tokio::time::sleep_until` | `ctx.sleep_until(time)` |
+/// | `tokio::time::interval` | a loop over `ctx.sleep(period)` |
+/// | `tokio::time::timeout` | `ctx.race(operation, ctx.sleep(duration))` |
+/// | `tokio::select!`, `futures::select!` | `ctx.race(a, b)` |
+/// | `tokio::spawn`, `tokio::task::spawn*`, `std::thread::spawn` | `my_activity::fan_out(&ctx, inputs)`, `ctx.race(a, b)`, `futures::join!(a.into_future(), b.into_future())` |
+/// | `rand::random`, `rand::thread_rng`, `rand::rng`, `OsRng`, `from_entropy` | `ctx.random()` |
+/// | `Uuid::new_v4`, `Uuid::now_v7` | `ctx.uuid()` |
+/// | `std::env::var`, `env::var_os`, `env::args` | read it in an activity, or pass it as input |
+/// | `std::fs::*`, `tokio::fs::*`, `File::open`, `reqwest::*`, `sqlx::*`, sockets | an `#[activity]` |
+///
+/// What the check can see, and what it cannot:
+///
+/// - Paths are matched by their segments as written, so `std::time::SystemTime::now`,
+///   `time::SystemTime::now` and `SystemTime::now` are all caught, inside closures and `async`
+///   blocks too, and so is a path used as a value (`let read = SystemTime::now;`).
+/// - `use` items written inside the body are followed, renames and globs included:
+///   `use std::time::SystemTime as Clock;` makes `Clock::now()` an error, and
+///   `use tokio::time::*;` makes a bare `sleep(d)` one.
+/// - `use` items outside the function are invisible to an attribute macro. A bare `sleep(d)`,
+///   `spawn(f)`, `random()` or `interval(p)` imported at the top of the module is therefore not
+///   caught (it could as well be your own function); neither is `Clock::now()` after a
+///   module-level `use std::time::SystemTime as Clock;`. Write such calls with their module
+///   (`tokio::time::sleep`) or import them inside the body to have them checked.
+/// - Arguments of function-like macros are checked when they parse as a comma-separated list of
+///   expressions (`println!`, `format!`, `assert!`, `vec![a, b]`, `futures::join!`, ...). Other
+///   macro bodies (`tracing::info!(field = %x)`, your own macros) are not looked into.
+/// - Matching is by name, not by type: your own `fs::read` or `Clock::now` after
+///   `use my_clock as Clock;` in the body is reported too. Rename it, or opt out as below.
+/// - Only the body is checked, with the functions and closures written inside it; functions it
+///   calls elsewhere are not. Method calls other than `.elapsed()` are not judged, since their
+///   receiver's type is unknown to the macro.
+///
+/// # Opting out
+///
+/// For a justified exception, such as timing a step for a log line that never feeds a decision,
+/// put `#[nondeterministic(reason = "...")]` on the statement (a `let`, an expression statement,
+/// a block) or match arm. The check skips it, and the attribute is removed from the emitted
+/// function. The reason is required and is there for the reader. (This example is compiled by
+/// `tests/ui/pass/opt_out.rs`; a doc test here could not reach the `workflow` crate.)
+///
+/// ```ignore
+/// use workflow::prelude::*;
+///
+/// #[activity]
+/// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<u64, ActivityError> {
+///     Ok(cents)
+/// }
+///
+/// #[workflow]
+/// async fn checkout(ctx: WorkflowContext, cents: u64) -> Result<u64, WorkflowError> {
+///     #[nondeterministic(reason = "only logged, never decides anything")]
+///     let started = std::time::Instant::now();
+///     let charged = charge::call(&ctx, cents).await?;
+///     #[nondeterministic(reason = "only logged, never decides anything")]
+///     println!("charged in {:?}", started.elapsed());
+///     Ok(charged)
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::entry(expand::Kind::Workflow, args.into(), item.into()).into()
@@ -39,7 +108,8 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Durations are written like `"500ms"`, `"30s"`, `"1m"`, `"2h"`, `"1d"` or `"1h30m"`.
 ///
 /// The signature rules are those of [`macro@workflow`], with `ctx: ActivityContext` first and
-/// any `E: Into<ActivityError>`.
+/// any `E: Into<ActivityError>`. The body is not checked for determinism: an activity runs once
+/// per attempt and its result is recorded, so it is where the clock, randomness and I/O belong.
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::entry(expand::Kind::Activity, args.into(), item.into()).into()
