@@ -13,14 +13,24 @@ const DAY: Duration = Duration::from_secs(86_400);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Moves the virtual clock from timer to timer until the instance finishes.
-async fn run_to_end(client: &Client, clock: &VirtualClock, id: &str) -> workflow::InstanceStatus {
+async fn run_to_end(rt: &Runtime, clock: &VirtualClock, id: &str) -> workflow::InstanceStatus {
+    let client = rt.client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = client.status(id).await.unwrap();
         if status.status.is_terminal() {
             return status;
         }
-        assert!(Instant::now() < deadline, "instance {id} did not finish: {status:?}");
+        if Instant::now() > deadline {
+            let record = rt.store().instance(id).await.unwrap();
+            let journal = client.journal(id).await.unwrap();
+            panic!(
+                "instance {id} did not finish: {record:?}\njournal: {journal:?}\nin memory: {}, timers: {}, now: {}",
+                rt.instances_in_memory(),
+                clock.pending_timers(),
+                clock.now_ms()
+            );
+        }
         if !clock.advance_to_next_timer() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         } else {
@@ -51,7 +61,7 @@ async fn the_virtual_clock_runs_a_thirty_day_workflow_in_under_a_second() {
     let rt = virtual_runtime(&clock).store(MemoryStore::new()).workflow(thirty_days::Workflow).build().await.unwrap();
     let real = Instant::now();
     let handle = thirty_days::start(&rt.client()).await.unwrap();
-    run_to_end(&rt.client(), &clock, handle.instance_id()).await;
+    run_to_end(&rt, &clock, handle.instance_id()).await;
     assert_eq!(handle.result().await.unwrap(), 30);
     assert!(real.elapsed() < Duration::from_secs(1), "took {:?}", real.elapsed());
     let journal = rt.client().journal(handle.instance_id()).await.unwrap();
@@ -81,7 +91,7 @@ async fn early_events_are_buffered_and_delivered_in_arrival_order() {
     for n in [10, 20, 30] {
         client.raise_event(handle.instance_id(), "Item", &n).await.unwrap();
     }
-    run_to_end(&client, &clock, handle.instance_id()).await;
+    run_to_end(&rt, &clock, handle.instance_id()).await;
     assert_eq!(handle.result().await.unwrap(), vec![10, 20, 30]);
     assert!(rt.store().events(handle.instance_id()).await.unwrap().is_empty(), "every event was consumed");
     assert!(matches!(client.raise_event(handle.instance_id(), "item", &1).await, Err(Error::InstanceFinished(_))));
@@ -106,7 +116,7 @@ async fn an_event_wait_times_out_as_an_ordinary_error() {
     let clock = VirtualClock::starting_now();
     let rt = virtual_runtime(&clock).store(MemoryStore::new()).workflow(approval::Workflow).build().await.unwrap();
     let handle = approval::start(&rt.client()).await.unwrap();
-    run_to_end(&rt.client(), &clock, handle.instance_id()).await;
+    run_to_end(&rt, &clock, handle.instance_id()).await;
     assert_eq!(handle.result().await.unwrap(), "timed out: event `approval`");
 }
 
@@ -143,7 +153,7 @@ async fn an_event_and_its_timeout_at_the_same_time_resolve_once_and_replay_the_s
         .build()
         .await
         .unwrap();
-    let status = run_to_end(&rt.client(), &clock, &id).await;
+    let status = run_to_end(&rt, &clock, &id).await;
     let output: String = serde_json::from_str(status.output.as_deref().unwrap()).unwrap();
     let inbox = store.events(&id).await.unwrap();
     match first.status {
@@ -224,7 +234,7 @@ async fn a_race_records_its_winner_and_replays_it() {
 
     let clock = VirtualClock::new(clock.now_ms());
     let rt = build(&clock).await.unwrap();
-    let status = run_to_end(&rt.client(), &clock, &id).await;
+    let status = run_to_end(&rt, &clock, &id).await;
     assert_eq!(status.output.as_deref(), Some("\"timer\""));
 }
 
@@ -324,7 +334,7 @@ async fn a_thousand_rounds_of_continue_as_new_keep_the_journal_at_one_round() {
         .unwrap();
     let client = rt.client();
     let handle = monitor_loop::start_with_id(&client, "monitor-1", 1).await.unwrap();
-    let status = run_to_end(&client, &clock, "monitor-1").await;
+    let status = run_to_end(&rt, &clock, "monitor-1").await;
     assert_eq!(status.status, RuntimeStatus::Completed);
     assert_eq!(handle.result().await.unwrap(), 1000);
     let record = store.instance("monitor-1").await.unwrap().unwrap();
@@ -405,7 +415,7 @@ async fn now_random_and_uuid_are_recorded_once_and_replayed() {
     clock.advance(HOUR);
     let clock = VirtualClock::new(clock.now_ms());
     let rt = build(&clock).await.unwrap();
-    run_to_end(&rt.client(), &clock, &id).await;
+    run_to_end(&rt, &clock, &id).await;
     let replayed = handle.result().await.unwrap();
     let echoed: (u64, u64, String) = serde_json::from_str(journal[3].payload.as_deref().unwrap()).unwrap();
     assert_eq!(replayed, echoed, "the replay returned the recorded values");
@@ -464,7 +474,7 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
         .unwrap();
     patched_v2::start_with_id(&v2.client(), "after-patch").await.unwrap();
     for id in ["before-patch", "after-patch"] {
-        assert_eq!(run_to_end(&v2.client(), &clock, id).await.status, RuntimeStatus::Completed);
+        assert_eq!(run_to_end(&v2, &clock, id).await.status, RuntimeStatus::Completed);
     }
     assert_eq!((count("before-patch", "a"), count("before-patch", "b"), count("before-patch", "c")), (1, 0, 1));
     assert_eq!((count("after-patch", "a"), count("after-patch", "b"), count("after-patch", "c")), (1, 1, 1));
@@ -553,7 +563,14 @@ async fn ten_thousand_sleeping_instances_are_evicted_from_memory_and_wake_on_tim
         assert!(Instant::now() < deadline, "{} instances still in memory", rt.instances_in_memory());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let sample = store.instance(handles[1234].instance_id()).await.unwrap().unwrap();
+    // An eviction leaves memory just before its commit lands: wait for the store to show it.
+    let sample = loop {
+        let sample = store.instance(handles[1234].instance_id()).await.unwrap().unwrap();
+        if sample.owner.is_none() || Instant::now() > deadline {
+            break sample;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(sample.owner, None);
     assert_eq!(sample.wake_at, Some(store.journal(&sample.id, 0).await.unwrap()[0].due_at.unwrap()));
     assert_eq!(count("evicted", "nap"), 0);

@@ -213,7 +213,8 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
             match engine.store.journal(&record.id, record.generation).await {
                 Ok(journal) => journal,
                 Err(error) => {
-                    tracing::error!(%error, "could not read the journal; the instance will be claimed again");
+                    tracing::error!(%error, "could not read the journal; handing the instance back");
+                    hand_back(engine, &record.id, token).await;
                     break;
                 }
             }
@@ -235,7 +236,8 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
                 break;
             }
             RunEnd::Fatal(Fatal::Abandon(reason)) => {
-                tracing::error!(%reason, "stopped running the instance; it will be claimed again");
+                tracing::error!(%reason, "stopped running the instance; handing it back");
+                hand_back(engine, &record.id, token).await;
                 break;
             }
             RunEnd::Fatal(Fatal::ContinueAsNew(input)) => {
@@ -343,6 +345,21 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
         if engine.committer.commit(vec![wake]).await.is_ok() {
             engine.wake_claimer.notify_one();
         }
+    }
+}
+
+/// Gives up this worker's claim on an instance it stopped running after a store error, so a
+/// claim (here or elsewhere) can run it again soon rather than when the lease lapses. Fenced: if
+/// another worker owns it by now, nothing changes; if the store is still failing, the lease
+/// lapsing remains the way back.
+async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
+    // Off the running set first: from the commit on, a claim may run it again.
+    engine.unmark_running(id, token);
+    let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id.clone() };
+    let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.clock.now_ms() };
+    if engine.committer.commit(vec![fence, release]).await.is_ok() {
+        engine.backlog.store(true, Ordering::SeqCst);
+        engine.wake_claimer.notify_one();
     }
 }
 
