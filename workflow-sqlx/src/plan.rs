@@ -210,3 +210,15 @@ pub(crate) fn fenced_ids(fences: &[(&str, &str)], owners: &HashMap<String, Optio
     fenced.dedup();
     fenced
 }
+
+/// The outcome of a batch whose `CreateInstance` ops at these indices were skipped.
+pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::WriteOutcome {
+    let existing = skipped
+        .into_iter()
+        .filter_map(|index| match ops.get(index) {
+            Some(WriteOp::CreateInstance(record)) => Some(record.id.clone()),
+            _ => None,
+        })
+        .collect();
+    workflow_core::WriteOutcome { existing }
+}

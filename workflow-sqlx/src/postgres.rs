@@ -899,14 +899,7 @@ impl Store for PostgresStore {
         let notices = batch_notices(ops);
         let skipped = retrying(|| self.try_write(&plan, &notices)).await?;
         self.stats.record_commit(ops.len());
-        let existing = skipped
-            .into_iter()
-            .filter_map(|index| match ops.get(index) {
-                Some(WriteOp::CreateInstance(record)) => Some(record.id.clone()),
-                _ => None,
-            })
-            .collect();
-        Ok(WriteOutcome { existing })
+        Ok(crate::plan::outcome(ops, skipped))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

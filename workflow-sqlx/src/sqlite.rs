@@ -567,14 +567,7 @@ impl Store for SqliteStore {
         let skipped = plan.apply(&mut tx).await?;
         tx.commit().await.map_err(backend("committing a write"))?;
         self.stats.record_commit(ops.len());
-        let existing = skipped
-            .into_iter()
-            .filter_map(|index| match ops.get(index) {
-                Some(WriteOp::CreateInstance(record)) => Some(record.id.clone()),
-                _ => None,
-            })
-            .collect();
-        Ok(WriteOutcome { existing })
+        Ok(crate::plan::outcome(ops, skipped))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
