@@ -118,22 +118,7 @@ impl Client {
             None => uuid::Uuid::new_v4().simple().to_string(),
         };
         let now = time::now_ms();
-        let mut record = InstanceRecord {
-            id: id.clone(),
-            workflow: workflow.to_owned(),
-            status: RuntimeStatus::Pending,
-            input: input.to_owned(),
-            output: None,
-            error: None,
-            generation: 0,
-            created_at: now,
-            updated_at: now,
-            owner: None,
-            lease_until: None,
-            parent_id: None,
-            custom_status: None,
-            wake_at: None,
-        };
+        let mut record = InstanceRecord::pending(id.clone(), workflow, input, now);
         let Some(engine) = &self.engine else {
             serde_json::from_str::<serde_json::Value>(input)
                 .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;

@@ -468,22 +468,9 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                 None => {
                     let input = input?;
                     let engine = ctx.engine().clone();
-                    let now = ctx.clock_now();
                     let child = InstanceRecord {
-                        id: child_id.clone(),
-                        workflow: W::NAME.to_owned(),
-                        status: RuntimeStatus::Pending,
-                        input,
-                        output: None,
-                        error: None,
-                        generation: 0,
-                        created_at: now,
-                        updated_at: now,
-                        owner: None,
-                        lease_until: None,
                         parent_id: Some(ctx.instance_id().to_owned()),
-                        custom_status: None,
-                        wake_at: None,
+                        ..InstanceRecord::pending(child_id.clone(), W::NAME, input, ctx.clock_now())
                     };
                     let link = ctx.new_record(
                         seq,

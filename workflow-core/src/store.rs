@@ -103,6 +103,28 @@ pub struct InstanceRecord {
     pub wake_at: Option<Millis>,
 }
 
+impl InstanceRecord {
+    /// A new instance as a start creates it: Pending, generation 0, unowned, created `now`.
+    pub fn pending(id: impl Into<String>, workflow: impl Into<String>, input: impl Into<String>, now: Millis) -> Self {
+        Self {
+            id: id.into(),
+            workflow: workflow.into(),
+            status: RuntimeStatus::Pending,
+            input: input.into(),
+            output: None,
+            error: None,
+            generation: 0,
+            created_at: now,
+            updated_at: now,
+            owner: None,
+            lease_until: None,
+            parent_id: None,
+            custom_status: None,
+            wake_at: None,
+        }
+    }
+}
+
 /// The state of one journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordStatus {
