@@ -7,4 +7,5 @@ mod distributed;
 mod durable;
 mod engine;
 mod support;
+mod tasks;
 mod ui;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tracing::Instrument;
 
+use crate::attempt::Attempt;
 use crate::clock;
 use crate::engine::Engine;
 use crate::error::{ActivityError, FailureDetails, WorkflowError};
 use crate::registry::{ActivityDef, ActivityOptions, BoxFuture};
 use crate::retry::RetryPolicy;
-use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, WriteOp};
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, TaskRecord, WriteOp};
+use crate::tasks;
 use crate::time;
 
 /// The journal kind of an activity call.
@@ -403,11 +404,14 @@ impl WorkflowContext {
             }
             attempt += 1;
             // Durable before observable: what this run learned so far is committed before an
-            // attempt (an effect outside the workflow) starts.
-            self.flush().await.ok()?;
-            let result = {
+            // attempt (an effect outside the workflow) starts; a queued attempt's task goes in
+            // that same commit.
+            let result = if engine.queues_attempt(name) {
+                self.queued_attempt(&engine, seq, name, &input, attempt, options).await?
+            } else {
+                self.flush().await.ok()?;
                 let _busy = self.busy();
-                self.run_attempt(&engine, seq, name, &input, attempt, options).await
+                self.local_attempt(&engine, seq, name, &input, attempt, options).await
             };
             let error = match result {
                 Ok(output) => {
@@ -444,7 +448,8 @@ impl WorkflowContext {
         }
     }
 
-    async fn run_attempt(
+    /// Runs one attempt here, in an activity slot of this worker.
+    async fn local_attempt(
         &self,
         engine: &Arc<Engine>,
         seq: u32,
@@ -453,61 +458,53 @@ impl WorkflowContext {
         attempt: u32,
         options: ActivityOptions,
     ) -> Result<String, ActivityError> {
-        let Some(entry) = engine.registry.activities.get(name).cloned() else {
-            return Err(ActivityError::non_retryable(format!("activity `{name}` is not registered with this runtime")));
-        };
-        let permit = engine.activity_slots.clone().acquire_owned().await;
-        let heartbeat = Arc::new(AtomicI64::new(time::now_ms()));
-        let context = ActivityContext {
+        let _permit = engine.activity_slots.clone().acquire_owned().await;
+        let attempt = Attempt {
             instance_id: self.shared.instance_id.clone(),
-            worker_id: engine.worker_id.as_str().into(),
-            activity: name,
             generation: self.shared.generation,
             seq,
             attempt,
-            heartbeat: Some(heartbeat.clone()),
+            name,
+            input,
+            options,
         };
-        let span = tracing::info_span!("activity", instance_id = %self.instance_id(), activity = name, seq, attempt);
-        let mut task = AbortOnDrop(tokio::spawn((entry.run)(context, input.to_owned()).instrument(span)));
-        let result = watch_attempt(&mut task, name, options, &heartbeat).await;
-        drop(permit);
-        result
+        crate::attempt::run(engine, attempt).await
     }
-}
 
-/// Waits for an attempt, failing it when it outlives its start-to-close timeout or goes too long
-/// without a heartbeat (both in real time: activities are real work).
-async fn watch_attempt(
-    task: &mut AbortOnDrop,
-    name: &str,
-    options: ActivityOptions,
-    heartbeat: &AtomicI64,
-) -> Result<String, ActivityError> {
-    let deadline = options.start_to_close.map(|limit| tokio::time::Instant::now() + limit);
-    let check_every =
-        options.heartbeat_timeout.map_or(Duration::from_secs(3600), |h| (h / 4).max(Duration::from_millis(5)));
-    loop {
-        let until_deadline = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
+    /// Queues one attempt for any worker (with whatever this run buffered, in one commit) and
+    /// waits for its outcome; `None` when the commit failed and the run is abandoned.
+    async fn queued_attempt(
+        &self,
+        engine: &Arc<Engine>,
+        seq: u32,
+        name: &'static str,
+        input: &str,
+        attempt: u32,
+        options: ActivityOptions,
+    ) -> Option<Result<String, ActivityError>> {
+        let generation = self.shared.generation;
+        let outcome = engine.tasks.wait_for(self.instance_id(), generation, seq, attempt);
+        let task = TaskRecord {
+            instance_id: self.instance_id().to_owned(),
+            generation,
+            seq,
+            name: name.to_owned(),
+            input: input.to_owned(),
+            attempt,
+            start_to_close_ms: options.start_to_close.map(tasks::to_ms),
+            heartbeat_timeout_ms: options.heartbeat_timeout.map(tasks::to_ms),
+            visible_at: self.clock_now(),
+            owner: None,
+            lease_until: None,
+            outcome: None,
         };
-        tokio::select! {
-            result = &mut *task => return result,
-            () = until_deadline => {
-                let limit = options.start_to_close.unwrap_or_default();
-                return Err(ActivityError::new(format!("activity `{name}` timed out after {limit:?} (start-to-close timeout)")));
-            }
-            () = tokio::time::sleep(check_every) => {
-                if let Some(limit) = options.heartbeat_timeout {
-                    let silent = time::elapsed_since_ms(heartbeat.load(Ordering::Relaxed));
-                    if silent > limit {
-                        return Err(ActivityError::new(format!("activity `{name}` sent no heartbeat for {silent:?} (heartbeat timeout {limit:?})")));
-                    }
-                }
-            }
-        }
+        self.commit(vec![WriteOp::EnqueueTask(task)]).await.ok()?;
+        engine.tasks.queued.notify_one();
+        let _busy = self.busy();
+        let outcome = outcome.await.ok()?;
+        // The task goes with the journal record that takes its place.
+        self.buffer(WriteOp::DeleteTask { instance_id: self.instance_id().to_owned(), generation, seq });
+        Some(tasks::decode_outcome(outcome))
     }
 }
 
@@ -529,37 +526,6 @@ impl Drop for ActivityGuard {
             None => state.busy = state.busy.saturating_sub(1),
         }
         state.last_progress = tokio::time::Instant::now();
-    }
-}
-
-/// Aborts a spawned attempt when the workflow stops waiting for it (shutdown, a dropped branch).
-struct AbortOnDrop(tokio::task::JoinHandle<Result<String, ActivityError>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Future for AbortOnDrop {
-    type Output = Result<String, ActivityError>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| joined.unwrap_or_else(|error| Err(panic_error(error))))
-    }
-}
-
-fn panic_error(error: tokio::task::JoinError) -> ActivityError {
-    match error.try_into_panic() {
-        Ok(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic".to_owned());
-            ActivityError::new(format!("activity panicked: {text}"))
-        }
-        Err(_) => ActivityError::new("activity attempt was cancelled"),
     }
 }
 
@@ -691,7 +657,7 @@ where
 pub struct ActivityContext {
     instance_id: Arc<str>,
     worker_id: Arc<str>,
-    activity: &'static str,
+    activity: Arc<str>,
     generation: u32,
     seq: u32,
     attempt: u32,
@@ -699,12 +665,24 @@ pub struct ActivityContext {
 }
 
 impl ActivityContext {
+    pub(crate) fn new(
+        instance_id: Arc<str>,
+        worker_id: Arc<str>,
+        activity: Arc<str>,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        heartbeat: Arc<AtomicI64>,
+    ) -> Self {
+        Self { instance_id, worker_id, activity, generation, seq, attempt, heartbeat: Some(heartbeat) }
+    }
+
     /// A context for calling an activity function directly, as in a unit test.
     pub fn for_test(instance_id: &str, seq: u32, attempt: u32) -> Self {
         Self {
             instance_id: instance_id.into(),
             worker_id: "test".into(),
-            activity: "test",
+            activity: "test".into(),
             generation: 0,
             seq,
             attempt,
@@ -732,7 +710,7 @@ impl ActivityContext {
 
     /// The activity's name.
     pub fn activity_name(&self) -> &str {
-        self.activity
+        &self.activity
     }
 
     /// The call's sequence number in the instance's journal.

@@ -68,6 +68,10 @@ pub(crate) struct Engine {
     pub(crate) drivers_idle: Notify,
     pub(crate) completions: CompletionHub,
     pub(crate) wake_claimer: Notify,
+    /// Where activity attempts run.
+    pub(crate) dispatch: crate::tasks::ActivityDispatch,
+    /// Queued attempts waited for here, and the task queue's wake-ups.
+    pub(crate) tasks: crate::tasks::TaskHub,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Users depend on the `workflow` facade crate, which re-exports this one.
 
+mod attempt;
 mod client;
 mod clock;
 mod committer;
@@ -15,6 +16,7 @@ mod registry;
 mod retry;
 mod runtime;
 mod store;
+mod tasks;
 mod time;
 
 pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
@@ -28,8 +30,9 @@ pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{
     EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, WakeSignal, WriteOp, WriteOutcome, NEVER,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
+pub use tasks::ActivityDispatch;
 
 impl From<MemoryStore> for std::sync::Arc<dyn Store> {
     fn from(store: MemoryStore) -> Self {

@@ -7,8 +7,11 @@ use async_trait::async_trait;
 
 use crate::store::{
     EventRecord, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
-    WriteOp, WriteOutcome,
+    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
+
+/// A task's key: (instance, generation, seq).
+type TaskKey = (String, u32, u32);
 
 #[derive(Default)]
 struct Tables {
@@ -17,6 +20,7 @@ struct Tables {
     /// Every event, consumed or not, by event id.
     events: BTreeMap<i64, (EventRecord, bool)>,
     next_event_id: i64,
+    tasks: BTreeMap<TaskKey, TaskRecord>,
     probes: u64,
 }
 
@@ -69,6 +73,7 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
                 instance.owner = None;
                 instance.lease_until = None;
             }
+            tables.tasks.retain(|(instance, _, _), _| instance != id);
         }
         WriteOp::AddEvent { instance_id, name, payload, created_at } => {
             tables.next_event_id += 1;
@@ -114,7 +119,18 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
                 instance.updated_at = *updated_at;
                 tables.journal.retain(|(owner, g), _| owner != id || g >= generation);
                 tables.events.retain(|_, (event, consumed)| &event.instance_id != id || !*consumed);
+                tables.tasks.retain(|(instance, g, _), _| instance != id || g >= generation);
             }
+        }
+        WriteOp::EnqueueTask(task) => {
+            let key = (task.instance_id.clone(), task.generation, task.seq);
+            if tables.tasks.get(&key).is_none_or(|stored| stored.attempt < task.attempt) {
+                let fresh = TaskRecord { owner: None, lease_until: None, outcome: None, ..task.clone() };
+                tables.tasks.insert(key, fresh);
+            }
+        }
+        WriteOp::DeleteTask { instance_id, generation, seq } => {
+            tables.tasks.remove(&(instance_id.clone(), *generation, *seq));
         }
         WriteOp::AssertOwner { .. } => {}
         WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
@@ -224,6 +240,12 @@ impl Store for MemoryStore {
                 renewed += 1;
             }
         }
+        for task in tables.tasks.values_mut() {
+            if task.owner.as_deref() == Some(worker) && task.outcome.is_none() {
+                task.lease_until = Some(lease_until);
+                renewed += 1;
+            }
+        }
         Ok(renewed)
     }
 
@@ -237,7 +259,73 @@ impl Store for MemoryStore {
                 released += 1;
             }
         }
+        for task in tables.tasks.values_mut() {
+            if task.owner.as_deref() == Some(worker) && task.outcome.is_none() {
+                task.owner = None;
+                task.lease_until = None;
+                released += 1;
+            }
+        }
         Ok(released)
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut candidates: Vec<&mut TaskRecord> = tables
+            .tasks
+            .values_mut()
+            .filter(|t| t.outcome.is_none() && t.visible_at <= now && activities.contains(&t.name))
+            .filter(|t| t.owner.is_none() || t.lease_until.is_none_or(|until| until < now))
+            .collect();
+        // The map iterates in key order, so a stable sort by time breaks ties by key.
+        candidates.sort_by_key(|t| t.visible_at);
+        Ok(candidates
+            .into_iter()
+            .take(limit)
+            .map(|task| {
+                task.owner = Some(worker.to_owned());
+                task.lease_until = Some(lease_until);
+                task.clone()
+            })
+            .collect())
+    }
+
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock()?;
+        let Some(task) = tables.tasks.get_mut(&(instance_id.to_owned(), generation, seq)) else {
+            return Ok(false);
+        };
+        if task.attempt != attempt || task.owner.as_deref() != Some(worker) || task.outcome.is_some() {
+            return Ok(false);
+        }
+        task.outcome = Some(outcome.clone());
+        self.stats.record_commit(1);
+        Ok(true)
+    }
+
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables
+            .tasks
+            .values()
+            .filter(|t| t.outcome.is_some() && instance_ids.contains(&t.instance_id))
+            .cloned()
+            .collect())
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {

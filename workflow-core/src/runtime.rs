@@ -13,6 +13,7 @@ use crate::engine::{CompletionHub, Engine};
 use crate::error::Error;
 use crate::registry::{ActivityDef, Registry, WorkflowDef};
 use crate::store::{Store, WriteOp};
+use crate::tasks::{self, ActivityDispatch, TaskHub};
 
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -27,6 +28,7 @@ pub struct RuntimeBuilder {
     clock: Arc<dyn Clock>,
     evict_idle_after: Duration,
     claim_batch: usize,
+    dispatch: ActivityDispatch,
 }
 
 impl Default for RuntimeBuilder {
@@ -43,6 +45,7 @@ impl Default for RuntimeBuilder {
             clock: Arc::new(SystemClock),
             evict_idle_after: Duration::from_secs(30),
             claim_batch: 64,
+            dispatch: ActivityDispatch::Local,
         }
     }
 }
@@ -124,6 +127,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where the activity attempts of this worker's instances run: here
+    /// ([`ActivityDispatch::Local`], the default), on any worker sharing the store
+    /// ([`ActivityDispatch::Shared`]), or here until this worker's activity slots are full
+    /// ([`ActivityDispatch::Overflow`]). Every worker runs queued tasks of the activities it has
+    /// registered, whatever its own dispatch.
+    pub fn activity_dispatch(mut self, dispatch: ActivityDispatch) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
     /// Starts the runtime's tasks on the current tokio runtime.
     pub async fn build(self) -> Result<Runtime, Error> {
         if !self.errors.is_empty() {
@@ -162,12 +175,18 @@ impl RuntimeBuilder {
             drivers_idle: Notify::new(),
             completions: CompletionHub::default(),
             wake_claimer: Notify::new(),
+            dispatch: self.dispatch,
+            tasks: TaskHub::default(),
             shutdown,
         });
         let mut loops = vec![
             tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),
             tokio::spawn(renew_loop(engine.clone())),
+            tokio::spawn(tasks::outcome_loop(engine.clone(), self.poll_interval)),
         ];
+        if !engine.registry.activities.is_empty() {
+            loops.push(tokio::spawn(tasks::task_loop(engine.clone(), self.poll_interval, self.claim_batch)));
+        }
         if let Some(signals) = engine.store.wake_signals() {
             loops.push(tokio::spawn(wake_loop(engine.clone(), signals)));
         }
@@ -319,6 +338,16 @@ async fn wake_loop(engine: Arc<Engine>, mut signals: tokio::sync::broadcast::Rec
                             engine.completions.notify(&crate::InstanceStatus::from(record));
                         }
                     }
+                }
+                continue;
+            }
+            crate::WakeSignal::TaskQueued => {
+                engine.tasks.queued.notify_one();
+                continue;
+            }
+            crate::WakeSignal::TaskDone(id) => {
+                if engine.tasks.has_waiters(&id) {
+                    engine.tasks.outcome_ready.notify_one();
                 }
                 continue;
             }

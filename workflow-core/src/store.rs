@@ -198,6 +198,47 @@ pub struct EventRecord {
     pub created_at: Millis,
 }
 
+/// What a worker reported for a task's attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// Whether the attempt succeeded.
+    pub succeeded: bool,
+    /// The output (JSON) when it succeeded; the failure (JSON, as the engine encodes it) when not.
+    pub payload: String,
+    /// When the worker reported it.
+    pub finished_at: Millis,
+}
+
+/// An activity attempt queued for any worker to run (distributed activities), keyed by
+/// (instance, generation, seq): at most one task per activity call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The calling instance.
+    pub instance_id: String,
+    /// Its continue-as-new generation.
+    pub generation: u32,
+    /// The call's seq in the journal.
+    pub seq: u32,
+    /// The activity's registered name.
+    pub name: String,
+    /// The activity's input (JSON).
+    pub input: String,
+    /// The attempt this task runs, from 1.
+    pub attempt: u32,
+    /// The attempt's start-to-close timeout in milliseconds, if it has one.
+    pub start_to_close_ms: Option<i64>,
+    /// The attempt's heartbeat timeout in milliseconds, if it has one.
+    pub heartbeat_timeout_ms: Option<i64>,
+    /// When it was queued; claims take the oldest first.
+    pub visible_at: Millis,
+    /// The worker running it, if one claimed it.
+    pub owner: Option<String>,
+    /// When that worker's claim lapses.
+    pub lease_until: Option<Millis>,
+    /// What the worker reported, once it finished.
+    pub outcome: Option<TaskOutcome>,
+}
+
 /// One change in a write batch. A batch is applied in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
@@ -214,7 +255,8 @@ pub enum WriteOp {
         /// The time of the change.
         updated_at: Millis,
     },
-    /// Finish an instance: set its terminal status, output or error, and drop its lease.
+    /// Finish an instance: set its terminal status, output or error, drop its lease, and delete
+    /// its tasks.
     Finish {
         /// The instance id.
         id: String,
@@ -265,8 +307,8 @@ pub enum WriteOp {
         wake_at: Millis,
     },
     /// Restart an instance with new input and an empty journal: set `input` and `generation`,
-    /// status Running, clear output and error, delete the journal of every older generation and
-    /// every consumed event. Unconsumed events stay in the inbox.
+    /// status Running, clear output and error, delete the journal and the tasks of every older
+    /// generation and every consumed event. Unconsumed events stay in the inbox.
     ContinueAsNew {
         /// The instance id.
         id: String,
@@ -285,6 +327,21 @@ pub enum WriteOp {
         id: String,
         /// The worker that must own it.
         owner: String,
+    },
+    /// Queue an activity attempt for any worker: insert the task unowned and without an outcome
+    /// (the record's `owner`, `lease_until` and `outcome` are ignored). A task already stored
+    /// under the same key with the same or a later attempt is left as it is (a replaying owner
+    /// re-queues what its predecessor queued, and must find the outcome, not erase it); one with
+    /// an earlier attempt is replaced.
+    EnqueueTask(TaskRecord),
+    /// Delete the task of one activity call, if there is one.
+    DeleteTask {
+        /// The instance id.
+        instance_id: String,
+        /// The call's generation.
+        generation: u32,
+        /// The call's seq.
+        seq: u32,
     },
     /// Set the custom status text (JSON).
     SetCustomStatus {
@@ -368,6 +425,10 @@ pub enum WakeSignal {
     Event(String),
     /// This instance finished.
     Finished(String),
+    /// An activity task was queued.
+    TaskQueued,
+    /// A task of this instance has an outcome.
+    TaskDone(String),
 }
 
 /// Persistence for instances, journals and leases.
@@ -401,11 +462,43 @@ pub trait Store: Send + Sync + 'static {
     /// The unconsumed events of an instance, in arrival order.
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
 
-    /// Extends every lease `worker` holds to `lease_until`; returns how many.
+    /// Extends every lease `worker` holds, on instances and on unfinished tasks, to
+    /// `lease_until`; returns how many.
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;
 
-    /// Drops every lease `worker` holds, so another worker may claim at once; returns how many.
+    /// Drops every lease `worker` holds, on instances and on unfinished tasks, so another worker
+    /// may claim them at once; returns how many.
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError>;
+
+    /// Claims up to `limit` tasks of the given activities for `worker`: no outcome yet,
+    /// `visible_at` not after `now`, unowned or with a lease that lapsed before `now`; oldest
+    /// `visible_at` first, ties by (instance, generation, seq). Sets their owner and
+    /// `lease_until` and returns them.
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Stores the outcome of a task's attempt if the task still exists with that `attempt`,
+    /// owned by `worker`, without an outcome; returns whether it did (a worker whose claim was
+    /// taken over, or whose task was replaced or deleted, reports nothing). Sends
+    /// [`WakeSignal::TaskDone`] where the store has signals.
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// The tasks of these instances that have an outcome.
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Hints of changes made through this database by any process, if the store can tell
     /// (PostgreSQL: LISTEN/NOTIFY). `None` (the default) means the engine relies on polling.

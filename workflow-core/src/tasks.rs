@@ -1,0 +1,231 @@
+//! Distributed activities: an activity attempt queued in the store as a task, run by whichever
+//! worker claims it, its outcome written back to the task row and picked up by the instance's
+//! owner, which journals it as it journals a local attempt. The journal keeps a single writer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
+
+use crate::attempt::{self, Attempt};
+use crate::clock::millis;
+use crate::engine::Engine;
+use crate::error::ActivityError;
+use crate::registry::ActivityOptions;
+use crate::store::{TaskOutcome, TaskRecord};
+
+/// Where the activity attempts of the instances a worker runs are executed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ActivityDispatch {
+    /// In the process that runs the instance: no store writes beyond the journal (the default).
+    #[default]
+    Local,
+    /// Through the store's task queue, so any worker with the activity registered runs it (this
+    /// one included): a fan-out spreads over every worker process sharing the database. Costs
+    /// two more store writes per attempt (the claim and the outcome).
+    Shared,
+    /// Locally while this worker has a free activity slot and the activity is registered here;
+    /// through the task queue otherwise.
+    Overflow,
+}
+
+/// (generation, seq, attempt) of a queued call of one instance.
+type CallKey = (u32, u32, u32);
+
+/// The owner's side of the queue: who waits for which task's outcome, and the wake-ups.
+#[derive(Default)]
+pub(crate) struct TaskHub {
+    waiters: Mutex<HashMap<String, HashMap<CallKey, oneshot::Sender<TaskOutcome>>>>,
+    /// Woken when an outcome may be ready (a local worker finished a task, a store hint).
+    pub(crate) outcome_ready: Notify,
+    /// Woken when a task may be waiting to be claimed.
+    pub(crate) queued: Notify,
+}
+
+impl TaskHub {
+    /// Registers interest in the outcome of one attempt (before it is queued, so none is missed).
+    pub(crate) fn wait_for(
+        &self,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+    ) -> oneshot::Receiver<TaskOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.entry(instance_id.to_owned()).or_default().insert((generation, seq, attempt), sender);
+        }
+        receiver
+    }
+
+    pub(crate) fn has_waiters(&self, instance_id: &str) -> bool {
+        self.waiters.lock().map(|waiters| waiters.contains_key(instance_id)).unwrap_or(false)
+    }
+
+    /// The instances with a live waiter; forgets waiters nobody listens to any more (a dropped
+    /// branch, a stopped run).
+    fn waiting_instances(&self) -> Vec<String> {
+        let Ok(mut waiters) = self.waiters.lock() else { return Vec::new() };
+        waiters.retain(|_, calls| {
+            calls.retain(|_, sender| !sender.is_closed());
+            !calls.is_empty()
+        });
+        waiters.keys().cloned().collect()
+    }
+
+    fn deliver(&self, task: TaskRecord) {
+        let Some(outcome) = task.outcome else { return };
+        let Ok(mut waiters) = self.waiters.lock() else { return };
+        let Some(calls) = waiters.get_mut(&task.instance_id) else { return };
+        if let Some(sender) = calls.remove(&(task.generation, task.seq, task.attempt)) {
+            let _ = sender.send(outcome);
+        }
+        if calls.is_empty() {
+            waiters.remove(&task.instance_id);
+        }
+    }
+}
+
+impl Engine {
+    /// Whether this attempt of activity `name` goes through the task queue.
+    pub(crate) fn queues_attempt(&self, name: &str) -> bool {
+        match self.dispatch {
+            ActivityDispatch::Local => false,
+            ActivityDispatch::Shared => true,
+            ActivityDispatch::Overflow => {
+                !self.registry.activities.contains_key(name) || self.activity_slots.available_permits() == 0
+            }
+        }
+    }
+}
+
+/// The outcome of a queued attempt as the owner sees it.
+pub(crate) fn decode_outcome(outcome: TaskOutcome) -> Result<String, ActivityError> {
+    if outcome.succeeded {
+        return Ok(outcome.payload);
+    }
+    Err(serde_json::from_str::<ActivityError>(&outcome.payload).unwrap_or_else(|_| ActivityError::new(outcome.payload)))
+}
+
+/// Hands finished tasks' outcomes to the local runs waiting for them.
+pub(crate) async fn outcome_loop(engine: Arc<Engine>, poll_interval: Duration) {
+    loop {
+        tokio::select! {
+            () = engine.tasks.outcome_ready.notified() => {}
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+        if engine.is_shutting_down() {
+            return;
+        }
+        let waiting = engine.tasks.waiting_instances();
+        if waiting.is_empty() {
+            continue;
+        }
+        match engine.store.finished_tasks(&waiting).await {
+            Ok(finished) => finished.into_iter().for_each(|task| engine.tasks.deliver(task)),
+            Err(error) => tracing::warn!(%error, "reading task outcomes failed"),
+        }
+    }
+}
+
+/// Claims queued tasks of the activities registered here while this worker has free activity
+/// slots, and runs them.
+pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) {
+    let mut names: Vec<String> = engine.registry.activities.keys().cloned().collect();
+    names.sort();
+    // Dropping the set (the loop is aborted at shutdown) aborts the attempts in it.
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        if engine.is_shutting_down() {
+            return;
+        }
+        let free = engine.activity_slots.available_permits().min(batch);
+        let mut full_batch = false;
+        if free > 0 {
+            let now = engine.clock.now_ms();
+            let lease_until = now.saturating_add(millis(engine.lease));
+            match engine.store.claim_tasks(&engine.worker_id, &names, now, lease_until, free).await {
+                Ok(tasks) => {
+                    full_batch = tasks.len() >= free;
+                    for task in tasks {
+                        let engine = engine.clone();
+                        let Ok(permit) = engine.activity_slots.clone().acquire_owned().await else { return };
+                        running.spawn(async move { execute(&engine, task, permit).await });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "claiming activity tasks failed"),
+            }
+        }
+        if full_batch {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            () = engine.tasks.queued.notified() => {}
+            () = tokio::time::sleep(poll_interval) => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+}
+
+/// Runs a claimed task's attempt and reports its outcome in the task row.
+async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphorePermit) {
+    let options = ActivityOptions {
+        start_to_close: task.start_to_close_ms.map(duration_ms),
+        heartbeat_timeout: task.heartbeat_timeout_ms.map(duration_ms),
+    };
+    let result = attempt::run(
+        engine,
+        Attempt {
+            instance_id: task.instance_id.as_str().into(),
+            generation: task.generation,
+            seq: task.seq,
+            attempt: task.attempt,
+            name: &task.name,
+            input: &task.input,
+            options,
+        },
+    )
+    .await;
+    drop(permit);
+    let finished_at = engine.clock.now_ms();
+    let outcome = match result {
+        Ok(output) => TaskOutcome { succeeded: true, payload: output, finished_at },
+        Err(error) => TaskOutcome {
+            succeeded: false,
+            payload: serde_json::to_string(&error).unwrap_or_else(|_| error.message().to_owned()),
+            finished_at,
+        },
+    };
+    for retry in 0..5_u32 {
+        let reported = engine
+            .store
+            .complete_task(&engine.worker_id, &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
+            .await;
+        match reported {
+            Ok(true) => {
+                engine.tasks.outcome_ready.notify_one();
+                return;
+            }
+            Ok(false) => {
+                tracing::debug!(instance_id = %task.instance_id, seq = task.seq, "task was taken over or withdrawn; outcome dropped");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, instance_id = %task.instance_id, seq = task.seq, "reporting a task outcome failed");
+                tokio::time::sleep(Duration::from_millis(50) * 2_u32.pow(retry)).await;
+            }
+        }
+    }
+    // The claim lapses and another worker runs the attempt again (activities run at least once).
+}
+
+fn duration_ms(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A duration as the task row stores it.
+pub(crate) fn to_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
