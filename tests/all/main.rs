@@ -6,6 +6,7 @@ mod crash;
 mod distributed;
 mod durable;
 mod engine;
+mod spans;
 mod support;
 mod tasks;
 mod ui;

@@ -97,6 +97,14 @@ impl Client {
         Self { store: engine.store.clone(), engine: Some(engine) }
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn engine(&self) -> Option<&Arc<Engine>> {
+        self.engine.as_ref()
+    }
+
     /// Starts workflow `W`. Prefer the generated `my_workflow::start(&client, input)`.
     pub async fn start_workflow<W: WorkflowDef>(
         &self,

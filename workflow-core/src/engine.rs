@@ -52,6 +52,8 @@ pub(crate) struct Engine {
     pub(crate) evict_idle_after: Duration,
     /// Inbox signals of the instances running here, to deliver local events at once.
     pub(crate) inboxes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The context of each run under way here, to stop it from outside.
+    pub(crate) live: Mutex<HashMap<String, WorkflowContext>>,
     pub(crate) committer: Committer,
     pub(crate) registry: Registry,
     pub(crate) workflow_names: Vec<String>,
@@ -103,6 +105,16 @@ impl Engine {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Stops the local run of `id`, if any, without writing anything (a client changed the
+    /// instance, or the store handed it out again, so this run's view is stale); the instance is
+    /// handed back and replayed from the store when it is claimed next.
+    pub(crate) fn supersede(&self, id: &str, reason: &str) {
+        let ctx = self.live.lock().ok().and_then(|live| live.get(id).cloned());
+        if let Some(ctx) = ctx {
+            ctx.fail(Fatal::Abandon(reason.to_owned()));
+        }
     }
 
     /// Wakes the local run of `id`, if any, to look at its inbox.
@@ -232,6 +244,9 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
             status_change,
             inbox.clone(),
         );
+        if let Ok(mut live) = engine.live.lock() {
+            live.insert(record.id.clone(), ctx.clone());
+        }
         let end = run_once(engine, &entry, &ctx, &record.input).await;
         match end {
             RunEnd::Shutdown => break,
@@ -288,6 +303,9 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
     }
     if let Ok(mut inboxes) = engine.inboxes.lock() {
         inboxes.remove(&record.id);
+    }
+    if let Ok(mut live) = engine.live.lock() {
+        live.remove(&record.id);
     }
 }
 

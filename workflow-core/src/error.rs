@@ -193,6 +193,25 @@ pub enum Error {
     /// No instance with this id exists.
     #[error("no instance with id `{0}` exists")]
     InstanceNotFound(String),
+    /// Resume was asked of an instance that is not suspended.
+    #[error("instance `{id}` is not suspended (it is {status:?})")]
+    NotSuspended {
+        /// The instance id.
+        id: String,
+        /// Its status.
+        status: crate::RuntimeStatus,
+    },
+    /// The operation needs a finished instance (purge, rerun), and this one has not finished.
+    #[error("instance `{id}` has not finished (it is {status:?})")]
+    NotFinished {
+        /// The instance id.
+        id: String,
+        /// Its status.
+        status: crate::RuntimeStatus,
+    },
+    /// An argument is not valid (a page size, a continuation token, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The instance ended Failed.
     #[error("instance `{instance_id}` failed: {details}")]
     Failed {

@@ -33,6 +33,7 @@ pub use store::{
     StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 pub use tasks::ActivityDispatch;
+pub use time::rfc3339;
 
 impl From<MemoryStore> for std::sync::Arc<dyn Store> {
     fn from(store: MemoryStore) -> Self {

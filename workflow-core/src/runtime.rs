@@ -162,6 +162,7 @@ impl RuntimeBuilder {
             clock: self.clock,
             evict_idle_after: self.evict_idle_after,
             inboxes: Mutex::default(),
+            live: Mutex::default(),
             registry: self.registry,
             workflow_names,
             worker_id: self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
@@ -278,7 +279,12 @@ async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) 
                     full_batch = records.len() >= free;
                     engine.backlog.store(full_batch, Ordering::SeqCst);
                     for record in records {
-                        let Some(token) = engine.mark_running(&record.id) else { continue };
+                        let Some(token) = engine.mark_running(&record.id) else {
+                            // Claimable means its owner was cleared or its lease lapsed: the run
+                            // here is stale. Stop it; it hands the claim back and is replayed.
+                            engine.supersede(&record.id, "the instance was handed out again");
+                            continue;
+                        };
                         match engine.instance_slots.clone().try_acquire_owned() {
                             Ok(permit) => engine.spawn_driver(record, false, permit, token),
                             Err(_) => {

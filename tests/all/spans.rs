@@ -1,0 +1,122 @@
+//! Tracing: one `workflow` span per instance run and one `activity` span per attempt, with the
+//! ids that tell them apart; a step replayed from the journal emits none.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use workflow::prelude::*;
+use workflow::Store;
+
+/// A span as opened: its name and fields.
+#[derive(Debug, Clone)]
+struct Opened {
+    name: &'static str,
+    fields: HashMap<String, String>,
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}").trim_matches('"').to_owned());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+struct Capture;
+
+impl<S: Subscriber> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        opened().lock().unwrap().push(Opened { name: attrs.metadata().name(), fields });
+    }
+}
+
+fn opened() -> &'static Mutex<Vec<Opened>> {
+    static OPENED: OnceLock<Mutex<Vec<Opened>>> = OnceLock::new();
+    OPENED.get_or_init(Mutex::default)
+}
+
+fn install() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry().with(Capture);
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this binary");
+    });
+}
+
+fn spans_of(instance_id: &str, name: &str) -> Vec<HashMap<String, String>> {
+    opened()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|span| span.name == name && span.fields.get("instance_id").map(String::as_str) == Some(instance_id))
+        .map(|span| span.fields.clone())
+        .collect()
+}
+
+#[activity(retry(max_attempts = 3, first_interval = "5ms"))]
+async fn traced_step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    if n == 2 && ctx.attempt() == 1 {
+        return Err(ActivityError::new("first attempt of step 2 fails"));
+    }
+    Ok(n * 10)
+}
+
+#[workflow]
+async fn traced(ctx: WorkflowContext, _input: ()) -> Result<u32, WorkflowError> {
+    let first = traced_step::call(&ctx, 1).await?;
+    let go: u32 = ctx.wait_for_event("go").await?;
+    let second = traced_step::call(&ctx, 2).await?;
+    Ok(first + second + go)
+}
+
+async fn runtime(store: &Arc<dyn Store>) -> Runtime {
+    Runtime::builder()
+        .store(store.clone())
+        .workflow(traced::Workflow)
+        .activity(traced_step::Activity)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn spans_per_run_and_per_attempt_and_none_for_replayed_steps() {
+    install();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let first = runtime(&store).await;
+    let handle = traced::start(&first.client(), ()).await.unwrap();
+    let id = handle.instance_id().to_owned();
+    crate::support::wait_for_journal(&first.client(), &id, |journal| journal.len() >= 2).await;
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // A second worker replays step 1 and the wait, then runs step 2 (twice: it fails once).
+    let second = runtime(&store).await;
+    second.client().raise_event(&id, "go", &1_u32).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 31);
+
+    let runs = spans_of(&id, "workflow");
+    assert_eq!(runs.len(), 2, "one span per run: {runs:?}");
+    assert!(runs.iter().all(|run| run.get("workflow").map(String::as_str) == Some("traced")));
+    let mut attempts: Vec<(String, String, String)> = spans_of(&id, "activity")
+        .into_iter()
+        .map(|span| (span["activity"].clone(), span["seq"].clone(), span["attempt"].clone()))
+        .collect();
+    attempts.sort();
+    let expected: Vec<(String, String, String)> = [("0", "1"), ("2", "1"), ("2", "2")]
+        .iter()
+        .map(|(seq, attempt)| ("traced_step".to_owned(), (*seq).to_owned(), (*attempt).to_owned()))
+        .collect();
+    assert_eq!(attempts, expected, "step 1 is not re-emitted when it is replayed");
+}
