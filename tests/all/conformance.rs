@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use workflow::{
     EventRecord, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore,
-    Store, StoreError, Synchronous, WriteOp, NEVER,
+    Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, NEVER,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1054,6 +1054,10 @@ async fn check_matches_reference(store: &dyn Store) {
     let ids: Vec<String> = (0..60).map(|i| format!("ref/{i:02}")).collect();
     let workflows = names(&["ref_wf_a", "ref_wf_b"]);
     let workers = ["ref-w1", "ref-w2", "ref-w3"];
+    let worker_of = |rng: &mut Rng| (*rng.pick(&workers)).to_owned();
+    let activities = ["ref_act_a", "ref_act_b"];
+    // Tasks the last task claims handed out, to complete (or try to).
+    let mut running: Vec<TaskRecord> = Vec::new();
     let statuses = RuntimeStatus::ALL;
     let payloads = ["null", r#"{"k":"v"}"#, "\"ü🦀\"", "not json", ""];
 
@@ -1084,7 +1088,7 @@ async fn check_matches_reference(store: &dyn Store) {
                 1 => Some(NEVER),
                 _ => Some(clock + rng.below(40) as i64 - 10),
             };
-            let op = match rng.below(16) {
+            let op = match rng.below(20) {
                 0 | 1 => create(InstanceRecord {
                     workflow: rng.pick(&workflows).clone(),
                     status: *rng.pick(&statuses),
@@ -1133,7 +1137,24 @@ async fn check_matches_reference(store: &dyn Store) {
                 12 => set_wake(&id, wake),
                 13 => evict(&id, wake.unwrap_or(clock)),
                 14 => continue_as_new(&id, &payload, rng.below(4) as u32, clock + rng.below(5) as i64),
-                _ => set_custom(&id, Some(payload.as_str()).filter(|_| rng.below(3) != 0), clock),
+                15 => set_custom(&id, Some(payload.as_str()).filter(|_| rng.below(3) != 0), clock),
+                16..=18 => enqueue(TaskRecord {
+                    input: payload,
+                    start_to_close_ms: Some(rng.below(100) as i64).filter(|_| rng.below(2) == 0),
+                    heartbeat_timeout_ms: Some(rng.below(100) as i64).filter(|_| rng.below(2) == 0),
+                    // What an enqueue ignores.
+                    owner: Some(worker_of(&mut rng)).filter(|_| rng.below(4) == 0),
+                    lease_until: Some(clock).filter(|_| rng.below(4) == 0),
+                    ..task(
+                        &id,
+                        rng.below(4) as u32,
+                        rng.below(6) as u32,
+                        rng.pick::<&str>(&activities),
+                        rng.below(4) as u32,
+                        clock + rng.below(30) as i64 - 10,
+                    )
+                }),
+                _ => delete_task(&id, rng.below(4) as u32, rng.below(6) as u32),
             };
             store_ops.push(op.clone());
             ops.push(op);
@@ -1147,7 +1168,7 @@ async fn check_matches_reference(store: &dyn Store) {
         }
 
         let worker = *rng.pick(&workers);
-        match rng.below(3) {
+        match rng.below(6) {
             0 => {
                 let wanted = if rng.below(2) == 0 { workflows.clone() } else { workflows[..1].to_vec() };
                 let (now, until, limit) = (clock + rng.below(30) as i64, clock + 25, rng.below(12) as usize);
@@ -1159,12 +1180,50 @@ async fn check_matches_reference(store: &dyn Store) {
                 let expected = reference.renew_leases(worker, until).await.unwrap();
                 assert_eq!(store.renew_leases(worker, until).await.unwrap(), expected, "round {round}");
             }
-            _ => {
+            2 => {
                 let expected = reference.release_leases(worker).await.unwrap();
                 assert_eq!(store.release_leases(worker).await.unwrap(), expected, "round {round}");
             }
+            3 => {
+                let wanted = if rng.below(2) == 0 { names(&activities) } else { names(&activities[1..]) };
+                let (now, until, limit) = (clock + rng.below(30) as i64, clock + 25, rng.below(12) as usize);
+                let expected = reference.claim_tasks(worker, &wanted, now, until, limit).await.unwrap();
+                let claimed = store.claim_tasks(worker, &wanted, now, until, limit).await.unwrap();
+                assert_eq!(claimed, expected, "round {round}: task claims");
+                running.extend(claimed);
+            }
+            _ => {
+                // Mostly the right worker and attempt, sometimes not; a task may have been replaced,
+                // deleted, taken over or completed since.
+                for _ in 0..rng.below(4) {
+                    let Some(task) = running.pop() else { break };
+                    let worker = match (task.owner.clone(), rng.below(4)) {
+                        (Some(owner), 0..=2) => owner,
+                        _ => worker_of(&mut rng),
+                    };
+                    let attempt = if rng.below(4) == 0 { rng.below(4) as u32 } else { task.attempt };
+                    let done = TaskOutcome {
+                        succeeded: rng.below(2) == 0,
+                        payload: format!("{}#{round}", rng.pick(&payloads)),
+                        finished_at: clock,
+                    };
+                    let (id, generation, seq) = (&task.instance_id, task.generation, task.seq);
+                    let expected = reference.complete_task(&worker, id, generation, seq, attempt, &done).await.unwrap();
+                    let completed = store.complete_task(&worker, id, generation, seq, attempt, &done).await.unwrap();
+                    assert_eq!(completed, expected, "round {round}: completing {id} {generation} {seq}");
+                }
+            }
         }
+        let some: Vec<String> = (0..3).map(|_| rng.pick(&ids).clone()).collect();
+        let expected = reference.finished_tasks(&some).await.unwrap();
+        assert_eq!(store.finished_tasks(&some).await.unwrap(), expected, "round {round}: finished tasks of {some:?}");
     }
+    assert_eq!(store.finished_tasks(&ids).await.unwrap(), reference.finished_tasks(&ids).await.unwrap());
+    assert_eq!(
+        claim_everything(store, "ref-final", &activities).await,
+        claim_everything(&reference, "ref-final", &activities).await,
+        "the unfinished tasks"
+    );
     for id in ids.iter().chain([&"ref/probe".to_owned()]) {
         assert_eq!(store.instance(id).await.unwrap(), reference.instance(id).await.unwrap(), "instance {id}");
         for generation in 0..4 {
@@ -1176,6 +1235,481 @@ async fn check_matches_reference(store: &dyn Store) {
         }
         assert_eq!(shifted(store.events(id).await.unwrap()), reference.events(id).await.unwrap(), "events of {id}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task queue (distributed activities)
+// ---------------------------------------------------------------------------------------------
+
+fn task(id: &str, generation: u32, seq: u32, name: &str, attempt: u32, visible_at: i64) -> TaskRecord {
+    TaskRecord {
+        instance_id: id.to_owned(),
+        generation,
+        seq,
+        name: name.to_owned(),
+        input: format!(r#"{{"seq":{seq},"attempt":{attempt}}}"#),
+        attempt,
+        start_to_close_ms: None,
+        heartbeat_timeout_ms: None,
+        visible_at,
+        owner: None,
+        lease_until: None,
+        outcome: None,
+    }
+}
+
+fn enqueue(task: TaskRecord) -> WriteOp {
+    WriteOp::EnqueueTask(task)
+}
+
+fn delete_task(id: &str, generation: u32, seq: u32) -> WriteOp {
+    WriteOp::DeleteTask { instance_id: id.to_owned(), generation, seq }
+}
+
+fn outcome(succeeded: bool, payload: &str, finished_at: i64) -> TaskOutcome {
+    TaskOutcome { succeeded, payload: payload.to_owned(), finished_at }
+}
+
+/// A task as a claim by `worker` until `lease_until` returns it.
+fn claimed(task: &TaskRecord, worker: &str, lease_until: i64) -> TaskRecord {
+    TaskRecord { owner: Some(worker.to_owned()), lease_until: Some(lease_until), ..task.clone() }
+}
+
+fn task_keys(tasks: &[TaskRecord]) -> Vec<(&str, u32, u32)> {
+    tasks.iter().map(|t| (t.instance_id.as_str(), t.generation, t.seq)).collect()
+}
+
+/// Claims every unfinished task of `activities`, whatever its visibility or lease, for `worker`
+/// (a name of its own), and releases them again: what a store holds unfinished, seen through the
+/// trait, as claimed records.
+async fn claim_everything(store: &dyn Store, worker: &str, activities: &[&str]) -> Vec<TaskRecord> {
+    let claimed = store.claim_tasks(worker, &names(activities), i64::MAX, i64::MAX, 10_000).await.unwrap();
+    assert_eq!(store.release_leases(worker).await.unwrap(), claimed.len() as u64);
+    claimed
+}
+
+/// A queued task comes back from a claim as it was queued, owned by the claimer until the lease
+/// it asked for; the owner, lease and outcome of an EnqueueTask are ignored. The lease is live
+/// until it lapses strictly before `now`, then another worker takes the task over.
+async fn check_tasks_enqueue_and_claim(store: &dyn Store) {
+    let act = "taskq_act";
+    let full = TaskRecord {
+        input: r#"{"order":42,"ü":"🦀"}"#.into(),
+        start_to_close_ms: Some(30_000),
+        heartbeat_timeout_ms: Some(i64::MAX),
+        owner: Some("taskq-ghost".into()),
+        lease_until: Some(1_000_000),
+        outcome: Some(outcome(true, "1", 5)),
+        ..task("taskq/a", u32::MAX, u32::MAX, act, u32::MAX, 10)
+    };
+    let minimal = task("taskq/b", 0, 0, act, 1, 20);
+    store.write(&[enqueue(full.clone()), enqueue(minimal.clone())]).await.unwrap();
+    let fresh = TaskRecord { owner: None, lease_until: None, outcome: None, ..full.clone() };
+    assert!(store.finished_tasks(&names(&["taskq/a", "taskq/b"])).await.unwrap().is_empty(), "no outcome yet");
+
+    let taken = store.claim_tasks("taskq-w1", &names(&[act]), 20, 100, 10).await.unwrap();
+    assert_eq!(taken, vec![claimed(&fresh, "taskq-w1", 100), claimed(&minimal, "taskq-w1", 100)]);
+
+    for now in [50, 100] {
+        assert!(store.claim_tasks("taskq-w2", &names(&[act]), now, 200, 10).await.unwrap().is_empty(), "live at {now}");
+    }
+    assert!(store.claim_tasks("taskq-w1", &names(&[act]), 50, 200, 10).await.unwrap().is_empty(), "not by its owner");
+    let retaken = store.claim_tasks("taskq-w2", &names(&[act]), 101, 300, 1).await.unwrap();
+    assert_eq!(retaken, vec![claimed(&fresh, "taskq-w2", 300)], "a lapsed lease is taken over");
+    let retaken = store.claim_tasks("taskq-w3", &names(&[act]), 101, 300, 10).await.unwrap();
+    assert_eq!(retaken, vec![claimed(&minimal, "taskq-w3", 300)]);
+
+    // The old owner reports nothing any more; the new one does.
+    let done = outcome(false, r#"{"message":"boom"}"#, 150);
+    assert!(!store.complete_task("taskq-w1", "taskq/b", 0, 0, 1, &done).await.unwrap());
+    assert!(store.complete_task("taskq-w3", "taskq/b", 0, 0, 1, &done).await.unwrap());
+    let finished = store.finished_tasks(&names(&["taskq/b"])).await.unwrap();
+    assert_eq!(finished, vec![TaskRecord { outcome: Some(done), ..claimed(&minimal, "taskq-w3", 300) }]);
+}
+
+/// Only unfinished tasks of the named activities, visible by `now` (visible at `now` included),
+/// unowned or with a lapsed lease, are claimed; the oldest first, ties by (instance, generation,
+/// seq), at most `limit`.
+async fn check_tasks_claim_filters(store: &dyn Store) {
+    let (act, other) = ("taskf_act", "taskf_other_act");
+    let tasks = [
+        task("taskf/b", 0, 2, act, 1, 10),
+        task("taskf/a", 1, 0, act, 1, 10),
+        task("taskf/a", 0, 7, act, 1, 10),
+        task("taskf/a", 0, 10, act, 1, 10),
+        task("taskf/c", 0, 0, act, 1, 5),
+        task("taskf/later", 0, 0, act, 1, 101),
+        task("taskf/now", 0, 0, act, 1, 100),
+        task("taskf/other", 0, 0, other, 1, 1),
+    ];
+    store.write(&tasks.iter().cloned().map(enqueue).collect::<Vec<_>>()).await.unwrap();
+
+    assert!(store.claim_tasks("taskf-w", &[], 100, 200, 10).await.unwrap().is_empty(), "no activities");
+    assert!(store.claim_tasks("taskf-w", &names(&[act]), 100, 200, 0).await.unwrap().is_empty(), "limit 0");
+    assert!(store.claim_tasks("taskf-w", &names(&["taskf_nobody"]), 100, 200, 10).await.unwrap().is_empty());
+    assert!(store.claim_tasks("taskf-w", &names(&[act]), 4, 200, 10).await.unwrap().is_empty(), "none visible");
+
+    let first = store.claim_tasks("taskf-w1", &names(&[act]), 100, 200, 3).await.unwrap();
+    assert_eq!(task_keys(&first), [("taskf/c", 0, 0), ("taskf/a", 0, 7), ("taskf/a", 0, 10)]);
+    let second = store.claim_tasks("taskf-w2", &names(&[act]), 100, 200, 10).await.unwrap();
+    assert_eq!(task_keys(&second), [("taskf/a", 1, 0), ("taskf/b", 0, 2), ("taskf/now", 0, 0)]);
+    assert!(store.claim_tasks("taskf-w3", &names(&[act]), 100, 200, 10).await.unwrap().is_empty());
+
+    // A finished task is never claimed again, even once its lease lapsed.
+    assert!(store.complete_task("taskf-w1", "taskf/c", 0, 0, 1, &outcome(true, "null", 150)).await.unwrap());
+    let both = store.claim_tasks("taskf-w3", &names(&[other, act]), 201, 300, 10).await.unwrap();
+    assert_eq!(
+        task_keys(&both),
+        [
+            ("taskf/other", 0, 0),
+            ("taskf/a", 0, 7),
+            ("taskf/a", 0, 10),
+            ("taskf/a", 1, 0),
+            ("taskf/b", 0, 2),
+            ("taskf/now", 0, 0),
+            ("taskf/later", 0, 0),
+        ]
+    );
+    assert!(both.iter().all(|t| t.owner.as_deref() == Some("taskf-w3") && t.lease_until == Some(300)));
+}
+
+/// `complete_task` stores the outcome only for the task's owner, at the task's attempt, once; a
+/// missing task reports nothing. A stored outcome is listed by `finished_tasks` for its instance
+/// only, with the task as it was. A completion is one commit; a refused one is none.
+async fn check_tasks_complete(store: &dyn Store) {
+    let act = "taskd_act";
+    let (a, b) = (task("taskd/x", 0, 1, act, 2, 10), task("taskd/y", 3, 4, act, 1, 10));
+    store.write(&[enqueue(a.clone()), enqueue(b.clone())]).await.unwrap();
+    assert_eq!(store.claim_tasks("taskd-w", &names(&[act]), 10, 100, 10).await.unwrap().len(), 2);
+    let done = outcome(true, r#"{"paid":true}"#, 42);
+
+    let before = store.stats();
+    assert!(!store.complete_task("taskd-other", "taskd/x", 0, 1, 2, &done).await.unwrap(), "wrong worker");
+    assert!(!store.complete_task("taskd-w", "taskd/x", 0, 1, 1, &done).await.unwrap(), "wrong attempt");
+    assert!(!store.complete_task("taskd-w", "taskd/x", 0, 1, 3, &done).await.unwrap(), "wrong attempt");
+    assert!(!store.complete_task("taskd-w", "taskd/x", 1, 1, 2, &done).await.unwrap(), "wrong generation");
+    assert!(!store.complete_task("taskd-w", "taskd/x", 0, 2, 2, &done).await.unwrap(), "wrong seq");
+    assert!(!store.complete_task("taskd-w", "taskd/nobody", 0, 1, 2, &done).await.unwrap(), "no such task");
+    assert_eq!(store.stats(), before, "refused completions are not commits");
+    assert!(store.finished_tasks(&names(&["taskd/x", "taskd/y"])).await.unwrap().is_empty());
+
+    // Past its lease but not taken over: still the owner's to report.
+    assert!(store.complete_task("taskd-w", "taskd/x", 0, 1, 2, &done).await.unwrap());
+    let after = store.stats();
+    assert_eq!((after.commits - before.commits, after.ops - before.ops), (1, 1), "a completion is one commit");
+    let second = outcome(false, r#"{"late":1}"#, 43);
+    assert!(!store.complete_task("taskd-w", "taskd/x", 0, 1, 2, &second).await.unwrap(), "already completed");
+    assert_eq!(store.stats(), after);
+
+    let x_done = TaskRecord { outcome: Some(done.clone()), ..claimed(&a, "taskd-w", 100) };
+    assert_eq!(store.finished_tasks(&names(&["taskd/x"])).await.unwrap(), vec![x_done.clone()]);
+    assert!(store.finished_tasks(&names(&["taskd/y"])).await.unwrap().is_empty(), "other instances' not listed");
+    assert!(store.finished_tasks(&[]).await.unwrap().is_empty());
+    assert!(store.finished_tasks(&names(&["taskd/nobody"])).await.unwrap().is_empty());
+
+    assert!(store.complete_task("taskd-w", "taskd/y", 3, 4, 1, &second).await.unwrap());
+    let y_done = TaskRecord { outcome: Some(second), ..claimed(&b, "taskd-w", 100) };
+    let both = store.finished_tasks(&names(&["taskd/y", "taskd/nobody", "taskd/x", "taskd/y"])).await.unwrap();
+    assert_eq!(both, vec![x_done, y_done], "by key, each once");
+
+    // Reads and claims are not commits.
+    let before = store.stats();
+    store.claim_tasks("taskd-w", &names(&[act]), 1_000, 2_000, 10).await.unwrap();
+    store.finished_tasks(&names(&["taskd/x"])).await.unwrap();
+    assert_eq!(store.stats(), before, "task claims and reads are not counted");
+}
+
+/// Queueing a task that exists with the same or a later attempt leaves it as it is (owner, lease
+/// and outcome included); with an earlier attempt it is replaced by a fresh one, unowned and
+/// without an outcome.
+async fn check_tasks_enqueue_attempts(store: &dyn Store) {
+    let act = "taska_act";
+    let first = TaskRecord { start_to_close_ms: Some(5), ..task("taska/a", 0, 0, act, 1, 10) };
+    store.write(&[enqueue(first.clone())]).await.unwrap();
+    assert_eq!(store.claim_tasks("taska-w", &names(&[act]), 10, 100, 10).await.unwrap().len(), 1);
+    // Re-queued while it runs (a replaying owner): the run goes on.
+    let again = TaskRecord { input: "\"changed\"".into(), visible_at: 0, ..first.clone() };
+    store.write(&[enqueue(again.clone()), enqueue(TaskRecord { attempt: 0, ..again.clone() })]).await.unwrap();
+    assert!(store.claim_tasks("taska-w2", &names(&[act]), 50, 200, 10).await.unwrap().is_empty(), "still leased");
+    let done = outcome(true, "7", 60);
+    assert!(store.complete_task("taska-w", "taska/a", 0, 0, 1, &done).await.unwrap());
+
+    // Re-queued once finished: the outcome is found, not erased.
+    store.write(&[enqueue(again.clone())]).await.unwrap();
+    let kept = TaskRecord { outcome: Some(done.clone()), ..claimed(&first, "taska-w", 100) };
+    assert_eq!(store.finished_tasks(&names(&["taska/a"])).await.unwrap(), vec![kept.clone()]);
+    store.write(&[enqueue(TaskRecord { attempt: 0, ..again.clone() })]).await.unwrap();
+    assert_eq!(store.finished_tasks(&names(&["taska/a"])).await.unwrap(), vec![kept]);
+
+    // The next attempt replaces it.
+    let retry = TaskRecord {
+        name: "taska_renamed_act".into(),
+        input: "\"retry\"".into(),
+        heartbeat_timeout_ms: Some(9),
+        owner: Some("taska-ghost".into()),
+        lease_until: Some(i64::MAX),
+        outcome: Some(done),
+        ..task("taska/a", 0, 0, act, 2, 70)
+    };
+    store.write(&[enqueue(retry.clone())]).await.unwrap();
+    assert!(store.finished_tasks(&names(&["taska/a"])).await.unwrap().is_empty(), "the outcome went with it");
+    assert!(!store.complete_task("taska-w", "taska/a", 0, 0, 1, &outcome(true, "1", 71)).await.unwrap());
+    assert!(store.claim_tasks("taska-w2", &names(&[act]), 80, 200, 10).await.unwrap().is_empty(), "renamed");
+    let taken = store.claim_tasks("taska-w2", &names(&["taska_renamed_act"]), 70, 200, 10).await.unwrap();
+    let fresh = TaskRecord { owner: None, lease_until: None, outcome: None, ..retry };
+    assert_eq!(taken, vec![claimed(&fresh, "taska-w2", 200)], "unowned and visible at once");
+}
+
+/// Task ops apply in batch order: queue then delete leaves nothing, delete then queue leaves a
+/// fresh task; of several queues of one key the first of the latest attempt wins; a delete of a
+/// missing task does nothing.
+async fn check_tasks_in_batch(store: &dyn Store) {
+    let act = "taskb_act";
+    let done_before = task("taskb/b", 0, 0, act, 1, 10);
+    store.write(&[enqueue(done_before.clone())]).await.unwrap();
+    assert_eq!(store.claim_tasks("taskb-w", &names(&[act]), 10, 100, 10).await.unwrap().len(), 1);
+    assert!(store.complete_task("taskb-w", "taskb/b", 0, 0, 1, &outcome(true, "1", 20)).await.unwrap());
+
+    let input = |task: TaskRecord, input: &str| TaskRecord { input: input.to_owned(), ..task };
+    store
+        .write(&[
+            enqueue(task("taskb/a", 0, 0, act, 1, 10)),
+            delete_task("taskb/a", 0, 0),
+            delete_task("taskb/b", 0, 0),
+            enqueue(input(task("taskb/b", 0, 0, act, 1, 11), "\"fresh\"")),
+            enqueue(task("taskb/c", 0, 0, act, 1, 12)),
+            enqueue(input(task("taskb/c", 0, 0, act, 3, 12), "\"first of 3\"")),
+            enqueue(input(task("taskb/c", 0, 0, act, 3, 12), "\"second of 3\"")),
+            enqueue(task("taskb/c", 0, 0, act, 2, 12)),
+            enqueue(task("taskb/d", 0, 0, act, 1, 13)),
+            delete_task("taskb/d", 0, 0),
+            enqueue(task("taskb/d", 0, 0, act, 5, 13)),
+            delete_task("taskb/d", 0, 0),
+            enqueue(input(task("taskb/d", 0, 0, act, 1, 13), "\"last\"")),
+            delete_task("taskb/nobody", 0, 0),
+            delete_task("taskb/d", 0, 1),
+        ])
+        .await
+        .unwrap();
+    assert!(store.finished_tasks(&names(&["taskb/b"])).await.unwrap().is_empty(), "deleted, then queued afresh");
+    let left = claim_everything(store, "taskb-w2", &[act]).await;
+    let expected = [
+        input(task("taskb/b", 0, 0, act, 1, 11), "\"fresh\""),
+        input(task("taskb/c", 0, 0, act, 3, 12), "\"first of 3\""),
+        input(task("taskb/d", 0, 0, act, 1, 13), "\"last\""),
+    ];
+    let expected: Vec<TaskRecord> = expected.iter().map(|t| claimed(t, "taskb-w2", i64::MAX)).collect();
+    assert_eq!(left, expected);
+
+    // In separate batches too; and a queue after its instance's restart.
+    store.write(&[delete_task("taskb/b", 0, 0)]).await.unwrap();
+    assert_eq!(task_keys(&claim_everything(store, "taskb-w3", &[act]).await), [("taskb/c", 0, 0), ("taskb/d", 0, 0)]);
+}
+
+/// Finish deletes every task of its instance (finished or not, of every generation, existing
+/// instance or not), none of another; in a batch, only the tasks queued before it.
+async fn check_tasks_finish(store: &dyn Store) {
+    let act = "taskfin_act";
+    let (x, y) = ("taskfin/x", "taskfin/y");
+    store
+        .write(&[
+            create(instance(x, "taskfin_wf", 1)),
+            enqueue(task(x, 0, 0, act, 1, 5)),
+            enqueue(task(x, 0, 1, act, 1, 10)),
+            enqueue(task(x, 2, 0, act, 1, 10)),
+            enqueue(task(y, 0, 0, act, 1, 10)),
+            enqueue(task("taskfin/ghost", 0, 0, act, 1, 10)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.claim_tasks("taskfin-w", &names(&[act]), 10, 100, 1).await.unwrap().len(), 1);
+    assert!(store.complete_task("taskfin-w", x, 0, 0, 1, &outcome(true, "1", 20)).await.unwrap());
+    let finish = |id: &str, at: i64| WriteOp::Finish {
+        id: id.to_owned(),
+        status: RuntimeStatus::Completed,
+        output: Some("1".into()),
+        error: None,
+        updated_at: at,
+    };
+    store.write(&[finish(x, 30), finish("taskfin/ghost", 30)]).await.unwrap();
+    assert!(store.finished_tasks(&names(&[x])).await.unwrap().is_empty());
+    assert_eq!(task_keys(&claim_everything(store, "taskfin-w2", &[act]).await), [(y, 0, 0)]);
+    assert_eq!(get(store, x).await.status, RuntimeStatus::Completed);
+
+    // In one batch: a task queued before the Finish goes, one queued after it stays.
+    let z = "taskfin/z";
+    store
+        .write(&[
+            create(instance(z, "taskfin_wf", 2)),
+            enqueue(task(z, 0, 0, act, 1, 10)),
+            finish(z, 40),
+            enqueue(task(z, 0, 1, act, 1, 10)),
+            delete_task(z, 0, 0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(task_keys(&claim_everything(store, "taskfin-w3", &[act]).await), [(y, 0, 0), (z, 0, 1)]);
+}
+
+/// ContinueAsNew deletes the tasks of the instance's older generations (finished or not), keeps
+/// those of the new and later ones and of other instances; a no-op on an unknown id. In a batch,
+/// only the tasks queued before it go.
+async fn check_tasks_continue_as_new(store: &dyn Store) {
+    let act = "taskcan_act";
+    let (x, y) = ("taskcan/x", "taskcan/y");
+    store
+        .write(&[
+            create(with_status(instance(x, "taskcan_wf", 1), RuntimeStatus::Running)),
+            enqueue(task(x, 0, 0, act, 1, 10)),
+            enqueue(task(x, 1, 0, act, 1, 11)),
+            enqueue(task(x, 2, 0, act, 1, 12)),
+            enqueue(task(x, 3, 0, act, 1, 13)),
+            enqueue(task(y, 0, 0, act, 1, 14)),
+            enqueue(task("taskcan/ghost", 0, 0, act, 1, 15)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.claim_tasks("taskcan-w", &names(&[act]), 10, 100, 1).await.unwrap().len(), 1);
+    assert!(store.complete_task("taskcan-w", x, 0, 0, 1, &outcome(true, "1", 20)).await.unwrap());
+    store.write(&[continue_as_new(x, "\"next\"", 2, 30), continue_as_new("taskcan/ghost", "0", 5, 30)]).await.unwrap();
+    assert!(store.finished_tasks(&names(&[x])).await.unwrap().is_empty(), "the finished one of generation 0 too");
+    assert_eq!(
+        task_keys(&claim_everything(store, "taskcan-w2", &[act]).await),
+        [(x, 2, 0), (x, 3, 0), (y, 0, 0), ("taskcan/ghost", 0, 0)]
+    );
+
+    // In one batch: a task queued before the restart goes, one queued after it stays, even of an
+    // older generation.
+    store
+        .write(&[
+            enqueue(task(x, 2, 1, act, 1, 16)),
+            continue_as_new(x, "\"again\"", 4, 40),
+            enqueue(task(x, 3, 1, act, 1, 17)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        task_keys(&claim_everything(store, "taskcan-w3", &[act]).await),
+        [(y, 0, 0), ("taskcan/ghost", 0, 0), (x, 3, 1)]
+    );
+}
+
+/// Renewing and releasing cover a worker's unfinished tasks besides its instances, and count
+/// both; a finished task keeps its owner and lease.
+async fn check_tasks_leases(store: &dyn Store) {
+    let act = "taskl_act";
+    store
+        .write(&[
+            create(instance("taskl/i", "taskl_wf", 1)),
+            enqueue(task("taskl/a", 0, 0, act, 1, 1)),
+            enqueue(task("taskl/b", 0, 0, act, 1, 2)),
+            enqueue(task("taskl/c", 0, 0, act, 1, 3)),
+            enqueue(task("taskl/d", 0, 0, act, 1, 4)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.claim("taskl-w1", &names(&["taskl_wf"]), 10, 100, 10).await.unwrap().len(), 1);
+    assert_eq!(store.claim_tasks("taskl-w1", &names(&[act]), 10, 100, 3).await.unwrap().len(), 3);
+    assert_eq!(store.claim_tasks("taskl-w2", &names(&[act]), 10, 100, 3).await.unwrap().len(), 1);
+    let done = outcome(true, "1", 20);
+    assert!(store.complete_task("taskl-w1", "taskl/a", 0, 0, 1, &done).await.unwrap());
+
+    assert_eq!(store.renew_leases("taskl-w1", 500).await.unwrap(), 3, "its instance and its two unfinished tasks");
+    assert_eq!(store.renew_leases("taskl-nobody", 900).await.unwrap(), 0);
+    let finished = store.finished_tasks(&names(&["taskl/a"])).await.unwrap();
+    assert_eq!(finished[0].lease_until, Some(100), "a finished task's lease is not renewed");
+    let taken = store.claim_tasks("taskl-w3", &names(&[act]), 200, 1_000, 10).await.unwrap();
+    assert_eq!(task_keys(&taken), [("taskl/d", 0, 0)], "renewed leases hold; the unrenewed one lapsed");
+
+    assert_eq!(store.release_leases("taskl-w1").await.unwrap(), 3);
+    assert_eq!(store.release_leases("taskl-w1").await.unwrap(), 0);
+    let finished = store.finished_tasks(&names(&["taskl/a"])).await.unwrap();
+    assert_eq!((finished[0].owner.as_deref(), finished[0].lease_until), (Some("taskl-w1"), Some(100)), "untouched");
+    let freed = store.claim_tasks("taskl-w4", &names(&[act]), 200, 1_000, 10).await.unwrap();
+    assert_eq!(task_keys(&freed), [("taskl/b", 0, 0), ("taskl/c", 0, 0)], "claimable at once");
+    assert!(!store.complete_task("taskl-w1", "taskl/b", 0, 0, 1, &done).await.unwrap(), "released for good");
+    assert!(store.instance("taskl/i").await.unwrap().unwrap().owner.is_none());
+}
+
+/// Workers claiming tasks at the same time never get the same task.
+async fn check_tasks_concurrent_claims(store: &dyn Store) {
+    let act = "taskc_act";
+    let ops: Vec<WriteOp> =
+        (0..40).map(|i| enqueue(task(&format!("taskc/{i:02}"), 0, i, act, 1, i64::from(i)))).collect();
+    store.write(&ops).await.unwrap();
+    let activities = names(&[act]);
+    let workers: Vec<String> = (0..8).map(|w| format!("taskc-worker-{w}")).collect();
+    let claims =
+        futures::future::join_all(workers.iter().map(|worker| store.claim_tasks(worker, &activities, 100, 1_000, 7)))
+            .await;
+    let mut seen = HashSet::new();
+    for (worker, claim) in workers.iter().zip(claims) {
+        for task in claim.unwrap() {
+            assert_eq!(task.owner.as_deref(), Some(worker.as_str()));
+            let done = outcome(true, "null", 1);
+            assert!(store.complete_task(worker, &task.instance_id, 0, task.seq, 1, &done).await.unwrap());
+            assert!(seen.insert(task.instance_id.clone()), "{} claimed twice", task.instance_id);
+        }
+    }
+    let rest = store.claim_tasks("taskc-sweeper", &activities, 100, 1_000, 100).await.unwrap();
+    for task in rest {
+        assert!(seen.insert(task.instance_id.clone()), "{} claimed twice", task.instance_id);
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+/// Task inputs and outcomes are opaque text, like every payload; a NUL character in one is kept,
+/// or its batch (or completion) refused, as the store does elsewhere (see [`Nul`]).
+async fn check_tasks_payloads(store: &dyn Store, nul: Nul) {
+    let act = "taskp_act";
+    let odd = "  { \"spaced\" :\t[ 1 ] } café ☕ \u{202e}";
+    let with_nul = "with\0nul";
+    let plain = TaskRecord { input: odd.into(), ..task("taskp/a", 0, 0, act, 1, 1) };
+    let nul_input = TaskRecord { input: with_nul.into(), ..task("taskp/b", 0, 0, act, 1, 2) };
+    store.write(&[enqueue(plain.clone())]).await.unwrap();
+    match nul {
+        Nul::Kept => store.write(&[enqueue(nul_input.clone())]).await.unwrap(),
+        Nul::Refused => {
+            let refused = store.write(&[enqueue(nul_input.clone())]).await;
+            assert!(matches!(refused, Err(StoreError::Backend(ref m)) if m.contains("NUL")), "{refused:?}");
+            Default::default()
+        }
+    };
+    let taken = store.claim_tasks("taskp-w", &names(&[act]), 10, i64::MAX, 10).await.unwrap();
+    let mut expected = vec![claimed(&plain, "taskp-w", i64::MAX)];
+    if nul == Nul::Kept {
+        expected.push(claimed(&nul_input, "taskp-w", i64::MAX));
+    }
+    assert_eq!(taken, expected);
+
+    let done = outcome(false, with_nul, 3);
+    match nul {
+        Nul::Kept => assert!(store.complete_task("taskp-w", "taskp/a", 0, 0, 1, &done).await.unwrap()),
+        Nul::Refused => {
+            let refused = store.complete_task("taskp-w", "taskp/a", 0, 0, 1, &done).await;
+            assert!(matches!(refused, Err(StoreError::Backend(ref m)) if m.contains("NUL")), "{refused:?}");
+            assert!(store.finished_tasks(&names(&["taskp/a"])).await.unwrap().is_empty());
+            let done = outcome(false, odd, 3);
+            assert!(store.complete_task("taskp-w", "taskp/a", 0, 0, 1, &done).await.unwrap());
+        }
+    }
+    let finished = store.finished_tasks(&names(&["taskp/a"])).await.unwrap();
+    let payload = if nul == Nul::Kept { with_nul } else { odd };
+    assert_eq!(finished[0].outcome, Some(outcome(false, payload, 3)));
+}
+
+/// Every task check, for a store that treats NUL characters as `nul` says.
+async fn check_tasks(store: &dyn Store, nul: Nul) {
+    check_tasks_enqueue_and_claim(store).await;
+    check_tasks_claim_filters(store).await;
+    check_tasks_complete(store).await;
+    check_tasks_enqueue_attempts(store).await;
+    check_tasks_in_batch(store).await;
+    check_tasks_finish(store).await;
+    check_tasks_continue_as_new(store).await;
+    check_tasks_leases(store).await;
+    check_tasks_concurrent_claims(store).await;
+    check_tasks_payloads(store, nul).await;
 }
 
 /// Everything every store must pass.
@@ -1207,6 +1741,7 @@ async fn check_all_with(store: &dyn Store, nul: Nul) {
     check_new_ops_in_order(store).await;
     check_matches_reference(store).await;
     check_fencing(store).await;
+    check_tasks(store, nul).await;
 }
 
 /// `AssertOwner` refuses the whole batch unless the instance exists and is owned by the writer
@@ -1294,6 +1829,7 @@ async fn sqlite_file_store_conforms() {
     disarm_sqlite_poison(&store).await;
     check_sqlite_pragmas(&store, 2).await;
     check_sqlite_corrupt_rows(&store).await;
+    check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
     store.close().await;
 }
@@ -1306,6 +1842,7 @@ async fn sqlite_memory_store_conforms() {
     check_batch_is_atomic(&store, POISON).await;
     disarm_sqlite_poison(&store).await;
     check_sqlite_corrupt_rows(&store).await;
+    check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
 
     // Each `sqlite::memory:` store is its own database.
@@ -1382,6 +1919,39 @@ async fn check_sqlite_corrupt_rows(store: &SqliteStore) {
     sqlx::query("DELETE FROM instances WHERE id = ?").bind(id).execute(store.pool()).await.unwrap();
     sqlx::query("DELETE FROM journal WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
     sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+}
+
+/// Task rows damaged behind the store's back read as `Corrupt` errors naming the task and column:
+/// out-of-range numbers, a boolean that is not 0 or 1, outcome columns set only in part.
+async fn check_sqlite_corrupt_task_rows(store: &SqliteStore) {
+    let id = "corrupt/task";
+    store.write(&[enqueue(task(id, 0, 3, "corrupt_act", 1, 1))]).await.unwrap();
+    store.claim_tasks("corrupt-w", &names(&["corrupt_act"]), 1, 100, 1).await.unwrap();
+    assert!(store.complete_task("corrupt-w", id, 0, 3, 1, &outcome(true, "1", 2)).await.unwrap());
+    let damage = |sql: &'static str| sqlx::query(sql).bind(id).execute(store.pool());
+    for (sql, column) in [
+        ("UPDATE activity_tasks SET attempt = -1 WHERE instance_id = ?", "attempt"),
+        ("UPDATE activity_tasks SET attempt = 1, outcome_succeeded = 2 WHERE instance_id = ?", "outcome_succeeded"),
+        ("UPDATE activity_tasks SET outcome_succeeded = 1, finished_at = NULL WHERE instance_id = ?", "finished_at"),
+        (
+            "UPDATE activity_tasks SET finished_at = 2, outcome_succeeded = NULL WHERE instance_id = ?",
+            "outcome_succeeded",
+        ),
+        ("UPDATE activity_tasks SET outcome_succeeded = 0, visible_at = 'soon' WHERE instance_id = ?", "visible_at"),
+    ] {
+        damage(sql).await.unwrap();
+        match store.finished_tasks(&names(&[id])).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(id) && message.contains("seq 3") && message.contains(column), "{message}")
+            }
+            other => panic!("{sql}: expected a corrupt-row error, got {other:?}"),
+        }
+    }
+    damage("UPDATE activity_tasks SET visible_at = 1, generation = 4294967296 WHERE instance_id = ?").await.unwrap();
+    assert!(
+        matches!(store.finished_tasks(&names(&[id])).await, Err(StoreError::Corrupt(m)) if m.contains("generation"))
+    );
+    damage("DELETE FROM activity_tasks WHERE instance_id = ?").await.unwrap();
 }
 
 /// What the trait cannot show: a restart deletes the consumed event rows (those consumed after it
@@ -1582,6 +2152,7 @@ mod postgres {
         disarm_poison(&store).await;
         check_schema_and_settings(&store, &schema).await;
         check_corrupt_rows(&store).await;
+        check_corrupt_task_rows(&store).await;
         check_event_rows(&store).await;
         drop_schema(&store).await;
     }
@@ -1668,6 +2239,43 @@ mod postgres {
         assert!(matches!(store.journal(id, 0).await, Err(StoreError::Corrupt(m)) if m.contains("attempt")));
         sqlx::query("DELETE FROM instances WHERE id = $1").bind(id).execute(pool).await.unwrap();
         sqlx::query("DELETE FROM journal WHERE instance_id = $1").bind(id).execute(pool).await.unwrap();
+    }
+
+    /// Task rows damaged behind the store's back read as `Corrupt` errors naming the task and
+    /// column: out-of-range numbers, outcome columns set only in part.
+    async fn check_corrupt_task_rows(store: &PostgresStore) {
+        let id = "corrupt/task";
+        store.write(&[enqueue(task(id, 0, 3, "corrupt_act", 1, 1))]).await.unwrap();
+        store.claim_tasks("corrupt-w", &names(&["corrupt_act"]), 1, 100, 1).await.unwrap();
+        assert!(store.complete_task("corrupt-w", id, 0, 3, 1, &outcome(true, "1", 2)).await.unwrap());
+        for (sql, column) in [
+            ("UPDATE activity_tasks SET attempt = -1 WHERE instance_id = $1", "attempt"),
+            ("UPDATE activity_tasks SET attempt = 4294967296 WHERE instance_id = $1", "attempt"),
+            ("UPDATE activity_tasks SET attempt = 1, seq = -3 WHERE instance_id = $1", "seq"),
+            ("UPDATE activity_tasks SET seq = 3, finished_at = NULL WHERE instance_id = $1", "finished_at"),
+        ] {
+            sqlx::query(sql).bind(id).execute(store.pool()).await.unwrap();
+            match store.finished_tasks(&names(&[id])).await {
+                Err(StoreError::Corrupt(message)) => {
+                    assert!(message.contains(id) && message.contains(column), "{message}")
+                }
+                other => panic!("{sql}: expected a corrupt-row error, got {other:?}"),
+            }
+        }
+        // Without its outcome text the task counts as unfinished, and a claim reads the damaged row.
+        sqlx::query("UPDATE activity_tasks SET finished_at = 2, outcome = NULL WHERE instance_id = $1")
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.finished_tasks(&names(&[id])).await.unwrap().is_empty());
+        match store.claim_tasks("corrupt-w2", &names(&["corrupt_act"]), 200, 300, 1).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(id) && message.contains("outcome"), "{message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+        sqlx::query("DELETE FROM activity_tasks WHERE instance_id = $1").bind(id).execute(store.pool()).await.unwrap();
     }
 
     /// What the trait cannot show: a restart deletes the consumed event rows (those consumed after
@@ -1832,6 +2440,41 @@ mod postgres {
         assert!(matches!(elsewhere.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "no cross-talk");
 
         drop_schema(&other).await;
+        listener.close().await;
+        drop_schema(&writer).await;
+    }
+
+    /// Queueing a task (and releasing a task's lease) signals `TaskQueued`, a stored outcome
+    /// `TaskDone` of its instance, to every store on the schema; a queue rolled back or a
+    /// completion refused sends nothing.
+    #[tokio::test]
+    async fn postgres_task_signals_reach_other_stores() {
+        let Some(url) = database_url() else { return };
+        let schema = fresh_schema();
+        let writer = open(&url, &schema).await;
+        let listener = open(&url, &schema).await;
+        let mut signals = listener.wake_signals().unwrap();
+        let (act, x) = ("pgtask_act", "pgtask/x");
+
+        writer.write(&[enqueue(task(x, 0, 0, act, 1, 1)), enqueue(task(x, 0, 1, act, 1, 1))]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::TaskQueued, "once per batch");
+        assert_eq!(writer.claim_tasks("pgtask-w", &names(&[act]), 1, 100, 10).await.unwrap().len(), 2);
+
+        arm_poison(&writer).await;
+        let poisoned = JournalRecord { name: POISON.into(), ..record(x, 0, 0) };
+        assert!(writer.write(&[enqueue(task(x, 0, 2, act, 1, 1)), put(poisoned)]).await.is_err());
+        disarm_poison(&writer).await;
+        let done = outcome(true, "1", 2);
+        assert!(!writer.complete_task("pgtask-other", x, 0, 0, 1, &done).await.unwrap());
+        assert!(writer.complete_task("pgtask-w", x, 0, 0, 1, &done).await.unwrap());
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::TaskDone(x.into()), "nothing before it");
+
+        assert_eq!(writer.release_leases("pgtask-w").await.unwrap(), 1);
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::TaskQueued, "a released task is claimable");
+        assert_eq!(writer.release_leases("pgtask-w").await.unwrap(), 0);
+        writer.write(&[delete_task(x, 0, 1)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(matches!(signals.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "nothing else came");
         listener.close().await;
         drop_schema(&writer).await;
     }

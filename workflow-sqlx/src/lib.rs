@@ -7,6 +7,10 @@
 //!   of its own): a pool of connections, each batch one transaction of multi-row statements,
 //!   claims with `FOR UPDATE SKIP LOCKED`, and wake signals across processes by LISTEN/NOTIFY.
 //!
+//! Both keep the task queue of distributed activities (`activity_tasks`) beside the instances and
+//! their journals, written in the same batches, so queueing a task commits with the step that
+//! decided it.
+//!
 //! Schemas ship as embedded, ordered migrations (`migrations/<backend>/`) that a store runs when it
 //! opens, so opening a store on an empty database is all the setup there is.
 //!

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, WriteOp};
+use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, TaskRecord, WriteOp};
 
 pub(crate) struct StatusChange<'a> {
     pub(crate) id: &'a str,
@@ -55,14 +55,35 @@ pub(crate) struct Continue<'a> {
     pub(crate) updated_at: Millis,
 }
 
-/// One layer of a [`Plan`]: first the journal records and event consumptions due at this layer,
-/// then the instance ops of the layer, at most one per instance id.
+/// A task's key: (instance, generation, seq).
+pub(crate) type TaskKey<'a> = (&'a str, u32, u32);
+
+/// What a layer's EnqueueTask and DeleteTask ops of one task key come to, applied one by one:
+/// first delete the stored task (if `delete`), then upsert `enqueue` (if any).
+///
+/// A delete empties the key, so only the ops after the last delete matter. Of several enqueues,
+/// each replaces the task only if its attempt is later than the stored one, so they come to the
+/// first of those with the latest attempt, upserted once: it replaces a stored task with an
+/// earlier attempt, as the op that would win one by one does, and leaves one with the same or a
+/// later attempt, as every op would.
+pub(crate) struct TaskChange<'a> {
+    pub(crate) key: TaskKey<'a>,
+    pub(crate) delete: bool,
+    pub(crate) enqueue: Option<&'a TaskRecord>,
+}
+
+/// One layer of a [`Plan`]: first the journal records, task changes and event consumptions due at
+/// this layer, then the instance ops of the layer, at most one per instance id.
 #[derive(Default)]
 pub(crate) struct Layer<'a> {
     pub(crate) puts: Vec<&'a JournalRecord>,
     pub(crate) consumes: Vec<Consume<'a>>,
     /// (instance, event) pairs in `consumes`: a repeat within a layer changes nothing.
     pub(crate) consumed: HashSet<(&'a str, i64)>,
+    /// The task ops due at this layer, one change per key, in the order their keys first appear.
+    pub(crate) tasks: Vec<TaskChange<'a>>,
+    /// Where each key's change is in `tasks`.
+    task_index: HashMap<TaskKey<'a>, usize>,
     /// With the op's index in the batch.
     pub(crate) creates: Vec<(usize, &'a InstanceRecord)>,
     pub(crate) statuses: Vec<StatusChange<'a>>,
@@ -84,6 +105,9 @@ struct Cursor {
     puts: usize,
     /// The layer its next ConsumeEvent goes to: the one after its last AddEvent or ContinueAsNew.
     consumes: usize,
+    /// The layer its next EnqueueTask or DeleteTask goes to: the one after its last ContinueAsNew
+    /// or Finish (both delete tasks).
+    tasks: usize,
 }
 
 fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<'a> {
@@ -91,6 +115,17 @@ fn layer_at<'p, 'a>(layers: &'p mut Vec<Layer<'a>>, at: usize) -> &'p mut Layer<
         layers.resize_with(at + 1, Layer::default);
     }
     &mut layers[at]
+}
+
+impl<'a> Layer<'a> {
+    fn task_change(&mut self, key: TaskKey<'a>) -> &mut TaskChange<'a> {
+        let next = self.tasks.len();
+        let index = *self.task_index.entry(key).or_insert(next);
+        if index == next {
+            self.tasks.push(TaskChange { key, delete: false, enqueue: None });
+        }
+        &mut self.tasks[index]
+    }
 }
 
 /// A batch regrouped into few multi-row statements, with the same effect as applying its ops one
@@ -143,6 +178,21 @@ impl<'a> Plan<'a> {
                     }
                     continue;
                 }
+                WriteOp::EnqueueTask(task) => {
+                    let at = cursors.get(task.instance_id.as_str()).map_or(0, |cursor| cursor.tasks);
+                    let change = layer_at(&mut layers, at).task_change((&task.instance_id, task.generation, task.seq));
+                    if change.enqueue.is_none_or(|queued| queued.attempt < task.attempt) {
+                        change.enqueue = Some(task);
+                    }
+                    continue;
+                }
+                WriteOp::DeleteTask { instance_id, generation, seq } => {
+                    let at = cursors.get(instance_id.as_str()).map_or(0, |cursor| cursor.tasks);
+                    let change = layer_at(&mut layers, at).task_change((instance_id, *generation, *seq));
+                    change.delete = true;
+                    change.enqueue = None;
+                    continue;
+                }
                 WriteOp::CreateInstance(record) => record.id.as_str(),
                 WriteOp::AddEvent { instance_id: id, .. }
                 | WriteOp::SetStatus { id, .. }
@@ -159,13 +209,19 @@ impl<'a> Plan<'a> {
                 WriteOp::ContinueAsNew { .. } => {
                     cursor.puts = level + 1;
                     cursor.consumes = level + 1;
+                    cursor.tasks = level + 1;
                 }
+                WriteOp::Finish { .. } => cursor.tasks = level + 1,
                 WriteOp::AddEvent { .. } => cursor.consumes = level + 1,
                 _ => {}
             }
             let layer = layer_at(&mut layers, level);
             match op {
-                WriteOp::PutRecord(_) | WriteOp::ConsumeEvent { .. } | WriteOp::AssertOwner { .. } => {}
+                WriteOp::PutRecord(_)
+                | WriteOp::ConsumeEvent { .. }
+                | WriteOp::AssertOwner { .. }
+                | WriteOp::EnqueueTask(_)
+                | WriteOp::DeleteTask { .. } => {}
                 WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
                 WriteOp::SetStatus { id, status, updated_at } => {
                     layer.statuses.push(StatusChange { id, status: *status, updated_at: *updated_at })

@@ -4,8 +4,9 @@
 //! (and schema). A write batch is one transaction and one commit, applied in layers (see
 //! [`Plan`]) of multi-row statements that take their rows as bound arrays (`UNNEST`), so a
 //! statement's text never depends on the batch's size and each is prepared once per connection.
-//! Claims lock their candidates `FOR UPDATE SKIP LOCKED`, so claimers in this process or another
-//! never take the same instance and never wait for each other.
+//! Claims (of instances and of activity tasks) lock their candidates `FOR UPDATE SKIP LOCKED`, so
+//! claimers in this process or another never take the same instance or task and never wait for
+//! each other.
 //!
 //! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
 //! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
@@ -22,12 +23,12 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, WakeSignal,
-    WriteOp, WriteOutcome, NEVER,
+    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, TaskOutcome,
+    TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 
 use crate::plan::{Layer, Plan};
-use crate::rows::{event_from_row, instance_from_row, record_from_row};
+use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -52,6 +53,23 @@ const JOURNAL_COLUMNS: &str =
     "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
 
 const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
+
+const TASK_COLUMNS: [&str; 14] = [
+    "instance_id",
+    "generation",
+    "seq",
+    "name",
+    "input",
+    "attempt",
+    "start_to_close_ms",
+    "heartbeat_timeout_ms",
+    "visible_at",
+    "owner",
+    "lease_until",
+    "outcome_succeeded",
+    "outcome",
+    "finished_at",
+];
 
 /// How many times a write is tried when PostgreSQL rolls it back for a deadlock or a
 /// serialization failure (the transaction did nothing, so trying again is exact).
@@ -342,31 +360,48 @@ fn channel_name(schema: &str) -> String {
     format!("workflow_wake_{hash:016x}")
 }
 
-/// A wake signal as a `NOTIFY` payload: `r`, `e:<instance id>` or `f:<instance id>`.
+/// A wake signal as a `NOTIFY` payload: `r`, `e:<instance id>`, `f:<instance id>`, `q` or
+/// `t:<instance id>`.
 fn encode_signal(signal: &WakeSignal) -> String {
     match signal {
         WakeSignal::Runnable => "r".to_owned(),
         WakeSignal::Event(id) => format!("e:{id}"),
         WakeSignal::Finished(id) => format!("f:{id}"),
+        WakeSignal::TaskQueued => "q".to_owned(),
+        WakeSignal::TaskDone(id) => format!("t:{id}"),
     }
 }
 
 fn decode_signal(payload: &str) -> Option<WakeSignal> {
     match payload.split_once(':') {
         None if payload == "r" => Some(WakeSignal::Runnable),
+        None if payload == "q" => Some(WakeSignal::TaskQueued),
         Some(("e", id)) => Some(WakeSignal::Event(id.to_owned())),
         Some(("f", id)) => Some(WakeSignal::Finished(id.to_owned())),
+        Some(("t", id)) => Some(WakeSignal::TaskDone(id.to_owned())),
         _ => None,
     }
 }
 
+/// `signal` encoded, unless it is too long for a `NOTIFY` (an instance id of about 8000 bytes):
+/// signals are hints, and the engine still polls.
+fn notice(signal: &WakeSignal) -> Option<String> {
+    let notice = encode_signal(signal);
+    let fits = notice.len() < MAX_NOTICE;
+    if !fits {
+        tracing::debug!(bytes = notice.len(), "postgres: a wake signal is too long for NOTIFY; not sent");
+    }
+    fits.then_some(notice)
+}
+
 /// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
 /// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
-/// unclaimable), an `Event` per instance it adds events for and a `Finished` per instance it
-/// finishes. A signal too long for a `NOTIFY` (an instance id of about 8000 bytes) is dropped:
-/// signals are hints, and the engine still polls.
+/// unclaimable), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
+/// `Finished` per instance it finishes. A signal too long for a `NOTIFY` (an instance id of about
+/// 8000 bytes) is dropped: signals are hints, and the engine still polls.
 fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
     let mut runnable = false;
+    let mut queued = false;
     let mut events = HashSet::new();
     let mut finished = HashSet::new();
     let mut signals = Vec::new();
@@ -377,6 +412,7 @@ fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
             | WriteOp::Evict { .. }
             | WriteOp::SetWake { .. }
             | WriteOp::ContinueAsNew { .. } => runnable = true,
+            WriteOp::EnqueueTask(_) => queued = true,
             WriteOp::AddEvent { instance_id, .. } if events.insert(instance_id.as_str()) => {
                 signals.push(WakeSignal::Event(instance_id.clone()))
             }
@@ -389,15 +425,9 @@ fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
     runnable
         .then_some(WakeSignal::Runnable)
         .into_iter()
+        .chain(queued.then_some(WakeSignal::TaskQueued))
         .chain(signals)
-        .map(|signal| encode_signal(&signal))
-        .filter(|notice| {
-            let fits = notice.len() < MAX_NOTICE;
-            if !fits {
-                tracing::debug!(bytes = notice.len(), "postgres: a wake signal is too long for NOTIFY; not sent");
-            }
-            fits
-        })
+        .filter_map(|signal| notice(&signal))
         .collect()
 }
 
@@ -560,6 +590,18 @@ fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
             WriteOp::SetCustomStatus { id, custom_status, .. } => {
                 ("SetCustomStatus", id, &[("id", Some(id.as_str())), ("custom_status", custom_status.as_deref())])
             }
+            WriteOp::EnqueueTask(t) => (
+                "EnqueueTask",
+                &t.instance_id,
+                &[
+                    ("instance_id", Some(t.instance_id.as_str())),
+                    ("name", Some(t.name.as_str())),
+                    ("input", Some(t.input.as_str())),
+                ],
+            ),
+            WriteOp::DeleteTask { instance_id, .. } => {
+                ("DeleteTask", instance_id, &[("instance_id", Some(instance_id.as_str()))])
+            }
         };
         if let Some((field, _)) = fields.iter().find(|(_, text)| text.is_some_and(|text| text.contains('\0'))) {
             return Err(StoreError::Backend(format!(
@@ -595,10 +637,30 @@ const CONSUME: &str = "UPDATE events AS e SET consumed_generation = v.generation
 const SET_STATUS: &str = "UPDATE instances AS i SET status = v.status, updated_at = v.updated_at \
      FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, status, updated_at) WHERE i.id = v.id";
 
-const FINISH: &str = "UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
+/// Finishes the instances that exist and deletes the tasks of every named one (existing or not).
+const FINISH: &str = "WITH finished AS (\
+     UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
      updated_at = v.updated_at, completed_at = v.completed_at, owner = NULL, lease_until = NULL \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
-     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id";
+     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id) \
+     DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
+
+/// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
+/// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
+const ENQUEUE_TASK: &str = "INSERT INTO activity_tasks \
+     (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
+     $8::int8[], $9::int8[]) \
+     ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+     name = EXCLUDED.name, input = EXCLUDED.input, attempt = EXCLUDED.attempt, \
+     start_to_close_ms = EXCLUDED.start_to_close_ms, heartbeat_timeout_ms = EXCLUDED.heartbeat_timeout_ms, \
+     visible_at = EXCLUDED.visible_at, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
+     outcome = NULL, finished_at = NULL \
+     WHERE activity_tasks.attempt < EXCLUDED.attempt";
+
+const DELETE_TASK: &str = "DELETE FROM activity_tasks AS t \
+     USING UNNEST($1::text[], $2::int8[], $3::int8[]) AS v (instance_id, generation, seq) \
+     WHERE t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq";
 
 const ADD_EVENT: &str = "INSERT INTO events (seq, instance_id, name, payload, created_at) \
      SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])";
@@ -615,8 +677,8 @@ const EVICT: &str = "UPDATE instances AS i SET owner = NULL, lease_until = NULL,
 const SET_CUSTOM_STATUS: &str = "UPDATE instances AS i SET custom_status = v.custom_status, updated_at = v.updated_at \
      FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, custom_status, updated_at) WHERE i.id = v.id";
 
-/// Restarts the instances that exist and deletes their older journal and consumed events, in one
-/// statement: the deletes see the rows earlier statements of the batch wrote.
+/// Restarts the instances that exist and deletes their older journal and tasks and their consumed
+/// events, in one statement: the deletes see the rows earlier statements of the batch wrote.
 const CONTINUE_AS_NEW: &str = "WITH continued AS (\
      UPDATE instances AS i SET input = v.input, generation = v.generation, status = 'Running', output = NULL, \
      error = NULL, updated_at = v.updated_at, completed_at = NULL \
@@ -625,7 +687,9 @@ const CONTINUE_AS_NEW: &str = "WITH continued AS (\
      old_records AS (DELETE FROM journal AS j USING continued AS c \
      WHERE j.instance_id = c.id AND j.generation < c.generation), \
      consumed AS (DELETE FROM events AS e USING continued AS c \
-     WHERE e.instance_id = c.id AND e.consumed_by_seq IS NOT NULL) \
+     WHERE e.instance_id = c.id AND e.consumed_by_seq IS NOT NULL), \
+     old_tasks AS (DELETE FROM activity_tasks AS t USING continued AS c \
+     WHERE t.instance_id = c.id AND t.generation < c.generation) \
      SELECT count(*) FROM continued";
 
 /// The claim: the oldest `$5` runnable instances of the workflows `$3` at `$4`, locked so that no
@@ -653,6 +717,32 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The task claim: the oldest `$5` unfinished tasks of the activities `$3` visible at `$4`, unowned
+/// or with a lapsed lease, locked so that no concurrent claim takes them (it skips them instead of
+/// waiting), taken for worker `$1` until `$2`. The outcome test is spelled as in the partial index
+/// `activity_tasks_unfinished`, which is already in claim order.
+static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
+    let returned: Vec<String> = TASK_COLUMNS.iter().map(|column| format!("t.{column}")).collect();
+    format!(
+        "WITH picked AS (SELECT instance_id, generation, seq FROM activity_tasks \
+         WHERE outcome IS NULL AND visible_at <= $4 AND name = ANY($3) \
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4) \
+         ORDER BY visible_at, instance_id, generation, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 FROM picked \
+         WHERE t.instance_id = picked.instance_id AND t.generation = picked.generation AND t.seq = picked.seq \
+         RETURNING {}",
+        returned.join(", ")
+    )
+});
+
+static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM activity_tasks WHERE instance_id = ANY($1) AND outcome IS NOT NULL \
+         ORDER BY instance_id, generation, seq",
+        TASK_COLUMNS.join(", ")
+    )
+});
+
 static SELECT_INSTANCE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM instances WHERE id = $1", INSTANCE_COLUMNS.join(", ")));
 
@@ -663,6 +753,7 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, F
     let mut skipped = Vec::new();
     for layer in &plan.layers {
         put_records(&mut *conn, layer).await?;
+        change_tasks(&mut *conn, layer).await?;
         consume_events(&mut *conn, layer).await?;
         skipped.extend(create_instances(&mut *conn, layer).await?);
         set_statuses(&mut *conn, layer).await?;
@@ -721,6 +812,36 @@ async fn put_records(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), F
         .execute(conn)
         .await
         .map_err(failed("writing journal records"))?;
+    Ok(())
+}
+
+async fn change_tasks(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    let deleted: Vec<_> = layer.tasks.iter().filter(|change| change.delete).map(|change| change.key).collect();
+    if !deleted.is_empty() {
+        sqlx::query(DELETE_TASK)
+            .bind(deleted.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+            .bind(deleted.iter().map(|(_, generation, _)| i64::from(*generation)).collect::<Vec<_>>())
+            .bind(deleted.iter().map(|(_, _, seq)| i64::from(*seq)).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .map_err(failed("deleting tasks"))?;
+    }
+    let queued: Vec<&TaskRecord> = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
+    if !queued.is_empty() {
+        sqlx::query(ENQUEUE_TASK)
+            .bind(queued.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| i64::from(t.generation)).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| i64::from(t.seq)).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| t.input.as_str()).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| i64::from(t.attempt)).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| t.start_to_close_ms).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| t.heartbeat_timeout_ms).collect::<Vec<_>>())
+            .bind(queued.iter().map(|t| t.visible_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .map_err(failed("queueing tasks"))?;
+    }
     Ok(())
 }
 
@@ -963,36 +1084,145 @@ impl Store for PostgresStore {
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        retrying(|| async move {
-            let result = sqlx::query("UPDATE instances SET lease_until = $2 WHERE owner = $1")
-                .bind(worker)
-                .bind(lease_until)
-                .execute(&self.pool)
-                .await
-                .map_err(failed("renewing leases"))?;
-            Ok(result.rows_affected())
+        let renewed: i64 = retrying(|| async move {
+            sqlx::query_scalar(
+                "WITH instances AS (UPDATE instances SET lease_until = $2 WHERE owner = $1 RETURNING 1), \
+                 tasks AS (UPDATE activity_tasks SET lease_until = $2 WHERE owner = $1 AND outcome IS NULL RETURNING 1) \
+                 SELECT (SELECT count(*) FROM instances) + (SELECT count(*) FROM tasks)",
+            )
+            .bind(worker)
+            .bind(lease_until)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("renewing leases"))
         })
-        .await
+        .await?;
+        Ok(u64::try_from(renewed).unwrap_or_default())
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        // The Runnable signal goes in the same statement, so it is sent exactly when leases were
-        // released, at their commit.
+        // The signals go in the same statement, so they are sent exactly when leases were released,
+        // at their commit: Runnable for instances, TaskQueued for tasks.
         let released: i64 = retrying(|| async move {
             sqlx::query_scalar(
-                "WITH released AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
-                 counted AS (SELECT count(*) AS released FROM released) \
-                 SELECT released, CASE WHEN released > 0 THEN pg_notify($2, $3) END FROM counted",
+                "WITH instances AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
+                 tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
+                 WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
+                 counted AS (SELECT (SELECT count(*) FROM instances) AS instances, (SELECT count(*) FROM tasks) AS tasks) \
+                 SELECT instances + tasks, CASE WHEN instances > 0 THEN pg_notify($2, $3) END, \
+                 CASE WHEN tasks > 0 THEN pg_notify($2, $4) END FROM counted",
             )
             .bind(worker)
             .bind(&self.channel)
             .bind(encode_signal(&WakeSignal::Runnable))
+            .bind(encode_signal(&WakeSignal::TaskQueued))
             .fetch_one(&self.pool)
             .await
             .map_err(failed("releasing leases"))
         })
         .await?;
         Ok(u64::try_from(released).unwrap_or_default())
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if activities.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = retrying(|| async move {
+            sqlx::query(&CLAIM_TASKS)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(activities)
+                .bind(now)
+                .bind(to_i64(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("claiming tasks"))
+        })
+        .await?;
+        let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(|a, b| {
+            (a.visible_at, &a.instance_id, a.generation, a.seq).cmp(&(
+                b.visible_at,
+                &b.instance_id,
+                b.generation,
+                b.seq,
+            ))
+        });
+        Ok(claimed)
+    }
+
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        for (field, text) in [("worker", worker), ("instance_id", instance_id), ("payload", outcome.payload.as_str())] {
+            if text.contains('\0') {
+                return Err(StoreError::Backend(format!(
+                    "postgres: completing task {seq} of instance {instance_id:?}: `{field}` holds a NUL character, \
+                     which PostgreSQL text cannot store"
+                )));
+            }
+        }
+        // The TaskDone signal goes in the same statement, so it is sent exactly when the outcome
+        // was stored, at its commit.
+        let signal = notice(&WakeSignal::TaskDone(instance_id.to_owned()));
+        let completed: i64 = retrying(|| {
+            let signal = signal.as_deref();
+            async move {
+                sqlx::query_scalar(
+                    "WITH done AS (UPDATE activity_tasks SET outcome_succeeded = $6, outcome = $7, finished_at = $8 \
+                     WHERE instance_id = $1 AND generation = $2 AND seq = $3 AND attempt = $4 AND owner = $5 \
+                     AND outcome IS NULL RETURNING 1), \
+                     counted AS (SELECT count(*) AS done FROM done) \
+                     SELECT done, CASE WHEN done > 0 AND $10::text IS NOT NULL THEN pg_notify($9, $10) END \
+                     FROM counted",
+                )
+                .bind(instance_id)
+                .bind(i64::from(generation))
+                .bind(i64::from(seq))
+                .bind(i64::from(attempt))
+                .bind(worker)
+                .bind(outcome.succeeded)
+                .bind(outcome.payload.as_str())
+                .bind(outcome.finished_at)
+                .bind(&self.channel)
+                .bind(signal)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed("completing a task"))
+            }
+        })
+        .await?;
+        let completed = completed > 0;
+        if completed {
+            self.stats.record_commit(1);
+        }
+        Ok(completed)
+    }
+
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&FINISHED_TASKS)
+            .bind(instance_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading finished tasks"))?;
+        rows.iter().map(task_from_row).collect()
     }
 
     fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
@@ -1030,11 +1260,15 @@ mod tests {
             WakeSignal::Event("a:b/é".into()),
             WakeSignal::Finished(String::new()),
             WakeSignal::Event("e:x".into()),
+            WakeSignal::TaskQueued,
+            WakeSignal::TaskDone("t:ü/1".into()),
+            WakeSignal::TaskDone(String::new()),
         ] {
             assert_eq!(decode_signal(&encode_signal(&signal)), Some(signal));
         }
         assert_eq!(decode_signal("x:1"), None);
         assert_eq!(decode_signal("rr"), None);
+        assert_eq!(decode_signal("q:x"), None);
     }
 
     #[test]
@@ -1062,6 +1296,28 @@ mod tests {
             event(&"x".repeat(MAX_NOTICE)),
         ];
         assert_eq!(batch_notices(&ops), ["r", "e:a", "f:b"]);
+        let task = TaskRecord {
+            instance_id: "a".into(),
+            generation: 0,
+            seq: 0,
+            name: "n".into(),
+            input: "1".into(),
+            attempt: 1,
+            start_to_close_ms: None,
+            heartbeat_timeout_ms: None,
+            visible_at: 1,
+            owner: None,
+            lease_until: None,
+            outcome: None,
+        };
+        let queued = [
+            WriteOp::EnqueueTask(task.clone()),
+            finish("b"),
+            WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 1 },
+            WriteOp::EnqueueTask(task),
+        ];
+        assert_eq!(batch_notices(&queued), ["q", "f:b"], "one TaskQueued per batch");
+        assert!(batch_notices(&[WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 0 }]).is_empty());
         let waiting = [
             WriteOp::Evict { id: "a".into(), wake_at: NEVER },
             WriteOp::SetWake { id: "b".into(), wake_at: Some(NEVER) },

@@ -2,7 +2,9 @@
 //! column that does not decode, or holds a value the engine cannot have written, is a
 //! [`StoreError::Corrupt`] naming the row.
 
-use workflow_core::{EventRecord, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StoreError};
+use workflow_core::{
+    EventRecord, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StoreError, TaskOutcome, TaskRecord,
+};
 
 /// The column types the stores' tables use, read from a backend's row.
 pub(crate) trait Columns {
@@ -14,6 +16,8 @@ pub(crate) trait Columns {
     fn int(&self, row: &str, column: &str) -> Result<i64, StoreError>;
     /// A nullable integer column.
     fn maybe_int(&self, row: &str, column: &str) -> Result<Option<i64>, StoreError>;
+    /// A nullable boolean column (PostgreSQL's BOOLEAN; SQLite's INTEGER 0 or 1).
+    fn maybe_bool(&self, row: &str, column: &str) -> Result<Option<bool>, StoreError>;
 
     /// An integer column holding a `u32`.
     fn uint(&self, row: &str, column: &str) -> Result<u32, StoreError> {
@@ -23,7 +27,7 @@ pub(crate) trait Columns {
 }
 
 macro_rules! columns {
-    ($row:ty) => {
+    ($row:ty, $maybe_bool:expr) => {
         impl Columns for $row {
             fn text(&self, row: &str, column: &str) -> Result<String, StoreError> {
                 sqlx::Row::try_get(self, column).map_err(|error| corrupt(row, column, error))
@@ -40,14 +44,29 @@ macro_rules! columns {
             fn maybe_int(&self, row: &str, column: &str) -> Result<Option<i64>, StoreError> {
                 sqlx::Row::try_get(self, column).map_err(|error| corrupt(row, column, error))
             }
+
+            fn maybe_bool(&self, row: &str, column: &str) -> Result<Option<bool>, StoreError> {
+                $maybe_bool(self, row, column)
+            }
         }
     };
 }
 
+// SQLite has no boolean type: sqlx would read any integer as one (non-zero is true), so the store
+// reads the integer and takes only the 0 and 1 it writes.
 #[cfg(feature = "sqlite")]
-columns!(sqlx::sqlite::SqliteRow);
+columns!(sqlx::sqlite::SqliteRow, |this: &sqlx::sqlite::SqliteRow, row: &str, column: &str| {
+    match this.maybe_int(row, column)? {
+        None => Ok(None),
+        Some(0) => Ok(Some(false)),
+        Some(1) => Ok(Some(true)),
+        Some(other) => Err(corrupt(row, column, format_args!("{other} is not a boolean (0 or 1)"))),
+    }
+});
 #[cfg(feature = "postgres")]
-columns!(sqlx::postgres::PgRow);
+columns!(sqlx::postgres::PgRow, |this: &sqlx::postgres::PgRow, row: &str, column: &str| {
+    sqlx::Row::try_get(this, column).map_err(|error| corrupt(row, column, error))
+});
 
 /// A column that did not decode, as a [`StoreError::Corrupt`] naming the row.
 pub(crate) fn corrupt(row: &str, column: &str, error: impl std::fmt::Display) -> StoreError {
@@ -112,5 +131,47 @@ pub(crate) fn event_from_row(row: &impl Columns, id: &str) -> Result<EventRecord
         name: row.text(&name, "name")?,
         payload: row.text(&name, "payload")?,
         created_at: row.int(&name, "created_at")?,
+    })
+}
+
+/// An `activity_tasks` row. Its outcome columns (`outcome_succeeded`, `outcome`, `finished_at`)
+/// are all set, once the task finished, or all NULL; anything else is corrupt.
+pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError> {
+    let instance_id = row.text("task (unreadable instance id)", "instance_id")?;
+    let unnamed = format!("task of instance {instance_id:?}");
+    let (generation, seq) = (row.int(&unnamed, "generation")?, row.int(&unnamed, "seq")?);
+    let name = format!("task of instance {instance_id:?} generation {generation} seq {seq}");
+    let generation = u32::try_from(generation)
+        .map_err(|_| corrupt(&name, "generation", format_args!("{generation} is not a u32")))?;
+    let seq = u32::try_from(seq).map_err(|_| corrupt(&name, "seq", format_args!("{seq} is not a u32")))?;
+    let outcome = match (
+        row.maybe_bool(&name, "outcome_succeeded")?,
+        row.maybe_text(&name, "outcome")?,
+        row.maybe_int(&name, "finished_at")?,
+    ) {
+        (None, None, None) => None,
+        (Some(succeeded), Some(payload), Some(finished_at)) => Some(TaskOutcome { succeeded, payload, finished_at }),
+        (succeeded, payload, finished_at) => {
+            let column = match (succeeded, payload, finished_at) {
+                (None, _, _) => "outcome_succeeded",
+                (_, None, _) => "outcome",
+                _ => "finished_at",
+            };
+            return Err(corrupt(&name, column, "NULL, but the other outcome columns are set"));
+        }
+    };
+    Ok(TaskRecord {
+        generation,
+        seq,
+        name: row.text(&name, "name")?,
+        input: row.text(&name, "input")?,
+        attempt: row.uint(&name, "attempt")?,
+        start_to_close_ms: row.maybe_int(&name, "start_to_close_ms")?,
+        heartbeat_timeout_ms: row.maybe_int(&name, "heartbeat_timeout_ms")?,
+        visible_at: row.int(&name, "visible_at")?,
+        owner: row.maybe_text(&name, "owner")?,
+        lease_until: row.maybe_int(&name, "lease_until")?,
+        outcome,
+        instance_id,
     })
 }

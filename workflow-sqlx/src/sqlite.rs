@@ -2,7 +2,8 @@
 //!
 //! One writer connection applies every write (a group-committed batch is one `BEGIN IMMEDIATE`
 //! transaction and one commit), so writers never contend with each other; a small pool of
-//! connections serves reads, which WAL lets run beside the writer.
+//! connections serves reads, which WAL lets run beside the writer. Claims (of instances and of
+//! activity tasks) look on a reader first, so an idle poll costs no write.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -17,12 +18,12 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, WriteOp,
-    WriteOutcome,
+    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, TaskOutcome,
+    TaskRecord, WriteOp, WriteOutcome,
 };
 
-use crate::plan::{Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, Wake};
-use crate::rows::{event_from_row, instance_from_row, record_from_row};
+use crate::plan::{Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake};
+use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -34,6 +35,9 @@ const JOURNAL_COLUMNS: &str =
     "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
 
 const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
+
+const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
+     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at";
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -229,10 +233,13 @@ enum Shape {
     Evict,
     SetCustomStatus,
     ContinueAsNew,
+    EnqueueTask,
+    DeleteTask,
+    FinishTasks,
 }
 
 impl Shape {
-    const ALL: [Shape; 10] = [
+    const ALL: [Shape; 13] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -243,6 +250,9 @@ impl Shape {
         Shape::Evict,
         Shape::SetCustomStatus,
         Shape::ContinueAsNew,
+        Shape::EnqueueTask,
+        Shape::DeleteTask,
+        Shape::FinishTasks,
     ];
 
     fn columns(self) -> usize {
@@ -254,6 +264,9 @@ impl Shape {
             Shape::AddEvent => 5,
             Shape::Consume | Shape::ContinueAsNew => 4,
             Shape::SetWake | Shape::Evict => 2,
+            Shape::EnqueueTask => 9,
+            Shape::DeleteTask => 3,
+            Shape::FinishTasks => 1,
         }
     }
 
@@ -288,6 +301,13 @@ impl Shape {
                 "UPDATE instances SET input = v.column2, generation = v.column3, status = 'Running', \
                  output = NULL, error = NULL, updated_at = v.column4, completed_at = NULL FROM (VALUES "
             }
+            Shape::EnqueueTask => {
+                "INSERT INTO activity_tasks \
+                 (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, \
+                 visible_at) VALUES "
+            }
+            Shape::DeleteTask => "DELETE FROM activity_tasks WHERE (instance_id, generation, seq) IN (VALUES ",
+            Shape::FinishTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
         }
     }
 
@@ -319,6 +339,17 @@ impl Shape {
             }
             // The instances that exist, whose old journal and consumed events go next.
             Shape::ContinueAsNew => ") AS v WHERE instances.id = v.column1 RETURNING id, generation",
+            // Queued afresh, or replacing a task of an earlier attempt only (a repeated row, of the
+            // same attempt, changes nothing). The plan gives each key one row per layer.
+            Shape::EnqueueTask => {
+                " ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+                 name = excluded.name, input = excluded.input, attempt = excluded.attempt, \
+                 start_to_close_ms = excluded.start_to_close_ms, heartbeat_timeout_ms = excluded.heartbeat_timeout_ms, \
+                 visible_at = excluded.visible_at, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
+                 outcome = NULL, finished_at = NULL \
+                 WHERE activity_tasks.attempt < excluded.attempt"
+            }
+            Shape::DeleteTask | Shape::FinishTasks => ")",
         }
     }
 
@@ -387,6 +418,13 @@ impl Plan<'_> {
         let mut skipped = Vec::new();
         for layer in &self.layers {
             run_chunks(&mut *conn, Shape::Put, &layer.puts, bind_put, "writing journal records").await?;
+            if !layer.tasks.is_empty() {
+                let deleted: Vec<&TaskKey<'_>> =
+                    layer.tasks.iter().filter(|change| change.delete).map(|change| &change.key).collect();
+                run_chunks(&mut *conn, Shape::DeleteTask, &deleted, bind_task_key, "deleting tasks").await?;
+                let queued: Vec<&TaskRecord> = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
+                run_chunks(&mut *conn, Shape::EnqueueTask, &queued, bind_enqueue, "queueing tasks").await?;
+            }
             run_chunks(&mut *conn, Shape::Consume, &layer.consumes, bind_consume, "consuming events").await?;
             let rows = run_chunks(&mut *conn, Shape::Create, &layer.creates, bind_create, "creating instances").await?;
             let mut created = HashSet::with_capacity(rows.len());
@@ -396,6 +434,8 @@ impl Plan<'_> {
             skipped.extend(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index));
             run_chunks(&mut *conn, Shape::SetStatus, &layer.statuses, bind_status, "setting statuses").await?;
             run_chunks(&mut *conn, Shape::Finish, &layer.finishes, bind_finish, "finishing instances").await?;
+            let finishing = "deleting the tasks of finished instances";
+            run_chunks(&mut *conn, Shape::FinishTasks, &layer.finishes, bind_finish_id, finishing).await?;
             let bind = |query, event| bind_event(query, event, last_event);
             let added = run_chunks(&mut *conn, Shape::AddEvent, &layer.events, bind, "adding events").await?;
             if added.len() != layer.events.len() {
@@ -426,6 +466,12 @@ impl Plan<'_> {
                     .execute(&mut *conn)
                     .await
                     .map_err(backend("deleting consumed events"))?;
+                sqlx::query("DELETE FROM activity_tasks WHERE instance_id = ? AND generation < ?")
+                    .bind(id.as_str())
+                    .bind(generation)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend("deleting the tasks of older generations"))?;
             }
         }
         skipped.sort_unstable();
@@ -492,6 +538,10 @@ fn bind_finish<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
         .bind(finish.status.is_terminal().then_some(finish.updated_at))
 }
 
+fn bind_finish_id<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
+    query.bind(finish.id)
+}
+
 fn bind_event<'q>(query: Query<'q>, event: &'q NewEvent<'q>, last_event: i64) -> Query<'q> {
     query
         .bind(last_event + event.number)
@@ -517,6 +567,24 @@ fn bind_custom<'q>(query: Query<'q>, custom: &'q CustomStatus<'q>) -> Query<'q> 
     query.bind(custom.id).bind(custom.custom_status).bind(custom.updated_at)
 }
 
+fn bind_task_key<'q>(query: Query<'q>, key: &'q &'q TaskKey<'q>) -> Query<'q> {
+    let (instance_id, generation, seq) = **key;
+    query.bind(instance_id).bind(i64::from(generation)).bind(i64::from(seq))
+}
+
+fn bind_enqueue<'q>(query: Query<'q>, task: &'q &'q TaskRecord) -> Query<'q> {
+    query
+        .bind(task.instance_id.as_str())
+        .bind(i64::from(task.generation))
+        .bind(i64::from(task.seq))
+        .bind(task.name.as_str())
+        .bind(task.input.as_str())
+        .bind(i64::from(task.attempt))
+        .bind(task.start_to_close_ms)
+        .bind(task.heartbeat_timeout_ms)
+        .bind(task.visible_at)
+}
+
 fn bind_continue<'q>(query: Query<'q>, continued: &'q Continue<'q>) -> Query<'q> {
     query.bind(continued.id).bind(continued.input).bind(i64::from(continued.generation)).bind(continued.updated_at)
 }
@@ -536,6 +604,28 @@ fn claimable(workflows: usize) -> (String, String) {
         format!("status IN ('Pending', 'Running') AND wake_at IS NULL AND {free}"),
         format!("status IN ('Pending', 'Running') AND wake_at <= ?1 AND {free}"),
     )
+}
+
+/// The tasks `claim_tasks` may take, as a condition: unfinished, visible at `?1`, of the activities
+/// bound from `?3` on (`?2` is the limit), unowned or with a lapsed lease. The outcome test is
+/// spelled as in the partial index `activity_tasks_unfinished`, so SQLite uses it.
+fn claimable_tasks(activities: usize) -> String {
+    let names: Vec<String> = (0..activities).map(|i| format!("?{}", i + 3)).collect();
+    format!(
+        "outcome IS NULL AND visible_at <= ?1 AND name IN ({}) \
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)",
+        names.join(", ")
+    )
+}
+
+/// A task's key, the order `finished_tasks` returns them in.
+fn task_key(task: &TaskRecord) -> (&str, u32, u32) {
+    (task.instance_id.as_str(), task.generation, task.seq)
+}
+
+/// The order `claim_tasks` returns tasks in: oldest first, ties by key.
+fn task_order(task: &TaskRecord) -> (Millis, (&str, u32, u32)) {
+    (task.visible_at, task_key(task))
 }
 
 #[async_trait]
@@ -657,22 +747,135 @@ impl Store for SqliteStore {
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        let result = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a renewal"))?;
+        let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
             .bind(lease_until)
             .bind(worker)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(backend("renewing leases"))?;
-        Ok(result.rows_affected())
+        let tasks = sqlx::query("UPDATE activity_tasks SET lease_until = ? WHERE owner = ? AND outcome IS NULL")
+            .bind(lease_until)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("renewing task leases"))?;
+        tx.commit().await.map_err(backend("committing a renewal"))?;
+        Ok(instances.rows_affected() + tasks.rows_affected())
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        let result = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a release"))?;
+        let instances = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
             .bind(worker)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(backend("releasing leases"))?;
-        Ok(result.rows_affected())
+        let tasks = sqlx::query(
+            "UPDATE activity_tasks SET owner = NULL, lease_until = NULL WHERE owner = ? AND outcome IS NULL",
+        )
+        .bind(worker)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("releasing task leases"))?;
+        tx.commit().await.map_err(backend("committing a release"))?;
+        Ok(instances.rows_affected() + tasks.rows_affected())
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if activities.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claimable = claimable_tasks(activities.len());
+
+        // Look before taking the write lock: an idle poll costs a read, not a commit.
+        let probe = format!("SELECT 1 FROM activity_tasks WHERE {claimable} LIMIT ?2");
+        let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
+        for activity in activities {
+            query = query.bind(activity.as_str());
+        }
+        let any = query.fetch_optional(&self.reader).await.map_err(backend("looking for claimable tasks"))?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+
+        // Re-selected under the write lock, so exact however many workers raced.
+        let n = activities.len();
+        let claim = format!(
+            "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
+             WHERE (instance_id, generation, seq) IN \
+             (SELECT instance_id, generation, seq FROM activity_tasks WHERE {claimable} \
+             ORDER BY visible_at, instance_id, generation, seq LIMIT ?2) \
+             RETURNING {TASK_COLUMNS}",
+            worker = n + 3,
+            until = n + 4,
+        );
+        let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
+        for activity in activities {
+            query = query.bind(activity.as_str());
+        }
+        let query = query.bind(worker).bind(lease_until);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a task claim"))?;
+        let rows = query.fetch_all(&mut *tx).await.map_err(backend("claiming tasks"))?;
+        tx.commit().await.map_err(backend("committing a task claim"))?;
+        let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
+        Ok(claimed)
+    }
+
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE activity_tasks SET outcome_succeeded = ?, outcome = ?, finished_at = ? \
+             WHERE instance_id = ? AND generation = ? AND seq = ? AND attempt = ? AND owner = ? AND outcome IS NULL",
+        )
+        .bind(outcome.succeeded)
+        .bind(outcome.payload.as_str())
+        .bind(outcome.finished_at)
+        .bind(instance_id)
+        .bind(i64::from(generation))
+        .bind(i64::from(seq))
+        .bind(i64::from(attempt))
+        .bind(worker)
+        .execute(&self.writer)
+        .await
+        .map_err(backend("completing a task"))?;
+        let completed = result.rows_affected() > 0;
+        if completed {
+            self.stats.record_commit(1);
+        }
+        Ok(completed)
+    }
+
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut finished = Vec::new();
+        let unique: Vec<&str> = instance_ids.iter().map(String::as_str).collect::<HashSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN ({marks}) AND outcome IS NOT NULL"
+            );
+            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+            for row in query.fetch_all(&self.reader).await.map_err(backend("reading finished tasks"))? {
+                finished.push(task_from_row(&row)?);
+            }
+        }
+        finished.sort_by(|a, b| task_key(a).cmp(&task_key(b)));
+        Ok(finished)
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {
