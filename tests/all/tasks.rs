@@ -175,7 +175,7 @@ async fn a_task_whose_worker_vanished_is_run_by_another_after_its_lease() {
     let store = memory();
     let owner = owner(&store, "vanish-owner", ActivityDispatch::Shared).await;
     let first = executor(&store, "vanish-exec-1", 4).await;
-    let handle = one_stuck::start(&owner.client(), ()).await.unwrap();
+    let handle = one_stuck::start(&owner.client()).await.unwrap();
     let id = handle.instance_id().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while count(&id, "stuck_once") == 0 {
