@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use workflow::prelude::*;
-use workflow::{PostgresOptions, PostgresStore, RecordStatus, Store};
+use workflow::{ActivityDispatch, PostgresOptions, PostgresStore, RecordStatus, Store};
 
 use crate::support::bump;
 
@@ -103,7 +103,13 @@ async fn pg_child() {
         }
         return;
     }
-    let _runtime = worker_runtime(store, &format!("worker-{}", std::process::id())).build().await.unwrap();
+    // Shared dispatch: a fan-out's activities go through the task queue, so both processes run
+    // steps of the same instance.
+    let _runtime = worker_runtime(store, &format!("worker-{}", std::process::id()))
+        .activity_dispatch(ActivityDispatch::Shared)
+        .build()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 
@@ -202,6 +208,15 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
         by_pid(b_pid)
     );
     assert!(by_pid(b_pid) > by_pid(a_pid) / 2, "b took over a's instances");
+    // Activities, not only instances, spread: some instance had its steps run by both processes.
+    let mixed = (0..INSTANCES)
+        .filter(|i| {
+            let pids: HashSet<u32> =
+                (0..ITEMS).filter_map(|seq| runs.get(&(format!("dist-{i}"), seq))).flatten().copied().collect();
+            pids.contains(&a_pid) && pids.contains(&b_pid)
+        })
+        .count();
+    assert!(mixed > 0, "no instance had its fan-out run on both workers");
 }
 
 #[tokio::test]
