@@ -5,6 +5,8 @@ compile_error!("enable at least one store feature of `workflow`: `sqlite` (the d
 
 pub use workflow_core::*;
 pub use workflow_macros::{activity, workflow};
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "postgres")]
 pub use workflow_sqlx::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]

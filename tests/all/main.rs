@@ -6,6 +6,9 @@ mod crash;
 mod distributed;
 mod durable;
 mod engine;
+#[cfg(feature = "http")]
+mod http;
+mod manage;
 mod spans;
 mod support;
 mod tasks;

@@ -80,6 +80,8 @@ pub(crate) struct InstanceState {
     pub(crate) seen_events: HashSet<i64>,
     /// The custom status this run set last, if it set one.
     pub(crate) custom_status: Option<Option<String>>,
+    /// For each seq issued by a fan-out, the fan-out's first seq.
+    pub(crate) parallel_groups: BTreeMap<u32, u32>,
 }
 
 pub(crate) struct InstanceShared {
@@ -135,6 +137,7 @@ impl WorkflowContext {
             taken_events: HashSet::new(),
             seen_events: HashSet::new(),
             custom_status: None,
+            parallel_groups: BTreeMap::new(),
         };
         Self {
             shared: Arc::new(InstanceShared {
@@ -190,7 +193,20 @@ impl WorkflowContext {
     /// Calls activity `A` once per input, in parallel. Prefer the generated
     /// `my_activity::fan_out(&ctx, inputs)`.
     pub fn fan_out<A: ActivityDef>(&self, inputs: impl IntoIterator<Item = A::Input>) -> FanOut<ActivityCall<A>> {
-        FanOut::new(inputs.into_iter().map(|input| self.call_activity::<A>(input)).collect())
+        let calls: Vec<ActivityCall<A>> = inputs.into_iter().map(|input| self.call_activity::<A>(input)).collect();
+        self.mark_parallel(calls.iter().map(|call| call.seq));
+        FanOut::new(calls)
+    }
+
+    /// Records that these seqs were issued together (a fan-out), for the journal and diagrams.
+    pub(crate) fn mark_parallel(&self, seqs: impl Iterator<Item = u32>) {
+        let seqs: Vec<u32> = seqs.collect();
+        if let (Some(first), true) = (seqs.first().copied(), seqs.len() > 1) {
+            let mut state = self.state();
+            for seq in seqs {
+                state.parallel_groups.insert(seq, first);
+            }
+        }
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, InstanceState> {
@@ -357,6 +373,7 @@ impl WorkflowContext {
             attempt: 1,
             due_at: None,
             recorded_at: self.clock_now(),
+            parallel_group: self.state().parallel_groups.get(&seq).copied(),
         }
     }
 

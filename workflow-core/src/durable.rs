@@ -78,7 +78,9 @@ impl WorkflowContext {
         &self,
         inputs: impl IntoIterator<Item = W::Input>,
     ) -> crate::FanOut<ChildCall<W>> {
-        crate::FanOut::new(inputs.into_iter().map(|input| self.call_child::<W>(input)).collect())
+        let calls: Vec<ChildCall<W>> = inputs.into_iter().map(|input| self.call_child::<W>(input)).collect();
+        self.mark_parallel(calls.iter().map(|call| call.seq));
+        crate::FanOut::new(calls)
     }
 
     /// Restarts this instance with `input` and an empty journal, keeping its id. Events raised

@@ -8,9 +8,11 @@ mod client;
 mod clock;
 mod committer;
 mod context;
+mod diagram;
 mod durable;
 mod engine;
 mod error;
+mod manage;
 mod memory;
 mod registry;
 mod retry;
@@ -22,15 +24,17 @@ mod time;
 pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use context::{ActivityCall, ActivityContext, FanOut, WorkflowContext};
+pub use diagram::{render_mermaid, DiagramInstance, DiagramStep};
 pub use durable::{ChildCall, Either, EventWait, Race, Timer};
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
+pub use manage::{HistoryEvent, InstancePage, ListFilter, RetentionPolicy, ReusePolicy, MAX_PAGE_SIZE};
 pub use memory::MemoryStore;
 pub use registry::{ActivityDef, ActivityOptions, BoxFuture, Payload, WorkflowDef};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter,
+    Store, StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 pub use tasks::ActivityDispatch;
 pub use time::rfc3339;

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::store::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
+    StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
 
 /// A task's key: (instance, generation, seq).
@@ -132,7 +132,13 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
         WriteOp::DeleteTask { instance_id, generation, seq } => {
             tables.tasks.remove(&(instance_id.clone(), *generation, *seq));
         }
-        WriteOp::AssertOwner { .. } => {}
+        WriteOp::AssertOwner { .. } | WriteOp::AssertStatus { .. } => {}
+        WriteOp::Purge { id } => {
+            tables.instances.remove(id);
+            tables.journal.retain(|(owner, _), _| owner != id);
+            tables.events.retain(|_, (event, _)| &event.instance_id != id);
+            tables.tasks.retain(|(instance, _, _), _| instance != id);
+        }
         WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
             if let Some(instance) = tables.instances.get_mut(id) {
                 instance.custom_status = custom_status.clone();
@@ -159,6 +165,28 @@ fn fenced(instances: &HashMap<String, InstanceRecord>, ops: &[WriteOp]) -> Vec<S
     fenced
 }
 
+/// The first `AssertStatus` op (in op order) that does not hold.
+fn conflict(instances: &HashMap<String, InstanceRecord>, ops: &[WriteOp]) -> Option<StoreError> {
+    ops.iter().find_map(|op| match op {
+        WriteOp::AssertStatus { id, allowed } => {
+            let status = instances.get(id).map(|i| i.status);
+            (!status.is_some_and(|s| allowed.contains(&s))).then(|| StoreError::Conflict { id: id.clone(), status })
+        }
+        _ => None,
+    })
+}
+
+/// Whether an instance matches a list query's filters (not its paging).
+fn matches(query: &InstanceQuery, instance: &InstanceRecord) -> bool {
+    (query.statuses.is_empty() || query.statuses.contains(&instance.status))
+        && query.workflow.as_ref().is_none_or(|w| *w == instance.workflow)
+        && query.created_after.is_none_or(|t| instance.created_at >= t)
+        && query.created_before.is_none_or(|t| instance.created_at < t)
+        && query.updated_before.is_none_or(|t| instance.updated_at < t)
+        && query.parent_id.as_ref().is_none_or(|p| instance.parent_id.as_ref() == Some(p))
+        && query.after.as_ref().is_none_or(|(t, id)| (instance.created_at, &instance.id) > (*t, id))
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
@@ -166,6 +194,9 @@ impl Store for MemoryStore {
         let fenced = fenced(&tables.instances, ops);
         if !fenced.is_empty() {
             return Err(StoreError::Fenced(fenced));
+        }
+        if let Some(conflict) = conflict(&tables.instances, ops) {
+            return Err(conflict);
         }
         let mut outcome = WriteOutcome::default();
         for op in ops {
@@ -219,6 +250,13 @@ impl Store for MemoryStore {
                 instance.clone()
             })
             .collect())
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        let tables = self.lock()?;
+        let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found.into_iter().take(query.limit).cloned().collect())
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

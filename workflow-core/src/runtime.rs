@@ -11,6 +11,7 @@ use crate::clock::{millis, Clock, SystemClock};
 use crate::committer::Committer;
 use crate::engine::{CompletionHub, Engine};
 use crate::error::Error;
+use crate::manage::RetentionPolicy;
 use crate::registry::{ActivityDef, Registry, WorkflowDef};
 use crate::store::{Store, WriteOp};
 use crate::tasks::{self, ActivityDispatch, TaskHub};
@@ -29,6 +30,7 @@ pub struct RuntimeBuilder {
     evict_idle_after: Duration,
     claim_batch: usize,
     dispatch: ActivityDispatch,
+    retention: Option<(RetentionPolicy, Duration)>,
 }
 
 impl Default for RuntimeBuilder {
@@ -46,6 +48,7 @@ impl Default for RuntimeBuilder {
             evict_idle_after: Duration::from_secs(30),
             claim_batch: 64,
             dispatch: ActivityDispatch::Local,
+            retention: None,
         }
     }
 }
@@ -137,6 +140,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Purges finished instances older than `policy` allows, checking every `every`. Several
+    /// workers may do this on one store; a purge that loses a race changes nothing.
+    pub fn retention(mut self, policy: RetentionPolicy, every: Duration) -> Self {
+        self.retention = Some((policy, every.max(Duration::from_millis(10))));
+        self
+    }
+
     /// Starts the runtime's tasks on the current tokio runtime.
     pub async fn build(self) -> Result<Runtime, Error> {
         if !self.errors.is_empty() {
@@ -185,6 +195,9 @@ impl RuntimeBuilder {
             tokio::spawn(renew_loop(engine.clone())),
             tokio::spawn(tasks::outcome_loop(engine.clone(), self.poll_interval)),
         ];
+        if let Some((policy, every)) = self.retention {
+            loops.push(tokio::spawn(retention_loop(engine.clone(), policy, every)));
+        }
         if !engine.registry.activities.is_empty() {
             loops.push(tokio::spawn(tasks::task_loop(engine.clone(), self.poll_interval, self.claim_batch)));
         }
@@ -307,6 +320,21 @@ async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) 
         tokio::select! {
             _ = tokio::time::sleep(poll_interval) => {}
             _ = engine.wake_claimer.notified() => {}
+        }
+    }
+}
+
+async fn retention_loop(engine: Arc<Engine>, policy: RetentionPolicy, every: Duration) {
+    let client = Client::local(engine.clone());
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        match client.purge_expired(&policy).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "retention purged finished instances"),
+            Err(error) => tracing::warn!(%error, "retention purge failed"),
         }
     }
 }

@@ -181,6 +181,9 @@ pub struct JournalRecord {
     pub due_at: Option<Millis>,
     /// When this record was written.
     pub recorded_at: Millis,
+    /// For a call issued as part of a fan-out (parallel calls): the seq of the fan-out's first
+    /// call, the same for every call of it. Drawn side by side in diagrams.
+    pub parallel_group: Option<u32>,
 }
 
 /// An external event in an instance's inbox.
@@ -343,6 +346,22 @@ pub enum WriteOp {
         /// The call's seq.
         seq: u32,
     },
+    /// Fail the whole batch with [`StoreError::Conflict`] unless the instance exists with one of
+    /// the `allowed` statuses, checked before any op of the batch is applied (with the
+    /// `AssertOwner` checks). A client's change of state (terminate, suspend, resume, purge) must
+    /// not overwrite a change that raced it.
+    AssertStatus {
+        /// The instance id.
+        id: String,
+        /// The statuses it may have.
+        allowed: Vec<RuntimeStatus>,
+    },
+    /// Delete an instance and every row of it: the instance, its journal (every generation), its
+    /// events and its tasks.
+    Purge {
+        /// The instance id.
+        id: String,
+    },
     /// Set the custom status text (JSON).
     SetCustomStatus {
         /// The instance id.
@@ -406,6 +425,14 @@ pub enum StoreError {
     /// The store's URL or options are not valid.
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// The batch was refused: an `AssertStatus` did not hold (the first in op order that failed).
+    #[error("instance `{id}` is {}", .status.map_or("missing", |s| s.as_str()))]
+    Conflict {
+        /// The instance id.
+        id: String,
+        /// Its status; `None` if it does not exist.
+        status: Option<RuntimeStatus>,
+    },
 }
 
 impl StoreError {
@@ -413,6 +440,28 @@ impl StoreError {
     pub fn backend(error: impl std::fmt::Display) -> Self {
         Self::Backend(error.to_string())
     }
+}
+
+/// Which instances [`Store::list`] returns: every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceQuery {
+    /// Any of these statuses (all when empty).
+    pub statuses: Vec<RuntimeStatus>,
+    /// This workflow only.
+    pub workflow: Option<String>,
+    /// `created_at >= created_after`.
+    pub created_after: Option<Millis>,
+    /// `created_at < created_before`.
+    pub created_before: Option<Millis>,
+    /// `updated_at < updated_before` (for retention: a finished instance's `updated_at` is
+    /// when it finished).
+    pub updated_before: Option<Millis>,
+    /// Children of this instance only.
+    pub parent_id: Option<String>,
+    /// Only instances after this (created_at, id) in list order (keyset paging).
+    pub after: Option<(Millis, String)>,
+    /// At most this many (0 returns none).
+    pub limit: usize,
 }
 
 /// A hint from the store that something changed, possibly in another process sharing the
@@ -458,6 +507,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// The instances matching `query`, ordered by (created_at, id), at most `query.limit`.
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError>;
 
     /// The unconsumed events of an instance, in arrival order.
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;

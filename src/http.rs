@@ -1,0 +1,289 @@
+//! A Dapr-compatible HTTP API for workflows (feature `http`): an axum [`Router`] to mount in
+//! your own server, on Dapr's workflow routes and JSON shapes, so scripts written against Dapr's
+//! documented `curl` calls work unchanged.
+//!
+//! | route | does | answers |
+//! |---|---|---|
+//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
+//! | `GET /v1.0/workflows/{component}/{instanceId}` | status | 200 status JSON |
+//! | `POST .../{instanceId}/terminate[?non_recursive=true]` (optional body: reason) | terminate | 202 |
+//! | `POST .../{instanceId}/raiseEvent/{eventName}` (body: event JSON) | raise an event | 202 |
+//! | `POST .../{instanceId}/pause`, `.../resume` | suspend, resume | 202 |
+//! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
+//! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
+//! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=` | list | 200 |
+//!
+//! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
+//! name is accepted and ignored (Dapr's is `dapr`). Errors are JSON `{"errorCode", "message"}`:
+//! 400 for a bad request, 404 for an unknown instance, 409 for an instance in the wrong state or
+//! an id that is taken.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use workflow_core::{rfc3339, Client, Error, InstanceStatus, ListFilter, RuntimeStatus};
+
+/// The routes, served with `client` (use [`Runtime::client`](workflow_core::Runtime::client)
+/// to start instances on a local runtime). Mount it with `Router::merge` or serve it alone.
+pub fn router(client: Client) -> Router {
+    let api = Router::new()
+        .route("/workflows/{component}", get(list))
+        .route("/workflows/{component}/{id}", get(status))
+        .route("/workflows/{component}/{id}/start", post(start))
+        .route("/workflows/{component}/{id}/terminate", post(terminate))
+        .route("/workflows/{component}/{id}/raiseEvent/{event}", post(raise_event))
+        .route("/workflows/{component}/{id}/pause", post(pause))
+        .route("/workflows/{component}/{id}/resume", post(resume))
+        .route("/workflows/{component}/{id}/purge", post(purge))
+        .route("/workflows/{component}/{id}/diagram", get(diagram))
+        .with_state(client);
+    Router::new()
+        .nest("/v1.0", api.clone())
+        .nest("/v1.0-beta1", api.clone())
+        .nest("/v1.0-alpha1", api)
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "no such route".to_owned()) })
+}
+
+/// Dapr's name of a runtime status.
+pub fn dapr_status_name(status: RuntimeStatus) -> &'static str {
+    match status {
+        RuntimeStatus::Pending => "PENDING",
+        RuntimeStatus::Running => "RUNNING",
+        RuntimeStatus::Suspended => "SUSPENDED",
+        RuntimeStatus::Completed => "COMPLETED",
+        RuntimeStatus::Failed => "FAILED",
+        RuntimeStatus::Terminated => "TERMINATED",
+        RuntimeStatus::ContinuedAsNew => "CONTINUED_AS_NEW",
+    }
+}
+
+/// Parses Dapr's (or our) name of a runtime status, ignoring case.
+fn parse_status(name: &str) -> Option<RuntimeStatus> {
+    RuntimeStatus::ALL.into_iter().find(|status| {
+        dapr_status_name(*status).eq_ignore_ascii_case(name) || status.as_str().eq_ignore_ascii_case(name)
+    })
+}
+
+/// The status JSON Dapr returns for an instance.
+pub fn status_json(status: &InstanceStatus) -> Value {
+    let mut properties = Map::new();
+    properties.insert("dapr.workflow.input".into(), Value::String(status.input.clone()));
+    if let Some(output) = &status.output {
+        properties.insert("dapr.workflow.output".into(), Value::String(output.clone()));
+    }
+    if let Some(custom) = &status.custom_status {
+        properties.insert("dapr.workflow.custom_status".into(), Value::String(custom.clone()));
+    }
+    if let Some(failure) = &status.failure {
+        properties.insert("dapr.workflow.failure.error_type".into(), Value::String(failure.error_type.clone()));
+        properties.insert("dapr.workflow.failure.error_message".into(), Value::String(failure.message.clone()));
+    }
+    json!({
+        "instanceID": status.instance_id,
+        "workflowName": status.workflow,
+        "createdAt": rfc3339(status.created_at),
+        "lastUpdatedAt": rfc3339(status.updated_at),
+        "runtimeStatus": dapr_status_name(status.status),
+        "properties": properties,
+    })
+}
+
+fn problem(code: StatusCode, error_code: &str, message: String) -> Response {
+    (code, Json(json!({ "errorCode": error_code, "message": message }))).into_response()
+}
+
+fn error_response(error: Error) -> Response {
+    let (code, error_code) = match &error {
+        Error::InstanceNotFound(_) => (StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND"),
+        Error::InvalidInstanceId { .. } => (StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_INVALID"),
+        Error::UnknownWorkflow(_) => (StatusCode::BAD_REQUEST, "ERR_WORKFLOW_NAME_INVALID"),
+        Error::InvalidInput { .. } | Error::InvalidArgument(_) | Error::Serialization(_) => {
+            (StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST")
+        }
+        Error::InstanceExists(_) => (StatusCode::CONFLICT, "ERR_INSTANCE_ID_EXISTS"),
+        Error::InstanceFinished(_) | Error::NotSuspended { .. } | Error::NotFinished { .. } => {
+            (StatusCode::CONFLICT, "ERR_INSTANCE_STATE")
+        }
+        Error::ShutDown => (StatusCode::SERVICE_UNAVAILABLE, "ERR_SHUT_DOWN"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "ERR_WORKFLOW_INTERNAL"),
+    };
+    problem(code, error_code, error.to_string())
+}
+
+fn bad_request(message: impl std::fmt::Display) -> Response {
+    problem(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", message.to_string())
+}
+
+/// A JSON body as text; an empty body is `null`.
+fn json_body(body: &Bytes, what: &str) -> Result<String, Response> {
+    let text = std::str::from_utf8(body).map_err(|_| bad_request(format!("the {what} is not UTF-8")))?;
+    if text.trim().is_empty() {
+        return Ok("null".to_owned());
+    }
+    serde_json::from_str::<Value>(text).map_err(|e| bad_request(format!("the {what} is not valid JSON: {e}")))?;
+    Ok(text.to_owned())
+}
+
+type PathOf<T> = Result<Path<T>, PathRejection>;
+type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn path<T>(path: PathOf<T>) -> Result<T, Response> {
+    path.map(|Path(value)| value).map_err(bad_request)
+}
+
+fn query(query: QueryMap) -> Result<HashMap<String, String>, Response> {
+    query.map(|Query(map)| map).map_err(bad_request)
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, Response> {
+    match query.get(name).map(String::as_str) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+        Some(v) => Err(bad_request(format!("`{name}` must be true or false, got {v:?}"))),
+    }
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Runs a handler body whose early exits are responses.
+async fn respond(body: impl std::future::Future<Output = Result<Response, Response>>) -> Response {
+    body.await.unwrap_or_else(|response| response)
+}
+
+async fn start(
+    State(client): State<Client>,
+    params: PathOf<(String, String)>,
+    params_query: QueryMap,
+    body: Bytes,
+) -> Response {
+    respond(async {
+        let (_component, workflow) = path(params)?;
+        let query = query(params_query)?;
+        let input = json_body(&body, "input")?;
+        let instance_id = query.get("instanceID").or_else(|| query.get("instanceId")).map(String::as_str);
+        let id = client.start_raw(&workflow, instance_id, &input).await.map_err(error_response)?;
+        Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": id }))).into_response())
+    })
+    .await
+}
+
+async fn status(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let status = client.status(&id).await.map_err(error_response)?;
+        Ok(Json(status_json(&status)).into_response())
+    })
+    .await
+}
+
+async fn terminate(
+    State(client): State<Client>,
+    params: PathOf<(String, String)>,
+    params_query: QueryMap,
+    body: Bytes,
+) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let non_recursive = flag(&query(params_query)?, "non_recursive")?;
+        let reason = match serde_json::from_str::<Value>(&json_body(&body, "reason")?) {
+            Ok(Value::Null) | Err(_) => None,
+            Ok(Value::String(text)) => Some(text),
+            Ok(other) => Some(other.to_string()),
+        };
+        client.terminate_with(&id, reason.as_deref(), !non_recursive).await.map_err(error_response)?;
+        Ok(accepted())
+    })
+    .await
+}
+
+async fn raise_event(State(client): State<Client>, params: PathOf<(String, String, String)>, body: Bytes) -> Response {
+    respond(async {
+        let (_component, id, event) = path(params)?;
+        let payload = json_body(&body, "event payload")?;
+        client.raise_event_raw(&id, &event, &payload).await.map_err(error_response)?;
+        Ok(accepted())
+    })
+    .await
+}
+
+async fn pause(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        client.suspend(&id, Some("paused over HTTP")).await.map_err(error_response)?;
+        Ok(accepted())
+    })
+    .await
+}
+
+async fn resume(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        client.resume(&id, Some("resumed over HTTP")).await.map_err(error_response)?;
+        Ok(accepted())
+    })
+    .await
+}
+
+async fn purge(State(client): State<Client>, params: PathOf<(String, String)>, params_query: QueryMap) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let non_recursive = flag(&query(params_query)?, "non_recursive")?;
+        client.purge_with(&id, !non_recursive).await.map_err(error_response)?;
+        Ok(accepted())
+    })
+    .await
+}
+
+async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let text = client.diagram(&id).await.map_err(error_response)?;
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    })
+    .await
+}
+
+async fn list(State(client): State<Client>, params: PathOf<String>, params_query: QueryMap) -> Response {
+    respond(async {
+        let _component = path(params)?;
+        let query = query(params_query)?;
+        let mut filter = ListFilter::default();
+        if let Some(names) = query.get("runtimeStatus") {
+            for name in names.split(',').filter(|n| !n.is_empty()) {
+                let status =
+                    parse_status(name).ok_or_else(|| bad_request(format!("unknown runtimeStatus {name:?}")))?;
+                filter.statuses.push(status);
+            }
+        }
+        filter.workflow = query.get("workflowName").cloned();
+        let time = |key: &str| -> Result<Option<i64>, Response> {
+            query
+                .get(key)
+                .map(|v| v.parse::<i64>().map_err(|_| bad_request(format!("`{key}` must be ms since the epoch"))))
+                .transpose()
+        };
+        filter.created_after = time("createdAfter")?;
+        filter.created_before = time("createdBefore")?;
+        let page_size = match query.get("pageSize") {
+            Some(v) => v.parse::<usize>().map_err(|_| bad_request("`pageSize` must be a positive number"))?,
+            None => 100,
+        };
+        let page = client
+            .list(&filter, page_size, query.get("continuationToken").map(String::as_str))
+            .await
+            .map_err(error_response)?;
+        let instances: Vec<Value> = page.instances.iter().map(status_json).collect();
+        Ok(Json(json!({ "instances": instances, "continuationToken": page.continuation })).into_response())
+    })
+    .await
+}

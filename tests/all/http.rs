@@ -1,0 +1,205 @@
+//! The Dapr-compatible HTTP API, over a real socket: every route, Dapr's shapes, and bad input.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use workflow::prelude::*;
+
+#[workflow]
+async fn http_approval(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
+    ctx.set_custom_status(&"waiting for approval");
+    let approved: bool = ctx.wait_for_event("approve").await?;
+    Ok(format!("{order}: {}", if approved { "approved" } else { "rejected" }))
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _runtime: Runtime,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve() -> Server {
+    let runtime = Runtime::builder()
+        .store(MemoryStore::new())
+        .workflow(http_approval::Workflow)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let app = workflow::http::router(runtime.client());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Server { base, http: reqwest::Client::new(), _runtime: runtime, task }
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn status(&self, id: &str) -> Value {
+        let (code, body) = self.get(&format!("/v1.0/workflows/dapr/{id}")).await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = self.status(id).await;
+            if body["runtimeStatus"] == status {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{id} never reached {status}: {body}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn error_code(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body}"));
+    assert!(value["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    value["errorCode"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn dapr_routes_start_poll_raise_and_complete() {
+    let server = serve().await;
+    let (code, body) = server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=order-7", r#""book""#).await;
+    assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"order-7"}"#));
+
+    let status = server.wait_for("order-7", "RUNNING").await;
+    assert_eq!(status["instanceID"], "order-7");
+    assert_eq!(status["workflowName"], "http_approval");
+    assert_eq!(status["properties"]["dapr.workflow.input"], r#""book""#);
+    assert!(status["createdAt"].as_str().unwrap().ends_with('Z'), "{status}");
+    assert!(status["lastUpdatedAt"].as_str().is_some());
+
+    let (code, _) = server.post("/v1.0/workflows/dapr/order-7/raiseEvent/approve", "true").await;
+    assert_eq!(code, 202);
+    let done = server.wait_for("order-7", "COMPLETED").await;
+    assert_eq!(done["properties"]["dapr.workflow.output"], r#""book: approved""#);
+    assert_eq!(done["properties"]["dapr.workflow.custom_status"], r#""waiting for approval""#);
+
+    let (code, diagram) = server.get("/v1.0/workflows/dapr/order-7/diagram").await;
+    assert_eq!(code, 200);
+    assert!(diagram.starts_with("flowchart"), "{diagram}");
+    assert!(diagram.contains("approve"), "{diagram}");
+
+    let (code, _) = server.post("/v1.0/workflows/dapr/order-7/purge", "").await;
+    assert_eq!(code, 202);
+    let (code, body) = server.get("/v1.0/workflows/dapr/order-7").await;
+    assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn pause_resume_terminate_and_list() {
+    let server = serve().await;
+    // Dapr's older route prefixes answer too, and a start without an id gets one.
+    let (code, body) = server.post("/v1.0-beta1/workflows/dapr/http_approval/start", r#""lamp""#).await;
+    assert_eq!(code, 202);
+    let id = serde_json::from_str::<Value>(&body).unwrap()["instanceID"].as_str().unwrap().to_owned();
+    server.wait_for(&id, "RUNNING").await;
+
+    assert_eq!(server.post(&format!("/v1.0/workflows/dapr/{id}/pause"), "").await.0, 202);
+    server.wait_for(&id, "SUSPENDED").await;
+    // Raised while suspended: buffered, delivered after the resume.
+    assert_eq!(server.post(&format!("/v1.0/workflows/dapr/{id}/raiseEvent/approve"), "false").await.0, 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.status(&id).await["runtimeStatus"], "SUSPENDED");
+    let (code, body) = server.post(&format!("/v1.0/workflows/dapr/{id}/purge"), "").await;
+    assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"), "a suspended instance is not purged");
+    assert_eq!(server.post(&format!("/v1.0/workflows/dapr/{id}/resume"), "").await.0, 202);
+    let done = server.wait_for(&id, "COMPLETED").await;
+    assert_eq!(done["properties"]["dapr.workflow.output"], r#""lamp: rejected""#);
+    let (code, body) = server.post(&format!("/v1.0/workflows/dapr/{id}/resume"), "").await;
+    assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"));
+
+    let (code, _) = server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=doomed", r#""desk""#).await;
+    assert_eq!(code, 202);
+    server.wait_for("doomed", "RUNNING").await;
+    assert_eq!(server.post("/v1.0/workflows/dapr/doomed/terminate", r#""changed my mind""#).await.0, 202);
+    let ended = server.wait_for("doomed", "TERMINATED").await;
+    assert_eq!(ended["properties"]["dapr.workflow.failure.error_message"], "changed my mind");
+    let (code, body) = server.post("/v1.0/workflows/dapr/doomed/terminate", "").await;
+    assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"), "terminating twice is refused");
+
+    let (code, body) = server.get("/v1.0/workflows/dapr?runtimeStatus=COMPLETED,TERMINATED&pageSize=1").await;
+    assert_eq!(code, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["instances"].as_array().unwrap().len(), 1);
+    let token = page["continuationToken"].as_str().expect("a second page").to_owned();
+    let (code, body) = server
+        .get(&format!("/v1.0/workflows/dapr?runtimeStatus=COMPLETED,TERMINATED&pageSize=1&continuationToken={token}"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let page2: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page2["instances"].as_array().unwrap().len(), 1);
+    assert_ne!(page["instances"][0]["instanceID"], page2["instances"][0]["instanceID"]);
+    assert!(page2["continuationToken"].is_null());
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_and_never_a_panic() {
+    let server = serve().await;
+    let start = "/v1.0/workflows/dapr/http_approval/start";
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        ("POST", format!("{start}?instanceID=bad%20id"), r#""x""#, 400, "ERR_INSTANCE_ID_INVALID"),
+        ("POST", format!("{start}?instanceID={}", "a".repeat(65)), r#""x""#, 400, "ERR_INSTANCE_ID_INVALID"),
+        ("POST", format!("{start}?instanceID=ok-1"), "{not json", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?instanceID=ok-2"), "42", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/dapr/no_such_workflow/start".to_owned(), "null", 400, "ERR_WORKFLOW_NAME_INVALID"),
+        ("GET", "/v1.0/workflows/dapr/missing".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("GET", "/v1.0/workflows/dapr/%FF%FE".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/dapr/missing/terminate".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/missing/raiseEvent/x".to_owned(), "1", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/missing/pause".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/missing/resume".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/missing/purge".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("GET", "/v1.0/workflows/dapr/missing/diagram".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/missing/purge?non_recursive=maybe".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/dapr?pageSize=0".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/dapr?runtimeStatus=SLEEPY".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/dapr?continuationToken=zz".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v2/nothing/here".to_owned(), "", 404, "ERR_NOT_FOUND"),
+    ];
+    for (method, path, body, code, expected) in cases {
+        let (got, text) = match method {
+            "GET" => server.get(&path).await,
+            _ => server.post(&path, body).await,
+        };
+        assert_eq!((got, error_code(&text).as_str()), (code, expected), "{method} {path}: {text}");
+    }
+    // A taken id is a conflict; the first instance is untouched.
+    assert_eq!(server.post(&format!("{start}?instanceID=taken"), r#""a""#).await.0, 202);
+    let (code, text) = server.post(&format!("{start}?instanceID=taken"), r#""b""#).await;
+    assert_eq!((code, error_code(&text).as_str()), (409, "ERR_INSTANCE_ID_EXISTS"));
+    assert_eq!(server.status("taken").await["properties"]["dapr.workflow.input"], r#""a""#);
+    // An instance that runs cannot be purged.
+    server.wait_for("taken", "RUNNING").await;
+    let (code, text) = server.post("/v1.0/workflows/dapr/taken/purge", "").await;
+    assert_eq!((code, error_code(&text).as_str()), (409, "ERR_INSTANCE_STATE"));
+}

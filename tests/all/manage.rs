@@ -1,0 +1,342 @@
+//! The management API: start policies, terminate, suspend/resume, purge, list, history, rerun,
+//! retention and diagrams, each with the typed error of a missing instance or a wrong state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use workflow::prelude::*;
+use workflow::{Error, HistoryEvent, ListFilter, RetentionPolicy, ReusePolicy, Store};
+
+use crate::support::{bump, count};
+
+#[activity]
+async fn m_step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    bump(ctx.instance_id(), &format!("m_step {}", ctx.seq()));
+    Ok(n + 1)
+}
+
+#[activity]
+async fn m_slow(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    bump(ctx.instance_id(), "m_slow");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(n)
+}
+
+#[workflow]
+async fn m_chain(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let a = m_step::call(&ctx, n).await?;
+    let b = m_step::call(&ctx, a).await?;
+    m_step::call(&ctx, b).await
+}
+
+/// Step, wait for "go", step.
+#[workflow]
+async fn m_gated(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let a = m_step::call(&ctx, n).await?;
+    let go: u32 = ctx.wait_for_event("go").await?;
+    m_step::call(&ctx, a + go).await
+}
+
+#[workflow]
+async fn m_parent(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let child = m_gated::call(&ctx, n).await?;
+    m_step::call(&ctx, child).await
+}
+
+#[workflow]
+async fn m_slow_then_step(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let a = m_slow::call(&ctx, n).await?;
+    m_step::call(&ctx, a).await
+}
+
+#[workflow]
+async fn m_fails(_ctx: WorkflowContext, _n: u32) -> Result<u32, WorkflowError> {
+    Err(WorkflowError::msg("m_fails always fails"))
+}
+
+#[workflow]
+async fn m_fan(ctx: WorkflowContext, n: u32) -> Result<Vec<u32>, WorkflowError> {
+    let first = m_step::call(&ctx, n).await?;
+    m_step::fan_out(&ctx, vec![first; 3]).await
+}
+
+fn builder(store: Arc<dyn Store>) -> workflow::RuntimeBuilder {
+    Runtime::builder()
+        .store(store)
+        .workflow(m_chain::Workflow)
+        .workflow(m_gated::Workflow)
+        .workflow(m_parent::Workflow)
+        .workflow(m_slow_then_step::Workflow)
+        .workflow(m_fails::Workflow)
+        .workflow(m_fan::Workflow)
+        .activity(m_step::Activity)
+        .activity(m_slow::Activity)
+        .poll_interval(Duration::from_millis(20))
+}
+
+async fn runtime() -> Runtime {
+    builder(Arc::new(MemoryStore::new())).build().await.unwrap()
+}
+
+async fn wait_status(client: &Client, id: &str, status: RuntimeStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = client.status(id).await.unwrap().status;
+        if now == status {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id} stayed {now:?}, expected {status:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the instance has `n` journal records.
+async fn wait_records(client: &Client, id: &str, n: usize) {
+    crate::support::wait_for_journal(client, id, |journal| journal.len() >= n).await;
+}
+
+#[tokio::test]
+async fn start_reuse_policies() {
+    let rt = runtime().await;
+    let client = rt.client();
+    client.start_raw("m_gated", Some("reuse-1"), "1").await.unwrap();
+    wait_records(&client, "reuse-1", 1).await;
+    let taken = client.start_raw_with("m_gated", Some("reuse-1"), "2", ReusePolicy::Error).await;
+    assert!(matches!(taken, Err(Error::InstanceExists(ref id)) if id == "reuse-1"), "{taken:?}");
+    let existing = client.start_raw_with("m_gated", Some("reuse-1"), "2", ReusePolicy::ReturnExisting).await;
+    assert_eq!(existing.unwrap(), "reuse-1");
+    assert_eq!(client.status("reuse-1").await.unwrap().input, "1", "the existing instance is untouched");
+    let other = client.start_raw_with("m_chain", Some("reuse-1"), "2", ReusePolicy::ReturnExisting).await;
+    assert!(matches!(other, Err(Error::InstanceExists(_))), "another workflow's instance is not returned: {other:?}");
+
+    // Restart: the running instance is terminated and purged, then started afresh.
+    let restarted = client.start_raw_with("m_chain", Some("reuse-1"), "10", ReusePolicy::TerminateAndRestart).await;
+    assert_eq!(restarted.unwrap(), "reuse-1");
+    assert_eq!(client.result::<u32>("reuse-1", Some(Duration::from_secs(10))).await.unwrap(), 13);
+    let journal = client.journal("reuse-1").await.unwrap();
+    assert_eq!(journal.len(), 3, "only the new run's records: {journal:?}");
+    // And a finished one is replaced too.
+    client.start_raw_with("m_chain", Some("reuse-1"), "20", ReusePolicy::TerminateAndRestart).await.unwrap();
+    assert_eq!(client.result::<u32>("reuse-1", Some(Duration::from_secs(10))).await.unwrap(), 23);
+}
+
+#[tokio::test]
+async fn terminate_is_recursive_and_stops_every_step() {
+    let rt = runtime().await;
+    let client = rt.client();
+    let parent = m_parent::start_with_id(&client, "term-parent", 1).await.unwrap();
+    let child_id = "term-parent-g0-c0";
+    wait_status(&client, child_id, RuntimeStatus::Running).await;
+    wait_records(&client, child_id, 1).await;
+
+    client.terminate("term-parent", Some("order cancelled")).await.unwrap();
+    for id in ["term-parent", child_id] {
+        let status = client.status(id).await.unwrap();
+        assert_eq!(status.status, RuntimeStatus::Terminated, "{id}");
+        assert_eq!(status.failure.unwrap().message, "order cancelled");
+    }
+    assert!(matches!(parent.result().await, Err(Error::NoResult { status: RuntimeStatus::Terminated, .. })));
+    // An event for the terminated child is refused, and nothing runs any more.
+    assert!(matches!(client.raise_event(child_id, "go", &1_u32).await, Err(Error::InstanceFinished(_))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count(child_id, "m_step 2"), 0);
+    assert_eq!(count("term-parent", "m_step 1"), 0);
+
+    let again = client.terminate("term-parent", None).await;
+    assert!(matches!(again, Err(Error::InstanceFinished(_))), "{again:?}");
+    assert!(matches!(client.terminate("term-nobody", None).await, Err(Error::InstanceNotFound(_))));
+
+    // Not recursive: the child keeps running.
+    m_parent::start_with_id(&client, "term-solo", 1).await.unwrap();
+    wait_records(&client, "term-solo-g0-c0", 1).await;
+    client.terminate_with("term-solo", None, false).await.unwrap();
+    assert_eq!(client.status("term-solo-g0-c0").await.unwrap().status, RuntimeStatus::Running);
+}
+
+#[tokio::test]
+async fn suspend_buffers_events_and_resume_continues() {
+    let rt = runtime().await;
+    let client = rt.client();
+    let handle = m_gated::start_with_id(&client, "susp-1", 1).await.unwrap();
+    wait_records(&client, "susp-1", 1).await;
+    client.suspend("susp-1", Some("maintenance")).await.unwrap();
+    client.suspend("susp-1", None).await.unwrap(); // suspending twice changes nothing
+    assert_eq!(client.status("susp-1").await.unwrap().status, RuntimeStatus::Suspended);
+    client.raise_event("susp-1", "go", &5_u32).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count("susp-1", "m_step 2"), 0, "a suspended instance runs no new step");
+    assert_eq!(client.status("susp-1").await.unwrap().status, RuntimeStatus::Suspended);
+
+    client.resume("susp-1", Some("done")).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 8);
+    assert_eq!(count("susp-1", "m_step 0"), 1, "the step before the suspension is not run again");
+    assert_eq!(count("susp-1", "m_step 2"), 1);
+
+    let not_suspended = client.resume("susp-1", None).await;
+    assert!(matches!(not_suspended, Err(Error::NotSuspended { status: RuntimeStatus::Completed, .. })));
+    assert!(matches!(client.suspend("susp-1", None).await, Err(Error::InstanceFinished(_))));
+    assert!(matches!(client.resume("susp-nobody", None).await, Err(Error::InstanceNotFound(_))));
+}
+
+#[tokio::test]
+async fn suspending_during_an_activity_keeps_the_next_step_from_starting() {
+    let rt = runtime().await;
+    let client = rt.client();
+    let handle = m_slow_then_step::start_with_id(&client, "susp-busy", 1).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count("susp-busy", "m_slow") == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    client.suspend("susp-busy", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count("susp-busy", "m_step 1"), 0);
+    client.resume("susp-busy", None).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 2);
+    assert_eq!(count("susp-busy", "m_step 1"), 1);
+}
+
+#[tokio::test]
+async fn purge_removes_finished_instances_with_their_children() {
+    let rt = runtime().await;
+    let client = rt.client();
+    let store = rt.store().clone();
+    m_parent::start_with_id(&client, "purge-p", 1).await.unwrap();
+    let child = "purge-p-g0-c0";
+    wait_records(&client, child, 1).await;
+    let running = client.purge("purge-p").await;
+    assert!(matches!(running, Err(Error::NotFinished { status: RuntimeStatus::Running, .. })), "{running:?}");
+    client.raise_event(child, "go", &1_u32).await.unwrap();
+    assert_eq!(client.result::<u32>("purge-p", Some(Duration::from_secs(10))).await.unwrap(), 4);
+
+    assert_eq!(client.purge("purge-p").await.unwrap(), 2);
+    for id in ["purge-p", child] {
+        assert!(store.instance(id).await.unwrap().is_none(), "{id} is gone");
+        assert!(store.journal(id, 0).await.unwrap().is_empty(), "{id}'s journal is gone");
+        assert!(store.events(id).await.unwrap().is_empty());
+        assert!(matches!(client.status(id).await, Err(Error::InstanceNotFound(_))));
+    }
+    assert!(matches!(client.purge("purge-p").await, Err(Error::InstanceNotFound(_))));
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let clock = VirtualClock::new(1_000_000);
+    let rt = builder(Arc::new(MemoryStore::new())).clock(clock.clone()).build().await.unwrap();
+    let client = rt.client();
+    for i in 0..5 {
+        client.start_raw("m_chain", Some(&format!("list-c{i}")), "1").await.unwrap();
+        clock.advance(Duration::from_secs(1));
+    }
+    client.start_raw("m_fails", Some("list-f"), "1").await.unwrap();
+    for i in 0..5 {
+        client.result::<u32>(&format!("list-c{i}"), Some(Duration::from_secs(10))).await.unwrap();
+    }
+    wait_status(&client, "list-f", RuntimeStatus::Failed).await;
+
+    let ids = |page: &workflow::InstancePage| page.instances.iter().map(|i| i.instance_id.clone()).collect::<Vec<_>>();
+    let all = client.list(&ListFilter::default(), 100, None).await.unwrap();
+    assert_eq!(ids(&all), ["list-c0", "list-c1", "list-c2", "list-c3", "list-c4", "list-f"]);
+    assert!(all.continuation.is_none());
+    let failed = ListFilter { statuses: vec![RuntimeStatus::Failed], ..ListFilter::default() };
+    assert_eq!(ids(&client.list(&failed, 10, None).await.unwrap()), ["list-f"]);
+    let chains = ListFilter {
+        workflow: Some("m_chain".into()),
+        created_after: Some(1_001_000),
+        created_before: Some(1_004_000),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(&client.list(&chains, 10, None).await.unwrap()), ["list-c1", "list-c2", "list-c3"]);
+
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client.list(&ListFilter::default(), 4, token.as_deref()).await.unwrap();
+        assert!(page.instances.len() <= 4);
+        seen.extend(ids(&page));
+        match page.continuation {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids(&all), "paging returns every instance once, in order");
+    assert!(matches!(client.list(&ListFilter::default(), 0, None).await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        client.list(&ListFilter::default(), 5, Some("not-a-token")).await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test]
+async fn history_and_rerun_from_a_step() {
+    let rt = runtime().await;
+    let client = rt.client();
+    m_chain::start_with_id(&client, "rerun-src", 1).await.unwrap();
+    assert_eq!(client.result::<u32>("rerun-src", Some(Duration::from_secs(10))).await.unwrap(), 4);
+
+    let history = client.history("rerun-src").await.unwrap();
+    assert!(matches!(&history[0], HistoryEvent::Created { input, .. } if input == "1"));
+    assert_eq!(history.iter().filter(|e| matches!(e, HistoryEvent::Step(_))).count(), 3);
+    assert!(matches!(history.last(), Some(HistoryEvent::Status(s)) if s.status == RuntimeStatus::Completed));
+
+    // From seq 2: steps 0 and 1 are copied, step 2 runs live.
+    let id = client.rerun("rerun-src", 2, Some("rerun-copy"), None).await.unwrap();
+    assert_eq!(client.result::<u32>(&id, Some(Duration::from_secs(10))).await.unwrap(), 4);
+    assert_eq!((count(&id, "m_step 0"), count(&id, "m_step 1"), count(&id, "m_step 2")), (0, 0, 1));
+    // From seq 0 with new input: everything runs live.
+    let id = client.rerun("rerun-src", 0, None, Some("10")).await.unwrap();
+    assert_eq!(client.result::<u32>(&id, Some(Duration::from_secs(10))).await.unwrap(), 13);
+
+    let taken = client.rerun("rerun-src", 0, Some("rerun-copy"), None).await;
+    assert!(matches!(taken, Err(Error::InstanceExists(_))), "{taken:?}");
+    let bad = client.rerun("rerun-src", 0, None, Some(r#""text""#)).await;
+    assert!(matches!(bad, Err(Error::InvalidInput { .. })), "{bad:?}");
+    m_gated::start_with_id(&client, "rerun-live", 1).await.unwrap();
+    assert!(matches!(client.rerun("rerun-live", 0, None, None).await, Err(Error::NotFinished { .. })));
+}
+
+#[tokio::test]
+async fn retention_purges_by_age_and_status() {
+    let clock = VirtualClock::new(5_000_000);
+    let policy = RetentionPolicy { completed: Some(Duration::from_secs(3600)), ..RetentionPolicy::default() };
+    let rt = builder(Arc::new(MemoryStore::new()))
+        .clock(clock.clone())
+        .retention(policy, Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.start_raw("m_chain", Some("ret-done"), "1").await.unwrap();
+    client.start_raw("m_fails", Some("ret-failed"), "1").await.unwrap();
+    client.result::<u32>("ret-done", Some(Duration::from_secs(10))).await.unwrap();
+    wait_status(&client, "ret-failed", RuntimeStatus::Failed).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(client.status("ret-done").await.is_ok(), "younger than the policy: kept");
+
+    clock.advance(Duration::from_secs(7200));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client.status("ret-done").await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "retention never purged the completed instance");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(client.status("ret-failed").await.is_ok(), "failed instances are kept by this policy");
+}
+
+#[tokio::test]
+async fn a_fan_out_is_drawn_side_by_side() {
+    let rt = runtime().await;
+    let client = rt.client();
+    m_fan::start_with_id(&client, "diagram-1", 1).await.unwrap();
+    client.result::<Vec<u32>>("diagram-1", Some(Duration::from_secs(10))).await.unwrap();
+    let journal = client.journal("diagram-1").await.unwrap();
+    assert_eq!(journal[0].parallel_group, None);
+    assert!(journal[1..].iter().all(|r| r.parallel_group == Some(1)), "{journal:?}");
+    let diagram = client.diagram("diagram-1").await.unwrap();
+    assert!(diagram.starts_with("flowchart TD"), "{diagram}");
+    assert!(diagram.contains("fan-out: 3 branches"), "{diagram}");
+    assert!(
+        diagram.contains("f1 --> s1") && diagram.contains("f1 --> s3") && diagram.contains("s3 --> j1"),
+        "{diagram}"
+    );
+    assert!(matches!(client.diagram("nobody").await, Err(Error::InstanceNotFound(_))));
+}
