@@ -190,6 +190,15 @@ impl Client {
         }
     }
 
+    /// Waits (briefly) until a run of `id` stopped here has left, so the id can run again.
+    async fn wait_for_local_stop(&self, id: &str) {
+        let Some(engine) = self.engine() else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while engine.is_running(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Starts a workflow by name with JSON input, under `policy` if `instance_id` is taken;
     /// returns the instance id.
     pub async fn start_raw_with(
@@ -221,6 +230,7 @@ impl Client {
                     Ok(_) | Err(Error::InstanceNotFound(_)) => {}
                     Err(error) => return Err(error),
                 }
+                self.wait_for_local_stop(id).await;
                 self.start_raw(workflow, Some(id), input).await
             }
         }
@@ -236,6 +246,18 @@ impl Client {
 
     /// [`Client::terminate`], choosing whether children are terminated too.
     pub async fn terminate_with(&self, instance_id: &str, reason: Option<&str>, recursive: bool) -> Result<(), Error> {
+        // A descendant that finishes between the read and the write must keep its outcome: each
+        // one is written only if it still runs, and the walk is retried if one changed.
+        for _ in 0..5 {
+            match self.try_terminate(instance_id, reason, recursive).await {
+                Err(Error::Store(StoreError::Conflict { id, .. })) if id != instance_id => continue,
+                other => return other,
+            }
+        }
+        self.try_terminate(instance_id, reason, recursive).await
+    }
+
+    async fn try_terminate(&self, instance_id: &str, reason: Option<&str>, recursive: bool) -> Result<(), Error> {
         let root = self.instance_record(instance_id).await?;
         let mut targets = vec![root];
         if recursive {
@@ -246,7 +268,10 @@ impl Client {
             error_type: "Terminated".into(),
             message: reason.unwrap_or("terminated by a client").to_owned(),
         };
-        let mut ops = vec![WriteOp::AssertStatus { id: instance_id.to_owned(), allowed: NOT_FINISHED.to_vec() }];
+        let mut ops: Vec<WriteOp> = targets
+            .iter()
+            .map(|target| WriteOp::AssertStatus { id: target.id.clone(), allowed: NOT_FINISHED.to_vec() })
+            .collect();
         for target in &targets {
             ops.push(WriteOp::Finish {
                 id: target.id.clone(),
@@ -259,7 +284,17 @@ impl Client {
                 ops.push(WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });
             }
         }
-        self.write(ops).await.map_err(|e| status_error(e, |id, _| Error::InstanceFinished(id)))?;
+        match self.write(ops).await {
+            Err(Error::Store(StoreError::Conflict { id, status })) if id == instance_id => {
+                return Err(match status {
+                    None => Error::InstanceNotFound(id),
+                    Some(_) => Error::InstanceFinished(id),
+                });
+            }
+            other => {
+                other?;
+            }
+        }
         self.stop_local_runs(targets.iter().map(|t| t.id.as_str()));
         if let Some(engine) = self.engine() {
             for target in targets {
