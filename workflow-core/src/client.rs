@@ -151,6 +151,11 @@ impl Client {
 
     /// Raises an event with a JSON payload.
     pub async fn raise_event_raw(&self, instance_id: &str, name: &str, payload: &str) -> Result<(), Error> {
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "event name {name:?} must be 1 to 256 bytes without control characters"
+            )));
+        }
         serde_json::from_str::<serde_json::Value>(payload)
             .map_err(|e| Error::InvalidInput { workflow: format!("event `{name}`"), message: e.to_string() })?;
         let status = self.status(instance_id).await?;
