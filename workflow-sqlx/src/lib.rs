@@ -25,6 +25,8 @@
 //! ```
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod list;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod plan;
 #[cfg(feature = "postgres")]
 mod postgres;

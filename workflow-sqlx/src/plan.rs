@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, TaskRecord, WriteOp};
+use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, TaskRecord, WriteOp};
 
 pub(crate) struct StatusChange<'a> {
     pub(crate) id: &'a str,
@@ -94,6 +94,8 @@ pub(crate) struct Layer<'a> {
     pub(crate) evicts: Vec<Wake<'a>>,
     pub(crate) customs: Vec<CustomStatus<'a>>,
     pub(crate) continues: Vec<Continue<'a>>,
+    /// Ids of Purge ops: the instance, its journal, events and tasks go.
+    pub(crate) purges: Vec<&'a str>,
 }
 
 /// Where an instance's next ops go while a batch is planned.
@@ -101,12 +103,13 @@ pub(crate) struct Layer<'a> {
 struct Cursor {
     /// The layer of its next instance op.
     next: usize,
-    /// The layer its next journal record goes to: the one after its last ContinueAsNew.
+    /// The layer its next journal record goes to: the one after its last ContinueAsNew or Purge.
     puts: usize,
-    /// The layer its next ConsumeEvent goes to: the one after its last AddEvent or ContinueAsNew.
+    /// The layer its next ConsumeEvent goes to: the one after its last AddEvent, ContinueAsNew or
+    /// Purge.
     consumes: usize,
-    /// The layer its next EnqueueTask or DeleteTask goes to: the one after its last ContinueAsNew
-    /// or Finish (both delete tasks).
+    /// The layer its next EnqueueTask or DeleteTask goes to: the one after its last ContinueAsNew,
+    /// Finish or Purge (all delete tasks).
     tasks: usize,
 }
 
@@ -132,18 +135,25 @@ impl<'a> Layer<'a> {
 /// by one in order.
 ///
 /// Every op concerns one instance id, and ops on different ids commute: instance ops touch only
-/// their instance's row; journal records only that instance's journal; events only that
-/// instance's inbox (a ConsumeEvent names its instance and does nothing to another's event); and
-/// new event ids, the one thing shared, are assigned up front in op order. So layer `k` holds each
+/// their instance's rows (its instance row; ContinueAsNew, Finish and Purge also its journal,
+/// events or tasks); journal records only that instance's journal; events only that instance's
+/// inbox (a ConsumeEvent names its instance and does nothing to another's event); and new event
+/// ids, the one thing shared, are assigned up front in op order. So layer `k` holds each
 /// instance's `k`-th instance op, and layers run in order. An instance's journal records depend
-/// only on its ContinueAsNew ops (which delete older generations), so they all go together into
-/// the layer after its last preceding ContinueAsNew (in op order, so the last write of a key wins)
-/// and run before that layer's instance ops; its ConsumeEvent ops likewise go after its last
-/// preceding AddEvent or ContinueAsNew.
+/// only on its ContinueAsNew and Purge ops (which delete older generations, or all of them), so
+/// they all go together into the layer after its last preceding ContinueAsNew or Purge (in op
+/// order, so the last write of a key wins) and run before that layer's instance ops; its
+/// ConsumeEvent ops likewise go after its last preceding AddEvent, ContinueAsNew or Purge, and its
+/// task ops after its last preceding ContinueAsNew, Finish or Purge.
+///
+/// `AssertOwner` and `AssertStatus` ops are no layer's: they are checked (see [`Plan::check`])
+/// before any layer runs.
 pub(crate) struct Plan<'a> {
     pub(crate) layers: Vec<Layer<'a>>,
     /// `AssertOwner` checks (instance id, owner), made before anything is applied.
     pub(crate) fences: Vec<(&'a str, &'a str)>,
+    /// `AssertStatus` checks (instance id, allowed statuses) in op order, made with the fences.
+    pub(crate) asserts: Vec<(&'a str, &'a [RuntimeStatus])>,
     /// How many events the batch adds.
     pub(crate) events: i64,
 }
@@ -154,10 +164,15 @@ impl<'a> Plan<'a> {
         let mut cursors: HashMap<&'a str, Cursor> = HashMap::new();
         let mut events = 0_i64;
         let mut fences = Vec::new();
+        let mut asserts = Vec::new();
         for (index, op) in ops.iter().enumerate() {
             let id = match op {
                 WriteOp::AssertOwner { id, owner } => {
                     fences.push((id.as_str(), owner.as_str()));
+                    continue;
+                }
+                WriteOp::AssertStatus { id, allowed } => {
+                    asserts.push((id.as_str(), allowed.as_slice()));
                     continue;
                 }
                 WriteOp::PutRecord(record) => {
@@ -200,13 +215,14 @@ impl<'a> Plan<'a> {
                 | WriteOp::SetWake { id, .. }
                 | WriteOp::Evict { id, .. }
                 | WriteOp::ContinueAsNew { id, .. }
+                | WriteOp::Purge { id }
                 | WriteOp::SetCustomStatus { id, .. } => id.as_str(),
             };
             let cursor = cursors.entry(id).or_default();
             let level = cursor.next;
             cursor.next += 1;
             match op {
-                WriteOp::ContinueAsNew { .. } => {
+                WriteOp::ContinueAsNew { .. } | WriteOp::Purge { .. } => {
                     cursor.puts = level + 1;
                     cursor.consumes = level + 1;
                     cursor.tasks = level + 1;
@@ -220,6 +236,7 @@ impl<'a> Plan<'a> {
                 WriteOp::PutRecord(_)
                 | WriteOp::ConsumeEvent { .. }
                 | WriteOp::AssertOwner { .. }
+                | WriteOp::AssertStatus { .. }
                 | WriteOp::EnqueueTask(_)
                 | WriteOp::DeleteTask { .. } => {}
                 WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
@@ -248,23 +265,65 @@ impl<'a> Plan<'a> {
                 WriteOp::ContinueAsNew { id, input, generation, updated_at } => {
                     layer.continues.push(Continue { id, input, generation: *generation, updated_at: *updated_at })
                 }
+                WriteOp::Purge { id } => layer.purges.push(id),
             }
         }
-        Self { layers, fences, events }
+        Self { layers, fences, asserts, events }
+    }
+
+    /// The ids the checks read, each once: those only fenced (`AssertOwner`), and those whose
+    /// status is asserted (`AssertStatus`, fenced or not), each in op order. A backend that locks
+    /// the rows it checks may lock the first shared (the batch's owner only writes them) and the
+    /// second exclusively (a client asserts a status to change it).
+    pub(crate) fn checked_ids(&self) -> (Vec<&'a str>, Vec<&'a str>) {
+        let mut seen = HashSet::new();
+        let asserted: Vec<&str> = self.asserts.iter().map(|(id, _)| *id).filter(|id| seen.insert(*id)).collect();
+        let fenced = self.fences.iter().map(|(id, _)| *id).filter(|id| seen.insert(*id)).collect();
+        (fenced, asserted)
+    }
+
+    /// Checks the batch's fences and status assertions against the rows they name as they were
+    /// before the batch (`found`: id to its row; a missing id has none): [`StoreError::Fenced`]
+    /// with every fenced id if any fence fails, else [`StoreError::Conflict`] for the first
+    /// `AssertStatus` in op order that does not hold, as the in-memory store does. A stored status
+    /// the engine cannot have written fails an assertion on it as corrupt.
+    pub(crate) fn check(&self, found: &HashMap<String, Checked>) -> Result<(), StoreError> {
+        let mut fenced: Vec<String> = self
+            .fences
+            .iter()
+            .filter(|(id, owner)| found.get(*id).and_then(|row| row.owner.as_deref()) != Some(*owner))
+            .map(|(id, _)| (*id).to_owned())
+            .collect();
+        if !fenced.is_empty() {
+            fenced.sort();
+            fenced.dedup();
+            return Err(StoreError::Fenced(fenced));
+        }
+        for (id, allowed) in &self.asserts {
+            let status = match found.get(*id) {
+                None => None,
+                Some(row) => Some(RuntimeStatus::parse(&row.status).ok_or_else(|| {
+                    crate::rows::corrupt(
+                        &format!("instance {id:?}"),
+                        "status",
+                        format_args!("unknown runtime status {:?}", row.status),
+                    )
+                })?),
+            };
+            if !status.is_some_and(|status| allowed.contains(&status)) {
+                return Err(StoreError::Conflict { id: (*id).to_owned(), status });
+            }
+        }
+        Ok(())
     }
 }
 
-/// The fenced ids: those of `fences` whose current owner (from `owners`, id to owner) is not the
-/// asserted one, or that do not exist. Sorted, without repeats.
-pub(crate) fn fenced_ids(fences: &[(&str, &str)], owners: &HashMap<String, Option<String>>) -> Vec<String> {
-    let mut fenced: Vec<String> = fences
-        .iter()
-        .filter(|(id, owner)| owners.get(*id).and_then(|o| o.as_deref()) != Some(*owner))
-        .map(|(id, _)| (*id).to_owned())
-        .collect();
-    fenced.sort();
-    fenced.dedup();
-    fenced
+/// What the checks of a batch read of one instance row.
+pub(crate) struct Checked {
+    /// The worker holding its lease.
+    pub(crate) owner: Option<String>,
+    /// Its runtime status, as stored.
+    pub(crate) status: String,
 }
 
 /// The outcome of a batch whose `CreateInstance` ops at these indices were skipped.

@@ -23,11 +23,12 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, TaskOutcome,
-    TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
+    TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 
-use crate::plan::{Layer, Plan};
+use crate::list::{list_statement, Value};
+use crate::plan::{Checked, Layer, Plan};
 use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,7 +51,7 @@ const INSTANCE_COLUMNS: [&str; 14] = [
 ];
 
 const JOURNAL_COLUMNS: &str =
-    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
+    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";
 
 const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
 
@@ -243,24 +244,22 @@ impl PostgresStore {
 
     async fn try_write(&self, plan: &Plan<'_>, notices: &[String]) -> Result<Vec<usize>, Failure> {
         let mut tx = self.pool.begin().await.map_err(failed("beginning a write"))?;
-        if !plan.fences.is_empty() {
-            let ids: Vec<&str> = plan.fences.iter().map(|(id, _)| *id).collect();
-            // FOR SHARE: a concurrent claim (FOR UPDATE SKIP LOCKED) cannot move them meanwhile.
-            let rows = sqlx::query("SELECT id, owner FROM instances WHERE id = ANY($1) FOR SHARE")
-                .bind(&ids)
+        let (fenced, asserted) = plan.checked_ids();
+        if !fenced.is_empty() || !asserted.is_empty() {
+            let rows = sqlx::query(CHECK)
+                .bind(&fenced)
+                .bind(&asserted)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(failed("checking leases"))?;
-            let mut owners = std::collections::HashMap::new();
+                .map_err(failed("checking leases and statuses"))?;
+            let mut found = std::collections::HashMap::new();
             for row in rows {
                 let id: String = sqlx::Row::try_get(&row, 0).map_err(failed("reading leases"))?;
                 let owner: Option<String> = sqlx::Row::try_get(&row, 1).map_err(failed("reading leases"))?;
-                owners.insert(id, owner);
+                let status: String = sqlx::Row::try_get(&row, 2).map_err(failed("reading statuses"))?;
+                found.insert(id, Checked { owner, status });
             }
-            let fenced = crate::plan::fenced_ids(&plan.fences, &owners);
-            if !fenced.is_empty() {
-                return Err(Failure::Store(StoreError::Fenced(fenced)));
-            }
+            plan.check(&found).map_err(Failure::Store)?;
         }
         let skipped = apply(plan, &mut tx).await?;
         if !notices.is_empty() {
@@ -583,6 +582,8 @@ fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
             }
             WriteOp::SetWake { id, .. } => ("SetWake", id, &[("id", Some(id.as_str()))]),
             WriteOp::AssertOwner { id, .. } => ("AssertOwner", id, &[("id", Some(id.as_str()))]),
+            WriteOp::AssertStatus { id, .. } => ("AssertStatus", id, &[("id", Some(id.as_str()))]),
+            WriteOp::Purge { id } => ("Purge", id, &[("id", Some(id.as_str()))]),
             WriteOp::Evict { id, .. } => ("Evict", id, &[("id", Some(id.as_str()))]),
             WriteOp::ContinueAsNew { id, input, .. } => {
                 ("ContinueAsNew", id, &[("id", Some(id.as_str())), ("input", Some(input.as_str()))])
@@ -613,6 +614,16 @@ fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The rows a batch's checks read, locked until the commit so the checks hold: those only fenced
+/// (`$1`) FOR SHARE, so a concurrent claim (FOR UPDATE SKIP LOCKED) cannot move them meanwhile
+/// while the owner's other batches check them too; those whose status is asserted (`$2`) FOR
+/// UPDATE, since the batch asserting a status changes it (or deletes the row): two batches that
+/// shared the lock would deadlock upgrading it, where this one waits for the other's commit and
+/// then reads the row it left.
+const CHECK: &str = "WITH fenced AS (SELECT id, owner, status FROM instances WHERE id = ANY($1) FOR SHARE), \
+     asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) FOR UPDATE) \
+     SELECT id, owner, status FROM fenced UNION ALL SELECT id, owner, status FROM asserted";
+
 const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
      parent_id, custom_status, wake_at) \
@@ -621,13 +632,13 @@ const CREATE: &str = "INSERT INTO instances \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 const PUT: &str = "INSERT INTO journal \
-     (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at) \
+     (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group) \
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
-     $8::text[], $9::int8[], $10::int8[], $11::int8[]) \
+     $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[]) \
      ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
      kind = EXCLUDED.kind, name = EXCLUDED.name, status = EXCLUDED.status, input = EXCLUDED.input, \
      payload = EXCLUDED.payload, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at, \
-     recorded_at = EXCLUDED.recorded_at";
+     recorded_at = EXCLUDED.recorded_at, parallel_group = EXCLUDED.parallel_group";
 
 /// Only an event of the named instance, and only its first consumer is kept.
 const CONSUME: &str = "UPDATE events AS e SET consumed_generation = v.generation, consumed_by_seq = v.seq \
@@ -691,6 +702,14 @@ const CONTINUE_AS_NEW: &str = "WITH continued AS (\
      old_tasks AS (DELETE FROM activity_tasks AS t USING continued AS c \
      WHERE t.instance_id = c.id AND t.generation < c.generation) \
      SELECT count(*) FROM continued";
+
+/// Deletes the named instances and every row of theirs: the journal of every generation, the
+/// events (consumed or not) and the tasks, in one statement (each delete sees the rows earlier
+/// statements of the batch wrote).
+const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHERE id = ANY($1::text[])), \
+     journal_rows AS (DELETE FROM journal WHERE instance_id = ANY($1::text[])), \
+     event_rows AS (DELETE FROM events WHERE instance_id = ANY($1::text[])) \
+     DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
 
 /// The claim: the oldest `$5` runnable instances of the workflows `$3` at `$4`, locked so that no
 /// concurrent claim takes them (it skips them instead of waiting), taken for worker `$1` until `$2`.
@@ -763,6 +782,7 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, F
         evict(&mut *conn, layer).await?;
         set_custom_statuses(&mut *conn, layer).await?;
         continue_as_new(&mut *conn, layer).await?;
+        purge(&mut *conn, layer).await?;
     }
     skipped.sort_unstable();
     Ok(skipped)
@@ -809,6 +829,7 @@ async fn put_records(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), F
         .bind(puts.iter().map(|r| i64::from(r.attempt)).collect::<Vec<_>>())
         .bind(puts.iter().map(|r| r.due_at).collect::<Vec<_>>())
         .bind(puts.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+        .bind(puts.iter().map(|r| r.parallel_group.map(i64::from)).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map_err(failed("writing journal records"))?;
@@ -1008,6 +1029,14 @@ async fn continue_as_new(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(
     Ok(())
 }
 
+async fn purge(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
+    if layer.purges.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(PURGE).bind(&layer.purges).execute(conn).await.map_err(failed("purging instances"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
@@ -1070,6 +1099,24 @@ impl Store for PostgresStore {
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, &INSTANCE_COLUMNS.join(", "), |n| format!("${n}"));
+        let rows = statement
+            .values
+            .iter()
+            .fold(sqlx::query(&statement.sql), |bound, value| match *value {
+                Value::Text(text) => bound.bind(text),
+                Value::Int(int) => bound.bind(int),
+            })
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing instances"))?;
+        rows.iter().map(instance_from_row).collect()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

@@ -24,6 +24,13 @@ pub(crate) trait Columns {
         let value = self.int(row, column)?;
         u32::try_from(value).map_err(|_| corrupt(row, column, format_args!("{value} is not a u32")))
     }
+
+    /// A nullable integer column holding a `u32`.
+    fn maybe_uint(&self, row: &str, column: &str) -> Result<Option<u32>, StoreError> {
+        self.maybe_int(row, column)?
+            .map(|value| u32::try_from(value).map_err(|_| corrupt(row, column, format_args!("{value} is not a u32"))))
+            .transpose()
+    }
 }
 
 macro_rules! columns {
@@ -118,6 +125,7 @@ pub(crate) fn record_from_row(row: &impl Columns, id: &str, generation: u32) -> 
         attempt: row.uint(&name, "attempt")?,
         due_at: row.maybe_int(&name, "due_at")?,
         recorded_at: row.int(&name, "recorded_at")?,
+        parallel_group: row.maybe_uint(&name, "parallel_group")?,
     })
 }
 

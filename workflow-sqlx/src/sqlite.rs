@@ -18,11 +18,12 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats, TaskOutcome,
-    TaskRecord, WriteOp, WriteOutcome,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
+    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
 
-use crate::plan::{Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake};
+use crate::list::{list_statement, Value};
+use crate::plan::{Checked, Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake};
 use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -32,7 +33,7 @@ const INSTANCE_COLUMNS: &str =
      lease_until, parent_id, custom_status, wake_at";
 
 const JOURNAL_COLUMNS: &str =
-    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at";
+    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";
 
 const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
 
@@ -235,11 +236,15 @@ enum Shape {
     ContinueAsNew,
     EnqueueTask,
     DeleteTask,
+    /// Every task of the named instances (for Finish and Purge).
     FinishTasks,
+    PurgeInstance,
+    PurgeJournal,
+    PurgeEvents,
 }
 
 impl Shape {
-    const ALL: [Shape; 13] = [
+    const ALL: [Shape; 16] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -253,12 +258,15 @@ impl Shape {
         Shape::EnqueueTask,
         Shape::DeleteTask,
         Shape::FinishTasks,
+        Shape::PurgeInstance,
+        Shape::PurgeJournal,
+        Shape::PurgeEvents,
     ];
 
     fn columns(self) -> usize {
         match self {
             Shape::Create => 14,
-            Shape::Put => 11,
+            Shape::Put => 12,
             Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
             Shape::AddEvent => 5,
@@ -266,7 +274,7 @@ impl Shape {
             Shape::SetWake | Shape::Evict => 2,
             Shape::EnqueueTask => 9,
             Shape::DeleteTask => 3,
-            Shape::FinishTasks => 1,
+            Shape::FinishTasks | Shape::PurgeInstance | Shape::PurgeJournal | Shape::PurgeEvents => 1,
         }
     }
 
@@ -280,8 +288,8 @@ impl Shape {
             }
             Shape::Put => {
                 "INSERT INTO journal \
-                 (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at) \
-                 VALUES "
+                 (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, \
+                 parallel_group) VALUES "
             }
             Shape::SetStatus => "UPDATE instances SET status = v.column2, updated_at = v.column3 FROM (VALUES ",
             Shape::Finish => {
@@ -308,6 +316,9 @@ impl Shape {
             }
             Shape::DeleteTask => "DELETE FROM activity_tasks WHERE (instance_id, generation, seq) IN (VALUES ",
             Shape::FinishTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
+            Shape::PurgeInstance => "DELETE FROM instances WHERE id IN (VALUES ",
+            Shape::PurgeJournal => "DELETE FROM journal WHERE instance_id IN (VALUES ",
+            Shape::PurgeEvents => "DELETE FROM events WHERE instance_id IN (VALUES ",
         }
     }
 
@@ -321,7 +332,7 @@ impl Shape {
                 " ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
                  kind = excluded.kind, name = excluded.name, status = excluded.status, input = excluded.input, \
                  payload = excluded.payload, attempt = excluded.attempt, due_at = excluded.due_at, \
-                 recorded_at = excluded.recorded_at"
+                 recorded_at = excluded.recorded_at, parallel_group = excluded.parallel_group"
             }
             // Event ids are assigned by the plan, so the only conflict is the padding repeating
             // the last row; the ids coming back are counted to catch any other.
@@ -349,7 +360,11 @@ impl Shape {
                  outcome = NULL, finished_at = NULL \
                  WHERE activity_tasks.attempt < excluded.attempt"
             }
-            Shape::DeleteTask | Shape::FinishTasks => ")",
+            Shape::DeleteTask
+            | Shape::FinishTasks
+            | Shape::PurgeInstance
+            | Shape::PurgeJournal
+            | Shape::PurgeEvents => ")",
         }
     }
 
@@ -473,6 +488,15 @@ impl Plan<'_> {
                     .await
                     .map_err(backend("deleting the tasks of older generations"))?;
             }
+            if !layer.purges.is_empty() {
+                // An event id of a purged instance is not handed out again: the next ones follow
+                // `sqlite_sequence`, which remembers the largest id ever used.
+                let purges = &layer.purges;
+                run_chunks(&mut *conn, Shape::PurgeJournal, purges, bind_id, "purging journals").await?;
+                run_chunks(&mut *conn, Shape::PurgeEvents, purges, bind_id, "purging events").await?;
+                run_chunks(&mut *conn, Shape::FinishTasks, purges, bind_id, "purging tasks").await?;
+                run_chunks(&mut *conn, Shape::PurgeInstance, purges, bind_id, "purging instances").await?;
+            }
         }
         skipped.sort_unstable();
         Ok(skipped)
@@ -522,6 +546,7 @@ fn bind_put<'q>(query: Query<'q>, record: &'q &'q JournalRecord) -> Query<'q> {
         .bind(i64::from(record.attempt))
         .bind(record.due_at)
         .bind(record.recorded_at)
+        .bind(record.parallel_group.map(i64::from))
 }
 
 fn bind_status<'q>(query: Query<'q>, change: &'q StatusChange<'q>) -> Query<'q> {
@@ -540,6 +565,10 @@ fn bind_finish<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
 
 fn bind_finish_id<'q>(query: Query<'q>, finish: &'q Finishing<'q>) -> Query<'q> {
     query.bind(finish.id)
+}
+
+fn bind_id<'q>(query: Query<'q>, id: &'q &'q str) -> Query<'q> {
+    query.bind(*id)
 }
 
 fn bind_event<'q>(query: Query<'q>, event: &'q NewEvent<'q>, last_event: i64) -> Query<'q> {
@@ -633,26 +662,23 @@ impl Store for SqliteStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
         let plan = Plan::new(ops);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a write"))?;
-        if !plan.fences.is_empty() {
-            // Under the write lock: nobody can change an owner between this check and the commit.
-            let mut owners = std::collections::HashMap::new();
-            for chunk in plan.fences.chunks(500) {
+        let (fenced, asserted) = plan.checked_ids();
+        if !fenced.is_empty() || !asserted.is_empty() {
+            // Under the write lock: nobody can change an owner or a status between this check
+            // and the commit.
+            let mut found = std::collections::HashMap::new();
+            for chunk in fenced.chunks(500).chain(asserted.chunks(500)) {
                 let marks = vec!["?"; chunk.len()].join(", ");
-                let sql = format!("SELECT id, owner FROM instances WHERE id IN ({marks})");
-                let mut query = sqlx::query(&sql);
-                for (id, _) in chunk {
-                    query = query.bind(*id);
-                }
-                for row in query.fetch_all(&mut *tx).await.map_err(backend("checking leases"))? {
+                let sql = format!("SELECT id, owner, status FROM instances WHERE id IN ({marks})");
+                let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+                for row in query.fetch_all(&mut *tx).await.map_err(backend("checking leases and statuses"))? {
                     let id: String = row.try_get(0).map_err(backend("reading leases"))?;
                     let owner: Option<String> = row.try_get(1).map_err(backend("reading leases"))?;
-                    owners.insert(id, owner);
+                    let status: String = row.try_get(2).map_err(backend("reading statuses"))?;
+                    found.insert(id, Checked { owner, status });
                 }
             }
-            let fenced = crate::plan::fenced_ids(&plan.fences, &owners);
-            if !fenced.is_empty() {
-                return Err(StoreError::Fenced(fenced));
-            }
+            plan.check(&found)?;
         }
         let skipped = plan.apply(&mut tx).await?;
         tx.commit().await.map_err(backend("committing a write"))?;
@@ -733,6 +759,24 @@ impl Store for SqliteStore {
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("?{n}"));
+        let rows = statement
+            .values
+            .iter()
+            .fold(sqlx::query(&statement.sql), |bound, value| match *value {
+                Value::Text(text) => bound.bind(text),
+                Value::Int(int) => bound.bind(int),
+            })
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend("listing instances"))?;
+        rows.iter().map(instance_from_row).collect()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
