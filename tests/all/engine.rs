@@ -387,6 +387,7 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         attempt: 1,
         due_at: None,
         recorded_at: now,
+        parallel_group: None,
     };
     store
         .write(&[
