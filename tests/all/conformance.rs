@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use workflow::{
-    EventRecord, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore,
-    Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, NEVER,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions,
+    SqliteStore, Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, WriteOutcome, NEVER,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -54,6 +54,7 @@ fn record(id: &str, generation: u32, seq: u32) -> JournalRecord {
         attempt: 1,
         due_at: None,
         recorded_at: 1_000 + i64::from(seq),
+        parallel_group: None,
     }
 }
 
@@ -1039,6 +1040,10 @@ impl Rng {
 /// answer and the final state must be the same. This is what holds a store that regroups a batch's
 /// ops to "same effect as one by one".
 ///
+/// Some batches carry `AssertStatus` (and `AssertOwner`) ops that may or may not hold: a refused
+/// batch must be refused alike (the same `Conflict`, or the same fenced ids) and change nothing.
+/// Each round also lists instances with a random query of the reference's workflows.
+///
 /// Event ids: the store has counted events before this check, so its ids are the reference's
 /// shifted by the offset one probe event measures (both assign consecutive ids, as the memory
 /// store does). ConsumeEvent ops are written with the reference's ids, shifted for the store; they
@@ -1088,7 +1093,7 @@ async fn check_matches_reference(store: &dyn Store) {
                 1 => Some(NEVER),
                 _ => Some(clock + rng.below(40) as i64 - 10),
             };
-            let op = match rng.below(20) {
+            let op = match rng.below(21) {
                 0 | 1 => create(InstanceRecord {
                     workflow: rng.pick(&workflows).clone(),
                     status: *rng.pick(&statuses),
@@ -1105,6 +1110,7 @@ async fn check_matches_reference(store: &dyn Store) {
                     payload: Some(format!("{payload}#{round}")),
                     attempt: rng.below(4) as u32,
                     recorded_at: clock,
+                    parallel_group: Some(rng.below(20) as u32).filter(|_| rng.below(2) == 0),
                     ..record(&id, rng.below(4) as u32, rng.below(20) as u32)
                 }),
                 6 => WriteOp::SetStatus { id, status: *rng.pick(&statuses), updated_at: clock + rng.below(5) as i64 },
@@ -1154,13 +1160,71 @@ async fn check_matches_reference(store: &dyn Store) {
                         clock + rng.below(30) as i64 - 10,
                     )
                 }),
-                _ => delete_task(&id, rng.below(4) as u32, rng.below(6) as u32),
+                19 => delete_task(&id, rng.below(4) as u32, rng.below(6) as u32),
+                _ => purge(&id),
             };
             store_ops.push(op.clone());
             ops.push(op);
         }
-        let expected = reference.write(&ops).await.unwrap();
-        assert_eq!(store.write(&store_ops).await.unwrap(), expected, "round {round}: the same creates are skipped");
+        // Assertions that may or may not hold (mostly of instances that exist, allowing their
+        // status, or fences of owned ones by their owner), anywhere in the batch.
+        if rng.below(3) == 0 {
+            let stored =
+                reference.list(&InstanceQuery { limit: usize::MAX, ..InstanceQuery::default() }).await.unwrap();
+            let owned: Vec<&InstanceRecord> = stored.iter().filter(|i| i.owner.is_some()).collect();
+            for _ in 0..=rng.below(3) {
+                let op = if rng.below(6) == 0 {
+                    match owned.get(rng.below(owned.len() as u64 + 1) as usize) {
+                        Some(held) if rng.below(4) != 0 => fence(&held.id, held.owner.as_deref().unwrap_or_default()),
+                        _ => {
+                            let id = rng.pick(&ids).clone();
+                            fence(&id, &worker_of(&mut rng))
+                        }
+                    }
+                } else {
+                    let (id, status) = match stored.get(rng.below(stored.len() as u64 * 4 / 3 + 1) as usize) {
+                        Some(instance) => (instance.id.clone(), Some(instance.status)),
+                        None => (rng.pick(&ids).clone(), None),
+                    };
+                    let mut allowed: Vec<RuntimeStatus> = statuses.into_iter().filter(|_| rng.below(3) == 0).collect();
+                    allowed.extend(status.filter(|_| rng.below(5) != 0));
+                    assert_status(&id, &allowed)
+                };
+                let at = rng.below(ops.len() as u64 + 1) as usize;
+                ops.insert(at, op.clone());
+                store_ops.insert(at, op);
+            }
+        }
+        let owners_before = event_owners.len();
+        match (reference.write(&ops).await, store.write(&store_ops).await) {
+            (Ok(expected), Ok(written)) => assert_eq!(written, expected, "round {round}: the same creates are skipped"),
+            (Err(StoreError::Conflict { id, status }), Err(StoreError::Conflict { id: got, status: found })) => {
+                assert_eq!((got, found), (id, status), "round {round}: the same conflict");
+                event_owners.truncate(owners_before);
+            }
+            (Err(StoreError::Fenced(expected)), Err(StoreError::Fenced(fenced))) => {
+                assert_eq!(fenced, expected, "round {round}: the same fenced ids");
+                event_owners.truncate(owners_before);
+            }
+            (expected, written) => panic!("round {round}: expected {expected:?}, the store wrote {written:?}"),
+        }
+        // Mostly recent times: an instance is often purged and created again later.
+        let time = |rng: &mut Rng| Some(clock - rng.below(clock as u64 / 2 + 1) as i64).filter(|_| rng.below(4) == 0);
+        let query = InstanceQuery {
+            statuses: statuses.into_iter().filter(|_| rng.below(2) == 0).filter(|_| round % 3 == 0).collect(),
+            workflow: Some(rng.pick(&workflows).clone()),
+            created_after: time(&mut rng),
+            created_before: time(&mut rng),
+            updated_before: time(&mut rng),
+            parent_id: Some(rng.pick(&ids).clone()).filter(|_| rng.below(5) == 0),
+            after: time(&mut rng).map(|at| (at, rng.pick(&ids).clone())),
+            limit: *rng.pick(&[0, 1, 3, 10, 1_000, 1_000, 1_000]),
+        };
+        assert_eq!(
+            store.list(&query).await.unwrap(),
+            reference.list(&query).await.unwrap(),
+            "round {round}: {query:?}"
+        );
         for _ in 0..3 {
             let id = rng.pick(&ids);
             let expected = reference.events(id).await.unwrap();
@@ -1219,6 +1283,10 @@ async fn check_matches_reference(store: &dyn Store) {
         assert_eq!(store.finished_tasks(&some).await.unwrap(), expected, "round {round}: finished tasks of {some:?}");
     }
     assert_eq!(store.finished_tasks(&ids).await.unwrap(), reference.finished_tasks(&ids).await.unwrap());
+    for workflow in &workflows {
+        let query = InstanceQuery { workflow: Some(workflow.clone()), limit: 7, ..InstanceQuery::default() };
+        assert_eq!(list_pages(store, &query).await, list_pages(&reference, &query).await, "every page of {workflow}");
+    }
     assert_eq!(
         claim_everything(store, "ref-final", &activities).await,
         claim_everything(&reference, "ref-final", &activities).await,
@@ -1742,6 +1810,11 @@ async fn check_all_with(store: &dyn Store, nul: Nul) {
     check_matches_reference(store).await;
     check_fencing(store).await;
     check_tasks(store, nul).await;
+    check_parallel_group(store).await;
+    check_assert_status(store).await;
+    check_purge(store).await;
+    check_purge_in_batch(store).await;
+    check_list(store).await;
 }
 
 /// `AssertOwner` refuses the whole batch unless the instance exists and is owned by the writer
@@ -1752,7 +1825,6 @@ async fn check_fencing(store: &dyn Store) {
     let b = instance("fence/b", wf, 2);
     store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
     assert_eq!(store.claim("fence-w1", &names(&[wf]), 10, 100_000, 10).await.unwrap().len(), 2);
-    let fence = |id: &str, owner: &str| WriteOp::AssertOwner { id: id.to_owned(), owner: owner.to_owned() };
 
     store.write(&[fence(&a.id, "fence-w1"), put(record(&a.id, 0, 0))]).await.unwrap();
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "the owner writes");
@@ -1779,6 +1851,487 @@ async fn check_fencing(store: &dyn Store) {
         "a released lease fences its old owner"
     );
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out groups, conditional writes, purges and listing (the management API's ops)
+// ---------------------------------------------------------------------------------------------
+
+fn assert_status(id: &str, allowed: &[RuntimeStatus]) -> WriteOp {
+    WriteOp::AssertStatus { id: id.to_owned(), allowed: allowed.to_vec() }
+}
+
+fn purge(id: &str) -> WriteOp {
+    WriteOp::Purge { id: id.to_owned() }
+}
+
+fn fence(id: &str, owner: &str) -> WriteOp {
+    WriteOp::AssertOwner { id: id.to_owned(), owner: owner.to_owned() }
+}
+
+/// The (id, status) of the `Conflict` a batch was refused with; panics on anything else.
+fn conflict(result: Result<WriteOutcome, StoreError>) -> (String, Option<RuntimeStatus>) {
+    match result {
+        Err(StoreError::Conflict { id, status }) => (id, status),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// A journal record's fan-out group round-trips (`None`, 0 and `u32::MAX` included), an upsert
+/// replaces it (with `None` too), and in one batch the last write of a key wins with its group.
+async fn check_parallel_group(store: &dyn Store) {
+    let id = "pgroup/a";
+    let grouped = |seq: u32, group: Option<u32>| JournalRecord { parallel_group: group, ..record(id, 0, seq) };
+    let records = vec![
+        grouped(0, None),
+        grouped(1, Some(1)),
+        grouped(2, Some(1)),
+        grouped(3, Some(0)),
+        grouped(4, Some(u32::MAX)),
+    ];
+    store.write(&records.iter().cloned().map(put).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(store.journal(id, 0).await.unwrap(), records);
+
+    store.write(&[put(grouped(1, None)), put(grouped(0, Some(7)))]).await.unwrap();
+    store
+        .write(&[put(grouped(5, Some(3))), put(grouped(5, None)), put(grouped(6, None)), put(grouped(6, Some(5)))])
+        .await
+        .unwrap();
+    let groups: Vec<Option<u32>> = store.journal(id, 0).await.unwrap().iter().map(|r| r.parallel_group).collect();
+    assert_eq!(groups, [Some(7), None, Some(1), Some(0), Some(u32::MAX), None, Some(5)]);
+}
+
+/// AssertStatus lets a batch through when the instance has one of the allowed statuses as it was
+/// before the batch (ops of the batch, before or after the assertion, do not count). Otherwise the
+/// whole batch is refused with `Conflict` for the first failing assertion in op order (not id
+/// order), with the status found (`None` for a missing instance, one the batch creates included),
+/// nothing of it applied and nothing counted. An empty allowed list never holds. A failing fence
+/// wins over a failing assertion.
+async fn check_assert_status(store: &dyn Store) {
+    use RuntimeStatus::{Completed, Failed, Pending, Running, Suspended, Terminated};
+    let (wf, act) = ("assert_wf", "assert_act");
+    let (a, b, c) = ("assert/a", "assert/b", "assert/c");
+    store
+        .write(&[
+            create(instance(a, wf, 1)),
+            create(with_status(instance(b, wf, 2), Running)),
+            create(with_status(instance(c, wf, 3), Completed)),
+        ])
+        .await
+        .unwrap();
+
+    store
+        .write(&[
+            assert_status(a, &[Pending, Running]),
+            assert_status(b, &[Running]),
+            put(record(a, 0, 0)),
+            set_custom(b, Some("1"), 5),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.journal(a, 0).await.unwrap().len(), 1, "the assertions held");
+    assert_eq!(get(store, b).await.custom_status.as_deref(), Some("1"));
+    store
+        .write(&[
+            WriteOp::SetStatus { id: a.into(), status: Suspended, updated_at: 6 },
+            assert_status(a, &[Pending]),
+            assert_status(a, &[Completed, Pending]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(get(store, a).await.status, Suspended, "checked against the status before the batch");
+
+    assert_eq!(
+        conflict(store.write(&[assert_status("assert/nobody", &RuntimeStatus::ALL)]).await),
+        ("assert/nobody".into(), None)
+    );
+    let created_too = [create(instance("assert/new", wf, 4)), assert_status("assert/new", &RuntimeStatus::ALL)];
+    assert_eq!(conflict(store.write(&created_too).await), ("assert/new".into(), None), "missing before the batch");
+    assert_eq!(store.instance("assert/new").await.unwrap(), None);
+    assert_eq!(
+        conflict(store.write(&[assert_status(c, &[Pending, Running, Suspended])]).await),
+        (c.into(), Some(Completed))
+    );
+    assert_eq!(conflict(store.write(&[assert_status(b, &[])]).await), (b.into(), Some(Running)), "nothing allowed");
+
+    // The first failing one in op order, whatever the ids' order; passing ones before it do not
+    // matter.
+    let both = [assert_status(a, &[Suspended]), assert_status(c, &[Running]), assert_status(b, &[Pending])];
+    assert_eq!(conflict(store.write(&both).await), (c.into(), Some(Completed)));
+    let reversed = [assert_status(b, &[Pending]), assert_status(c, &[Running])];
+    assert_eq!(conflict(store.write(&reversed).await), (b.into(), Some(Running)));
+
+    // Nothing of a refused batch is applied, before or after the assertion, nor counted.
+    let before = (get(store, a).await, get(store, b).await, get(store, c).await, store.stats());
+    let refused = store
+        .write(&[
+            create(instance("assert/other", wf, 7)),
+            put(record(a, 0, 1)),
+            add_event(a, "lost", "1", 8),
+            enqueue(task(a, 0, 1, act, 1, 8)),
+            WriteOp::SetStatus { id: b.into(), status: Failed, updated_at: 8 },
+            purge(c),
+            assert_status(b, &[Terminated]),
+            put(record(b, 0, 0)),
+            continue_as_new(a, "\"next\"", 1, 9),
+            purge(a),
+        ])
+        .await;
+    assert_eq!(conflict(refused), (b.into(), Some(Running)));
+    assert_eq!((get(store, a).await, get(store, b).await, get(store, c).await, store.stats()), before);
+    assert_eq!(store.instance("assert/other").await.unwrap(), None);
+    assert_eq!(store.journal(a, 0).await.unwrap().len(), 1);
+    assert!(store.journal(b, 0).await.unwrap().is_empty());
+    assert!(store.events(a).await.unwrap().is_empty());
+    assert!(claim_everything(store, "assert-sweeper", &[act]).await.is_empty());
+
+    // A failing fence wins over a failing assertion, whichever comes first.
+    assert_eq!(ids(&store.claim("assert-w", &names(&[wf]), 10, 100_000, 10).await.unwrap()), [b]);
+    for ops in [
+        [assert_status(c, &[Running]), fence(b, "assert-other")],
+        [fence(b, "assert-other"), assert_status(c, &[Running])],
+    ] {
+        match store.write(&ops).await {
+            Err(StoreError::Fenced(fenced)) => assert_eq!(fenced, [b]),
+            other => panic!("expected the batch to be fenced, got {other:?}"),
+        }
+    }
+    let fenced_ok = [fence(b, "assert-w"), assert_status(c, &[Running])];
+    assert_eq!(conflict(store.write(&fenced_ok).await), (c.into(), Some(Completed)), "the fence held");
+    store.write(&[fence(b, "assert-w"), assert_status(b, &[Running]), put(record(b, 0, 0))]).await.unwrap();
+    assert_eq!(store.journal(b, 0).await.unwrap().len(), 1, "both held");
+}
+
+/// Purge deletes the instance and every row of it: its journal of every generation, its events
+/// (consumed or not) and its tasks (finished or not, of every generation). Another instance's rows
+/// stay, one whose id it is a prefix of included. A no-op on an unknown id. Event ids are never
+/// handed out again, even those of the purged events.
+async fn check_purge(store: &dyn Store) {
+    let (wf, act) = ("purge_wf", "purge_act");
+    // `y` first, so `x` holds the latest event ids when it is purged.
+    let (x, y) = ("purge/x", "purge/x2");
+    for id in [y, x] {
+        store
+            .write(&[
+                create(with_status(instance(id, wf, 1), RuntimeStatus::Running)),
+                put(record(id, 0, 0)),
+                put(record(id, 1, 0)),
+                put(record(id, 2, 3)),
+                add_event(id, "used", "1", 2),
+                add_event(id, "kept", "2", 3),
+                enqueue(task(id, 0, 0, act, 1, 1)),
+                enqueue(task(id, 2, 1, act, 1, 2)),
+            ])
+            .await
+            .unwrap();
+        let used = store.events(id).await.unwrap()[0].event_id;
+        store.write(&[consume(id, used, 2, 3)]).await.unwrap();
+    }
+    assert_eq!(store.claim_tasks("purge-w", &names(&[act]), 10, 100, 10).await.unwrap().len(), 4);
+    for id in [x, y] {
+        assert!(store.complete_task("purge-w", id, 0, 0, 1, &outcome(true, "1", 5)).await.unwrap());
+    }
+    store.release_leases("purge-w").await.unwrap();
+    let last_event = store.events(x).await.unwrap()[0].event_id;
+    let journal_of = |id: &'static str| async move {
+        let mut journal = Vec::new();
+        for generation in 0..3 {
+            journal.extend(store.journal(id, generation).await.unwrap());
+        }
+        journal
+    };
+    let y_before = (
+        get(store, y).await,
+        journal_of(y).await,
+        store.events(y).await.unwrap(),
+        store.finished_tasks(&names(&[y])).await.unwrap(),
+    );
+    assert_eq!(y_before.1.len(), 3);
+
+    store.write(&[purge(x), purge("purge/nobody")]).await.unwrap();
+    assert_eq!(store.instance(x).await.unwrap(), None);
+    assert!(journal_of(x).await.is_empty(), "the journal of every generation");
+    assert!(store.events(x).await.unwrap().is_empty());
+    assert!(store.finished_tasks(&names(&[x])).await.unwrap().is_empty());
+    assert_eq!(
+        task_keys(&claim_everything(store, "purge-w2", &[act]).await),
+        [(y, 2, 1)],
+        "only the other's unfinished task"
+    );
+    let y_after = (
+        get(store, y).await,
+        journal_of(y).await,
+        store.events(y).await.unwrap(),
+        store.finished_tasks(&names(&[y])).await.unwrap(),
+    );
+    assert_eq!(y_after, y_before, "the other instance is untouched");
+
+    // The id starts afresh, with none of the old rows; its events get new ids.
+    store.write(&[create(instance(x, wf, 9)), add_event(x, "new", "3", 10)]).await.unwrap();
+    assert_eq!(get(store, x).await, InstanceRecord { wake_at: Some(10), ..instance(x, wf, 9) });
+    let events = store.events(x).await.unwrap();
+    assert_eq!(event_names(&events), ["new"]);
+    assert!(events[0].event_id > last_event, "ids are not reused: {} after {last_event}", events[0].event_id);
+}
+
+/// Purge keeps op order with the other ops of its id: what a batch wrote of the instance before
+/// the purge goes with it, what it writes after stays (so a purge then a create leaves a fresh
+/// instance, not a skipped create); a create of an existing id then a purge is skipped and the
+/// instance gone. Assertions then purges of several ids, as a client purges an instance with its
+/// children, purge all of them or none.
+async fn check_purge_in_batch(store: &dyn Store) {
+    use RuntimeStatus::{Completed, Failed, Running, Terminated};
+    let (wf, act) = ("purgeb_wf", "purgeb_act");
+    let x = "purgeb/x";
+    store
+        .write(&[
+            create(with_status(instance(x, wf, 1), Completed)),
+            put(record(x, 0, 0)),
+            add_event(x, "old", "1", 2),
+            enqueue(task(x, 0, 0, act, 1, 1)),
+        ])
+        .await
+        .unwrap();
+    let fresh = instance(x, "purgeb_other_wf", 5);
+    let written = store
+        .write(&[
+            put(record(x, 0, 1)),
+            add_event(x, "doomed", "1", 3),
+            enqueue(task(x, 0, 1, act, 1, 2)),
+            continue_as_new(x, "\"next\"", 1, 4),
+            put(record(x, 1, 0)),
+            enqueue(task(x, 1, 0, act, 1, 2)),
+            purge(x),
+            create(fresh.clone()),
+            put(record(x, 0, 2)),
+            enqueue(task(x, 0, 2, act, 1, 3)),
+        ])
+        .await
+        .unwrap();
+    assert!(written.existing.is_empty(), "the create after the purge is not skipped");
+    assert_eq!(get(store, x).await, fresh);
+    assert_eq!(store.journal(x, 0).await.unwrap(), [record(x, 0, 2)]);
+    assert!(store.journal(x, 1).await.unwrap().is_empty());
+    assert!(store.events(x).await.unwrap().is_empty());
+    assert_eq!(task_keys(&claim_everything(store, "purgeb-w", &[act]).await), [(x, 0, 2)]);
+
+    // An event added after the purge stays, consumed or not.
+    store
+        .write(&[add_event(x, "gone", "1", 6), purge(x), add_event(x, "after", "2", 7), create(fresh.clone())])
+        .await
+        .unwrap();
+    assert_eq!(event_names(&store.events(x).await.unwrap()), ["after"]);
+    assert!(store.journal(x, 0).await.unwrap().is_empty());
+
+    // Purged, created, written and purged again, in one batch.
+    store
+        .write(&[purge(x), create(instance(x, wf, 7)), put(record(x, 0, 3)), add_event(x, "e", "1", 8), purge(x)])
+        .await
+        .unwrap();
+    assert_eq!(store.instance(x).await.unwrap(), None);
+    assert!(store.journal(x, 0).await.unwrap().is_empty());
+    assert!(store.events(x).await.unwrap().is_empty());
+    assert!(claim_everything(store, "purgeb-w", &[act]).await.is_empty());
+
+    // A create of an existing id is skipped and reported; the purge after it deletes the instance.
+    store.write(&[create(instance(x, wf, 8))]).await.unwrap();
+    assert_eq!(store.write(&[create(instance(x, wf, 9)), purge(x)]).await.unwrap().existing, [x]);
+    assert_eq!(store.instance(x).await.unwrap(), None);
+
+    // A parent and its children, all finished: asserted, then purged, in one batch.
+    let finished = [Completed, Failed, Terminated];
+    let family: Vec<String> = std::iter::once(x.to_owned()).chain((0..4).map(|i| format!("purgeb/kid{i}"))).collect();
+    let create_family = |running: Option<usize>| {
+        let mut ops = Vec::new();
+        for (i, id) in family.iter().enumerate() {
+            let status = if Some(i) == running { Running } else { finished[i % 3] };
+            let parent = (i > 0).then(|| x.to_owned());
+            ops.push(create(InstanceRecord {
+                parent_id: parent,
+                ..with_status(instance(id, wf, 10 + i as i64), status)
+            }));
+            ops.push(put(record(id, 0, 0)));
+            ops.push(add_event(id, "e", "1", 20));
+        }
+        ops
+    };
+    let purge_family: Vec<WriteOp> =
+        family.iter().map(|id| assert_status(id, &finished)).chain(family.iter().map(|id| purge(id))).collect();
+    store.write(&create_family(None)).await.unwrap();
+    store.write(&purge_family).await.unwrap();
+    for id in &family {
+        assert_eq!(store.instance(id).await.unwrap(), None, "{id}");
+        assert!(store.journal(id, 0).await.unwrap().is_empty(), "{id}");
+        assert!(store.events(id).await.unwrap().is_empty(), "{id}");
+    }
+    // One still runs: none is purged.
+    store.write(&create_family(Some(2))).await.unwrap();
+    assert_eq!(conflict(store.write(&purge_family).await), (family[2].clone(), Some(Running)));
+    for id in &family {
+        assert!(store.instance(id).await.unwrap().is_some(), "{id}");
+        assert_eq!(store.journal(id, 0).await.unwrap().len(), 1, "{id}");
+        assert_eq!(store.events(id).await.unwrap().len(), 1, "{id}");
+    }
+}
+
+/// Whether `record` passes `query`'s filters (not its paging): what a store may return.
+fn passes(query: &InstanceQuery, record: &InstanceRecord) -> bool {
+    (query.statuses.is_empty() || query.statuses.contains(&record.status))
+        && query.workflow.as_ref().is_none_or(|workflow| *workflow == record.workflow)
+        && query.created_after.is_none_or(|after| record.created_at >= after)
+        && query.created_before.is_none_or(|before| record.created_at < before)
+        && query.updated_before.is_none_or(|before| record.updated_at < before)
+        && query.parent_id.as_ref().is_none_or(|parent| record.parent_id.as_ref() == Some(parent))
+        && query.after.as_ref().is_none_or(|(created_at, id)| (record.created_at, &record.id) > (*created_at, id))
+}
+
+/// Lists every page of `query` (its limit is the page size), each page after the last one's
+/// (created_at, id).
+async fn list_pages(store: &dyn Store, query: &InstanceQuery) -> Vec<Vec<InstanceRecord>> {
+    let mut pages = Vec::new();
+    let mut after = query.after.clone();
+    loop {
+        let page = store.list(&InstanceQuery { after: after.clone(), ..query.clone() }).await.unwrap();
+        assert!(page.len() <= query.limit, "a page holds at most the limit");
+        let Some(last) = page.last() else { return pages };
+        after = Some((last.created_at, last.id.clone()));
+        let full = page.len() == query.limit;
+        pages.push(page);
+        if !full {
+            return pages;
+        }
+    }
+}
+
+/// `list` returns the instances every given filter passes (statuses: any of them; created_after
+/// inclusive; created_before and updated_before exclusive; workflow and parent exact), whole, in
+/// (created_at, id) order with ids compared byte for byte (ties on created_at broken by id),
+/// strictly after the keyset `after`, at most `limit` (0: none). Paging by the last row's
+/// (created_at, id) returns every match exactly once.
+///
+/// The store holds other checks' instances too: a query that does not name this check's workflow
+/// or parent is checked for returning only what passes, and this check's instances among them
+/// exactly.
+async fn check_list(store: &dyn Store) {
+    use RuntimeStatus::{Completed, Failed, Pending, Running, Suspended, Terminated};
+    let (wa, wb) = ("list_wf_a", "list_wf_b");
+    let p = "list/p";
+    // (id, workflow, status, created_at, updated_at, parent)
+    let rows = [
+        ("list/e", wa, Running, 500, 600, None),
+        ("list/c3", wa, Completed, 200, 210, Some(p)),
+        ("list/é", wb, Pending, 200, 200, None),
+        ("list/p", wa, Running, 100, 150, None),
+        ("list/c1", wb, Failed, 200, 205, Some(p)),
+        ("list/d", wb, Suspended, 400, 400, Some(p)),
+        ("list/C2", wa, Completed, 200, 300, Some(p)),
+        ("list/c0", wa, Terminated, 300, 400, Some("list/c1")),
+    ];
+    let records: Vec<InstanceRecord> = rows
+        .iter()
+        .map(|(id, workflow, status, created_at, updated_at, parent)| InstanceRecord {
+            updated_at: *updated_at,
+            parent_id: parent.map(str::to_owned),
+            custom_status: Some(format!("\"{id}\"")),
+            ..with_status(instance(id, workflow, *created_at), *status)
+        })
+        .collect();
+    store.write(&records.iter().cloned().map(create).collect::<Vec<_>>()).await.unwrap();
+    let mine = |found: &[InstanceRecord]| -> Vec<String> {
+        found.iter().filter(|r| r.id.starts_with("list/")).map(|r| r.id.clone()).collect()
+    };
+    let all = |query: InstanceQuery| InstanceQuery { limit: 100_000, ..query };
+    let q = InstanceQuery::default;
+
+    // What the store returns passes the filters, in strict (created_at, id) order.
+    let listed = |query: InstanceQuery| async move {
+        let found = store.list(&query).await.unwrap();
+        for record in &found {
+            assert!(passes(&query, record), "{query:?} returned {record:?}");
+        }
+        for pair in found.windows(2) {
+            assert!((pair[0].created_at, &pair[0].id) < (pair[1].created_at, &pair[1].id), "out of order: {pair:?}");
+        }
+        found
+    };
+
+    // Ties at 200 by id, byte for byte: upper case before lower case, `é` after ASCII.
+    let in_order = ["list/p", "list/C2", "list/c1", "list/c3", "list/é", "list/c0", "list/d", "list/e"];
+    assert_eq!(mine(&listed(all(q())).await), in_order);
+    let a_only = listed(all(InstanceQuery { workflow: Some(wa.into()), ..q() })).await;
+    assert_eq!(ids(&a_only), ["list/p", "list/C2", "list/c3", "list/c0", "list/e"]);
+    for record in &a_only {
+        assert_eq!(*record, get(store, &record.id).await, "listed whole");
+    }
+    assert_eq!(
+        ids(&listed(all(InstanceQuery { workflow: Some(wb.into()), ..q() })).await),
+        ["list/c1", "list/é", "list/d"]
+    );
+    assert!(listed(all(InstanceQuery { workflow: Some("list_wf_none".into()), ..q() })).await.is_empty());
+
+    // Each filter alone.
+    let statuses = |statuses: &[RuntimeStatus]| all(InstanceQuery { statuses: statuses.to_vec(), ..q() });
+    assert_eq!(mine(&listed(statuses(&[Completed])).await), ["list/C2", "list/c3"]);
+    assert_eq!(mine(&listed(statuses(&[Failed, Completed, Failed])).await), ["list/C2", "list/c1", "list/c3"]);
+    assert_eq!(mine(&listed(statuses(&RuntimeStatus::ALL)).await), in_order);
+    assert_eq!(mine(&listed(all(InstanceQuery { created_after: Some(200), ..q() })).await), in_order[1..]);
+    assert_eq!(mine(&listed(all(InstanceQuery { created_after: Some(201), ..q() })).await), in_order[5..]);
+    assert_eq!(mine(&listed(all(InstanceQuery { created_before: Some(200), ..q() })).await), ["list/p"]);
+    assert_eq!(mine(&listed(all(InstanceQuery { created_before: Some(201), ..q() })).await), in_order[..5]);
+    assert_eq!(
+        mine(&listed(all(InstanceQuery { updated_before: Some(210), ..q() })).await),
+        ["list/p", "list/c1", "list/é"]
+    );
+    let children = |parent: &str| all(InstanceQuery { parent_id: Some(parent.into()), ..q() });
+    assert_eq!(ids(&listed(children(p)).await), ["list/C2", "list/c1", "list/c3", "list/d"]);
+    assert_eq!(ids(&listed(children("list/c1")).await), ["list/c0"]);
+    assert!(listed(children("list/nobody")).await.is_empty());
+    let after = |created_at: i64, id: &str| all(InstanceQuery { after: Some((created_at, id.into())), ..q() });
+    assert_eq!(mine(&listed(after(200, "list/c1")).await), in_order[3..]);
+    assert_eq!(mine(&listed(after(200, "list/")).await), in_order[1..], "strictly after, by id within a time");
+    assert_eq!(mine(&listed(after(199, "list/zzz")).await), in_order[1..], "by time first");
+    assert_eq!(mine(&listed(after(500, "list/e")).await), Vec::<String>::new());
+    let limited = |limit: usize| InstanceQuery { workflow: Some(wa.into()), limit, ..q() };
+    assert_eq!(ids(&listed(limited(2)).await), ["list/p", "list/C2"]);
+    assert!(store.list(&limited(0)).await.unwrap().is_empty());
+    assert!(store.list(&q()).await.unwrap().is_empty(), "the default limit is 0");
+
+    // Combined.
+    let combined = InstanceQuery {
+        workflow: Some(wa.into()),
+        statuses: vec![Completed, Running, Terminated],
+        created_after: Some(150),
+        created_before: Some(500),
+        ..all(q())
+    };
+    assert_eq!(ids(&listed(combined.clone()).await), ["list/C2", "list/c3", "list/c0"]);
+    let narrower = InstanceQuery { updated_before: Some(300), ..combined.clone() };
+    assert_eq!(ids(&listed(narrower.clone()).await), ["list/c3"]);
+    let children_only = InstanceQuery { parent_id: Some(p.into()), updated_before: None, ..combined.clone() };
+    assert_eq!(ids(&listed(children_only.clone()).await), ["list/C2", "list/c3"]);
+    let paged = InstanceQuery { after: Some((200, "list/C2".into())), ..children_only.clone() };
+    assert_eq!(ids(&listed(paged).await), ["list/c3"]);
+    let past = InstanceQuery { after: Some((200, "list/c3".into())), ..children_only };
+    assert!(listed(past).await.is_empty());
+    let statuses_of_b = InstanceQuery { workflow: Some(wb.into()), statuses: vec![Pending, Suspended], ..all(q()) };
+    assert_eq!(ids(&listed(statuses_of_b).await), ["list/é", "list/d"]);
+
+    // Paging: exact pages, a boundary inside the tie at 200.
+    let pages = list_pages(store, &limited(2)).await;
+    let page_ids: Vec<Vec<&str>> = pages.iter().map(|page| ids(page)).collect();
+    assert_eq!(page_ids, [vec!["list/p", "list/C2"], vec!["list/c3", "list/c0"], vec!["list/e"]]);
+    let pages = list_pages(store, &InstanceQuery { workflow: Some(wb.into()), limit: 1, ..q() }).await;
+    assert_eq!(pages.iter().map(|page| ids(page)).collect::<Vec<_>>(), [["list/c1"], ["list/é"], ["list/d"]]);
+    // Every instance of the store, whatever its ties (other checks created many at the same
+    // times), exactly once, in the order of one unpaged list.
+    let everything = listed(all(q())).await;
+    for page_size in [1, 3, 7, 64] {
+        let paged: Vec<InstanceRecord> =
+            list_pages(store, &InstanceQuery { limit: page_size, ..q() }).await.into_iter().flatten().collect();
+        assert_eq!(ids(&paged), ids(&everything), "pages of {page_size}");
+    }
+    let unique: HashSet<&str> = ids(&everything).into_iter().collect();
+    assert_eq!(unique.len(), everything.len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1831,6 +2384,7 @@ async fn sqlite_file_store_conforms() {
     check_sqlite_corrupt_rows(&store).await;
     check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
+    check_sqlite_purge_rows(&store).await;
     store.close().await;
 }
 
@@ -1844,6 +2398,7 @@ async fn sqlite_memory_store_conforms() {
     check_sqlite_corrupt_rows(&store).await;
     check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
+    check_sqlite_purge_rows(&store).await;
 
     // Each `sqlite::memory:` store is its own database.
     let other = SqliteStore::open("sqlite::memory:").await.unwrap();
@@ -1903,6 +2458,20 @@ async fn check_sqlite_corrupt_rows(store: &SqliteStore) {
             assert!(message.contains(id) && message.contains("seq 3"), "message names the record: {message}")
         }
         other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
+    for group in [-1, 1_i64 << 32] {
+        sqlx::query("UPDATE journal SET status = 'Completed', parallel_group = ? WHERE instance_id = ?")
+            .bind(group)
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        match store.journal(id, 0).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("seq 3") && message.contains("parallel_group"), "{message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
     }
     store.write(&[add_event(id, "late", "1", 5)]).await.unwrap();
     sqlx::query("UPDATE events SET created_at = 'soon' WHERE instance_id = ?")
@@ -1987,6 +2556,49 @@ async fn check_sqlite_event_rows(store: &SqliteStore) {
     );
     assert_eq!(event_names(&store.events(id).await.unwrap()), ["e3"]);
     sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+}
+
+/// What the trait cannot show: a purge leaves no row of the instance in any table (consumed
+/// events included), and an assertion on a status the engine cannot have written is a corrupt row.
+async fn check_sqlite_purge_rows(store: &SqliteStore) {
+    let id = "sqlpurge/a";
+    store
+        .write(&[
+            create(instance(id, "sqlpurge_wf", 1)),
+            put(record(id, 0, 0)),
+            put(record(id, 3, 0)),
+            add_event(id, "used", "1", 2),
+            add_event(id, "kept", "2", 3),
+            enqueue(task(id, 0, 0, "sqlpurge_act", 1, 1)),
+            enqueue(task(id, 1, 0, "sqlpurge_act", 1, 1)),
+        ])
+        .await
+        .unwrap();
+    let used = store.events(id).await.unwrap()[0].event_id;
+    store.write(&[consume(id, used, 0, 1)]).await.unwrap();
+    let count = || async {
+        let mut counts = Vec::new();
+        for sql in [
+            "SELECT count(*) FROM instances WHERE id = ?",
+            "SELECT count(*) FROM journal WHERE instance_id = ?",
+            "SELECT count(*) FROM events WHERE instance_id = ?",
+            "SELECT count(*) FROM activity_tasks WHERE instance_id = ?",
+        ] {
+            counts.push(sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(store.pool()).await.unwrap());
+        }
+        counts
+    };
+    assert_eq!(count().await, [1, 2, 2, 2]);
+    store.write(&[purge(id)]).await.unwrap();
+    assert_eq!(count().await, [0, 0, 0, 0]);
+
+    store.write(&[create(instance(id, "sqlpurge_wf", 1))]).await.unwrap();
+    sqlx::query("UPDATE instances SET status = 'Exploded' WHERE id = ?").bind(id).execute(store.pool()).await.unwrap();
+    match store.write(&[assert_status(id, &RuntimeStatus::ALL)]).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains(id) && message.contains("Exploded"), "{message}"),
+        other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
+    store.write(&[purge(id)]).await.unwrap();
 }
 
 /// Opening creates the file; everything committed is there after reopening it.
@@ -2154,7 +2766,58 @@ mod postgres {
         check_corrupt_rows(&store).await;
         check_corrupt_task_rows(&store).await;
         check_event_rows(&store).await;
+        check_purge_rows(&store).await;
         drop_schema(&store).await;
+    }
+
+    /// What the trait cannot show: a purge leaves no row of the instance in any table (consumed
+    /// events included), and an assertion on a status the engine cannot have written is a corrupt
+    /// row.
+    async fn check_purge_rows(store: &PostgresStore) {
+        let id = "pgpurge/a";
+        store
+            .write(&[
+                create(instance(id, "pgpurge_wf", 1)),
+                put(record(id, 0, 0)),
+                put(record(id, 3, 0)),
+                add_event(id, "used", "1", 2),
+                add_event(id, "kept", "2", 3),
+                enqueue(task(id, 0, 0, "pgpurge_act", 1, 1)),
+                enqueue(task(id, 1, 0, "pgpurge_act", 1, 1)),
+            ])
+            .await
+            .unwrap();
+        let used = store.events(id).await.unwrap()[0].event_id;
+        store.write(&[consume(id, used, 0, 1)]).await.unwrap();
+        let count = || async {
+            let mut counts = Vec::new();
+            for sql in [
+                "SELECT count(*) FROM instances WHERE id = $1",
+                "SELECT count(*) FROM journal WHERE instance_id = $1",
+                "SELECT count(*) FROM events WHERE instance_id = $1",
+                "SELECT count(*) FROM activity_tasks WHERE instance_id = $1",
+            ] {
+                counts.push(sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(store.pool()).await.unwrap());
+            }
+            counts
+        };
+        assert_eq!(count().await, [1, 2, 2, 2]);
+        store.write(&[purge(id)]).await.unwrap();
+        assert_eq!(count().await, [0, 0, 0, 0]);
+
+        store.write(&[create(instance(id, "pgpurge_wf", 1))]).await.unwrap();
+        sqlx::query("UPDATE instances SET status = 'Exploded' WHERE id = $1")
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        match store.write(&[assert_status(id, &RuntimeStatus::ALL)]).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(id) && message.contains("Exploded"), "{message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+        store.write(&[purge(id)]).await.unwrap();
     }
 
     /// A rolled-back batch leaves no event behind and no wake-up; its ids are skipped, not reused,
@@ -2237,6 +2900,15 @@ mod postgres {
             .await
             .unwrap();
         assert!(matches!(store.journal(id, 0).await, Err(StoreError::Corrupt(m)) if m.contains("attempt")));
+        for group in [-1, 1_i64 << 32] {
+            sqlx::query("UPDATE journal SET attempt = 1, parallel_group = $2 WHERE instance_id = $1")
+                .bind(id)
+                .bind(group)
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(matches!(store.journal(id, 0).await, Err(StoreError::Corrupt(m)) if m.contains("parallel_group")));
+        }
         sqlx::query("DELETE FROM instances WHERE id = $1").bind(id).execute(pool).await.unwrap();
         sqlx::query("DELETE FROM journal WHERE instance_id = $1").bind(id).execute(pool).await.unwrap();
     }
@@ -2363,6 +3035,58 @@ mod postgres {
             }
         }
         assert_eq!(retaken, seen);
+        for store in &stores[1..] {
+            store.close().await;
+        }
+        drop_schema(&stores[0]).await;
+    }
+
+    /// Batches asserting a status, on separate stores (as separate processes would be), racing to
+    /// change it: the assertion holds until the commit, so exactly one goes through and every
+    /// other one is refused with the status the winner left (or `None` once it purged), with no
+    /// deadlock between them.
+    #[tokio::test]
+    async fn postgres_racing_assertions_let_one_through() {
+        let Some(url) = database_url() else { return };
+        let schema = fresh_schema();
+        let mut stores = Vec::new();
+        for _ in 0..6 {
+            stores.push(open(&url, &schema).await);
+        }
+        let (wf, x) = ("pgrace_wf", "pgrace/x");
+        stores[0].write(&[create(with_status(instance(x, wf, 1), RuntimeStatus::Running))]).await.unwrap();
+
+        let finish = |n: usize| {
+            vec![
+                assert_status(x, &[RuntimeStatus::Running]),
+                WriteOp::Finish {
+                    id: x.into(),
+                    status: RuntimeStatus::Terminated,
+                    output: None,
+                    error: Some(format!("\"by {n}\"")),
+                    updated_at: 10,
+                },
+            ]
+        };
+        let results = futures::future::join_all(
+            stores.iter().enumerate().map(|(n, store)| async move { store.write(&finish(n)).await }),
+        )
+        .await;
+        let winners: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(n, _)| n).collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        for result in results.into_iter().filter(|r| r.is_err()) {
+            assert_eq!(conflict(result), (x.into(), Some(RuntimeStatus::Terminated)));
+        }
+        assert_eq!(get(&stores[0], x).await.error, Some(format!("\"by {}\"", winners[0])));
+
+        let purge_x = [assert_status(x, &[RuntimeStatus::Terminated]), purge(x), put(record(x, 0, 0))];
+        let results = futures::future::join_all(stores.iter().map(|store| store.write(&purge_x))).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        for result in results.into_iter().filter(|r| r.is_err()) {
+            assert_eq!(conflict(result), (x.into(), None));
+        }
+        assert_eq!(stores[0].instance(x).await.unwrap(), None);
+        assert_eq!(stores[0].journal(x, 0).await.unwrap().len(), 1, "written once, after the purge");
         for store in &stores[1..] {
             store.close().await;
         }
