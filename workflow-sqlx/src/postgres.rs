@@ -6,7 +6,8 @@
 //! statement's text never depends on the batch's size and each is prepared once per connection.
 //! Claims (of instances and of activity tasks) lock their candidates `FOR UPDATE SKIP LOCKED`, so
 //! claimers in this process or another never take the same instance or task and never wait for
-//! each other.
+//! each other. A batch's checks (`AssertOwner`, `AssertStatus`) lock the rows they read until its
+//! commit, so what they checked still holds when it commits.
 //!
 //! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
 //! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
