@@ -81,8 +81,8 @@ async fn runtime() -> Runtime {
 async fn wait_status(client: &Client, id: &str, status: RuntimeStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = client.status(id).await.unwrap().status;
-        if now == status {
+        let now = client.status(id).await.ok().map(|s| s.status);
+        if now == Some(status) {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "{id} stayed {now:?}, expected {status:?}");
@@ -122,15 +122,27 @@ async fn start_reuse_policies() {
 
 #[tokio::test]
 async fn terminate_is_recursive_and_stops_every_step() {
-    let rt = runtime().await;
+    terminate_is_recursive_and_stops_every_step_on(Arc::new(MemoryStore::new()), "").await;
+}
+
+#[tokio::test]
+async fn terminate_is_recursive_and_stops_every_step_on_sqlite() {
+    let (_dir, _url, store) = crate::support::sqlite_store().await;
+    terminate_is_recursive_and_stops_every_step_on(store, "sq-").await;
+}
+
+async fn terminate_is_recursive_and_stops_every_step_on(store: Arc<dyn Store>, prefix: &str) {
+    let rt = builder(store).build().await.unwrap();
+    let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
-    let parent = m_parent::start_with_id(&client, "term-parent", 1).await.unwrap();
-    let child_id = "term-parent-g0-c0";
+    let parent = m_parent::start_with_id(&client, p("term-parent").as_str(), 1).await.unwrap();
+    let child_id = p("term-parent-g0-c0");
+    let child_id = child_id.as_str();
     wait_status(&client, child_id, RuntimeStatus::Running).await;
     wait_records(&client, child_id, 1).await;
 
-    client.terminate("term-parent", Some("order cancelled")).await.unwrap();
-    for id in ["term-parent", child_id] {
+    client.terminate(p("term-parent").as_str(), Some("order cancelled")).await.unwrap();
+    for id in [p("term-parent").as_str(), child_id] {
         let status = client.status(id).await.unwrap();
         assert_eq!(status.status, RuntimeStatus::Terminated, "{id}");
         assert_eq!(status.failure.unwrap().message, "order cancelled");
@@ -140,42 +152,53 @@ async fn terminate_is_recursive_and_stops_every_step() {
     assert!(matches!(client.raise_event(child_id, "go", &1_u32).await, Err(Error::InstanceFinished(_))));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(count(child_id, "m_step 2"), 0);
-    assert_eq!(count("term-parent", "m_step 1"), 0);
+    assert_eq!(count(p("term-parent").as_str(), "m_step 1"), 0);
 
-    let again = client.terminate("term-parent", None).await;
+    let again = client.terminate(p("term-parent").as_str(), None).await;
     assert!(matches!(again, Err(Error::InstanceFinished(_))), "{again:?}");
-    assert!(matches!(client.terminate("term-nobody", None).await, Err(Error::InstanceNotFound(_))));
+    assert!(matches!(client.terminate(p("term-nobody").as_str(), None).await, Err(Error::InstanceNotFound(_))));
 
     // Not recursive: the child keeps running.
-    m_parent::start_with_id(&client, "term-solo", 1).await.unwrap();
-    wait_records(&client, "term-solo-g0-c0", 1).await;
-    client.terminate_with("term-solo", None, false).await.unwrap();
-    assert_eq!(client.status("term-solo-g0-c0").await.unwrap().status, RuntimeStatus::Running);
+    m_parent::start_with_id(&client, p("term-solo").as_str(), 1).await.unwrap();
+    wait_records(&client, p("term-solo-g0-c0").as_str(), 1).await;
+    client.terminate_with(p("term-solo").as_str(), None, false).await.unwrap();
+    assert_eq!(client.status(p("term-solo-g0-c0").as_str()).await.unwrap().status, RuntimeStatus::Running);
 }
 
 #[tokio::test]
 async fn suspend_buffers_events_and_resume_continues() {
-    let rt = runtime().await;
+    suspend_buffers_events_and_resume_continues_on(Arc::new(MemoryStore::new()), "").await;
+}
+
+#[tokio::test]
+async fn suspend_buffers_events_and_resume_continues_on_sqlite() {
+    let (_dir, _url, store) = crate::support::sqlite_store().await;
+    suspend_buffers_events_and_resume_continues_on(store, "sq-").await;
+}
+
+async fn suspend_buffers_events_and_resume_continues_on(store: Arc<dyn Store>, prefix: &str) {
+    let rt = builder(store).build().await.unwrap();
+    let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
-    let handle = m_gated::start_with_id(&client, "susp-1", 1).await.unwrap();
-    wait_records(&client, "susp-1", 1).await;
-    client.suspend("susp-1", Some("maintenance")).await.unwrap();
-    client.suspend("susp-1", None).await.unwrap(); // suspending twice changes nothing
-    assert_eq!(client.status("susp-1").await.unwrap().status, RuntimeStatus::Suspended);
-    client.raise_event("susp-1", "go", &5_u32).await.unwrap();
+    let handle = m_gated::start_with_id(&client, p("susp-1").as_str(), 1).await.unwrap();
+    wait_records(&client, p("susp-1").as_str(), 1).await;
+    client.suspend(p("susp-1").as_str(), Some("maintenance")).await.unwrap();
+    client.suspend(p("susp-1").as_str(), None).await.unwrap(); // suspending twice changes nothing
+    assert_eq!(client.status(p("susp-1").as_str()).await.unwrap().status, RuntimeStatus::Suspended);
+    client.raise_event(p("susp-1").as_str(), "go", &5_u32).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(count("susp-1", "m_step 2"), 0, "a suspended instance runs no new step");
-    assert_eq!(client.status("susp-1").await.unwrap().status, RuntimeStatus::Suspended);
+    assert_eq!(count(p("susp-1").as_str(), "m_step 2"), 0, "a suspended instance runs no new step");
+    assert_eq!(client.status(p("susp-1").as_str()).await.unwrap().status, RuntimeStatus::Suspended);
 
-    client.resume("susp-1", Some("done")).await.unwrap();
+    client.resume(p("susp-1").as_str(), Some("done")).await.unwrap();
     assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 8);
-    assert_eq!(count("susp-1", "m_step 0"), 1, "the step before the suspension is not run again");
-    assert_eq!(count("susp-1", "m_step 2"), 1);
+    assert_eq!(count(p("susp-1").as_str(), "m_step 0"), 1, "the step before the suspension is not run again");
+    assert_eq!(count(p("susp-1").as_str(), "m_step 2"), 1);
 
-    let not_suspended = client.resume("susp-1", None).await;
+    let not_suspended = client.resume(p("susp-1").as_str(), None).await;
     assert!(matches!(not_suspended, Err(Error::NotSuspended { status: RuntimeStatus::Completed, .. })));
-    assert!(matches!(client.suspend("susp-1", None).await, Err(Error::InstanceFinished(_))));
-    assert!(matches!(client.resume("susp-nobody", None).await, Err(Error::InstanceNotFound(_))));
+    assert!(matches!(client.suspend(p("susp-1").as_str(), None).await, Err(Error::InstanceFinished(_))));
+    assert!(matches!(client.resume(p("susp-nobody").as_str(), None).await, Err(Error::InstanceNotFound(_))));
 }
 
 #[tokio::test]
@@ -198,25 +221,37 @@ async fn suspending_during_an_activity_keeps_the_next_step_from_starting() {
 
 #[tokio::test]
 async fn purge_removes_finished_instances_with_their_children() {
-    let rt = runtime().await;
+    purge_removes_finished_instances_with_their_children_on(Arc::new(MemoryStore::new()), "").await;
+}
+
+#[tokio::test]
+async fn purge_removes_finished_instances_with_their_children_on_sqlite() {
+    let (_dir, _url, store) = crate::support::sqlite_store().await;
+    purge_removes_finished_instances_with_their_children_on(store, "sq-").await;
+}
+
+async fn purge_removes_finished_instances_with_their_children_on(store: Arc<dyn Store>, prefix: &str) {
+    let rt = builder(store).build().await.unwrap();
+    let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
     let store = rt.store().clone();
-    m_parent::start_with_id(&client, "purge-p", 1).await.unwrap();
-    let child = "purge-p-g0-c0";
+    m_parent::start_with_id(&client, p("purge-p").as_str(), 1).await.unwrap();
+    let child = p("purge-p-g0-c0");
+    let child = child.as_str();
     wait_records(&client, child, 1).await;
-    let running = client.purge("purge-p").await;
+    let running = client.purge(p("purge-p").as_str()).await;
     assert!(matches!(running, Err(Error::NotFinished { status: RuntimeStatus::Running, .. })), "{running:?}");
     client.raise_event(child, "go", &1_u32).await.unwrap();
-    assert_eq!(client.result::<u32>("purge-p", Some(Duration::from_secs(10))).await.unwrap(), 4);
+    assert_eq!(client.result::<u32>(p("purge-p").as_str(), Some(Duration::from_secs(10))).await.unwrap(), 5);
 
-    assert_eq!(client.purge("purge-p").await.unwrap(), 2);
-    for id in ["purge-p", child] {
+    assert_eq!(client.purge(p("purge-p").as_str()).await.unwrap(), 2);
+    for id in [p("purge-p").as_str(), child] {
         assert!(store.instance(id).await.unwrap().is_none(), "{id} is gone");
         assert!(store.journal(id, 0).await.unwrap().is_empty(), "{id}'s journal is gone");
         assert!(store.events(id).await.unwrap().is_empty());
         assert!(matches!(client.status(id).await, Err(Error::InstanceNotFound(_))));
     }
-    assert!(matches!(client.purge("purge-p").await, Err(Error::InstanceNotFound(_))));
+    assert!(matches!(client.purge(p("purge-p").as_str()).await, Err(Error::InstanceNotFound(_))));
 }
 
 #[tokio::test]
