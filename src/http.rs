@@ -44,11 +44,9 @@ pub fn router(client: Client) -> Router {
         .route("/workflows/{component}/{id}/purge", post(purge))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
         .with_state(client);
-    Router::new()
-        .nest("/v1.0", api.clone())
-        .nest("/v1.0-beta1", api.clone())
-        .nest("/v1.0-alpha1", api)
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "no such route".to_owned()) })
+    Router::new().nest("/v1.0", api.clone()).nest("/v1.0-beta1", api.clone()).nest("/v1.0-alpha1", api).fallback(
+        || async { problem(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "no such route".to_owned()).into_response() },
+    )
 }
 
 /// Dapr's name of a runtime status.
@@ -95,11 +93,24 @@ pub fn status_json(status: &InstanceStatus) -> Value {
     })
 }
 
-fn problem(code: StatusCode, error_code: &str, message: String) -> Response {
-    (code, Json(json!({ "errorCode": error_code, "message": message }))).into_response()
+/// An error answer: the HTTP status and Dapr-style `{"errorCode", "message"}` body.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 }
 
-fn error_response(error: Error) -> Response {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "errorCode": self.code, "message": self.message }))).into_response()
+    }
+}
+
+fn problem(status: StatusCode, code: &'static str, message: String) -> ApiError {
+    ApiError { status, code, message }
+}
+
+fn error_response(error: Error) -> ApiError {
     let (code, error_code) = match &error {
         Error::InstanceNotFound(_) => (StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND"),
         Error::InvalidInstanceId { .. } => (StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_INVALID"),
@@ -117,12 +128,12 @@ fn error_response(error: Error) -> Response {
     problem(code, error_code, error.to_string())
 }
 
-fn bad_request(message: impl std::fmt::Display) -> Response {
+fn bad_request(message: impl std::fmt::Display) -> ApiError {
     problem(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", message.to_string())
 }
 
 /// A JSON body as text; an empty body is `null`.
-fn json_body(body: &Bytes, what: &str) -> Result<String, Response> {
+fn json_body(body: &Bytes, what: &str) -> Result<String, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| bad_request(format!("the {what} is not UTF-8")))?;
     if text.trim().is_empty() {
         return Ok("null".to_owned());
@@ -134,15 +145,15 @@ fn json_body(body: &Bytes, what: &str) -> Result<String, Response> {
 type PathOf<T> = Result<Path<T>, PathRejection>;
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-fn path<T>(path: PathOf<T>) -> Result<T, Response> {
+fn path<T>(path: PathOf<T>) -> Result<T, ApiError> {
     path.map(|Path(value)| value).map_err(bad_request)
 }
 
-fn query(query: QueryMap) -> Result<HashMap<String, String>, Response> {
+fn query(query: QueryMap) -> Result<HashMap<String, String>, ApiError> {
     query.map(|Query(map)| map).map_err(bad_request)
 }
 
-fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, Response> {
+fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match query.get(name).map(String::as_str) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
@@ -156,8 +167,8 @@ fn accepted() -> Response {
 }
 
 /// Runs a handler body whose early exits are responses.
-async fn respond(body: impl std::future::Future<Output = Result<Response, Response>>) -> Response {
-    body.await.unwrap_or_else(|response| response)
+async fn respond(body: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+    body.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn start(
@@ -266,7 +277,7 @@ async fn list(State(client): State<Client>, params: PathOf<String>, params_query
             }
         }
         filter.workflow = query.get("workflowName").cloned();
-        let time = |key: &str| -> Result<Option<i64>, Response> {
+        let time = |key: &str| -> Result<Option<i64>, ApiError> {
             query
                 .get(key)
                 .map(|v| v.parse::<i64>().map_err(|_| bad_request(format!("`{key}` must be ms since the epoch"))))
