@@ -1845,12 +1845,28 @@ async fn check_fencing(store: &dyn Store) {
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced batch is applied");
     assert!(store.journal(&b.id, 0).await.unwrap().is_empty());
 
+    // In a big batch too, wherever the assertions are.
+    let mut big: Vec<WriteOp> = (1..300).map(|seq| put(record(&a.id, 0, seq))).collect();
+    big.insert(150, fence(&b.id, "fence-w1"));
+    big.push(fence("fence/nobody", "fence-w1"));
+    big.push(WriteOp::SetStatus { id: a.id.clone(), status: RuntimeStatus::Running, updated_at: 5 });
+    match store.write(&big).await {
+        Err(StoreError::Fenced(ids)) => assert_eq!(ids, ["fence/nobody"]),
+        other => panic!("expected the batch to be fenced, got {other:?}"),
+    }
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced batch is applied");
+    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Pending);
+    big.pop();
+    big.pop();
+    store.write(&big).await.unwrap();
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 300, "and all of it once the assertions hold");
+
     store.release_leases("fence-w1").await.unwrap();
     assert!(
         matches!(store.write(&[fence(&a.id, "fence-w1"), put(record(&a.id, 0, 1))]).await, Err(StoreError::Fenced(_))),
         "a released lease fences its old owner"
     );
-    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1);
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 300);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2137,6 +2153,16 @@ async fn check_purge_in_batch(store: &dyn Store) {
     store.write(&[create(instance(x, wf, 8))]).await.unwrap();
     assert_eq!(store.write(&[create(instance(x, wf, 9)), purge(x)]).await.unwrap().existing, [x]);
     assert_eq!(store.instance(x).await.unwrap(), None);
+    // Created, purged and created again: neither create is skipped. Then (it exists) the first of
+    // three is, and the last, after the one right after the purge.
+    let (first, second) = (instance(x, wf, 10), instance(x, "purgeb_other_wf", 11));
+    let twice = [create(first.clone()), put(record(x, 0, 4)), purge(x), create(second.clone())];
+    assert!(store.write(&twice).await.unwrap().existing.is_empty());
+    assert_eq!(get(store, x).await, second);
+    let thrice = [create(first.clone()), purge(x), create(first.clone()), create(second.clone())];
+    assert_eq!(store.write(&thrice).await.unwrap().existing, [x, x]);
+    assert_eq!(get(store, x).await, first, "the create right after the purge");
+    store.write(&[purge(x)]).await.unwrap();
 
     // A parent and its children, all finished: asserted, then purged, in one batch.
     let finished = [Completed, Failed, Terminated];
@@ -2385,6 +2411,7 @@ async fn sqlite_file_store_conforms() {
     check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
     check_sqlite_purge_rows(&store).await;
+    check_sqlite_dropped_writes(&store).await;
     store.close().await;
 }
 
@@ -2399,6 +2426,7 @@ async fn sqlite_memory_store_conforms() {
     check_sqlite_corrupt_task_rows(&store).await;
     check_sqlite_event_rows(&store).await;
     check_sqlite_purge_rows(&store).await;
+    check_sqlite_dropped_writes(&store).await;
 
     // Each `sqlite::memory:` store is its own database.
     let other = SqliteStore::open("sqlite::memory:").await.unwrap();
@@ -2521,6 +2549,39 @@ async fn check_sqlite_corrupt_task_rows(store: &SqliteStore) {
         matches!(store.finished_tasks(&names(&[id])).await, Err(StoreError::Corrupt(m)) if m.contains("generation"))
     );
     damage("DELETE FROM activity_tasks WHERE instance_id = ?").await.unwrap();
+}
+
+/// A write dropped before it is through (its future cancelled, as a timeout does) is applied
+/// entirely or not at all, and the store goes on writing and reading: whatever transaction it left
+/// open on the writer is rolled back by the writer's next user.
+async fn check_sqlite_dropped_writes(store: &SqliteStore) {
+    let id = "dropped/a";
+    store.write(&[create(instance(id, "dropped_wf", 1))]).await.unwrap();
+    for round in 0..40 {
+        let ops = [put(record(id, 0, round)), put(record(id, 1, round)), add_event(id, "e", "1", 5)];
+        let small = [put(record(id, 0, round)), put(record(id, 1, round))];
+        {
+            let mut write = if round % 2 == 0 { store.write(&ops) } else { store.write(&small) };
+            let _ = futures::poll!(write.as_mut());
+            for _ in 0..round % 4 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Whatever the writer's next user is. (The dropped write may still be running on the
+        // writer's thread, and commit; the writer's next command runs after it.)
+        match round % 3 {
+            0 => store.write(&[put(record(id, 2, round))]).await.map(drop).unwrap(),
+            1 => assert_eq!(store.renew_leases("dropped-nobody", 10).await.unwrap(), 0),
+            _ => assert!(!store.complete_task("dropped-nobody", id, 0, 0, 1, &outcome(true, "1", 1)).await.unwrap()),
+        }
+        let gen0 = store.journal(id, 0).await.unwrap().iter().any(|r| r.seq == round);
+        let gen1 = store.journal(id, 1).await.unwrap().iter().any(|r| r.seq == round);
+        assert_eq!(gen0, gen1, "round {round}: a batch is all or nothing");
+    }
+    store.write(&[put(record(id, 3, 0))]).await.unwrap();
+    assert_eq!(store.journal(id, 3).await.unwrap().len(), 1);
+    sqlx::query("DELETE FROM journal WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
 }
 
 /// What the trait cannot show: a restart deletes the consumed event rows (those consumed after it

@@ -81,9 +81,13 @@ pub(crate) struct Layer<'a> {
     /// (instance, event) pairs in `consumes`: a repeat within a layer changes nothing.
     pub(crate) consumed: HashSet<(&'a str, i64)>,
     /// The task ops due at this layer, one change per key, in the order their keys first appear.
-    pub(crate) tasks: Vec<TaskChange<'a>>,
+    tasks: Vec<TaskChange<'a>>,
     /// Where each key's change is in `tasks`.
     task_index: HashMap<TaskKey<'a>, usize>,
+    /// What `tasks` comes to, applied in this order: the keys to delete, then the tasks to upsert
+    /// (each key at most once in each list).
+    pub(crate) task_deletes: Vec<TaskKey<'a>>,
+    pub(crate) task_enqueues: Vec<&'a TaskRecord>,
     /// With the op's index in the batch.
     pub(crate) creates: Vec<(usize, &'a InstanceRecord)>,
     pub(crate) statuses: Vec<StatusChange<'a>>,
@@ -267,6 +271,10 @@ impl<'a> Plan<'a> {
                 }
                 WriteOp::Purge { id } => layer.purges.push(id),
             }
+        }
+        for layer in &mut layers {
+            layer.task_deletes = layer.tasks.iter().filter(|change| change.delete).map(|change| change.key).collect();
+            layer.task_enqueues = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
         }
         Self { layers, fences, asserts, events }
     }

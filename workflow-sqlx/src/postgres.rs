@@ -838,7 +838,7 @@ async fn put_records(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), F
 }
 
 async fn change_tasks(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    let deleted: Vec<_> = layer.tasks.iter().filter(|change| change.delete).map(|change| change.key).collect();
+    let deleted = &layer.task_deletes;
     if !deleted.is_empty() {
         sqlx::query(DELETE_TASK)
             .bind(deleted.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
@@ -848,7 +848,7 @@ async fn change_tasks(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), 
             .await
             .map_err(failed("deleting tasks"))?;
     }
-    let queued: Vec<&TaskRecord> = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
+    let queued = &layer.task_enqueues;
     if !queued.is_empty() {
         sqlx::query(ENQUEUE_TASK)
             .bind(queued.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>())

@@ -5,21 +5,23 @@
 //! connections serves reads, which WAL lets run beside the writer. Claims (of instances and of
 //! activity tasks) look on a reader first, so an idle poll costs no write.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Column, Connection, Row};
 use workflow_core::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
+    StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
 
 use crate::list::{list_statement, Value};
@@ -117,6 +119,11 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Reads (the writer itself for an in-memory database).
     reader: SqlitePool,
+    in_memory: bool,
+    /// Whether the writer may be in a transaction nobody will finish: a write sends its statements
+    /// and `COMMIT` as one script, and a write dropped before the script is through (cancelled)
+    /// leaves the transaction open, which the writer's next user rolls back.
+    dangling: AtomicBool,
     stats: StatsCounter,
 }
 
@@ -149,6 +156,9 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move { sqlx::Executor::execute(conn, FENCE_SETUP).await.map(drop) })
+            })
             .connect_with(connect.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
             .await
             .map_err(opening)?;
@@ -167,7 +177,7 @@ impl SqliteStore {
                 .await
                 .map_err(opening)?
         };
-        Ok(Self { writer, reader, stats: StatsCounter::default() })
+        Ok(Self { writer, reader, in_memory, dangling: AtomicBool::new(false), stats: StatsCounter::default() })
     }
 
     /// A pool of connections on the same database, for inspecting it (and, in tests, for damaging
@@ -238,13 +248,18 @@ enum Shape {
     DeleteTask,
     /// Every task of the named instances (for Finish and Purge).
     FinishTasks,
+    ContinuedJournal,
+    ContinuedEvents,
+    ContinuedTasks,
+    Fence,
+    Assert,
     PurgeInstance,
     PurgeJournal,
     PurgeEvents,
 }
 
 impl Shape {
-    const ALL: [Shape; 16] = [
+    const ALL: [Shape; 21] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -258,6 +273,11 @@ impl Shape {
         Shape::EnqueueTask,
         Shape::DeleteTask,
         Shape::FinishTasks,
+        Shape::ContinuedJournal,
+        Shape::ContinuedEvents,
+        Shape::ContinuedTasks,
+        Shape::Fence,
+        Shape::Assert,
         Shape::PurgeInstance,
         Shape::PurgeJournal,
         Shape::PurgeEvents,
@@ -274,7 +294,16 @@ impl Shape {
             Shape::SetWake | Shape::Evict => 2,
             Shape::EnqueueTask => 9,
             Shape::DeleteTask => 3,
-            Shape::FinishTasks | Shape::PurgeInstance | Shape::PurgeJournal | Shape::PurgeEvents => 1,
+            Shape::FinishTasks
+            | Shape::ContinuedJournal
+            | Shape::ContinuedEvents
+            | Shape::ContinuedTasks
+            | Shape::PurgeInstance
+            | Shape::PurgeJournal
+            | Shape::PurgeEvents => 1,
+            Shape::Fence => 2,
+            // The id, and a slot per status (see `bind_assert`).
+            Shape::Assert => 1 + RuntimeStatus::ALL.len(),
         }
     }
 
@@ -316,6 +345,13 @@ impl Shape {
             }
             Shape::DeleteTask => "DELETE FROM activity_tasks WHERE (instance_id, generation, seq) IN (VALUES ",
             Shape::FinishTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
+            Shape::ContinuedJournal => "DELETE FROM journal WHERE instance_id IN (VALUES ",
+            Shape::ContinuedEvents => {
+                "DELETE FROM events WHERE consumed_by_seq IS NOT NULL AND instance_id IN \
+                 (SELECT id FROM instances WHERE id IN (VALUES "
+            }
+            Shape::ContinuedTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
+            Shape::Fence | Shape::Assert => "INSERT INTO temp.fenced (id) SELECT v.column1 FROM (VALUES ",
             Shape::PurgeInstance => "DELETE FROM instances WHERE id IN (VALUES ",
             Shape::PurgeJournal => "DELETE FROM journal WHERE instance_id IN (VALUES ",
             Shape::PurgeEvents => "DELETE FROM events WHERE instance_id IN (VALUES ",
@@ -325,7 +361,9 @@ impl Shape {
     fn tail(self) -> &'static str {
         match self {
             // The ids that come back are the ones inserted; the others existed.
-            Shape::Create => " ON CONFLICT (id) DO NOTHING RETURNING id",
+            // A script returns the rows of all its statements together: the column name tells them
+            // apart.
+            Shape::Create => " ON CONFLICT (id) DO NOTHING RETURNING id AS created",
             // Rows of one statement are inserted in order, so a later duplicate key replaces an
             // earlier one, as separate statements would.
             Shape::Put => {
@@ -336,7 +374,7 @@ impl Shape {
             }
             // Event ids are assigned by the plan, so the only conflict is the padding repeating
             // the last row; the ids coming back are counted to catch any other.
-            Shape::AddEvent => " ON CONFLICT DO NOTHING RETURNING seq",
+            Shape::AddEvent => " ON CONFLICT DO NOTHING RETURNING seq AS added",
             // Only an event of that instance, and only its first consumer is kept. An event
             // appears once per statement (the plan drops repeats; padding repeats identical rows).
             Shape::Consume => {
@@ -348,8 +386,29 @@ impl Shape {
             Shape::SetStatus | Shape::Finish | Shape::SetWake | Shape::Evict | Shape::SetCustomStatus => {
                 ") AS v WHERE instances.id = v.column1"
             }
-            // The instances that exist, whose old journal and consumed events go next.
-            Shape::ContinueAsNew => ") AS v WHERE instances.id = v.column1 RETURNING id, generation",
+            Shape::ContinueAsNew => ") AS v WHERE instances.id = v.column1",
+            // After the restart, of the instances that exist (a missing one has no generation, and
+            // `generation < NULL` holds for no row): what is older than their new generation.
+            Shape::ContinuedJournal => {
+                ") AND generation < (SELECT i.generation FROM instances AS i WHERE i.id = journal.instance_id)"
+            }
+            Shape::ContinuedEvents => "))",
+            Shape::ContinuedTasks => {
+                ") AND generation < (SELECT i.generation FROM instances AS i WHERE i.id = activity_tasks.instance_id)"
+            }
+            // A row for every asserted (instance, owner) that does not hold, which the temporary
+            // table's trigger refuses: the statement fails, with [`FENCED`] in its message.
+            Shape::Fence => {
+                ") AS v WHERE NOT EXISTS \
+                 (SELECT 1 FROM instances AS i WHERE i.id = v.column1 AND i.owner = v.column2)"
+            }
+            // Likewise a row for every asserted (instance, allowed statuses) that does not hold:
+            // the instance is missing or its status is none of the slots (NULL for a status not
+            // allowed, which matches nothing).
+            Shape::Assert => {
+                ") AS v WHERE NOT EXISTS (SELECT 1 FROM instances AS i WHERE i.id = v.column1 AND i.status IN \
+                 (v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8))"
+            }
             // Queued afresh, or replacing a task of an earlier attempt only (a repeated row, of the
             // same attempt, changes nothing). The plan gives each key one row per layer.
             Shape::EnqueueTask => {
@@ -394,108 +453,155 @@ impl Shape {
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
-/// Writes `items` with `shape`'s statements, `bind` binding one row; returns the rows the
-/// statements returned.
+/// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
+struct Step<'q> {
+    shape: Shape,
+    rows: usize,
+    bind: Box<dyn FnOnce(Query<'q>) -> Query<'q> + Send + 'q>,
+}
+
+impl<'q> Step<'q> {
+    fn sql(&self) -> Result<&'static str, StoreError> {
+        self.shape
+            .sql(self.rows)
+            .ok_or_else(|| StoreError::Backend(format!("sqlite: no {:?} statement for {} rows", self.shape, self.rows)))
+    }
+}
+
+/// Adds the statements writing `items` with `shape`, `bind` binding one row.
 ///
 /// Items go [`MAX_ROWS`] to a statement. A shorter last chunk is padded to the next power of two
-/// by repeating its last row, which changes nothing (the same upsert or update again, an event
-/// insert that conflicts and is skipped, or a create that is skipped and not reported since it is
-/// no op of the batch), so a handful of statement shapes, each prepared once per connection, cover
-/// every batch with one statement per chunk.
-async fn run_chunks<'q, T>(
-    conn: &mut SqliteConnection,
+/// by repeating its last row, which changes nothing (the same upsert, update or delete again, an
+/// event insert that conflicts and is skipped, a create that is skipped and not reported since it
+/// is no op of the batch, a fence row refused again), so a handful of statement shapes, each
+/// prepared once per connection, cover every batch with one statement per chunk.
+fn add_steps<'q, T: Sync>(
+    steps: &mut Vec<Step<'q>>,
     shape: Shape,
     items: &'q [T],
-    bind: impl Fn(Query<'q>, &'q T) -> Query<'q>,
-    context: &'static str,
-) -> Result<Vec<SqliteRow>, StoreError> {
-    let mut returned = Vec::new();
+    bind: impl Fn(Query<'q>, &'q T) -> Query<'q> + Copy + Send + 'q,
+) {
     for chunk in items.chunks(MAX_ROWS) {
         let Some(last) = chunk.last() else { continue };
         let rows = chunk.len().next_power_of_two();
         let padding = std::iter::repeat_n(last, rows - chunk.len());
-        let sql = shape
-            .sql(rows)
-            .ok_or_else(|| StoreError::Backend(format!("sqlite: {context}: no {shape:?} statement for {rows} rows")))?;
-        let query = chunk.iter().chain(padding).fold(sqlx::query(sql), &bind);
-        returned.extend(query.fetch_all(&mut *conn).await.map_err(backend(context))?);
+        let bind = move |query| chunk.iter().chain(padding).fold(query, bind);
+        steps.push(Step { shape, rows, bind: Box::new(bind) });
     }
-    Ok(returned)
 }
 
-impl Plan<'_> {
-    /// Applies the plan; returns the indexes (in the batch) of the creates that were skipped.
-    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Vec<usize>, StoreError> {
-        let last_event = if self.events > 0 { last_event_id(&mut *conn).await? } else { 0 };
-        if last_event.checked_add(self.events).is_none() {
-            return Err(StoreError::Backend("sqlite: adding events: event ids are exhausted".into()));
+/// Batches this small (in statements, and in rows per statement) are sent to SQLite as one script
+/// (see [`SqliteStore::write`]); bigger ones statement by statement, as they amortise the trips
+/// and would make too many different scripts to keep prepared.
+const SCRIPT_STEPS: usize = 16;
+const SCRIPT_ROWS: usize = 8;
+
+/// The message the fence trigger fails a statement with (for a fence or a status assertion).
+const FENCED: &str = "workflow-sqlx: fenced";
+
+/// Set up on every writer connection: the temporary table a [`Shape::Fence`] or [`Shape::Assert`]
+/// statement inserts the assertions that do not hold into, whose trigger fails the statement (and
+/// with it the script) when any arrives. It never holds a row.
+const FENCE_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS fenced (id TEXT); \
+     CREATE TEMP TRIGGER IF NOT EXISTS fenced_refused BEFORE INSERT ON fenced \
+     BEGIN SELECT RAISE(ABORT, 'workflow-sqlx: fenced'); END";
+
+impl<'a> Plan<'a> {
+    /// The plan's statements, in the order they run: the checks (fences, then status assertions),
+    /// then layer by layer the journal records, task changes and event consumptions, then the
+    /// instance ops (a restart, and a purge, followed by the deletes it implies). `last_event` is
+    /// the store's last event id.
+    fn steps<'q>(&'q self, last_event: i64) -> Vec<Step<'q>>
+    where
+        'a: 'q,
+    {
+        let mut steps = Vec::new();
+        add_steps(&mut steps, Shape::Fence, &self.fences, bind_fence);
+        add_steps(&mut steps, Shape::Assert, &self.asserts, bind_assert);
+        for layer in &self.layers {
+            add_steps(&mut steps, Shape::Put, &layer.puts, bind_put);
+            add_steps(&mut steps, Shape::DeleteTask, &layer.task_deletes, bind_task_key);
+            add_steps(&mut steps, Shape::EnqueueTask, &layer.task_enqueues, bind_enqueue);
+            add_steps(&mut steps, Shape::Consume, &layer.consumes, bind_consume);
+            add_steps(&mut steps, Shape::Create, &layer.creates, bind_create);
+            add_steps(&mut steps, Shape::SetStatus, &layer.statuses, bind_status);
+            add_steps(&mut steps, Shape::Finish, &layer.finishes, bind_finish);
+            add_steps(&mut steps, Shape::FinishTasks, &layer.finishes, bind_finish_id);
+            let bind = move |query, event| bind_event(query, event, last_event);
+            add_steps(&mut steps, Shape::AddEvent, &layer.events, bind);
+            add_steps(&mut steps, Shape::SetWake, &layer.wakes, bind_wake);
+            add_steps(&mut steps, Shape::Evict, &layer.evicts, bind_wake);
+            add_steps(&mut steps, Shape::SetCustomStatus, &layer.customs, bind_custom);
+            add_steps(&mut steps, Shape::ContinueAsNew, &layer.continues, bind_continue);
+            for shape in [Shape::ContinuedJournal, Shape::ContinuedEvents, Shape::ContinuedTasks] {
+                add_steps(&mut steps, shape, &layer.continues, bind_continue_id);
+            }
+            // An event id of a purged instance is not handed out again: the next ones follow
+            // `sqlite_sequence`, which remembers the largest id ever used.
+            for shape in [Shape::PurgeJournal, Shape::PurgeEvents, Shape::FinishTasks, Shape::PurgeInstance] {
+                add_steps(&mut steps, shape, &layer.purges, bind_id);
+            }
         }
+        steps
+    }
+
+    /// Checks what the statements returned (in any order); returns the indexes (in the batch) of
+    /// the creates that were skipped.
+    ///
+    /// Which of several creates of one id inserted it follows from how many times the id came
+    /// back. Between two purges of the id (or the batch's start and end) only the first create can
+    /// insert it, as the others find it there. After a purge the id is free, so the first create
+    /// after one always inserts it; the first create before any purge did if the id came back
+    /// once more than those. (An id's creates and purges are in different layers, in op order.)
+    fn skipped(&self, returned: &[SqliteRow]) -> Result<Vec<usize>, StoreError> {
+        let mut created: HashMap<String, usize> = HashMap::new();
+        let mut added = 0_i64;
+        for row in returned {
+            match row.columns().first().map(|column| column.name()) {
+                Some("created") => {
+                    *created
+                        .entry(row.try_get::<String, _>(0).map_err(backend("reading created ids"))?)
+                        .or_default() += 1;
+                }
+                Some("added") => added += 1,
+                _ => {}
+            }
+        }
+        if added != self.events {
+            return Err(StoreError::Backend(format!(
+                "sqlite: adding events: {} of {} new event ids were taken",
+                self.events - added.min(self.events),
+                self.events
+            )));
+        }
+        // Per id: whether it was purged yet, and whether the first create since (or since the
+        // start) was seen.
+        let mut seen: HashMap<&str, (bool, bool)> = HashMap::new();
+        let mut after_purges: HashMap<&str, usize> = HashMap::new();
+        let mut first_creates = Vec::new();
         let mut skipped = Vec::new();
         for layer in &self.layers {
-            run_chunks(&mut *conn, Shape::Put, &layer.puts, bind_put, "writing journal records").await?;
-            if !layer.tasks.is_empty() {
-                let deleted: Vec<&TaskKey<'_>> =
-                    layer.tasks.iter().filter(|change| change.delete).map(|change| &change.key).collect();
-                run_chunks(&mut *conn, Shape::DeleteTask, &deleted, bind_task_key, "deleting tasks").await?;
-                let queued: Vec<&TaskRecord> = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
-                run_chunks(&mut *conn, Shape::EnqueueTask, &queued, bind_enqueue, "queueing tasks").await?;
+            for (index, record) in &layer.creates {
+                let id = record.id.as_str();
+                let (purged, taken) = seen.entry(id).or_default();
+                if *taken {
+                    skipped.push(*index);
+                } else if *purged {
+                    *taken = true;
+                    *after_purges.entry(id).or_default() += 1;
+                } else {
+                    *taken = true;
+                    first_creates.push((*index, id));
+                }
             }
-            run_chunks(&mut *conn, Shape::Consume, &layer.consumes, bind_consume, "consuming events").await?;
-            let rows = run_chunks(&mut *conn, Shape::Create, &layer.creates, bind_create, "creating instances").await?;
-            let mut created = HashSet::with_capacity(rows.len());
-            for row in &rows {
-                created.insert(row.try_get::<String, _>(0).map_err(backend("reading created ids"))?);
+            for id in &layer.purges {
+                seen.insert(id, (true, false));
             }
-            skipped.extend(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index));
-            run_chunks(&mut *conn, Shape::SetStatus, &layer.statuses, bind_status, "setting statuses").await?;
-            run_chunks(&mut *conn, Shape::Finish, &layer.finishes, bind_finish, "finishing instances").await?;
-            let finishing = "deleting the tasks of finished instances";
-            run_chunks(&mut *conn, Shape::FinishTasks, &layer.finishes, bind_finish_id, finishing).await?;
-            let bind = |query, event| bind_event(query, event, last_event);
-            let added = run_chunks(&mut *conn, Shape::AddEvent, &layer.events, bind, "adding events").await?;
-            if added.len() != layer.events.len() {
-                return Err(StoreError::Backend(format!(
-                    "sqlite: adding events: {} of {} new event ids were taken",
-                    layer.events.len() - added.len().min(layer.events.len()),
-                    layer.events.len()
-                )));
-            }
-            run_chunks(&mut *conn, Shape::SetWake, &layer.wakes, bind_wake, "setting wake-ups").await?;
-            run_chunks(&mut *conn, Shape::Evict, &layer.evicts, bind_wake, "evicting instances").await?;
-            run_chunks(&mut *conn, Shape::SetCustomStatus, &layer.customs, bind_custom, "setting custom statuses")
-                .await?;
-            let continued =
-                run_chunks(&mut *conn, Shape::ContinueAsNew, &layer.continues, bind_continue, "continuing as new")
-                    .await?;
-            for row in &continued {
-                let id: String = row.try_get(0).map_err(backend("reading continued ids"))?;
-                let generation: i64 = row.try_get(1).map_err(backend("reading continued generations"))?;
-                sqlx::query("DELETE FROM journal WHERE instance_id = ? AND generation < ?")
-                    .bind(id.as_str())
-                    .bind(generation)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend("deleting the journal of older generations"))?;
-                sqlx::query("DELETE FROM events WHERE instance_id = ? AND consumed_by_seq IS NOT NULL")
-                    .bind(id.as_str())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend("deleting consumed events"))?;
-                sqlx::query("DELETE FROM activity_tasks WHERE instance_id = ? AND generation < ?")
-                    .bind(id.as_str())
-                    .bind(generation)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend("deleting the tasks of older generations"))?;
-            }
-            if !layer.purges.is_empty() {
-                // An event id of a purged instance is not handed out again: the next ones follow
-                // `sqlite_sequence`, which remembers the largest id ever used.
-                let purges = &layer.purges;
-                run_chunks(&mut *conn, Shape::PurgeJournal, purges, bind_id, "purging journals").await?;
-                run_chunks(&mut *conn, Shape::PurgeEvents, purges, bind_id, "purging events").await?;
-                run_chunks(&mut *conn, Shape::FinishTasks, purges, bind_id, "purging tasks").await?;
-                run_chunks(&mut *conn, Shape::PurgeInstance, purges, bind_id, "purging instances").await?;
+        }
+        for (index, id) in first_creates {
+            let came_back = created.get(id).copied().unwrap_or_default();
+            if came_back <= after_purges.get(id).copied().unwrap_or_default() {
+                skipped.push(index);
             }
         }
         skipped.sort_unstable();
@@ -503,16 +609,29 @@ impl Plan<'_> {
     }
 }
 
-/// The last event id the store assigned (0 for none): new ones follow it. Read under the write
-/// lock, so no other writer assigns ids meanwhile.
-async fn last_event_id(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
-         COALESCE((SELECT MAX(seq) FROM events), 0))",
-    )
-    .fetch_one(conn)
-    .await
-    .map_err(backend("reading the last event id"))
+/// Why the plan's checks refused it, read in the open transaction (where nothing of the batch ran
+/// yet): [`StoreError::Fenced`] or [`StoreError::Conflict`] as [`Plan::check`] decides, or `None`
+/// if every check holds after all.
+async fn refusal(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Option<StoreError>, StoreError> {
+    let (fenced, asserted) = plan.checked_ids();
+    let mut found = std::collections::HashMap::new();
+    for chunk in fenced.chunks(500).chain(asserted.chunks(500)) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT id, owner, status FROM instances WHERE id IN ({marks})");
+        let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+        for row in query.fetch_all(&mut *conn).await.map_err(backend("checking leases and statuses"))? {
+            let id: String = row.try_get(0).map_err(backend("reading leases"))?;
+            let owner: Option<String> = row.try_get(1).map_err(backend("reading leases"))?;
+            let status: String = row.try_get(2).map_err(backend("reading statuses"))?;
+            found.insert(id, Checked { owner, status });
+        }
+    }
+    Ok(plan.check(&found).err())
+}
+
+/// Whether `error` is the fence trigger refusing a statement (a fence or a status assertion).
+fn is_fenced(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error.message().contains(FENCED))
 }
 
 fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q InstanceRecord)) -> Query<'q> {
@@ -596,8 +715,8 @@ fn bind_custom<'q>(query: Query<'q>, custom: &'q CustomStatus<'q>) -> Query<'q> 
     query.bind(custom.id).bind(custom.custom_status).bind(custom.updated_at)
 }
 
-fn bind_task_key<'q>(query: Query<'q>, key: &'q &'q TaskKey<'q>) -> Query<'q> {
-    let (instance_id, generation, seq) = **key;
+fn bind_task_key<'q>(query: Query<'q>, key: &'q TaskKey<'q>) -> Query<'q> {
+    let (instance_id, generation, seq) = *key;
     query.bind(instance_id).bind(i64::from(generation)).bind(i64::from(seq))
 }
 
@@ -612,6 +731,25 @@ fn bind_enqueue<'q>(query: Query<'q>, task: &'q &'q TaskRecord) -> Query<'q> {
         .bind(task.start_to_close_ms)
         .bind(task.heartbeat_timeout_ms)
         .bind(task.visible_at)
+}
+
+fn bind_fence<'q>(query: Query<'q>, (id, owner): &'q (&'q str, &'q str)) -> Query<'q> {
+    query.bind(*id).bind(*owner)
+}
+
+// `Shape::Assert` spells out a slot per status.
+const _: () = assert!(RuntimeStatus::ALL.len() == 7, "Shape::Assert has 7 status slots");
+
+/// An assertion's id, then a slot per status in [`RuntimeStatus::ALL`] order: its name if it is
+/// allowed, NULL if not.
+fn bind_assert<'q>(query: Query<'q>, (id, allowed): &'q (&'q str, &'q [RuntimeStatus])) -> Query<'q> {
+    RuntimeStatus::ALL
+        .into_iter()
+        .fold(query.bind(*id), |query, status| query.bind(allowed.contains(&status).then_some(status.as_str())))
+}
+
+fn bind_continue_id<'q>(query: Query<'q>, continued: &'q Continue<'q>) -> Query<'q> {
+    query.bind(continued.id)
 }
 
 fn bind_continue<'q>(query: Query<'q>, continued: &'q Continue<'q>) -> Query<'q> {
@@ -657,39 +795,162 @@ fn task_order(task: &TaskRecord) -> (Millis, (&str, u32, u32)) {
     (task.visible_at, task_key(task))
 }
 
+/// A write that failed: a statement (which may be a check refusing the batch), or a check.
+enum Failure {
+    Statement(&'static str, sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+fn statement(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
+    move |error| Failure::Statement(context, error)
+}
+
+/// Starts a write transaction and reads the last event id under its lock, in one trip.
+const BEGIN_READING_LAST_EVENT: &str = "BEGIN IMMEDIATE; \
+     SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
+     COALESCE((SELECT MAX(seq) FROM events), 0))";
+
+/// Applies `plan` in one transaction and commits it; returns the indexes (in the batch) of the
+/// creates that were skipped. On failure the transaction may still be open.
+///
+/// A small plan goes to SQLite as one script, `BEGIN IMMEDIATE; <statements>; COMMIT` (or its one
+/// statement alone), in one trip to the connection's thread, as a one-statement commit does: its
+/// checks are the first statements, which fail when an assertion does not hold (see
+/// [`Shape::Fence`] and [`Shape::Assert`]), so nothing after them runs. A plan that adds events
+/// first reads the last event id under the write lock (the new ids follow it), and commits once it
+/// has counted them. A big plan runs statement by statement.
+async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Vec<usize>, Failure> {
+    let adds_events = plan.events > 0;
+    let last_event = if adds_events {
+        let last: i64 = sqlx::query_scalar(BEGIN_READING_LAST_EVENT)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(statement("reading the last event id"))?;
+        if last.checked_add(plan.events).is_none() {
+            return Err(StoreError::Backend("sqlite: adding events: event ids are exhausted".into()).into());
+        }
+        last
+    } else {
+        0
+    };
+    let steps = plan.steps(last_event);
+    let returned = if steps.len() <= SCRIPT_STEPS && steps.iter().all(|step| step.rows <= SCRIPT_ROWS) {
+        // One statement is a transaction of its own.
+        let alone = !adds_events && steps.len() == 1;
+        let mut script = String::from(if adds_events || alone { "" } else { "BEGIN IMMEDIATE; " });
+        for step in &steps {
+            script.push_str(step.sql()?);
+            script.push_str("; ");
+        }
+        if !adds_events && !alone {
+            script.push_str("COMMIT");
+        }
+        let query = steps.into_iter().fold(sqlx::query(&script), |query, step| (step.bind)(query));
+        let returned = query.fetch_all(&mut *conn).await.map_err(statement("writing a batch"))?;
+        if !adds_events {
+            // Committed: what came back only says which creates were skipped.
+            return Ok(plan.skipped(&returned)?);
+        }
+        returned
+    } else {
+        if !adds_events {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(statement("beginning a write"))?;
+        }
+        let mut returned = Vec::new();
+        for step in steps {
+            let sql = step.sql()?;
+            let query = (step.bind)(sqlx::query(sql));
+            returned.extend(query.fetch_all(&mut *conn).await.map_err(statement("writing a batch"))?);
+        }
+        returned
+    };
+    let skipped = plan.skipped(&returned)?;
+    sqlx::query("COMMIT").execute(&mut *conn).await.map_err(statement("committing a write"))?;
+    Ok(skipped)
+}
+
+/// Whether `error` says there was no transaction to roll back.
+fn no_transaction(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error.message().contains("no transaction is active"))
+}
+
+impl SqliteStore {
+    /// The writer connection, with any transaction a dropped write left open rolled back first.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(backend("taking the writer connection"))?;
+        if self.dangling.load(Ordering::Acquire) {
+            self.roll_back(&mut conn).await?;
+        }
+        Ok(conn)
+    }
+
+    /// A read connection; for an in-memory database that is the writer, cleaned up as in
+    /// [`SqliteStore::writer`] so a read never sees what a dropped write left uncommitted.
+    async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        if self.in_memory {
+            return self.writer().await;
+        }
+        self.reader.acquire().await.map_err(backend("taking a read connection"))
+    }
+
+    /// Rolls back the writer's transaction, if it is in one.
+    async fn roll_back(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(error) if no_transaction(&error) => {}
+            Err(error) => return Err(backend("rolling back a write")(error)),
+        }
+        self.dangling.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Ends a failed write: reports why its checks refused it if they did (read in its
+    /// transaction, where nothing else ran), and rolls it back.
+    async fn abandon(&self, conn: &mut SqliteConnection, plan: &Plan<'_>, failure: Failure) -> StoreError {
+        let error = match failure {
+            Failure::Statement(_, error) if is_fenced(&error) => match refusal(&mut *conn, plan).await {
+                Ok(Some(refused)) => refused,
+                Ok(None) => backend("checking leases and statuses")(error),
+                Err(error) => error,
+            },
+            Failure::Statement(context, error) => backend(context)(error),
+            Failure::Store(error) => error,
+        };
+        if let Err(rollback) = self.roll_back(conn).await {
+            tracing::warn!(%rollback, "sqlite: could not roll back a failed write; the next write will try again");
+        }
+        error
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
         let plan = Plan::new(ops);
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a write"))?;
-        let (fenced, asserted) = plan.checked_ids();
-        if !fenced.is_empty() || !asserted.is_empty() {
-            // Under the write lock: nobody can change an owner or a status between this check
-            // and the commit.
-            let mut found = std::collections::HashMap::new();
-            for chunk in fenced.chunks(500).chain(asserted.chunks(500)) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                let sql = format!("SELECT id, owner, status FROM instances WHERE id IN ({marks})");
-                let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
-                for row in query.fetch_all(&mut *tx).await.map_err(backend("checking leases and statuses"))? {
-                    let id: String = row.try_get(0).map_err(backend("reading leases"))?;
-                    let owner: Option<String> = row.try_get(1).map_err(backend("reading leases"))?;
-                    let status: String = row.try_get(2).map_err(backend("reading statuses"))?;
-                    found.insert(id, Checked { owner, status });
-                }
+        let mut conn = self.writer().await?;
+        // From here until the commit or the rollback is through, the writer may be in a
+        // transaction: should this future be dropped meanwhile, the writer's next user rolls it back.
+        self.dangling.store(true, Ordering::Release);
+        match apply(&mut conn, &plan).await {
+            Ok(skipped) => {
+                self.dangling.store(false, Ordering::Release);
+                self.stats.record_commit(ops.len());
+                Ok(crate::plan::outcome(ops, skipped))
             }
-            plan.check(&found)?;
+            Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
         }
-        let skipped = plan.apply(&mut tx).await?;
-        tx.commit().await.map_err(backend("committing a write"))?;
-        self.stats.record_commit(ops.len());
-        Ok(crate::plan::outcome(ops, skipped))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(backend("reading an instance"))?;
         row.as_ref().map(instance_from_row).transpose()
@@ -701,7 +962,7 @@ impl Store for SqliteStore {
         ))
         .bind(id)
         .bind(i64::from(generation))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(backend("reading a journal"))?;
         rows.iter().map(|row| record_from_row(row, id, generation)).collect()
@@ -727,7 +988,10 @@ impl Store for SqliteStore {
         for workflow in workflows {
             query = query.bind(workflow.as_str());
         }
-        let any = query.fetch_optional(&self.reader).await.map_err(backend("looking for claimable instances"))?;
+        let any = query
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(backend("looking for claimable instances"))?;
         if any.is_none() {
             return Ok(Vec::new());
         }
@@ -753,7 +1017,8 @@ impl Store for SqliteStore {
             query = query.bind(workflow.as_str());
         }
         let query = query.bind(worker).bind(lease_until);
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a claim"))?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a claim"))?;
         let rows = query.fetch_all(&mut *tx).await.map_err(backend("claiming instances"))?;
         tx.commit().await.map_err(backend("committing a claim"))?;
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -773,7 +1038,7 @@ impl Store for SqliteStore {
                 Value::Text(text) => bound.bind(text),
                 Value::Int(int) => bound.bind(int),
             })
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
@@ -784,14 +1049,15 @@ impl Store for SqliteStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND consumed_by_seq IS NULL ORDER BY seq"
         ))
         .bind(id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(backend("reading events"))?;
         rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a renewal"))?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a renewal"))?;
         let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
             .bind(lease_until)
             .bind(worker)
@@ -809,7 +1075,8 @@ impl Store for SqliteStore {
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a release"))?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a release"))?;
         let instances = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
             .bind(worker)
             .execute(&mut *tx)
@@ -845,7 +1112,8 @@ impl Store for SqliteStore {
         for activity in activities {
             query = query.bind(activity.as_str());
         }
-        let any = query.fetch_optional(&self.reader).await.map_err(backend("looking for claimable tasks"))?;
+        let any =
+            query.fetch_optional(&mut *self.reader().await?).await.map_err(backend("looking for claimable tasks"))?;
         if any.is_none() {
             return Ok(Vec::new());
         }
@@ -866,7 +1134,8 @@ impl Store for SqliteStore {
             query = query.bind(activity.as_str());
         }
         let query = query.bind(worker).bind(lease_until);
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a task claim"))?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a task claim"))?;
         let rows = query.fetch_all(&mut *tx).await.map_err(backend("claiming tasks"))?;
         tx.commit().await.map_err(backend("committing a task claim"))?;
         let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -895,7 +1164,7 @@ impl Store for SqliteStore {
         .bind(i64::from(seq))
         .bind(i64::from(attempt))
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(backend("completing a task"))?;
         let completed = result.rows_affected() > 0;
@@ -914,7 +1183,7 @@ impl Store for SqliteStore {
                 "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN ({marks}) AND outcome IS NOT NULL"
             );
             let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
-            for row in query.fetch_all(&self.reader).await.map_err(backend("reading finished tasks"))? {
+            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading finished tasks"))? {
                 finished.push(task_from_row(&row)?);
             }
         }
@@ -926,7 +1195,7 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO probe (id, commits) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET commits = commits + 1",
         )
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(backend("probing a commit"))?;
         self.stats.record_commit(1);
