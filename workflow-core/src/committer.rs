@@ -18,6 +18,15 @@ struct Request {
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
+impl Request {
+    /// A request with a status assertion (a client's terminate, suspend, purge, ...) commits in
+    /// a transaction of its own: a store checks assertions against the state before the whole
+    /// batch, so a worker's change to the same instance in the same batch would slip past it.
+    fn is_solo(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, WriteOp::AssertStatus { .. }))
+    }
+}
+
 /// A handle to the committer task.
 #[derive(Clone)]
 pub(crate) struct Committer {
@@ -52,10 +61,15 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
                 None => return,
             },
         };
+        let solo = first.is_solo();
         let mut batch = vec![first];
         let mut op_count = batch[0].ops.len();
-        while op_count < MAX_BATCH_OPS {
+        while op_count < MAX_BATCH_OPS && !solo {
             match receiver.try_recv() {
+                Ok(request) if request.is_solo() => {
+                    waiting = Some(request);
+                    break;
+                }
                 Ok(request) => {
                     op_count += request.ops.len();
                     batch.push(request);
@@ -63,7 +77,7 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
                 Err(_) => break,
             }
         }
-        if op_count > MAX_BATCH_OPS && batch.len() > 1 {
+        if op_count > MAX_BATCH_OPS && batch.len() > 1 && waiting.is_none() {
             waiting = batch.pop();
         }
         commit_batch(store.as_ref(), batch).await;

@@ -110,11 +110,13 @@ impl Engine {
     /// Stops the local run of `id`, if any, without writing anything (a client changed the
     /// instance, or the store handed it out again, so this run's view is stale); the instance is
     /// handed back and replayed from the store when it is claimed next.
-    pub(crate) fn supersede(&self, id: &str, reason: &str) {
+    /// Returns whether there was a run to stop.
+    pub(crate) fn supersede(&self, id: &str, reason: &str) -> bool {
         let ctx = self.live.lock().ok().and_then(|live| live.get(id).cloned());
-        if let Some(ctx) = ctx {
+        if let Some(ctx) = &ctx {
             ctx.fail(Fatal::Abandon(reason.to_owned()));
         }
+        ctx.is_some()
     }
 
     /// Wakes the local run of `id`, if any, to look at its inbox.

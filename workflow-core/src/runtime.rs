@@ -293,9 +293,17 @@ async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) 
                     engine.backlog.store(full_batch, Ordering::SeqCst);
                     for record in records {
                         let Some(token) = engine.mark_running(&record.id) else {
-                            // Claimable means its owner was cleared or its lease lapsed: the run
+                            // Claimable means its owner was cleared or its lease lapsed: a run
                             // here is stale. Stop it; it hands the claim back and is replayed.
-                            engine.supersede(&record.id, "the instance was handed out again");
+                            // With no run (a start of an existing id holds the mark for a
+                            // moment), hand the claim back now: nothing would, and the renewals
+                            // would keep it ours for good.
+                            if !engine.supersede(&record.id, "the instance was handed out again") {
+                                let fence =
+                                    WriteOp::AssertOwner { id: record.id.clone(), owner: engine.worker_id.clone() };
+                                let release = WriteOp::Evict { id: record.id, wake_at: engine.clock.now_ms() };
+                                let _ = engine.committer.commit(vec![fence, release]).await;
+                            }
                             continue;
                         };
                         match engine.instance_slots.clone().try_acquire_owned() {
