@@ -399,7 +399,7 @@ fn notice(signal: &WakeSignal) -> Option<String> {
 
 /// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
 /// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
-/// unclaimable), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
+/// unclaimable, nor for an instance created with an owner and a lease, which its owner runs), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
 /// `Finished` per instance it finishes. A signal too long for a `NOTIFY` (an instance id of about
 /// 8000 bytes) is dropped: signals are hints, and the engine still polls.
 fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
@@ -411,6 +411,8 @@ fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
     for op in ops {
         match op {
             WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
+            // Created under a lease (a worker starting it itself): nobody else may claim it now.
+            WriteOp::CreateInstance(record) if record.owner.is_some() && record.lease_until.is_some() => {}
             WriteOp::CreateInstance(_)
             | WriteOp::Evict { .. }
             | WriteOp::SetWake { .. }
@@ -1477,6 +1479,12 @@ mod tests {
         ];
         assert_eq!(batch_notices(&waiting), ["e:c"], "an instance waiting for NEVER is not runnable");
         assert_eq!(batch_notices(&[WriteOp::SetWake { id: "b".into(), wake_at: None }]), ["r"]);
+        let pending = InstanceRecord::pending("a", "wf", "1", 1);
+        let owned = InstanceRecord { owner: Some("w".into()), lease_until: Some(100), ..pending.clone() };
+        let ownerless = InstanceRecord { owner: Some("w".into()), ..pending.clone() };
+        assert!(batch_notices(&[WriteOp::CreateInstance(owned.clone())]).is_empty(), "its owner runs it");
+        assert_eq!(batch_notices(&[WriteOp::CreateInstance(owned), WriteOp::CreateInstance(pending)]), ["r"]);
+        assert_eq!(batch_notices(&[WriteOp::CreateInstance(ownerless)]), ["r"], "no lease: claimable");
         assert!(batch_notices(&[WriteOp::SetStatus {
             id: "a".into(),
             status: workflow_core::RuntimeStatus::Running,
