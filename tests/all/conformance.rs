@@ -1828,6 +1828,9 @@ async fn check_fencing(store: &dyn Store) {
 
     store.write(&[fence(&a.id, "fence-w1"), put(record(&a.id, 0, 0))]).await.unwrap();
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "the owner writes");
+    let custom = set_custom(&b.id, Some("1"), 3);
+    store.write(&[fence(&b.id, "fence-w1"), custom, fence(&b.id, "fence-w1")]).await.unwrap();
+    assert_eq!(get(store, &b.id).await.custom_status.as_deref(), Some("1"), "the asserted instance itself too");
 
     let refused = store
         .write(&[
