@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres};
 use tokio::sync::broadcast;
 use workflow_core::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
@@ -29,7 +29,7 @@ use workflow_core::{
 };
 
 use crate::list::{list_statement, Value};
-use crate::plan::{Checked, Layer, Plan};
+use crate::plan::{Checked, Layer, Plan, TaskKey, Wake};
 use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -244,6 +244,9 @@ impl PostgresStore {
     }
 
     async fn try_write(&self, plan: &Plan<'_>, notices: &[String]) -> Result<Vec<usize>, Failure> {
+        if let Some(single) = Single::new(plan, &self.channel, notices) {
+            return single.run(plan, &self.pool).await;
+        }
         let mut tx = self.pool.begin().await.map_err(failed("beginning a write"))?;
         let (fenced, asserted) = plan.checked_ids();
         if !fenced.is_empty() || !asserted.is_empty() {
@@ -396,7 +399,7 @@ fn notice(signal: &WakeSignal) -> Option<String> {
 
 /// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
 /// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
-/// unclaimable), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
+/// unclaimable, nor for an instance created with an owner and a lease, which its owner runs), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
 /// `Finished` per instance it finishes. A signal too long for a `NOTIFY` (an instance id of about
 /// 8000 bytes) is dropped: signals are hints, and the engine still polls.
 fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
@@ -408,6 +411,8 @@ fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
     for op in ops {
         match op {
             WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
+            // Created under a lease (a worker starting it itself): nobody else may claim it now.
+            WriteOp::CreateInstance(record) if record.owner.is_some() && record.lease_until.is_some() => {}
             WriteOp::CreateInstance(_)
             | WriteOp::Evict { .. }
             | WriteOp::SetWake { .. }
@@ -649,13 +654,15 @@ const CONSUME: &str = "UPDATE events AS e SET consumed_generation = v.generation
 const SET_STATUS: &str = "UPDATE instances AS i SET status = v.status, updated_at = v.updated_at \
      FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, status, updated_at) WHERE i.id = v.id";
 
-/// Finishes the instances that exist and deletes the tasks of every named one (existing or not).
-const FINISH: &str = "WITH finished AS (\
-     UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
+const FINISH_INSTANCES: &str = "UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
      updated_at = v.updated_at, completed_at = v.completed_at, owner = NULL, lease_until = NULL \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
-     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id) \
-     DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
+     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id";
+
+/// Finishes the instances that exist and deletes the tasks of every named one (existing or not).
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    format!("WITH finished AS ({FINISH_INSTANCES}) DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])")
+});
 
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
@@ -766,24 +773,235 @@ static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
 static SELECT_INSTANCE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM instances WHERE id = $1", INSTANCE_COLUMNS.join(", ")));
 
+/// A plan of one layer as one statement: its multi-row statements as data-modifying CTEs, its
+/// fence check gating all of them, its wake signals sent by the statement that commits them. One
+/// round trip, and no transaction to begin and commit: a statement is one.
+///
+/// The CTEs of a statement see the same snapshot and run in no set order, so this is only for
+/// plans where no statement needs to see another's rows: one layer (each instance at most one
+/// instance op), no restart or purge (whose deletes must see the records queued before them), no
+/// events (whose ids come from a statement of their own), no status assertion (checked, and locked,
+/// as [`CHECK`] does), no task key both deleted and queued, and no task op of
+/// an instance the batch finishes (whose task delete must see it). Every instance row is written by
+/// one CTE at most. The fence locks its instances `FOR SHARE` before any CTE writes (each waits for
+/// the verdict), so a concurrent claim cannot move them until the commit.
+struct Single {
+    sql: String,
+    args: Args,
+}
+
+impl Single {
+    fn new(plan: &Plan<'_>, channel: &str, notices: &[String]) -> Option<Self> {
+        let layer = match plan.layers.as_slice() {
+            [] => None,
+            [layer] => Some(layer),
+            _ => return None,
+        };
+        if plan.events > 0
+            || !plan.asserts.is_empty()
+            || layer.is_some_and(|layer| !layer.continues.is_empty() || !layer.purges.is_empty())
+        {
+            return None;
+        }
+        if let Some(layer) = layer {
+            let deleted: HashSet<_> = layer.task_deletes.iter().collect();
+            let finished: HashSet<&str> = layer.finishes.iter().map(|f| f.id).collect();
+            let queued_keys = layer.task_enqueues.iter().map(|t| (t.instance_id.as_str(), t.generation, t.seq));
+            if queued_keys.clone().any(|key| deleted.contains(&key))
+                || queued_keys.chain(layer.task_deletes.iter().copied()).any(|(id, _, _)| finished.contains(id))
+            {
+                return None;
+            }
+        }
+        let mut args = Args::default();
+        let mut ctes: Vec<String> = Vec::new();
+        // Adds a CTE from `template`, whose parameters are numbered from $1, and binds them.
+        let mut cte = |args: &mut Args, template: &str, bind: &dyn Fn(&mut Args)| {
+            ctes.push(renumber(template, args.len()));
+            bind(args);
+        };
+        let fences = !plan.fences.is_empty();
+        let gate = if fences { "(SELECT ok FROM verdict)" } else { "true" };
+        if fences {
+            let (ids, owners): (Vec<&str>, Vec<&str>) = plan.fences.iter().copied().unzip();
+            cte(
+                &mut args,
+                "locked AS (SELECT id, owner FROM instances WHERE id = ANY($1::text[]) FOR SHARE), \
+                 fenced AS (SELECT DISTINCT v.id FROM UNNEST($1::text[], $2::text[]) AS v (id, owner) \
+                 WHERE NOT EXISTS (SELECT 1 FROM locked AS l WHERE l.id = v.id AND l.owner = v.owner)), \
+                 verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)",
+                &|args| {
+                    args.add(&ids).add(&owners);
+                },
+            );
+        }
+        let mut created = false;
+        if let Some(layer) = layer {
+            if !layer.puts.is_empty() {
+                let puts = last_puts(layer);
+                let sql = format!("puts AS ({})", gated_insert(PUT, gate));
+                cte(&mut args, &sql, &|args| bind_puts(args, &puts));
+            }
+            if !layer.task_deletes.is_empty() {
+                let sql = format!("task_deletes AS ({DELETE_TASK} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_task_keys(args, &layer.task_deletes));
+            }
+            if !layer.task_enqueues.is_empty() {
+                let sql = format!("queued AS ({})", gated_insert(ENQUEUE_TASK, gate));
+                cte(&mut args, &sql, &|args| bind_enqueues(args, &layer.task_enqueues));
+            }
+            if !layer.consumes.is_empty() {
+                let sql = format!("consumed AS ({CONSUME} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_consumes(args, layer));
+            }
+            if !layer.creates.is_empty() {
+                created = true;
+                let sql = format!("created AS ({})", gated_insert(CREATE, gate));
+                cte(&mut args, &sql, &|args| bind_creates(args, layer));
+            }
+            if !layer.statuses.is_empty() {
+                let sql = format!("statuses AS ({SET_STATUS} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_statuses(args, layer));
+            }
+            if !layer.finishes.is_empty() {
+                let sql = format!(
+                    "finished AS ({FINISH_INSTANCES} AND {gate}), \
+                     finished_tasks AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[]) AND {gate})"
+                );
+                cte(&mut args, &sql, &|args| bind_finishes(args, layer));
+            }
+            if !layer.wakes.is_empty() {
+                let sql = format!("wakes AS ({SET_WAKE} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_wakes(args, &layer.wakes));
+            }
+            if !layer.evicts.is_empty() {
+                let sql = format!("evicted AS ({EVICT} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_wakes(args, &layer.evicts));
+            }
+            if !layer.customs.is_empty() {
+                let sql = format!("customs AS ({SET_CUSTOM_STATUS} AND {gate})");
+                cte(&mut args, &sql, &|args| bind_customs(args, layer));
+            }
+        }
+        let created = if created { "ARRAY(SELECT id FROM created)" } else { "ARRAY[]::text[]" };
+        let fenced = if fences { "ARRAY(SELECT id FROM fenced ORDER BY id)" } else { "ARRAY[]::text[]" };
+        let signals = if notices.is_empty() {
+            "0::int8".to_owned()
+        } else {
+            let template =
+                format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})");
+            let sql = renumber(&template, args.len());
+            args.add(channel).add(notices);
+            sql
+        };
+        let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
+        Some(Single { sql: format!("{with}SELECT {created}, {fenced}, {signals}"), args })
+    }
+
+    /// Runs the statement; returns the indexes (in the batch) of the creates that were skipped.
+    async fn run(self, plan: &Plan<'_>, pool: &PgPool) -> Result<Vec<usize>, Failure> {
+        let query = sqlx::query_with(&self.sql, self.args.finish("writing a batch")?);
+        let row = query.fetch_one(pool).await.map_err(failed("writing a batch"))?;
+        let created: Vec<String> = sqlx::Row::try_get(&row, 0).map_err(failed("reading created ids"))?;
+        let fenced: Vec<String> = sqlx::Row::try_get(&row, 1).map_err(failed("reading fenced ids"))?;
+        if !fenced.is_empty() {
+            return Err(Failure::Store(StoreError::Fenced(fenced)));
+        }
+        let created: HashSet<String> = created.into_iter().collect();
+        Ok(plan.layers.first().map(|layer| skipped_creates(layer, &created)).unwrap_or_default())
+    }
+}
+
+/// `insert` (an `INSERT ... SELECT ... ON CONFLICT ...`) inserting nothing unless `gate` holds.
+fn gated_insert(insert: &str, gate: &str) -> String {
+    insert.replacen(" ON CONFLICT", &format!(" WHERE {gate} ON CONFLICT"), 1)
+}
+
+/// `template` with its parameters `$1`, `$2`, ... numbered from `offset + 1`.
+fn renumber(template: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut chars = template.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut number = String::new();
+        while let Some((_, digit)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+            number.push(*digit);
+            chars.next();
+        }
+        match number.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&number),
+        }
+    }
+    out
+}
+
 /// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
 /// creates that were skipped.
 async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, Failure> {
     let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
     let mut skipped = Vec::new();
     for layer in &plan.layers {
-        put_records(&mut *conn, layer).await?;
-        change_tasks(&mut *conn, layer).await?;
-        consume_events(&mut *conn, layer).await?;
-        skipped.extend(create_instances(&mut *conn, layer).await?);
-        set_statuses(&mut *conn, layer).await?;
-        finish(&mut *conn, layer).await?;
-        add_events(&mut *conn, layer, &event_ids).await?;
-        set_wakes(&mut *conn, layer).await?;
-        evict(&mut *conn, layer).await?;
-        set_custom_statuses(&mut *conn, layer).await?;
-        continue_as_new(&mut *conn, layer).await?;
-        purge(&mut *conn, layer).await?;
+        if !layer.puts.is_empty() {
+            let puts = last_puts(layer);
+            run(&mut *conn, PUT, |query| bind_puts(query, &puts), "writing journal records").await?;
+        }
+        if !layer.task_deletes.is_empty() {
+            run(&mut *conn, DELETE_TASK, |query| bind_task_keys(query, &layer.task_deletes), "deleting tasks").await?;
+        }
+        if !layer.task_enqueues.is_empty() {
+            run(&mut *conn, ENQUEUE_TASK, |query| bind_enqueues(query, &layer.task_enqueues), "queueing tasks").await?;
+        }
+        if !layer.consumes.is_empty() {
+            run(&mut *conn, CONSUME, |query| bind_consumes(query, layer), "consuming events").await?;
+        }
+        if !layer.creates.is_empty() {
+            let rows = run(&mut *conn, CREATE, |query| bind_creates(query, layer), "creating instances").await?;
+            let created = rows
+                .iter()
+                .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
+                .collect::<Result<HashSet<_>, _>>()
+                .map_err(failed("reading created ids"))?;
+            skipped.extend(skipped_creates(layer, &created));
+        }
+        if !layer.statuses.is_empty() {
+            run(&mut *conn, SET_STATUS, |query| bind_statuses(query, layer), "setting statuses").await?;
+        }
+        if !layer.finishes.is_empty() {
+            run(&mut *conn, &FINISH, |query| bind_finishes(query, layer), "finishing instances").await?;
+        }
+        if !layer.events.is_empty() {
+            let mut args = Args::default();
+            bind_events(&mut args, layer, &event_ids)?;
+            let query = sqlx::query_with(ADD_EVENT, args.finish("adding events")?);
+            query.execute(&mut *conn).await.map_err(failed("adding events"))?;
+        }
+        if !layer.wakes.is_empty() {
+            run(&mut *conn, SET_WAKE, |query| bind_wakes(query, &layer.wakes), "setting wake-ups").await?;
+        }
+        if !layer.evicts.is_empty() {
+            run(&mut *conn, EVICT, |query| bind_wakes(query, &layer.evicts), "evicting instances").await?;
+        }
+        if !layer.customs.is_empty() {
+            run(&mut *conn, SET_CUSTOM_STATUS, |query| bind_customs(query, layer), "setting custom statuses").await?;
+        }
+        if !layer.continues.is_empty() {
+            run(&mut *conn, CONTINUE_AS_NEW, |query| bind_continues(query, layer), "continuing as new").await?;
+        }
+        if !layer.purges.is_empty() {
+            run(
+                &mut *conn,
+                PURGE,
+                |args| {
+                    args.add(&layer.purges);
+                },
+                "purging instances",
+            )
+            .await?;
+        }
     }
     skipped.sort_unstable();
     Ok(skipped)
@@ -804,151 +1022,103 @@ async fn take_event_ids(conn: &mut PgConnection, count: i64) -> Result<Vec<i64>,
     Ok(ids)
 }
 
-async fn put_records(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.puts.is_empty() {
-        return Ok(());
-    }
-    // One statement cannot upsert a key twice, so only the last put of each key (the one that
-    // would win op by op) goes in.
+/// The journal records of `layer` to write: the last put of each key only (the one that would win
+/// op by op), since one statement cannot upsert a key twice.
+fn last_puts<'a>(layer: &Layer<'a>) -> Vec<&'a JournalRecord> {
     let mut keys = HashSet::with_capacity(layer.puts.len());
-    let puts: Vec<&JournalRecord> = layer
+    let mut puts: Vec<&JournalRecord> = layer
         .puts
         .iter()
         .rev()
         .filter(|record| keys.insert((record.instance_id.as_str(), record.generation, record.seq)))
         .copied()
         .collect();
-    sqlx::query(PUT)
-        .bind(puts.iter().map(|r| r.instance_id.as_str()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| i64::from(r.seq)).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.input.as_deref()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| i64::from(r.attempt)).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.due_at).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-        .bind(puts.iter().map(|r| r.parallel_group.map(i64::from)).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("writing journal records"))?;
-    Ok(())
+    puts.reverse();
+    puts
 }
 
-async fn change_tasks(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    let deleted = &layer.task_deletes;
-    if !deleted.is_empty() {
-        sqlx::query(DELETE_TASK)
-            .bind(deleted.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-            .bind(deleted.iter().map(|(_, generation, _)| i64::from(*generation)).collect::<Vec<_>>())
-            .bind(deleted.iter().map(|(_, _, seq)| i64::from(*seq)).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await
-            .map_err(failed("deleting tasks"))?;
-    }
-    let queued = &layer.task_enqueues;
-    if !queued.is_empty() {
-        sqlx::query(ENQUEUE_TASK)
-            .bind(queued.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| i64::from(t.generation)).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| i64::from(t.seq)).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| t.input.as_str()).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| i64::from(t.attempt)).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| t.start_to_close_ms).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| t.heartbeat_timeout_ms).collect::<Vec<_>>())
-            .bind(queued.iter().map(|t| t.visible_at).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await
-            .map_err(failed("queueing tasks"))?;
-    }
-    Ok(())
+fn bind_puts(args: &mut Args, puts: &[&'_ JournalRecord]) {
+    args.add(puts.iter().map(|r| r.instance_id.as_str()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| i64::from(r.seq)).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.input.as_deref()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| i64::from(r.attempt)).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.due_at).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+        .add(puts.iter().map(|r| r.parallel_group.map(i64::from)).collect::<Vec<_>>());
 }
 
-async fn consume_events(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.consumes.is_empty() {
-        return Ok(());
-    }
+fn bind_task_keys(args: &mut Args, keys: &[TaskKey<'_>]) {
+    args.add(keys.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .add(keys.iter().map(|(_, generation, _)| i64::from(*generation)).collect::<Vec<_>>())
+        .add(keys.iter().map(|(_, _, seq)| i64::from(*seq)).collect::<Vec<_>>());
+}
+
+fn bind_enqueues(args: &mut Args, tasks: &[&'_ TaskRecord]) {
+    args.add(tasks.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| i64::from(t.generation)).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| i64::from(t.seq)).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| t.input.as_str()).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| i64::from(t.attempt)).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| t.start_to_close_ms).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| t.heartbeat_timeout_ms).collect::<Vec<_>>())
+        .add(tasks.iter().map(|t| t.visible_at).collect::<Vec<_>>());
+}
+
+fn bind_consumes(args: &mut Args, layer: &Layer<'_>) {
     let consumes = &layer.consumes;
-    sqlx::query(CONSUME)
-        .bind(consumes.iter().map(|c| c.instance_id).collect::<Vec<_>>())
-        .bind(consumes.iter().map(|c| c.event_id).collect::<Vec<_>>())
-        .bind(consumes.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
-        .bind(consumes.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("consuming events"))?;
-    Ok(())
+    args.add(consumes.iter().map(|c| c.instance_id).collect::<Vec<_>>())
+        .add(consumes.iter().map(|c| c.event_id).collect::<Vec<_>>())
+        .add(consumes.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+        .add(consumes.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>());
 }
 
-/// Returns the indexes of the creates skipped because their instance existed.
-async fn create_instances(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<Vec<usize>, Failure> {
-    if layer.creates.is_empty() {
-        return Ok(Vec::new());
-    }
+fn bind_creates(args: &mut Args, layer: &Layer<'_>) {
     let records: Vec<&InstanceRecord> = layer.creates.iter().map(|(_, record)| *record).collect();
-    let created: HashSet<String> = sqlx::query_scalar(CREATE)
-        .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.input.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.output.as_deref()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.owner.as_deref()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.lease_until).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.parent_id.as_deref()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.custom_status.as_deref()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.wake_at).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await
-        .map_err(failed("creating instances"))?
-        .into_iter()
-        .collect();
-    Ok(layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index).collect())
+    args.add(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.input.as_str()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.output.as_deref()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| i64::from(r.generation)).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.owner.as_deref()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.lease_until).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.parent_id.as_deref()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.custom_status.as_deref()).collect::<Vec<_>>())
+        .add(records.iter().map(|r| r.wake_at).collect::<Vec<_>>());
 }
 
-async fn set_statuses(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.statuses.is_empty() {
-        return Ok(());
-    }
+/// The indexes (in the batch) of `layer`'s creates whose id is not among the `created` ones.
+fn skipped_creates(layer: &Layer<'_>, created: &HashSet<String>) -> Vec<usize> {
+    layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index).collect()
+}
+
+fn bind_statuses(args: &mut Args, layer: &Layer<'_>) {
     let statuses = &layer.statuses;
-    sqlx::query(SET_STATUS)
-        .bind(statuses.iter().map(|s| s.id).collect::<Vec<_>>())
-        .bind(statuses.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-        .bind(statuses.iter().map(|s| s.updated_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("setting statuses"))?;
-    Ok(())
+    args.add(statuses.iter().map(|s| s.id).collect::<Vec<_>>())
+        .add(statuses.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+        .add(statuses.iter().map(|s| s.updated_at).collect::<Vec<_>>());
 }
 
-async fn finish(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.finishes.is_empty() {
-        return Ok(());
-    }
+fn bind_finishes(args: &mut Args, layer: &Layer<'_>) {
     let finishes = &layer.finishes;
-    sqlx::query(FINISH)
-        .bind(finishes.iter().map(|f| f.id).collect::<Vec<_>>())
-        .bind(finishes.iter().map(|f| f.status.as_str()).collect::<Vec<_>>())
-        .bind(finishes.iter().map(|f| f.output).collect::<Vec<_>>())
-        .bind(finishes.iter().map(|f| f.error).collect::<Vec<_>>())
-        .bind(finishes.iter().map(|f| f.updated_at).collect::<Vec<_>>())
-        .bind(finishes.iter().map(|f| f.status.is_terminal().then_some(f.updated_at)).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("finishing instances"))?;
-    Ok(())
+    args.add(finishes.iter().map(|f| f.id).collect::<Vec<_>>())
+        .add(finishes.iter().map(|f| f.status.as_str()).collect::<Vec<_>>())
+        .add(finishes.iter().map(|f| f.output).collect::<Vec<_>>())
+        .add(finishes.iter().map(|f| f.error).collect::<Vec<_>>())
+        .add(finishes.iter().map(|f| f.updated_at).collect::<Vec<_>>())
+        .add(finishes.iter().map(|f| f.status.is_terminal().then_some(f.updated_at)).collect::<Vec<_>>());
 }
 
-async fn add_events(conn: &mut PgConnection, layer: &Layer<'_>, event_ids: &[i64]) -> Result<(), Failure> {
-    if layer.events.is_empty() {
-        return Ok(());
-    }
+fn bind_events(args: &mut Args, layer: &Layer<'_>, event_ids: &[i64]) -> Result<(), Failure> {
     let events = &layer.events;
     let ids = events
         .iter()
@@ -961,81 +1131,71 @@ async fn add_events(conn: &mut PgConnection, layer: &Layer<'_>, event_ids: &[i64
             })
         })
         .collect::<Result<Vec<i64>, Failure>>()?;
-    sqlx::query(ADD_EVENT)
-        .bind(ids)
-        .bind(events.iter().map(|e| e.instance_id).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.name).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.payload).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("adding events"))?;
+    args.add(ids)
+        .add(events.iter().map(|e| e.instance_id).collect::<Vec<_>>())
+        .add(events.iter().map(|e| e.name).collect::<Vec<_>>())
+        .add(events.iter().map(|e| e.payload).collect::<Vec<_>>())
+        .add(events.iter().map(|e| e.created_at).collect::<Vec<_>>());
     Ok(())
 }
 
-async fn set_wakes(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.wakes.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(SET_WAKE)
-        .bind(layer.wakes.iter().map(|w| w.id).collect::<Vec<_>>())
-        .bind(layer.wakes.iter().map(|w| w.wake_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("setting wake-ups"))?;
-    Ok(())
+fn bind_wakes(args: &mut Args, wakes: &[Wake<'_>]) {
+    args.add(wakes.iter().map(|w| w.id).collect::<Vec<_>>()).add(wakes.iter().map(|w| w.wake_at).collect::<Vec<_>>());
 }
 
-async fn evict(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.evicts.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(EVICT)
-        .bind(layer.evicts.iter().map(|w| w.id).collect::<Vec<_>>())
-        .bind(layer.evicts.iter().map(|w| w.wake_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("evicting instances"))?;
-    Ok(())
-}
-
-async fn set_custom_statuses(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.customs.is_empty() {
-        return Ok(());
-    }
+fn bind_customs(args: &mut Args, layer: &Layer<'_>) {
     let customs = &layer.customs;
-    sqlx::query(SET_CUSTOM_STATUS)
-        .bind(customs.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind(customs.iter().map(|c| c.custom_status).collect::<Vec<_>>())
-        .bind(customs.iter().map(|c| c.updated_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("setting custom statuses"))?;
-    Ok(())
+    args.add(customs.iter().map(|c| c.id).collect::<Vec<_>>())
+        .add(customs.iter().map(|c| c.custom_status).collect::<Vec<_>>())
+        .add(customs.iter().map(|c| c.updated_at).collect::<Vec<_>>());
 }
 
-async fn continue_as_new(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.continues.is_empty() {
-        return Ok(());
-    }
+fn bind_continues(args: &mut Args, layer: &Layer<'_>) {
     let continues = &layer.continues;
-    sqlx::query(CONTINUE_AS_NEW)
-        .bind(continues.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind(continues.iter().map(|c| c.input).collect::<Vec<_>>())
-        .bind(continues.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
-        .bind(continues.iter().map(|c| c.updated_at).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(failed("continuing as new"))?;
-    Ok(())
+    args.add(continues.iter().map(|c| c.id).collect::<Vec<_>>())
+        .add(continues.iter().map(|c| c.input).collect::<Vec<_>>())
+        .add(continues.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+        .add(continues.iter().map(|c| c.updated_at).collect::<Vec<_>>());
 }
 
-async fn purge(conn: &mut PgConnection, layer: &Layer<'_>) -> Result<(), Failure> {
-    if layer.purges.is_empty() {
-        return Ok(());
+/// A statement's parameters, bound in order. A value that does not encode fails the write.
+#[derive(Default)]
+struct Args {
+    args: PgArguments,
+    error: Option<sqlx::error::BoxDynError>,
+}
+
+impl Args {
+    fn add<'q, T: sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + 'q>(&mut self, value: T) -> &mut Self {
+        if self.error.is_none() {
+            self.error = sqlx::Arguments::add(&mut self.args, value).err();
+        }
+        self
     }
-    sqlx::query(PURGE).bind(&layer.purges).execute(conn).await.map_err(failed("purging instances"))?;
-    Ok(())
+
+    /// How many are bound so far.
+    fn len(&self) -> usize {
+        sqlx::Arguments::len(&self.args)
+    }
+
+    fn finish(self, context: &'static str) -> Result<PgArguments, Failure> {
+        match self.error {
+            None => Ok(self.args),
+            Some(error) => Err(Failure::Database { context, error: sqlx::Error::Encode(error) }),
+        }
+    }
+}
+
+/// Runs one of a layer's statements in the open transaction `conn`; returns the rows it returned.
+async fn run(
+    conn: &mut PgConnection,
+    sql: &str,
+    bind: impl FnOnce(&mut Args),
+    context: &'static str,
+) -> Result<Vec<sqlx::postgres::PgRow>, Failure> {
+    let mut args = Args::default();
+    bind(&mut args);
+    sqlx::query_with(sql, args.finish(context)?).fetch_all(conn).await.map_err(failed(context))
 }
 
 #[async_trait]
@@ -1373,6 +1533,12 @@ mod tests {
         ];
         assert_eq!(batch_notices(&waiting), ["e:c"], "an instance waiting for NEVER is not runnable");
         assert_eq!(batch_notices(&[WriteOp::SetWake { id: "b".into(), wake_at: None }]), ["r"]);
+        let pending = InstanceRecord::pending("a", "wf", "1", 1);
+        let owned = InstanceRecord { owner: Some("w".into()), lease_until: Some(100), ..pending.clone() };
+        let ownerless = InstanceRecord { owner: Some("w".into()), ..pending.clone() };
+        assert!(batch_notices(&[WriteOp::CreateInstance(owned.clone())]).is_empty(), "its owner runs it");
+        assert_eq!(batch_notices(&[WriteOp::CreateInstance(owned), WriteOp::CreateInstance(pending)]), ["r"]);
+        assert_eq!(batch_notices(&[WriteOp::CreateInstance(ownerless)]), ["r"], "no lease: claimable");
         assert!(batch_notices(&[WriteOp::SetStatus {
             id: "a".into(),
             status: workflow_core::RuntimeStatus::Running,
