@@ -143,6 +143,9 @@ impl Engine {
         };
         let permit = self.instance_slots.clone().try_acquire_owned().ok();
         if permit.is_some() {
+            // It runs here from this commit on: created Running, which saves the first turn a
+            // commit of its own for the Pending-to-Running change.
+            record.status = RuntimeStatus::Running;
             record.owner = Some(self.worker_id.clone());
             record.lease_until = Some(self.clock.now_ms().saturating_add(crate::clock::millis(self.lease)));
         }
