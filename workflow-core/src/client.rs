@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, FailureDetails};
 use crate::registry::WorkflowDef;
-use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WriteOp};
+use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WriteOp, WriteOutcome};
 use crate::time;
 
 /// How often a result wait re-reads the store when no local notification arrives (an instance
@@ -32,6 +32,17 @@ pub fn validate_instance_id(id: &str) -> Result<(), Error> {
         return Ok(());
     };
     Err(Error::InvalidInstanceId { id: id.to_owned(), reason })
+}
+
+/// `id` once validated, or a new random id when `None`.
+pub(crate) fn id_or_new(id: Option<&str>) -> Result<String, Error> {
+    match id {
+        Some(id) => {
+            validate_instance_id(id)?;
+            Ok(id.to_owned())
+        }
+        None => Ok(uuid::Uuid::new_v4().simple().to_string()),
+    }
 }
 
 /// An instance's state, as a client sees it.
@@ -105,6 +116,19 @@ impl Client {
         self.engine.as_ref()
     }
 
+    /// Now on the runtime's clock (the system clock without a runtime).
+    pub(crate) fn now(&self) -> Millis {
+        self.engine.as_ref().map_or_else(time::now_ms, |engine| engine.clock.now_ms())
+    }
+
+    /// Writes one batch: through the local runtime's group commit when there is one.
+    pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, Error> {
+        match &self.engine {
+            Some(engine) => Ok(engine.committer.commit(ops).await?),
+            None => Ok(self.store.write(&ops).await?),
+        }
+    }
+
     /// Starts workflow `W`. Prefer the generated `my_workflow::start(&client, input)`.
     pub async fn start_workflow<W: WorkflowDef>(
         &self,
@@ -118,13 +142,7 @@ impl Client {
 
     /// Starts a workflow by name with JSON input; returns the instance id (generated when `None`).
     pub async fn start_raw(&self, workflow: &str, instance_id: Option<&str>, input: &str) -> Result<String, Error> {
-        let id = match instance_id {
-            Some(id) => {
-                validate_instance_id(id)?;
-                id.to_owned()
-            }
-            None => uuid::Uuid::new_v4().simple().to_string(),
-        };
+        let id = id_or_new(instance_id)?;
         let now = time::now_ms();
         let mut record = InstanceRecord::pending(id.clone(), workflow, input, now);
         let Some(engine) = &self.engine else {
@@ -162,22 +180,16 @@ impl Client {
         if status.status.is_terminal() {
             return Err(Error::InstanceFinished(instance_id.to_owned()));
         }
-        let created_at = self.engine.as_ref().map_or_else(time::now_ms, |engine| engine.clock.now_ms());
         let op = WriteOp::AddEvent {
             instance_id: instance_id.to_owned(),
             name: name.to_owned(),
             payload: payload.to_owned(),
-            created_at,
+            created_at: self.now(),
         };
-        match &self.engine {
-            Some(engine) => {
-                engine.committer.commit(vec![op]).await?;
-                engine.signal_inbox(instance_id);
-                engine.wake_claimer.notify_one();
-            }
-            None => {
-                self.store.write(&[op]).await?;
-            }
+        self.write(vec![op]).await?;
+        if let Some(engine) = &self.engine {
+            engine.signal_inbox(instance_id);
+            engine.wake_claimer.notify_one();
         }
         Ok(())
     }

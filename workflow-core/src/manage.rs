@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::client::{validate_instance_id, Client, InstanceStatus};
+use crate::client::{id_or_new, validate_instance_id, Client, InstanceStatus};
 use crate::diagram::{render_mermaid, DiagramInstance, DiagramStep};
 use crate::error::{Error, FailureDetails};
 use crate::store::{
@@ -136,15 +136,19 @@ fn status_error(error: Error, wrong_state: impl Fn(String, RuntimeStatus) -> Err
 }
 
 impl Client {
-    pub(crate) fn now(&self) -> Millis {
-        self.engine().map_or_else(crate::time::now_ms, |engine| engine.clock.now_ms())
-    }
-
-    /// Writes one batch: through the local runtime's group commit when there is one.
-    pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<crate::store::WriteOutcome, Error> {
-        match self.engine() {
-            Some(engine) => Ok(engine.committer.commit(ops).await?),
-            None => Ok(self.store().write(&ops).await?),
+    /// Every instance matching `query` (its `after` and `limit` are set here), read a page at
+    /// a time.
+    async fn list_all(&self, mut query: InstanceQuery) -> Result<Vec<InstanceRecord>, Error> {
+        let mut found = Vec::new();
+        query.limit = CHILD_PAGE;
+        loop {
+            let page = self.store().list(&query).await?;
+            let full = page.len() >= CHILD_PAGE;
+            query.after = page.last().map(|last| (last.created_at, last.id.clone()));
+            found.extend(page);
+            if !full {
+                return Ok(found);
+            }
         }
     }
 
@@ -157,24 +161,10 @@ impl Client {
         let mut found = Vec::new();
         let mut queue = VecDeque::from([root.to_owned()]);
         while let Some(parent) = queue.pop_front() {
-            let mut after = None;
-            loop {
-                let query = InstanceQuery {
-                    parent_id: Some(parent.clone()),
-                    after: after.take(),
-                    limit: CHILD_PAGE,
-                    ..InstanceQuery::default()
-                };
-                let page = self.store().list(&query).await?;
-                let full = page.len() >= CHILD_PAGE;
-                after = page.last().map(|last| (last.created_at, last.id.clone()));
-                for child in page {
-                    queue.push_back(child.id.clone());
-                    found.push(child);
-                }
-                if !full {
-                    break;
-                }
+            let children = InstanceQuery { parent_id: Some(parent), ..InstanceQuery::default() };
+            for child in self.list_all(children).await? {
+                queue.push_back(child.id.clone());
+                found.push(child);
             }
         }
         Ok(found)
@@ -373,28 +363,14 @@ impl Client {
         let mut purged = 0;
         for (status, age) in policy.ages() {
             let cutoff = self.now().saturating_sub(crate::clock::millis(age));
-            let mut after = None;
-            loop {
-                let query = InstanceQuery {
-                    statuses: vec![status],
-                    updated_before: Some(cutoff),
-                    after: after.take(),
-                    limit: CHILD_PAGE,
-                    ..InstanceQuery::default()
-                };
-                let page = self.store().list(&query).await?;
-                let full = page.len() >= CHILD_PAGE;
-                after = page.last().map(|last| (last.created_at, last.id.clone()));
-                for instance in page {
-                    match self.purge(&instance.id).await {
-                        Ok(n) => purged += n,
-                        // Purged with its parent already, or a descendant still runs: later.
-                        Err(Error::InstanceNotFound(_) | Error::NotFinished { .. }) => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-                if !full {
-                    break;
+            let expired =
+                InstanceQuery { statuses: vec![status], updated_before: Some(cutoff), ..InstanceQuery::default() };
+            for instance in self.list_all(expired).await? {
+                match self.purge(&instance.id).await {
+                    Ok(n) => purged += n,
+                    // Purged with its parent already, or a descendant still runs: later.
+                    Err(Error::InstanceNotFound(_) | Error::NotFinished { .. }) => {}
+                    Err(error) => return Err(error),
                 }
             }
         }
@@ -462,13 +438,7 @@ impl Client {
         if !source.status.is_terminal() {
             return Err(Error::NotFinished { id: source_id.to_owned(), status: source.status });
         }
-        let id = match new_id {
-            Some(id) => {
-                validate_instance_id(id)?;
-                id.to_owned()
-            }
-            None => uuid::Uuid::new_v4().simple().to_string(),
-        };
+        let id = id_or_new(new_id)?;
         let input = new_input.unwrap_or(&source.input);
         serde_json::from_str::<serde_json::Value>(input)
             .map_err(|e| Error::InvalidInput { workflow: source.workflow.clone(), message: e.to_string() })?;
