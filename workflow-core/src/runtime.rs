@@ -374,7 +374,10 @@ async fn wake_loop(engine: Arc<Engine>, mut signals: tokio::sync::broadcast::Rec
             crate::WakeSignal::Runnable => {}
             crate::WakeSignal::Event(id) => engine.signal_inbox(&id),
             crate::WakeSignal::Finished(id) => {
-                if engine.completions.has_waiters(&id) {
+                // A run here that finished it tells its waiters itself once its commit returns;
+                // the signal of that commit often comes first, and reading the store for it would
+                // only duplicate the news.
+                if engine.completions.has_waiters(&id) && !engine.is_running(&id) {
                     if let Ok(Some(record)) = engine.store.instance(&id).await {
                         if record.status.is_terminal() {
                             engine.completions.notify(&crate::InstanceStatus::from(record));
