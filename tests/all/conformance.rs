@@ -1832,6 +1832,24 @@ async fn check_fencing(store: &dyn Store) {
     store.write(&[fence(&b.id, "fence-w1"), custom, fence(&b.id, "fence-w1")]).await.unwrap();
     assert_eq!(get(store, &b.id).await.custom_status.as_deref(), Some("1"), "the asserted instance itself too");
 
+    // One fence alone, the shape of most batches at low load: another owner's instance and a
+    // missing one are refused with their id, and nothing of the batch is applied.
+    for (id, owner) in [(a.id.as_str(), "fence-w2"), ("fence/nobody", "fence-w1")] {
+        let finish = WriteOp::Finish {
+            id: id.to_owned(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 4,
+        };
+        match store.write(&[fence(id, owner), put(record(id, 0, 7)), finish]).await {
+            Err(StoreError::Fenced(ids)) => assert_eq!(ids, [id]),
+            other => panic!("expected {id} to be fenced for {owner}, got {other:?}"),
+        }
+    }
+    assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced one-fence batch is applied");
+    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Pending);
+
     let refused = store
         .write(&[
             fence(&a.id, "fence-w1"),

