@@ -3175,6 +3175,16 @@ mod postgres {
         drop_schema(&stores[0]).await;
     }
 
+    fn finish_of(id: &str) -> WriteOp {
+        WriteOp::Finish {
+            id: id.into(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 8,
+        }
+    }
+
     async fn next_signal(signals: &mut broadcast::Receiver<WakeSignal>) -> WakeSignal {
         tokio::time::timeout(Duration::from_secs(10), signals.recv())
             .await
@@ -3184,7 +3194,8 @@ mod postgres {
 
     /// Commits on one store wake another store on the same schema (another process, in effect),
     /// once per signal per batch, in commit order; a rolled-back batch sends nothing, nor do
-    /// batches that make nothing runnable; a store on another schema hears none of it.
+    /// batches that make nothing runnable, nor the finish of an instance nobody watches; a store
+    /// on another schema hears none of it.
     #[tokio::test]
     async fn postgres_wake_signals_reach_other_stores() {
         let Some(url) = database_url() else { return };
@@ -3195,9 +3206,12 @@ mod postgres {
         let mut signals = listener.wake_signals().expect("PostgreSQL sends wake signals");
         let mut own = writer.wake_signals().unwrap();
         let mut elsewhere = other.wake_signals().unwrap();
-        let (wf, x, y) = ("pgwake_wf", "pgwake/x", "pgwake/y");
+        let (wf, x, y, q) = ("pgwake_wf", "pgwake/x", "pgwake/y", "pgwake/q");
 
-        writer.write(&[create(instance(x, wf, 1)), create(instance(y, wf, 2))]).await.unwrap();
+        writer
+            .write(&[create(instance(x, wf, 1)), create(instance(y, wf, 2)), create(instance(q, wf, 3))])
+            .await
+            .unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         assert_eq!(next_signal(&mut own).await, WakeSignal::Runnable, "the writing store hears itself too");
 
@@ -3229,9 +3243,25 @@ mod postgres {
             error: None,
             updated_at: 8,
         };
+        // Watched (by a waiter on the listening store), its finish is signalled.
+        let watched = listener.watch(y).await.unwrap().expect("y exists");
+        assert_eq!(watched.status, RuntimeStatus::Pending);
+        assert_eq!(listener.watch("pgwake/missing").await.unwrap(), None);
         writer.write(&[finish.clone(), evict(x, 50), finish]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(y.into()));
+        let done = listener.watch(y).await.unwrap().expect("y exists");
+        assert_eq!(
+            (done.status, done.output.as_deref()),
+            (RuntimeStatus::Completed, Some("1")),
+            "a watch reads the end"
+        );
+        // A batch that takes the transaction path (it adds an event) signals a watched finish too.
+        listener.watch(q).await.unwrap();
+        let finish_q = finish_of(q);
+        writer.write(&[add_event(q, "late", "1", 9), finish_q]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(q.into()));
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(q.into()));
 
         assert_eq!(ids(&writer.claim("pgwake-w", &names(&[wf]), 50, 1_000, 10).await.unwrap()), [x]);
         assert_eq!(writer.release_leases("pgwake-w").await.unwrap(), 1);
@@ -3239,6 +3269,8 @@ mod postgres {
 
         other.write(&[add_event("pgwake/z", "z", "1", 1)]).await.unwrap();
         assert_eq!(next_signal(&mut elsewhere).await, WakeSignal::Event("pgwake/z".into()));
+        // Nobody watches x: its finish sends nothing (the next signal is the next batch's).
+        writer.write(&[finish_of(x)]).await.unwrap();
         writer.write(&[add_event(x, "last", "1", 9)]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(x.into()));
         tokio::time::sleep(Duration::from_millis(200)).await;

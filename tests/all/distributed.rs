@@ -113,6 +113,34 @@ async fn pg_child() {
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 
+/// A waiter in a process that does not run the instance (here: a client without a runtime, on
+/// a store of its own) asks the store to signal the end, and gets the result; a waiter in the
+/// process that runs it does not ask, so that finish sends no NOTIFY.
+#[tokio::test]
+async fn only_waiters_elsewhere_watch_an_instance() {
+    let Some(url) = database_url("only_waiters_elsewhere_watch_an_instance") else { return };
+    let schema = fresh_schema("pgwatch");
+    let worker_store = open(&url, &schema).await;
+    let pool = worker_store.pool().clone();
+    let runtime = worker_runtime(worker_store, "watch-worker").build().await.unwrap();
+    let local = runtime.client();
+    local.start_raw("spread", Some("watch-local"), "1").await.unwrap();
+    assert_eq!(local.result::<u64>("watch-local", Some(Duration::from_secs(60))).await.unwrap(), expected(1));
+
+    let elsewhere = Client::new(open(&url, &schema).await);
+    elsewhere.start_raw("spread", Some("watch-remote"), "2").await.unwrap();
+    let output: u64 = elsewhere.result("watch-remote", Some(Duration::from_secs(60))).await.unwrap();
+    assert_eq!(output, expected(2));
+    // Asked again once finished: read, not marked again (nothing to write).
+    assert_eq!(elsewhere.result::<u64>("watch-local", Some(Duration::from_secs(5))).await.unwrap(), expected(1));
+
+    let watched: Vec<(String, bool)> =
+        sqlx::query_as("SELECT id, watched FROM instances ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(watched, [("watch-local".to_owned(), false), ("watch-remote".to_owned(), true)]);
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+}
+
 fn child(role: &str, url: &str, schema: &str, log: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["distributed::pg_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, FailureDetails};
 use crate::registry::WorkflowDef;
-use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WriteOp, WriteOutcome};
+use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WakeSignal, WriteOp, WriteOutcome};
 use crate::time;
 
 /// How often a result wait re-reads the store when no local notification arrives (an instance
@@ -217,19 +217,30 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<InstanceStatus, Error> {
         let wait = async {
+            // Without a runtime, the store's signals (if it has any) announce the end.
+            let mut signals = if self.engine.is_none() { self.store.wake_signals() } else { None };
             loop {
                 let Some(engine) = &self.engine else {
-                    let status = self.status(instance_id).await?;
+                    let status = self.watched_status(instance_id).await?;
                     if status.status.is_terminal() {
                         return Ok(status);
                     }
-                    tokio::time::sleep(RESULT_POLL).await;
+                    match &mut signals {
+                        Some(receiver) => {
+                            if let Ok(false) = tokio::time::timeout(RESULT_POLL, finished(receiver, instance_id)).await
+                            {
+                                signals = None;
+                            }
+                        }
+                        None => tokio::time::sleep(RESULT_POLL).await,
+                    }
                     continue;
                 };
                 let notified = engine.completions.subscribe(instance_id);
-                // Running here: its end arrives through the hub, no store read needed.
+                // Running here: its end arrives through the hub, no store read needed. Elsewhere:
+                // the read asks the store to signal its end to this process.
                 if !engine.is_running(instance_id) {
-                    let status = self.status(instance_id).await?;
+                    let status = self.watched_status(instance_id).await?;
                     if status.status.is_terminal() {
                         return Ok(status);
                     }
@@ -248,6 +259,16 @@ impl Client {
         }
     }
 
+    /// The instance's state, read so that the store signals its end to this process
+    /// ([`Store::watch`]).
+    async fn watched_status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
+        self.store
+            .watch(instance_id)
+            .await?
+            .map(InstanceStatus::from)
+            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
+    }
+
     /// Waits for the instance and returns its output, deserialized as `T`.
     pub async fn result<T: DeserializeOwned>(&self, instance_id: &str, timeout: Option<Duration>) -> Result<T, Error> {
         let status = self.wait_for_completion(instance_id, timeout).await?;
@@ -261,6 +282,19 @@ impl Client {
                 }),
             }),
             other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
+        }
+    }
+}
+
+/// Returns when `signals` says `instance_id` finished, or may have (signals were lost): the
+/// caller reads the store either way. `false` if the channel closed (no more signals).
+async fn finished(signals: &mut tokio::sync::broadcast::Receiver<WakeSignal>, instance_id: &str) -> bool {
+    loop {
+        match signals.recv().await {
+            Ok(WakeSignal::Finished(id)) if id == instance_id => return true,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
         }
     }
 }

@@ -472,7 +472,8 @@ pub enum WakeSignal {
     Runnable,
     /// An event was raised for this instance.
     Event(String),
-    /// This instance finished.
+    /// This instance finished (PostgreSQL: sent only for instances someone watches, see
+    /// [`Store::watch`]).
     Finished(String),
     /// An activity task was queued.
     TaskQueued,
@@ -492,6 +493,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads one instance.
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// Reads one instance for a waiter in a process that does not run it, after asking that its
+    /// end be signalled ([`WakeSignal::Finished`]) to every store on the database. A store may
+    /// send `Finished` only for watched instances, but then without a gap: a finish either shows
+    /// in the record returned or is signalled. The default only reads, for stores that signal
+    /// every finish or none.
+    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.instance(id).await
+    }
 
     /// Reads an instance's journal for one generation, ordered by seq.
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError>;

@@ -280,11 +280,13 @@ impl PostgresStore {
             }
             plan.check(&found).map_err(Failure::Store)?;
         }
-        let skipped = apply(plan, &mut tx).await?;
+        let (skipped, watched) = apply(plan, &mut tx).await?;
+        let mut notices = notices.to_vec();
+        notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
         if !notices.is_empty() {
             sqlx::query("SELECT pg_notify($1, notice) FROM UNNEST($2::text[]) AS notice")
                 .bind(&self.channel)
-                .bind(notices)
+                .bind(&notices)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("sending wake signals"))?;
@@ -414,14 +416,15 @@ fn notice(signal: &WakeSignal) -> Option<String> {
 
 /// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
 /// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
-/// unclaimable, nor for an instance created with an owner and a lease, which its owner runs), `TaskQueued` if it queues a task, an `Event` per instance it adds events for and a
-/// `Finished` per instance it finishes. A signal too long for a `NOTIFY` (an instance id of about
-/// 8000 bytes) is dropped: signals are hints, and the engine still polls.
+/// unclaimable, nor for an instance created with an owner and a lease, which its owner runs),
+/// `TaskQueued` if it queues a task and an `Event` per instance it adds events for. A signal too
+/// long for a `NOTIFY` (an instance id of about 8000 bytes) is dropped: signals are hints, and the
+/// engine still polls. `Finished` is sent by the statement that finishes a watched instance
+/// ([`FINISHED_NOTICE`]), which alone can tell it is watched.
 fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
     let mut runnable = false;
     let mut queued = false;
     let mut events = HashSet::new();
-    let mut finished = HashSet::new();
     let mut signals = Vec::new();
     for op in ops {
         match op {
@@ -435,9 +438,6 @@ fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
             WriteOp::EnqueueTask(_) => queued = true,
             WriteOp::AddEvent { instance_id, .. } if events.insert(instance_id.as_str()) => {
                 signals.push(WakeSignal::Event(instance_id.clone()))
-            }
-            WriteOp::Finish { id, .. } if finished.insert(id.as_str()) => {
-                signals.push(WakeSignal::Finished(id.clone()))
             }
             _ => {}
         }
@@ -674,10 +674,34 @@ const FINISH_INSTANCES: &str = "UPDATE instances AS i SET status = v.status, out
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
      AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id";
 
-/// Finishes the instances that exist and deletes the tasks of every named one (existing or not).
+/// Finishes the instances that exist and deletes the tasks of every named one (existing or not);
+/// returns the ids of the finished ones someone watches.
 static FINISH: LazyLock<String> = LazyLock::new(|| {
-    format!("WITH finished AS ({FINISH_INSTANCES}) DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])")
+    format!(
+        "WITH finished AS ({FINISH_INSTANCES} RETURNING i.id, i.watched), \
+         deleted AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])) \
+         SELECT id FROM finished WHERE watched"
+    )
 });
+
+/// The `Finished` signals of the instances a statement's `finished` CTE (returning `id` and
+/// `watched`) finished, for those watched; `$1` is the channel. The row lock the finish takes
+/// orders it with [`Store::watch`]'s update of the same row, so a watch committed first is seen
+/// here, and a watch after it sees the finish. An id too long for a `NOTIFY` sends nothing (see
+/// [`notice`]).
+static FINISHED_NOTICE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT count(pg_notify($1, 'f:' || id)) FROM finished WHERE watched AND octet_length(id) < {})",
+        MAX_NOTICE - 2
+    )
+});
+
+/// [`Store::watch`]'s mark, on an instance still running and not yet marked (so a repeated
+/// watch writes nothing). It commits before the instance is read again, in a statement of its own:
+/// a finish that held the row meanwhile has committed by then, and the read (a later snapshot)
+/// sees it; a finish after the mark sees the mark and signals.
+const WATCH: &str = "UPDATE instances SET watched = true \
+     WHERE id = $1 AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated')";
 
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
@@ -868,6 +892,7 @@ impl Single {
             );
         }
         let mut created = false;
+        let finishes = layer.is_some_and(|layer| !layer.finishes.is_empty());
         if let Some(layer) = layer {
             if !layer.puts.is_empty() {
                 let puts = last_puts(layer);
@@ -897,7 +922,7 @@ impl Single {
             }
             if !layer.finishes.is_empty() {
                 let sql = format!(
-                    "finished AS ({FINISH_INSTANCES} AND {gate}), \
+                    "finished AS ({FINISH_INSTANCES} AND {gate} RETURNING i.id, i.watched), \
                      finished_tasks AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[]) AND {gate})"
                 );
                 cte(&mut args, &sql, layer.finishes.len(), &|args| bind_finishes(args, layer));
@@ -917,18 +942,22 @@ impl Single {
         }
         let created = if created { "ARRAY(SELECT id FROM created)" } else { "ARRAY[]::text[]" };
         let fenced = if fences { "ARRAY(SELECT id FROM fenced ORDER BY id)" } else { "ARRAY[]::text[]" };
-        let signals = if notices.is_empty() {
-            "0::int8".to_owned()
-        } else {
+        let mut signals = Vec::new();
+        if !notices.is_empty() {
             let template =
                 format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})");
             let sql = renumber(&template, args.len());
-            let sql = if notices.len() == 1 { one_row(&sql) } else { sql };
+            signals.push(if notices.len() == 1 { one_row(&sql) } else { sql });
             args.add(channel);
             args.one_row = notices.len() == 1;
             args.column(notices.to_vec());
-            sql
-        };
+            args.one_row = false;
+        }
+        if finishes {
+            signals.push(renumber(&FINISHED_NOTICE, args.len()));
+            args.add(channel);
+        }
+        let signals = if signals.is_empty() { "0::int8".to_owned() } else { signals.join(" + ") };
         let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
         Some(Single { sql: format!("{with}SELECT {created}, {fenced}, {signals}"), args })
     }
@@ -1049,10 +1078,11 @@ fn renumber(template: &str, offset: usize) -> String {
 }
 
 /// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
-/// creates that were skipped.
-async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, Failure> {
+/// creates that were skipped, and the ids of the finished instances someone watches.
+async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Vec<usize>, Vec<String>), Failure> {
     let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
     let mut skipped = Vec::new();
+    let mut watched = Vec::new();
     for layer in &plan.layers {
         if !layer.puts.is_empty() {
             let puts = last_puts(layer);
@@ -1080,7 +1110,10 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, F
             run(&mut *conn, SET_STATUS, |query| bind_statuses(query, layer), "setting statuses").await?;
         }
         if !layer.finishes.is_empty() {
-            run(&mut *conn, &FINISH, |query| bind_finishes(query, layer), "finishing instances").await?;
+            let rows = run(&mut *conn, &FINISH, |query| bind_finishes(query, layer), "finishing instances").await?;
+            for row in rows {
+                watched.push(sqlx::Row::try_get::<String, _>(&row, 0).map_err(failed("reading finished ids"))?);
+            }
         }
         if !layer.events.is_empty() {
             let mut args = Args::default();
@@ -1113,7 +1146,7 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<Vec<usize>, F
         }
     }
     skipped.sort_unstable();
-    Ok(skipped)
+    Ok((skipped, watched))
 }
 
 /// `count` new event ids, in increasing order: the `k`-th event of the batch (in op order) gets
@@ -1349,6 +1382,14 @@ impl Store for PostgresStore {
             .await
             .map_err(failed("reading an instance"))?;
         row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        retrying(|| async move {
+            sqlx::query(WATCH).bind(id).execute(&self.pool).await.map_err(failed("watching an instance"))
+        })
+        .await?;
+        self.instance(id).await
     }
 
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
@@ -1653,7 +1694,8 @@ mod tests {
             WriteOp::Evict { id: "d".into(), wake_at: 5 },
             event(&"x".repeat(MAX_NOTICE)),
         ];
-        assert_eq!(batch_notices(&ops), ["r", "e:a", "f:b"]);
+        // Finishes send their signal from SQL, for watched instances only.
+        assert_eq!(batch_notices(&ops), ["r", "e:a"]);
         let task = TaskRecord {
             instance_id: "a".into(),
             generation: 0,
@@ -1674,7 +1716,7 @@ mod tests {
             WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 1 },
             WriteOp::EnqueueTask(task),
         ];
-        assert_eq!(batch_notices(&queued), ["q", "f:b"], "one TaskQueued per batch");
+        assert_eq!(batch_notices(&queued), ["q"], "one TaskQueued per batch");
         assert!(batch_notices(&[WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 0 }]).is_empty());
         let waiting = [
             WriteOp::Evict { id: "a".into(), wake_at: NEVER },
