@@ -13,10 +13,10 @@
 //! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
 //! connection per store `LISTEN`s and forwards them to [`Store::wake_signals`] subscribers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -165,6 +165,8 @@ pub struct PostgresStore {
     signals: broadcast::Sender<WakeSignal>,
     listener: tokio::task::JoinHandle<()>,
     stats: StatsCounter,
+    /// The one-statement writes spelled so far, by shape.
+    statements: StatementCache,
 }
 
 impl PostgresStore {
@@ -237,7 +239,16 @@ impl PostgresStore {
         listener.listen(&channel).await.map_err(opening)?;
         let (signals, _) = broadcast::channel(SIGNAL_CAPACITY);
         let listener = tokio::spawn(forward_signals(listener, signals.clone()));
-        Ok(Self { pool, listener_pool, schema, channel, signals, listener, stats: StatsCounter::default() })
+        Ok(Self {
+            pool,
+            listener_pool,
+            schema,
+            channel,
+            signals,
+            listener,
+            stats: StatsCounter::default(),
+            statements: StatementCache::default(),
+        })
     }
 
     /// The pool of connections the store uses, for inspecting the database (and, in tests, for
@@ -259,7 +270,7 @@ impl PostgresStore {
     }
 
     async fn try_write(&self, plan: &Plan<'_>, notices: &[String]) -> Result<Vec<usize>, Failure> {
-        if let Some(single) = Single::new(plan, &self.channel, notices) {
+        if let Some(single) = Single::new(plan, &self.channel, notices, &self.statements) {
             return single.run(plan, &self.pool).await;
         }
         let mut tx = self.pool.begin().await.map_err(failed("beginning a write"))?;
@@ -825,12 +836,60 @@ static SELECT_INSTANCE: LazyLock<String> =
 /// one CTE at most. The fence locks its instances `FOR SHARE` before any CTE writes (each waits for
 /// the verdict), so a concurrent claim cannot move them until the commit.
 struct Single {
-    sql: String,
+    sql: Arc<str>,
     args: Args,
 }
 
+/// The statements [`Single`] has spelled, by the shape of their plan ([`Assembly::shape`]): the
+/// text depends on which CTEs a plan has and which of them hold one row, never on the values,
+/// so a statement is spelled once per shape (a twentieth of a small write's time).
+#[derive(Debug, Default)]
+struct StatementCache(Mutex<HashMap<Vec<u8>, Arc<str>>>);
+
+/// More shapes than any workload has; past it the cache starts over rather than grow.
+const MAX_CACHED_STATEMENTS: usize = 1024;
+
+impl StatementCache {
+    fn get(&self, shape: &[u8]) -> Option<Arc<str>> {
+        self.0.lock().ok()?.get(shape).cloned()
+    }
+
+    fn insert(&self, shape: Vec<u8>, sql: Arc<str>) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= MAX_CACHED_STATEMENTS {
+                cache.clear();
+            }
+            cache.insert(shape, sql);
+        }
+    }
+}
+
+/// One pass over a plan: binds its parameters, records its shape, and spells the statement's
+/// parts when asked to (`ctes` is `Some`).
+struct Assembly {
+    args: Args,
+    shape: Vec<u8>,
+    ctes: Option<Vec<String>>,
+}
+
+impl Assembly {
+    /// Adds CTE number `part` (its place in the shape), spelled by `template` (parameters
+    /// numbered from $1, arrays holding `rows` elements each), and binds its parameters.
+    fn cte(&mut self, part: u8, rows: usize, template: impl FnOnce() -> String, bind: impl FnOnce(&mut Args)) {
+        let one = rows == 1;
+        self.shape.push(part << 1 | u8::from(one));
+        if let Some(ctes) = &mut self.ctes {
+            let sql = renumber(&template(), self.args.len());
+            ctes.push(if one { one_row(&sql) } else { sql });
+        }
+        self.args.one_row = one;
+        bind(&mut self.args);
+        self.args.one_row = false;
+    }
+}
+
 impl Single {
-    fn new(plan: &Plan<'_>, channel: &str, notices: &[String]) -> Option<Self> {
+    fn new(plan: &Plan<'_>, channel: &str, notices: &[String], cache: &StatementCache) -> Option<Self> {
         let layer = match plan.layers.as_slice() {
             [] => None,
             [layer] => Some(layer),
@@ -852,41 +911,56 @@ impl Single {
                 return None;
             }
         }
-        let mut args = Args::default();
-        let mut ctes: Vec<String> = Vec::new();
-        // Adds a CTE from `template`, whose parameters are numbered from $1 and whose arrays hold
-        // `rows` elements each, and binds them.
-        let mut cte = |args: &mut Args, template: &str, rows: usize, bind: &dyn Fn(&mut Args)| {
-            let sql = renumber(template, args.len());
-            ctes.push(if rows == 1 { one_row(&sql) } else { sql });
-            args.one_row = rows == 1;
-            bind(args);
-            args.one_row = false;
-        };
+        let bound = Self::assemble(plan, layer, channel, notices, false);
+        if let Some(sql) = cache.get(&bound.shape) {
+            return Some(Single { sql, args: bound.args });
+        }
+        let spelled = Self::assemble(plan, layer, channel, notices, true);
+        let sql: Arc<str> = Arc::from(spelled.ctes.unwrap_or_default().concat());
+        cache.insert(spelled.shape, sql.clone());
+        Some(Single { sql, args: spelled.args })
+    }
+
+    /// One pass over `plan`: its parameters bound, its shape, and, with `spell`, the statement
+    /// (as the one element of `ctes`).
+    fn assemble(
+        plan: &Plan<'_>,
+        layer: Option<&Layer<'_>>,
+        channel: &str,
+        notices: &[String],
+        spell: bool,
+    ) -> Assembly {
+        let mut a = Assembly { args: Args::default(), shape: Vec::new(), ctes: spell.then(Vec::new) };
         let fences = !plan.fences.is_empty();
         let gate = if fences { "(SELECT ok FROM verdict)" } else { "true" };
         if let [(id, owner)] = plan.fences.as_slice() {
             // One fence, the common case at low load: plain parameters, no set operations.
-            cte(
-                &mut args,
-                "locked AS (SELECT owner FROM instances WHERE id = $1::text FOR SHARE), \
-                 fenced AS (SELECT $1::text AS id WHERE NOT EXISTS (SELECT 1 FROM locked WHERE owner = $2::text)), \
-                 verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)",
+            a.cte(
                 0,
-                &|args| {
+                0,
+                || {
+                    "locked AS (SELECT owner FROM instances WHERE id = $1::text FOR SHARE), \
+                     fenced AS (SELECT $1::text AS id WHERE NOT EXISTS (SELECT 1 FROM locked WHERE owner = $2::text)), \
+                     verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)"
+                        .to_owned()
+                },
+                |args| {
                     args.add(*id).add(*owner);
                 },
             );
         } else if fences {
             let (ids, owners): (Vec<&str>, Vec<&str>) = plan.fences.iter().copied().unzip();
-            cte(
-                &mut args,
-                "locked AS (SELECT id, owner FROM instances WHERE id = ANY($1::text[]) FOR SHARE), \
-                 fenced AS (SELECT DISTINCT v.id FROM UNNEST($1::text[], $2::text[]) AS v (id, owner) \
-                 WHERE NOT EXISTS (SELECT 1 FROM locked AS l WHERE l.id = v.id AND l.owner = v.owner)), \
-                 verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)",
+            a.cte(
+                1,
                 ids.len(),
-                &|args| {
+                || {
+                    "locked AS (SELECT id, owner FROM instances WHERE id = ANY($1::text[]) FOR SHARE), \
+                     fenced AS (SELECT DISTINCT v.id FROM UNNEST($1::text[], $2::text[]) AS v (id, owner) \
+                     WHERE NOT EXISTS (SELECT 1 FROM locked AS l WHERE l.id = v.id AND l.owner = v.owner)), \
+                     verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)"
+                        .to_owned()
+                },
+                |args| {
                     args.add(&ids).add(&owners);
                 },
             );
@@ -896,70 +970,125 @@ impl Single {
         if let Some(layer) = layer {
             if !layer.puts.is_empty() {
                 let puts = last_puts(layer);
-                let sql = format!("puts AS ({})", gated_insert(PUT, gate));
-                cte(&mut args, &sql, puts.len(), &|args| bind_puts(args, &puts));
+                a.cte(
+                    2,
+                    puts.len(),
+                    || format!("puts AS ({})", gated_insert(PUT, gate)),
+                    |args| bind_puts(args, &puts),
+                );
             }
             if !layer.task_deletes.is_empty() {
-                let sql = format!("task_deletes AS ({DELETE_TASK} AND {gate})");
-                cte(&mut args, &sql, layer.task_deletes.len(), &|args| bind_task_keys(args, &layer.task_deletes));
+                a.cte(
+                    3,
+                    layer.task_deletes.len(),
+                    || format!("task_deletes AS ({DELETE_TASK} AND {gate})"),
+                    |args| bind_task_keys(args, &layer.task_deletes),
+                );
             }
             if !layer.task_enqueues.is_empty() {
-                let sql = format!("queued AS ({})", gated_insert(ENQUEUE_TASK, gate));
-                cte(&mut args, &sql, layer.task_enqueues.len(), &|args| bind_enqueues(args, &layer.task_enqueues));
+                a.cte(
+                    4,
+                    layer.task_enqueues.len(),
+                    || format!("queued AS ({})", gated_insert(ENQUEUE_TASK, gate)),
+                    |args| bind_enqueues(args, &layer.task_enqueues),
+                );
             }
             if !layer.consumes.is_empty() {
-                let sql = format!("consumed AS ({CONSUME} AND {gate})");
-                cte(&mut args, &sql, layer.consumes.len(), &|args| bind_consumes(args, layer));
+                a.cte(
+                    5,
+                    layer.consumes.len(),
+                    || format!("consumed AS ({CONSUME} AND {gate})"),
+                    |args| bind_consumes(args, layer),
+                );
             }
             if !layer.creates.is_empty() {
                 created = true;
-                let sql = format!("created AS ({})", gated_insert(CREATE, gate));
-                cte(&mut args, &sql, layer.creates.len(), &|args| bind_creates(args, layer));
+                a.cte(
+                    6,
+                    layer.creates.len(),
+                    || format!("created AS ({})", gated_insert(CREATE, gate)),
+                    |args| bind_creates(args, layer),
+                );
             }
             if !layer.statuses.is_empty() {
-                let sql = format!("statuses AS ({SET_STATUS} AND {gate})");
-                cte(&mut args, &sql, layer.statuses.len(), &|args| bind_statuses(args, layer));
-            }
-            if !layer.finishes.is_empty() {
-                let sql = format!(
-                    "finished AS ({FINISH_INSTANCES} AND {gate} RETURNING i.id, i.watched), \
-                     finished_tasks AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[]) AND {gate})"
+                a.cte(
+                    7,
+                    layer.statuses.len(),
+                    || format!("statuses AS ({SET_STATUS} AND {gate})"),
+                    |args| bind_statuses(args, layer),
                 );
-                cte(&mut args, &sql, layer.finishes.len(), &|args| bind_finishes(args, layer));
+            }
+            if finishes {
+                a.cte(
+                    8,
+                    layer.finishes.len(),
+                    || {
+                        format!(
+                            "finished AS ({FINISH_INSTANCES} AND {gate} RETURNING i.id, i.watched), \
+                             finished_tasks AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[]) AND {gate})"
+                        )
+                    },
+                    |args| bind_finishes(args, layer),
+                );
             }
             if !layer.wakes.is_empty() {
-                let sql = format!("wakes AS ({SET_WAKE} AND {gate})");
-                cte(&mut args, &sql, layer.wakes.len(), &|args| bind_wakes(args, &layer.wakes));
+                a.cte(
+                    9,
+                    layer.wakes.len(),
+                    || format!("wakes AS ({SET_WAKE} AND {gate})"),
+                    |args| bind_wakes(args, &layer.wakes),
+                );
             }
             if !layer.evicts.is_empty() {
-                let sql = format!("evicted AS ({EVICT} AND {gate})");
-                cte(&mut args, &sql, layer.evicts.len(), &|args| bind_wakes(args, &layer.evicts));
+                a.cte(
+                    10,
+                    layer.evicts.len(),
+                    || format!("evicted AS ({EVICT} AND {gate})"),
+                    |args| bind_wakes(args, &layer.evicts),
+                );
             }
             if !layer.customs.is_empty() {
-                let sql = format!("customs AS ({SET_CUSTOM_STATUS} AND {gate})");
-                cte(&mut args, &sql, layer.customs.len(), &|args| bind_customs(args, layer));
+                a.cte(
+                    11,
+                    layer.customs.len(),
+                    || format!("customs AS ({SET_CUSTOM_STATUS} AND {gate})"),
+                    |args| bind_customs(args, layer),
+                );
             }
         }
-        let created = if created { "ARRAY(SELECT id FROM created)" } else { "ARRAY[]::text[]" };
-        let fenced = if fences { "ARRAY(SELECT id FROM fenced ORDER BY id)" } else { "ARRAY[]::text[]" };
-        let mut signals = Vec::new();
+        // The outer SELECT: created ids, fenced ids, and the signals sent, spelled as parts after
+        // the CTEs so that their parameters are numbered after the CTEs' ones.
+        let cte_count = a.ctes.as_ref().map_or(0, Vec::len);
         if !notices.is_empty() {
-            let template =
-                format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})");
-            let sql = renumber(&template, args.len());
-            signals.push(if notices.len() == 1 { one_row(&sql) } else { sql });
-            args.add(channel);
-            args.one_row = notices.len() == 1;
-            args.column(notices.to_vec());
-            args.one_row = false;
+            a.cte(
+                12,
+                notices.len(),
+                || format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})"),
+                |args| {
+                    args.add(channel);
+                    args.column(notices.to_vec());
+                },
+            );
         }
         if finishes {
-            signals.push(renumber(&FINISHED_NOTICE, args.len()));
-            args.add(channel);
+            a.cte(
+                13,
+                0,
+                || FINISHED_NOTICE.clone(),
+                |args| {
+                    args.add(channel);
+                },
+            );
         }
-        let signals = if signals.is_empty() { "0::int8".to_owned() } else { signals.join(" + ") };
-        let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
-        Some(Single { sql: format!("{with}SELECT {created}, {fenced}, {signals}"), args })
+        if let Some(mut parts) = a.ctes.take() {
+            let signals = parts.split_off(cte_count);
+            let created = if created { "ARRAY(SELECT id FROM created)" } else { "ARRAY[]::text[]" };
+            let fenced = if fences { "ARRAY(SELECT id FROM fenced ORDER BY id)" } else { "ARRAY[]::text[]" };
+            let signals = if signals.is_empty() { "0::int8".to_owned() } else { signals.join(" + ") };
+            let with = if parts.is_empty() { String::new() } else { format!("WITH {} ", parts.join(", ")) };
+            a.ctes = Some(vec![format!("{with}SELECT {created}, {fenced}, {signals}")]);
+        }
+        a
     }
 
     /// Runs the statement; returns the indexes (in the batch) of the creates that were skipped.
@@ -1630,6 +1759,62 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step's write: the fence, one journal record per seq in `seqs`, and the end.
+    fn step(id: &str, owner: &str, seqs: &[u32]) -> Vec<WriteOp> {
+        let mut ops = vec![WriteOp::AssertOwner { id: id.into(), owner: owner.into() }];
+        ops.extend(seqs.iter().map(|&seq| {
+            WriteOp::PutRecord(JournalRecord {
+                instance_id: id.into(),
+                generation: 0,
+                seq,
+                kind: "activity".into(),
+                name: format!("a{seq}"),
+                status: workflow_core::RecordStatus::Completed,
+                input: Some(seq.to_string()),
+                payload: None,
+                attempt: 1,
+                due_at: None,
+                recorded_at: 1,
+                parallel_group: None,
+            })
+        }));
+        ops.push(WriteOp::Finish {
+            id: id.into(),
+            status: workflow_core::RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 2,
+        });
+        ops
+    }
+
+    #[test]
+    fn statements_are_spelled_once_per_shape() {
+        let cache = StatementCache::default();
+        let first = step("a", "w1", &[0]);
+        let same_shape = step("other-instance", "w2", &[7]);
+        let two_records = step("a", "w1", &[0, 1]);
+        let spell = |ops: &[WriteOp]| {
+            let plan = Plan::new(ops);
+            let assembly = Single::assemble(&plan, plan.layers.first(), "chan", &[], true);
+            (assembly.shape, assembly.ctes.unwrap_or_default().concat(), assembly.args.len())
+        };
+        let (shape, sql, binds) = spell(&first);
+        assert_eq!(spell(&same_shape), (shape.clone(), sql.clone(), binds), "values do not change the text");
+        let (other_shape, other_sql, _) = spell(&two_records);
+        assert_ne!(other_shape, shape);
+        assert_ne!(other_sql, sql, "two records bind arrays where one binds plain values");
+
+        // A hit binds the same parameters as spelling would, and reuses the text.
+        let plan = Plan::new(&first);
+        let built = Single::new(&plan, "chan", &[], &cache).expect("one layer");
+        assert_eq!(&*built.sql, sql.as_str());
+        let plan = Plan::new(&same_shape);
+        let reused = Single::new(&plan, "chan", &[], &cache).expect("one layer");
+        assert!(Arc::ptr_eq(&built.sql, &reused.sql), "spelled once");
+        assert_eq!(reused.args.len(), binds);
+    }
 
     #[test]
     fn one_row_binds_scalars() {
