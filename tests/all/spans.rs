@@ -1,5 +1,6 @@
 //! Tracing: one `workflow` span per instance run and one `activity` span per attempt, with the
-//! ids that tell them apart; a step replayed from the journal emits none.
+//! ids that tell them apart; a step replayed from the journal emits none; an expected stop (a
+//! client suspends the instance) logs no error.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -7,8 +8,9 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
-use tracing::Subscriber;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use workflow::prelude::*;
 use workflow::Store;
 
@@ -31,14 +33,46 @@ impl Visit for Fields<'_> {
     }
 }
 
+/// An event as logged: its level, its fields, and the instance of the span it was logged in.
+#[derive(Debug, Clone)]
+struct Logged {
+    level: Level,
+    instance_id: Option<String>,
+    fields: HashMap<String, String>,
+}
+
+/// A span's `instance_id`, kept in its extensions for the events logged inside it.
+struct InstanceOf(String);
+
 struct Capture;
 
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = HashMap::new();
         attrs.record(&mut Fields(&mut fields));
+        if let (Some(instance), Some(span)) = (fields.get("instance_id"), ctx.span(id)) {
+            span.extensions_mut().insert(InstanceOf(instance.clone()));
+        }
         opened().lock().unwrap().push(Opened { name: attrs.metadata().name(), fields });
     }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        event.record(&mut Fields(&mut fields));
+        let instance_id = ctx.event_scope(event).and_then(|scope| {
+            scope.into_iter().find_map(|span| span.extensions().get::<InstanceOf>().map(|i| i.0.clone()))
+        });
+        logged().lock().unwrap().push(Logged { level: *event.metadata().level(), instance_id, fields });
+    }
+}
+
+fn logged() -> &'static Mutex<Vec<Logged>> {
+    static LOGGED: OnceLock<Mutex<Vec<Logged>>> = OnceLock::new();
+    LOGGED.get_or_init(Mutex::default)
+}
+
+fn logged_in(instance_id: &str) -> Vec<Logged> {
+    logged().lock().unwrap().iter().filter(|event| event.instance_id.as_deref() == Some(instance_id)).cloned().collect()
 }
 
 fn opened() -> &'static Mutex<Vec<Opened>> {
@@ -120,4 +154,36 @@ async fn spans_per_run_and_per_attempt_and_none_for_replayed_steps() {
         .map(|(seq, attempt)| ("traced_step".to_owned(), (*seq).to_owned(), (*attempt).to_owned()))
         .collect();
     assert_eq!(attempts, expected, "step 1 is not re-emitted when it is replayed");
+}
+
+/// Suspending a running instance stops its run here (the client's change supersedes it): an
+/// expected stop, logged at info, never as an error; the stop is logged inside the instance's span.
+#[tokio::test]
+async fn a_suspended_run_stops_without_an_error() {
+    install();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let runtime = runtime(&store).await;
+    let client = runtime.client();
+    let handle = traced::start(&client, ()).await.unwrap();
+    let id = handle.instance_id().to_owned();
+    crate::support::wait_for_journal(&client, &id, |journal| !journal.is_empty()).await;
+    client.suspend(&id, Some("paused by the test")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stop = loop {
+        let stops: Vec<Logged> = logged_in(&id)
+            .into_iter()
+            .filter(|event| event.fields.get("message").is_some_and(|m| m.starts_with("stopped running the instance")))
+            .collect();
+        if let Some(stop) = stops.first() {
+            break stop.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the suspended run never stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(stop.level, Level::INFO, "{stop:?}");
+    client.resume(&id, None).await.unwrap();
+    client.raise_event(&id, "go", &1_u32).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 31);
+    let errors: Vec<Logged> = logged_in(&id).into_iter().filter(|event| event.level == Level::ERROR).collect();
+    assert!(errors.is_empty(), "no error for an expected stop: {errors:?}");
 }

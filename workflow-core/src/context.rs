@@ -44,6 +44,10 @@ pub(crate) enum Fatal {
     Fail(FailureDetails),
     /// Stop running it without changing what is stored (the store failed); it is claimed again later.
     Abandon(String),
+    /// Stop running it without changing what is stored because this run's view is stale, as
+    /// expected in normal operation: a client suspended or terminated it, or another worker took
+    /// it over (the store fenced this run's commit).
+    Superseded(String),
     /// Restart the instance with this input (JSON) and an empty journal.
     ContinueAsNew(String),
 }
@@ -302,6 +306,10 @@ impl WorkflowContext {
         self.state().last_progress = tokio::time::Instant::now();
         match result {
             Ok(_) => Ok(()),
+            Err(error @ crate::StoreError::Fenced(_)) => {
+                self.fail(Fatal::Superseded(format!("the store refused the journal write: {error}")));
+                Err(())
+            }
             Err(error) => {
                 self.fail(Fatal::Abandon(format!("could not write the journal: {error}")));
                 Err(())

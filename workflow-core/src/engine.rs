@@ -114,7 +114,7 @@ impl Engine {
     pub(crate) fn supersede(&self, id: &str, reason: &str) -> bool {
         let ctx = self.live.lock().ok().and_then(|live| live.get(id).cloned());
         if let Some(ctx) = &ctx {
-            ctx.fail(Fatal::Abandon(reason.to_owned()));
+            ctx.fail(Fatal::Superseded(reason.to_owned()));
         }
         ctx.is_some()
     }
@@ -261,6 +261,11 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
             }
             RunEnd::Fatal(Fatal::Abandon(reason)) => {
                 tracing::error!(%reason, "stopped running the instance; handing it back");
+                hand_back(engine, &record.id, token).await;
+                break;
+            }
+            RunEnd::Fatal(Fatal::Superseded(reason)) => {
+                tracing::info!(%reason, "stopped running the instance: it changed elsewhere");
                 hand_back(engine, &record.id, token).await;
                 break;
             }
