@@ -8,7 +8,7 @@ use std::time::Duration;
 use workflow::prelude::*;
 use workflow::{Error, InstanceRecord, JournalRecord, RecordStatus, Store, WriteOp};
 
-use crate::support::{bump, completed, count, sqlite_store, wait_for_journal};
+use crate::support::{bump, completed, count, sqlite_store, wait_for_count, wait_for_journal};
 
 // ---- retries and compensation ----
 
@@ -292,6 +292,9 @@ async fn changed_call_order_fails_the_instance_naming_seq_expected_and_found() {
         .unwrap();
     let handle = reordered_v1::start_with_id(&v1.client(), "reordered-1").await.unwrap();
     wait_for_journal(&v1.client(), "reordered-1", |j| completed(j) == 1).await;
+    // step_a's record commits before step_b starts: wait for step_b to be under way, so the
+    // instance is mid-run when this worker stops.
+    wait_for_count("reordered-1", "step_b", 1).await;
     v1.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(v1);
 

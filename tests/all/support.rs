@@ -25,6 +25,15 @@ pub(crate) fn count(instance_id: &str, label: &str) -> u32 {
     counters().lock().unwrap().get(&(instance_id.to_owned(), label.to_owned())).copied().unwrap_or(0)
 }
 
+/// Waits until the counter reaches `at_least`, up to 20 s.
+pub(crate) async fn wait_for_count(instance_id: &str, label: &str, at_least: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(instance_id, label) < at_least {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {label} of {instance_id}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A SQLite store on a new temporary file; keep the directory alive as long as the store.
 pub(crate) async fn sqlite_store() -> (tempfile::TempDir, String, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
