@@ -2434,6 +2434,7 @@ async fn sqlite_file_store_conforms() {
     check_sqlite_event_rows(&store).await;
     check_sqlite_purge_rows(&store).await;
     check_sqlite_dropped_writes(&store).await;
+    check_sqlite_dropped_claims(&store).await;
     store.close().await;
 }
 
@@ -2626,6 +2627,38 @@ async fn check_sqlite_dropped_writes(store: &SqliteStore) {
     assert_eq!(store.journal(id, 3).await.unwrap().len(), 1);
     sqlx::query("DELETE FROM journal WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
     sqlx::query("DELETE FROM events WHERE instance_id = ?").bind(id).execute(store.pool()).await.unwrap();
+}
+
+/// Claims, renewals and releases dropped midway (as a stopping runtime drops its loops) leave the
+/// writer usable: whatever transaction they began is rolled back by the writer's next user.
+async fn check_sqlite_dropped_claims(store: &SqliteStore) {
+    let wf = "dropped_claim_wf";
+    store.write(&[create(instance("dropped/c", wf, 1))]).await.unwrap();
+    let workflows = names(&[wf]);
+    let activities = names(&["dropped_activity"]);
+    for round in 0..80_u32 {
+        {
+            let mut dropped = match round % 4 {
+                0 => Box::pin(async { store.claim("dropped-w", &workflows, 10, 20, 5).await.map(drop) })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + '_>>,
+                1 => Box::pin(async { store.renew_leases("dropped-w", 30).await.map(drop) }),
+                2 => Box::pin(async { store.release_leases("dropped-w").await.map(drop) }),
+                _ => Box::pin(async { store.claim_tasks("dropped-w", &activities, 10, 20, 5).await.map(drop) }),
+            };
+            // Polled a few times (the writer's thread runs meanwhile), then dropped midway.
+            for _ in 0..round % 8 {
+                if futures::poll!(dropped.as_mut()).is_ready() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+            }
+        }
+        store.release_leases("dropped-w").await.unwrap();
+        assert_eq!(store.renew_leases("dropped-nobody", 10).await.unwrap(), 0, "round {round}");
+    }
+    let claimed = store.claim("dropped-w", &workflows, 10, 20, 5).await.unwrap();
+    assert_eq!(ids(&claimed), ["dropped/c"], "the writer still claims");
+    store.release_leases("dropped-w").await.unwrap();
 }
 
 /// What the trait cannot show: a restart deletes the consumed event rows (those consumed after it

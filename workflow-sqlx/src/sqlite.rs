@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Column, Connection, Row};
+use sqlx::{Column, Row};
 use workflow_core::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
     StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
@@ -910,6 +910,37 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Begins a transaction on the writer with `BEGIN IMMEDIATE` as a plain statement, outside
+    /// sqlx's transaction bookkeeping: sqlx counts a transaction as begun when its `BEGIN` ran, so
+    /// a future dropped while awaiting that answer (a runtime stopping its loops) would leave the
+    /// connection counted in a transaction nobody rolls back, failing every later `begin` on it
+    /// ("non-zero transaction depth"). Here `dangling` covers that: the writer's next user rolls
+    /// back. End it with [`SqliteStore::commit_immediate`] or [`SqliteStore::fail_immediate`].
+    async fn begin_immediate(&self, conn: &mut SqliteConnection, context: &'static str) -> Result<(), StoreError> {
+        self.dangling.store(true, Ordering::Release);
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend(context))?;
+        Ok(())
+    }
+
+    /// Commits what [`SqliteStore::begin_immediate`] began (rolled back if the commit fails).
+    async fn commit_immediate(&self, conn: &mut SqliteConnection, context: &'static str) -> Result<(), StoreError> {
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => {
+                self.dangling.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(error) => Err(self.fail_immediate(conn, backend(context)(error)).await),
+        }
+    }
+
+    /// Rolls back what [`SqliteStore::begin_immediate`] began after `error`, and returns it.
+    async fn fail_immediate(&self, conn: &mut SqliteConnection, error: StoreError) -> StoreError {
+        if let Err(rollback) = self.roll_back(conn).await {
+            tracing::warn!(%rollback, "sqlite: could not roll back; the next write will try again");
+        }
+        error
+    }
+
     /// Ends a failed write: reports why its checks refused it if they did (read in its
     /// transaction, where nothing else ran), and rolls it back.
     async fn abandon(&self, conn: &mut SqliteConnection, plan: &Plan<'_>, failure: Failure) -> StoreError {
@@ -1018,9 +1049,12 @@ impl Store for SqliteStore {
         }
         let query = query.bind(worker).bind(lease_until);
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a claim"))?;
-        let rows = query.fetch_all(&mut *tx).await.map_err(backend("claiming instances"))?;
-        tx.commit().await.map_err(backend("committing a claim"))?;
+        self.begin_immediate(&mut conn, "beginning a claim").await?;
+        let rows = match query.fetch_all(&mut *conn).await {
+            Ok(rows) => rows,
+            Err(error) => return Err(self.fail_immediate(&mut conn, backend("claiming instances")(error)).await),
+        };
+        self.commit_immediate(&mut conn, "committing a claim").await?;
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
@@ -1057,40 +1091,58 @@ impl Store for SqliteStore {
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a renewal"))?;
-        let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
-            .bind(lease_until)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend("renewing leases"))?;
-        let tasks = sqlx::query("UPDATE activity_tasks SET lease_until = ? WHERE owner = ? AND outcome IS NULL")
-            .bind(lease_until)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend("renewing task leases"))?;
-        tx.commit().await.map_err(backend("committing a renewal"))?;
-        Ok(instances.rows_affected() + tasks.rows_affected())
+        self.begin_immediate(&mut conn, "beginning a renewal").await?;
+        let renewed = async {
+            let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
+                .bind(lease_until)
+                .bind(worker)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("renewing leases"))?;
+            let tasks = sqlx::query("UPDATE activity_tasks SET lease_until = ? WHERE owner = ? AND outcome IS NULL")
+                .bind(lease_until)
+                .bind(worker)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("renewing task leases"))?;
+            Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
+        }
+        .await;
+        match renewed {
+            Ok(count) => {
+                self.commit_immediate(&mut conn, "committing a renewal").await?;
+                Ok(count)
+            }
+            Err(error) => Err(self.fail_immediate(&mut conn, error).await),
+        }
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a release"))?;
-        let instances = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
+        self.begin_immediate(&mut conn, "beginning a release").await?;
+        let released = async {
+            let instances = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
+                .bind(worker)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("releasing leases"))?;
+            let tasks = sqlx::query(
+                "UPDATE activity_tasks SET owner = NULL, lease_until = NULL WHERE owner = ? AND outcome IS NULL",
+            )
             .bind(worker)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
-            .map_err(backend("releasing leases"))?;
-        let tasks = sqlx::query(
-            "UPDATE activity_tasks SET owner = NULL, lease_until = NULL WHERE owner = ? AND outcome IS NULL",
-        )
-        .bind(worker)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend("releasing task leases"))?;
-        tx.commit().await.map_err(backend("committing a release"))?;
-        Ok(instances.rows_affected() + tasks.rows_affected())
+            .map_err(backend("releasing task leases"))?;
+            Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
+        }
+        .await;
+        match released {
+            Ok(count) => {
+                self.commit_immediate(&mut conn, "committing a release").await?;
+                Ok(count)
+            }
+            Err(error) => Err(self.fail_immediate(&mut conn, error).await),
+        }
     }
 
     async fn claim_tasks(
@@ -1135,9 +1187,12 @@ impl Store for SqliteStore {
         }
         let query = query.bind(worker).bind(lease_until);
         let mut conn = self.writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend("beginning a task claim"))?;
-        let rows = query.fetch_all(&mut *tx).await.map_err(backend("claiming tasks"))?;
-        tx.commit().await.map_err(backend("committing a task claim"))?;
+        self.begin_immediate(&mut conn, "beginning a task claim").await?;
+        let rows = match query.fetch_all(&mut *conn).await {
+            Ok(rows) => rows,
+            Err(error) => return Err(self.fail_immediate(&mut conn, backend("claiming tasks")(error)).await),
+        };
+        self.commit_immediate(&mut conn, "committing a task claim").await?;
         let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
         Ok(claimed)
