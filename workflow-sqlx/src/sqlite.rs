@@ -915,30 +915,35 @@ impl SqliteStore {
     /// a future dropped while awaiting that answer (a runtime stopping its loops) would leave the
     /// connection counted in a transaction nobody rolls back, failing every later `begin` on it
     /// ("non-zero transaction depth"). Here `dangling` covers that: the writer's next user rolls
-    /// back. End it with [`SqliteStore::commit_immediate`] or [`SqliteStore::fail_immediate`].
+    /// back. End it with [`SqliteStore::end_immediate`].
     async fn begin_immediate(&self, conn: &mut SqliteConnection, context: &'static str) -> Result<(), StoreError> {
         self.dangling.store(true, Ordering::Release);
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(backend(context))?;
         Ok(())
     }
 
-    /// Commits what [`SqliteStore::begin_immediate`] began (rolled back if the commit fails).
-    async fn commit_immediate(&self, conn: &mut SqliteConnection, context: &'static str) -> Result<(), StoreError> {
-        match sqlx::query("COMMIT").execute(&mut *conn).await {
-            Ok(_) => {
+    /// Ends what [`SqliteStore::begin_immediate`] began: commits it if `outcome` (what the
+    /// transaction's statements returned) is `Ok`, rolls it back otherwise or if the commit fails.
+    async fn end_immediate<T>(
+        &self,
+        conn: &mut SqliteConnection,
+        outcome: Result<T, StoreError>,
+        context: &'static str,
+    ) -> Result<T, StoreError> {
+        let committed = match outcome {
+            Ok(value) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| value).map_err(backend(context)),
+            Err(error) => Err(error),
+        };
+        match committed {
+            Ok(value) => {
                 self.dangling.store(false, Ordering::Release);
-                Ok(())
+                Ok(value)
             }
-            Err(error) => Err(self.fail_immediate(conn, backend(context)(error)).await),
+            Err(error) => {
+                self.roll_back_or_leave(conn).await;
+                Err(error)
+            }
         }
-    }
-
-    /// Rolls back what [`SqliteStore::begin_immediate`] began after `error`, and returns it.
-    async fn fail_immediate(&self, conn: &mut SqliteConnection, error: StoreError) -> StoreError {
-        if let Err(rollback) = self.roll_back(conn).await {
-            tracing::warn!(%rollback, "sqlite: could not roll back; the next write will try again");
-        }
-        error
     }
 
     /// Ends a failed write: reports why its checks refused it if they did (read in its
@@ -953,10 +958,16 @@ impl SqliteStore {
             Failure::Statement(context, error) => backend(context)(error),
             Failure::Store(error) => error,
         };
+        self.roll_back_or_leave(conn).await;
+        error
+    }
+
+    /// Rolls back the writer's failed transaction; if that fails too, leaves it marked dangling
+    /// for the writer's next user to roll back.
+    async fn roll_back_or_leave(&self, conn: &mut SqliteConnection) {
         if let Err(rollback) = self.roll_back(conn).await {
             tracing::warn!(%rollback, "sqlite: could not roll back a failed write; the next write will try again");
         }
-        error
     }
 }
 
@@ -1050,11 +1061,8 @@ impl Store for SqliteStore {
         let query = query.bind(worker).bind(lease_until);
         let mut conn = self.writer().await?;
         self.begin_immediate(&mut conn, "beginning a claim").await?;
-        let rows = match query.fetch_all(&mut *conn).await {
-            Ok(rows) => rows,
-            Err(error) => return Err(self.fail_immediate(&mut conn, backend("claiming instances")(error)).await),
-        };
-        self.commit_immediate(&mut conn, "committing a claim").await?;
+        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"));
+        let rows = self.end_immediate(&mut conn, rows, "committing a claim").await?;
         let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
@@ -1108,13 +1116,7 @@ impl Store for SqliteStore {
             Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
         }
         .await;
-        match renewed {
-            Ok(count) => {
-                self.commit_immediate(&mut conn, "committing a renewal").await?;
-                Ok(count)
-            }
-            Err(error) => Err(self.fail_immediate(&mut conn, error).await),
-        }
+        self.end_immediate(&mut conn, renewed, "committing a renewal").await
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
@@ -1136,13 +1138,7 @@ impl Store for SqliteStore {
             Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
         }
         .await;
-        match released {
-            Ok(count) => {
-                self.commit_immediate(&mut conn, "committing a release").await?;
-                Ok(count)
-            }
-            Err(error) => Err(self.fail_immediate(&mut conn, error).await),
-        }
+        self.end_immediate(&mut conn, released, "committing a release").await
     }
 
     async fn claim_tasks(
@@ -1188,11 +1184,8 @@ impl Store for SqliteStore {
         let query = query.bind(worker).bind(lease_until);
         let mut conn = self.writer().await?;
         self.begin_immediate(&mut conn, "beginning a task claim").await?;
-        let rows = match query.fetch_all(&mut *conn).await {
-            Ok(rows) => rows,
-            Err(error) => return Err(self.fail_immediate(&mut conn, backend("claiming tasks")(error)).await),
-        };
-        self.commit_immediate(&mut conn, "committing a task claim").await?;
+        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"));
+        let rows = self.end_immediate(&mut conn, rows, "committing a task claim").await?;
         let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
         Ok(claimed)
