@@ -629,6 +629,17 @@ fn set_custom(id: &str, custom_status: Option<&str>, updated_at: i64) -> WriteOp
     WriteOp::SetCustomStatus { id: id.to_owned(), custom_status: custom_status.map(str::to_owned), updated_at }
 }
 
+/// Completes the instance with output `1`.
+fn finish_of(id: &str) -> WriteOp {
+    WriteOp::Finish {
+        id: id.into(),
+        status: RuntimeStatus::Completed,
+        output: Some("1".into()),
+        error: None,
+        updated_at: 8,
+    }
+}
+
 fn event_names(events: &[EventRecord]) -> Vec<&str> {
     events.iter().map(|e| e.name.as_str()).collect()
 }
@@ -1835,14 +1846,7 @@ async fn check_fencing(store: &dyn Store) {
     // One fence alone, the shape of most batches at low load: another owner's instance and a
     // missing one are refused with their id, and nothing of the batch is applied.
     for (id, owner) in [(a.id.as_str(), "fence-w2"), ("fence/nobody", "fence-w1")] {
-        let finish = WriteOp::Finish {
-            id: id.to_owned(),
-            status: RuntimeStatus::Completed,
-            output: Some("1".into()),
-            error: None,
-            updated_at: 4,
-        };
-        match store.write(&[fence(id, owner), put(record(id, 0, 7)), finish]).await {
+        match store.write(&[fence(id, owner), put(record(id, 0, 7)), finish_of(id)]).await {
             Err(StoreError::Fenced(ids)) => assert_eq!(ids, [id]),
             other => panic!("expected {id} to be fenced for {owner}, got {other:?}"),
         }
@@ -3250,16 +3254,6 @@ mod postgres {
         drop_schema(&stores[0]).await;
     }
 
-    fn finish_of(id: &str) -> WriteOp {
-        WriteOp::Finish {
-            id: id.into(),
-            status: RuntimeStatus::Completed,
-            output: Some("1".into()),
-            error: None,
-            updated_at: 8,
-        }
-    }
-
     async fn next_signal(signals: &mut broadcast::Receiver<WakeSignal>) -> WakeSignal {
         tokio::time::timeout(Duration::from_secs(10), signals.recv())
             .await
@@ -3311,13 +3305,7 @@ mod postgres {
         assert!(writer.write(&[add_event(y, "lost", "0", 7), put(poisoned)]).await.is_err());
         disarm_poison(&writer).await;
 
-        let finish = WriteOp::Finish {
-            id: y.into(),
-            status: RuntimeStatus::Completed,
-            output: Some("1".into()),
-            error: None,
-            updated_at: 8,
-        };
+        let finish = finish_of(y);
         // Watched (by a waiter on the listening store), its finish is signalled.
         let watched = listener.watch(y).await.unwrap().expect("y exists");
         assert_eq!(watched.status, RuntimeStatus::Pending);
