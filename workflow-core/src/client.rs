@@ -196,11 +196,7 @@ impl Client {
 
     /// The instance's current state.
     pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
-        self.store
-            .instance(instance_id)
-            .await?
-            .map(InstanceStatus::from)
-            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
+        found(instance_id, self.store.instance(instance_id).await?)
     }
 
     /// The instance's journal (its current generation), in seq order.
@@ -262,11 +258,7 @@ impl Client {
     /// The instance's state, read so that the store signals its end to this process
     /// ([`Store::watch`]).
     async fn watched_status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
-        self.store
-            .watch(instance_id)
-            .await?
-            .map(InstanceStatus::from)
-            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
+        found(instance_id, self.store.watch(instance_id).await?)
     }
 
     /// Waits for the instance and returns its output, deserialized as `T`.
@@ -284,6 +276,11 @@ impl Client {
             other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
         }
     }
+}
+
+/// The status of the instance read as `record`, or [`Error::InstanceNotFound`].
+fn found(instance_id: &str, record: Option<InstanceRecord>) -> Result<InstanceStatus, Error> {
+    record.map(InstanceStatus::from).ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
 }
 
 /// Returns when `signals` says `instance_id` finished, or may have (signals were lost): the
