@@ -1066,7 +1066,7 @@ impl Single {
                 || format!("(SELECT count(pg_notify($1, notice)) FROM UNNEST($2::text[]) AS notice WHERE {gate})"),
                 |args| {
                     args.add(channel);
-                    args.column(notices.to_vec());
+                    args.column(notices.iter().map(String::as_str).collect::<Vec<_>>());
                 },
             );
         }
