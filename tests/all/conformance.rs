@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use workflow::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions,
-    SqliteStore, Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, WriteOutcome, NEVER,
+    SqliteStore, StepKind, Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, WriteOutcome, NEVER,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ fn record(id: &str, generation: u32, seq: u32) -> JournalRecord {
         instance_id: id.to_owned(),
         generation,
         seq,
-        kind: "activity".to_owned(),
+        kind: StepKind::Activity,
         name: format!("step_{seq}"),
         status: RecordStatus::Completed,
         input: Some(format!("[{seq}]")),
@@ -169,7 +169,7 @@ async fn check_journal_upsert(store: &dyn Store) {
     assert_eq!(store.journal(id, 0).await.unwrap(), vec![retrying]);
 
     let completed = JournalRecord {
-        kind: "timer".into(),
+        kind: StepKind::Timer,
         name: "renamed".into(),
         input: None,
         attempt: 2,
@@ -192,7 +192,7 @@ async fn check_journal_order_and_generations(store: &dyn Store) {
     let ops: Vec<WriteOp> = [100, 2, 10, 0, 1]
         .into_iter()
         .map(|seq| put(record(id, 0, seq)))
-        .chain([3, 1].into_iter().map(|seq| put(JournalRecord { kind: "gen1".into(), ..record(id, 1, seq) })))
+        .chain([3, 1].into_iter().map(|seq| put(JournalRecord { kind: StepKind::Event, ..record(id, 1, seq) })))
         .chain([put(record("order/b", 0, 0))])
         .collect();
     store.write(&ops).await.unwrap();
@@ -202,7 +202,7 @@ async fn check_journal_order_and_generations(store: &dyn Store) {
     assert_eq!(gen0[3], record(id, 0, 10));
     let gen1 = store.journal(id, 1).await.unwrap();
     assert_eq!(gen1.iter().map(|r| (r.generation, r.seq)).collect::<Vec<_>>(), vec![(1, 1), (1, 3)]);
-    assert!(gen1.iter().all(|r| r.kind == "gen1"));
+    assert!(gen1.iter().all(|r| r.kind == StepKind::Event));
     assert!(store.journal(id, 2).await.unwrap().is_empty());
     assert_eq!(store.journal("order/b", 0).await.unwrap(), vec![record("order/b", 0, 0)]);
     assert!(store.journal("order/nobody", 0).await.unwrap().is_empty());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
-use workflow::{RecordStatus, Store};
+use workflow::{RecordStatus, StepKind, Store};
 
 const DB_ENV: &str = "WORKFLOW_CRASH_DB";
 const LOG_ENV: &str = "WORKFLOW_CRASH_LOG";
@@ -169,7 +169,7 @@ async fn a_durable_timer_survives_a_process_kill_and_fires_once_on_time() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let due = loop {
         let journal = store.journal(TIMER_INSTANCE, 0).await.unwrap();
-        if let Some(timer) = journal.iter().find(|r| r.kind == "timer" && r.status == RecordStatus::Scheduled) {
+        if let Some(timer) = journal.iter().find(|r| r.kind == StepKind::Timer && r.status == RecordStatus::Scheduled) {
             break timer.due_at.expect("a scheduled timer has its due time");
         }
         assert!(std::time::Instant::now() < deadline, "the timer was never scheduled");
@@ -183,7 +183,7 @@ async fn a_durable_timer_survives_a_process_kill_and_fires_once_on_time() {
     assert_eq!(child_result(second), "49");
     let journal = store.journal(TIMER_INSTANCE, 0).await.unwrap();
     let timer = &journal[0];
-    assert_eq!((timer.kind.as_str(), timer.status, timer.due_at), ("timer", RecordStatus::Completed, Some(due)));
+    assert_eq!((timer.kind, timer.status, timer.due_at), (StepKind::Timer, RecordStatus::Completed, Some(due)));
     assert!(timer.recorded_at >= due, "the timer fired {} ms early", due - timer.recorded_at);
     assert_eq!(log_lines(&log).iter().filter(|(n, _)| *n == 9).count(), 1, "the step after the timer ran once");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use workflow::prelude::*;
-use workflow::{Clock, Error, RecordStatus, Store};
+use workflow::{Clock, Error, RecordStatus, StepKind, Store};
 
 use crate::support::{bump, count, sqlite_store, wait_for_journal};
 
@@ -65,7 +65,7 @@ async fn the_virtual_clock_runs_a_thirty_day_workflow_in_under_a_second() {
     assert_eq!(handle.result().await.unwrap(), 30);
     assert!(real.elapsed() < Duration::from_secs(1), "took {:?}", real.elapsed());
     let journal = rt.client().journal(handle.instance_id()).await.unwrap();
-    let timers = journal.iter().filter(|r| r.kind == "timer" && r.status == RecordStatus::Completed).count();
+    let timers = journal.iter().filter(|r| r.kind == StepKind::Timer && r.status == RecordStatus::Completed).count();
     assert_eq!(timers, 30);
 }
 
@@ -134,13 +134,14 @@ async fn an_event_and_its_timeout_at_the_same_time_resolve_once_and_replay_the_s
     let client = rt.client();
     let handle = approval::start(&client).await.unwrap();
     let id = handle.instance_id().to_owned();
-    wait_for_journal(&client, &id, |j| j.iter().any(|r| r.kind == "event" && r.due_at.is_some())).await;
+    wait_for_journal(&client, &id, |j| j.iter().any(|r| r.kind == StepKind::Event && r.due_at.is_some())).await;
     // The event arrives exactly when the timeout falls due.
     client.raise_event(&id, "approval", &true).await.unwrap();
     clock.advance(HOUR);
-    let journal =
-        wait_for_journal(&client, &id, |j| j.iter().any(|r| r.kind == "timer" && r.status == RecordStatus::Scheduled))
-            .await;
+    let journal = wait_for_journal(&client, &id, |j| {
+        j.iter().any(|r| r.kind == StepKind::Timer && r.status == RecordStatus::Scheduled)
+    })
+    .await;
     let first = journal[0].clone();
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(rt);
@@ -223,11 +224,11 @@ async fn a_race_records_its_winner_and_replays_it() {
     let rt = build(&clock).await.unwrap();
     let handle = activity_or_timer::start(&rt.client()).await.unwrap();
     let id = handle.instance_id().to_owned();
-    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == "timer")).await;
+    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == StepKind::Timer)).await;
     assert_eq!(journal[0].seq, 1, "the timer is seq 1: the activity took seq 0 when it was created");
     clock.advance(Duration::from_secs(60));
-    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == "race")).await;
-    let race = journal.iter().find(|r| r.kind == "race").unwrap();
+    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == StepKind::Race)).await;
+    let race = journal.iter().find(|r| r.kind == StepKind::Race).unwrap();
     assert_eq!((race.seq, race.payload.as_deref()), (2, Some("1")));
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(rt);
@@ -279,7 +280,7 @@ async fn child_workflows_return_typed_results_and_store_their_parent() {
     let journal = client.journal("parent-ok").await.unwrap();
     assert_eq!(journal.len(), 3);
     for record in &journal {
-        assert_eq!((record.kind.as_str(), record.status), ("child", RecordStatus::Completed));
+        assert_eq!((record.kind, record.status), (StepKind::Child, RecordStatus::Completed));
         let child_id = format!("parent-ok-g0-c{}", record.seq);
         let child = client.status(&child_id).await.unwrap();
         assert_eq!(child.parent_id.as_deref(), Some("parent-ok"));
@@ -406,7 +407,7 @@ async fn now_random_and_uuid_are_recorded_once_and_replayed() {
     let rt = build(&clock).await.unwrap();
     let handle = recorded_values::start(&rt.client()).await.unwrap();
     let id = handle.instance_id().to_owned();
-    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == "timer")).await;
+    let journal = wait_for_journal(&rt.client(), &id, |j| j.iter().any(|r| r.kind == StepKind::Timer)).await;
     let kinds: Vec<&str> = journal.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, vec!["now", "random", "uuid", "activity", "timer"]);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -459,7 +460,7 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
         .await
         .unwrap();
     patched_v1::start_with_id(&v1.client(), "before-patch").await.unwrap();
-    wait_for_journal(&v1.client(), "before-patch", |j| j.iter().any(|r| r.kind == "timer")).await;
+    wait_for_journal(&v1.client(), "before-patch", |j| j.iter().any(|r| r.kind == StepKind::Timer)).await;
     v1.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(v1);
 
@@ -478,7 +479,8 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
     }
     assert_eq!((count("before-patch", "a"), count("before-patch", "b"), count("before-patch", "c")), (1, 0, 1));
     assert_eq!((count("after-patch", "a"), count("after-patch", "b"), count("after-patch", "c")), (1, 1, 1));
-    let kinds = |journal: Vec<workflow::JournalRecord>| journal.into_iter().map(|r| r.kind).collect::<Vec<_>>();
+    let kinds =
+        |journal: Vec<workflow::JournalRecord>| journal.into_iter().map(|r| r.kind.as_str()).collect::<Vec<_>>();
     assert_eq!(kinds(store.journal("before-patch", 0).await.unwrap()), ["activity", "timer", "activity"]);
     assert_eq!(
         kinds(store.journal("after-patch", 0).await.unwrap()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::{Error, InstanceRecord, JournalRecord, RecordStatus, Store, WriteOp};
+use workflow::{Error, InstanceRecord, JournalRecord, RecordStatus, StepKind, Store, WriteOp};
 
 use crate::support::{bump, completed, count, sqlite_store, wait_for_count, wait_for_journal};
 
@@ -382,7 +382,7 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         instance_id: id.into(),
         generation: 0,
         seq: 0,
-        kind: "activity".into(),
+        kind: StepKind::Activity,
         name: "flaky".into(),
         status: RecordStatus::Completed,
         input: Some("0".into()),

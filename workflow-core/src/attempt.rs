@@ -12,8 +12,8 @@ use tracing::Instrument;
 use crate::context::ActivityContext;
 use crate::engine::Engine;
 use crate::error::ActivityError;
+use crate::model::time;
 use crate::registry::ActivityOptions;
-use crate::time;
 
 /// Which attempt of which call to run.
 pub(crate) struct Attempt<'a> {

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{Error, FailureDetails};
+use crate::model::time;
 use crate::registry::WorkflowDef;
 use crate::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, Store, WakeSignal, WriteOp, WriteOutcome};
-use crate::time;
 
 /// How often a result wait re-reads the store when no local notification arrives (an instance
 /// finishing in another process).

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::model::time;
 use crate::registry::BoxFuture;
 use crate::store::Millis;
-use crate::time;
 
 /// A source of workflow time.
 pub trait Clock: Send + Sync + 'static {

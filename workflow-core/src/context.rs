@@ -15,27 +15,11 @@ use crate::attempt::Attempt;
 use crate::clock;
 use crate::engine::Engine;
 use crate::error::{ActivityError, FailureDetails, WorkflowError};
+use crate::model::time;
 use crate::registry::{ActivityDef, ActivityOptions, BoxFuture};
 use crate::retry::RetryPolicy;
-use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, TaskRecord, WriteOp};
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, TaskRecord, WriteOp};
 use crate::tasks;
-use crate::time;
-
-/// The journal kind of an activity call.
-pub(crate) const KIND_ACTIVITY: &str = "activity";
-/// The journal kind of a durable timer.
-pub(crate) const KIND_TIMER: &str = "timer";
-/// The journal kind of an event wait.
-pub(crate) const KIND_EVENT: &str = "event";
-/// The journal kind of a child workflow call.
-pub(crate) const KIND_CHILD: &str = "child";
-/// The journal kind of a race's winner.
-pub(crate) const KIND_RACE: &str = "race";
-/// The journal kinds of recorded values.
-pub(crate) const KIND_NOW: &str = "now";
-pub(crate) const KIND_RANDOM: &str = "random";
-pub(crate) const KIND_UUID: &str = "uuid";
-pub(crate) const KIND_PATCH: &str = "patch";
 
 /// What stops an instance's run from the inside.
 #[derive(Debug, Clone)]
@@ -182,7 +166,7 @@ impl WorkflowContext {
     /// Calls activity `A` with `input`. Prefer the generated `my_activity::call(&ctx, input)`.
     pub fn call_activity<A: ActivityDef>(&self, input: A::Input) -> ActivityCall<A> {
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
-        let (seq, recorded) = self.reserve(KIND_ACTIVITY, A::NAME);
+        let (seq, recorded) = self.reserve(StepKind::Activity, A::NAME);
         ActivityCall {
             ctx: self.clone(),
             seq,
@@ -219,7 +203,7 @@ impl WorkflowContext {
     }
 
     /// Takes the next seq; returns the record found there, if it matches the operation.
-    pub(crate) fn reserve(&self, kind: &str, name: &str) -> (u32, Option<JournalRecord>) {
+    pub(crate) fn reserve(&self, kind: StepKind, name: &str) -> (u32, Option<JournalRecord>) {
         let mut state = self.state();
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -354,7 +338,7 @@ impl WorkflowContext {
         payload: String,
         attempt: u32,
     ) -> JournalRecord {
-        let mut record = self.new_record(seq, KIND_ACTIVITY, name, status, Some(payload));
+        let mut record = self.new_record(seq, StepKind::Activity, name, status, Some(payload));
         record.input = Some(input.to_owned());
         record.attempt = attempt;
         record
@@ -364,7 +348,7 @@ impl WorkflowContext {
     pub(crate) fn new_record(
         &self,
         seq: u32,
-        kind: &str,
+        kind: StepKind,
         name: &str,
         status: RecordStatus,
         payload: Option<String>,
@@ -373,7 +357,7 @@ impl WorkflowContext {
             instance_id: self.instance_id().to_owned(),
             generation: self.shared.generation,
             seq,
-            kind: kind.to_owned(),
+            kind,
             name: name.to_owned(),
             status,
             input: None,

@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, NEVER};
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, NEVER};
 
 /// Fan-outs with more branches than this are collapsed.
 const COLLAPSE_ABOVE: usize = 12;
@@ -37,9 +37,8 @@ const MAX_TEXT: usize = 60;
 pub struct DiagramStep<'a> {
     /// The step's position in the order the workflow issued its operations.
     pub seq: u32,
-    /// The journal kind: `activity`, `timer`, `event`, `child`, `race`, `now`, `random`, `uuid`
-    /// or `patch`. Other kinds are drawn as plain boxes.
-    pub kind: &'a str,
+    /// The kind of step.
+    pub kind: StepKind,
     /// The activity, child workflow or event name; `sleep` for timers; `race` for races.
     pub name: &'a str,
     /// Its state: Scheduled (waiting: a timer, an event wait, a running child), Retrying,
@@ -62,7 +61,7 @@ impl<'a> DiagramStep<'a> {
     pub fn from_record(record: &'a JournalRecord) -> Self {
         Self {
             seq: record.seq,
-            kind: &record.kind,
+            kind: record.kind,
             name: &record.name,
             status: record.status,
             attempt: record.attempt,
@@ -93,7 +92,7 @@ pub struct DiagramInstance<'a> {
 /// `j<seq>` for a fan-out's fork and join, and `m<seq>` for a collapsed fan-out's "more" node
 /// (`<seq>` being the fan-out's first step).
 pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
-    let mut visible: Vec<&DiagramStep<'_>> = steps.iter().filter(|step| !is_recorded_value(step.kind)).collect();
+    let mut visible: Vec<&DiagramStep<'_>> = steps.iter().filter(|step| !step.kind.is_recorded_value()).collect();
     visible.sort_by_key(|step| step.seq);
     visible.dedup_by_key(|step| step.seq);
 
@@ -330,16 +329,12 @@ fn aggregate_class(steps: &[&DiagramStep<'_>]) -> Class {
     }
 }
 
-fn is_recorded_value(kind: &str) -> bool {
-    matches!(kind, "now" | "random" | "uuid" | "patch")
-}
-
 /// A step's shape and (escaped) label lines.
 fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
     let name = escape(&truncate(step.name));
     let failure = step.payload.map(Failure::parse);
     match step.kind {
-        "activity" => {
+        StepKind::Activity => {
             let attempts = failure.as_ref().map_or(0, |f| f.attempts).max(step.attempt);
             let mut lines = vec![match attempts {
                 0 | 1 => name,
@@ -359,7 +354,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             }
             (Shape::Box, lines)
         }
-        "timer" => {
+        StepKind::Timer => {
             let verb = if step.status == RecordStatus::Completed { "slept" } else { "sleep" };
             let line = match step.due_at {
                 Some(due) => format!("{verb} until {}", utc(due)),
@@ -371,7 +366,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             }
             (Shape::Parallelogram, lines)
         }
-        "event" => {
+        StepKind::Event => {
             let mut lines = Vec::new();
             match step.status {
                 RecordStatus::Completed => {
@@ -392,7 +387,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             }
             (Shape::Flag, lines)
         }
-        "child" => {
+        StepKind::Child => {
             let mut lines = vec![format!("child workflow `{name}`")];
             match step.status {
                 RecordStatus::Completed => lines.extend(output_line(step.payload)),
@@ -401,7 +396,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             }
             (Shape::Subroutine, lines)
         }
-        "race" => {
+        StepKind::Race => {
             let line = match (step.status, step.payload.map(str::trim)) {
                 (RecordStatus::Completed, Some("0")) => "race: first won".to_owned(),
                 (RecordStatus::Completed, Some("1")) => "race: second won".to_owned(),
@@ -411,7 +406,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             (Shape::Diamond, vec![line])
         }
         other => {
-            let mut lines = vec![format!("{} `{name}`", escape(&truncate(other)))];
+            let mut lines = vec![format!("{} `{name}`", other.as_str())];
             match step.status {
                 RecordStatus::Completed => lines.extend(output_line(step.payload)),
                 RecordStatus::Failed => lines.extend(failure.map(|f| f.line("failed"))),
@@ -520,7 +515,7 @@ fn utc(ms: Millis) -> String {
     if ms == NEVER {
         return "never".to_owned();
     }
-    let text = crate::time::rfc3339(ms);
+    let text = crate::model::time::rfc3339(ms);
     match text.strip_suffix(".000Z") {
         Some(whole_seconds) => format!("{whole_seconds}Z"),
         None => text,
@@ -534,6 +529,7 @@ mod tests {
     const DEC_1_2026_10H: Millis = 1_796_119_200_000;
 
     fn step(seq: u32, kind: &'static str, name: &'static str, status: RecordStatus) -> DiagramStep<'static> {
+        let kind = StepKind::parse(kind).expect("a stored step kind");
         DiagramStep { seq, kind, name, status, attempt: 1, payload: None, due_at: None, parallel_group: None }
     }
 

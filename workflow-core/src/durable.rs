@@ -9,13 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::millis;
-use crate::context::{
-    Fatal, StoredFailure, WorkflowContext, KIND_CHILD, KIND_EVENT, KIND_NOW, KIND_PATCH, KIND_RACE, KIND_RANDOM,
-    KIND_TIMER, KIND_UUID,
-};
+use crate::context::{Fatal, StoredFailure, WorkflowContext};
 use crate::error::{FailureDetails, WorkflowError};
 use crate::registry::{BoxFuture, WorkflowDef};
-use crate::store::{InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, WriteOp};
+use crate::store::{InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, WriteOp};
 
 /// How often a live event wait re-reads the inbox for events raised by other processes.
 const EVENT_POLL: Duration = Duration::from_millis(1000);
@@ -35,13 +32,13 @@ impl WorkflowContext {
     /// A durable timer: resolves `duration` after it is first awaited. The due time is stored,
     /// so a restart before or after it fires the timer once, at or after the due time.
     pub fn sleep(&self, duration: Duration) -> Timer {
-        let (seq, recorded) = self.reserve(KIND_TIMER, "sleep");
+        let (seq, recorded) = self.reserve(StepKind::Timer, "sleep");
         Timer { ctx: self.clone(), seq, recorded, due: Due::After(duration) }
     }
 
     /// A durable timer that fires at (or after) `at`.
     pub fn sleep_until(&self, at: SystemTime) -> Timer {
-        let (seq, recorded) = self.reserve(KIND_TIMER, "sleep");
+        let (seq, recorded) = self.reserve(StepKind::Timer, "sleep");
         let at_ms = at.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0);
         Timer { ctx: self.clone(), seq, recorded, due: Due::At(at_ms) }
     }
@@ -50,7 +47,7 @@ impl WorkflowContext {
     /// case, as Dapr does). Events raised before the wait are buffered; several events of one
     /// name are delivered in arrival order. Set a limit with `.timeout(d)`.
     pub fn wait_for_event<T: DeserializeOwned + Send + 'static>(&self, name: &str) -> EventWait<T> {
-        let (seq, recorded) = self.reserve(KIND_EVENT, name);
+        let (seq, recorded) = self.reserve(StepKind::Event, name);
         EventWait { ctx: self.clone(), seq, name: name.to_owned(), recorded, timeout: None, _payload: PhantomData }
     }
 
@@ -61,14 +58,14 @@ impl WorkflowContext {
         A: IntoFuture + Send + 'static,
         B: IntoFuture + Send + 'static,
     {
-        let (seq, recorded) = self.reserve(KIND_RACE, "race");
+        let (seq, recorded) = self.reserve(StepKind::Race, "race");
         Race { ctx: self.clone(), seq, recorded, first, second }
     }
 
     /// Calls child workflow `W`. Prefer the generated `my_workflow::call(&ctx, input)`.
     pub fn call_child<W: WorkflowDef>(&self, input: W::Input) -> ChildCall<W> {
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
-        let (seq, recorded) = self.reserve(KIND_CHILD, W::NAME);
+        let (seq, recorded) = self.reserve(StepKind::Child, W::NAME);
         ChildCall { ctx: self.clone(), seq, input, recorded, _workflow: PhantomData }
     }
 
@@ -95,20 +92,20 @@ impl WorkflowContext {
 
     /// The current time, recorded once and replayed after.
     pub fn now(&self) -> SystemTime {
-        let ms = self.recorded_value(KIND_NOW, "now", || self.clock_now().to_string());
+        let ms = self.recorded_value(StepKind::Now, "now", || self.clock_now().to_string());
         let ms = ms.and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 
     /// A random number, recorded once and replayed after.
     pub fn random(&self) -> u64 {
-        let text = self.recorded_value(KIND_RANDOM, "random", || random_u64().to_string());
+        let text = self.recorded_value(StepKind::Random, "random", || random_u64().to_string());
         text.and_then(|text| text.parse().ok()).unwrap_or(0)
     }
 
     /// A random (v4) UUID, recorded once and replayed after.
     pub fn uuid(&self) -> String {
-        let text = self.recorded_value(KIND_UUID, "uuid", || {
+        let text = self.recorded_value(StepKind::Uuid, "uuid", || {
             serde_json::to_string(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
         });
         text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
@@ -125,7 +122,7 @@ impl WorkflowContext {
         let mut state = self.state();
         let seq = state.next_seq;
         match state.replay.get(&seq) {
-            Some(record) if record.kind == KIND_PATCH && record.name == change_id => {
+            Some(record) if record.kind == StepKind::Patch && record.name == change_id => {
                 state.replay.remove(&seq);
                 state.next_seq += 1;
                 true
@@ -135,7 +132,8 @@ impl WorkflowContext {
             None => {
                 state.next_seq += 1;
                 drop(state);
-                let record = self.new_record(seq, KIND_PATCH, change_id, RecordStatus::Completed, Some("true".into()));
+                let record =
+                    self.new_record(seq, StepKind::Patch, change_id, RecordStatus::Completed, Some("true".into()));
                 self.buffer(WriteOp::PutRecord(record));
                 true
             }
@@ -152,7 +150,7 @@ impl WorkflowContext {
 
     /// Takes a seq for a recorded value: the recorded payload on replay, else `make()`'s, which
     /// is written with the next commit (nothing outside the workflow sees it before then).
-    fn recorded_value(&self, kind: &str, name: &str, make: impl FnOnce() -> String) -> Option<String> {
+    fn recorded_value(&self, kind: StepKind, name: &str, make: impl FnOnce() -> String) -> Option<String> {
         let (seq, recorded) = self.reserve(kind, name);
         if self.is_fatal() {
             return None;
@@ -167,7 +165,14 @@ impl WorkflowContext {
     }
 
     /// Stores a Scheduled record with its deadline; returns false if the run must stop.
-    async fn schedule(&self, seq: u32, kind: &str, name: &str, due: Option<Millis>, payload: Option<String>) -> bool {
+    async fn schedule(
+        &self,
+        seq: u32,
+        kind: StepKind,
+        name: &str,
+        due: Option<Millis>,
+        payload: Option<String>,
+    ) -> bool {
         let mut record = self.new_record(seq, kind, name, RecordStatus::Scheduled, payload);
         record.due_at = due;
         self.commit(vec![WriteOp::PutRecord(record)]).await.is_ok()
@@ -212,7 +217,7 @@ impl IntoFuture for Timer {
                         Due::After(duration) => ctx.clock_now().saturating_add(millis(duration)),
                         Due::At(at) => at,
                     };
-                    if !ctx.schedule(seq, KIND_TIMER, "sleep", Some(due), None).await {
+                    if !ctx.schedule(seq, StepKind::Timer, "sleep", Some(due), None).await {
                         return std::future::pending().await;
                     }
                     due
@@ -225,7 +230,7 @@ impl IntoFuture for Timer {
                 let _wait = ctx.waiting(seq, Some(due));
                 ctx.engine().clock.sleep_until(due).await;
             }
-            let mut record = ctx.new_record(seq, KIND_TIMER, "sleep", RecordStatus::Completed, None);
+            let mut record = ctx.new_record(seq, StepKind::Timer, "sleep", RecordStatus::Completed, None);
             record.due_at = Some(due);
             ctx.buffer(WriteOp::PutRecord(record));
             Ok(())
@@ -282,7 +287,7 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                 None => match timeout {
                     Some(limit) if !limit.is_zero() => {
                         let due = ctx.clock_now().saturating_add(millis(limit));
-                        if !ctx.schedule(seq, KIND_EVENT, &name, Some(due), None).await {
+                        if !ctx.schedule(seq, StepKind::Event, &name, Some(due), None).await {
                             return std::future::pending().await;
                         }
                         Some(due)
@@ -317,8 +322,13 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                     found
                 };
                 if let Some(event) = taken {
-                    let record =
-                        ctx.new_record(seq, KIND_EVENT, &name, RecordStatus::Completed, Some(event.payload.clone()));
+                    let record = ctx.new_record(
+                        seq,
+                        StepKind::Event,
+                        &name,
+                        RecordStatus::Completed,
+                        Some(event.payload.clone()),
+                    );
                     let consume = WriteOp::ConsumeEvent {
                         instance_id: ctx.instance_id().to_owned(),
                         event_id: event.event_id,
@@ -336,7 +346,7 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                         let failure =
                             StoredFailure { message: format!("timed out waiting for event `{name}`"), attempts: 1 };
                         let payload = serde_json::to_string(&failure).ok();
-                        let record = ctx.new_record(seq, KIND_EVENT, &name, RecordStatus::Failed, payload);
+                        let record = ctx.new_record(seq, StepKind::Event, &name, RecordStatus::Failed, payload);
                         ctx.buffer(WriteOp::PutRecord(record));
                         return Err(timed_out());
                     }
@@ -405,7 +415,7 @@ where
                 out = first => ("0", Either::First(out)),
                 out = second => ("1", Either::Second(out)),
             };
-            let record = ctx.new_record(seq, KIND_RACE, "race", RecordStatus::Completed, Some(index.to_owned()));
+            let record = ctx.new_record(seq, StepKind::Race, "race", RecordStatus::Completed, Some(index.to_owned()));
             ctx.buffer(WriteOp::PutRecord(record));
             outcome
         })
@@ -476,7 +486,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     };
                     let link = ctx.new_record(
                         seq,
-                        KIND_CHILD,
+                        StepKind::Child,
                         W::NAME,
                         RecordStatus::Scheduled,
                         serde_json::to_string(&child_id).ok(),
@@ -530,7 +540,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     (RecordStatus::Failed, details.to_stored(), Err(details.message))
                 }
             };
-            let record = ctx.new_record(seq, KIND_CHILD, W::NAME, status, Some(payload));
+            let record = ctx.new_record(seq, StepKind::Child, W::NAME, status, Some(payload));
             ctx.buffer(WriteOp::PutRecord(record));
             match result {
                 Ok(output) => decode_child::<W>(&ctx, seq, &output),

@@ -13,13 +13,12 @@ mod durable;
 mod engine;
 mod error;
 mod manage;
-mod memory;
+mod model;
 mod registry;
 mod retry;
 mod runtime;
-mod store;
+pub mod store;
 mod tasks;
-mod time;
 
 pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
 pub use clock::{Clock, SystemClock, VirtualClock};
@@ -28,16 +27,16 @@ pub use diagram::{render_mermaid, DiagramInstance, DiagramStep};
 pub use durable::{ChildCall, Either, EventWait, Race, Timer};
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
 pub use manage::{HistoryEvent, InstancePage, ListFilter, RetentionPolicy, ReusePolicy, MAX_PAGE_SIZE};
-pub use memory::MemoryStore;
+pub use model::time::rfc3339;
 pub use registry::{ActivityDef, ActivityOptions, BoxFuture, Payload, WorkflowDef};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StatsCounter,
-    Store, StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, MemoryStore, Millis, RecordStatus, RuntimeStatus,
+    StatsCounter, StepKind, Store, StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome,
+    NEVER,
 };
 pub use tasks::ActivityDispatch;
-pub use time::rfc3339;
 
 impl From<MemoryStore> for std::sync::Arc<dyn Store> {
     fn from(store: MemoryStore) -> Self {

@@ -1,5 +1,5 @@
 //! Database stores for the `workflow` crate, built on [sqlx]: each backend implements
-//! [`workflow_core::Store`] directly, behind its own feature.
+//! [`workflow_core::store::Store`] directly, behind its own feature.
 //!
 //! - `sqlite` (the default): [`SqliteStore`], one file (or memory), WAL, one writer connection
 //!   that applies each group-committed batch in one transaction.
@@ -15,7 +15,7 @@
 //! opens, so opening a store on an empty database is all the setup there is.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), workflow_core::StoreError> {
+//! # async fn demo() -> Result<(), workflow_core::store::StoreError> {
 //! use workflow_sqlx::SqliteStore;
 //!
 //! let store = SqliteStore::open("sqlite://workflows.db").await?;

@@ -1,10 +1,10 @@
-//! The statement of [`Store::list`](workflow_core::Store::list), for every backend: each filter
+//! The statement of [`Store::list`](workflow_core::store::Store::list), for every backend: each filter
 //! the query sets is one condition on a bound value (no value of the query is ever written into
 //! the SQL), rows come in (created_at, id) order, and the keyset (`after`) is a row-value
 //! comparison in that order, which an index on (created_at, id) or (parent_id, created_at, id)
 //! answers as a range.
 
-use workflow_core::{InstanceQuery, RuntimeStatus};
+use workflow_core::store::{InstanceQuery, RuntimeStatus};
 
 /// A value bound to a placeholder of a list statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use workflow_core::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, TaskRecord, WriteOp};
+use workflow_core::store::{InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, TaskRecord, WriteOp};
 
 pub(crate) struct StatusChange<'a> {
     pub(crate) id: &'a str,
@@ -335,7 +335,7 @@ pub(crate) struct Checked {
 }
 
 /// The outcome of a batch whose `CreateInstance` ops at these indices were skipped.
-pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::WriteOutcome {
+pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::store::WriteOutcome {
     let existing = skipped
         .into_iter()
         .filter_map(|index| match ops.get(index) {
@@ -343,5 +343,5 @@ pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::Wr
             _ => None,
         })
         .collect();
-    workflow_core::WriteOutcome { existing }
+    workflow_core::store::WriteOutcome { existing }
 }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, Postgres};
 use tokio::sync::broadcast;
-use workflow_core::{
+use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
     TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
@@ -131,7 +131,7 @@ impl PostgresOptions {
 /// A [`Store`] on a PostgreSQL database, which several processes may share.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), workflow_core::StoreError> {
+/// # async fn demo() -> Result<(), workflow_core::store::StoreError> {
 /// use workflow_sqlx::{PostgresOptions, PostgresStore};
 ///
 /// let store = PostgresStore::open("postgres://app@db.internal/app").await?;
@@ -1768,9 +1768,9 @@ mod tests {
                 instance_id: id.into(),
                 generation: 0,
                 seq,
-                kind: "activity".into(),
+                kind: workflow_core::store::StepKind::Activity,
                 name: format!("a{seq}"),
-                status: workflow_core::RecordStatus::Completed,
+                status: workflow_core::store::RecordStatus::Completed,
                 input: Some(seq.to_string()),
                 payload: None,
                 attempt: 1,
@@ -1781,7 +1781,7 @@ mod tests {
         }));
         ops.push(WriteOp::Finish {
             id: id.into(),
-            status: workflow_core::RuntimeStatus::Completed,
+            status: workflow_core::store::RuntimeStatus::Completed,
             output: Some("1".into()),
             error: None,
             updated_at: 2,
@@ -1859,7 +1859,7 @@ mod tests {
     fn batch_notices_are_deduplicated() {
         let finish = |id: &str| WriteOp::Finish {
             id: id.into(),
-            status: workflow_core::RuntimeStatus::Completed,
+            status: workflow_core::store::RuntimeStatus::Completed,
             output: None,
             error: None,
             updated_at: 1,
@@ -1918,7 +1918,7 @@ mod tests {
         assert_eq!(batch_notices(&[WriteOp::CreateInstance(ownerless)]), ["r"], "no lease: claimable");
         assert!(batch_notices(&[WriteOp::SetStatus {
             id: "a".into(),
-            status: workflow_core::RuntimeStatus::Running,
+            status: workflow_core::store::RuntimeStatus::Running,
             updated_at: 1
         }])
         .is_empty());

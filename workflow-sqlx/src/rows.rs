@@ -2,8 +2,9 @@
 //! column that does not decode, or holds a value the engine cannot have written, is a
 //! [`StoreError::Corrupt`] naming the row.
 
-use workflow_core::{
-    EventRecord, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StoreError, TaskOutcome, TaskRecord,
+use workflow_core::store::{
+    EventRecord, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StepKind, StoreError, TaskOutcome,
+    TaskRecord,
 };
 
 /// The column types the stores' tables use, read from a backend's row.
@@ -113,11 +114,14 @@ pub(crate) fn record_from_row(row: &impl Columns, id: &str, generation: u32) -> 
     let status = row.text(&name, "status")?;
     let status = RecordStatus::parse(&status)
         .ok_or_else(|| corrupt(&name, "status", format_args!("unknown record status {status:?}")))?;
+    let kind = row.text(&name, "kind")?;
+    let kind =
+        StepKind::parse(&kind).ok_or_else(|| corrupt(&name, "kind", format_args!("unknown step kind {kind:?}")))?;
     Ok(JournalRecord {
         instance_id: row.text(&name, "instance_id")?,
         generation: row.uint(&name, "generation")?,
         seq,
-        kind: row.text(&name, "kind")?,
+        kind,
         name: row.text(&name, "name")?,
         status,
         input: row.maybe_text(&name, "input")?,

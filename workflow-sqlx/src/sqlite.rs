@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Column, Row};
-use workflow_core::{
+use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
     StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
@@ -99,7 +99,7 @@ impl SqliteOptions {
 /// A [`Store`] on one SQLite database: a file, or memory for tests.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), workflow_core::StoreError> {
+/// # async fn demo() -> Result<(), workflow_core::store::StoreError> {
 /// use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// let durable = SqliteStore::open("sqlite://workflows.db").await?;

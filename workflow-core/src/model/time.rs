@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::Millis;
+use super::Millis;
 
 /// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> Millis {

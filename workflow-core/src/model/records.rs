@@ -1,0 +1,145 @@
+//! The records the engine and the stores exchange: instances, journal steps, events, tasks.
+
+use super::{Millis, RecordStatus, RuntimeStatus, StepKind};
+
+/// One workflow instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// The instance id.
+    pub id: String,
+    /// The workflow's registered name.
+    pub workflow: String,
+    /// Its runtime status.
+    pub status: RuntimeStatus,
+    /// Its input (JSON).
+    pub input: String,
+    /// Its output (JSON), once completed.
+    pub output: Option<String>,
+    /// Its failure ([`FailureDetails`](crate::FailureDetails) as JSON), once failed.
+    pub error: Option<String>,
+    /// The continue-as-new generation whose journal is current.
+    pub generation: u32,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The worker holding its lease, if any.
+    pub owner: Option<String>,
+    /// When that lease lapses.
+    pub lease_until: Option<Millis>,
+    /// The parent instance, for a child workflow.
+    pub parent_id: Option<String>,
+    /// A status text the workflow sets for observers (JSON).
+    pub custom_status: Option<String>,
+    /// For an instance evicted from memory while it waits: when to run it again (`None`: as
+    /// soon as it is claimable). Claims skip instances whose wake-up is in the future.
+    pub wake_at: Option<Millis>,
+}
+
+impl InstanceRecord {
+    /// A new instance as a start creates it: Pending, generation 0, unowned, created `now`.
+    pub fn pending(id: impl Into<String>, workflow: impl Into<String>, input: impl Into<String>, now: Millis) -> Self {
+        Self {
+            id: id.into(),
+            workflow: workflow.into(),
+            status: RuntimeStatus::Pending,
+            input: input.into(),
+            output: None,
+            error: None,
+            generation: 0,
+            created_at: now,
+            updated_at: now,
+            owner: None,
+            lease_until: None,
+            parent_id: None,
+            custom_status: None,
+            wake_at: None,
+        }
+    }
+}
+
+/// One durable operation of an instance, keyed by (instance, generation, seq).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// The instance id.
+    pub instance_id: String,
+    /// The continue-as-new generation.
+    pub generation: u32,
+    /// The operation's position in the order the workflow issued its operations.
+    pub seq: u32,
+    /// The kind of operation.
+    pub kind: StepKind,
+    /// The operation's name (an activity's name, ...).
+    pub name: String,
+    /// Its state.
+    pub status: RecordStatus,
+    /// The operation's input (JSON), kept for history.
+    pub input: Option<String>,
+    /// The outcome (JSON): the output when completed, the error when failed or retrying.
+    pub payload: Option<String>,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// When the next attempt is due (retrying records).
+    pub due_at: Option<Millis>,
+    /// When this record was written.
+    pub recorded_at: Millis,
+    /// For a call issued as part of a fan-out (parallel calls): the seq of the fan-out's first
+    /// call, the same for every call of it. Drawn side by side in diagrams.
+    pub parallel_group: Option<u32>,
+}
+
+/// An external event in an instance's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The instance id.
+    pub instance_id: String,
+    /// Arrival order, assigned by the store (increasing per store).
+    pub event_id: i64,
+    /// The event's name.
+    pub name: String,
+    /// Its payload (JSON).
+    pub payload: String,
+    /// When it arrived.
+    pub created_at: Millis,
+}
+
+/// What a worker reported for a task's attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// Whether the attempt succeeded.
+    pub succeeded: bool,
+    /// The output (JSON) when it succeeded; the failure (JSON, as the engine encodes it) when not.
+    pub payload: String,
+    /// When the worker reported it.
+    pub finished_at: Millis,
+}
+
+/// An activity attempt queued for any worker to run (distributed activities), keyed by
+/// (instance, generation, seq): at most one task per activity call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The calling instance.
+    pub instance_id: String,
+    /// Its continue-as-new generation.
+    pub generation: u32,
+    /// The call's seq in the journal.
+    pub seq: u32,
+    /// The activity's registered name.
+    pub name: String,
+    /// The activity's input (JSON).
+    pub input: String,
+    /// The attempt this task runs, from 1.
+    pub attempt: u32,
+    /// The attempt's start-to-close timeout in milliseconds, if it has one.
+    pub start_to_close_ms: Option<i64>,
+    /// The attempt's heartbeat timeout in milliseconds, if it has one.
+    pub heartbeat_timeout_ms: Option<i64>,
+    /// When it was queued; claims take the oldest first.
+    pub visible_at: Millis,
+    /// The worker running it, if one claimed it.
+    pub owner: Option<String>,
+    /// When that worker's claim lapses.
+    pub lease_until: Option<Millis>,
+    /// What the worker reported, once it finished.
+    pub outcome: Option<TaskOutcome>,
+}
