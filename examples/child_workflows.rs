@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = runtime.client();
     let regions = ["north", "south", "east", "west", "central"].map(String::from).to_vec();
-    let handle = company_report::start_with_id(&client, "report-2026", regions).await?;
+    let handle = company_report::start(&client, regions).id("report-2026").await?;
     let total = handle.result().await?;
     println!("result: {total}");
     for record in client.journal(handle.instance_id()).await? {

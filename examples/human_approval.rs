@@ -77,14 +77,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = runtime.client();
 
     println!("run 1: the manager approves after half a second");
-    let approved = purchase::start_with_id(&client, "order-1", Order { id: "order-1".into(), cost: 2500 }).await?;
+    let approved = purchase::start(&client, Order { id: "order-1".into(), cost: 2500 }).id("order-1").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let approval = Approval { approver: "Ada".into(), approved: true };
     client.raise_event(approved.instance_id(), "ManagerApproval", &approval).await?;
     println!("  -> {}", approved.result().await?);
 
     println!("run 2: nobody answers");
-    let ignored = purchase::start_with_id(&client, "order-2", Order { id: "order-2".into(), cost: 9000 }).await?;
+    let ignored = purchase::start(&client, Order { id: "order-2".into(), cost: 9000 }).id("order-2").await?;
     println!("  -> {}", ignored.result().await?);
 
     runtime.shutdown(Duration::from_secs(5)).await?;

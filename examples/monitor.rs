@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = runtime.client();
     println!("monitoring for {ROUNDS} rounds, continuing as new after each one");
-    let handle = monitor::start_with_id(&client, "service-monitor", Round { number: 1, last_healthy: None }).await?;
+    let handle = monitor::start(&client, Round { number: 1, last_healthy: None }).id("service-monitor").await?;
     let rounds = handle.result().await?;
     let journal = client.journal(handle.instance_id()).await?;
     let status = handle.status().await?;

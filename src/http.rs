@@ -181,9 +181,12 @@ async fn start(
         let (_component, workflow) = path(params)?;
         let query = query(params_query)?;
         let input = json_body(&body, "input")?;
-        let instance_id = query.get("instanceID").or_else(|| query.get("instanceId")).map(String::as_str);
-        let id = client.start_raw(&workflow, instance_id, &input).await.map_err(error_response)?;
-        Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": id }))).into_response())
+        let mut start = client.start_untyped(&workflow, input);
+        if let Some(id) = query.get("instanceID").or_else(|| query.get("instanceId")) {
+            start = start.id(id);
+        }
+        let handle = start.await.map_err(error_response)?;
+        Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": handle.instance_id() }))).into_response())
     })
     .await
 }
@@ -211,7 +214,7 @@ async fn terminate(
             Ok(Value::String(text)) => Some(text),
             Ok(other) => Some(other.to_string()),
         };
-        client.terminate_with(&id, reason.as_deref(), !non_recursive).await.map_err(error_response)?;
+        client.terminate(&id, reason.as_deref()).recursive(!non_recursive).await.map_err(error_response)?;
         Ok(accepted())
     })
     .await
@@ -221,7 +224,7 @@ async fn raise_event(State(client): State<Client>, params: PathOf<(String, Strin
     respond(async {
         let (_component, id, event) = path(params)?;
         let payload = json_body(&body, "event payload")?;
-        client.raise_event_raw(&id, &event, &payload).await.map_err(error_response)?;
+        client.raise_event_untyped(&id, &event, &payload).await.map_err(error_response)?;
         Ok(accepted())
     })
     .await
@@ -249,7 +252,7 @@ async fn purge(State(client): State<Client>, params: PathOf<(String, String)>, p
     respond(async {
         let (_component, id) = path(params)?;
         let non_recursive = flag(&query(params_query)?, "non_recursive")?;
-        client.purge_with(&id, !non_recursive).await.map_err(error_response)?;
+        client.purge(&id).recursive(!non_recursive).await.map_err(error_response)?;
         Ok(accepted())
     })
     .await

@@ -3,7 +3,17 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("enable at least one store feature of `workflow`: `sqlite` (the default) or `postgres`");
 
-pub use workflow_core::*;
+// The root is curated by hand: what workflow authors use. Store implementers' types live in
+// `store`, diagram types in `diagram`.
+pub use workflow_core::{diagram, store};
+pub use workflow_core::{
+    rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
+    ActivityOptions, BoxFuture, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait, FailureDetails,
+    FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, ListFilter, MemoryStore, Millis,
+    Payload, Purge, Race, RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder,
+    RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
+    WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
+};
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "http")]
 pub mod http;
@@ -17,8 +27,8 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use workflow_core::{
-        ActivityContext, ActivityError, Client, Either, Handle, MemoryStore, RetryPolicy, Runtime, RuntimeStatus,
-        VirtualClock, WorkflowContext, WorkflowError,
+        ActivityContext, ActivityError, Client, Either, Handle, MemoryStore, RetryPolicy, ReusePolicy, Runtime,
+        RuntimeStatus, VirtualClock, WorkflowContext, WorkflowError,
     };
     pub use workflow_macros::{activity, workflow};
     #[cfg(feature = "sqlite")]
@@ -31,6 +41,6 @@ pub mod __private {
     pub use workflow_core::__private::*;
     pub use workflow_core::{
         ActivityCall, ActivityContext, ActivityDef, ActivityError, ActivityOptions, BoxFuture, ChildCall, Client,
-        Error, FanOut, Handle, RetryPolicy, WorkflowContext, WorkflowDef, WorkflowError,
+        Error, FanOut, Handle, RetryPolicy, Start, WorkflowContext, WorkflowDef, WorkflowError,
     };
 }

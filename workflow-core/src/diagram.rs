@@ -21,6 +21,7 @@
 
 use std::fmt::Write as _;
 
+use crate::model::codec::StoredFailure;
 use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, NEVER};
 
 /// Fan-outs with more branches than this are collapsed.
@@ -332,7 +333,7 @@ fn aggregate_class(steps: &[&DiagramStep<'_>]) -> Class {
 /// A step's shape and (escaped) label lines.
 fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
     let name = escape(&truncate(step.name));
-    let failure = step.payload.map(Failure::parse);
+    let failure = step.payload.map(StoredFailure::read);
     match step.kind {
         StepKind::Activity => {
             let attempts = failure.as_ref().map_or(0, |f| f.attempts).max(step.attempt);
@@ -342,13 +343,13 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             }];
             match step.status {
                 RecordStatus::Completed => lines.extend(output_line(step.payload)),
-                RecordStatus::Failed => lines.extend(failure.map(|f| f.line("failed"))),
+                RecordStatus::Failed => lines.extend(failure.as_ref().map(|f| failure_line(f, "failed"))),
                 RecordStatus::Retrying => {
                     lines.push(match step.due_at {
                         Some(due) => format!("retrying at {}", utc(due)),
                         None => "retrying".to_owned(),
                     });
-                    lines.extend(failure.map(|f| f.line("last error")));
+                    lines.extend(failure.as_ref().map(|f| failure_line(f, "last error")));
                 }
                 RecordStatus::Scheduled => lines.push("running".to_owned()),
             }
@@ -362,7 +363,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             };
             let mut lines = vec![line];
             if step.status == RecordStatus::Failed {
-                lines.extend(failure.map(|f| f.line("failed")));
+                lines.extend(failure.as_ref().map(|f| failure_line(f, "failed")));
             }
             (Shape::Parallelogram, lines)
         }
@@ -391,7 +392,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             let mut lines = vec![format!("child workflow `{name}`")];
             match step.status {
                 RecordStatus::Completed => lines.extend(output_line(step.payload)),
-                RecordStatus::Failed => lines.extend(failure.map(|f| f.line("failed"))),
+                RecordStatus::Failed => lines.extend(failure.as_ref().map(|f| failure_line(f, "failed"))),
                 RecordStatus::Scheduled | RecordStatus::Retrying => lines.push("running".to_owned()),
             }
             (Shape::Subroutine, lines)
@@ -409,7 +410,7 @@ fn describe(step: &DiagramStep<'_>) -> (Shape, Vec<String>) {
             let mut lines = vec![format!("{} `{name}`", other.as_str())];
             match step.status {
                 RecordStatus::Completed => lines.extend(output_line(step.payload)),
-                RecordStatus::Failed => lines.extend(failure.map(|f| f.line("failed"))),
+                RecordStatus::Failed => lines.extend(failure.as_ref().map(|f| failure_line(f, "failed"))),
                 RecordStatus::Retrying => lines.push("retrying".to_owned()),
                 RecordStatus::Scheduled => lines.push("running".to_owned()),
             }
@@ -424,36 +425,13 @@ fn output_line(payload: Option<&str>) -> Option<String> {
     Some(format!("→ {}", escape(&truncate(payload))))
 }
 
-/// What a failure payload says: its message (the raw text if it is not the JSON form), its
-/// error type and attempt count if given.
-struct Failure {
-    error_type: Option<String>,
-    message: String,
-    attempts: u32,
-}
-
-impl Failure {
-    fn parse(payload: &str) -> Self {
-        let value: Option<serde_json::Value> = serde_json::from_str(payload).ok();
-        let field = |key: &str| value.as_ref().and_then(|v| v.get(key));
-        let message = match field("message") {
-            Some(serde_json::Value::String(message)) => message.clone(),
-            Some(other) => other.to_string(),
-            None => payload.to_owned(),
-        };
-        let error_type = field("error_type").and_then(|v| v.as_str()).map(str::to_owned);
-        let attempts = field("attempts").and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-        Self { error_type, message, attempts }
-    }
-
-    /// "failed: ChildFailed: message", escaped and truncated.
-    fn line(&self, prefix: &str) -> String {
-        let text = match &self.error_type {
-            Some(error_type) => format!("{error_type}: {}", self.message),
-            None => self.message.clone(),
-        };
-        format!("{prefix}: {}", escape(&truncate(&text)))
-    }
+/// "failed: ChildFailed: message", escaped and truncated.
+fn failure_line(failure: &StoredFailure, prefix: &str) -> String {
+    let text = match &failure.error_type {
+        Some(error_type) => format!("{error_type}: {}", failure.message),
+        None => failure.message.clone(),
+    };
+    format!("{prefix}: {}", escape(&truncate(&text)))
 }
 
 fn end_status_text(status: RuntimeStatus) -> &'static str {

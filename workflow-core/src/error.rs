@@ -145,13 +145,12 @@ pub struct FailureDetails {
 impl FailureDetails {
     /// Reads stored failure details; text that is not the JSON form is kept as the message.
     pub fn parse(stored: &str) -> Self {
-        serde_json::from_str(stored)
-            .unwrap_or_else(|_| Self { error_type: "Unknown".to_owned(), message: stored.to_owned() })
+        crate::model::codec::StoredFailure::read(stored).into()
     }
 
     /// The stored (JSON) form.
     pub fn to_stored(&self) -> String {
-        serde_json::json!({ "error_type": self.error_type, "message": self.message }).to_string()
+        crate::model::codec::StoredFailure::from(self).encode()
     }
 }
 

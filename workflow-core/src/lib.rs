@@ -1,44 +1,42 @@
-//! The engine of the `workflow` crate: contexts, journal replay, retry policies, the runtime and
-//! its workers, the client, the `Store` seam and an in-memory store.
+//! The engine of the `workflow` crate. Users depend on the `workflow` facade crate, which
+//! re-exports this one.
 //!
-//! Users depend on the `workflow` facade crate, which re-exports this one.
+//! Laid out by owner, each concept one hop from here:
+//! - [`workflow`](crate::WorkflowContext) (`workflow/`): what a workflow body calls: the context,
+//!   its replay cursor and flush/commit, activity calls with their retry loop, fan-out, timers,
+//!   events, children, races;
+//! - `activity/`: [`ActivityContext`], the attempt runner, retry policies, queued attempts;
+//! - `worker/`: [`Runtime`] and its builder, the engine state (private), the driver that runs an
+//!   instance, the background loops, the group committer, clocks, the registry;
+//! - `client/`: [`Client`], [`Handle`], the [`Start`] builder, statuses, management, listing;
+//! - [`store`]: the `Store` trait and its types (for store implementers), the memory store;
+//! - `model/`: records, statuses, [`StepKind`], the one payload codec, time;
+//! - [`diagram`]: an instance's journal drawn as a Mermaid flowchart.
+//!
+//! The root holds what workflow authors use; store implementers find theirs under [`store`].
 
-mod attempt;
+mod activity;
 mod client;
-mod clock;
-mod committer;
-mod context;
-mod diagram;
-mod durable;
-mod engine;
+pub mod diagram;
 mod error;
-mod manage;
 mod model;
-mod registry;
-mod retry;
-mod runtime;
 pub mod store;
-mod tasks;
+mod worker;
+mod workflow;
 
-pub use client::{validate_instance_id, Client, Handle, InstanceStatus, MAX_INSTANCE_ID_LEN};
-pub use clock::{Clock, SystemClock, VirtualClock};
-pub use context::{ActivityCall, ActivityContext, FanOut, WorkflowContext};
-pub use diagram::{render_mermaid, DiagramInstance, DiagramStep};
-pub use durable::{ChildCall, Either, EventWait, Race, Timer};
-pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
-pub use manage::{HistoryEvent, InstancePage, ListFilter, RetentionPolicy, ReusePolicy, MAX_PAGE_SIZE};
-pub use model::time::rfc3339;
-pub use registry::{ActivityDef, ActivityOptions, BoxFuture, Payload, WorkflowDef};
-pub use retry::RetryPolicy;
-pub use runtime::{Runtime, RuntimeBuilder};
-pub use store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, MemoryStore, Millis, RecordStatus, RuntimeStatus,
-    StatsCounter, StepKind, Store, StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome,
-    NEVER,
+pub use activity::{ActivityContext, ActivityDef, ActivityDispatch, ActivityOptions, RetryPolicy};
+pub use client::{
+    validate_instance_id, Client, Handle, HistoryEvent, InstancePage, InstanceStatus, ListFilter, Purge,
+    RetentionPolicy, ReusePolicy, Start, Terminate, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
-pub use tasks::ActivityDispatch;
+pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
+pub use model::time::rfc3339;
+pub use model::{BoxFuture, EventRecord, JournalRecord, Millis, Payload, RecordStatus, RuntimeStatus, StepKind};
+pub use store::{MemoryStore, StoreError};
+pub use worker::{Clock, Runtime, RuntimeBuilder, SystemClock, VirtualClock};
+pub use workflow::{ActivityCall, ChildCall, Either, EventWait, FanOut, Race, Timer, WorkflowContext, WorkflowDef};
 
-impl From<MemoryStore> for std::sync::Arc<dyn Store> {
+impl From<MemoryStore> for std::sync::Arc<dyn store::Store> {
     fn from(store: MemoryStore) -> Self {
         std::sync::Arc::new(store)
     }

@@ -265,7 +265,7 @@ fn expand_workflow(
     let output = &sig.output;
     let into_error = into_error(sig, &quote!(#p::WorkflowError));
     let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
-    let (start_with_id_fn, continue_as_new_fn) = (helper("start_with_id", ident), helper("continue_as_new", ident));
+    let continue_as_new_fn = helper("continue_as_new", ident);
     let (start_params, start_input, call_input, invoke) = match &sig.input {
         Some(ty) => (quote!(input: #ty), quote!(&input), quote!(input), quote!(super::#ident(ctx, input))),
         None => (quote!(), quote!(&()), quote!(()), quote!({ let () = input; super::#ident(ctx) })),
@@ -301,12 +301,10 @@ fn expand_workflow(
             }
         }
 
-        /// Starts an instance with a generated id; the handle's `result()` waits for the output.
-        #vis async fn #start_fn(
-            client: &#p::Client,
-            #start_params
-        ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
-            client.start_workflow::<Workflow>(::core::option::Option::None, #start_input).await
+        /// Starts an instance: set `.id(..)` and `.reuse(..)` if needed, then `.await` it for a
+        /// handle whose `result()` waits for the output.
+        #vis fn #start_fn(client: &#p::Client, #start_params) -> #p::Start<#output> {
+            client.start::<Workflow>(#start_input)
         }
 
         /// Calls the workflow as a child of the running workflow; the parent/child link is stored.
@@ -322,15 +320,6 @@ fn expand_workflow(
             #start_params
         ) -> ::core::result::Result<#output, #p::WorkflowError> {
             ctx.continue_as_new::<#input, #output>(#start_input).await
-        }
-
-        /// Starts an instance with the given id (letters, digits, `-`, `_`; at most 64).
-        #vis async fn #start_with_id_fn(
-            client: &#p::Client,
-            instance_id: &str,
-            #start_params
-        ) -> ::core::result::Result<#p::Handle<#output>, #p::Error> {
-            client.start_workflow::<Workflow>(::core::option::Option::Some(instance_id), #start_input).await
         }
     }
 }

@@ -14,8 +14,9 @@ mod signature;
 /// Marks an `async fn(ctx: WorkflowContext, input: I) -> Result<O, E>` as a workflow.
 ///
 /// Generates a module of the same name with `Workflow` (the definition to register),
-/// `start(&client, input)`, `start_with_id(&client, id, input)`, `call(&ctx, input)` (as a
-/// child), `fan_out(&ctx, inputs)` and `continue_as_new(&ctx, input)`.
+/// `start(&client, input)` (a builder: `.id(..)`, `.reuse(..)`, then `.await` for a typed
+/// handle), `call(&ctx, input)` (as a child), `fan_out(&ctx, inputs)` and
+/// `continue_as_new(&ctx, input)`.
 /// Arguments: `name = "..."` (the registered name; the function's by default) and
 /// `crate = "path"` (where the `workflow` crate is; `::workflow` by default).
 ///

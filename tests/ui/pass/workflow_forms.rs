@@ -40,7 +40,7 @@ async fn countdown(ctx: WorkflowContext, (left, total): (u32, u32)) -> Result<u3
 
 async fn start_them(client: &Client) -> Result<(), workflow::Error> {
     let handle: Handle<u32> = with_input::start(client, Order { id: 1 }).await?;
-    let named: Handle<String> = no_input::start_with_id(client, "fixed-id").await?;
+    let named: Handle<String> = no_input::start(client).id("fixed-id").reuse(ReusePolicy::ReturnExisting).await?;
     let _: Handle<u32> = countdown::start(client, (3, 0)).await?;
     let _ = (handle.instance_id(), named.instance_id());
     Ok(())

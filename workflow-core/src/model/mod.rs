@@ -1,10 +1,17 @@
 //! The data the engine, the client and the stores share: records, statuses, step kinds, the one
 //! payload codec, and time.
 
+pub(crate) mod codec;
 mod records;
 mod status;
 mod step;
 pub(crate) mod time;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 pub use records::{EventRecord, InstanceRecord, JournalRecord, TaskOutcome, TaskRecord};
 pub use status::{RecordStatus, RuntimeStatus};
@@ -15,3 +22,16 @@ pub type Millis = i64;
 
 /// A wake-up time that never comes by itself (an evicted instance waiting for an event).
 pub const NEVER: Millis = Millis::MAX;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A value that can cross a durable boundary: an input or output of a workflow or activity.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a workflow or activity input or output",
+    label = "this type must be `Serialize + DeserializeOwned + Send + 'static`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned fields (no borrowed references)"
+)]
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}

@@ -59,3 +59,8 @@ mod tests {
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
     }
 }
+
+/// A duration in milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> Millis {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -256,6 +256,44 @@ pub enum WakeSignal {
     TaskDone(String),
 }
 
+impl WakeSignal {
+    /// The hints a committed batch makes true, each once: `Runnable` if it creates, evicts, wakes
+    /// or restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
+    /// unclaimable, nor for an instance created with an owner and a lease, which its owner runs),
+    /// `TaskQueued` if it queues a task, and an `Event` per instance it adds events for.
+    ///
+    /// The one place that decides what a write wakes: the engine wakes its own claimer and runs
+    /// from it after each commit, and a store with signals (PostgreSQL) sends the same hints to
+    /// every other process.
+    pub fn from_batch(ops: &[WriteOp]) -> Vec<WakeSignal> {
+        let mut runnable = false;
+        let mut queued = false;
+        let mut events: Vec<&str> = Vec::new();
+        for op in ops {
+            match op {
+                WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
+                // Created under a lease (a worker starting it itself): nobody else may claim it now.
+                WriteOp::CreateInstance(record) if record.owner.is_some() && record.lease_until.is_some() => {}
+                WriteOp::CreateInstance(_)
+                | WriteOp::Evict { .. }
+                | WriteOp::SetWake { .. }
+                | WriteOp::ContinueAsNew { .. } => runnable = true,
+                WriteOp::EnqueueTask(_) => queued = true,
+                WriteOp::AddEvent { instance_id, .. } if !events.contains(&instance_id.as_str()) => {
+                    events.push(instance_id)
+                }
+                _ => {}
+            }
+        }
+        runnable
+            .then_some(WakeSignal::Runnable)
+            .into_iter()
+            .chain(queued.then_some(WakeSignal::TaskQueued))
+            .chain(events.into_iter().map(|id| WakeSignal::Event(id.to_owned())))
+            .collect()
+    }
+}
+
 /// Persistence for instances, journals and leases.
 ///
 /// Every method is atomic. [`Store::write`] applies a whole batch in one transaction: the engine

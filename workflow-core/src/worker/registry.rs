@@ -1,75 +1,15 @@
-//! Workflow and activity definitions (implemented by the macros) and their type-erased registry.
+//! The type-erased registry: every workflow and activity a runtime can run, by name, with JSON in
+//! and out.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::context::{ActivityContext, WorkflowContext};
+use crate::activity::{ActivityContext, ActivityDef};
 use crate::error::{ActivityError, WorkflowError};
-use crate::retry::RetryPolicy;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A value that can cross a durable boundary: an input or output of a workflow or activity.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a workflow or activity input or output",
-    label = "this type must be `Serialize + DeserializeOwned + Send + 'static`",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for it, and use owned fields (no borrowed references)"
-)]
-pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
-
-impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
-
-/// Per-attempt limits of an activity. A timed-out attempt counts as a failed attempt under the
-/// retry policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ActivityOptions {
-    /// The longest one attempt may run.
-    pub start_to_close: Option<std::time::Duration>,
-    /// The longest an attempt may go without calling [`ActivityContext::heartbeat`].
-    pub heartbeat_timeout: Option<std::time::Duration>,
-}
-
-/// An activity: a step of a workflow, run at least once, its outcome journaled.
-///
-/// `#[activity]` implements this for a generated unit struct `<fn name>::Activity`.
-pub trait ActivityDef: Send + Sync + 'static {
-    /// The input type.
-    type Input: Payload;
-    /// The output type.
-    type Output: Payload;
-    /// The registered name (the function's name).
-    const NAME: &'static str;
-    /// The retry policy used when a call does not override it.
-    fn retry_policy() -> RetryPolicy {
-        RetryPolicy::default()
-    }
-    /// Timeouts used when a call does not override them.
-    fn options() -> ActivityOptions {
-        ActivityOptions::default()
-    }
-    /// Runs one attempt.
-    fn run(ctx: ActivityContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, ActivityError>>;
-}
-
-/// A workflow: a deterministic async function whose durable operations are journaled.
-///
-/// `#[workflow]` implements this for a generated unit struct `<fn name>::Workflow`.
-pub trait WorkflowDef: Send + Sync + 'static {
-    /// The input type.
-    type Input: Payload;
-    /// The output type.
-    type Output: Payload;
-    /// The registered name (the function's name).
-    const NAME: &'static str;
-    /// Runs (or replays) the workflow body.
-    fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
-}
+use crate::model::BoxFuture;
+use crate::workflow::{WorkflowContext, WorkflowDef};
 
 type ErasedActivity =
     Arc<dyn Fn(ActivityContext, String) -> BoxFuture<'static, Result<String, ActivityError>> + Send + Sync>;
@@ -92,8 +32,8 @@ pub(crate) struct WorkflowEntry {
 /// Everything a runtime can run, by name.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    pub(crate) workflows: HashMap<String, WorkflowEntry>,
-    pub(crate) activities: HashMap<String, ActivityEntry>,
+    workflows: HashMap<String, WorkflowEntry>,
+    activities: HashMap<String, ActivityEntry>,
 }
 
 fn check_input<T: DeserializeOwned>(json: &str) -> Result<(), String> {
@@ -101,6 +41,35 @@ fn check_input<T: DeserializeOwned>(json: &str) -> Result<(), String> {
 }
 
 impl Registry {
+    /// The workflow registered under `name`.
+    pub(crate) fn workflow(&self, name: &str) -> Option<WorkflowEntry> {
+        self.workflows.get(name).cloned()
+    }
+
+    /// The activity registered under `name`.
+    pub(crate) fn activity(&self, name: &str) -> Option<ActivityEntry> {
+        self.activities.get(name).cloned()
+    }
+
+    pub(crate) fn has_activity(&self, name: &str) -> bool {
+        self.activities.contains_key(name)
+    }
+
+    pub(crate) fn workflow_names(&self) -> impl Iterator<Item = &str> {
+        self.workflows.keys().map(String::as_str)
+    }
+
+    pub(crate) fn activity_names(&self) -> impl Iterator<Item = &str> {
+        self.activities.keys().map(String::as_str)
+    }
+
+    /// Checks `input` (JSON) against workflow `name`'s input type.
+    pub(crate) fn check_input(&self, name: &str, input: &str) -> Result<(), crate::error::Error> {
+        let entry = self.workflows.get(name).ok_or_else(|| crate::error::Error::UnknownWorkflow(name.to_owned()))?;
+        (entry.check_input)(input)
+            .map_err(|message| crate::error::Error::InvalidInput { workflow: name.to_owned(), message })
+    }
+
     pub(crate) fn add_activity<A: ActivityDef>(&mut self) -> Result<(), String> {
         let run: ErasedActivity = Arc::new(|ctx, input: String| {
             Box::pin(async move {

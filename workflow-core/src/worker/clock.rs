@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::model::time;
-use crate::registry::BoxFuture;
+use crate::model::BoxFuture;
 use crate::store::Millis;
 
 /// A source of workflow time.
@@ -127,11 +127,6 @@ impl Clock for VirtualClock {
             }
         })
     }
-}
-
-/// Converts a duration to milliseconds, saturating.
-pub(crate) fn millis(duration: Duration) -> Millis {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -1,52 +1,18 @@
-//! The management half of [`Client`]: start policies, terminate, suspend and resume, purge,
-//! list and query, history, rerun, diagrams, and retention.
+//! Managing instances: terminate, suspend, resume, purge, retention, history, rerun, diagrams.
+//! Each change of state is conditional on the status it expects (`AssertStatus`), so it never
+//! overwrites a change that raced it.
 
-use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use crate::client::{id_or_new, validate_instance_id, Client, InstanceStatus};
+use super::{id_or_new, Client, Ending, InstanceStatus};
 use crate::diagram::{render_mermaid, DiagramInstance, DiagramStep};
 use crate::error::{Error, FailureDetails};
+use crate::model::time::millis;
+use crate::model::BoxFuture;
 use crate::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, WriteOp,
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, WriteOp, NEVER,
 };
-
-/// What a start does when an instance with the requested id already exists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ReusePolicy {
-    /// Fail with [`Error::InstanceExists`] (the default).
-    #[default]
-    Error,
-    /// Start nothing and return the existing instance's id (it must be of the same workflow).
-    ReturnExisting,
-    /// Terminate the existing instance if it still runs (with its children), purge it, and start
-    /// afresh under the same id.
-    TerminateAndRestart,
-}
-
-/// Which instances [`Client::list`] returns: every filter given must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    /// Any of these statuses (all statuses when empty).
-    pub statuses: Vec<RuntimeStatus>,
-    /// Instances of this workflow only.
-    pub workflow: Option<String>,
-    /// Created at or after this time (ms since the Unix epoch).
-    pub created_after: Option<Millis>,
-    /// Created before this time (ms since the Unix epoch).
-    pub created_before: Option<Millis>,
-    /// Children of this instance only.
-    pub parent_id: Option<String>,
-}
-
-/// One page of [`Client::list`], oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstancePage {
-    /// The instances on this page.
-    pub instances: Vec<InstanceStatus>,
-    /// Pass it to the next call for the next page; `None` on the last page.
-    pub continuation: Option<String>,
-}
 
 /// One entry of an instance's history ([`Client::history`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,30 +67,6 @@ impl RetentionPolicy {
 const NOT_FINISHED: [RuntimeStatus; 4] =
     [RuntimeStatus::Pending, RuntimeStatus::Running, RuntimeStatus::Suspended, RuntimeStatus::ContinuedAsNew];
 const FINISHED: [RuntimeStatus; 3] = [RuntimeStatus::Completed, RuntimeStatus::Failed, RuntimeStatus::Terminated];
-/// The most instances [`Client::list`] returns per page.
-pub const MAX_PAGE_SIZE: usize = 1000;
-/// Descendants read per page while walking an instance's children.
-const CHILD_PAGE: usize = 500;
-
-fn encode_token(created_at: Millis, id: &str) -> String {
-    let raw = format!("{created_at}:{id}");
-    raw.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_token(token: &str) -> Result<(Millis, String), Error> {
-    let bad = || Error::InvalidArgument(format!("invalid continuation token {token:?}"));
-    if token.len() % 2 != 0 || !token.is_ascii() {
-        return Err(bad());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (created_at, id) = raw.split_once(':').ok_or_else(bad)?;
-    Ok((created_at.parse().map_err(|_| bad())?, id.to_owned()))
-}
 
 /// A store refusal of an `AssertStatus` as the typed error of the operation that asked.
 fn status_error(error: Error, wrong_state: impl Fn(String, RuntimeStatus) -> Error) -> Error {
@@ -135,39 +77,74 @@ fn status_error(error: Error, wrong_state: impl Fn(String, RuntimeStatus) -> Err
     }
 }
 
-impl Client {
-    /// Every instance matching `query` (its `after` and `limit` are set here), read a page at
-    /// a time.
-    async fn list_all(&self, mut query: InstanceQuery) -> Result<Vec<InstanceRecord>, Error> {
-        let mut found = Vec::new();
-        query.limit = CHILD_PAGE;
-        loop {
-            let page = self.store().list(&query).await?;
-            let full = page.len() >= CHILD_PAGE;
-            query.after = page.last().map(|last| (last.created_at, last.id.clone()));
-            found.extend(page);
-            if !full {
-                return Ok(found);
-            }
-        }
-    }
+/// A terminate of one instance: `.recursive(false)` leaves its descendants; `.await` it.
+#[must_use = "a terminate does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct Terminate<'a> {
+    client: &'a Client,
+    instance_id: &'a str,
+    reason: Option<&'a str>,
+    recursive: bool,
+}
 
+impl Terminate<'_> {
+    /// Whether running descendants are terminated too (yes by default).
+    pub fn recursive(mut self, recursive: bool) -> Self {
+        self.recursive = recursive;
+        self
+    }
+}
+
+impl<'a> IntoFuture for Terminate<'a> {
+    type Output = Result<(), Error>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            // A descendant that finishes between the read and the write must keep its outcome:
+            // each one is written only if it still runs, and the walk is retried if one changed.
+            let (client, id, reason, recursive) = (self.client, self.instance_id, self.reason, self.recursive);
+            for _ in 0..5 {
+                match client.try_terminate(id, reason, recursive).await {
+                    Err(Error::Store(StoreError::Conflict { id: changed, .. })) if changed != id => continue,
+                    other => return other,
+                }
+            }
+            client.try_terminate(id, reason, recursive).await
+        })
+    }
+}
+
+/// A purge of one finished instance: `.recursive(false)` leaves its descendants; `.await` it for
+/// how many instances were purged.
+#[must_use = "a purge does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct Purge<'a> {
+    client: &'a Client,
+    instance_id: &'a str,
+    recursive: bool,
+}
+
+impl Purge<'_> {
+    /// Whether descendants are purged too (yes by default).
+    pub fn recursive(mut self, recursive: bool) -> Self {
+        self.recursive = recursive;
+        self
+    }
+}
+
+impl<'a> IntoFuture for Purge<'a> {
+    type Output = Result<usize, Error>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.client.purge_now(self.instance_id, self.recursive))
+    }
+}
+
+impl Client {
     async fn instance_record(&self, instance_id: &str) -> Result<InstanceRecord, Error> {
         self.store().instance(instance_id).await?.ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
-    }
-
-    /// Every descendant of `root` (children, their children, ...), parents before children.
-    async fn descendants(&self, root: &str) -> Result<Vec<InstanceRecord>, Error> {
-        let mut found = Vec::new();
-        let mut queue = VecDeque::from([root.to_owned()]);
-        while let Some(parent) = queue.pop_front() {
-            let children = InstanceQuery { parent_id: Some(parent), ..InstanceQuery::default() };
-            for child in self.list_all(children).await? {
-                queue.push_back(child.id.clone());
-                found.push(child);
-            }
-        }
-        Ok(found)
     }
 
     /// Stops this process's run of each instance at once (elsewhere, a run finds out at its next
@@ -180,71 +157,12 @@ impl Client {
         }
     }
 
-    /// Waits (briefly) until a run of `id` stopped here has left, so the id can run again.
-    async fn wait_for_local_stop(&self, id: &str) {
-        let Some(engine) = self.engine() else { return };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while engine.is_running(id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// Starts a workflow by name with JSON input, under `policy` if `instance_id` is taken;
-    /// returns the instance id.
-    pub async fn start_raw_with(
-        &self,
-        workflow: &str,
-        instance_id: Option<&str>,
-        input: &str,
-        policy: ReusePolicy,
-    ) -> Result<String, Error> {
-        let Some(id) = instance_id else { return self.start_raw(workflow, None, input).await };
-        validate_instance_id(id)?;
-        match (policy, self.store().instance(id).await?) {
-            (_, None) | (ReusePolicy::Error, Some(_)) => self.start_raw(workflow, Some(id), input).await,
-            (ReusePolicy::ReturnExisting, Some(existing)) => {
-                if existing.workflow == workflow {
-                    Ok(existing.id)
-                } else {
-                    Err(Error::InstanceExists(id.to_owned()))
-                }
-            }
-            (ReusePolicy::TerminateAndRestart, Some(existing)) => {
-                if !existing.status.is_terminal() {
-                    match self.terminate(id, Some("restarted under the same id")).await {
-                        Ok(()) | Err(Error::InstanceFinished(_)) => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-                match self.purge(id).await {
-                    Ok(_) | Err(Error::InstanceNotFound(_)) => {}
-                    Err(error) => return Err(error),
-                }
-                self.wait_for_local_stop(id).await;
-                self.start_raw(workflow, Some(id), input).await
-            }
-        }
-    }
-
     /// Terminates a running, pending or suspended instance and every descendant still running:
     /// each ends Terminated with `reason` as its failure message, runs no further step, and a
     /// parent waiting on a terminated child sees it fail. [`Error::InstanceFinished`] if it has
-    /// already finished.
-    pub async fn terminate(&self, instance_id: &str, reason: Option<&str>) -> Result<(), Error> {
-        self.terminate_with(instance_id, reason, true).await
-    }
-
-    /// [`Client::terminate`], choosing whether children are terminated too.
-    pub async fn terminate_with(&self, instance_id: &str, reason: Option<&str>, recursive: bool) -> Result<(), Error> {
-        // A descendant that finishes between the read and the write must keep its outcome: each
-        // one is written only if it still runs, and the walk is retried if one changed.
-        for _ in 0..5 {
-            match self.try_terminate(instance_id, reason, recursive).await {
-                Err(Error::Store(StoreError::Conflict { id, .. })) if id != instance_id => continue,
-                other => return other,
-            }
-        }
-        self.try_terminate(instance_id, reason, recursive).await
+    /// already finished. `.recursive(false)` leaves the descendants running.
+    pub fn terminate<'a>(&'a self, instance_id: &'a str, reason: Option<&'a str>) -> Terminate<'a> {
+        Terminate { client: self, instance_id, reason, recursive: true }
     }
 
     async fn try_terminate(&self, instance_id: &str, reason: Option<&str>, recursive: bool) -> Result<(), Error> {
@@ -254,26 +172,12 @@ impl Client {
             targets.extend(self.descendants(instance_id).await?.into_iter().filter(|c| !c.status.is_terminal()));
         }
         let now = self.now();
-        let details = FailureDetails {
-            error_type: "Terminated".into(),
-            message: reason.unwrap_or("terminated by a client").to_owned(),
-        };
+        let ending = Ending::terminated(reason.unwrap_or("terminated by a client"));
         let mut ops: Vec<WriteOp> = targets
             .iter()
             .map(|target| WriteOp::AssertStatus { id: target.id.clone(), allowed: NOT_FINISHED.to_vec() })
             .collect();
-        for target in &targets {
-            ops.push(WriteOp::Finish {
-                id: target.id.clone(),
-                status: RuntimeStatus::Terminated,
-                output: None,
-                error: Some(details.to_stored()),
-                updated_at: now,
-            });
-            if let Some(parent) = &target.parent_id {
-                ops.push(WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });
-            }
-        }
+        ops.extend(targets.iter().flat_map(|target| ending.ops(target, now)));
         match self.write(ops).await {
             Err(Error::Store(StoreError::Conflict { id, status })) if id == instance_id => {
                 return Err(match status {
@@ -287,14 +191,9 @@ impl Client {
         }
         self.stop_local_runs(targets.iter().map(|t| t.id.as_str()));
         if let Some(engine) = self.engine() {
-            for target in targets {
-                let mut status = InstanceStatus::from(target);
-                status.status = RuntimeStatus::Terminated;
-                status.failure = Some(details.clone());
-                status.updated_at = now;
-                engine.completions.notify(&status);
+            for target in &targets {
+                engine.notify_completion(&ending.status(target, target.custom_status.clone(), now));
             }
-            engine.wake_claimer.notify_one();
         }
         Ok(())
     }
@@ -311,7 +210,7 @@ impl Client {
             },
             WriteOp::SetStatus { id: instance_id.to_owned(), status: RuntimeStatus::Suspended, updated_at: now },
             // Nobody owns it while suspended: the run that held it is refused its next commit.
-            WriteOp::Evict { id: instance_id.to_owned(), wake_at: crate::store::NEVER },
+            WriteOp::Evict { id: instance_id.to_owned(), wake_at: NEVER },
         ];
         self.write(ops).await.map_err(|e| status_error(e, |id, _| Error::InstanceFinished(id)))?;
         tracing::info!(instance_id, reason = reason.unwrap_or(""), "instance suspended");
@@ -330,21 +229,17 @@ impl Client {
         ];
         self.write(ops).await.map_err(|e| status_error(e, |id, status| Error::NotSuspended { id, status }))?;
         tracing::info!(instance_id, reason = reason.unwrap_or(""), "instance resumed");
-        if let Some(engine) = self.engine() {
-            engine.wake_claimer.notify_one();
-        }
         Ok(())
     }
 
     /// Deletes a finished instance and every row of it (journal, events, tasks), with its
-    /// descendants; returns how many instances were purged. [`Error::NotFinished`] if it, or a
-    /// descendant, has not finished.
-    pub async fn purge(&self, instance_id: &str) -> Result<usize, Error> {
-        self.purge_with(instance_id, true).await
+    /// descendants; `.await` it for how many instances were purged. [`Error::NotFinished`] if it,
+    /// or a descendant, has not finished. `.recursive(false)` leaves the descendants.
+    pub fn purge<'a>(&'a self, instance_id: &'a str) -> Purge<'a> {
+        Purge { client: self, instance_id, recursive: true }
     }
 
-    /// [`Client::purge`], choosing whether descendants are purged too.
-    pub async fn purge_with(&self, instance_id: &str, recursive: bool) -> Result<usize, Error> {
+    async fn purge_now(&self, instance_id: &str, recursive: bool) -> Result<usize, Error> {
         self.instance_record(instance_id).await?;
         let mut ids = vec![instance_id.to_owned()];
         if recursive {
@@ -362,7 +257,7 @@ impl Client {
     pub async fn purge_expired(&self, policy: &RetentionPolicy) -> Result<usize, Error> {
         let mut purged = 0;
         for (status, age) in policy.ages() {
-            let cutoff = self.now().saturating_sub(crate::clock::millis(age));
+            let cutoff = self.now().saturating_sub(millis(age));
             let expired =
                 InstanceQuery { statuses: vec![status], updated_before: Some(cutoff), ..InstanceQuery::default() };
             for instance in self.list_all(expired).await? {
@@ -375,36 +270,6 @@ impl Client {
             }
         }
         Ok(purged)
-    }
-
-    /// Instances matching `filter`, oldest first, at most `page_size` (1 to
-    /// [`MAX_PAGE_SIZE`]) per page; pass the page's `continuation` back for the next.
-    pub async fn list(
-        &self,
-        filter: &ListFilter,
-        page_size: usize,
-        continuation: Option<&str>,
-    ) -> Result<InstancePage, Error> {
-        if page_size == 0 || page_size > MAX_PAGE_SIZE {
-            return Err(Error::InvalidArgument(format!("page size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")));
-        }
-        let after = continuation.map(decode_token).transpose()?;
-        let query = InstanceQuery {
-            statuses: filter.statuses.clone(),
-            workflow: filter.workflow.clone(),
-            created_after: filter.created_after,
-            created_before: filter.created_before,
-            parent_id: filter.parent_id.clone(),
-            updated_before: None,
-            after,
-            // One more than asked tells whether another page follows.
-            limit: page_size + 1,
-        };
-        let mut records = self.store().list(&query).await?;
-        let more = records.len() > page_size;
-        records.truncate(page_size);
-        let continuation = if more { records.last().map(|last| encode_token(last.created_at, &last.id)) } else { None };
-        Ok(InstancePage { instances: records.into_iter().map(InstanceStatus::from).collect(), continuation })
     }
 
     /// Everything recorded about an instance: its creation, every journaled step of its current
@@ -443,9 +308,9 @@ impl Client {
         serde_json::from_str::<serde_json::Value>(input)
             .map_err(|e| Error::InvalidInput { workflow: source.workflow.clone(), message: e.to_string() })?;
         if let Some(engine) = self.engine() {
-            if let Some(entry) = engine.registry.workflows.get(&source.workflow) {
-                (entry.check_input)(input)
-                    .map_err(|message| Error::InvalidInput { workflow: source.workflow.clone(), message })?;
+            match engine.registry().check_input(&source.workflow, input) {
+                Ok(()) | Err(Error::UnknownWorkflow(_)) => {}
+                Err(error) => return Err(error),
             }
         }
         let journal = self.store().journal(source_id, source.generation).await?;
@@ -461,10 +326,6 @@ impl Client {
         let outcome = self.write(ops).await?;
         if !outcome.existing.is_empty() {
             return Err(Error::InstanceExists(id));
-        }
-        if let Some(engine) = self.engine() {
-            engine.backlog.store(true, std::sync::atomic::Ordering::SeqCst);
-            engine.wake_claimer.notify_one();
         }
         Ok(id)
     }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
-use crate::attempt::{self, Attempt};
-use crate::clock::millis;
-use crate::engine::Engine;
-use crate::error::ActivityError;
-use crate::registry::ActivityOptions;
+use super::attempt::{run_attempt, Attempt};
+use super::ActivityOptions;
+use crate::model::codec;
 use crate::store::{TaskOutcome, TaskRecord};
+use crate::worker::Engine;
 
 /// Where the activity attempts of the instances a worker runs are executed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,43 +86,22 @@ impl TaskHub {
     }
 }
 
-impl Engine {
-    /// Whether this attempt of activity `name` goes through the task queue.
-    pub(crate) fn queues_attempt(&self, name: &str) -> bool {
-        match self.dispatch {
-            ActivityDispatch::Local => false,
-            ActivityDispatch::Shared => true,
-            ActivityDispatch::Overflow => {
-                !self.registry.activities.contains_key(name) || self.activity_slots.available_permits() == 0
-            }
-        }
-    }
-}
-
-/// The outcome of a queued attempt as the owner sees it.
-pub(crate) fn decode_outcome(outcome: TaskOutcome) -> Result<String, ActivityError> {
-    if outcome.succeeded {
-        return Ok(outcome.payload);
-    }
-    Err(serde_json::from_str::<ActivityError>(&outcome.payload).unwrap_or_else(|_| ActivityError::new(outcome.payload)))
-}
-
 /// Hands finished tasks' outcomes to the local runs waiting for them.
 pub(crate) async fn outcome_loop(engine: Arc<Engine>, poll_interval: Duration) {
     loop {
         tokio::select! {
-            () = engine.tasks.outcome_ready.notified() => {}
+            () = engine.tasks().outcome_ready.notified() => {}
             () = tokio::time::sleep(poll_interval) => {}
         }
         if engine.is_shutting_down() {
             return;
         }
-        let waiting = engine.tasks.waiting_instances();
+        let waiting = engine.tasks().waiting_instances();
         if waiting.is_empty() {
             continue;
         }
-        match engine.store.finished_tasks(&waiting).await {
-            Ok(finished) => finished.into_iter().for_each(|task| engine.tasks.deliver(task)),
+        match engine.store().finished_tasks(&waiting).await {
+            Ok(finished) => finished.into_iter().for_each(|task| engine.tasks().deliver(task)),
             Err(error) => tracing::warn!(%error, "reading task outcomes failed"),
         }
     }
@@ -132,7 +110,7 @@ pub(crate) async fn outcome_loop(engine: Arc<Engine>, poll_interval: Duration) {
 /// Claims queued tasks of the activities registered here while this worker has free activity
 /// slots, and runs them.
 pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) {
-    let mut names: Vec<String> = engine.registry.activities.keys().cloned().collect();
+    let mut names: Vec<String> = engine.registry().activity_names().map(str::to_owned).collect();
     names.sort();
     // Dropping the set (the loop is aborted at shutdown) aborts the attempts in it.
     let mut running = tokio::task::JoinSet::new();
@@ -140,17 +118,16 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
         if engine.is_shutting_down() {
             return;
         }
-        let free = engine.activity_slots.available_permits().min(batch);
+        let free = engine.activity_slots().available_permits().min(batch);
         let mut full_batch = false;
         if free > 0 {
-            let now = engine.clock.now_ms();
-            let lease_until = now.saturating_add(millis(engine.lease));
-            match engine.store.claim_tasks(&engine.worker_id, &names, now, lease_until, free).await {
+            let (now, lease_until) = (engine.now(), engine.lease_until());
+            match engine.store().claim_tasks(engine.worker_id(), &names, now, lease_until, free).await {
                 Ok(tasks) => {
                     full_batch = tasks.len() >= free;
                     for task in tasks {
                         let engine = engine.clone();
-                        let Ok(permit) = engine.activity_slots.clone().acquire_owned().await else { return };
+                        let Ok(permit) = engine.activity_slots().clone().acquire_owned().await else { return };
                         running.spawn(async move { execute(&engine, task, permit).await });
                     }
                 }
@@ -162,7 +139,7 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
             continue;
         }
         tokio::select! {
-            () = engine.tasks.queued.notified() => {}
+            () = engine.tasks().queued.notified() => {}
             () = tokio::time::sleep(poll_interval) => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
@@ -175,7 +152,7 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
         start_to_close: task.start_to_close_ms.map(duration_ms),
         heartbeat_timeout: task.heartbeat_timeout_ms.map(duration_ms),
     };
-    let result = attempt::run(
+    let result = run_attempt(
         engine,
         Attempt {
             instance_id: task.instance_id.as_str().into(),
@@ -189,23 +166,15 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
     )
     .await;
     drop(permit);
-    let finished_at = engine.clock.now_ms();
-    let outcome = match result {
-        Ok(output) => TaskOutcome { succeeded: true, payload: output, finished_at },
-        Err(error) => TaskOutcome {
-            succeeded: false,
-            payload: serde_json::to_string(&error).unwrap_or_else(|_| error.message().to_owned()),
-            finished_at,
-        },
-    };
+    let outcome = codec::encode_outcome(&result, engine.now());
     for retry in 0..5_u32 {
         let reported = engine
-            .store
-            .complete_task(&engine.worker_id, &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
+            .store()
+            .complete_task(engine.worker_id(), &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
             .await;
         match reported {
             Ok(true) => {
-                engine.tasks.outcome_ready.notify_one();
+                engine.tasks().outcome_ready.notify_one();
                 return;
             }
             Ok(false) => {
@@ -223,9 +192,4 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
 
 fn duration_ms(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// A duration as the task row stores it.
-pub(crate) fn to_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::context::ActivityContext;
-use crate::engine::Engine;
+use super::{ActivityContext, ActivityOptions};
 use crate::error::ActivityError;
 use crate::model::time;
-use crate::registry::ActivityOptions;
+use crate::worker::Engine;
 
 /// Which attempt of which call to run.
 pub(crate) struct Attempt<'a> {
@@ -27,15 +26,15 @@ pub(crate) struct Attempt<'a> {
 }
 
 /// Runs the attempt; the caller holds an activity slot for it. `Ok` holds the output JSON.
-pub(crate) async fn run(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
+pub(crate) async fn run_attempt(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
     let name = attempt.name;
-    let Some(entry) = engine.registry.activities.get(name).cloned() else {
+    let Some(entry) = engine.registry().activity(name) else {
         return Err(ActivityError::non_retryable(format!("activity `{name}` is not registered with this runtime")));
     };
     let heartbeat = Arc::new(AtomicI64::new(time::now_ms()));
     let context = ActivityContext::new(
         attempt.instance_id.clone(),
-        engine.worker_id.as_str().into(),
+        engine.worker_id().into(),
         name.into(),
         attempt.generation,
         attempt.seq,
@@ -48,7 +47,7 @@ pub(crate) async fn run(engine: &Engine, attempt: Attempt<'_>) -> Result<String,
         activity = name,
         seq = attempt.seq,
         attempt = attempt.attempt,
-        worker_id = %engine.worker_id,
+        worker_id = %engine.worker_id(),
     );
     let mut task = AbortOnDrop(tokio::spawn((entry.run)(context, attempt.input.to_owned()).instrument(span)));
     watch(&mut task, name, attempt.options, &heartbeat).await

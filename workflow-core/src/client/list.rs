@@ -1,0 +1,119 @@
+//! Listing instances: filters, keyset pages and their continuation tokens.
+
+use std::collections::VecDeque;
+
+use super::{Client, InstanceStatus};
+use crate::error::Error;
+use crate::store::{InstanceQuery, InstanceRecord, Millis, RuntimeStatus};
+
+/// Which instances [`Client::list`] returns: every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Any of these statuses (all statuses when empty).
+    pub statuses: Vec<RuntimeStatus>,
+    /// Instances of this workflow only.
+    pub workflow: Option<String>,
+    /// Created at or after this time (ms since the Unix epoch).
+    pub created_after: Option<Millis>,
+    /// Created before this time (ms since the Unix epoch).
+    pub created_before: Option<Millis>,
+    /// Children of this instance only.
+    pub parent_id: Option<String>,
+}
+
+/// One page of [`Client::list`], oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstancePage {
+    /// The instances on this page.
+    pub instances: Vec<InstanceStatus>,
+    /// Pass it to the next call for the next page; `None` on the last page.
+    pub continuation: Option<String>,
+}
+
+/// The most instances [`Client::list`] returns per page.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Descendants read per page while walking an instance's children.
+const CHILD_PAGE: usize = 500;
+
+fn encode_token(created_at: Millis, id: &str) -> String {
+    let raw = format!("{created_at}:{id}");
+    raw.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Result<(Millis, String), Error> {
+    let bad = || Error::InvalidArgument(format!("invalid continuation token {token:?}"));
+    if token.len() % 2 != 0 || !token.is_ascii() {
+        return Err(bad());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (created_at, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok((created_at.parse().map_err(|_| bad())?, id.to_owned()))
+}
+
+impl Client {
+    /// [`MAX_PAGE_SIZE`]) per page; pass the page's `continuation` back for the next.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<InstancePage, Error> {
+        if page_size == 0 || page_size > MAX_PAGE_SIZE {
+            return Err(Error::InvalidArgument(format!("page size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")));
+        }
+        let after = continuation.map(decode_token).transpose()?;
+        let query = InstanceQuery {
+            statuses: filter.statuses.clone(),
+            workflow: filter.workflow.clone(),
+            created_after: filter.created_after,
+            created_before: filter.created_before,
+            parent_id: filter.parent_id.clone(),
+            updated_before: None,
+            after,
+            // One more than asked tells whether another page follows.
+            limit: page_size + 1,
+        };
+        let mut records = self.store().list(&query).await?;
+        let more = records.len() > page_size;
+        records.truncate(page_size);
+        let continuation = if more { records.last().map(|last| encode_token(last.created_at, &last.id)) } else { None };
+        Ok(InstancePage { instances: records.into_iter().map(InstanceStatus::from).collect(), continuation })
+    }
+
+    /// Everything recorded about an instance: its creation, every journaled step of its current
+
+    /// Every instance matching `query` (its `after` and `limit` are set here), read a page at
+    /// a time.
+    pub(super) async fn list_all(&self, mut query: InstanceQuery) -> Result<Vec<InstanceRecord>, Error> {
+        let mut found = Vec::new();
+        query.limit = CHILD_PAGE;
+        loop {
+            let page = self.store().list(&query).await?;
+            let full = page.len() >= CHILD_PAGE;
+            query.after = page.last().map(|last| (last.created_at, last.id.clone()));
+            found.extend(page);
+            if !full {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Every descendant of `root` (children, their children, ...), parents before children.
+    pub(super) async fn descendants(&self, root: &str) -> Result<Vec<InstanceRecord>, Error> {
+        let mut found = Vec::new();
+        let mut queue = VecDeque::from([root.to_owned()]);
+        while let Some(parent) = queue.pop_front() {
+            let children = InstanceQuery { parent_id: Some(parent), ..InstanceQuery::default() };
+            for child in self.list_all(children).await? {
+                queue.push_back(child.id.clone());
+                found.push(child);
+            }
+        }
+        Ok(found)
+    }
+}

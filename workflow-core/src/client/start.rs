@@ -1,0 +1,193 @@
+//! Starting instances: one builder, [`Start`], for every start. The macro's generated
+//! `my_workflow::start(&client, input)` makes a typed one; [`Client::start_untyped`] makes one
+//! from a workflow name and JSON, for the HTTP layer and tools.
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::{Client, Handle};
+use crate::error::Error;
+use crate::model::time;
+use crate::model::BoxFuture;
+use crate::store::{InstanceRecord, WriteOp};
+use crate::workflow::WorkflowDef;
+
+/// The longest instance id accepted (as Dapr).
+pub const MAX_INSTANCE_ID_LEN: usize = 64;
+
+/// Checks an instance id: 1 to 64 characters of ASCII letters, digits, `-` and `_`.
+pub fn validate_instance_id(id: &str) -> Result<(), Error> {
+    let reason = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > MAX_INSTANCE_ID_LEN {
+        "it is longer than 64 characters"
+    } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        "only ASCII letters, digits, `-` and `_` are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInstanceId { id: id.to_owned(), reason })
+}
+
+/// `id` once validated, or a new random id when `None`.
+pub(crate) fn id_or_new(id: Option<&str>) -> Result<String, Error> {
+    match id {
+        Some(id) => {
+            validate_instance_id(id)?;
+            Ok(id.to_owned())
+        }
+        None => Ok(uuid::Uuid::new_v4().simple().to_string()),
+    }
+}
+
+/// What a start does when an instance with the requested id already exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReusePolicy {
+    /// Fail with [`Error::InstanceExists`] (the default).
+    #[default]
+    Error,
+    /// Start nothing and return the existing instance (it must be of the same workflow).
+    ReturnExisting,
+    /// Terminate the existing instance if it still runs (with its children), purge it, and start
+    /// afresh under the same id.
+    TerminateAndRestart,
+}
+
+/// A start of one instance: set options, then `.await` it for a [`Handle`].
+///
+/// ```ignore
+/// let handle = process_order::start(&client, order).id("order-7").reuse(ReusePolicy::ReturnExisting).await?;
+/// let receipt = handle.result().await?;
+/// ```
+#[must_use = "a start does nothing until it is awaited"]
+pub struct Start<T> {
+    client: Client,
+    workflow: String,
+    input: Result<String, Error>,
+    id: Option<String>,
+    reuse: ReusePolicy,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Start<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Start").field("workflow", &self.workflow).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl<T> Start<T> {
+    /// The instance id (letters, digits, `-`, `_`; at most 64); a random one when not set.
+    pub fn id(mut self, instance_id: impl Into<String>) -> Self {
+        self.id = Some(instance_id.into());
+        self
+    }
+
+    /// What to do when an instance with this id exists ([`ReusePolicy::Error`] by default).
+    pub fn reuse(mut self, policy: ReusePolicy) -> Self {
+        self.reuse = policy;
+        self
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> IntoFuture for Start<T> {
+    type Output = Result<Handle<T>, Error>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let input = self.input?;
+            let id = self.client.start_with_policy(&self.workflow, self.id.as_deref(), &input, self.reuse).await?;
+            Ok(Handle::new(self.client, id))
+        })
+    }
+}
+
+impl Client {
+    /// Starts workflow `W` with `input`. Prefer the generated `my_workflow::start(&client, input)`.
+    pub fn start<W: WorkflowDef>(&self, input: &W::Input) -> Start<W::Output> {
+        let input = serde_json::to_string(input).map_err(Error::from);
+        self.start_request(W::NAME, input)
+    }
+
+    /// Starts a workflow by name with JSON input, for callers that know no Rust types (the HTTP
+    /// layer, tools). The handle's output is untyped JSON.
+    pub fn start_untyped(&self, workflow: &str, input: impl Into<String>) -> Start<serde_json::Value> {
+        self.start_request(workflow, Ok(input.into()))
+    }
+
+    fn start_request<T>(&self, workflow: &str, input: Result<String, Error>) -> Start<T> {
+        Start {
+            client: self.clone(),
+            workflow: workflow.to_owned(),
+            input,
+            id: None,
+            reuse: ReusePolicy::default(),
+            _output: PhantomData,
+        }
+    }
+
+    /// Starts under `policy` if `instance_id` is taken; returns the instance id.
+    async fn start_with_policy(
+        &self,
+        workflow: &str,
+        instance_id: Option<&str>,
+        input: &str,
+        policy: ReusePolicy,
+    ) -> Result<String, Error> {
+        let Some(id) = instance_id else { return self.create(workflow, None, input).await };
+        validate_instance_id(id)?;
+        match (policy, self.store().instance(id).await?) {
+            (_, None) | (ReusePolicy::Error, Some(_)) => self.create(workflow, Some(id), input).await,
+            (ReusePolicy::ReturnExisting, Some(existing)) => {
+                if existing.workflow == workflow {
+                    Ok(existing.id)
+                } else {
+                    Err(Error::InstanceExists(id.to_owned()))
+                }
+            }
+            (ReusePolicy::TerminateAndRestart, Some(existing)) => {
+                if !existing.status.is_terminal() {
+                    match self.terminate(id, Some("restarted under the same id")).await {
+                        Ok(()) | Err(Error::InstanceFinished(_)) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                match self.purge(id).await {
+                    Ok(_) | Err(Error::InstanceNotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                self.wait_for_local_stop(id).await;
+                self.create(workflow, Some(id), input).await
+            }
+        }
+    }
+
+    /// Creates the instance (and runs it at once when this client's runtime has a free slot);
+    /// returns its id (generated when `None`).
+    async fn create(&self, workflow: &str, instance_id: Option<&str>, input: &str) -> Result<String, Error> {
+        let id = id_or_new(instance_id)?;
+        let Some(engine) = self.engine() else {
+            serde_json::from_str::<serde_json::Value>(input)
+                .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
+            let record = InstanceRecord::pending(id.clone(), workflow, input, time::now_ms());
+            let outcome = self.store().write(&[WriteOp::CreateInstance(record)]).await?;
+            return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
+        };
+        engine.registry().check_input(workflow, input)?;
+        let record = InstanceRecord::pending(id.clone(), workflow, input, engine.now());
+        engine.start_instance(record, Vec::new()).await?;
+        Ok(id)
+    }
+
+    /// Waits (briefly) until a run of `id` stopped here has left, so the id can run again.
+    async fn wait_for_local_stop(&self, id: &str) {
+        let Some(engine) = self.engine() else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while engine.is_running(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}

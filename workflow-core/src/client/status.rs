@@ -1,0 +1,109 @@
+//! What a client sees of an instance ([`InstanceStatus`]) and the one place a final status is
+//! built ([`Ending`]): for a run that finished and for a terminate alike.
+
+use crate::error::{Error, FailureDetails};
+use crate::store::{InstanceRecord, Millis, RuntimeStatus, WriteOp};
+
+/// An instance's state, as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// The instance id.
+    pub instance_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The runtime status.
+    pub status: RuntimeStatus,
+    /// The input (JSON).
+    pub input: String,
+    /// The output (JSON), once completed.
+    pub output: Option<String>,
+    /// The failure, once failed.
+    pub failure: Option<FailureDetails>,
+    /// The custom status the workflow set (JSON).
+    pub custom_status: Option<String>,
+    /// The parent instance, for a child workflow.
+    pub parent_id: Option<String>,
+    /// Creation time (ms since the Unix epoch).
+    pub created_at: Millis,
+    /// Last change (ms since the Unix epoch).
+    pub updated_at: Millis,
+}
+
+impl From<InstanceRecord> for InstanceStatus {
+    fn from(record: InstanceRecord) -> Self {
+        Self {
+            failure: record.error.as_deref().map(FailureDetails::parse),
+            custom_status: record.custom_status,
+            parent_id: record.parent_id,
+            instance_id: record.id,
+            workflow: record.workflow,
+            status: record.status,
+            input: record.input,
+            output: record.output,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+/// The status of the instance read as `record`, or [`Error::InstanceNotFound`].
+pub(crate) fn found(instance_id: &str, record: Option<InstanceRecord>) -> Result<InstanceStatus, Error> {
+    record.map(InstanceStatus::from).ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
+}
+
+/// How an instance ends: what is written and what its waiters are told.
+#[derive(Debug, Clone)]
+pub(crate) struct Ending {
+    status: RuntimeStatus,
+    output: Option<String>,
+    failure: Option<FailureDetails>,
+}
+
+impl Ending {
+    /// Completed with `output` (JSON).
+    pub(crate) fn completed(output: String) -> Self {
+        Self { status: RuntimeStatus::Completed, output: Some(output), failure: None }
+    }
+
+    /// Failed with `failure`.
+    pub(crate) fn failed(failure: FailureDetails) -> Self {
+        Self { status: RuntimeStatus::Failed, output: None, failure: Some(failure) }
+    }
+
+    /// Terminated by a client, `reason` as its failure message.
+    pub(crate) fn terminated(reason: &str) -> Self {
+        let failure = FailureDetails { error_type: "Terminated".into(), message: reason.to_owned() };
+        Self { status: RuntimeStatus::Terminated, output: None, failure: Some(failure) }
+    }
+
+    /// The writes that record the end of `record`'s instance at `now`: the finish, and a wake-up
+    /// of its parent, if it has one, to see it.
+    pub(crate) fn ops(&self, record: &InstanceRecord, now: Millis) -> Vec<WriteOp> {
+        let finish = WriteOp::Finish {
+            id: record.id.clone(),
+            status: self.status,
+            output: self.output.clone(),
+            error: self.failure.as_ref().map(FailureDetails::to_stored),
+            updated_at: now,
+        };
+        let wake_parent =
+            record.parent_id.as_ref().map(|parent| WriteOp::SetWake { id: parent.clone(), wake_at: Some(now) });
+        std::iter::once(finish).chain(wake_parent).collect()
+    }
+
+    /// The final status of `record`'s instance, as its waiters see it.
+    pub(crate) fn status(&self, record: &InstanceRecord, custom_status: Option<String>, now: Millis) -> InstanceStatus {
+        InstanceStatus {
+            instance_id: record.id.clone(),
+            workflow: record.workflow.clone(),
+            status: self.status,
+            input: record.input.clone(),
+            output: self.output.clone(),
+            failure: self.failure.clone(),
+            custom_status,
+            parent_id: record.parent_id.clone(),
+            created_at: record.created_at,
+            updated_at: now,
+        }
+    }
+}

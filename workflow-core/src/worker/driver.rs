@@ -1,0 +1,236 @@
+//! The driver: runs one instance in this process (replaying its journal first unless it is
+//! fresh) until it finishes, is evicted while it waits, continues as new, or must stop; then
+//! writes what that means and leaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tracing::Instrument;
+
+use super::engine::Engine;
+use super::registry::WorkflowEntry;
+use crate::client::Ending;
+use crate::error::{FailureDetails, WorkflowError};
+use crate::store::{InstanceRecord, Millis, RuntimeStatus, WriteOp, NEVER};
+use crate::workflow::{Fatal, WorkflowContext};
+
+/// Runs a claimed (and marked running) instance on a task of its own.
+pub(super) fn spawn(
+    engine: Arc<Engine>,
+    record: InstanceRecord,
+    fresh: bool,
+    permit: OwnedSemaphorePermit,
+    token: u64,
+) {
+    let counted = engine.driver_started();
+    let span = tracing::info_span!("workflow", instance_id = %record.id, workflow = %record.workflow);
+    tokio::spawn(
+        async move {
+            let id = record.id.clone();
+            drive(&engine, record, fresh, token).await;
+            engine.unmark_running(&id, token);
+            drop(permit);
+            drop(counted);
+        }
+        .instrument(span),
+    );
+}
+
+enum RunEnd {
+    Finished(Result<String, WorkflowError>),
+    Fatal(Fatal),
+    /// Waiting with nothing running: what to wake for, read before the body (and its waits) drops.
+    Idle(IdleWaits),
+    Shutdown,
+}
+
+struct IdleWaits {
+    wake_at: Millis,
+    seen_events: std::collections::HashSet<i64>,
+    children: Vec<String>,
+}
+
+/// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
+async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool, token: u64) {
+    let Some(entry) = engine.registry().workflow(&record.workflow) else {
+        tracing::warn!(workflow = %record.workflow, "claimed an instance of an unregistered workflow; leaving it");
+        return;
+    };
+    let inbox = Arc::new(Notify::new());
+    loop {
+        let journal = if fresh {
+            Vec::new()
+        } else {
+            match engine.store().journal(&record.id, record.generation).await {
+                Ok(journal) => journal,
+                Err(error) => {
+                    tracing::error!(%error, "could not read the journal; handing the instance back");
+                    hand_back(engine, &record.id, token).await;
+                    break;
+                }
+            }
+        };
+        let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
+        let ctx = WorkflowContext::new(
+            engine.clone(),
+            record.id.as_str().into(),
+            record.generation,
+            journal,
+            status_change,
+            inbox.clone(),
+        );
+        engine.add_live(&record.id, &ctx, &inbox);
+        let end = run_once(engine, &entry, &ctx, &record.input).await;
+        match end {
+            RunEnd::Shutdown => break,
+            RunEnd::Idle(waits) => {
+                evict(engine, &ctx, waits, token).await;
+                break;
+            }
+            RunEnd::Fatal(Fatal::Abandon(reason)) => {
+                tracing::error!(%reason, "stopped running the instance; handing it back");
+                hand_back(engine, &record.id, token).await;
+                break;
+            }
+            RunEnd::Fatal(Fatal::Superseded(reason)) => {
+                tracing::info!(%reason, "stopped running the instance: it changed elsewhere");
+                hand_back(engine, &record.id, token).await;
+                break;
+            }
+            RunEnd::Fatal(Fatal::ContinueAsNew(input)) => {
+                let generation = record.generation + 1;
+                let mut ops = ctx.take_fenced_batch();
+                ops.push(WriteOp::ContinueAsNew {
+                    id: record.id.clone(),
+                    input: input.clone(),
+                    generation,
+                    updated_at: engine.now(),
+                });
+                if let Err(error) = engine.commit(ops).await {
+                    tracing::error!(%error, "could not continue as new; the instance will be claimed again");
+                    break;
+                }
+                tracing::debug!(generation, "continued as new");
+                record.generation = generation;
+                record.input = input;
+                record.status = RuntimeStatus::Running;
+                fresh = true;
+            }
+            RunEnd::Fatal(Fatal::Fail(details)) => {
+                finish(engine, &ctx, &record, Err(details)).await;
+                break;
+            }
+            RunEnd::Finished(result) => {
+                let outcome = match ctx.unmatched_records() {
+                    Some(extra) => Err(FailureDetails {
+                        error_type: "NonDeterminism".into(),
+                        message: format!(
+                            "non-determinism at seq {}: the journal recorded {} `{}` but the workflow now finishes without it",
+                            extra.seq, extra.kind, extra.name
+                        ),
+                    }),
+                    None => result.map_err(|error| FailureDetails {
+                        error_type: error.error_type().to_owned(),
+                        message: error.to_string(),
+                    }),
+                };
+                finish(engine, &ctx, &record, outcome).await;
+                break;
+            }
+        }
+    }
+    engine.remove_live(&record.id);
+}
+
+async fn run_once(engine: &Arc<Engine>, entry: &WorkflowEntry, ctx: &WorkflowContext, input: &str) -> RunEnd {
+    let mut shutdown = engine.shutdown_signal();
+    let body = (entry.run)(ctx.clone(), input.to_owned());
+    tokio::pin!(body);
+    let check_idle = (engine.evict_idle_after() / 2).max(Duration::from_millis(5));
+    loop {
+        tokio::select! {
+            result = &mut body => return RunEnd::Finished(result),
+            fatal = ctx.fatal() => return RunEnd::Fatal(fatal),
+            _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
+            () = tokio::time::sleep(check_idle) => {
+                if ctx.idle_for().is_some_and(|idle| idle >= engine.evict_idle_after()) {
+                    let state = ctx.state();
+                    return RunEnd::Idle(IdleWaits {
+                        wake_at: state.deadlines.values().min().copied().unwrap_or(NEVER),
+                        seen_events: state.seen_events.clone(),
+                        children: state.children.values().cloned().collect(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Drops an idle instance from memory: its wake-up time goes to the store, and a wake-up that
+/// raced the eviction (an event, a child's end) is caught right after.
+async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, token: u64) {
+    let id = ctx.instance_id().to_owned();
+    // Off the running set first: from the Evict commit on, a claim may run it again.
+    engine.unmark_running(&id, token);
+    let IdleWaits { wake_at, seen_events, children } = waits;
+    let mut ops = ctx.take_fenced_batch();
+    ops.push(WriteOp::Evict { id: id.clone(), wake_at });
+    if let Err(error) = engine.commit(ops).await {
+        tracing::error!(%error, "could not evict the instance; it will be claimed again when its lease lapses");
+        return;
+    }
+    tracing::debug!(wake_at, "evicted an idle instance");
+    let mut woken = match engine.store().events(&id).await {
+        Ok(events) => events.iter().any(|event| !seen_events.contains(&event.event_id)),
+        Err(_) => true,
+    };
+    for child in children {
+        if woken {
+            break;
+        }
+        woken = !matches!(engine.store().instance(&child).await, Ok(Some(record)) if !record.status.is_terminal());
+    }
+    if woken {
+        let wake = WriteOp::SetWake { id, wake_at: Some(engine.now()) };
+        let _ = engine.commit(vec![wake]).await;
+    }
+}
+
+/// Gives up this worker's claim on an instance it stopped running after a store error, so a
+/// claim (here or elsewhere) can run it again soon rather than when the lease lapses. Fenced: if
+/// another worker owns it by now, nothing changes; if the store is still failing, the lease
+/// lapsing remains the way back.
+async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
+    // Off the running set first: from the commit on, a claim may run it again.
+    engine.unmark_running(id, token);
+    let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id().to_owned() };
+    let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.now() };
+    let _ = engine.commit(vec![fence, release]).await;
+}
+
+/// Records the instance's end (and wakes its parent), then tells local waiters.
+async fn finish(
+    engine: &Arc<Engine>,
+    ctx: &WorkflowContext,
+    record: &InstanceRecord,
+    outcome: Result<String, FailureDetails>,
+) {
+    let ending = match outcome {
+        Ok(output) => Ending::completed(output),
+        Err(details) => {
+            tracing::warn!(error = %details, "instance failed");
+            Ending::failed(details)
+        }
+    };
+    let now = engine.now();
+    let custom_status = ctx.state().custom_status.clone().unwrap_or_else(|| record.custom_status.clone());
+    let mut ops = ctx.take_fenced_batch();
+    // The Finish sets the status: a Pending-to-Running change in the same batch is moot.
+    ops.retain(|op| !matches!(op, WriteOp::SetStatus { id, .. } if *id == record.id));
+    ops.extend(ending.ops(record, now));
+    match engine.commit(ops).await {
+        Ok(_) => engine.notify_completion(&ending.status(record, custom_status, now)),
+        Err(error) => tracing::error!(%error, "could not record the instance's end; it will be claimed again"),
+    }
+}

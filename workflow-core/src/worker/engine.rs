@@ -1,0 +1,395 @@
+//! The engine a runtime's tasks share. Its state is private to the worker module: the rest of
+//! the crate reaches it through the methods here, which keep its rules in one place:
+//! - every write goes through [`Engine::commit`] (group commit), and what a committed batch makes
+//!   runnable is woken from the batch itself ([`WakeSignal::from_batch`], the same hints the
+//!   PostgreSQL store sends other processes), never by hand at the call site;
+//! - an instance runs at most once in this process ([`Engine::mark_running`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::clock::Clock;
+use super::committer::Committer;
+use super::completions::CompletionHub;
+use super::registry::Registry;
+use crate::activity::{ActivityDispatch, TaskHub};
+use crate::client::InstanceStatus;
+use crate::error::Error;
+use crate::model::time::millis;
+use crate::store::{InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
+use crate::workflow::WorkflowContext;
+
+/// What a runtime's builder decided; the engine's fixed settings.
+pub(super) struct Settings {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) registry: Registry,
+    pub(super) worker_id: String,
+    pub(super) lease: Duration,
+    pub(super) evict_idle_after: Duration,
+    pub(super) max_instances: usize,
+    pub(super) max_activities: usize,
+    pub(super) dispatch: ActivityDispatch,
+}
+
+pub(crate) struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    committer: Committer,
+    registry: Registry,
+    /// The registered workflows' names, sorted: what this worker claims.
+    workflow_names: Vec<String>,
+    worker_id: String,
+    lease: Duration,
+    /// An instance waiting this long with nothing running is dropped from memory.
+    evict_idle_after: Duration,
+    activity_slots: Arc<Semaphore>,
+    instance_slots: Arc<Semaphore>,
+    /// Where activity attempts run.
+    dispatch: ActivityDispatch,
+    /// Queued attempts waited for here, and the task queue's wake-ups.
+    tasks: TaskHub,
+    /// Local waiters for instances' ends.
+    completions: CompletionHub,
+    /// Instances this process is running now, each with the token of its mark.
+    running: Mutex<HashMap<String, u64>>,
+    next_mark: AtomicU64,
+    /// Inbox signals of the instances running here, to deliver local events at once.
+    inboxes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The context of each run under way here, to stop it from outside.
+    live: Mutex<HashMap<String, WorkflowContext>>,
+    active_drivers: AtomicUsize,
+    drivers_idle: Notify,
+    /// Whether runnable instances may be waiting in the store for a free slot.
+    backlog: AtomicBool,
+    wake_claimer: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    pub(super) fn new(settings: Settings) -> Self {
+        let mut workflow_names: Vec<String> = settings.registry.workflow_names().map(str::to_owned).collect();
+        workflow_names.sort();
+        Self {
+            committer: Committer::start(settings.store.clone()),
+            store: settings.store,
+            clock: settings.clock,
+            registry: settings.registry,
+            workflow_names,
+            worker_id: settings.worker_id,
+            lease: settings.lease,
+            evict_idle_after: settings.evict_idle_after,
+            activity_slots: Arc::new(Semaphore::new(settings.max_activities)),
+            instance_slots: Arc::new(Semaphore::new(settings.max_instances)),
+            dispatch: settings.dispatch,
+            tasks: TaskHub::default(),
+            completions: CompletionHub::default(),
+            running: Mutex::default(),
+            next_mark: AtomicU64::new(1),
+            inboxes: Mutex::default(),
+            live: Mutex::default(),
+            active_drivers: AtomicUsize::new(0),
+            drivers_idle: Notify::new(),
+            backlog: AtomicBool::new(true),
+            wake_claimer: Notify::new(),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Now on the runtime's clock.
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// When a lease taken or renewed now lapses.
+    pub(crate) fn lease_until(&self) -> Millis {
+        self.now().saturating_add(millis(self.lease))
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    pub(crate) fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(super) fn workflow_names(&self) -> &[String] {
+        &self.workflow_names
+    }
+
+    pub(super) fn evict_idle_after(&self) -> Duration {
+        self.evict_idle_after
+    }
+
+    pub(crate) fn activity_slots(&self) -> &Arc<Semaphore> {
+        &self.activity_slots
+    }
+
+    pub(super) fn instance_slots(&self) -> &Arc<Semaphore> {
+        &self.instance_slots
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskHub {
+        &self.tasks
+    }
+
+    /// Writes `ops` durably (group commit), then wakes what the batch made runnable here.
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
+        let signals = WakeSignal::from_batch(&ops);
+        let outcome = self.committer.commit(ops).await?;
+        for signal in signals {
+            self.on_signal(signal);
+        }
+        Ok(outcome)
+    }
+
+    /// Acts on a change hint, from a batch committed here or (through the store) elsewhere.
+    pub(super) fn on_signal(&self, signal: WakeSignal) {
+        match signal {
+            WakeSignal::Runnable => self.wake_claimer(),
+            WakeSignal::Event(id) => {
+                self.signal_inbox(&id);
+                // An evicted instance is claimed to take it.
+                self.wake_claimer();
+            }
+            WakeSignal::TaskQueued => self.tasks.queued.notify_one(),
+            WakeSignal::TaskDone(id) => {
+                if self.tasks.has_waiters(&id) {
+                    self.tasks.outcome_ready.notify_one();
+                }
+            }
+            // Read by the wake loop, which alone knows whether the store must be read for it.
+            WakeSignal::Finished(_) => {}
+        }
+    }
+
+    /// Tells the claimer that runnable instances may wait in the store.
+    pub(super) fn wake_claimer(&self) {
+        self.backlog.store(true, Ordering::SeqCst);
+        self.wake_claimer.notify_one();
+    }
+
+    /// Resolves when the claimer should look again.
+    pub(super) async fn claimer_woken(&self) {
+        self.wake_claimer.notified().await;
+    }
+
+    pub(super) fn has_backlog(&self) -> bool {
+        self.backlog.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_backlog(&self, backlog: bool) {
+        self.backlog.store(backlog, Ordering::SeqCst);
+    }
+
+    /// Whether this attempt of activity `name` goes through the task queue.
+    pub(crate) fn queues_attempt(&self, name: &str) -> bool {
+        match self.dispatch {
+            ActivityDispatch::Local => false,
+            ActivityDispatch::Shared => true,
+            ActivityDispatch::Overflow => {
+                !self.registry.has_activity(name) || self.activity_slots.available_permits() == 0
+            }
+        }
+    }
+
+    /// A receiver of `id`'s final status, when it finishes here (or a signal says it did).
+    pub(crate) fn subscribe_completion(&self, id: &str) -> oneshot::Receiver<InstanceStatus> {
+        self.completions.subscribe(id)
+    }
+
+    /// Hands an instance's final status to the local waiters.
+    pub(crate) fn notify_completion(&self, status: &InstanceStatus) {
+        self.completions.notify(status);
+    }
+
+    pub(super) fn has_completion_waiters(&self, id: &str) -> bool {
+        self.completions.has_waiters(id)
+    }
+
+    /// Marks `id` as running here; `None` if it already is. The token unmarks exactly this mark.
+    pub(super) fn mark_running(&self, id: &str) -> Option<u64> {
+        let token = self.next_mark.fetch_add(1, Ordering::SeqCst);
+        let mut running = self.running.lock().ok()?;
+        if running.contains_key(id) {
+            return None;
+        }
+        running.insert(id.to_owned(), token);
+        Some(token)
+    }
+
+    /// Removes the mark `token` of `id` (a later mark of the same id stays).
+    pub(super) fn unmark_running(&self, id: &str, token: u64) {
+        if let Ok(mut running) = self.running.lock() {
+            if running.get(id) == Some(&token) {
+                running.remove(id);
+            }
+        }
+    }
+
+    /// Whether `id` runs in this process now.
+    pub(crate) fn is_running(&self, id: &str) -> bool {
+        self.running.lock().map(|running| running.contains_key(id)).unwrap_or(false)
+    }
+
+    /// How many instances run (or wait) in memory here.
+    pub(super) fn running_count(&self) -> usize {
+        self.running.lock().map(|running| running.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub(super) fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub(super) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Registers a run under way here: its context (to stop it) and its inbox signal.
+    pub(super) fn add_live(&self, id: &str, ctx: &WorkflowContext, inbox: &Arc<Notify>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(id.to_owned(), ctx.clone());
+        }
+        if let Ok(mut inboxes) = self.inboxes.lock() {
+            inboxes.insert(id.to_owned(), inbox.clone());
+        }
+    }
+
+    pub(super) fn remove_live(&self, id: &str) {
+        if let Ok(mut inboxes) = self.inboxes.lock() {
+            inboxes.remove(id);
+        }
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(id);
+        }
+    }
+
+    /// Stops the local run of `id`, if any, without writing anything (a client changed the
+    /// instance, or the store handed it out again, so this run's view is stale); the instance is
+    /// handed back and replayed from the store when it is claimed next.
+    /// Returns whether there was a run to stop.
+    pub(crate) fn supersede(&self, id: &str, reason: &str) -> bool {
+        let ctx = self.live.lock().ok().and_then(|live| live.get(id).cloned());
+        if let Some(ctx) = &ctx {
+            ctx.fail(crate::workflow::Fatal::Superseded(reason.to_owned()));
+        }
+        ctx.is_some()
+    }
+
+    /// Wakes the local run of `id`, if any, to look at its inbox.
+    fn signal_inbox(&self, id: &str) {
+        let signal = self.inboxes.lock().ok().and_then(|inboxes| inboxes.get(id).cloned());
+        if let Some(signal) = signal {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Counts a driver in; the returned guard counts it out (and says when none is left).
+    pub(super) fn driver_started(self: &Arc<Self>) -> DriverGuard {
+        self.active_drivers.fetch_add(1, Ordering::SeqCst);
+        DriverGuard { engine: self.clone() }
+    }
+
+    /// Resolves when no driver runs.
+    pub(super) async fn drivers_idle(&self) {
+        loop {
+            let notified = self.drivers_idle.notified();
+            if self.active_drivers.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Creates an instance (with `extra` ops in the same transaction) and runs it here at once
+    /// when a slot is free; otherwise it waits in the store for a claim.
+    pub(crate) async fn start_instance(
+        self: &Arc<Self>,
+        mut record: InstanceRecord,
+        extra: Vec<WriteOp>,
+    ) -> Result<(), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShutDown);
+        }
+        let id = record.id.clone();
+        let Some(token) = self.mark_running(&id) else {
+            return Err(Error::InstanceExists(id));
+        };
+        let permit = self.instance_slots.clone().try_acquire_owned().ok();
+        if permit.is_some() {
+            // It runs here from this commit on: created Running, which saves the first turn a
+            // commit of its own for the Pending-to-Running change.
+            record.status = RuntimeStatus::Running;
+            record.owner = Some(self.worker_id.clone());
+            record.lease_until = Some(self.lease_until());
+        }
+        let mut ops = vec![WriteOp::CreateInstance(record.clone())];
+        ops.extend(extra);
+        match self.commit(ops).await {
+            Ok(outcome) if outcome.existing.is_empty() => {}
+            Ok(_) => {
+                self.unmark_running(&id, token);
+                return Err(Error::InstanceExists(id));
+            }
+            Err(error) => {
+                self.unmark_running(&id, token);
+                return Err(error.into());
+            }
+        }
+        match permit {
+            Some(permit) => self.spawn_driver(record, true, permit, token),
+            // Created unowned: the commit woke the claimer for it.
+            None => self.unmark_running(&id, token),
+        }
+        Ok(())
+    }
+
+    /// Runs an instance this process has claimed (and marked running) on its own task.
+    pub(super) fn spawn_driver(
+        self: &Arc<Self>,
+        record: InstanceRecord,
+        fresh: bool,
+        permit: OwnedSemaphorePermit,
+        token: u64,
+    ) {
+        super::driver::spawn(self.clone(), record, fresh, permit, token);
+    }
+}
+
+/// Counts a running driver out when dropped.
+pub(super) struct DriverGuard {
+    engine: Arc<Engine>,
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        if self.engine.active_drivers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.engine.drivers_idle.notify_waiters();
+        }
+        // A slot is free: take the next runnable instance waiting for one.
+        if self.engine.has_backlog() {
+            self.engine.wake_claimer.notify_one();
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The runtime's background loops: claiming runnable instances, renewing leases, purging what
+//! retention allows, and turning other processes' change hints into local wake-ups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::engine::Engine;
+use crate::client::{Client, InstanceStatus, RetentionPolicy};
+use crate::store::{WakeSignal, WriteOp};
+
+/// Claims runnable instances while this worker has free instance slots, and runs them.
+pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) {
+    loop {
+        if engine.is_shutting_down() {
+            return;
+        }
+        let free = engine.instance_slots().available_permits().min(batch);
+        let mut full_batch = false;
+        if free > 0 && !engine.workflow_names().is_empty() {
+            let (now, lease_until) = (engine.now(), engine.lease_until());
+            let claimed =
+                engine.store().claim(engine.worker_id(), engine.workflow_names(), now, lease_until, free).await;
+            match claimed {
+                Ok(records) => {
+                    full_batch = records.len() >= free;
+                    engine.set_backlog(full_batch);
+                    for record in records {
+                        let Some(token) = engine.mark_running(&record.id) else {
+                            // Claimable means its owner was cleared or its lease lapsed: a run
+                            // here is stale. Stop it; it hands the claim back and is replayed.
+                            // With no run (a start of an existing id holds the mark for a
+                            // moment), hand the claim back now: nothing would, and the renewals
+                            // would keep it ours for good.
+                            if !engine.supersede(&record.id, "the instance was handed out again") {
+                                let fence = WriteOp::AssertOwner {
+                                    id: record.id.clone(),
+                                    owner: engine.worker_id().to_owned(),
+                                };
+                                let release = WriteOp::Evict { id: record.id, wake_at: engine.now() };
+                                let _ = engine.commit(vec![fence, release]).await;
+                            }
+                            continue;
+                        };
+                        match engine.instance_slots().clone().try_acquire_owned() {
+                            Ok(permit) => engine.spawn_driver(record, false, permit, token),
+                            Err(_) => {
+                                // A local start took the slot meanwhile: hand the claim back.
+                                engine.unmark_running(&record.id, token);
+                                let release = WriteOp::Evict { id: record.id, wake_at: engine.now() };
+                                let _ = engine.commit(vec![release]).await;
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "claiming instances failed"),
+            }
+        }
+        if full_batch {
+            // More may be waiting: claim again at once (other workers claim in between).
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = engine.claimer_woken() => {}
+        }
+    }
+}
+
+/// Purges finished instances older than `policy` allows, every `every`.
+pub(super) async fn retention_loop(engine: Arc<Engine>, policy: RetentionPolicy, every: Duration) {
+    let client = Client::local(engine.clone());
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        match client.purge_expired(&policy).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "retention purged finished instances"),
+            Err(error) => tracing::warn!(%error, "retention purge failed"),
+        }
+    }
+}
+
+/// Extends this worker's leases every third of a lease.
+pub(super) async fn renew_loop(engine: Arc<Engine>) {
+    let every = engine.lease() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        if let Err(error) = engine.store().renew_leases(engine.worker_id(), engine.lease_until()).await {
+            tracing::warn!(%error, "renewing leases failed");
+        }
+    }
+}
+
+/// Turns the store's change hints (other processes' writes) into local wake-ups.
+pub(super) async fn wake_loop(engine: Arc<Engine>, mut signals: broadcast::Receiver<WakeSignal>) {
+    use broadcast::error::RecvError;
+    loop {
+        let signal = match signals.recv().await {
+            Ok(signal) => signal,
+            Err(RecvError::Lagged(_)) => WakeSignal::Runnable,
+            Err(RecvError::Closed) => return,
+        };
+        if let WakeSignal::Finished(id) = &signal {
+            // A run here that finished it tells its waiters itself once its commit returns; the
+            // signal of that commit often comes first, and reading the store for it would only
+            // duplicate the news.
+            if engine.has_completion_waiters(id) && !engine.is_running(id) {
+                if let Ok(Some(record)) = engine.store().instance(id).await {
+                    if record.status.is_terminal() {
+                        engine.notify_completion(&InstanceStatus::from(record));
+                    }
+                }
+            }
+        }
+        engine.on_signal(signal);
+    }
+}

@@ -1,0 +1,21 @@
+//! Workers: the [`Runtime`] and its builder, the engine state they share (private to this
+//! module), the driver that runs, evicts and finishes an instance, the background loops, the
+//! group committer, clocks and the registry.
+//!
+//! - `runtime.rs`: `Runtime`, `RuntimeBuilder`; `engine.rs`: the shared state and its rules;
+//! - `driver.rs`: one instance's run; `loops.rs`: claims, renewals, retention, wake-ups;
+//! - `committer.rs`: group commit; `completions.rs`: local result waiters;
+//! - `clock.rs`: system and virtual clocks; `registry.rs`: workflows and activities by name.
+
+mod clock;
+mod committer;
+mod completions;
+mod driver;
+mod engine;
+mod loops;
+mod registry;
+mod runtime;
+
+pub use clock::{Clock, SystemClock, VirtualClock};
+pub(crate) use engine::Engine;
+pub use runtime::{Runtime, RuntimeBuilder};

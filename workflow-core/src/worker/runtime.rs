@@ -1,0 +1,249 @@
+//! `Runtime`: registers workflows and activities, runs workers, shuts down gracefully.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::clock::{Clock, SystemClock};
+use super::engine::{Engine, Settings};
+use super::loops::{claim_loop, renew_loop, retention_loop, wake_loop};
+use super::registry::Registry;
+use crate::activity::{self, ActivityDef, ActivityDispatch};
+use crate::client::{Client, RetentionPolicy};
+use crate::error::Error;
+use crate::store::Store;
+use crate::workflow::WorkflowDef;
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: Option<Arc<dyn Store>>,
+    registry: Registry,
+    errors: Vec<String>,
+    worker_id: Option<String>,
+    lease: Duration,
+    poll_interval: Duration,
+    max_instances: usize,
+    max_activities: usize,
+    clock: Arc<dyn Clock>,
+    evict_idle_after: Duration,
+    claim_batch: usize,
+    dispatch: ActivityDispatch,
+    retention: Option<(RetentionPolicy, Duration)>,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            registry: Registry::default(),
+            errors: Vec::new(),
+            worker_id: None,
+            lease: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(500),
+            max_instances: 10_000,
+            max_activities: 256,
+            clock: Arc::new(SystemClock),
+            evict_idle_after: Duration::from_secs(30),
+            claim_batch: 64,
+            dispatch: ActivityDispatch::Local,
+            retention: None,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// The store to use (required).
+    pub fn store(mut self, store: impl Into<Arc<dyn Store>>) -> Self {
+        self.store = Some(store.into());
+        self
+    }
+
+    /// Registers a workflow: `.workflow(place_order::Workflow)`.
+    pub fn workflow<W: WorkflowDef>(mut self, _workflow: W) -> Self {
+        if let Err(error) = self.registry.add_workflow::<W>() {
+            self.errors.push(error);
+        }
+        self
+    }
+
+    /// Registers an activity: `.activity(reserve::Activity)`.
+    pub fn activity<A: ActivityDef>(mut self, _activity: A) -> Self {
+        if let Err(error) = self.registry.add_activity::<A>() {
+            self.errors.push(error);
+        }
+        self
+    }
+
+    /// This worker's id, stable across restarts if you want a restarted process to take its own
+    /// instances back at once instead of after their leases lapse. Random by default.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// How long a claim on an instance lasts without renewal (renewed every third of it).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often the store is polled for runnable instances when nothing wakes the worker.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The most instances this worker runs at once.
+    pub fn max_concurrent_instances(mut self, n: usize) -> Self {
+        self.max_instances = n;
+        self
+    }
+
+    /// The most activity attempts this worker runs at once.
+    pub fn max_concurrent_activities(mut self, n: usize) -> Self {
+        self.max_activities = n;
+        self
+    }
+
+    /// The clock workflows see (timers, back-offs, timeouts, wake-ups); the system clock by
+    /// default. Pass a [`VirtualClock`](crate::VirtualClock) to run days of workflow time in
+    /// milliseconds.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// An instance that has waited this long (real time) on timers, events or children, with no
+    /// activity running, is dropped from memory; its wake-up goes to the store and it is replayed
+    /// when it wakes. 30 s by default.
+    pub fn evict_idle_after(mut self, idle: Duration) -> Self {
+        self.evict_idle_after = idle;
+        self
+    }
+
+    /// The most instances one claim takes (64 by default), so workers sharing a database share
+    /// the work instead of the first one taking everything.
+    pub fn claim_batch(mut self, n: usize) -> Self {
+        self.claim_batch = n.max(1);
+        self
+    }
+
+    /// Where the activity attempts of this worker's instances run: here
+    /// ([`ActivityDispatch::Local`], the default), on any worker sharing the store
+    /// ([`ActivityDispatch::Shared`]), or here until this worker's activity slots are full
+    /// ([`ActivityDispatch::Overflow`]). Every worker runs queued tasks of the activities it has
+    /// registered, whatever its own dispatch.
+    pub fn activity_dispatch(mut self, dispatch: ActivityDispatch) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// Purges finished instances older than `policy` allows, checking every `every`. Several
+    /// workers may do this on one store; a purge that loses a race changes nothing.
+    pub fn retention(mut self, policy: RetentionPolicy, every: Duration) -> Self {
+        self.retention = Some((policy, every.max(Duration::from_millis(10))));
+        self
+    }
+
+    /// Starts the runtime's tasks on the current tokio runtime.
+    pub async fn build(self) -> Result<Runtime, Error> {
+        if !self.errors.is_empty() {
+            return Err(Error::Config(self.errors.join("; ")));
+        }
+        let store = self.store.ok_or_else(|| Error::Config("no store given: call `.store(...)`".into()))?;
+        if self.max_instances == 0 || self.max_activities == 0 {
+            return Err(Error::Config("concurrency limits must be at least 1".into()));
+        }
+        if self.lease < Duration::from_millis(30) {
+            return Err(Error::Config("the lease must be at least 30ms".into()));
+        }
+        if let Some(id) = &self.worker_id {
+            // A restarted worker with a stable id takes its own instances back at once.
+            store.release_leases(id).await?;
+        }
+        let engine = Arc::new(Engine::new(Settings {
+            store,
+            clock: self.clock,
+            registry: self.registry,
+            worker_id: self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            lease: self.lease,
+            evict_idle_after: self.evict_idle_after,
+            max_instances: self.max_instances,
+            max_activities: self.max_activities,
+            dispatch: self.dispatch,
+        }));
+        let mut loops = vec![
+            tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),
+            tokio::spawn(renew_loop(engine.clone())),
+            tokio::spawn(activity::outcome_loop(engine.clone(), self.poll_interval)),
+        ];
+        if let Some((policy, every)) = self.retention {
+            loops.push(tokio::spawn(retention_loop(engine.clone(), policy, every)));
+        }
+        if engine.registry().activity_names().next().is_some() {
+            loops.push(tokio::spawn(activity::task_loop(engine.clone(), self.poll_interval, self.claim_batch)));
+        }
+        if let Some(signals) = engine.store().wake_signals() {
+            loops.push(tokio::spawn(wake_loop(engine.clone(), signals)));
+        }
+        Ok(Runtime { engine, loops: Mutex::new(loops) })
+    }
+}
+
+/// A worker: claims runnable instances from the store and runs them, and a [`Client`] factory.
+pub struct Runtime {
+    engine: Arc<Engine>,
+    loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A client that starts instances on this runtime and reads their state.
+    pub fn client(&self) -> Client {
+        Client::local(self.engine.clone())
+    }
+
+    /// This worker's id (the owner written on the instances it holds).
+    pub fn worker_id(&self) -> &str {
+        self.engine.worker_id()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.engine.store()
+    }
+
+    /// How many instances this runtime holds in memory now (running or waiting, not evicted).
+    pub fn instances_in_memory(&self) -> usize {
+        self.engine.running_count()
+    }
+
+    /// Stops claiming, stops every running instance at its current step (what is committed stays
+    /// committed; an activity attempt in flight is abandoned and runs again later), waits up to
+    /// `grace` for them to stop, and releases this worker's leases so another worker can take over
+    /// at once.
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), Error> {
+        self.engine.begin_shutdown();
+        let loops = self.loops.lock().map(|mut loops| std::mem::take(&mut *loops)).unwrap_or_default();
+        for handle in loops {
+            handle.abort();
+        }
+        let _ = tokio::time::timeout(grace, self.engine.drivers_idle()).await;
+        self.engine.store().release_leases(self.engine.worker_id()).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.engine.begin_shutdown();
+        if let Ok(loops) = self.loops.lock() {
+            for handle in loops.iter() {
+                handle.abort();
+            }
+        }
+    }
+}

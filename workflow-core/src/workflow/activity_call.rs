@@ -1,0 +1,243 @@
+//! An activity call from a workflow: replayed from its record, or run (here, or queued for any
+//! worker) under its retry policy, each attempt's outcome journaled. Following one result: the
+//! attempt runs in [`crate::activity`], its outcome is buffered here as a journal record, and the
+//! next flush commits it (see [`super::run`]).
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::WorkflowContext;
+use crate::activity::{self, ActivityDef, ActivityOptions, Attempt, RetryPolicy};
+use crate::error::{ActivityError, WorkflowError};
+use crate::model::codec::{self, StoredFailure};
+use crate::model::time::millis;
+use crate::model::BoxFuture;
+use crate::store::{JournalRecord, RecordStatus, StepKind, TaskRecord, WriteOp};
+use crate::worker::Engine;
+
+/// A pending activity call: await it, or set a retry policy first.
+#[must_use = "an activity call does nothing until it is awaited"]
+pub struct ActivityCall<A: ActivityDef> {
+    pub(super) ctx: WorkflowContext,
+    pub(super) seq: u32,
+    pub(super) input: Result<String, WorkflowError>,
+    pub(super) recorded: Option<JournalRecord>,
+    pub(super) retry: Option<RetryPolicy>,
+    pub(super) options: ActivityOptions,
+    pub(super) _activity: PhantomData<fn() -> A>,
+}
+
+impl<A: ActivityDef> ActivityCall<A> {
+    /// Overrides the activity's retry policy for this call.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Overrides the activity's start-to-close timeout for this call.
+    pub fn start_to_close(mut self, limit: Duration) -> Self {
+        self.options.start_to_close = Some(limit);
+        self
+    }
+
+    /// Overrides the activity's heartbeat timeout for this call.
+    pub fn heartbeat_timeout(mut self, limit: Duration) -> Self {
+        self.options.heartbeat_timeout = Some(limit);
+        self
+    }
+
+    /// The call's sequence number in the journal.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+}
+
+impl<A: ActivityDef> IntoFuture for ActivityCall<A> {
+    type Output = Result<A::Output, WorkflowError>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Self { ctx, seq, input, recorded, retry, options, .. } = self;
+        Box::pin(async move {
+            if ctx.is_fatal() {
+                return std::future::pending().await;
+            }
+            let input = input?;
+            let policy = retry.unwrap_or_else(A::retry_policy);
+            let Some(outcome) = outcome(&ctx, seq, A::NAME, input, recorded, policy, options).await else {
+                return std::future::pending().await;
+            };
+            let output = outcome?;
+            match serde_json::from_str::<A::Output>(&output) {
+                Ok(value) => Ok(value),
+                Err(error) => {
+                    ctx.corrupt(seq, format!("output of activity `{}` does not deserialize: {error}", A::NAME));
+                    std::future::pending().await
+                }
+            }
+        })
+    }
+}
+
+fn activity_record(
+    ctx: &WorkflowContext,
+    seq: u32,
+    name: &str,
+    input: &str,
+    status: RecordStatus,
+    payload: String,
+    attempt: u32,
+) -> JournalRecord {
+    let mut record = ctx.new_record(seq, StepKind::Activity, name, status, Some(payload));
+    record.input = Some(input.to_owned());
+    record.attempt = attempt;
+    record
+}
+
+/// Runs (or replays) one activity call; `Ok` holds the output JSON.
+async fn outcome(
+    ctx: &WorkflowContext,
+    seq: u32,
+    name: &'static str,
+    input: String,
+    recorded: Option<JournalRecord>,
+    policy: RetryPolicy,
+    options: ActivityOptions,
+) -> Option<Result<String, WorkflowError>> {
+    let mut attempt = 0;
+    let mut due = None;
+    if let Some(record) = recorded {
+        match record.status {
+            RecordStatus::Completed => return Some(Ok(record.payload.unwrap_or_else(|| "null".to_owned()))),
+            RecordStatus::Failed => {
+                let stored = record.payload.as_deref().unwrap_or("");
+                return match serde_json::from_str::<StoredFailure>(stored) {
+                    Ok(failure) => Some(Err(WorkflowError::Activity {
+                        activity: name.to_owned(),
+                        message: failure.message,
+                        attempts: failure.attempts.max(record.attempt),
+                    })),
+                    Err(error) => {
+                        ctx.corrupt(seq, error);
+                        None
+                    }
+                };
+            }
+            RecordStatus::Retrying | RecordStatus::Scheduled => {
+                attempt = record.attempt;
+                due = record.due_at;
+            }
+        }
+    }
+    let engine = ctx.engine().clone();
+    let started = ctx.clock_now();
+    loop {
+        if let Some(due) = due {
+            let _wait = ctx.waiting(seq, Some(due));
+            engine.clock().sleep_until(due).await;
+        }
+        attempt += 1;
+        // Durable before observable: what this run learned so far is committed before an
+        // attempt (an effect outside the workflow) starts; a queued attempt's task goes in
+        // that same commit.
+        let result = if engine.queues_attempt(name) {
+            queued_attempt(ctx, &engine, seq, name, &input, attempt, options).await?
+        } else {
+            ctx.flush().await.ok()?;
+            let _busy = ctx.busy();
+            local_attempt(ctx, &engine, seq, name, &input, attempt, options).await
+        };
+        let error = match result {
+            Ok(output) => {
+                let record = activity_record(ctx, seq, name, &input, RecordStatus::Completed, output.clone(), attempt);
+                ctx.buffer(WriteOp::PutRecord(record));
+                return Some(Ok(output));
+            }
+            Err(error) => error,
+        };
+        let elapsed = Duration::from_millis(u64::try_from(ctx.clock_now().saturating_sub(started)).unwrap_or(0));
+        let failure = StoredFailure::step(error.message(), attempt);
+        let payload = failure.encode();
+        let retry_in = if error.is_retryable() { policy.delay_after(attempt, elapsed) } else { None };
+        match retry_in {
+            Some(delay) => {
+                let next = ctx.clock_now().saturating_add(millis(delay));
+                tracing::info!(instance_id = %ctx.instance_id(), seq, activity = name, attempt, error = %error, retry_in_ms = delay.as_millis() as u64, "activity attempt failed; retrying");
+                let mut record = activity_record(ctx, seq, name, &input, RecordStatus::Retrying, payload, attempt);
+                record.due_at = Some(next);
+                ctx.commit(vec![WriteOp::PutRecord(record)]).await.ok()?;
+                due = Some(next);
+            }
+            None => {
+                tracing::info!(instance_id = %ctx.instance_id(), seq, activity = name, attempt, error = %error, "activity failed for good");
+                let record = activity_record(ctx, seq, name, &input, RecordStatus::Failed, payload, attempt);
+                ctx.buffer(WriteOp::PutRecord(record));
+                return Some(Err(WorkflowError::Activity {
+                    activity: name.to_owned(),
+                    message: failure.message,
+                    attempts: attempt,
+                }));
+            }
+        }
+    }
+}
+
+/// Runs one attempt here, in an activity slot of this worker.
+async fn local_attempt(
+    ctx: &WorkflowContext,
+    engine: &Arc<Engine>,
+    seq: u32,
+    name: &'static str,
+    input: &str,
+    attempt: u32,
+    options: ActivityOptions,
+) -> Result<String, ActivityError> {
+    let _permit = engine.activity_slots().clone().acquire_owned().await;
+    let attempt = Attempt {
+        instance_id: ctx.instance_id_arc(),
+        generation: ctx.generation(),
+        seq,
+        attempt,
+        name,
+        input,
+        options,
+    };
+    activity::run_attempt(engine, attempt).await
+}
+
+/// Queues one attempt for any worker (with whatever this run buffered, in one commit) and
+/// waits for its outcome; `None` when the commit failed and the run is abandoned.
+async fn queued_attempt(
+    ctx: &WorkflowContext,
+    engine: &Arc<Engine>,
+    seq: u32,
+    name: &'static str,
+    input: &str,
+    attempt: u32,
+    options: ActivityOptions,
+) -> Option<Result<String, ActivityError>> {
+    let generation = ctx.generation();
+    let outcome = engine.tasks().wait_for(ctx.instance_id(), generation, seq, attempt);
+    let task = TaskRecord {
+        instance_id: ctx.instance_id().to_owned(),
+        generation,
+        seq,
+        name: name.to_owned(),
+        input: input.to_owned(),
+        attempt,
+        start_to_close_ms: options.start_to_close.map(millis),
+        heartbeat_timeout_ms: options.heartbeat_timeout.map(millis),
+        visible_at: ctx.clock_now(),
+        owner: None,
+        lease_until: None,
+        outcome: None,
+    };
+    ctx.commit(vec![WriteOp::EnqueueTask(task)]).await.ok()?;
+    let _busy = ctx.busy();
+    let outcome = outcome.await.ok()?;
+    // The task goes with the journal record that takes its place.
+    ctx.buffer(WriteOp::DeleteTask { instance_id: ctx.instance_id().to_owned(), generation, seq });
+    Some(codec::decode_outcome(outcome))
+}

@@ -1,0 +1,149 @@
+//! Waits for external events: buffered in the store's inbox, taken in arrival order, consumed
+//! with the commit that journals the wait's outcome.
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::{Fatal, WorkflowContext};
+use crate::error::WorkflowError;
+use crate::model::codec::StoredFailure;
+use crate::model::time::millis;
+use crate::model::BoxFuture;
+use crate::store::{JournalRecord, RecordStatus, StepKind, WriteOp};
+
+/// How often a live event wait re-reads the inbox for events raised by other processes.
+const EVENT_POLL: Duration = Duration::from_millis(1000);
+
+/// A wait for an external event; await it, optionally after `.timeout(d)`.
+#[must_use = "an event wait does nothing until it is awaited"]
+pub struct EventWait<T> {
+    pub(crate) ctx: WorkflowContext,
+    pub(crate) seq: u32,
+    pub(crate) name: String,
+    pub(crate) recorded: Option<JournalRecord>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) _payload: PhantomData<fn() -> T>,
+}
+
+impl<T> EventWait<T> {
+    /// Gives up after `limit` with [`WorkflowError::Timeout`]. A zero limit takes only an event
+    /// that is already buffered.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+}
+
+fn decode_event<T: DeserializeOwned>(name: &str, payload: &str) -> Result<T, WorkflowError> {
+    serde_json::from_str(payload).map_err(|error| {
+        WorkflowError::Serialization(format!(
+            "the payload of event `{name}` does not deserialize into `{}`: {error}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
+    type Output = Result<T, WorkflowError>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Self { ctx, seq, name, recorded, timeout, .. } = self;
+        Box::pin(async move {
+            if ctx.is_fatal() {
+                return std::future::pending().await;
+            }
+            let timed_out = || WorkflowError::Timeout { operation: format!("event `{name}`") };
+            let due = match recorded {
+                Some(record) if record.status == RecordStatus::Completed => {
+                    return decode_event(&name, record.payload.as_deref().unwrap_or("null"));
+                }
+                Some(record) if record.status == RecordStatus::Failed => return Err(timed_out()),
+                Some(record) => record.due_at,
+                None => match timeout {
+                    Some(limit) if !limit.is_zero() => {
+                        let due = ctx.clock_now().saturating_add(millis(limit));
+                        if !ctx.schedule(seq, StepKind::Event, &name, Some(due), None).await {
+                            return std::future::pending().await;
+                        }
+                        Some(due)
+                    }
+                    Some(_) => Some(ctx.clock_now()),
+                    None => None,
+                },
+            };
+            let _wait = ctx.waiting(seq, due);
+            let engine = ctx.engine().clone();
+            let signal = ctx.inbox_signal();
+            loop {
+                let notified = signal.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let events = match engine.store().events(ctx.instance_id()).await {
+                    Ok(events) => events,
+                    Err(error) => {
+                        ctx.fail(Fatal::Abandon(format!("could not read the inbox: {error}")));
+                        return std::future::pending().await;
+                    }
+                };
+                let taken = {
+                    let mut state = ctx.state();
+                    state.seen_events.extend(events.iter().map(|e| e.event_id));
+                    let found = events
+                        .into_iter()
+                        .find(|e| e.name.eq_ignore_ascii_case(&name) && !state.taken_events.contains(&e.event_id));
+                    if let Some(event) = &found {
+                        state.taken_events.insert(event.event_id);
+                    }
+                    found
+                };
+                if let Some(event) = taken {
+                    let record = ctx.new_record(
+                        seq,
+                        StepKind::Event,
+                        &name,
+                        RecordStatus::Completed,
+                        Some(event.payload.clone()),
+                    );
+                    let consume = WriteOp::ConsumeEvent {
+                        instance_id: ctx.instance_id().to_owned(),
+                        event_id: event.event_id,
+                        generation: ctx.generation(),
+                        seq,
+                    };
+                    // Taken here, consumed in the store with the next commit (atomically with the
+                    // record): a crash before it leaves the event in the inbox for the replay.
+                    ctx.buffer(WriteOp::PutRecord(record));
+                    ctx.buffer(consume);
+                    return decode_event(&event.name, &event.payload);
+                }
+                if let Some(due) = due {
+                    if ctx.clock_now() >= due {
+                        let failure = StoredFailure::step(format!("timed out waiting for event `{name}`"), 1);
+                        let payload = Some(failure.encode());
+                        let record = ctx.new_record(seq, StepKind::Event, &name, RecordStatus::Failed, payload);
+                        ctx.buffer(WriteOp::PutRecord(record));
+                        return Err(timed_out());
+                    }
+                }
+                if ctx.flush().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let deadline = async {
+                    match due {
+                        Some(due) => engine.clock().sleep_until(due).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = notified => {}
+                    () = deadline => {}
+                    () = tokio::time::sleep(EVENT_POLL) => {}
+                }
+            }
+        })
+    }
+}

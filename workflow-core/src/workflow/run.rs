@@ -1,0 +1,335 @@
+//! One run of an instance in memory, as the durable operations see it: the replay cursor (each
+//! operation takes the next seq and the journal's record there, checked by kind and name), the
+//! ops waiting for the next commit, and the fatal flag that stops the run.
+//!
+//! The rule every operation follows: what a run learned (an outcome, a recorded value) is
+//! buffered and committed by the next flush, which every operation makes before it does anything
+//! visible outside the workflow (an attempt, a wait, the end). So an outcome is durable before it
+//! is observable, and a turn of a workflow costs at most one commit.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::WorkflowContext;
+use crate::error::FailureDetails;
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, WriteOp};
+use crate::worker::Engine;
+
+/// What stops an instance's run from the inside.
+#[derive(Debug, Clone)]
+pub(crate) enum Fatal {
+    /// Fail the instance with these details (non-determinism, a corrupt journal).
+    Fail(FailureDetails),
+    /// Stop running it without changing what is stored (the store failed); it is claimed again later.
+    Abandon(String),
+    /// Stop running it without changing what is stored because this run's view is stale, as
+    /// expected in normal operation: a client suspended or terminated it, or another worker took
+    /// it over (the store fenced this run's commit).
+    Superseded(String),
+    /// Restart the instance with this input (JSON) and an empty journal.
+    ContinueAsNew(String),
+}
+
+pub(crate) struct InstanceState {
+    pub(crate) next_seq: u32,
+    /// Records from the store not yet matched by the replaying code.
+    pub(crate) replay: BTreeMap<u32, JournalRecord>,
+    /// Ops to write with the next commit: the Pending-to-Running change, recorded values
+    /// (`now`, `random`, patches), the custom status.
+    pub(crate) buffered: Vec<WriteOp>,
+    pub(crate) fatal: Option<Fatal>,
+    /// Activity attempts and commits under way (an instance with any is not idle).
+    pub(crate) busy: usize,
+    /// Timers, event waits and child waits under way.
+    pub(crate) waits: usize,
+    pub(crate) last_progress: tokio::time::Instant,
+    /// Deadlines of the live waits, by seq (for the wake-up time of an evicted instance).
+    pub(crate) deadlines: BTreeMap<u32, Millis>,
+    /// Children being waited for, by seq.
+    pub(crate) children: BTreeMap<u32, String>,
+    /// Events this run has taken (so two waits never take the same one).
+    pub(crate) taken_events: HashSet<i64>,
+    /// Every event id this run has seen in the inbox (ids need not become visible in order:
+    /// PostgreSQL assigns them before commit).
+    pub(crate) seen_events: HashSet<i64>,
+    /// The custom status this run set last, if it set one.
+    pub(crate) custom_status: Option<Option<String>>,
+    /// For each seq issued by a fan-out, the fan-out's first seq.
+    pub(crate) parallel_groups: BTreeMap<u32, u32>,
+}
+
+pub(crate) struct InstanceShared {
+    pub(crate) instance_id: Arc<str>,
+    pub(crate) generation: u32,
+    pub(crate) engine: Arc<Engine>,
+    state: Mutex<InstanceState>,
+    fatal_signal: Notify,
+    /// Woken when an event for this instance is raised in this process.
+    pub(crate) inbox_signal: Arc<Notify>,
+}
+
+impl WorkflowContext {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        instance_id: Arc<str>,
+        generation: u32,
+        journal: Vec<JournalRecord>,
+        status_change: Option<RuntimeStatus>,
+        inbox_signal: Arc<Notify>,
+    ) -> Self {
+        let replay = journal.into_iter().map(|record| (record.seq, record)).collect();
+        let buffered = status_change
+            .map(|status| WriteOp::SetStatus { id: instance_id.to_string(), status, updated_at: engine.now() })
+            .into_iter()
+            .collect();
+        let state = InstanceState {
+            next_seq: 0,
+            replay,
+            buffered,
+            fatal: None,
+            busy: 0,
+            waits: 0,
+            last_progress: tokio::time::Instant::now(),
+            deadlines: BTreeMap::new(),
+            children: BTreeMap::new(),
+            taken_events: HashSet::new(),
+            seen_events: HashSet::new(),
+            custom_status: None,
+            parallel_groups: BTreeMap::new(),
+        };
+        Self {
+            shared: Arc::new(InstanceShared {
+                instance_id,
+                generation,
+                engine,
+                state: Mutex::new(state),
+                fatal_signal: Notify::new(),
+                inbox_signal,
+            }),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
+    pub(crate) fn instance_id_arc(&self) -> Arc<str> {
+        self.shared.instance_id.clone()
+    }
+
+    pub(crate) fn generation(&self) -> u32 {
+        self.shared.generation
+    }
+
+    pub(crate) fn inbox_signal(&self) -> Arc<Notify> {
+        self.shared.inbox_signal.clone()
+    }
+
+    /// Records that these seqs were issued together (a fan-out), for the journal and diagrams.
+    pub(crate) fn mark_parallel(&self, seqs: impl Iterator<Item = u32>) {
+        let seqs: Vec<u32> = seqs.collect();
+        if let (Some(first), true) = (seqs.first().copied(), seqs.len() > 1) {
+            let mut state = self.state();
+            for seq in seqs {
+                state.parallel_groups.insert(seq, first);
+            }
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, InstanceState> {
+        // A panic while the lock is held cannot leave the state half-written: recover it.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the next seq; returns the record found there, if it matches the operation.
+    pub(crate) fn reserve(&self, kind: StepKind, name: &str) -> (u32, Option<JournalRecord>) {
+        let mut state = self.state();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let recorded = state.replay.remove(&seq);
+        if let Some(record) = &recorded {
+            if record.kind != kind || record.name != name {
+                let message = format!(
+                    "non-determinism at seq {seq}: the journal recorded {} `{}` but the workflow now issues {kind} `{name}`",
+                    record.kind, record.name
+                );
+                drop(state);
+                self.fail(Fatal::Fail(FailureDetails { error_type: "NonDeterminism".into(), message }));
+                return (seq, None);
+            }
+        }
+        (seq, recorded)
+    }
+
+    /// Stops the run; the first fatal error wins.
+    pub(crate) fn fail(&self, fatal: Fatal) {
+        let mut state = self.state();
+        if state.fatal.is_none() {
+            state.fatal = Some(fatal);
+            self.shared.fatal_signal.notify_one();
+        }
+    }
+
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.state().fatal.is_some()
+    }
+
+    /// Resolves when the run has hit a fatal error.
+    pub(crate) async fn fatal(&self) -> Fatal {
+        loop {
+            if let Some(fatal) = self.state().fatal.clone() {
+                return fatal;
+            }
+            self.shared.fatal_signal.notified().await;
+        }
+    }
+
+    /// Records the workflow did not reach though the journal holds them (a changed workflow).
+    pub(crate) fn unmatched_records(&self) -> Option<JournalRecord> {
+        self.state().replay.values().next().cloned()
+    }
+
+    /// Takes the ops waiting for the next commit, behind a check that this worker still owns
+    /// the instance: a worker whose lease was taken over cannot write to it (the store refuses
+    /// the batch and this run is abandoned).
+    pub(crate) fn take_fenced_batch(&self) -> Vec<WriteOp> {
+        let fence = WriteOp::AssertOwner {
+            id: self.instance_id().to_owned(),
+            owner: self.shared.engine.worker_id().to_owned(),
+        };
+        let buffered = std::mem::take(&mut self.state().buffered);
+        std::iter::once(fence).chain(buffered).collect()
+    }
+
+    /// Adds an op to the next commit.
+    pub(crate) fn buffer(&self, op: WriteOp) {
+        self.state().buffered.push(op);
+    }
+
+    /// Workflow time now.
+    pub(crate) fn clock_now(&self) -> Millis {
+        self.shared.engine.now()
+    }
+
+    /// Commits the buffered ops, if any. Every operation calls this before it does anything
+    /// visible outside the workflow (an activity attempt, a wait, the end), so an outcome is
+    /// committed together with what follows from it: a one-step workflow costs two commits in
+    /// all (start, then step and end), and every turn of a workflow costs at most one.
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        if self.state().buffered.is_empty() {
+            return Ok(());
+        }
+        self.commit(Vec::new()).await
+    }
+
+    /// Writes ops (after the buffered ones) durably; on a store failure the run is abandoned.
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), ()> {
+        let mut batch = self.take_fenced_batch();
+        batch.extend(ops);
+        let _busy = self.busy();
+        let result = self.shared.engine.commit(batch).await;
+        self.state().last_progress = tokio::time::Instant::now();
+        match result {
+            Ok(_) => Ok(()),
+            Err(error @ crate::store::StoreError::Fenced(_)) => {
+                self.fail(Fatal::Superseded(format!("the store refused the journal write: {error}")));
+                Err(())
+            }
+            Err(error) => {
+                self.fail(Fatal::Abandon(format!("could not write the journal: {error}")));
+                Err(())
+            }
+        }
+    }
+
+    /// Marks the instance busy (not evictable) while the guard lives.
+    pub(crate) fn busy(&self) -> ActivityGuard {
+        self.state().busy += 1;
+        ActivityGuard { ctx: self.clone(), seq: None }
+    }
+
+    /// Marks a live wait (with its deadline, if any) while the guard lives.
+    pub(crate) fn waiting(&self, seq: u32, deadline: Option<Millis>) -> ActivityGuard {
+        let mut state = self.state();
+        state.waits += 1;
+        if let Some(deadline) = deadline {
+            state.deadlines.insert(seq, deadline);
+        }
+        drop(state);
+        ActivityGuard { ctx: self.clone(), seq: Some(seq) }
+    }
+
+    /// How long the instance has been waiting with nothing running, if it is.
+    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
+        let state = self.state();
+        (state.busy == 0 && state.waits > 0 && state.fatal.is_none()).then(|| state.last_progress.elapsed())
+    }
+
+    pub(crate) fn corrupt(&self, seq: u32, detail: impl fmt::Display) {
+        let message = format!("corrupt journal record at seq {seq} of instance `{}`: {detail}", self.instance_id());
+        self.fail(Fatal::Fail(FailureDetails { error_type: "CorruptJournal".into(), message }));
+    }
+
+    /// Stores a Scheduled record with its deadline; returns false if the run must stop.
+    pub(crate) async fn schedule(
+        &self,
+        seq: u32,
+        kind: StepKind,
+        name: &str,
+        due: Option<Millis>,
+        payload: Option<String>,
+    ) -> bool {
+        let mut record = self.new_record(seq, kind, name, RecordStatus::Scheduled, payload);
+        record.due_at = due;
+        self.commit(vec![WriteOp::PutRecord(record)]).await.is_ok()
+    }
+
+    /// A journal record of this instance's current generation, stamped now.
+    pub(crate) fn new_record(
+        &self,
+        seq: u32,
+        kind: StepKind,
+        name: &str,
+        status: RecordStatus,
+        payload: Option<String>,
+    ) -> JournalRecord {
+        JournalRecord {
+            instance_id: self.instance_id().to_owned(),
+            generation: self.shared.generation,
+            seq,
+            kind,
+            name: name.to_owned(),
+            status,
+            input: None,
+            payload,
+            attempt: 1,
+            due_at: None,
+            recorded_at: self.clock_now(),
+            parallel_group: self.state().parallel_groups.get(&seq).copied(),
+        }
+    }
+}
+
+/// Keeps an instance marked busy or waiting while it lives.
+pub(crate) struct ActivityGuard {
+    ctx: WorkflowContext,
+    seq: Option<u32>,
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let mut state = self.ctx.state();
+        match self.seq {
+            Some(seq) => {
+                state.waits = state.waits.saturating_sub(1);
+                state.deadlines.remove(&seq);
+                state.children.remove(&seq);
+            }
+            None => state.busy = state.busy.saturating_sub(1),
+        }
+        state.last_progress = tokio::time::Instant::now();
+    }
+}
