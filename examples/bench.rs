@@ -12,7 +12,6 @@
 //! `commits/step` is counted by the store on W1 (write transactions / completed steps), and
 //! `W3 commits` the same way on W3 (write transactions per workflow, start to result).
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,8 +76,7 @@ async fn measure(name: &str, store: Arc<dyn Store>) -> Result<Row, Box<dyn std::
     // W1
     let before = store.stats();
     let started = Instant::now();
-    let handles =
-        futures::future::try_join_all((0..200u64).map(|i| chain::start(&client, i * 100).into_future())).await?;
+    let handles = futures::future::try_join_all((0..200u64).map(|i| chain::start(&client, i * 100))).await?;
     let outputs = futures::future::try_join_all(handles.iter().map(|h| h.result())).await?;
     let w1_wall = started.elapsed();
     assert!(outputs.iter().enumerate().all(|(i, out)| *out == i as u64 * 100 + 10));

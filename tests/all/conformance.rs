@@ -8,9 +8,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use workflow::store::{InstanceQuery, InstanceRecord, Store, TaskOutcome, TaskRecord, WriteOp, WriteOutcome, NEVER};
 use workflow::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions,
-    SqliteStore, StepKind, Store, StoreError, Synchronous, TaskOutcome, TaskRecord, WriteOp, WriteOutcome, NEVER,
+    EventRecord, JournalRecord, MemoryStore, RecordStatus, RuntimeStatus, SqliteOptions, SqliteStore, StepKind,
+    StoreError, Synchronous,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -2835,7 +2836,8 @@ mod postgres {
     use std::time::Duration;
 
     use tokio::sync::broadcast;
-    use workflow::{PostgresOptions, PostgresStore, WakeSignal};
+    use workflow::store::WakeSignal;
+    use workflow::{PostgresOptions, PostgresStore};
 
     use super::*;
 

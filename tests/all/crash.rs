@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use workflow::prelude::*;
-use workflow::{RecordStatus, StepKind, Store};
+use workflow::store::Store;
+use workflow::{RecordStatus, StepKind};
 
 const DB_ENV: &str = "WORKFLOW_CRASH_DB";
 const LOG_ENV: &str = "WORKFLOW_CRASH_LOG";
@@ -65,9 +66,9 @@ async fn crash_child() {
     let client = runtime.client();
     let timer_mode = std::env::var(MODE_ENV).is_ok_and(|mode| mode == "timer");
     let (id, started) = if timer_mode {
-        (TIMER_INSTANCE, timer_then_step::start_with_id(&client, TIMER_INSTANCE).await.map(drop))
+        (TIMER_INSTANCE, timer_then_step::start(&client).id(TIMER_INSTANCE).await.map(drop))
     } else {
-        (INSTANCE, five_steps::start_with_id(&client, INSTANCE, 7).await.map(drop))
+        (INSTANCE, five_steps::start(&client, 7).id(INSTANCE).await.map(drop))
     };
     match started {
         Ok(()) | Err(workflow::Error::InstanceExists(_)) => {}

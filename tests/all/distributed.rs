@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use workflow::prelude::*;
-use workflow::{ActivityDispatch, PostgresOptions, PostgresStore, RecordStatus, Store};
+use workflow::store::Store;
+use workflow::{ActivityDispatch, PostgresOptions, PostgresStore, RecordStatus};
 
 use crate::support::bump;
 
@@ -95,7 +96,7 @@ async fn pg_child() {
     if role == "client" {
         let client = Client::new(store);
         for i in 0..INSTANCES {
-            client.start_raw("spread", Some(&format!("dist-{i}")), &i.to_string()).await.unwrap();
+            client.start_untyped("spread", &i.to_string()).id(&format!("dist-{i}")).await.unwrap();
         }
         for i in 0..INSTANCES {
             let output: u64 = client.result(&format!("dist-{i}"), Some(Duration::from_secs(120))).await.unwrap();
@@ -124,11 +125,11 @@ async fn only_waiters_elsewhere_watch_an_instance() {
     let pool = worker_store.pool().clone();
     let runtime = worker_runtime(worker_store, "watch-worker").build().await.unwrap();
     let local = runtime.client();
-    local.start_raw("spread", Some("watch-local"), "1").await.unwrap();
+    local.start_untyped("spread", "1").id("watch-local").await.unwrap();
     assert_eq!(local.result::<u64>("watch-local", Some(Duration::from_secs(60))).await.unwrap(), expected(1));
 
     let elsewhere = Client::new(open(&url, &schema).await);
-    elsewhere.start_raw("spread", Some("watch-remote"), "2").await.unwrap();
+    elsewhere.start_untyped("spread", "2").id("watch-remote").await.unwrap();
     let output: u64 = elsewhere.result("watch-remote", Some(Duration::from_secs(60))).await.unwrap();
     assert_eq!(output, expected(2));
     // Asked again once finished: read, not marked again (nothing to write).
@@ -256,7 +257,7 @@ async fn two_workers_racing_for_the_same_instances_never_run_a_step_twice() {
     let client = Client::new(Arc::new(open(&url, &schema).await) as Arc<dyn Store>);
     let ids: Vec<String> = (0..20).map(|i| format!("race-{}-{i}", &schema["wf_race_".len()..])).collect();
     for (i, id) in ids.iter().enumerate() {
-        client.start_raw("spread", Some(id), &i.to_string()).await.unwrap();
+        client.start_untyped("spread", &i.to_string()).id(id).await.unwrap();
     }
     let mut by_worker: HashMap<String, u32> = HashMap::new();
     for (i, id) in ids.iter().enumerate() {

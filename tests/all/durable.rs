@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use workflow::prelude::*;
-use workflow::{Clock, Error, RecordStatus, StepKind, Store};
+use workflow::store::Store;
+use workflow::{Clock, Error, RecordStatus, StepKind};
 
 use crate::support::{bump, count, sqlite_store, wait_for_journal};
 
@@ -275,7 +276,7 @@ async fn stock_runtime() -> Runtime {
 async fn child_workflows_return_typed_results_and_store_their_parent() {
     let rt = stock_runtime().await;
     let client = rt.client();
-    let handle = stock_parent::start_with_id(&client, "parent-ok", vec![1, 2, 3]).await.unwrap();
+    let handle = stock_parent::start(&client, vec![1, 2, 3]).id("parent-ok").await.unwrap();
     assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 60);
     let journal = client.journal("parent-ok").await.unwrap();
     assert_eq!(journal.len(), 3);
@@ -292,7 +293,7 @@ async fn child_workflows_return_typed_results_and_store_their_parent() {
 #[tokio::test]
 async fn a_child_failure_reaches_the_parent_as_an_error() {
     let rt = stock_runtime().await;
-    let handle = stock_parent::start_with_id(&rt.client(), "parent-bad", vec![1, 13]).await.unwrap();
+    let handle = stock_parent::start(&rt.client(), vec![1, 13]).id("parent-bad").await.unwrap();
     match handle.result_timeout(Duration::from_secs(10)).await {
         Err(Error::Failed { details, .. }) => {
             assert_eq!(details.error_type, "ChildWorkflowFailed");
@@ -334,7 +335,7 @@ async fn a_thousand_rounds_of_continue_as_new_keep_the_journal_at_one_round() {
         .await
         .unwrap();
     let client = rt.client();
-    let handle = monitor_loop::start_with_id(&client, "monitor-1", 1).await.unwrap();
+    let handle = monitor_loop::start(&client, 1).id("monitor-1").await.unwrap();
     let status = run_to_end(&rt, &clock, "monitor-1").await;
     assert_eq!(status.status, RuntimeStatus::Completed);
     assert_eq!(handle.result().await.unwrap(), 1000);
@@ -459,7 +460,7 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
         .build()
         .await
         .unwrap();
-    patched_v1::start_with_id(&v1.client(), "before-patch").await.unwrap();
+    patched_v1::start(&v1.client()).id("before-patch").await.unwrap();
     wait_for_journal(&v1.client(), "before-patch", |j| j.iter().any(|r| r.kind == StepKind::Timer)).await;
     v1.shutdown(Duration::from_secs(5)).await.unwrap();
     drop(v1);
@@ -473,7 +474,7 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
         .build()
         .await
         .unwrap();
-    patched_v2::start_with_id(&v2.client(), "after-patch").await.unwrap();
+    patched_v2::start(&v2.client()).id("after-patch").await.unwrap();
     for id in ["before-patch", "after-patch"] {
         assert_eq!(run_to_end(&v2, &clock, id).await.status, RuntimeStatus::Completed);
     }

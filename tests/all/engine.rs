@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::{Error, InstanceRecord, JournalRecord, RecordStatus, StepKind, Store, WriteOp};
+use workflow::store::{InstanceRecord, Store, WriteOp};
+use workflow::{Error, JournalRecord, RecordStatus, StepKind};
 
 use crate::support::{bump, completed, count, sqlite_store, wait_for_count, wait_for_journal};
 
@@ -290,7 +291,7 @@ async fn changed_call_order_fails_the_instance_naming_seq_expected_and_found() {
         .build()
         .await
         .unwrap();
-    let handle = reordered_v1::start_with_id(&v1.client(), "reordered-1").await.unwrap();
+    let handle = reordered_v1::start(&v1.client()).id("reordered-1").await.unwrap();
     wait_for_journal(&v1.client(), "reordered-1", |j| completed(j) == 1).await;
     // step_a's record commits before step_b starts: wait for step_b to be under way, so the
     // instance is mid-run when this worker stops.
@@ -329,25 +330,25 @@ async fn changed_call_order_fails_the_instance_naming_seq_expected_and_found() {
 async fn unknown_workflows_and_bad_inputs_are_clear_errors_that_store_nothing() {
     let rt = memory_runtime().await;
     let client = rt.client();
-    let good = retrying::start_with_id(&client, "good-one", 0).await.unwrap();
+    let good = retrying::start(&client, 0).id("good-one").await.unwrap();
     assert_eq!(good.result().await.unwrap(), 1);
 
-    match client.start_raw("no_such_workflow", Some("bad-1"), "1").await {
+    match client.start_untyped("no_such_workflow", "1").id("bad-1").await {
         Err(Error::UnknownWorkflow(name)) => assert_eq!(name, "no_such_workflow"),
         other => panic!("expected UnknownWorkflow, got {other:?}"),
     }
-    match client.start_raw("retrying", Some("bad-2"), "\"not a number\"").await {
+    match client.start_untyped("retrying", "\"not a number\"").id("bad-2").await {
         Err(Error::InvalidInput { workflow, message }) => {
             assert_eq!(workflow, "retrying");
             assert!(message.contains("invalid type"), "{message}");
         }
         other => panic!("expected InvalidInput, got {other:?}"),
     }
-    match client.start_raw("retrying", Some("bad id!"), "1").await {
+    match client.start_untyped("retrying", "1").id("bad id!").await {
         Err(Error::InvalidInstanceId { .. }) => {}
         other => panic!("expected InvalidInstanceId, got {other:?}"),
     }
-    match retrying::start_with_id(&client, "good-one", 5).await {
+    match retrying::start(&client, 5).id("good-one").await {
         Err(Error::InstanceExists(id)) => assert_eq!(id, "good-one"),
         other => panic!("expected InstanceExists, got {other:?}"),
     }
@@ -450,7 +451,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write_to_the_instance() {
         .build()
         .await
         .unwrap();
-    fenced_flow::start_with_id(&rt.client(), "fenced-1").await.unwrap();
+    fenced_flow::start(&rt.client()).id("fenced-1").await.unwrap();
     while count("fenced-1", "gated") == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::{Error, HistoryEvent, ListFilter, RetentionPolicy, ReusePolicy, Store};
+use workflow::store::Store;
+use workflow::{Error, HistoryEvent, ListFilter, RetentionPolicy, ReusePolicy};
 
 use crate::support::{bump, count};
 
@@ -99,24 +100,24 @@ async fn wait_records(client: &Client, id: &str, n: usize) {
 async fn start_reuse_policies() {
     let rt = runtime().await;
     let client = rt.client();
-    client.start_raw("m_gated", Some("reuse-1"), "1").await.unwrap();
+    client.start_untyped("m_gated", "1").id("reuse-1").await.unwrap();
     wait_records(&client, "reuse-1", 1).await;
-    let taken = client.start_raw_with("m_gated", Some("reuse-1"), "2", ReusePolicy::Error).await;
+    let taken = client.start_untyped("m_gated", "2").id("reuse-1").reuse(ReusePolicy::Error).await;
     assert!(matches!(taken, Err(Error::InstanceExists(ref id)) if id == "reuse-1"), "{taken:?}");
-    let existing = client.start_raw_with("m_gated", Some("reuse-1"), "2", ReusePolicy::ReturnExisting).await;
-    assert_eq!(existing.unwrap(), "reuse-1");
+    let existing = client.start_untyped("m_gated", "2").id("reuse-1").reuse(ReusePolicy::ReturnExisting).await;
+    assert_eq!(existing.unwrap().instance_id(), "reuse-1");
     assert_eq!(client.status("reuse-1").await.unwrap().input, "1", "the existing instance is untouched");
-    let other = client.start_raw_with("m_chain", Some("reuse-1"), "2", ReusePolicy::ReturnExisting).await;
+    let other = client.start_untyped("m_chain", "2").id("reuse-1").reuse(ReusePolicy::ReturnExisting).await;
     assert!(matches!(other, Err(Error::InstanceExists(_))), "another workflow's instance is not returned: {other:?}");
 
     // Restart: the running instance is terminated and purged, then started afresh.
-    let restarted = client.start_raw_with("m_chain", Some("reuse-1"), "10", ReusePolicy::TerminateAndRestart).await;
-    assert_eq!(restarted.unwrap(), "reuse-1");
+    let restarted = client.start_untyped("m_chain", "10").id("reuse-1").reuse(ReusePolicy::TerminateAndRestart).await;
+    assert_eq!(restarted.unwrap().instance_id(), "reuse-1");
     assert_eq!(client.result::<u32>("reuse-1", Some(Duration::from_secs(10))).await.unwrap(), 13);
     let journal = client.journal("reuse-1").await.unwrap();
     assert_eq!(journal.len(), 3, "only the new run's records: {journal:?}");
     // And a finished one is replaced too.
-    client.start_raw_with("m_chain", Some("reuse-1"), "20", ReusePolicy::TerminateAndRestart).await.unwrap();
+    client.start_untyped("m_chain", "20").id("reuse-1").reuse(ReusePolicy::TerminateAndRestart).await.unwrap();
     assert_eq!(client.result::<u32>("reuse-1", Some(Duration::from_secs(10))).await.unwrap(), 23);
 }
 
@@ -135,7 +136,7 @@ async fn terminate_is_recursive_and_stops_every_step_on(store: Arc<dyn Store>, p
     let rt = builder(store).build().await.unwrap();
     let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
-    let parent = m_parent::start_with_id(&client, p("term-parent").as_str(), 1).await.unwrap();
+    let parent = m_parent::start(&client, 1).id(p("term-parent").as_str()).await.unwrap();
     let child_id = p("term-parent-g0-c0");
     let child_id = child_id.as_str();
     wait_status(&client, child_id, RuntimeStatus::Running).await;
@@ -159,9 +160,9 @@ async fn terminate_is_recursive_and_stops_every_step_on(store: Arc<dyn Store>, p
     assert!(matches!(client.terminate(p("term-nobody").as_str(), None).await, Err(Error::InstanceNotFound(_))));
 
     // Not recursive: the child keeps running.
-    m_parent::start_with_id(&client, p("term-solo").as_str(), 1).await.unwrap();
+    m_parent::start(&client, 1).id(p("term-solo").as_str()).await.unwrap();
     wait_records(&client, p("term-solo-g0-c0").as_str(), 1).await;
-    client.terminate_with(p("term-solo").as_str(), None, false).await.unwrap();
+    client.terminate(p("term-solo").as_str(), None).recursive(false).await.unwrap();
     assert_eq!(client.status(p("term-solo-g0-c0").as_str()).await.unwrap().status, RuntimeStatus::Running);
 }
 
@@ -180,7 +181,7 @@ async fn suspend_buffers_events_and_resume_continues_on(store: Arc<dyn Store>, p
     let rt = builder(store).build().await.unwrap();
     let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
-    let handle = m_gated::start_with_id(&client, p("susp-1").as_str(), 1).await.unwrap();
+    let handle = m_gated::start(&client, 1).id(p("susp-1").as_str()).await.unwrap();
     wait_records(&client, p("susp-1").as_str(), 1).await;
     client.suspend(p("susp-1").as_str(), Some("maintenance")).await.unwrap();
     client.suspend(p("susp-1").as_str(), None).await.unwrap(); // suspending twice changes nothing
@@ -205,7 +206,7 @@ async fn suspend_buffers_events_and_resume_continues_on(store: Arc<dyn Store>, p
 async fn suspending_during_an_activity_keeps_the_next_step_from_starting() {
     let rt = runtime().await;
     let client = rt.client();
-    let handle = m_slow_then_step::start_with_id(&client, "susp-busy", 1).await.unwrap();
+    let handle = m_slow_then_step::start(&client, 1).id("susp-busy").await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while count("susp-busy", "m_slow") == 0 {
         assert!(tokio::time::Instant::now() < deadline);
@@ -235,7 +236,7 @@ async fn purge_removes_finished_instances_with_their_children_on(store: Arc<dyn 
     let p = |s: &str| format!("{prefix}{s}");
     let client = rt.client();
     let store = rt.store().clone();
-    m_parent::start_with_id(&client, p("purge-p").as_str(), 1).await.unwrap();
+    m_parent::start(&client, 1).id(p("purge-p").as_str()).await.unwrap();
     let child = p("purge-p-g0-c0");
     let child = child.as_str();
     wait_records(&client, child, 1).await;
@@ -260,10 +261,10 @@ async fn list_filters_and_pages() {
     let rt = builder(Arc::new(MemoryStore::new())).clock(clock.clone()).build().await.unwrap();
     let client = rt.client();
     for i in 0..5 {
-        client.start_raw("m_chain", Some(&format!("list-c{i}")), "1").await.unwrap();
+        client.start_untyped("m_chain", "1").id(&format!("list-c{i}")).await.unwrap();
         clock.advance(Duration::from_secs(1));
     }
-    client.start_raw("m_fails", Some("list-f"), "1").await.unwrap();
+    client.start_untyped("m_fails", "1").id("list-f").await.unwrap();
     for i in 0..5 {
         client.result::<u32>(&format!("list-c{i}"), Some(Duration::from_secs(10))).await.unwrap();
     }
@@ -306,7 +307,7 @@ async fn list_filters_and_pages() {
 async fn history_and_rerun_from_a_step() {
     let rt = runtime().await;
     let client = rt.client();
-    m_chain::start_with_id(&client, "rerun-src", 1).await.unwrap();
+    m_chain::start(&client, 1).id("rerun-src").await.unwrap();
     assert_eq!(client.result::<u32>("rerun-src", Some(Duration::from_secs(10))).await.unwrap(), 4);
 
     let history = client.history("rerun-src").await.unwrap();
@@ -326,7 +327,7 @@ async fn history_and_rerun_from_a_step() {
     assert!(matches!(taken, Err(Error::InstanceExists(_))), "{taken:?}");
     let bad = client.rerun("rerun-src", 0, None, Some(r#""text""#)).await;
     assert!(matches!(bad, Err(Error::InvalidInput { .. })), "{bad:?}");
-    m_gated::start_with_id(&client, "rerun-live", 1).await.unwrap();
+    m_gated::start(&client, 1).id("rerun-live").await.unwrap();
     assert!(matches!(client.rerun("rerun-live", 0, None, None).await, Err(Error::NotFinished { .. })));
 }
 
@@ -341,8 +342,8 @@ async fn retention_purges_by_age_and_status() {
         .await
         .unwrap();
     let client = rt.client();
-    client.start_raw("m_chain", Some("ret-done"), "1").await.unwrap();
-    client.start_raw("m_fails", Some("ret-failed"), "1").await.unwrap();
+    client.start_untyped("m_chain", "1").id("ret-done").await.unwrap();
+    client.start_untyped("m_fails", "1").id("ret-failed").await.unwrap();
     client.result::<u32>("ret-done", Some(Duration::from_secs(10))).await.unwrap();
     wait_status(&client, "ret-failed", RuntimeStatus::Failed).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -361,7 +362,7 @@ async fn retention_purges_by_age_and_status() {
 async fn a_fan_out_is_drawn_side_by_side() {
     let rt = runtime().await;
     let client = rt.client();
-    m_fan::start_with_id(&client, "diagram-1", 1).await.unwrap();
+    m_fan::start(&client, 1).id("diagram-1").await.unwrap();
     client.result::<Vec<u32>>("diagram-1", Some(Duration::from_secs(10))).await.unwrap();
     let journal = client.journal("diagram-1").await.unwrap();
     assert_eq!(journal[0].parallel_group, None);

@@ -12,7 +12,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use workflow::prelude::*;
-use workflow::Store;
+use workflow::store::Store;
 
 /// A span as opened: its name and fields.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use workflow::{Client, RecordStatus, SqliteStore, Store};
+use workflow::store::Store;
+use workflow::{Client, RecordStatus, SqliteStore};
 
 /// Counts keyed by (instance id, label), so tests running in parallel do not see each other.
 pub(crate) fn counters() -> &'static Mutex<HashMap<(String, String), u32>> {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::{ActivityDispatch, RecordStatus, Store};
+use workflow::store::Store;
+use workflow::{ActivityDispatch, RecordStatus};
 
 use crate::support::{bump, count};
 

@@ -2,8 +2,10 @@
 //! `my_workflow::start(&client, input)` makes a typed one; [`Client::start_untyped`] makes one
 //! from a workflow name and JSON, for the HTTP layer and tools.
 
-use std::future::IntoFuture;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -56,7 +58,9 @@ pub enum ReusePolicy {
     TerminateAndRestart,
 }
 
-/// A start of one instance: set options, then `.await` it for a [`Handle`].
+/// A start of one instance: set options, then `.await` it for a [`Handle`]. It is a future, so
+/// many starts can be awaited together (`futures::future::try_join_all`); nothing is written
+/// before it is first polled.
 ///
 /// ```ignore
 /// let handle = process_order::start(&client, order).id("order-7").reuse(ReusePolicy::ReturnExisting).await?;
@@ -69,6 +73,8 @@ pub struct Start<T> {
     input: Result<String, Error>,
     id: Option<String>,
     reuse: ReusePolicy,
+    /// The start under way, once polled.
+    running: Option<BoxFuture<'static, Result<String, Error>>>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -92,16 +98,19 @@ impl<T> Start<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> IntoFuture for Start<T> {
+impl<T: DeserializeOwned> Future for Start<T> {
     type Output = Result<Handle<T>, Error>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let input = self.input?;
-            let id = self.client.start_with_policy(&self.workflow, self.id.as_deref(), &input, self.reuse).await?;
-            Ok(Handle::new(self.client, id))
-        })
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let running = this.running.get_or_insert_with(|| {
+            let client = this.client.clone();
+            let workflow = std::mem::take(&mut this.workflow);
+            let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
+            let (id, reuse) = (this.id.take(), this.reuse);
+            Box::pin(async move { client.start_with_policy(&workflow, id.as_deref(), &input?, reuse).await })
+        });
+        running.as_mut().poll(cx).map(|started| started.map(|id| Handle::new(this.client.clone(), id)))
     }
 }
 
@@ -125,6 +134,7 @@ impl Client {
             input,
             id: None,
             reuse: ReusePolicy::default(),
+            running: None,
             _output: PhantomData,
         }
     }
