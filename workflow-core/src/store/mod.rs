@@ -5,6 +5,8 @@
 //! Payloads (inputs, outputs, errors) cross this seam as JSON text, so a person can read them in
 //! the database and the engine, not the store, decides what a corrupt one means.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod memory;
 
 use std::sync::atomic::{AtomicU64, Ordering};

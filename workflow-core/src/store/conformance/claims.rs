@@ -1,0 +1,214 @@
+//! Claiming instances: which are claimed, in what order, by one worker only when several race, and
+//! when (wake-ups, SetWake, Evict).
+
+use std::collections::HashSet;
+
+use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp, NEVER};
+
+use super::{add_event, create, event_names, evict, get, ids, instance, names, set_wake, with_status};
+
+/// Only Pending and Running instances of the named workflows are claimed, unowned or with a
+/// lapsed lease; a live lease is never stolen.
+pub async fn check_claim_filters(store: &dyn Store) {
+    let wf = "claimf_wf";
+    let mut ops = vec![
+        create(instance("claimf/pending", wf, 10)),
+        create(with_status(instance("claimf/running", wf, 20), RuntimeStatus::Running)),
+        create(instance("claimf/other-workflow", "claimf_other_wf", 1)),
+    ];
+    for status in [
+        RuntimeStatus::Suspended,
+        RuntimeStatus::Completed,
+        RuntimeStatus::Failed,
+        RuntimeStatus::Terminated,
+        RuntimeStatus::ContinuedAsNew,
+    ] {
+        ops.push(create(with_status(instance(&format!("claimf/{}", status.as_str()), wf, 1), status)));
+    }
+    store.write(&ops).await.unwrap();
+
+    assert!(store.claim("w1", &names(&["claimf_nobody_wf"]), 1_000, 2_000, 10).await.unwrap().is_empty());
+    assert!(store.claim("w1", &[], 1_000, 2_000, 10).await.unwrap().is_empty(), "no workflows, no claims");
+
+    let claimed = store.claim("w1", &names(&[wf]), 1_000, 2_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), vec!["claimf/pending", "claimf/running"]);
+    for record in &claimed {
+        assert_eq!((record.owner.as_deref(), record.lease_until), (Some("w1"), Some(2_000)));
+        assert_eq!(&get(store, &record.id).await, record, "the claim is stored as returned");
+    }
+    assert_eq!(claimed[1].status, RuntimeStatus::Running, "claiming does not change the status");
+
+    // The lease is live until it lapses strictly before `now`.
+    assert!(store.claim("w2", &names(&[wf]), 1_500, 3_000, 10).await.unwrap().is_empty());
+    assert!(store.claim("w2", &names(&[wf]), 2_000, 3_000, 10).await.unwrap().is_empty());
+    assert!(
+        store.claim("w1", &names(&[wf]), 1_500, 3_000, 10).await.unwrap().is_empty(),
+        "not re-claimed by its owner"
+    );
+    let taken = store.claim("w2", &names(&[wf]), 2_001, 3_000, 10).await.unwrap();
+    assert_eq!(ids(&taken), vec!["claimf/pending", "claimf/running"]);
+    assert!(taken.iter().all(|r| r.owner.as_deref() == Some("w2") && r.lease_until == Some(3_000)));
+
+    // Several workflow names at once.
+    let both = store.claim("w3", &names(&["claimf_other_wf", wf]), 3_001, 4_000, 10).await.unwrap();
+    assert_eq!(ids(&both), vec!["claimf/other-workflow", "claimf/pending", "claimf/running"]);
+
+    // An owner without a lease expiry is claimable, as is a lease already lapsed at creation.
+    let ghost = InstanceRecord { owner: Some("ghost".into()), ..instance("claimf/ghost", "claimf_ghost_wf", 1) };
+    let lapsed = InstanceRecord {
+        owner: Some("ghost".into()),
+        lease_until: Some(99),
+        ..instance("claimf/lapsed", "claimf_ghost_wf", 2)
+    };
+    let live = InstanceRecord {
+        owner: Some("ghost".into()),
+        lease_until: Some(10_000),
+        ..instance("claimf/live", "claimf_ghost_wf", 3)
+    };
+    store.write(&[create(ghost), create(lapsed), create(live)]).await.unwrap();
+    let claimed = store.claim("w4", &names(&["claimf_ghost_wf"]), 100, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), vec!["claimf/ghost", "claimf/lapsed"]);
+    assert_eq!(get(store, "claimf/live").await.owner.as_deref(), Some("ghost"));
+}
+
+/// Claims take the oldest first (ties broken by id, which is not creation order here) and at most
+/// `limit`.
+pub async fn check_claim_order_and_limit(store: &dyn Store) {
+    let wf = "claimo_wf";
+    let ops: Vec<WriteOp> = [("claimo/a", 30), ("claimo/e", 10), ("claimo/c", 40), ("claimo/d", 10), ("claimo/b", 20)]
+        .into_iter()
+        .map(|(id, created_at)| create(instance(id, wf, created_at)))
+        .collect();
+    store.write(&ops).await.unwrap();
+
+    assert!(store.claim("w1", &names(&[wf]), 100, 1_000, 0).await.unwrap().is_empty(), "limit 0 claims nothing");
+    assert_eq!(ids(&store.claim("w1", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/d", "claimo/e"]);
+    assert_eq!(ids(&store.claim("w2", &names(&[wf]), 100, 1_000, 2).await.unwrap()), vec!["claimo/b", "claimo/a"]);
+    assert_eq!(ids(&store.claim("w3", &names(&[wf]), 100, 1_000, 10).await.unwrap()), vec!["claimo/c"]);
+    assert!(store.claim("w4", &names(&[wf]), 100, 1_000, 10).await.unwrap().is_empty());
+    assert_eq!(get(store, "claimo/e").await.owner.as_deref(), Some("w1"));
+    assert_eq!(get(store, "claimo/a").await.owner.as_deref(), Some("w2"));
+}
+
+/// Workers claiming at the same time never get the same instance.
+pub async fn check_concurrent_claims(store: &dyn Store) {
+    let wf = "claimc_wf";
+    let ops: Vec<WriteOp> = (0..40).map(|i| create(instance(&format!("claimc/{i:02}"), wf, i))).collect();
+    store.write(&ops).await.unwrap();
+    let workflows = names(&[wf]);
+    let workers: Vec<String> = (0..8).map(|w| format!("claimc-worker-{w}")).collect();
+    let claims =
+        futures::future::join_all(workers.iter().map(|worker| store.claim(worker, &workflows, 100, 1_000, 7))).await;
+    let mut seen = HashSet::new();
+    for (worker, claim) in workers.iter().zip(claims) {
+        for record in claim.unwrap() {
+            assert_eq!(record.owner.as_deref(), Some(worker.as_str()));
+            assert_eq!(get(store, &record.id).await.owner.as_deref(), Some(worker.as_str()));
+            assert!(seen.insert(record.id.clone()), "{} claimed twice", record.id);
+        }
+    }
+    // Whatever a racing claim missed is still there for the next one.
+    let rest = store.claim("claimc-sweeper", &workflows, 100, 1_000, 100).await.unwrap();
+    for record in rest {
+        assert!(seen.insert(record.id.clone()), "{} claimed twice", record.id);
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+/// Claims skip an instance whose wake-up is after `now` ([`NEVER`] never comes) and take one due
+/// at or before it; a claim clears the wake-up.
+pub async fn check_claim_wake(store: &dyn Store) {
+    let wf = "wake_wf";
+    let waking = |id: &str, created_at: i64, wake_at: Option<i64>| InstanceRecord {
+        wake_at,
+        ..with_status(instance(id, wf, created_at), RuntimeStatus::Running)
+    };
+    store
+        .write(&[
+            create(waking("wake/none", 1, None)),
+            create(waking("wake/past", 2, Some(500))),
+            create(waking("wake/equal", 3, Some(1_000))),
+            create(waking("wake/future", 4, Some(1_001))),
+            create(waking("wake/never", 5, Some(NEVER))),
+            create(waking("wake/min", 6, Some(i64::MIN))),
+        ])
+        .await
+        .unwrap();
+    // Oldest first across instances with and without a wake-up, `limit` of them in all.
+    let first = store.claim("wake-w1", &names(&[wf]), 1_000, 2_000, 2).await.unwrap();
+    assert_eq!(ids(&first), ["wake/none", "wake/past"]);
+    let rest = store.claim("wake-w1", &names(&[wf]), 1_000, 2_000, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["wake/equal", "wake/min"]);
+    for record in first.iter().chain(&rest) {
+        assert_eq!(record.wake_at, None, "{}: a claim clears the wake-up", record.id);
+        assert_eq!(&get(store, &record.id).await, record, "the claim is stored as returned");
+    }
+    assert_eq!(get(store, "wake/future").await.wake_at, Some(1_001), "not claimed, not changed");
+    assert_eq!(get(store, "wake/never").await.wake_at, Some(NEVER));
+
+    let claimed = store.claim("wake-w2", &names(&[wf]), 1_001, 2_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["wake/future"]);
+    assert_eq!(claimed[0].wake_at, None);
+
+    // Every lease has lapsed long ago; the NEVER one still waits.
+    let claimed = store.claim("wake-w3", &names(&[wf]), NEVER - 1, NEVER - 1, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["wake/none", "wake/past", "wake/equal", "wake/future", "wake/min"]);
+    assert_eq!(get(store, "wake/never").await.owner, None);
+}
+
+/// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.
+pub async fn check_set_wake(store: &dyn Store) {
+    let wf = "setwake_wf";
+    let (a, b) = (instance("setwake/a", wf, 1), instance("setwake/b", wf, 2));
+    store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
+    store.write(&[set_wake(&a.id, Some(5_000)), set_wake(&b.id, Some(NEVER))]).await.unwrap();
+    assert_eq!(get(store, &a.id).await, InstanceRecord { wake_at: Some(5_000), ..a.clone() });
+    assert_eq!(get(store, &b.id).await, InstanceRecord { wake_at: Some(NEVER), ..b.clone() });
+    assert!(store.claim("setwake-w", &names(&[wf]), 4_999, 10_000, 10).await.unwrap().is_empty());
+
+    store
+        .write(&[set_wake(&b.id, None), set_wake(&a.id, Some(100)), set_wake("setwake/nobody", Some(1))])
+        .await
+        .unwrap();
+    assert_eq!(get(store, &b.id).await, b);
+    assert_eq!(store.instance("setwake/nobody").await.unwrap(), None);
+    let claimed = store.claim("setwake-w", &names(&[wf]), 100, 10_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["setwake/a", "setwake/b"]);
+
+    // On a claimed instance it leaves the lease alone.
+    store.write(&[set_wake(&a.id, Some(7))]).await.unwrap();
+    let now = get(store, &a.id).await;
+    assert_eq!((now.owner.as_deref(), now.lease_until, now.wake_at), (Some("setwake-w"), Some(10_000), Some(7)));
+    assert!(store.claim("setwake-other", &names(&[wf]), 200, 10_000, 10).await.unwrap().is_empty());
+}
+
+/// Evict drops the owner and lease and sets the wake-up, nothing else; the instance is claimable
+/// by anyone once its wake-up comes, long before the old lease would have lapsed, and one waiting
+/// for [`NEVER`] is woken by an event. A no-op on an unknown id.
+pub async fn check_evict(store: &dyn Store) {
+    let wf = "evict_wf";
+    let a = InstanceRecord { custom_status: Some("\"cs\"".into()), ..instance("evict/a", wf, 1) };
+    let a = with_status(a, RuntimeStatus::Running);
+    let b = instance("evict/b", wf, 2);
+    store.write(&[create(a.clone()), create(b.clone())]).await.unwrap();
+    assert_eq!(store.claim("evict-w1", &names(&[wf]), 10, 100_000, 10).await.unwrap().len(), 2);
+
+    store.write(&[evict(&a.id, 500), evict(&b.id, NEVER), evict("evict/nobody", 1)]).await.unwrap();
+    assert_eq!(get(store, &a.id).await, InstanceRecord { wake_at: Some(500), ..a.clone() });
+    assert_eq!(get(store, &b.id).await, InstanceRecord { wake_at: Some(NEVER), ..b.clone() });
+    assert_eq!(store.instance("evict/nobody").await.unwrap(), None);
+    assert_eq!(store.renew_leases("evict-w1", 200_000).await.unwrap(), 0, "the evicting worker holds nothing");
+
+    assert!(store.claim("evict-w2", &names(&[wf]), 499, 10_000_000, 10).await.unwrap().is_empty());
+    let claimed = store.claim("evict-w2", &names(&[wf]), 500, 10_000_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["evict/a"]);
+    assert_eq!(claimed[0].wake_at, None);
+
+    assert!(store.claim("evict-w3", &names(&[wf]), 1_000_000, 10_000_000, 10).await.unwrap().is_empty());
+    store.write(&[add_event(&b.id, "wake up", "1", 2_000)]).await.unwrap();
+    assert_eq!(get(store, &b.id).await.wake_at, Some(2_000), "the event brings the wake-up forward");
+    assert!(store.claim("evict-w3", &names(&[wf]), 1_999, 10_000_000, 10).await.unwrap().is_empty());
+    let claimed = store.claim("evict-w3", &names(&[wf]), 2_000, 10_000_000, 10).await.unwrap();
+    assert_eq!(ids(&claimed), ["evict/b"]);
+    assert_eq!(event_names(&store.events(&b.id).await.unwrap()), ["wake up"]);
+}
