@@ -24,14 +24,10 @@
 //! # }
 //! ```
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod list;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod plan;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod rows;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

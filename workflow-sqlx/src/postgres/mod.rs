@@ -28,9 +28,9 @@ use workflow_core::store::{
     TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 
-use crate::list::{list_statement, Value};
-use crate::plan::{Checked, Layer, Plan, TaskKey, Wake};
-use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
+use crate::shared::list::{list_statement, Value};
+use crate::shared::plan::{Checked, Layer, Plan, TaskKey, Wake};
+use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -1501,7 +1501,7 @@ impl Store for PostgresStore {
         let notices = batch_notices(ops);
         let skipped = retrying(|| self.try_write(&plan, &notices)).await?;
         self.stats.record_commit(ops.len());
-        Ok(crate::plan::outcome(ops, skipped))
+        Ok(crate::shared::plan::outcome(ops, skipped))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

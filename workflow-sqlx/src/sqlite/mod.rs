@@ -24,9 +24,11 @@ use workflow_core::store::{
     StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
 
-use crate::list::{list_statement, Value};
-use crate::plan::{Checked, Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake};
-use crate::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
+use crate::shared::list::{list_statement, Value};
+use crate::shared::plan::{
+    Checked, Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake,
+};
+use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -983,7 +985,7 @@ impl Store for SqliteStore {
             Ok(skipped) => {
                 self.dangling.store(false, Ordering::Release);
                 self.stats.record_commit(ops.len());
-                Ok(crate::plan::outcome(ops, skipped))
+                Ok(crate::shared::plan::outcome(ops, skipped))
             }
             Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
         }
