@@ -28,53 +28,18 @@ use workflow_core::store::{
     TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome, NEVER,
 };
 
-use crate::shared::list::{list_statement, Value};
+use crate::shared::list::list_statement;
 use crate::shared::plan::{Checked, Layer, Plan, TaskKey, Wake};
-use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
+use crate::shared::rows::{
+    event_from_row, instance_from_row, record_from_row, task_from_row, EVENT_COLUMNS, INSTANCE_COLUMNS,
+    JOURNAL_COLUMNS, TASK_COLUMNS,
+};
+use crate::shared::to_i64;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-const INSTANCE_COLUMNS: [&str; 14] = [
-    "id",
-    "workflow",
-    "status",
-    "input",
-    "output",
-    "error",
-    "generation",
-    "created_at",
-    "updated_at",
-    "owner",
-    "lease_until",
-    "parent_id",
-    "custom_status",
-    "wake_at",
-];
-
 /// How long a pooled connection may sit idle before it is pinged when next taken.
 const PING_IDLE: Duration = Duration::from_secs(1);
-
-const JOURNAL_COLUMNS: &str =
-    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";
-
-const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
-
-const TASK_COLUMNS: [&str; 14] = [
-    "instance_id",
-    "generation",
-    "seq",
-    "name",
-    "input",
-    "attempt",
-    "start_to_close_ms",
-    "heartbeat_timeout_ms",
-    "visible_at",
-    "owner",
-    "lease_until",
-    "outcome_succeeded",
-    "outcome",
-    "finished_at",
-];
 
 /// How many times a write is tried when PostgreSQL rolls it back for a deadlock or a
 /// serialization failure (the transaction did nothing, so trying again is exact).
@@ -562,10 +527,6 @@ where
     }
 }
 
-fn to_i64(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// Fails a batch holding a NUL character in any text, before it reaches the database (whose
 /// error would not say which op held it): PostgreSQL text cannot store one.
 fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
@@ -778,7 +739,6 @@ const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHERE id = ANY
 /// The first `$5` of the two together are among the first `$5` of each.
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
-    let returned: Vec<String> = INSTANCE_COLUMNS.iter().map(|column| format!("i.{column}")).collect();
     format!(
         "WITH ready AS (SELECT id, created_at FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
@@ -790,7 +750,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
          ORDER BY created_at, id LIMIT $5) \
          UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
          WHERE i.id = picked.id RETURNING {}",
-        returned.join(", ")
+        qualified("i", INSTANCE_COLUMNS)
     )
 });
 
@@ -799,7 +759,6 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// waiting), taken for worker `$1` until `$2`. The outcome test is spelled as in the partial index
 /// `activity_tasks_unfinished`, which is already in claim order.
 static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
-    let returned: Vec<String> = TASK_COLUMNS.iter().map(|column| format!("t.{column}")).collect();
     format!(
         "WITH picked AS (SELECT instance_id, generation, seq FROM activity_tasks \
          WHERE outcome IS NULL AND visible_at <= $4 AND name = ANY($3) \
@@ -808,20 +767,25 @@ static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
          UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 FROM picked \
          WHERE t.instance_id = picked.instance_id AND t.generation = picked.generation AND t.seq = picked.seq \
          RETURNING {}",
-        returned.join(", ")
+        qualified("t", TASK_COLUMNS)
     )
 });
 
 static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM activity_tasks WHERE instance_id = ANY($1) AND outcome IS NOT NULL \
-         ORDER BY instance_id, generation, seq",
-        TASK_COLUMNS.join(", ")
+        "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id = ANY($1) AND outcome IS NOT NULL \
+         ORDER BY instance_id, generation, seq"
     )
 });
 
 static SELECT_INSTANCE: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {} FROM instances WHERE id = $1", INSTANCE_COLUMNS.join(", ")));
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"));
+
+/// `columns` (a list of column names, as [`INSTANCE_COLUMNS`]) qualified with `table`'s alias.
+fn qualified(table: &str, columns: &str) -> String {
+    let qualified: Vec<String> = columns.split(", ").map(|column| format!("{table}.{column}")).collect();
+    qualified.join(", ")
+}
 
 /// A plan of one layer as one statement: its multi-row statements as data-modifying CTEs, its
 /// fence check gating all of them, its wake signals sent by the statement that commits them. One
@@ -1565,17 +1529,8 @@ impl Store for PostgresStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, &INSTANCE_COLUMNS.join(", "), |n| format!("${n}"));
-        let rows = statement
-            .values
-            .iter()
-            .fold(sqlx::query(&statement.sql), |bound, value| match *value {
-                Value::Text(text) => bound.bind(text),
-                Value::Int(int) => bound.bind(int),
-            })
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("listing instances"))?;
+        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("${n}"));
+        let rows = statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
     }
 

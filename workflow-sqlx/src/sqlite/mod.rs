@@ -24,25 +24,17 @@ use workflow_core::store::{
     StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
 };
 
-use crate::shared::list::{list_statement, Value};
+use crate::shared::list::list_statement;
 use crate::shared::plan::{
     Checked, Consume, Continue, CustomStatus, Finishing, NewEvent, Plan, StatusChange, TaskKey, Wake,
 };
-use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row};
+use crate::shared::rows::{
+    event_from_row, instance_from_row, record_from_row, task_from_row, EVENT_COLUMNS, INSTANCE_COLUMNS,
+    JOURNAL_COLUMNS, TASK_COLUMNS,
+};
+use crate::shared::to_i64;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const INSTANCE_COLUMNS: &str =
-    "id, workflow, status, input, output, error, generation, created_at, updated_at, owner, \
-     lease_until, parent_id, custom_status, wake_at";
-
-const JOURNAL_COLUMNS: &str =
-    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";
-
-const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
-
-const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
-     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at";
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -224,10 +216,6 @@ fn parse_url(url: &str) -> Result<(SqliteConnectOptions, bool), StoreError> {
 
 fn backend(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |error| StoreError::Backend(format!("sqlite: {context}: {error}"))
-}
-
-fn to_i64(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Rows per statement at most; a power of two (see [`run_chunks`]).
@@ -1075,16 +1063,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("?{n}"));
-        let rows = statement
-            .values
-            .iter()
-            .fold(sqlx::query(&statement.sql), |bound, value| match *value {
-                Value::Text(text) => bound.bind(text),
-                Value::Int(int) => bound.bind(int),
-            })
-            .fetch_all(&mut *self.reader().await?)
-            .await
-            .map_err(backend("listing instances"))?;
+        let rows =
+            statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
     }
 
