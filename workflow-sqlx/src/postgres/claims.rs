@@ -9,6 +9,7 @@ use super::checks::check_completion;
 use super::retry::{failed, retrying};
 use super::signals::{encode_signal, notice};
 use super::sql::{CLAIM, CLAIM_TASKS, COMPLETE_TASK, RELEASE_LEASES, RENEW_LEASES};
+use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::rows::{instance_from_row, task_from_row};
 use crate::shared::to_i64;
@@ -39,7 +40,7 @@ pub(super) async fn claim(
     })
     .await?;
     let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
 }
 
@@ -103,9 +104,7 @@ pub(super) async fn claim_tasks(
     })
     .await?;
     let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| {
-        (a.visible_at, &a.instance_id, a.generation, a.seq).cmp(&(b.visible_at, &b.instance_id, b.generation, b.seq))
-    });
+    claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     Ok(claimed)
 }
 

@@ -1,8 +1,9 @@
 //! What both backends use: the statement of a list query ([`list`]), the regrouping of a write
-//! batch into layers of multi-row statements ([`plan`]), and reading rows back into records
-//! ([`rows`]), with the column lists those read.
+//! batch into layers of multi-row statements ([`plan`]), reading rows back into records ([`rows`]),
+//! with the column lists those read, and the orders records are returned in ([`order`]).
 
 pub(crate) mod list;
+pub(crate) mod order;
 pub(crate) mod plan;
 pub(crate) mod rows;
 

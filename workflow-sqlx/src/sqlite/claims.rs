@@ -5,6 +5,7 @@
 use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord};
 
 use super::{backend, SqliteStore};
+use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
 use crate::shared::to_i64;
@@ -36,16 +37,6 @@ fn claimable_tasks(activities: usize) -> String {
          AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)",
         names.join(", ")
     )
-}
-
-/// A task's key, the order `finished_tasks` returns them in.
-pub(super) fn task_key(task: &TaskRecord) -> (&str, u32, u32) {
-    (task.instance_id.as_str(), task.generation, task.seq)
-}
-
-/// The order `claim_tasks` returns tasks in: oldest first, ties by key.
-fn task_order(task: &TaskRecord) -> (Millis, (&str, u32, u32)) {
-    (task.visible_at, task_key(task))
 }
 
 /// Claims up to `limit` runnable instances of `workflows` for `worker` until `lease_until`,
@@ -101,7 +92,7 @@ pub(super) async fn claim(
     let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"));
     let rows = store.end_immediate(&mut conn, rows, "committing a claim").await?;
     let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
 }
 

@@ -23,6 +23,7 @@ use workflow_core::store::{
 };
 
 use crate::shared::list::list_statement;
+use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, EVENT_COLUMNS, INSTANCE_COLUMNS,
@@ -222,7 +223,7 @@ impl Store for SqliteStore {
                 finished.push(task_from_row(&row)?);
             }
         }
-        finished.sort_by(|a, b| claims::task_key(a).cmp(&claims::task_key(b)));
+        finished.sort_by(|a, b| task_key(a).cmp(&task_key(b)));
         Ok(finished)
     }
 
