@@ -14,6 +14,23 @@
 //! Schemas ship as embedded, ordered migrations (`migrations/<backend>/`) that a store runs when it
 //! opens, so opening a store on an empty database is all the setup there is.
 //!
+//! The source is laid out by concern, one file each:
+//!
+//! - `shared/`: what both backends use. `list.rs`, the statement of a list query; `plan.rs`, a
+//!   write batch regrouped into layers of multi-row statements; `rows.rs`, the column lists and
+//!   reading rows back into records; `order.rs`, the orders records are returned in.
+//! - `sqlite/`: `mod.rs`, [`SqliteStore`] and its `Store` impl; `options.rs`, [`SqliteOptions`],
+//!   the URL and opening; `writer.rs`, the one writer connection, its transactions and the
+//!   rollback of a dropped write; `batch.rs`, a batch as statements of a few shapes in one
+//!   transaction; `sql.rs`, those shapes' SQL and the fence trigger; `bind.rs`, binding their
+//!   rows; `claims.rs`, claims, leases and task completion.
+//! - `postgres/`: `mod.rs`, `PostgresStore` and its `Store` impl; `options.rs`, `PostgresOptions`,
+//!   the URL, schema and opening; `signals.rs`, LISTEN/NOTIFY and the wake signals a batch sends;
+//!   `retry.rs`, failure classification and retrying a transaction; `checks.rs`, refusing text
+//!   PostgreSQL cannot store (NUL); `sql.rs`, the SQL text; `batch.rs`, a batch in a transaction;
+//!   `statement.rs`, a one-layer batch as one statement, and `cache.rs`, its text by shape;
+//!   `bind.rs`, binding a layer's rows as arrays; `claims.rs`, claims, leases and task completion.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), workflow_core::store::StoreError> {
 //! use workflow_sqlx::SqliteStore;
@@ -24,14 +41,10 @@
 //! # }
 //! ```
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod list;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod plan;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod rows;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

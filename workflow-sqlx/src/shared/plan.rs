@@ -311,7 +311,7 @@ impl<'a> Plan<'a> {
             let status = match found.get(*id) {
                 None => None,
                 Some(row) => Some(RuntimeStatus::parse(&row.status).ok_or_else(|| {
-                    crate::rows::corrupt(
+                    crate::shared::rows::corrupt(
                         &format!("instance {id:?}"),
                         "status",
                         format_args!("unknown runtime status {:?}", row.status),

@@ -7,6 +7,21 @@ use workflow_core::store::{
     TaskRecord,
 };
 
+/// The `instances` columns [`instance_from_row`] reads, in table order.
+pub(crate) const INSTANCE_COLUMNS: &str = "id, workflow, status, input, output, error, generation, created_at, \
+     updated_at, owner, lease_until, parent_id, custom_status, wake_at";
+
+/// The `journal` columns [`record_from_row`] reads.
+pub(crate) const JOURNAL_COLUMNS: &str =
+    "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";
+
+/// The `events` columns [`event_from_row`] reads.
+pub(crate) const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created_at";
+
+/// The `activity_tasks` columns [`task_from_row`] reads.
+pub(crate) const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
+     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at";
+
 /// The column types the stores' tables use, read from a backend's row.
 pub(crate) trait Columns {
     /// A text column.
@@ -186,4 +201,19 @@ pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError
         outcome,
         instance_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_lists_are_plain_names() {
+        for (columns, count) in [(INSTANCE_COLUMNS, 14), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 14)]
+        {
+            let names: Vec<&str> = columns.split(", ").collect();
+            assert_eq!(names.len(), count, "{columns}");
+            assert!(names.iter().all(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_')), "{columns}");
+        }
+    }
 }

@@ -19,6 +19,21 @@ pub(crate) struct ListStatement<'a> {
     pub(crate) values: Vec<Value<'a>>,
 }
 
+impl ListStatement<'_> {
+    /// The statement with its values bound, for either backend.
+    pub(crate) fn query<'q, DB>(&'q self) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        self.values.iter().fold(sqlx::query(&self.sql), |bound, value| match *value {
+            Value::Text(text) => bound.bind(text),
+            Value::Int(int) => bound.bind(int),
+        })
+    }
+}
+
 /// The statement selecting `columns` of the instances `query` matches, at most `query.limit` (the
 /// caller answers a limit of 0 without asking the database). `placeholder(n)` spells the `n`-th
 /// placeholder, from 1 (`?n` for SQLite, `$n` for PostgreSQL).

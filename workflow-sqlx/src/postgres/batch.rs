@@ -1,0 +1,173 @@
+//! Writing a batch in a transaction: its checks read and locked, its layers applied statement by
+//! statement, its signals sent, and its commit.
+
+use std::collections::HashSet;
+
+use sqlx::postgres::{PgConnection, PgPool};
+use workflow_core::store::{StoreError, WakeSignal};
+
+use super::bind::{
+    bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_puts,
+    bind_statuses, bind_task_keys, bind_wakes, last_puts, Args,
+};
+use super::cache::StatementCache;
+use super::retry::{failed, Failure};
+use super::signals::notice;
+use super::sql::{
+    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT, FINISH, NOTIFY,
+    PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
+};
+use super::statement::Single;
+use crate::shared::plan::{Checked, Layer, Plan};
+use crate::shared::to_i64;
+
+/// Writes `plan` once: as one statement where it allows ([`Single`]), else in a transaction that
+/// checks its fences and status assertions, applies its layers, sends its signals (`notices`, and
+/// the `Finished` of watched instances it finishes) and commits. Returns the indexes (in the batch)
+/// of the creates that were skipped.
+pub(super) async fn try_write(
+    pool: &PgPool,
+    channel: &str,
+    statements: &StatementCache,
+    plan: &Plan<'_>,
+    notices: &[String],
+) -> Result<Vec<usize>, Failure> {
+    if let Some(single) = Single::new(plan, channel, notices, statements) {
+        return single.run(plan, pool).await;
+    }
+    let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
+    let (fenced, asserted) = plan.checked_ids();
+    if !fenced.is_empty() || !asserted.is_empty() {
+        let rows = sqlx::query(CHECK)
+            .bind(&fenced)
+            .bind(&asserted)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("checking leases and statuses"))?;
+        let mut found = std::collections::HashMap::new();
+        for row in rows {
+            let id: String = sqlx::Row::try_get(&row, 0).map_err(failed("reading leases"))?;
+            let owner: Option<String> = sqlx::Row::try_get(&row, 1).map_err(failed("reading leases"))?;
+            let status: String = sqlx::Row::try_get(&row, 2).map_err(failed("reading statuses"))?;
+            found.insert(id, Checked { owner, status });
+        }
+        plan.check(&found).map_err(Failure::Store)?;
+    }
+    let (skipped, watched) = apply(plan, &mut tx).await?;
+    let mut notices = notices.to_vec();
+    notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
+    if !notices.is_empty() {
+        sqlx::query(NOTIFY)
+            .bind(channel)
+            .bind(&notices)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("sending wake signals"))?;
+    }
+    tx.commit().await.map_err(failed("committing a write"))?;
+    Ok(skipped)
+}
+
+/// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
+/// creates that were skipped, and the ids of the finished instances someone watches.
+async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Vec<usize>, Vec<String>), Failure> {
+    let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
+    let mut skipped = Vec::new();
+    let mut watched = Vec::new();
+    for layer in &plan.layers {
+        if !layer.puts.is_empty() {
+            let puts = last_puts(layer);
+            run(&mut *conn, PUT, |query| bind_puts(query, &puts), "writing journal records").await?;
+        }
+        if !layer.task_deletes.is_empty() {
+            run(&mut *conn, DELETE_TASK, |query| bind_task_keys(query, &layer.task_deletes), "deleting tasks").await?;
+        }
+        if !layer.task_enqueues.is_empty() {
+            run(&mut *conn, ENQUEUE_TASK, |query| bind_enqueues(query, &layer.task_enqueues), "queueing tasks").await?;
+        }
+        if !layer.consumes.is_empty() {
+            run(&mut *conn, CONSUME, |query| bind_consumes(query, layer), "consuming events").await?;
+        }
+        if !layer.creates.is_empty() {
+            let rows = run(&mut *conn, CREATE, |query| bind_creates(query, layer), "creating instances").await?;
+            let created = rows
+                .iter()
+                .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
+                .collect::<Result<HashSet<_>, _>>()
+                .map_err(failed("reading created ids"))?;
+            skipped.extend(skipped_creates(layer, &created));
+        }
+        if !layer.statuses.is_empty() {
+            run(&mut *conn, SET_STATUS, |query| bind_statuses(query, layer), "setting statuses").await?;
+        }
+        if !layer.finishes.is_empty() {
+            let rows = run(&mut *conn, &FINISH, |query| bind_finishes(query, layer), "finishing instances").await?;
+            for row in rows {
+                watched.push(sqlx::Row::try_get::<String, _>(&row, 0).map_err(failed("reading finished ids"))?);
+            }
+        }
+        if !layer.events.is_empty() {
+            let mut args = Args::default();
+            bind_events(&mut args, layer, &event_ids)?;
+            let query = sqlx::query_with(ADD_EVENT, args.finish("adding events")?);
+            query.execute(&mut *conn).await.map_err(failed("adding events"))?;
+        }
+        if !layer.wakes.is_empty() {
+            run(&mut *conn, SET_WAKE, |query| bind_wakes(query, &layer.wakes), "setting wake-ups").await?;
+        }
+        if !layer.evicts.is_empty() {
+            run(&mut *conn, EVICT, |query| bind_wakes(query, &layer.evicts), "evicting instances").await?;
+        }
+        if !layer.customs.is_empty() {
+            run(&mut *conn, SET_CUSTOM_STATUS, |query| bind_customs(query, layer), "setting custom statuses").await?;
+        }
+        if !layer.continues.is_empty() {
+            run(&mut *conn, CONTINUE_AS_NEW, |query| bind_continues(query, layer), "continuing as new").await?;
+        }
+        if !layer.purges.is_empty() {
+            run(
+                &mut *conn,
+                PURGE,
+                |args| {
+                    args.add(&layer.purges);
+                },
+                "purging instances",
+            )
+            .await?;
+        }
+    }
+    skipped.sort_unstable();
+    Ok((skipped, watched))
+}
+
+/// `count` new event ids, in increasing order: the `k`-th event of the batch (in op order) gets
+/// the `k`-th. Taken from the sequence, so concurrent batches never share one.
+async fn take_event_ids(conn: &mut PgConnection, count: i64) -> Result<Vec<i64>, Failure> {
+    let mut ids: Vec<i64> =
+        sqlx::query_scalar(EVENT_IDS).bind(count).fetch_all(conn).await.map_err(failed("taking event ids"))?;
+    if to_i64(ids.len()) != count {
+        return Err(Failure::Store(StoreError::Backend(format!(
+            "postgres: taking event ids: got {} of {count}",
+            ids.len()
+        ))));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The indexes (in the batch) of `layer`'s creates whose id is not among the `created` ones.
+pub(super) fn skipped_creates(layer: &Layer<'_>, created: &HashSet<String>) -> Vec<usize> {
+    layer.creates.iter().filter(|(_, r)| !created.contains(&r.id)).map(|(index, _)| *index).collect()
+}
+
+/// Runs one of a layer's statements in the open transaction `conn`; returns the rows it returned.
+async fn run(
+    conn: &mut PgConnection,
+    sql: &str,
+    bind: impl FnOnce(&mut Args),
+    context: &'static str,
+) -> Result<Vec<sqlx::postgres::PgRow>, Failure> {
+    let mut args = Args::default();
+    bind(&mut args);
+    sqlx::query_with(sql, args.finish(context)?).fetch_all(conn).await.map_err(failed(context))
+}

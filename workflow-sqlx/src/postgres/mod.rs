@@ -1,0 +1,276 @@
+//! The PostgreSQL store.
+//!
+//! A pool of connections serves every call, and any number of processes may share one database
+//! (and schema). A write batch is one transaction and one commit, applied in layers (see
+//! [`Plan`]) of multi-row statements that take their rows as bound arrays (`UNNEST`), so a
+//! statement's text never depends on the batch's size and each is prepared once per connection.
+//! Claims (of instances and of activity tasks) lock their candidates `FOR UPDATE SKIP LOCKED`, so
+//! claimers in this process or another never take the same instance or task and never wait for
+//! each other. A batch's checks (`AssertOwner`, `AssertStatus`) lock the rows they read until its
+//! commit, so what they checked still holds when it commits.
+//!
+//! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
+//! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
+//! connection per store `LISTEN`s and forwards them to [`Store::wake_signals`] subscribers.
+
+mod batch;
+mod bind;
+mod cache;
+mod checks;
+mod claims;
+mod options;
+mod retry;
+mod signals;
+mod sql;
+mod statement;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPool;
+use tokio::sync::broadcast;
+use workflow_core::store::{
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
+    TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome,
+};
+
+use self::cache::StatementCache;
+use self::retry::{failed, retrying};
+use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_JOURNAL, WATCH};
+use crate::shared::list::list_statement;
+use crate::shared::plan::Plan;
+use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row, INSTANCE_COLUMNS};
+
+pub use self::options::PostgresOptions;
+
+/// A [`Store`] on a PostgreSQL database, which several processes may share.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), workflow_core::store::StoreError> {
+/// use workflow_sqlx::{PostgresOptions, PostgresStore};
+///
+/// let store = PostgresStore::open("postgres://app@db.internal/app").await?;
+/// let isolated = PostgresStore::open_with(
+///     "postgres://app@db.internal/app",
+///     PostgresOptions::new().schema("workflows").max_connections(20),
+/// )
+/// .await?;
+/// # let _ = (store, isolated);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Commits are as durable as the server makes them: the store never relaxes
+/// `synchronous_commit` (it warns when the server or the URL turned it off).
+///
+/// Text PostgreSQL cannot store, a NUL character in an id, a name or a payload, fails the batch
+/// that carries it up front. JSON text never holds a raw NUL (it is written `\u0000`).
+///
+/// Dropping the store stops its listener; [`PostgresStore::close`] also waits for its
+/// connections to close.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The listener's own pool of one connection, so it never takes one the store needs.
+    listener_pool: PgPool,
+    /// The schema the tables are in.
+    schema: String,
+    /// The `NOTIFY` channel of that schema.
+    channel: String,
+    signals: broadcast::Sender<WakeSignal>,
+    listener: tokio::task::JoinHandle<()>,
+    stats: StatsCounter,
+    /// The one-statement writes spelled so far, by shape.
+    statements: StatementCache,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` with the default options and brings its schema up to
+    /// date.
+    ///
+    /// `url` is `postgres://` or `postgresql://` `user:password@host:port/database`, with libpq's
+    /// parameters (`?sslmode=require`, `?options=-c%20search_path%3Dapp`, ...). Needs a Tokio
+    /// runtime: the store spawns the task that forwards wake signals.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects to the database at `url` (see [`PostgresStore::open`]) with `options`.
+    pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let (pool, connect, schema) = options::connect(url, &options).await?;
+        let channel = signals::channel_name(&schema);
+        let (listener_pool, signals, listener) = signals::listen(connect, &channel).await?;
+        Ok(Self {
+            pool,
+            listener_pool,
+            schema,
+            channel,
+            signals,
+            listener,
+            stats: StatsCounter::default(),
+            statements: StatementCache::default(),
+        })
+    }
+
+    /// The pool of connections the store uses, for inspecting the database (and, in tests, for
+    /// damaging rows on purpose). Writes made through it bypass the store's counters.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Stops the listener and closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.listener.abort();
+        self.listener_pool.close().await;
+        self.pool.close().await;
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl From<PostgresStore> for std::sync::Arc<dyn Store> {
+    fn from(store: PostgresStore) -> Self {
+        std::sync::Arc::new(store)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        if ops.is_empty() {
+            self.stats.record_commit(0);
+            return Ok(WriteOutcome::default());
+        }
+        checks::check_text(ops)?;
+        let plan = Plan::new(ops);
+        let notices = signals::batch_notices(ops);
+        let skipped =
+            retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices)).await?;
+        self.stats.record_commit(ops.len());
+        Ok(crate::shared::plan::outcome(ops, skipped))
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(&SELECT_INSTANCE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an instance"))?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        retrying(|| async move {
+            sqlx::query(WATCH).bind(id).execute(&self.pool).await.map_err(failed("watching an instance"))
+        })
+        .await?;
+        self.instance(id).await
+    }
+
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        let rows = sqlx::query(&SELECT_JOURNAL)
+            .bind(id)
+            .bind(i64::from(generation))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading a journal"))?;
+        rows.iter().map(|row| record_from_row(row, id, generation)).collect()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        claims::claim(&self.pool, worker, workflows, now, lease_until, limit).await
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("${n}"));
+        let rows = statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows =
+            sqlx::query(&SELECT_EVENTS).bind(id).fetch_all(&self.pool).await.map_err(failed("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        claims::renew_leases(&self.pool, worker, lease_until).await
+    }
+
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        claims::release_leases(&self.pool, &self.channel, worker).await
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        claims::claim_tasks(&self.pool, worker, activities, now, lease_until, limit).await
+    }
+
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        let completed =
+            claims::complete_task(&self.pool, &self.channel, worker, (instance_id, generation, seq), attempt, outcome)
+                .await?;
+        if completed {
+            self.stats.record_commit(1);
+        }
+        Ok(completed)
+    }
+
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&FINISHED_TASKS)
+            .bind(instance_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading finished tasks"))?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
+        Some(self.signals.subscribe())
+    }
+
+    async fn probe_commit(&self) -> Result<(), StoreError> {
+        retrying(|| async move { sqlx::query(PROBE).execute(&self.pool).await.map_err(failed("probing a commit")) })
+            .await?;
+        self.stats.record_commit(1);
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+}

@@ -1,0 +1,248 @@
+//! The SQL text of the store's statements: a batch's multi-row statements (each taking its rows as
+//! bound arrays), its checks, the claims, and the reads and lease updates of the [`Store`] calls.
+//!
+//! [`Store`]: workflow_core::store::Store
+
+use std::sync::LazyLock;
+
+use super::signals::MAX_NOTICE;
+use crate::shared::rows::{EVENT_COLUMNS, INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS};
+
+/// The rows a batch's checks read, locked until the commit so the checks hold: those only fenced
+/// (`$1`) FOR SHARE, so a concurrent claim (FOR UPDATE SKIP LOCKED) cannot move them meanwhile
+/// while the owner's other batches check them too; those whose status is asserted (`$2`) FOR
+/// UPDATE, since the batch asserting a status changes it (or deletes the row): two batches that
+/// shared the lock would deadlock upgrading it, where this one waits for the other's commit and
+/// then reads the row it left.
+pub(super) const CHECK: &str =
+    "WITH fenced AS (SELECT id, owner, status FROM instances WHERE id = ANY($1) FOR SHARE), \
+     asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) FOR UPDATE) \
+     SELECT id, owner, status FROM fenced UNION ALL SELECT id, owner, status FROM asserted";
+
+pub(super) const CREATE: &str = "INSERT INTO instances \
+     (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
+     parent_id, custom_status, wake_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[]) \
+     ON CONFLICT (id) DO NOTHING RETURNING id";
+
+pub(super) const PUT: &str = "INSERT INTO journal \
+     (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[]) \
+     ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+     kind = EXCLUDED.kind, name = EXCLUDED.name, status = EXCLUDED.status, input = EXCLUDED.input, \
+     payload = EXCLUDED.payload, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at, \
+     recorded_at = EXCLUDED.recorded_at, parallel_group = EXCLUDED.parallel_group";
+
+/// Only an event of the named instance, and only its first consumer is kept.
+pub(super) const CONSUME: &str = "UPDATE events AS e SET consumed_generation = v.generation, consumed_by_seq = v.seq \
+     FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS v (instance_id, event_id, generation, seq) \
+     WHERE e.seq = v.event_id AND e.instance_id = v.instance_id AND e.consumed_by_seq IS NULL";
+
+pub(super) const SET_STATUS: &str = "UPDATE instances AS i SET status = v.status, updated_at = v.updated_at \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, status, updated_at) WHERE i.id = v.id";
+
+pub(super) const FINISH_INSTANCES: &str =
+    "UPDATE instances AS i SET status = v.status, output = v.output, error = v.error, \
+     updated_at = v.updated_at, completed_at = v.completed_at, owner = NULL, lease_until = NULL \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
+     AS v (id, status, output, error, updated_at, completed_at) WHERE i.id = v.id";
+
+/// Finishes the instances that exist and deletes the tasks of every named one (existing or not);
+/// returns the ids of the finished ones someone watches.
+pub(super) static FINISH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH finished AS ({FINISH_INSTANCES} RETURNING i.id, i.watched), \
+         deleted AS (DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])) \
+         SELECT id FROM finished WHERE watched"
+    )
+});
+
+/// The `Finished` signals of the instances a statement's `finished` CTE (returning `id` and
+/// `watched`) finished, for those watched; `$1` is the channel. The row lock the finish takes
+/// orders it with [`Store::watch`]'s update of the same row, so a watch committed first is seen
+/// here, and a watch after it sees the finish. An id too long for a `NOTIFY` sends nothing (see
+/// [`notice`]).
+///
+/// [`Store::watch`]: workflow_core::store::Store::watch
+/// [`notice`]: super::signals::notice
+pub(super) static FINISHED_NOTICE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT count(pg_notify($1, 'f:' || id)) FROM finished WHERE watched AND octet_length(id) < {})",
+        MAX_NOTICE - 2
+    )
+});
+
+/// [`Store::watch`]'s mark, on an instance still running and not yet marked (so a repeated
+/// watch writes nothing). It commits before the instance is read again, in a statement of its own:
+/// a finish that held the row meanwhile has committed by then, and the read (a later snapshot)
+/// sees it; a finish after the mark sees the mark and signals.
+///
+/// [`Store::watch`]: workflow_core::store::Store::watch
+pub(super) const WATCH: &str = "UPDATE instances SET watched = true \
+     WHERE id = $1 AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated')";
+
+/// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
+/// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
+pub(super) const ENQUEUE_TASK: &str = "INSERT INTO activity_tasks \
+     (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
+     $8::int8[], $9::int8[]) \
+     ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
+     name = EXCLUDED.name, input = EXCLUDED.input, attempt = EXCLUDED.attempt, \
+     start_to_close_ms = EXCLUDED.start_to_close_ms, heartbeat_timeout_ms = EXCLUDED.heartbeat_timeout_ms, \
+     visible_at = EXCLUDED.visible_at, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
+     outcome = NULL, finished_at = NULL \
+     WHERE activity_tasks.attempt < EXCLUDED.attempt";
+
+pub(super) const DELETE_TASK: &str = "DELETE FROM activity_tasks AS t \
+     USING UNNEST($1::text[], $2::int8[], $3::int8[]) AS v (instance_id, generation, seq) \
+     WHERE t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq";
+
+pub(super) const ADD_EVENT: &str = "INSERT INTO events (seq, instance_id, name, payload, created_at) \
+     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])";
+
+/// A batch's event ids, taken up front.
+pub(super) const EVENT_IDS: &str = "SELECT nextval('event_ids') FROM generate_series(1, $1)";
+
+pub(super) const SET_WAKE: &str = "UPDATE instances AS i SET wake_at = v.wake_at \
+     FROM UNNEST($1::text[], $2::int8[]) AS v (id, wake_at) WHERE i.id = v.id";
+
+pub(super) const EVICT: &str = "UPDATE instances AS i SET owner = NULL, lease_until = NULL, wake_at = v.wake_at \
+     FROM UNNEST($1::text[], $2::int8[]) AS v (id, wake_at) WHERE i.id = v.id";
+
+pub(super) const SET_CUSTOM_STATUS: &str =
+    "UPDATE instances AS i SET custom_status = v.custom_status, updated_at = v.updated_at \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, custom_status, updated_at) WHERE i.id = v.id";
+
+/// Restarts the instances that exist and deletes their older journal and tasks and their consumed
+/// events, in one statement: the deletes see the rows earlier statements of the batch wrote.
+pub(super) const CONTINUE_AS_NEW: &str = "WITH continued AS (\
+     UPDATE instances AS i SET input = v.input, generation = v.generation, status = 'Running', output = NULL, \
+     error = NULL, updated_at = v.updated_at, completed_at = NULL \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) AS v (id, input, generation, updated_at) \
+     WHERE i.id = v.id RETURNING i.id, i.generation), \
+     old_records AS (DELETE FROM journal AS j USING continued AS c \
+     WHERE j.instance_id = c.id AND j.generation < c.generation), \
+     consumed AS (DELETE FROM events AS e USING continued AS c \
+     WHERE e.instance_id = c.id AND e.consumed_by_seq IS NOT NULL), \
+     old_tasks AS (DELETE FROM activity_tasks AS t USING continued AS c \
+     WHERE t.instance_id = c.id AND t.generation < c.generation) \
+     SELECT count(*) FROM continued";
+
+/// Deletes the named instances and every row of theirs: the journal of every generation, the
+/// events (consumed or not) and the tasks, in one statement (each delete sees the rows earlier
+/// statements of the batch wrote).
+pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHERE id = ANY($1::text[])), \
+     journal_rows AS (DELETE FROM journal WHERE instance_id = ANY($1::text[])), \
+     event_rows AS (DELETE FROM events WHERE instance_id = ANY($1::text[])) \
+     DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
+
+/// The claim: the oldest `$5` runnable instances of the workflows `$3` at `$4`, locked so that no
+/// concurrent claim takes them (it skips them instead of waiting), taken for worker `$1` until `$2`.
+///
+/// Candidates come from two sets, each with its own partial index: instances ready now (no
+/// wake-up, `instances_ready`, already in claim order) and instances whose wake-up has come
+/// (`instances_due`, by wake-up time). An instance waiting for a later wake-up is in neither scan.
+/// The first `$5` of the two together are among the first `$5` of each.
+pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
+    format!(
+        "WITH ready AS (SELECT id, created_at FROM instances \
+         WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
+         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         due AS (SELECT id, created_at FROM instances \
+         WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
+         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         picked AS (SELECT id, created_at FROM ready UNION ALL SELECT id, created_at FROM due \
+         ORDER BY created_at, id LIMIT $5) \
+         UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
+         WHERE i.id = picked.id RETURNING {}",
+        qualified("i", INSTANCE_COLUMNS)
+    )
+});
+
+/// The task claim: the oldest `$5` unfinished tasks of the activities `$3` visible at `$4`, unowned
+/// or with a lapsed lease, locked so that no concurrent claim takes them (it skips them instead of
+/// waiting), taken for worker `$1` until `$2`. The outcome test is spelled as in the partial index
+/// `activity_tasks_unfinished`, which is already in claim order.
+pub(super) static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH picked AS (SELECT instance_id, generation, seq FROM activity_tasks \
+         WHERE outcome IS NULL AND visible_at <= $4 AND name = ANY($3) \
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4) \
+         ORDER BY visible_at, instance_id, generation, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 FROM picked \
+         WHERE t.instance_id = picked.instance_id AND t.generation = picked.generation AND t.seq = picked.seq \
+         RETURNING {}",
+        qualified("t", TASK_COLUMNS)
+    )
+});
+
+pub(super) static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id = ANY($1) AND outcome IS NOT NULL \
+         ORDER BY instance_id, generation, seq"
+    )
+});
+
+pub(super) static SELECT_INSTANCE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"));
+
+/// `columns` (a list of column names, as [`INSTANCE_COLUMNS`]) qualified with `table`'s alias.
+fn qualified(table: &str, columns: &str) -> String {
+    let qualified: Vec<String> = columns.split(", ").map(|column| format!("{table}.{column}")).collect();
+    qualified.join(", ")
+}
+
+pub(super) static SELECT_JOURNAL: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = $1 AND generation = $2 ORDER BY seq")
+});
+
+pub(super) static SELECT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = $1 AND consumed_by_seq IS NULL ORDER BY seq")
+});
+
+/// Sends the signals `$2` on channel `$1`.
+pub(super) const NOTIFY: &str = "SELECT pg_notify($1, notice) FROM UNNEST($2::text[]) AS notice";
+
+/// Extends the leases of worker `$1` (of instances, and of unfinished tasks) to `$2`; returns how
+/// many.
+pub(super) const RENEW_LEASES: &str =
+    "WITH instances AS (UPDATE instances SET lease_until = $2 WHERE owner = $1 RETURNING 1), \
+     tasks AS (UPDATE activity_tasks SET lease_until = $2 WHERE owner = $1 AND outcome IS NULL RETURNING 1) \
+     SELECT (SELECT count(*) FROM instances) + (SELECT count(*) FROM tasks)";
+
+/// Releases the leases of worker `$1`; returns how many, and sends signal `$3` (Runnable) on
+/// channel `$2` if it released an instance and `$4` (TaskQueued) if it released a task.
+pub(super) const RELEASE_LEASES: &str =
+    "WITH instances AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
+     tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
+     WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
+     counted AS (SELECT (SELECT count(*) FROM instances) AS instances, (SELECT count(*) FROM tasks) AS tasks) \
+     SELECT instances + tasks, CASE WHEN instances > 0 THEN pg_notify($2, $3) END, \
+     CASE WHEN tasks > 0 THEN pg_notify($2, $4) END FROM counted";
+
+/// Stores outcome (`$6`, `$7`, `$8`) of task (`$1`, `$2`, `$3`) attempt `$4`, if worker `$5` holds it
+/// and it has none; returns how many it stored, and sends signal `$10` (if not NULL) on channel
+/// `$9` if it stored one.
+pub(super) const COMPLETE_TASK: &str =
+    "WITH done AS (UPDATE activity_tasks SET outcome_succeeded = $6, outcome = $7, finished_at = $8 \
+     WHERE instance_id = $1 AND generation = $2 AND seq = $3 AND attempt = $4 AND owner = $5 \
+     AND outcome IS NULL RETURNING 1), \
+     counted AS (SELECT count(*) AS done FROM done) \
+     SELECT done, CASE WHEN done > 0 AND $10::text IS NOT NULL THEN pg_notify($9, $10) END \
+     FROM counted";
+pub(super) const PROBE: &str = "INSERT INTO probe (id, commits) VALUES (1, 1) \
+     ON CONFLICT (id) DO UPDATE SET commits = probe.commits + 1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified_columns() {
+        assert_eq!(qualified("i", "id, workflow"), "i.id, i.workflow");
+    }
+}

@@ -1,0 +1,18 @@
+//! The orders the stores return records in, for every backend.
+
+use workflow_core::store::{InstanceRecord, Millis, TaskRecord};
+
+/// The order `claim` returns instances in: oldest first, ties by id.
+pub(crate) fn instance_order(instance: &InstanceRecord) -> (Millis, &str) {
+    (instance.created_at, instance.id.as_str())
+}
+
+/// A task's key, the order `finished_tasks` returns them in.
+pub(crate) fn task_key(task: &TaskRecord) -> (&str, u32, u32) {
+    (task.instance_id.as_str(), task.generation, task.seq)
+}
+
+/// The order `claim_tasks` returns tasks in: oldest first, ties by key.
+pub(crate) fn task_order(task: &TaskRecord) -> (Millis, (&str, u32, u32)) {
+    (task.visible_at, task_key(task))
+}

@@ -1,0 +1,223 @@
+//! Claims and leases: taking runnable instances and visible tasks for a worker (a look on a reader
+//! first, so an idle poll costs no write, then the claim under the write lock), renewing and
+//! releasing a worker's leases, and storing a claimed task's outcome.
+
+use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord};
+
+use super::{backend, SqliteStore};
+use crate::shared::order::{instance_order, task_order};
+use crate::shared::plan::TaskKey;
+use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
+use crate::shared::to_i64;
+
+/// The claim's two candidate sets, as conditions: instances ready now (no wake-up) and instances
+/// whose wake-up has come; together, every runnable instance. `?1` is `now`, the workflow names
+/// are bound from `?3` on (`?2` is the limit in the queries that use these).
+///
+/// Each set has its own partial index (`instances_ready`, already in claim order, and
+/// `instances_due`, by wake-up time), whose status and wake-up tests are spelled exactly as here so
+/// SQLite uses them. An instance waiting for a later wake-up is in neither scan.
+fn claimable(workflows: usize) -> (String, String) {
+    let names: Vec<String> = (0..workflows).map(|i| format!("?{}", i + 3)).collect();
+    let free =
+        format!("workflow IN ({}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)", names.join(", "));
+    (
+        format!("status IN ('Pending', 'Running') AND wake_at IS NULL AND {free}"),
+        format!("status IN ('Pending', 'Running') AND wake_at <= ?1 AND {free}"),
+    )
+}
+
+/// The tasks `claim_tasks` may take, as a condition: unfinished, visible at `?1`, of the activities
+/// bound from `?3` on (`?2` is the limit), unowned or with a lapsed lease. The outcome test is
+/// spelled as in the partial index `activity_tasks_unfinished`, so SQLite uses it.
+fn claimable_tasks(activities: usize) -> String {
+    let names: Vec<String> = (0..activities).map(|i| format!("?{}", i + 3)).collect();
+    format!(
+        "outcome IS NULL AND visible_at <= ?1 AND name IN ({}) \
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)",
+        names.join(", ")
+    )
+}
+
+/// Claims up to `limit` runnable instances of `workflows` for `worker` until `lease_until`,
+/// oldest first.
+pub(super) async fn claim(
+    store: &SqliteStore,
+    worker: &str,
+    workflows: &[String],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Result<Vec<InstanceRecord>, StoreError> {
+    if workflows.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (ready, due) = claimable(workflows.len());
+
+    // Look before taking the write lock: an idle poll costs a read, not a commit.
+    let probe = format!("SELECT 1 FROM instances WHERE {ready} UNION ALL SELECT 1 FROM instances WHERE {due} LIMIT ?2");
+    let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
+    for workflow in workflows {
+        query = query.bind(workflow.as_str());
+    }
+    let any =
+        query.fetch_optional(&mut *store.reader().await?).await.map_err(backend("looking for claimable instances"))?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+
+    // The claim itself re-selects under the write lock, so it is exact however many workers
+    // raced to the same candidates. The first `limit` of the two sets together are among the
+    // first `limit` of each.
+    let n = workflows.len();
+    let claim = format!(
+        "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
+         (SELECT id FROM \
+         (SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {ready} \
+         ORDER BY created_at, id LIMIT ?2) \
+         UNION ALL SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {due} \
+         ORDER BY created_at, id LIMIT ?2)) \
+         ORDER BY created_at, id LIMIT ?2) \
+         RETURNING {INSTANCE_COLUMNS}",
+        worker = n + 3,
+        until = n + 4,
+    );
+    let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
+    for workflow in workflows {
+        query = query.bind(workflow.as_str());
+    }
+    let query = query.bind(worker).bind(lease_until);
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a claim").await?;
+    let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"));
+    let rows = store.end_immediate(&mut conn, rows, "committing a claim").await?;
+    let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
+    Ok(claimed)
+}
+
+/// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;
+/// returns how many.
+pub(super) async fn renew_leases(store: &SqliteStore, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a renewal").await?;
+    let renewed = async {
+        let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
+            .bind(lease_until)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("renewing leases"))?;
+        let tasks = sqlx::query("UPDATE activity_tasks SET lease_until = ? WHERE owner = ? AND outcome IS NULL")
+            .bind(lease_until)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("renewing task leases"))?;
+        Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
+    }
+    .await;
+    store.end_immediate(&mut conn, renewed, "committing a renewal").await
+}
+
+/// Gives up every lease `worker` holds; returns how many.
+pub(super) async fn release_leases(store: &SqliteStore, worker: &str) -> Result<u64, StoreError> {
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a release").await?;
+    let released = async {
+        let instances = sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?")
+            .bind(worker)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("releasing leases"))?;
+        let tasks = sqlx::query(
+            "UPDATE activity_tasks SET owner = NULL, lease_until = NULL WHERE owner = ? AND outcome IS NULL",
+        )
+        .bind(worker)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("releasing task leases"))?;
+        Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
+    }
+    .await;
+    store.end_immediate(&mut conn, released, "committing a release").await
+}
+
+/// Claims up to `limit` tasks of `activities` visible at `now` for `worker` until `lease_until`,
+/// oldest first.
+pub(super) async fn claim_tasks(
+    store: &SqliteStore,
+    worker: &str,
+    activities: &[String],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    if activities.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let claimable = claimable_tasks(activities.len());
+
+    // Look before taking the write lock: an idle poll costs a read, not a commit.
+    let probe = format!("SELECT 1 FROM activity_tasks WHERE {claimable} LIMIT ?2");
+    let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
+    for activity in activities {
+        query = query.bind(activity.as_str());
+    }
+    let any =
+        query.fetch_optional(&mut *store.reader().await?).await.map_err(backend("looking for claimable tasks"))?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+
+    // Re-selected under the write lock, so exact however many workers raced.
+    let n = activities.len();
+    let claim = format!(
+        "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
+         WHERE (instance_id, generation, seq) IN \
+         (SELECT instance_id, generation, seq FROM activity_tasks WHERE {claimable} \
+         ORDER BY visible_at, instance_id, generation, seq LIMIT ?2) \
+         RETURNING {TASK_COLUMNS}",
+        worker = n + 3,
+        until = n + 4,
+    );
+    let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
+    for activity in activities {
+        query = query.bind(activity.as_str());
+    }
+    let query = query.bind(worker).bind(lease_until);
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a task claim").await?;
+    let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"));
+    let rows = store.end_immediate(&mut conn, rows, "committing a task claim").await?;
+    let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
+    Ok(claimed)
+}
+
+/// Stores the outcome of the task `key`'s attempt `attempt`, if `worker` still holds it and it
+/// has none yet; returns whether it did.
+pub(super) async fn complete_task(
+    store: &SqliteStore,
+    worker: &str,
+    (instance_id, generation, seq): TaskKey<'_>,
+    attempt: u32,
+    outcome: &TaskOutcome,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE activity_tasks SET outcome_succeeded = ?, outcome = ?, finished_at = ? \
+         WHERE instance_id = ? AND generation = ? AND seq = ? AND attempt = ? AND owner = ? AND outcome IS NULL",
+    )
+    .bind(outcome.succeeded)
+    .bind(outcome.payload.as_str())
+    .bind(outcome.finished_at)
+    .bind(instance_id)
+    .bind(i64::from(generation))
+    .bind(i64::from(seq))
+    .bind(i64::from(attempt))
+    .bind(worker)
+    .execute(&mut *store.writer().await?)
+    .await
+    .map_err(backend("completing a task"))?;
+    Ok(result.rows_affected() > 0)
+}

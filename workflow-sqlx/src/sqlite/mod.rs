@@ -1,0 +1,244 @@
+//! The SQLite store.
+//!
+//! One writer connection applies every write (a group-committed batch is one `BEGIN IMMEDIATE`
+//! transaction and one commit), so writers never contend with each other; a small pool of
+//! connections serves reads, which WAL lets run beside the writer. Claims (of instances and of
+//! activity tasks) look on a reader first, so an idle poll costs no write.
+
+mod batch;
+mod bind;
+mod claims;
+mod options;
+mod sql;
+mod writer;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqlitePool;
+use workflow_core::store::{
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
+    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
+};
+
+use crate::shared::list::list_statement;
+use crate::shared::order::task_key;
+use crate::shared::plan::Plan;
+use crate::shared::rows::{
+    event_from_row, instance_from_row, record_from_row, task_from_row, EVENT_COLUMNS, INSTANCE_COLUMNS,
+    JOURNAL_COLUMNS, TASK_COLUMNS,
+};
+
+pub use self::options::{SqliteOptions, Synchronous};
+
+/// A [`Store`] on one SQLite database: a file, or memory for tests.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), workflow_core::store::StoreError> {
+/// use workflow_sqlx::{SqliteOptions, SqliteStore, Synchronous};
+///
+/// let durable = SqliteStore::open("sqlite://workflows.db").await?;
+/// let faster = SqliteStore::open_with(
+///     "sqlite://scratch.db",
+///     SqliteOptions::new().synchronous(Synchronous::Normal),
+/// )
+/// .await?;
+/// let in_memory = SqliteStore::open("sqlite::memory:").await?;
+/// # let _ = (durable, faster, in_memory);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// One connection: every write goes through it, so writes never wait on each other's locks.
+    writer: SqlitePool,
+    /// Reads (the writer itself for an in-memory database).
+    reader: SqlitePool,
+    in_memory: bool,
+    /// Whether the writer may be in a transaction nobody will finish: a write sends its statements
+    /// and `COMMIT` as one script, and a write dropped before the script is through (cancelled)
+    /// leaves the transaction open, which the writer's next user rolls back.
+    dangling: AtomicBool,
+    stats: StatsCounter,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `url` with the default options, and brings
+    /// its schema up to date.
+    ///
+    /// `url` is `sqlite://path`, `sqlite:path` or `sqlite::memory:`; SQLite's URI parameters
+    /// (`?mode=ro`, ...) are accepted after the path. The database runs in WAL mode with
+    /// `synchronous=FULL`, a 5 s busy timeout and foreign keys on.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, SqliteOptions::default()).await
+    }
+
+    /// Opens the database at `url` (see [`SqliteStore::open`]) with `options`.
+    pub async fn open_with(url: &str, options: SqliteOptions) -> Result<Self, StoreError> {
+        let (writer, reader, in_memory) = options::connect(url, &options).await?;
+        Ok(Self { writer, reader, in_memory, dangling: AtomicBool::new(false), stats: StatsCounter::default() })
+    }
+
+    /// A pool of connections on the same database, for inspecting it (and, in tests, for damaging
+    /// rows on purpose). Writes made through it bypass the store's counters and contend with its
+    /// writer for SQLite's lock.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+impl From<SqliteStore> for std::sync::Arc<dyn Store> {
+    fn from(store: SqliteStore) -> Self {
+        std::sync::Arc::new(store)
+    }
+}
+
+fn backend(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| StoreError::Backend(format!("sqlite: {context}: {error}"))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        let plan = Plan::new(ops);
+        let mut conn = self.writer().await?;
+        // From here until the commit or the rollback is through, the writer may be in a
+        // transaction: should this future be dropped meanwhile, the writer's next user rolls it back.
+        self.dangling.store(true, Ordering::Release);
+        match batch::apply(&mut conn, &plan).await {
+            Ok(skipped) => {
+                self.dangling.store(false, Ordering::Release);
+                self.stats.record_commit(ops.len());
+                Ok(crate::shared::plan::outcome(ops, skipped))
+            }
+            Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
+        }
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(backend("reading an instance"))?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = ? AND generation = ? ORDER BY seq"
+        ))
+        .bind(id)
+        .bind(i64::from(generation))
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(backend("reading a journal"))?;
+        rows.iter().map(|row| record_from_row(row, id, generation)).collect()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        claims::claim(self, worker, workflows, now, lease_until, limit).await
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("?{n}"));
+        let rows =
+            statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND consumed_by_seq IS NULL ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(backend("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        claims::renew_leases(self, worker, lease_until).await
+    }
+
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        claims::release_leases(self, worker).await
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        claims::claim_tasks(self, worker, activities, now, lease_until, limit).await
+    }
+
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        let completed = claims::complete_task(self, worker, (instance_id, generation, seq), attempt, outcome).await?;
+        if completed {
+            self.stats.record_commit(1);
+        }
+        Ok(completed)
+    }
+
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut finished = Vec::new();
+        let unique: Vec<&str> = instance_ids.iter().map(String::as_str).collect::<HashSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN ({marks}) AND outcome IS NOT NULL"
+            );
+            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading finished tasks"))? {
+                finished.push(task_from_row(&row)?);
+            }
+        }
+        finished.sort_by(|a, b| task_key(a).cmp(&task_key(b)));
+        Ok(finished)
+    }
+
+    async fn probe_commit(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO probe (id, commits) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET commits = commits + 1",
+        )
+        .execute(&mut *self.writer().await?)
+        .await
+        .map_err(backend("probing a commit"))?;
+        self.stats.record_commit(1);
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+}
