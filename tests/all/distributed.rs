@@ -96,7 +96,7 @@ async fn pg_child() {
     if role == "client" {
         let client = Client::new(store);
         for i in 0..INSTANCES {
-            client.start_untyped("spread", &i.to_string()).id(&format!("dist-{i}")).await.unwrap();
+            client.start_untyped("spread", i.to_string()).id(format!("dist-{i}")).await.unwrap();
         }
         for i in 0..INSTANCES {
             let output: u64 = client.result(&format!("dist-{i}"), Some(Duration::from_secs(120))).await.unwrap();
@@ -257,7 +257,7 @@ async fn two_workers_racing_for_the_same_instances_never_run_a_step_twice() {
     let client = Client::new(Arc::new(open(&url, &schema).await) as Arc<dyn Store>);
     let ids: Vec<String> = (0..20).map(|i| format!("race-{}-{i}", &schema["wf_race_".len()..])).collect();
     for (i, id) in ids.iter().enumerate() {
-        client.start_untyped("spread", &i.to_string()).id(id).await.unwrap();
+        client.start_untyped("spread", i.to_string()).id(id).await.unwrap();
     }
     let mut by_worker: HashMap<String, u32> = HashMap::new();
     for (i, id) in ids.iter().enumerate() {

@@ -261,7 +261,7 @@ async fn list_filters_and_pages() {
     let rt = builder(Arc::new(MemoryStore::new())).clock(clock.clone()).build().await.unwrap();
     let client = rt.client();
     for i in 0..5 {
-        client.start_untyped("m_chain", "1").id(&format!("list-c{i}")).await.unwrap();
+        client.start_untyped("m_chain", "1").id(format!("list-c{i}")).await.unwrap();
         clock.advance(Duration::from_secs(1));
     }
     client.start_untyped("m_fails", "1").id("list-f").await.unwrap();

@@ -56,6 +56,7 @@ fn decode_token(token: &str) -> Result<(Millis, String), Error> {
 }
 
 impl Client {
+    /// Instances matching `filter`, oldest first, at most `page_size` (1 to
     /// [`MAX_PAGE_SIZE`]) per page; pass the page's `continuation` back for the next.
     pub async fn list(
         &self,
@@ -84,8 +85,6 @@ impl Client {
         let continuation = if more { records.last().map(|last| encode_token(last.created_at, &last.id)) } else { None };
         Ok(InstancePage { instances: records.into_iter().map(InstanceStatus::from).collect(), continuation })
     }
-
-    /// Everything recorded about an instance: its creation, every journaled step of its current
 
     /// Every instance matching `query` (its `after` and `limit` are set here), read a page at
     /// a time.

@@ -1,6 +1,8 @@
 //! The `Store` seam: what the engine needs from a database, in the engine's terms. Everything a
-//! store implementer needs is here: the trait, the write ops, and the records (from
-//! [`crate::model`], re-exported).
+//! store implementer needs is here: the [`Store`] trait, the write ops ([`WriteOp`]), the records
+//! they carry, the change hints ([`WakeSignal`]), the in-memory reference store
+//! ([`MemoryStore`]), and, behind the `conformance` feature, the test suite every store must pass
+//! (`conformance`).
 //!
 //! Payloads (inputs, outputs, errors) cross this seam as JSON text, so a person can read them in
 //! the database and the engine, not the store, decides what a corrupt one means.

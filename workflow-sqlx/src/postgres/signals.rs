@@ -1,13 +1,12 @@
 //! Wake signals across processes: the `NOTIFY` channel of a schema, a signal's payload, the
 //! signals a batch makes true, and the listener that forwards what it hears to subscribers.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use workflow_core::store::{StoreError, WakeSignal, WriteOp, NEVER};
+use workflow_core::store::{StoreError, WakeSignal, WriteOp};
 
 use super::options::{opening, MAX_IDENTIFIER};
 
@@ -65,43 +64,14 @@ pub(super) fn notice(signal: &WakeSignal) -> Option<String> {
     fits.then_some(notice)
 }
 
-/// The signals a batch makes true, encoded, each once: `Runnable` if it creates, evicts, wakes or
-/// restarts an instance (not for an eviction or a wake-up at [`NEVER`], which leaves it
-/// unclaimable, nor for an instance created with an owner and a lease, which its owner runs),
-/// `TaskQueued` if it queues a task and an `Event` per instance it adds events for. A signal too
-/// long for a `NOTIFY` (an instance id of about 8000 bytes) is dropped: signals are hints, and the
-/// engine still polls. `Finished` is sent by the statement that finishes a watched instance
-/// ([`FINISHED_NOTICE`]), which alone can tell it is watched.
+/// The signals a batch makes true ([`WakeSignal::from_batch`], the same rule the engine wakes its
+/// own claimer by), encoded. A signal too long for a `NOTIFY` (an instance id of about 8000 bytes)
+/// is dropped: signals are hints, and the engine still polls. `Finished` is sent by the statement
+/// that finishes a watched instance ([`FINISHED_NOTICE`]), which alone can tell it is watched.
 ///
 /// [`FINISHED_NOTICE`]: super::sql::FINISHED_NOTICE
 pub(super) fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
-    let mut runnable = false;
-    let mut queued = false;
-    let mut events = HashSet::new();
-    let mut signals = Vec::new();
-    for op in ops {
-        match op {
-            WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
-            // Created under a lease (a worker starting it itself): nobody else may claim it now.
-            WriteOp::CreateInstance(record) if record.owner.is_some() && record.lease_until.is_some() => {}
-            WriteOp::CreateInstance(_)
-            | WriteOp::Evict { .. }
-            | WriteOp::SetWake { .. }
-            | WriteOp::ContinueAsNew { .. } => runnable = true,
-            WriteOp::EnqueueTask(_) => queued = true,
-            WriteOp::AddEvent { instance_id, .. } if events.insert(instance_id.as_str()) => {
-                signals.push(WakeSignal::Event(instance_id.clone()))
-            }
-            _ => {}
-        }
-    }
-    runnable
-        .then_some(WakeSignal::Runnable)
-        .into_iter()
-        .chain(queued.then_some(WakeSignal::TaskQueued))
-        .chain(signals)
-        .filter_map(|signal| notice(&signal))
-        .collect()
+    WakeSignal::from_batch(ops).iter().filter_map(notice).collect()
 }
 
 /// Forwards the listener's notifications to the store's subscribers until the store stops it.
@@ -160,7 +130,7 @@ pub(super) async fn listen(
 
 #[cfg(test)]
 mod tests {
-    use workflow_core::store::{InstanceRecord, TaskRecord};
+    use workflow_core::store::{InstanceRecord, TaskRecord, NEVER};
 
     use super::*;
 
