@@ -1,5 +1,6 @@
 //! Several workers on one PostgreSQL database: processes killed mid-run, leases taken over,
-//! claims that never let two workers run the same step. Skipped, loudly, without DATABASE_URL.
+//! claims that never let two workers run the same step. Skipped, loudly, without DATABASE_URL;
+//! failed without it under CI (see `support::postgres_url`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -10,22 +11,13 @@ use std::time::Duration;
 use workflow::prelude::*;
 use workflow::{ActivityDispatch, PostgresOptions, PostgresStore, RecordStatus, Store};
 
-use crate::support::{bump, wait_until_within};
+use crate::support::{bump, postgres_url, wait_until_within};
 
 const ROLE_ENV: &str = "WORKFLOW_PG_ROLE";
 const SCHEMA_ENV: &str = "WORKFLOW_PG_SCHEMA";
 const LOG_ENV: &str = "WORKFLOW_PG_LOG";
 const INSTANCES: u32 = 50;
 const ITEMS: u32 = 10;
-
-/// The database URL, or `None` after saying loudly that the test is skipped.
-pub(crate) fn database_url(test: &str) -> Option<String> {
-    let url = std::env::var("DATABASE_URL").ok();
-    if url.is_none() {
-        eprintln!("SKIPPED: {test}: DATABASE_URL is not set (CI sets it; see .ci/run)");
-    }
-    url
-}
 
 async fn open(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::open_with(url, PostgresOptions::new().schema(schema)).await.unwrap()
@@ -87,6 +79,7 @@ fn worker_runtime(store: PostgresStore, worker: &str) -> workflow::RuntimeBuilde
 #[tokio::test]
 #[ignore = "run by `two_worker_processes_and_a_client_survive_a_kill` as a child process"]
 async fn pg_child() {
+    // Not a skip: without these the test runs as itself, not as a child process, and does nothing.
     let (Ok(role), Ok(schema), Ok(url)) =
         (std::env::var(ROLE_ENV), std::env::var(SCHEMA_ENV), std::env::var("DATABASE_URL"))
     else {
@@ -120,7 +113,7 @@ async fn pg_child() {
 /// process that runs it does not ask, so that finish sends no NOTIFY.
 #[tokio::test]
 async fn only_waiters_elsewhere_watch_an_instance() {
-    let Some(url) = database_url("only_waiters_elsewhere_watch_an_instance") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("pgwatch");
     let worker_store = open(&url, &schema).await;
     let pool = worker_store.pool().clone();
@@ -171,7 +164,7 @@ fn executions(log: &std::path::Path) -> HashMap<(String, u32), Vec<u32>> {
 
 #[tokio::test]
 async fn two_worker_processes_and_a_client_survive_a_kill() {
-    let Some(url) = database_url("two_worker_processes_and_a_client_survive_a_kill") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("wf_dist");
     let store = open(&url, &schema).await;
     let dir = tempfile::tempdir().unwrap();
@@ -250,7 +243,7 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
 
 #[tokio::test]
 async fn two_workers_racing_for_the_same_instances_never_run_a_step_twice() {
-    let Some(url) = database_url("two_workers_racing_for_the_same_instances_never_run_a_step_twice") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("wf_race");
     let first = worker_runtime(open(&url, &schema).await, "racer-a").build().await.unwrap();
     let second = worker_runtime(open(&url, &schema).await, "racer-b").build().await.unwrap();

@@ -75,6 +75,26 @@ pub(crate) async fn wait_for_a_claim_pass(store: &Arc<dyn Store>, workflow: &str
     .await;
 }
 
+/// The PostgreSQL URL (`DATABASE_URL`) for a PostgreSQL test. Without it the test is skipped
+/// (`None`, said loudly) on a developer's machine, but fails under CI (`CI` set), where a skip
+/// would pass unseen.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn postgres_url() -> Option<String> {
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("a PostgreSQL test").to_owned();
+    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        return Some(url);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|ci| !ci.is_empty() && ci != "0" && ci != "false");
+    assert!(
+        !in_ci,
+        "{test}: DATABASE_URL is not set, and CI is: PostgreSQL tests must run in CI, not be skipped \
+         (.ci/run starts PostgreSQL and sets DATABASE_URL)"
+    );
+    eprintln!("SKIPPED: {test}: DATABASE_URL is not set (CI sets it; see .ci/run)");
+    None
+}
+
 /// Counts keyed by (instance id, label), so tests running in parallel do not see each other.
 pub(crate) fn counters() -> &'static Mutex<HashMap<(String, String), u32>> {
     static COUNTERS: OnceLock<Mutex<HashMap<(String, String), u32>>> = OnceLock::new();
