@@ -12,6 +12,11 @@ use workflow::prelude::*;
 use workflow::store::Store;
 use workflow::{RecordStatus, StepKind};
 
+use crate::support::{wait_for_value_within, wait_until_within};
+
+/// How long a child process may take to get somewhere (it starts a whole test binary).
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
 const DB_ENV: &str = "WORKFLOW_CRASH_DB";
 const LOG_ENV: &str = "WORKFLOW_CRASH_LOG";
 const MODE_ENV: &str = "WORKFLOW_CRASH_MODE";
@@ -27,6 +32,7 @@ struct Step {
 
 #[activity]
 async fn crash_step(_ctx: ActivityContext, step: Step) -> Result<u64, ActivityError> {
+    // Simulated work (the subject, not a wait): leaves the parent time to kill between steps.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let log = std::env::var(LOG_ENV).map_err(ActivityError::new)?;
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
@@ -125,16 +131,15 @@ async fn crash_and_resume_in_a_real_process() {
     let store = SqliteStore::open(&format!("sqlite://{db}")).await.unwrap();
 
     let mut first = child(&db, &log_text).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let journal = store.journal(INSTANCE, 0).await.unwrap();
-        if journal.iter().any(|r| r.seq == 2 && r.status == RecordStatus::Completed) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "step 3 was never recorded");
+    let store_ref = &store;
+    wait_until_within("the child to record step 3", CHILD_LIMIT, || {
         assert!(first.try_wait().unwrap().is_none(), "the child exited before step 3");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        async move {
+            let journal = store_ref.journal(INSTANCE, 0).await.unwrap();
+            journal.iter().any(|r| r.seq == 2 && r.status == RecordStatus::Completed)
+        }
+    })
+    .await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let first_pid = first.id();
@@ -167,15 +172,17 @@ async fn a_durable_timer_survives_a_process_kill_and_fires_once_on_time() {
     let store = SqliteStore::open(&format!("sqlite://{db}")).await.unwrap();
 
     let mut first = child_in_mode(&db, &log_text, "timer").spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let due = loop {
-        let journal = store.journal(TIMER_INSTANCE, 0).await.unwrap();
-        if let Some(timer) = journal.iter().find(|r| r.kind == StepKind::Timer && r.status == RecordStatus::Scheduled) {
-            break timer.due_at.expect("a scheduled timer has its due time");
+    let store_ref = &store;
+    let due = wait_for_value_within("the child to schedule the timer", CHILD_LIMIT, || {
+        assert!(first.try_wait().unwrap().is_none(), "the child exited before it scheduled the timer");
+        async move {
+            let journal = store_ref.journal(TIMER_INSTANCE, 0).await.unwrap();
+            let timer =
+                journal.into_iter().find(|r| r.kind == StepKind::Timer && r.status == RecordStatus::Scheduled)?;
+            Some(timer.due_at.expect("a scheduled timer has its due time"))
         }
-        assert!(std::time::Instant::now() < deadline, "the timer was never scheduled");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    })
+    .await;
     first.kill().unwrap(); // SIGKILL, before the timer is due
     first.wait().unwrap();
     assert!(log_lines(&log).is_empty(), "nothing ran past the timer before the kill");

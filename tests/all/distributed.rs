@@ -1,32 +1,24 @@
 //! Several workers on one PostgreSQL database: processes killed mid-run, leases taken over,
-//! claims that never let two workers run the same step. Skipped, loudly, without DATABASE_URL.
+//! claims that never let two workers run the same step. Skipped, loudly, without DATABASE_URL;
+//! failed without it under CI (see `support::postgres_url`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use workflow::prelude::*;
 use workflow::store::Store;
 use workflow::{ActivityDispatch, PostgresOptions, PostgresStore, RecordStatus};
 
-use crate::support::bump;
+use crate::support::{bump, postgres_url, wait_until_within};
 
 const ROLE_ENV: &str = "WORKFLOW_PG_ROLE";
 const SCHEMA_ENV: &str = "WORKFLOW_PG_SCHEMA";
 const LOG_ENV: &str = "WORKFLOW_PG_LOG";
 const INSTANCES: u32 = 50;
 const ITEMS: u32 = 10;
-
-/// The database URL, or `None` after saying loudly that the test is skipped.
-pub(crate) fn database_url(test: &str) -> Option<String> {
-    let url = std::env::var("DATABASE_URL").ok();
-    if url.is_none() {
-        eprintln!("SKIPPED: {test}: DATABASE_URL is not set (CI sets it; see .ci/run)");
-    }
-    url
-}
 
 async fn open(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::open_with(url, PostgresOptions::new().schema(schema)).await.unwrap()
@@ -49,6 +41,7 @@ struct Item {
 
 #[activity(retry(max_attempts = 5, first_interval = "50ms"))]
 async fn work_item(ctx: ActivityContext, item: Item) -> Result<u64, ActivityError> {
+    // Simulated work (the subject, not a wait): the kill lands mid-run, the workers overlap.
     tokio::time::sleep(Duration::from_millis(40)).await;
     if let Ok(log) = std::env::var(LOG_ENV) {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
@@ -87,6 +80,7 @@ fn worker_runtime(store: PostgresStore, worker: &str) -> workflow::RuntimeBuilde
 #[tokio::test]
 #[ignore = "run by `two_worker_processes_and_a_client_survive_a_kill` as a child process"]
 async fn pg_child() {
+    // Not a skip: without these the test runs as itself, not as a child process, and does nothing.
     let (Ok(role), Ok(schema), Ok(url)) =
         (std::env::var(ROLE_ENV), std::env::var(SCHEMA_ENV), std::env::var("DATABASE_URL"))
     else {
@@ -111,6 +105,7 @@ async fn pg_child() {
         .build()
         .await
         .unwrap();
+    // Works until the parent kills it; the bound only keeps an orphaned child from living on.
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 
@@ -119,7 +114,7 @@ async fn pg_child() {
 /// process that runs it does not ask, so that finish sends no NOTIFY.
 #[tokio::test]
 async fn only_waiters_elsewhere_watch_an_instance() {
-    let Some(url) = database_url("only_waiters_elsewhere_watch_an_instance") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("pgwatch");
     let worker_store = open(&url, &schema).await;
     let pool = worker_store.pool().clone();
@@ -170,7 +165,7 @@ fn executions(log: &std::path::Path) -> HashMap<(String, u32), Vec<u32>> {
 
 #[tokio::test]
 async fn two_worker_processes_and_a_client_survive_a_kill() {
-    let Some(url) = database_url("two_worker_processes_and_a_client_survive_a_kill") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("wf_dist");
     let store = open(&url, &schema).await;
     let dir = tempfile::tempdir().unwrap();
@@ -183,11 +178,10 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
     let (a_pid, b_pid) = (a.id(), b.id());
 
     let total = (INSTANCES * ITEMS) as usize;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while executions(&log).values().map(Vec::len).sum::<usize>() < total / 3 {
-        assert!(Instant::now() < deadline, "the workers made no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_within("the workers to run a third of the steps", Duration::from_secs(120), || async {
+        executions(&log).values().map(Vec::len).sum::<usize>() >= total / 3
+    })
+    .await;
     a.kill().unwrap(); // SIGKILL, midway
     a.wait().unwrap();
     // Every step whose record is committed now must never run again.
@@ -250,7 +244,7 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
 
 #[tokio::test]
 async fn two_workers_racing_for_the_same_instances_never_run_a_step_twice() {
-    let Some(url) = database_url("two_workers_racing_for_the_same_instances_never_run_a_step_twice") else { return };
+    let Some(url) = postgres_url() else { return };
     let schema = fresh_schema("wf_race");
     let first = worker_runtime(open(&url, &schema).await, "racer-a").build().await.unwrap();
     let second = worker_runtime(open(&url, &schema).await, "racer-b").build().await.unwrap();

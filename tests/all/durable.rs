@@ -8,7 +8,7 @@ use workflow::prelude::*;
 use workflow::store::Store;
 use workflow::{Clock, Error, RecordStatus, StepKind};
 
-use crate::support::{bump, count, sqlite_store, wait_for_journal};
+use crate::support::{bump, count, sqlite_store, wait_for_journal, wait_until_within};
 
 const DAY: Duration = Duration::from_secs(86_400);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -33,6 +33,7 @@ async fn run_to_end(rt: &Runtime, clock: &VirtualClock, id: &str) -> workflow::I
             );
         }
         if !clock.advance_to_next_timer() {
+            // No timer yet: the poll of this deadline-bound loop, not a wait of a fixed time.
             tokio::time::sleep(Duration::from_millis(1)).await;
         } else {
             tokio::task::yield_now().await;
@@ -196,6 +197,7 @@ async fn an_event_payload_of_the_wrong_type_is_a_clear_error() {
 
 #[activity]
 async fn never_done(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    // The subject: an activity that loses the race to the timer.
     tokio::time::sleep(HOUR).await;
     Ok(())
 }
@@ -494,12 +496,14 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
 #[activity(start_to_close = "50ms", retry(max_attempts = 2, first_interval = "1ms"))]
 async fn too_slow(ctx: ActivityContext) -> Result<(), ActivityError> {
     bump(ctx.instance_id(), "too_slow");
+    // The subject: far longer than its start_to_close of 50ms.
     tokio::time::sleep(Duration::from_secs(5)).await;
     Ok(())
 }
 
 #[activity(heartbeat_timeout = "60ms", retry(max_attempts = 1))]
 async fn long_with_heartbeats(ctx: ActivityContext, beat: bool) -> Result<u32, ActivityError> {
+    // The subject: 300ms of work, five times the heartbeat timeout.
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         if beat {
@@ -561,19 +565,18 @@ async fn ten_thousand_sleeping_instances_are_evicted_from_memory_and_wake_on_tim
         .unwrap();
     let client = rt.client();
     let handles = futures::future::try_join_all((0..10_000).map(|n| nap::start(&client, n))).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rt.instances_in_memory() > 0 {
-        assert!(Instant::now() < deadline, "{} instances still in memory", rt.instances_in_memory());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let many = Duration::from_secs(60);
+    wait_until_within("all 10 000 instances to be evicted from memory", many, || async {
+        rt.instances_in_memory() == 0
+    })
+    .await;
     // An eviction leaves memory just before its commit lands: wait for the store to show it.
-    let sample = loop {
-        let sample = store.instance(handles[1234].instance_id()).await.unwrap().unwrap();
-        if sample.owner.is_none() || Instant::now() > deadline {
-            break sample;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let sample_id = handles[1234].instance_id();
+    wait_until_within(&format!("the eviction of {sample_id} to reach the store"), many, || async {
+        store.instance(sample_id).await.unwrap().unwrap().owner.is_none()
+    })
+    .await;
+    let sample = store.instance(sample_id).await.unwrap().unwrap();
     assert_eq!(sample.owner, None);
     assert_eq!(sample.wake_at, Some(store.journal(&sample.id, 0).await.unwrap()[0].due_at.unwrap()));
     assert_eq!(count("evicted", "nap"), 0);

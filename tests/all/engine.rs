@@ -9,7 +9,7 @@ use workflow::prelude::*;
 use workflow::store::{InstanceRecord, Store, WriteOp};
 use workflow::{Error, JournalRecord, RecordStatus, StepKind};
 
-use crate::support::{bump, completed, count, sqlite_store, wait_for_count, wait_for_journal};
+use crate::support::{bump, completed, count, sqlite_store, wait_for_count, wait_for_journal, wait_until};
 
 // ---- retries and compensation ----
 
@@ -168,6 +168,7 @@ async fn double(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
     MAX_RUNNING.fetch_max(now, Ordering::SeqCst);
     bump(ctx.instance_id(), &format!("double {n}"));
+    // Simulated work (the subject, not a wait): the fan-out's activities overlap.
     tokio::time::sleep(Duration::from_millis(1)).await;
     RUNNING.fetch_sub(1, Ordering::SeqCst);
     Ok(n * 2)
@@ -200,6 +201,7 @@ async fn fan_out_bounds_parallelism_and_keeps_input_order() {
 #[activity]
 async fn slow_square(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     bump(ctx.instance_id(), &format!("square {n}"));
+    // Simulated work (the subject, not a wait): the shutdown lands mid-fan-out.
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(n * n)
 }
@@ -452,17 +454,16 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write_to_the_instance() {
         .await
         .unwrap();
     fenced_flow::start(&rt.client()).id("fenced-1").await.unwrap();
-    while count("fenced-1", "gated") == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_count("fenced-1", "gated", 1).await;
     // Another worker takes the instance over (as after a lapsed lease) while the step runs.
     let far = 4_000_000_000_000;
     store.release_leases("slow-worker").await.unwrap();
     let taken = store.claim("other-worker", &["fenced_flow".to_owned()], far, far + 60_000, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     GATE.notify_waiters();
-    // The slow worker's outcome must not land: its next commit is refused.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow worker's outcome must not land: its next commit is refused. What proves it tried:
+    // its run leaves memory only once that commit was refused.
+    wait_until("the fenced run to leave memory", || async { rt.instances_in_memory() == 0 }).await;
     assert!(store.journal("fenced-1", 0).await.unwrap().is_empty(), "a fenced worker wrote the journal");
     let record = store.instance("fenced-1").await.unwrap().unwrap();
     assert_eq!((record.owner.as_deref(), record.status), (Some("other-worker"), RuntimeStatus::Running));

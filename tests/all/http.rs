@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde_json::Value;
 use workflow::prelude::*;
 
+use crate::support::{wait_for_a_claim_pass, wait_for_value, wait_until};
+
 #[workflow]
 async fn http_approval(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
     ctx.set_custom_status(&"waiting for approval");
@@ -15,7 +17,7 @@ async fn http_approval(ctx: WorkflowContext, order: String) -> Result<String, Wo
 struct Server {
     base: String,
     http: reqwest::Client,
-    _runtime: Runtime,
+    runtime: Runtime,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,7 +41,7 @@ async fn serve() -> Server {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Server { base, http: reqwest::Client::new(), _runtime: runtime, task }
+    Server { base, http: reqwest::Client::new(), runtime, task }
 }
 
 impl Server {
@@ -67,15 +69,10 @@ impl Server {
     }
 
     async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let body = self.status(id).await;
-            if body["runtimeStatus"] == status {
-                return body;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{id} never reached {status}: {body}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_value(&format!("{id} to reach {status}"), || async {
+            Some(self.status(id).await).filter(|body| body["runtimeStatus"] == status)
+        })
+        .await
     }
 }
 
@@ -128,7 +125,10 @@ async fn pause_resume_terminate_and_list() {
     server.wait_for(&id, "SUSPENDED").await;
     // Raised while suspended: buffered, delivered after the resume.
     assert_eq!(server.post(&format!("/v1.0/workflows/dapr/{id}/raiseEvent/approve"), "false").await.0, 202);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // What proves it stays suspended: its run left memory after the event was raised, and a claim
+    // made after the event passed it over.
+    wait_until("the suspended run to leave memory", || async { server.runtime.instances_in_memory() == 0 }).await;
+    wait_for_a_claim_pass(server.runtime.store(), "http_approval", &format!("{id}-probe"), r#""probe""#).await;
     assert_eq!(server.status(&id).await["runtimeStatus"], "SUSPENDED");
     let (code, body) = server.post(&format!("/v1.0/workflows/dapr/{id}/purge"), "").await;
     assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"), "a suspended instance is not purged");

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::store::Store;
+use workflow::store::{InstanceRecord, Store, WriteOp};
 use workflow::{Error, HistoryEvent, ListFilter, RetentionPolicy, ReusePolicy};
 
-use crate::support::{bump, count};
+use crate::support::{bump, count, wait_for_a_claim_pass, wait_for_count, wait_until};
 
 #[activity]
 async fn m_step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
@@ -19,6 +19,7 @@ async fn m_step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
 #[activity]
 async fn m_slow(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
     bump(ctx.instance_id(), "m_slow");
+    // Simulated work (the subject, not a wait): a suspend lands mid-attempt.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(n)
 }
@@ -80,15 +81,33 @@ async fn runtime() -> Runtime {
 }
 
 async fn wait_status(client: &Client, id: &str, status: RuntimeStatus) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = client.status(id).await.ok().map(|s| s.status);
-        if now == Some(status) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{id} stayed {now:?}, expected {status:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(&format!("{id} to be {status:?}"), || async {
+        client.status(id).await.ok().map(|s| s.status) == Some(status)
+    })
+    .await;
+}
+
+/// Waits until `rt` holds no instance in memory: every run it stopped has left, and with it
+/// the workflow body (so that run can start no further step).
+async fn wait_for_runs_to_leave(rt: &Runtime, what: &str) {
+    wait_until(&format!("{what} to leave memory"), || async { rt.instances_in_memory() == 0 }).await;
+}
+
+/// Waits until a retention pass that listed the instances after this call has purged `id`, an
+/// instance written here as completed long ago: proof that the loop ran a pass after this call
+/// (and that every pass before it ended, as passes run one at a time).
+async fn wait_for_a_retention_pass(store: &Arc<dyn Store>, id: &str) {
+    let long_ago = 1_000_000;
+    let expired = InstanceRecord {
+        status: RuntimeStatus::Completed,
+        output: Some("0".into()),
+        ..InstanceRecord::pending(id, "m_chain", "0", long_ago)
+    };
+    store.write(&[WriteOp::CreateInstance(expired)]).await.unwrap();
+    wait_until(&format!("retention to purge the expired marker {id}"), || async {
+        store.instance(id).await.unwrap().is_none()
+    })
+    .await;
 }
 
 /// Waits until the instance has `n` journal records.
@@ -151,7 +170,10 @@ async fn terminate_is_recursive_and_stops_every_step_on(store: Arc<dyn Store>, p
     assert!(matches!(parent.result().await, Err(Error::NoResult { status: RuntimeStatus::Terminated, .. })));
     // An event for the terminated child is refused, and nothing runs any more.
     assert!(matches!(client.raise_event(child_id, "go", &1_u32).await, Err(Error::InstanceFinished(_))));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // What proves it: both runs left memory (their bodies are gone), and a claim made after the
+    // terminate passed both instances over.
+    wait_for_runs_to_leave(&rt, "the terminated runs").await;
+    wait_for_a_claim_pass(rt.store(), "m_chain", p("term-probe").as_str(), "1").await;
     assert_eq!(count(child_id, "m_step 2"), 0);
     assert_eq!(count(p("term-parent").as_str(), "m_step 1"), 0);
 
@@ -187,7 +209,10 @@ async fn suspend_buffers_events_and_resume_continues_on(store: Arc<dyn Store>, p
     client.suspend(p("susp-1").as_str(), None).await.unwrap(); // suspending twice changes nothing
     assert_eq!(client.status(p("susp-1").as_str()).await.unwrap().status, RuntimeStatus::Suspended);
     client.raise_event(p("susp-1").as_str(), "go", &5_u32).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What proves it: the suspended run left memory after the event was raised, and a claim made
+    // after the event passed the instance over.
+    wait_for_runs_to_leave(&rt, "the suspended run").await;
+    wait_for_a_claim_pass(rt.store(), "m_chain", p("susp-probe").as_str(), "1").await;
     assert_eq!(count(p("susp-1").as_str(), "m_step 2"), 0, "a suspended instance runs no new step");
     assert_eq!(client.status(p("susp-1").as_str()).await.unwrap().status, RuntimeStatus::Suspended);
 
@@ -207,14 +232,14 @@ async fn suspending_during_an_activity_keeps_the_next_step_from_starting() {
     let rt = runtime().await;
     let client = rt.client();
     let handle = m_slow_then_step::start(&client, 1).id("susp-busy").await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count("susp-busy", "m_slow") == 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_count("susp-busy", "m_slow", 1).await;
     client.suspend("susp-busy", None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // What proves the next step did not start: the run left memory (its body, the one place the
+    // next step is called from, is gone), and a claim made after the suspend passed it over.
+    wait_for_runs_to_leave(&rt, "the suspended run").await;
+    wait_for_a_claim_pass(rt.store(), "m_chain", "susp-busy-probe", "1").await;
     assert_eq!(count("susp-busy", "m_step 1"), 0);
+    assert!(client.journal("susp-busy").await.unwrap().is_empty(), "the suspended attempt's outcome is not recorded");
     client.resume("susp-busy", None).await.unwrap();
     assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 2);
     assert_eq!(count("susp-busy", "m_step 1"), 1);
@@ -346,15 +371,17 @@ async fn retention_purges_by_age_and_status() {
     client.start_untyped("m_fails", "1").id("ret-failed").await.unwrap();
     client.result::<u32>("ret-done", Some(Duration::from_secs(10))).await.unwrap();
     wait_status(&client, "ret-failed", RuntimeStatus::Failed).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // What proves it: a retention pass that began after ret-done completed purged an expired one.
+    wait_for_a_retention_pass(rt.store(), "ret-expired-1").await;
     assert!(client.status("ret-done").await.is_ok(), "younger than the policy: kept");
 
     clock.advance(Duration::from_secs(7200));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while client.status("ret-done").await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "retention never purged the completed instance");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("retention to purge the completed instance ret-done", || async {
+        client.status("ret-done").await.is_err()
+    })
+    .await;
+    // What proves it: a whole retention pass began after the one that purged ret-done.
+    wait_for_a_retention_pass(rt.store(), "ret-expired-2").await;
     assert!(client.status("ret-failed").await.is_ok(), "failed instances are kept by this policy");
 }
 

@@ -132,8 +132,9 @@ async fn spans_per_run_and_per_attempt_and_none_for_replayed_steps() {
     let first = runtime(&store).await;
     let handle = traced::start(&first.client(), ()).await.unwrap();
     let id = handle.instance_id().to_owned();
+    // Step 1's record is committed by the flush the wait for "go" makes before it waits: once the
+    // journal shows it, the first run is at the wait.
     crate::support::wait_for_journal(&first.client(), &id, |journal| !journal.is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     first.shutdown(Duration::from_secs(5)).await.unwrap();
 
     // A second worker replays step 1 and the wait, then runs step 2 (twice: it fails once).
@@ -168,18 +169,12 @@ async fn a_suspended_run_stops_without_an_error() {
     let id = handle.instance_id().to_owned();
     crate::support::wait_for_journal(&client, &id, |journal| !journal.is_empty()).await;
     client.suspend(&id, Some("paused by the test")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let stop = loop {
-        let stops: Vec<Logged> = logged_in(&id)
+    let stop = crate::support::wait_for_value("the suspended run to log its stop", || async {
+        logged_in(&id)
             .into_iter()
-            .filter(|event| event.fields.get("message").is_some_and(|m| m.starts_with("stopped running the instance")))
-            .collect();
-        if let Some(stop) = stops.first() {
-            break stop.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the suspended run never stopped");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+            .find(|event| event.fields.get("message").is_some_and(|m| m.starts_with("stopped running the instance")))
+    })
+    .await;
     assert_eq!(stop.level, Level::INFO, "{stop:?}");
     client.resume(&id, None).await.unwrap();
     client.raise_event(&id, "go", &1_u32).await.unwrap();

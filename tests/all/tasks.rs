@@ -9,13 +9,14 @@ use workflow::prelude::*;
 use workflow::store::Store;
 use workflow::{ActivityDispatch, RecordStatus};
 
-use crate::support::{bump, count};
+use crate::support::{bump, count, wait_for_count, wait_until};
 
 /// Returns its input and the worker that ran it.
 #[activity]
 async fn tagged(ctx: ActivityContext, n: u32) -> Result<(u32, String), ActivityError> {
     bump(ctx.instance_id(), "tagged");
     bump(ctx.instance_id(), &format!("tagged@{}", ctx.worker_id()));
+    // Simulated work (the subject, not a wait): a fan-out spreads over the workers.
     tokio::time::sleep(Duration::from_millis(5)).await;
     Ok((n, ctx.worker_id().to_owned()))
 }
@@ -99,6 +100,15 @@ fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
 }
 
+/// How many tasks of `activity` for instance `id` are queued and not yet run. Read by claiming
+/// them with a lease that has already lapsed, as a worker that vanished at once would: any
+/// worker may claim them again straight away.
+async fn queued_tasks(store: &Arc<dyn Store>, activity: &str, id: &str) -> usize {
+    let (any_time, lapsed) = (i64::MAX, 0);
+    let tasks = store.claim_tasks("test-peek", &[activity.to_owned()], any_time, lapsed, usize::MAX).await.unwrap();
+    tasks.iter().filter(|task| task.instance_id == id).count()
+}
+
 #[tokio::test]
 async fn shared_dispatch_runs_a_fan_out_on_a_worker_without_the_workflow() {
     let store = memory();
@@ -178,11 +188,7 @@ async fn a_task_whose_worker_vanished_is_run_by_another_after_its_lease() {
     let first = executor(&store, "vanish-exec-1", 4).await;
     let handle = one_stuck::start(&owner.client()).await.unwrap();
     let id = handle.instance_id().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while count(&id, "stuck_once") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the first worker never ran the task");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_count(&id, "stuck_once", 1).await;
     // Gone without a word: its attempt is aborted and its claim lapses on its own.
     drop(first);
     let _second = executor(&store, "vanish-exec-2", 4).await;
@@ -203,14 +209,16 @@ async fn an_outcome_reported_while_the_owner_was_down_is_picked_up_by_the_next_o
     let handle = spread::start(&first_owner.client(), 3).await.unwrap();
     let id = handle.instance_id().to_owned();
     // The tasks are queued (nobody runs them yet); then the owner dies without releasing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(&format!("the three tasks of {id} to be queued"), || async {
+        queued_tasks(&store, "tagged", &id).await == 3
+    })
+    .await;
     drop(first_owner);
     let _exec = executor(&store, "gone-exec", 4).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.finished_tasks(std::slice::from_ref(&id)).await.unwrap().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the executor never reported the outcomes");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(&format!("the executor to report the three outcomes of {id}"), || async {
+        store.finished_tasks(std::slice::from_ref(&id)).await.unwrap().len() >= 3
+    })
+    .await;
     let second_owner = owner(&store, "next-owner", ActivityDispatch::Shared).await;
     let output: Vec<(u32, String)> = second_owner.client().result(&id, Some(Duration::from_secs(20))).await.unwrap();
     assert_eq!(output, (0..3).map(|n| (n, "gone-exec".to_owned())).collect::<Vec<_>>());
