@@ -52,6 +52,32 @@ pub mod __private {
         Box::pin(future)
     }
 
-    /// Fails to compile unless `T` can cross a durable boundary; spanned on the user's type.
-    pub const fn assert_payload<T: crate::Payload>() {}
+    /// A supertrait of [`crate::Payload`], implemented for every `Payload`, whose only purpose is
+    /// the compile error for a type that is not one.
+    ///
+    /// rustc checks `type Input = NotSerde;` against `type Input: Payload` with every bound
+    /// `Payload` implies, in order, after normalizing each. The implied `<NotSerde as
+    /// PayloadCheck>::Checked: Send` fails to normalize (this impl needs `NotSerde: Payload`),
+    /// and rustc then reports that failure alone: the unmet `Payload`, with its own message (the
+    /// `Payload` impl is `do_not_recommend`), instead of the implied `Serialize` and
+    /// `DeserializeOwned` bounds, each with a list of the types that implement it. `Send` is
+    /// required here first so that a type that is not `Send` is still reported as such, naming
+    /// the field that is not.
+    pub trait PayloadCheck {
+        /// `Self`.
+        type Checked;
+    }
+
+    impl<T: Send + crate::Payload> PayloadCheck for T {
+        type Checked = T;
+    }
+
+    /// Fails to compile unless `Type` can cross a durable boundary. The macros implement it for a
+    /// local type with `Type` = the user's input or output type, spanned on it: the check (and the
+    /// error) is the one of the `Input` and `Output` of the generated `ActivityDef` or
+    /// `WorkflowDef` impl, so rustc prints one error, on the user's type, for both.
+    pub trait AssertPayload {
+        /// The user's type.
+        type Type: crate::Payload;
+    }
 }

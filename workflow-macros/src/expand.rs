@@ -119,12 +119,21 @@ fn input_type(sig: &Signature) -> TokenStream {
     }
 }
 
-/// Compile-time checks spanned on the user's types, so rustc points at them.
+/// Compile-time checks spanned on the user's types, so rustc points at them. Each is the
+/// associated type of a local impl of `__private::AssertPayload`, checked exactly like the `Input`
+/// and `Output` of the generated `ActivityDef` or `WorkflowDef` impl: a type that is not a
+/// `Payload` gets one error (rustc prints identical errors once), which does not depend on which
+/// types implement `Serialize` in the build (see `__private::PayloadCheck`).
 fn payload_asserts(krate: &syn::Path, sig: &Signature) -> TokenStream {
     let mut checks = TokenStream::new();
     for ty in sig.input.iter().chain(std::iter::once(&sig.output)) {
         checks.extend(quote_spanned! {ty.span()=>
-            const _: () = #krate::__private::assert_payload::<#ty>();
+            const _: () = {
+                struct __PayloadAssert;
+                impl #krate::__private::AssertPayload for __PayloadAssert {
+                    type Type = #ty;
+                }
+            };
         });
     }
     checks
