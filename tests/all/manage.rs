@@ -140,6 +140,47 @@ async fn start_reuse_policies() {
     assert_eq!(client.result::<u32>("reuse-1", Some(Duration::from_secs(10))).await.unwrap(), 23);
 }
 
+/// A program that restarts re-attaches to its instances through the same typed start: no JSON,
+/// no output type restated, and the handle carries the instance's actions.
+#[tokio::test]
+async fn typed_starts_re_attach_and_handles_act_on_their_instance() {
+    let rt = runtime().await;
+    let client = rt.client();
+    let first: Handle<u32> = m_gated::start(&client, 1).id("typed-1").await.unwrap();
+    wait_records(&client, "typed-1", 1).await;
+    // Another process (or this one after a restart) asks for the same id with other input.
+    let again = m_gated::start(&client, 99).id("typed-1").reuse(ReusePolicy::ReturnExisting).await.unwrap();
+    assert_eq!(again.instance_id(), "typed-1");
+    assert_eq!(again.status().await.unwrap().input, "1", "the existing instance is untouched");
+    let taken = m_gated::start(&client, 99).id("typed-1").await;
+    assert!(matches!(taken, Err(Error::InstanceExists(ref id)) if id == "typed-1"), "{taken:?}");
+    let bad_id = m_gated::start(&client, 1).id("not ok!").await;
+    assert!(matches!(bad_id, Err(Error::InvalidInstanceId { .. })), "{bad_id:?}");
+
+    again.suspend(Some("typed")).await.unwrap();
+    wait_status(&client, "typed-1", RuntimeStatus::Suspended).await;
+    again.resume(None).await.unwrap();
+    again.raise_event("go", &2).await.unwrap();
+    // m_step adds one at each step: (1 + 1) + 2 + 1.
+    assert_eq!(first.result_timeout(Duration::from_secs(10)).await.unwrap(), 5);
+    assert_eq!(again.result().await.unwrap(), 5);
+    let history = again.history().await.unwrap();
+    assert!(matches!(history.last(), Some(HistoryEvent::Status(status)) if status.status == RuntimeStatus::Completed));
+    assert_eq!(again.journal().await.unwrap().len(), 3);
+    assert!(again.diagram().await.unwrap().starts_with("flowchart TD"));
+    assert_eq!(again.purge().await.unwrap(), 1);
+    assert!(matches!(again.status().await, Err(Error::InstanceNotFound(_))));
+
+    // Many typed starts awaited together: a start is a future.
+    let handles = futures::future::try_join_all((0..5).map(|n| m_chain::start(&client, n))).await.unwrap();
+    for (n, handle) in (0..5).zip(handles) {
+        assert_eq!(handle.result().await.unwrap(), n + 3);
+    }
+    let running = m_gated::start(&client, 1).id("typed-2").await.unwrap();
+    running.terminate(Some("done with it")).await.unwrap();
+    assert!(matches!(running.result().await, Err(Error::NoResult { status: RuntimeStatus::Terminated, .. })));
+}
+
 #[tokio::test]
 async fn terminate_is_recursive_and_stops_every_step() {
     terminate_is_recursive_and_stops_every_step_on(Arc::new(MemoryStore::new()), "").await;
