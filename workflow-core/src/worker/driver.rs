@@ -12,8 +12,8 @@ use super::engine::Engine;
 use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
-use crate::store::{InstanceRecord, Millis, RuntimeStatus, WriteOp, NEVER};
-use crate::workflow::{Fatal, WorkflowContext};
+use crate::store::{InstanceRecord, RuntimeStatus, WriteOp};
+use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
 
 /// Runs a claimed (and marked running) instance on a task of its own.
 pub(super) fn spawn(
@@ -43,12 +43,6 @@ enum RunEnd {
     /// Waiting with nothing running: what to wake for, read before the body (and its waits) drops.
     Idle(IdleWaits),
     Shutdown,
-}
-
-struct IdleWaits {
-    wake_at: Millis,
-    seen_events: std::collections::HashSet<i64>,
-    children: Vec<String>,
 }
 
 /// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
@@ -155,12 +149,7 @@ async fn run_once(engine: &Arc<Engine>, entry: &WorkflowEntry, ctx: &WorkflowCon
             _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
             () = tokio::time::sleep(check_idle) => {
                 if ctx.idle_for().is_some_and(|idle| idle >= engine.evict_idle_after()) {
-                    let state = ctx.state();
-                    return RunEnd::Idle(IdleWaits {
-                        wake_at: state.deadlines.values().min().copied().unwrap_or(NEVER),
-                        seen_events: state.seen_events.clone(),
-                        children: state.children.values().cloned().collect(),
-                    });
+                    return RunEnd::Idle(ctx.idle_waits());
                 }
             }
         }
@@ -224,7 +213,7 @@ async fn finish(
         }
     };
     let now = engine.now();
-    let custom_status = ctx.state().custom_status.clone().unwrap_or_else(|| record.custom_status.clone());
+    let custom_status = ctx.custom_status().unwrap_or_else(|| record.custom_status.clone());
     let mut ops = ctx.take_fenced_batch();
     // The Finish sets the status: a Pending-to-Running change in the same batch is moot.
     ops.retain(|op| !matches!(op, WriteOp::SetStatus { id, .. } if *id == record.id));

@@ -27,8 +27,8 @@ pub use child::ChildCall;
 pub use event::EventWait;
 pub use fan_out::FanOut;
 pub use race::{Either, Race};
-pub(crate) use run::Fatal;
 use run::InstanceShared;
+pub(crate) use run::{Fatal, IdleWaits};
 pub use timer::Timer;
 
 use crate::activity::ActivityDef;

@@ -33,42 +33,53 @@ pub(crate) enum Fatal {
     ContinueAsNew(String),
 }
 
-pub(crate) struct InstanceState {
-    pub(crate) next_seq: u32,
+pub(super) struct InstanceState {
+    pub(super) next_seq: u32,
     /// Records from the store not yet matched by the replaying code.
-    pub(crate) replay: BTreeMap<u32, JournalRecord>,
+    pub(super) replay: BTreeMap<u32, JournalRecord>,
     /// Ops to write with the next commit: the Pending-to-Running change, recorded values
     /// (`now`, `random`, patches), the custom status.
-    pub(crate) buffered: Vec<WriteOp>,
-    pub(crate) fatal: Option<Fatal>,
+    pub(super) buffered: Vec<WriteOp>,
+    pub(super) fatal: Option<Fatal>,
     /// Activity attempts and commits under way (an instance with any is not idle).
-    pub(crate) busy: usize,
+    pub(super) busy: usize,
     /// Timers, event waits and child waits under way.
-    pub(crate) waits: usize,
-    pub(crate) last_progress: tokio::time::Instant,
+    pub(super) waits: usize,
+    pub(super) last_progress: tokio::time::Instant,
     /// Deadlines of the live waits, by seq (for the wake-up time of an evicted instance).
-    pub(crate) deadlines: BTreeMap<u32, Millis>,
+    pub(super) deadlines: BTreeMap<u32, Millis>,
     /// Children being waited for, by seq.
-    pub(crate) children: BTreeMap<u32, String>,
+    pub(super) children: BTreeMap<u32, String>,
     /// Events this run has taken (so two waits never take the same one).
-    pub(crate) taken_events: HashSet<i64>,
+    pub(super) taken_events: HashSet<i64>,
     /// Every event id this run has seen in the inbox (ids need not become visible in order:
     /// PostgreSQL assigns them before commit).
-    pub(crate) seen_events: HashSet<i64>,
+    pub(super) seen_events: HashSet<i64>,
     /// The custom status this run set last, if it set one.
-    pub(crate) custom_status: Option<Option<String>>,
+    pub(super) custom_status: Option<Option<String>>,
     /// For each seq issued by a fan-out, the fan-out's first seq.
-    pub(crate) parallel_groups: BTreeMap<u32, u32>,
+    pub(super) parallel_groups: BTreeMap<u32, u32>,
 }
 
-pub(crate) struct InstanceShared {
-    pub(crate) instance_id: Arc<str>,
-    pub(crate) generation: u32,
-    pub(crate) engine: Arc<Engine>,
+pub(super) struct InstanceShared {
+    pub(super) instance_id: Arc<str>,
+    generation: u32,
+    engine: Arc<Engine>,
     state: Mutex<InstanceState>,
     fatal_signal: Notify,
     /// Woken when an event for this instance is raised in this process.
-    pub(crate) inbox_signal: Arc<Notify>,
+    inbox_signal: Arc<Notify>,
+}
+
+/// What an idle run waits for, read before its body (and its waits) drops: the instance is
+/// evicted with this wake-up time, and woken at once if an event or a child's end raced it.
+pub(crate) struct IdleWaits {
+    /// The earliest deadline of its waits, or [`NEVER`](crate::store::NEVER).
+    pub(crate) wake_at: Millis,
+    /// Every event id the run has seen in the inbox.
+    pub(crate) seen_events: HashSet<i64>,
+    /// The children it waits for.
+    pub(crate) children: Vec<String>,
 }
 
 impl WorkflowContext {
@@ -139,7 +150,7 @@ impl WorkflowContext {
         }
     }
 
-    pub(crate) fn state(&self) -> MutexGuard<'_, InstanceState> {
+    pub(super) fn state(&self) -> MutexGuard<'_, InstanceState> {
         // A panic while the lock is held cannot leave the state half-written: recover it.
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -260,6 +271,21 @@ impl WorkflowContext {
         }
         drop(state);
         ActivityGuard { ctx: self.clone(), seq: Some(seq) }
+    }
+
+    /// What the run waits for, to evict it.
+    pub(crate) fn idle_waits(&self) -> IdleWaits {
+        let state = self.state();
+        IdleWaits {
+            wake_at: state.deadlines.values().min().copied().unwrap_or(crate::store::NEVER),
+            seen_events: state.seen_events.clone(),
+            children: state.children.values().cloned().collect(),
+        }
+    }
+
+    /// The custom status this run set last, if it set one.
+    pub(crate) fn custom_status(&self) -> Option<Option<String>> {
+        self.state().custom_status.clone()
     }
 
     /// How long the instance has been waiting with nothing running, if it is.
