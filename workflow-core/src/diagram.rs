@@ -10,7 +10,7 @@
 //!   while retrying), timers as parallelograms, event waits as flags, child workflows as
 //!   subroutines, race winners as diamonds;
 //! - consecutive steps of one fan-out side by side between a fork and a join node; a fan-out of
-//!   more than [`COLLAPSE_ABOVE`] branches shows only its first few, its earliest failed or
+//!   more than 12 branches shows only its first few, its earliest failed or
 //!   unfinished ones and its last, with one "… N more" node standing for the rest, and the join
 //!   counts every branch by status;
 //! - an end node with the instance's status (and error message), reached by a dotted arrow while
