@@ -15,14 +15,16 @@
 //!
 //! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
 //! name is accepted and ignored (Dapr's is `dapr`). Errors are JSON `{"errorCode", "message"}`:
-//! 400 for a bad request, 404 for an unknown instance, 409 for an instance in the wrong state or
-//! an id that is taken.
+//! 400 for a bad request (an instance id, workflow or event name that cannot exist, such as one
+//! with a NUL), 404 for an unknown instance, 409 for an instance in the wrong state or an id that
+//! is taken, 413 for a body over the limit ([`RouterOptions::body_limit`], 2 MiB by default; set
+//! it with [`router_with`]). An empty start body is no input (`null`).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,9 +32,38 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use workflow_core::{rfc3339, Client, Error, InstanceStatus, ListFilter, RuntimeStatus};
 
+/// How the router is set up ([`router_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterOptions {
+    /// The largest request body accepted, in bytes (2 MiB by default); a larger one answers 413
+    /// with the JSON error body.
+    pub body_limit: usize,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self { body_limit: 2 * 1024 * 1024 }
+    }
+}
+
+impl RouterOptions {
+    /// Sets the largest request body accepted, in bytes.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
 /// The routes, served with `client` (use [`Runtime::client`](workflow_core::Runtime::client)
-/// to start instances on a local runtime). Mount it with `Router::merge` or serve it alone.
+/// to start instances on a local runtime), with the default [`RouterOptions`]. Mount it with
+/// `Router::merge` or serve it alone.
 pub fn router(client: Client) -> Router {
+    router_with(client, RouterOptions::default())
+}
+
+/// [`router`] with options.
+pub fn router_with(client: Client, options: RouterOptions) -> Router {
     let api = Router::new()
         .route("/workflows/{component}", get(list))
         .route("/workflows/{component}/{id}", get(status))
@@ -43,6 +74,7 @@ pub fn router(client: Client) -> Router {
         .route("/workflows/{component}/{id}/resume", post(resume))
         .route("/workflows/{component}/{id}/purge", post(purge))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
+        .layer(DefaultBodyLimit::max(options.body_limit))
         .with_state(client);
     Router::new().nest("/v1.0", api.clone()).nest("/v1.0-beta1", api.clone()).nest("/v1.0-alpha1", api).fallback(
         || async { problem(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "no such route".to_owned()).into_response() },
@@ -132,8 +164,20 @@ fn bad_request(message: impl std::fmt::Display) -> ApiError {
     problem(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", message.to_string())
 }
 
-/// A JSON body as text; an empty body is `null`.
-fn json_body(body: &Bytes, what: &str) -> Result<String, ApiError> {
+type Body = Result<Bytes, BytesRejection>;
+
+/// A JSON body as text; an empty body is `null`. A body over the router's limit is a JSON 413.
+fn json_body(body: &Body, what: &str) -> Result<String, ApiError> {
+    let body = body.as_ref().map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ERR_BODY_TOO_LARGE",
+            format!("the {what} is larger than the router's body limit"),
+        ),
+        status => {
+            problem(status, "ERR_MALFORMED_REQUEST", format!("the {what} could not be read: {}", rejection.body_text()))
+        }
+    })?;
     let text = std::str::from_utf8(body).map_err(|_| bad_request(format!("the {what} is not UTF-8")))?;
     if text.trim().is_empty() {
         return Ok("null".to_owned());
@@ -175,7 +219,7 @@ async fn start(
     State(client): State<Client>,
     params: PathOf<(String, String)>,
     params_query: QueryMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond(async {
         let (_component, workflow) = path(params)?;
@@ -204,7 +248,7 @@ async fn terminate(
     State(client): State<Client>,
     params: PathOf<(String, String)>,
     params_query: QueryMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond(async {
         let (_component, id) = path(params)?;
@@ -220,7 +264,7 @@ async fn terminate(
     .await
 }
 
-async fn raise_event(State(client): State<Client>, params: PathOf<(String, String, String)>, body: Bytes) -> Response {
+async fn raise_event(State(client): State<Client>, params: PathOf<(String, String, String)>, body: Body) -> Response {
     respond(async {
         let (_component, id, event) = path(params)?;
         let payload = json_body(&body, "event payload")?;

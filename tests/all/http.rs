@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use workflow::http::RouterOptions;
 use workflow::prelude::*;
+use workflow::store::Store;
 
 use crate::support::{wait_for_a_claim_pass, wait_for_value, wait_until};
 
@@ -28,14 +30,18 @@ impl Drop for Server {
 }
 
 async fn serve() -> Server {
+    serve_on(std::sync::Arc::new(MemoryStore::new()), RouterOptions::default()).await
+}
+
+async fn serve_on(store: std::sync::Arc<dyn Store>, options: RouterOptions) -> Server {
     let runtime = Runtime::builder()
-        .store(MemoryStore::new())
+        .store(store)
         .workflow(http_approval::Workflow)
         .poll_interval(Duration::from_millis(20))
         .build()
         .await
         .unwrap();
-    let app = workflow::http::router(runtime.client());
+    let app = workflow::http::router_with(runtime.client(), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -202,4 +208,70 @@ async fn bad_requests_get_json_errors_and_never_a_panic() {
     server.wait_for("taken", "RUNNING").await;
     let (code, text) = server.post("/v1.0/workflows/dapr/taken/purge", "").await;
     assert_eq!((code, error_code(&text).as_str()), (409, "ERR_INSTANCE_STATE"));
+}
+
+/// Text no store can hold (NUL, which PostgreSQL refuses) is refused at the edge with a 400 on
+/// every route, whatever the store; an over-limit body is a JSON 413, and the limit is a router
+/// option.
+async fn nul_and_oversized_input_get_json_errors_on(store: std::sync::Arc<dyn Store>) {
+    let server = serve_on(store, RouterOptions::default().body_limit(64 * 1024)).await;
+    let start = "/v1.0/workflows/dapr/http_approval/start";
+    assert_eq!(server.post(&format!("{start}?instanceID=nul-ok"), r#""a""#).await.0, 202);
+    // "1:a\0b" as a continuation token (hex).
+    let nul_token = "313a610062";
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("POST", format!("{start}?instanceID=a%00b"), r#""x""#, "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/start".to_owned(), "null", "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/dapr/a%00b".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/terminate".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/raiseEvent/x".to_owned(), "1", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/nul-ok/raiseEvent/a%00b".to_owned(), "1", "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/pause".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/resume".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/a%00b/purge".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("GET", "/v1.0/workflows/dapr/a%00b/diagram".to_owned(), "", "ERR_INSTANCE_ID_INVALID"),
+        ("GET", "/v1.0/workflows/dapr?workflowName=a%00b".to_owned(), "", "ERR_MALFORMED_REQUEST"),
+        ("GET", format!("/v1.0/workflows/dapr?continuationToken={nul_token}"), "", "ERR_MALFORMED_REQUEST"),
+    ];
+    for (method, path, body, expected) in cases {
+        let (got, text) = match method {
+            "GET" => server.get(&path).await,
+            _ => server.post(&path, body).await,
+        };
+        assert_eq!((got, error_code(&text).as_str()), (400, expected), "{method} {path}: {text}");
+    }
+    // Over the limit: 413 with the JSON body, on start and raiseEvent; nothing is created.
+    let big = format!("\"{}\"", "x".repeat(100 * 1024));
+    let (code, text) = server.post(&format!("{start}?instanceID=too-big"), &big).await;
+    assert_eq!((code, error_code(&text).as_str()), (413, "ERR_BODY_TOO_LARGE"), "{text}");
+    let (code, _) = server.get("/v1.0/workflows/dapr/too-big").await;
+    assert_eq!(code, 404, "an over-limit start creates nothing");
+    let (code, text) = server.post("/v1.0/workflows/dapr/nul-ok/raiseEvent/approve", &big).await;
+    assert_eq!((code, error_code(&text).as_str()), (413, "ERR_BODY_TOO_LARGE"), "{text}");
+    // Under the limit it is taken; an empty start body is no input (`null`).
+    let (code, text) = server.post(&format!("{start}?instanceID=no-input"), "").await;
+    assert_eq!(code, 400, "http_approval needs a String, and an empty body is null: {text}");
+    assert!(text.contains("null"), "{text}");
+    assert_eq!(server.post("/v1.0/workflows/dapr/nul-ok/raiseEvent/approve", "true").await.0, 202);
+    assert_eq!(server.wait_for("nul-ok", "COMPLETED").await["properties"]["dapr.workflow.output"], r#""a: approved""#);
+}
+
+#[tokio::test]
+async fn nul_and_oversized_input_get_json_errors() {
+    nul_and_oversized_input_get_json_errors_on(std::sync::Arc::new(MemoryStore::new())).await;
+    let (_dir, _url, store) = crate::support::sqlite_store().await;
+    nul_and_oversized_input_get_json_errors_on(store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn nul_and_oversized_input_get_json_errors_on_postgres() {
+    let Some(url) = crate::support::postgres_url() else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("http_nul_{nanos:x}{:x}", std::process::id());
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store = std::sync::Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
+    nul_and_oversized_input_get_json_errors_on(store.clone()).await;
+    let drop = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sqlx::query(&drop).execute(store.pool()).await.unwrap();
 }

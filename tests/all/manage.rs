@@ -181,6 +181,35 @@ async fn typed_starts_re_attach_and_handles_act_on_their_instance() {
     assert!(matches!(running.result().await, Err(Error::NoResult { status: RuntimeStatus::Terminated, .. })));
 }
 
+/// `ReturnExisting` is atomic: 64 concurrent starts of one id all get the same instance, whether
+/// they race in one runtime or across two sharing the store; one instance is created.
+#[tokio::test]
+async fn return_existing_is_atomic_under_concurrent_starts() {
+    let (_dir, _url, store) = crate::support::sqlite_store().await;
+    let one = builder(store.clone()).build().await.unwrap();
+    let two = builder(store.clone()).build().await.unwrap();
+    for (round, clients) in [("race-one", vec![one.client()]), ("race-two", vec![one.client(), two.client()])] {
+        let starts = (0..64u32).map(|n| {
+            let client = clients[n as usize % clients.len()].clone();
+            async move { m_gated::start(&client, n).id(round).reuse(ReusePolicy::ReturnExisting).await }
+        });
+        let handles = futures::future::join_all(starts).await;
+        for handle in &handles {
+            let handle = handle.as_ref().unwrap_or_else(|error| panic!("{round}: a start failed: {error}"));
+            assert_eq!(handle.instance_id(), round);
+        }
+        let filter = ListFilter { workflow: Some("m_gated".into()), ..ListFilter::default() };
+        let page = one.client().list(&filter, 100, None).await.unwrap();
+        let created: Vec<String> = page.instances.into_iter().map(|s| s.instance_id).filter(|id| id == round).collect();
+        assert_eq!(created, [round], "one instance");
+        // Its input is one of the 64, written once.
+        let input: u32 = serde_json::from_str(&one.client().status(round).await.unwrap().input).unwrap();
+        assert!(input < 64);
+        one.client().raise_event(round, "go", &0).await.unwrap();
+        assert_eq!(handles[0].as_ref().unwrap().result().await.unwrap(), input + 2);
+    }
+}
+
 #[tokio::test]
 async fn terminate_is_recursive_and_stops_every_step() {
     terminate_is_recursive_and_stops_every_step_on(Arc::new(MemoryStore::new()), "").await;

@@ -52,6 +52,7 @@ fn decode_token(token: &str) -> Result<(Millis, String), Error> {
         .map_err(|_| bad())?;
     let raw = String::from_utf8(bytes).map_err(|_| bad())?;
     let (created_at, id) = raw.split_once(':').ok_or_else(bad)?;
+    super::validate_instance_id(id).map_err(|_| bad())?;
     Ok((created_at.parse().map_err(|_| bad())?, id.to_owned()))
 }
 
@@ -68,6 +69,13 @@ impl Client {
             return Err(Error::InvalidArgument(format!("page size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")));
         }
         let after = continuation.map(decode_token).transpose()?;
+        // Nothing the store cannot hold reaches it (PostgreSQL refuses NUL in text).
+        if let Some(workflow) = &filter.workflow {
+            super::validate_workflow_name(workflow)?;
+        }
+        if let Some(parent) = &filter.parent_id {
+            super::validate_instance_id(parent)?;
+        }
         let query = InstanceQuery {
             statuses: filter.statuses.clone(),
             workflow: filter.workflow.clone(),

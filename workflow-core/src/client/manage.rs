@@ -143,7 +143,10 @@ impl<'a> IntoFuture for Purge<'a> {
 }
 
 impl Client {
+    /// The instance's record; an id no instance can have (one that fails
+    /// [`validate_instance_id`](super::validate_instance_id)) is refused before the store is asked.
     async fn instance_record(&self, instance_id: &str) -> Result<InstanceRecord, Error> {
+        super::validate_instance_id(instance_id)?;
         self.store().instance(instance_id).await?.ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
     }
 
@@ -202,6 +205,7 @@ impl Client {
     /// finish, and its outcome is not recorded; it runs again after the resume), and events
     /// raised meanwhile are buffered. Suspending a suspended instance changes nothing.
     pub async fn suspend(&self, instance_id: &str, reason: Option<&str>) -> Result<(), Error> {
+        super::validate_instance_id(instance_id)?;
         let now = self.now();
         let ops = vec![
             WriteOp::AssertStatus {
@@ -221,6 +225,7 @@ impl Client {
     /// Resumes a suspended instance: it is replayed and continues from its last recorded step.
     /// [`Error::NotSuspended`] if it is not suspended.
     pub async fn resume(&self, instance_id: &str, reason: Option<&str>) -> Result<(), Error> {
+        super::validate_instance_id(instance_id)?;
         let now = self.now();
         let ops = vec![
             WriteOp::AssertStatus { id: instance_id.to_owned(), allowed: vec![RuntimeStatus::Suspended] },

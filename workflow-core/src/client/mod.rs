@@ -21,7 +21,7 @@ use serde::Serialize;
 pub use handle::Handle;
 pub use list::{InstancePage, ListFilter, MAX_PAGE_SIZE};
 pub use manage::{HistoryEvent, Purge, RetentionPolicy, Terminate};
-pub(crate) use start::id_or_new;
+pub(crate) use start::{id_or_new, validate_workflow_name};
 pub use start::{validate_instance_id, ReusePolicy, Start, MAX_INSTANCE_ID_LEN};
 use status::found;
 pub(crate) use status::Ending;
@@ -118,11 +118,13 @@ impl Client {
 
     /// The instance's current state.
     pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
+        validate_instance_id(instance_id)?;
         found(instance_id, self.store.instance(instance_id).await?)
     }
 
     /// The instance's journal (its current generation), in seq order.
     pub async fn journal(&self, instance_id: &str) -> Result<Vec<JournalRecord>, Error> {
+        validate_instance_id(instance_id)?;
         let record =
             self.store.instance(instance_id).await?.ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))?;
         Ok(self.store.journal(instance_id, record.generation).await?)
@@ -180,6 +182,7 @@ impl Client {
     /// The instance's state, read so that the store signals its end to this process
     /// ([`Store::watch`]).
     async fn watched_status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
+        validate_instance_id(instance_id)?;
         found(instance_id, self.store.watch(instance_id).await?)
     }
 

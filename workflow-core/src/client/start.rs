@@ -34,6 +34,21 @@ pub fn validate_instance_id(id: &str) -> Result<(), Error> {
     Err(Error::InvalidInstanceId { id: id.to_owned(), reason })
 }
 
+/// The longest workflow name accepted.
+const MAX_WORKFLOW_NAME_LEN: usize = 256;
+
+/// Checks a workflow name given by a caller (a start by name, a list filter): 1 to 256 bytes
+/// without control characters, so no store is ever asked for text it cannot hold (PostgreSQL
+/// refuses NUL).
+pub(crate) fn validate_workflow_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_WORKFLOW_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "workflow name {name:?} must be 1 to {MAX_WORKFLOW_NAME_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// `id` once validated, or a new random id when `None`.
 pub(crate) fn id_or_new(id: Option<&str>) -> Result<String, Error> {
     match id {
@@ -149,14 +164,12 @@ impl Client {
     ) -> Result<String, Error> {
         let Some(id) = instance_id else { return self.create(workflow, None, input).await };
         validate_instance_id(id)?;
+        if policy == ReusePolicy::ReturnExisting {
+            return self.create_or_return(workflow, id, input).await;
+        }
         match (policy, self.store().instance(id).await?) {
-            (_, None) | (ReusePolicy::Error, Some(_)) => self.create(workflow, Some(id), input).await,
-            (ReusePolicy::ReturnExisting, Some(existing)) => {
-                if existing.workflow == workflow {
-                    Ok(existing.id)
-                } else {
-                    Err(Error::InstanceExists(id.to_owned()))
-                }
+            (_, None) | (ReusePolicy::Error | ReusePolicy::ReturnExisting, Some(_)) => {
+                self.create(workflow, Some(id), input).await
             }
             (ReusePolicy::TerminateAndRestart, Some(existing)) => {
                 if !existing.status.is_terminal() {
@@ -175,9 +188,35 @@ impl Client {
         }
     }
 
+    /// [`ReusePolicy::ReturnExisting`], atomic: whoever loses a race to create `id` (the create
+    /// reports it exists) reads the winner's instance and returns it, so concurrent starts of one
+    /// id, in one process or several, all get the same instance.
+    async fn create_or_return(&self, workflow: &str, id: &str, input: &str) -> Result<String, Error> {
+        // A start of the same id in this process marks it before its commit: until that commit
+        // lands the instance is neither readable nor creatable here. It lands within a commit's
+        // time; the deadline only bounds a store that stopped answering.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(existing) = self.store().instance(id).await? {
+                return if existing.workflow == workflow {
+                    Ok(existing.id)
+                } else {
+                    Err(Error::InstanceExists(id.to_owned()))
+                };
+            }
+            match self.create(workflow, Some(id), input).await {
+                Err(Error::InstanceExists(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Creates the instance (and runs it at once when this client's runtime has a free slot);
     /// returns its id (generated when `None`).
     async fn create(&self, workflow: &str, instance_id: Option<&str>, input: &str) -> Result<String, Error> {
+        validate_workflow_name(workflow)?;
         let id = id_or_new(instance_id)?;
         let Some(engine) = self.engine() else {
             serde_json::from_str::<serde_json::Value>(input)
