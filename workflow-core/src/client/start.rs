@@ -164,25 +164,24 @@ impl Client {
     ) -> Result<String, Error> {
         let Some(id) = instance_id else { return self.create(workflow, None, input).await };
         validate_instance_id(id)?;
-        if policy == ReusePolicy::ReturnExisting {
-            return self.create_or_return(workflow, id, input).await;
-        }
-        match (policy, self.store().instance(id).await?) {
-            (_, None) | (ReusePolicy::Error | ReusePolicy::ReturnExisting, Some(_)) => {
-                self.create(workflow, Some(id), input).await
-            }
-            (ReusePolicy::TerminateAndRestart, Some(existing)) => {
-                if !existing.status.is_terminal() {
-                    match self.terminate(id, Some("restarted under the same id")).await {
-                        Ok(()) | Err(Error::InstanceFinished(_)) => {}
+        match policy {
+            // The create itself refuses a taken id.
+            ReusePolicy::Error => self.create(workflow, Some(id), input).await,
+            ReusePolicy::ReturnExisting => self.create_or_return(workflow, id, input).await,
+            ReusePolicy::TerminateAndRestart => {
+                if let Some(existing) = self.store().instance(id).await? {
+                    if !existing.status.is_terminal() {
+                        match self.terminate(id, Some("restarted under the same id")).await {
+                            Ok(()) | Err(Error::InstanceFinished(_)) => {}
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    match self.purge(id).await {
+                        Ok(_) | Err(Error::InstanceNotFound(_)) => {}
                         Err(error) => return Err(error),
                     }
+                    self.wait_for_local_stop(id).await;
                 }
-                match self.purge(id).await {
-                    Ok(_) | Err(Error::InstanceNotFound(_)) => {}
-                    Err(error) => return Err(error),
-                }
-                self.wait_for_local_stop(id).await;
                 self.create(workflow, Some(id), input).await
             }
         }
