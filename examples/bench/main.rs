@@ -1,6 +1,6 @@
 //! The benchmark: the same workloads on every store, one table.
 //!
-//! `cargo run --release --example bench [-- --store memory|sqlite|sqlite-normal|postgres|all]`
+//! `cargo run --release --example bench [-- --store memory|sqlite|sqlite-normal|postgres|all] [--scale]`
 //! (PostgreSQL needs `--features postgres` and `DATABASE_URL`; it runs in a fresh schema.)
 //!
 //! - W1 chain: 200 workflows started at once, each 10 sequential no-op activities (input + 1).
@@ -11,6 +11,11 @@
 //!
 //! `commits/step` is counted by the store on W1 (write transactions / completed steps), and
 //! `W3 commits` the same way on W3 (write transactions per workflow, start to result).
+//!
+//! `--scale` adds a second table of the workloads that show whether costs stay flat as the work
+//! grows (W4-W7, see `scale.rs`); they take minutes, so the default run leaves them out.
+
+mod scale;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,7 +173,12 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(child) = scale::child_mode(&args) {
+        return child.await;
+    }
     let which = args.iter().position(|a| a == "--store").and_then(|i| args.get(i + 1)).map_or("all", String::as_str);
+    let with_scale = args.iter().any(|a| a == "--scale");
+    let mut scale_rows = Vec::new();
     let dir = std::env::temp_dir().join(format!("workflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
@@ -197,7 +207,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         };
         eprintln!("measuring {store} ...");
-        rows.push(measure(store, backend).await?);
+        rows.push(measure(store, backend.clone()).await?);
+        if with_scale {
+            scale_rows.extend(scale::measure(store, backend, &dir).await?);
+        }
     }
     println!(
         "| store | W1 wall | W1 workflows/s | W1 steps/s | commits/step (W1) | W2 fan-out 1000 | W3 median | W3 p95 | W3 commits | 1-row commit | W3 / commit | commits/s |"
@@ -219,6 +232,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ratio(row.w3_median, row.commit_median),
             row.commit_rate
         );
+    }
+    if with_scale {
+        scale::print(&scale_rows);
     }
     for cleanup in cleanups {
         cleanup.await;

