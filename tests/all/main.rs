@@ -13,3 +13,4 @@ mod spans;
 mod support;
 mod tasks;
 mod ui;
+mod waiters;

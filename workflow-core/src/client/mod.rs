@@ -11,6 +11,7 @@ mod list;
 mod manage;
 mod start;
 mod status;
+mod waiters;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +27,12 @@ pub use start::{validate_instance_id, ReusePolicy, Start, MAX_INSTANCE_ID_LEN};
 use status::found;
 pub(crate) use status::Ending;
 pub use status::InstanceStatus;
+pub(crate) use waiters::ResultWaiters;
 
 use crate::error::{Error, FailureDetails};
 use crate::model::time;
-use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, WakeSignal, WriteOp, WriteOutcome};
-use crate::worker::Engine;
-
-/// How often a result wait re-reads the store when no local notification arrives (an instance
-/// finishing in another process).
-const RESULT_POLL: Duration = Duration::from_millis(200);
+use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, StoreError, WriteOp, WriteOutcome};
+use crate::worker::{Committer, Engine};
 
 /// Starts and inspects workflow instances.
 ///
@@ -45,6 +43,30 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 pub struct Client {
     store: Arc<dyn Store>,
     engine: Option<Arc<Engine>>,
+    /// The process's result waiters: the runtime's, or this client's own without one.
+    waiters: Arc<ResultWaiters>,
+    /// Group commit for a client without a runtime, shared by its clones.
+    own_writes: Arc<OwnWrites>,
+}
+
+/// The group committer of a client without a runtime: started on its first write (in the tokio
+/// runtime that makes it), and again if that runtime has gone.
+#[derive(Default)]
+struct OwnWrites {
+    committer: std::sync::Mutex<Option<Committer>>,
+}
+
+impl OwnWrites {
+    async fn write(&self, store: &Arc<dyn Store>, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
+        let committer = {
+            let mut slot = self.committer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match slot.as_ref().filter(|committer| !committer.is_closed()) {
+                Some(committer) => committer.clone(),
+                None => slot.insert(Committer::start(store.clone())).clone(),
+            }
+        };
+        committer.commit(ops).await
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -57,11 +79,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client on a store alone: instances it starts are run by whichever worker claims them.
     pub fn new(store: impl Into<Arc<dyn Store>>) -> Self {
-        Self { store: store.into(), engine: None }
+        let store = store.into();
+        Self { waiters: ResultWaiters::new(store.clone()), store, engine: None, own_writes: Arc::default() }
     }
 
     pub(crate) fn local(engine: Arc<Engine>) -> Self {
-        Self { store: engine.store().clone(), engine: Some(engine) }
+        Self {
+            store: engine.store().clone(),
+            waiters: engine.waiters().clone(),
+            engine: Some(engine),
+            own_writes: Arc::default(),
+        }
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -77,11 +105,11 @@ impl Client {
         self.engine.as_ref().map_or_else(time::now_ms, |engine| engine.now())
     }
 
-    /// Writes one batch: through the local runtime's group commit when there is one.
+    /// Writes one batch, in a group commit: the local runtime's, or this client's own.
     pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, Error> {
         match &self.engine {
             Some(engine) => Ok(engine.commit(ops).await?),
-            None => Ok(self.store.write(&ops).await?),
+            None => Ok(self.own_writes.write(&self.store, ops).await?),
         }
     }
 
@@ -136,40 +164,20 @@ impl Client {
         instance_id: &str,
         timeout: Option<Duration>,
     ) -> Result<InstanceStatus, Error> {
+        validate_instance_id(instance_id)?;
         let wait = async {
-            // Without a runtime, the store's signals (if it has any) announce the end.
-            let mut signals = if self.engine.is_none() { self.store.wake_signals() } else { None };
-            loop {
-                let Some(engine) = &self.engine else {
-                    let status = self.watched_status(instance_id).await?;
-                    if status.status.is_terminal() {
-                        return Ok(status);
-                    }
-                    match &mut signals {
-                        Some(receiver) => {
-                            if let Ok(false) = tokio::time::timeout(RESULT_POLL, finished(receiver, instance_id)).await
-                            {
-                                signals = None;
-                            }
-                        }
-                        None => tokio::time::sleep(RESULT_POLL).await,
-                    }
-                    continue;
-                };
-                let notified = engine.subscribe_completion(instance_id);
-                // Running here: its end arrives through the hub, no store read needed. Elsewhere:
-                // the read asks the store to signal its end to this process.
-                if !engine.is_running(instance_id) {
-                    let status = self.watched_status(instance_id).await?;
-                    if status.status.is_terminal() {
-                        return Ok(status);
-                    }
-                }
-                // The store is read again after a while in case it ends in another process.
-                if let Ok(Ok(status)) = tokio::time::timeout(RESULT_POLL, notified).await {
+            // Subscribed first, so an end after the read below reaches the receiver.
+            let ended = self.waiters.subscribe(instance_id, self.engine.is_none());
+            // Running here, its end arrives through the waiters without a read. Otherwise the read
+            // also asks the store to signal its end to this process.
+            let running_here = self.engine.as_ref().is_some_and(|engine| engine.is_running(instance_id));
+            if !running_here {
+                let status = self.watched_status(instance_id).await?;
+                if status.status.is_terminal() {
                     return Ok(status);
                 }
             }
+            ended.await.map_err(|_| Error::Store(StoreError::backend("the result waiters stopped")))
         };
         match timeout {
             Some(limit) => {
@@ -199,19 +207,6 @@ impl Client {
                 }),
             }),
             other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
-        }
-    }
-}
-
-/// Returns when `signals` says `instance_id` finished, or may have (signals were lost): the
-/// caller reads the store either way. `false` if the channel closed (no more signals).
-async fn finished(signals: &mut tokio::sync::broadcast::Receiver<WakeSignal>, instance_id: &str) -> bool {
-    loop {
-        match signals.recv().await {
-            Ok(WakeSignal::Finished(id)) if id == instance_id => return true,
-            Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
         }
     }
 }

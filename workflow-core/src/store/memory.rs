@@ -239,6 +239,12 @@ impl Store for MemoryStore {
                 (Some(_), until) => until.is_none_or(|until| until < now),
             })
             .collect();
+        // The claim rule of every store: the oldest `limit` ready instances and the earliest-due
+        // `limit` woken ones, then the oldest `limit` of those together.
+        let (mut ready, mut due): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.wake_at.is_none());
+        ready.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        due.sort_by(|a, b| (a.wake_at, a.created_at, &a.id).cmp(&(b.wake_at, b.created_at, &b.id)));
+        candidates.extend(ready.into_iter().take(limit).chain(due.into_iter().take(limit)));
         candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(candidates
             .into_iter()

@@ -311,6 +311,17 @@ pub trait Store: Send + Sync + 'static {
     /// Reads one instance.
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
 
+    /// Reads the instances of `ids` that exist, in no particular order: one round trip where the
+    /// backend allows (the shared poll of result waiters reads a batch per tick). The default
+    /// reads them one by one.
+    async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(self.instance(id).await?);
+        }
+        Ok(records)
+    }
+
     /// Reads one instance for a waiter in a process that does not run it, after asking that its
     /// end be signalled ([`WakeSignal::Finished`]) to every store on the database. A store may
     /// send `Finished` only for watched instances, but then without a gap: a finish either shows
@@ -326,6 +337,10 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
     /// Pending or Running, unowned or with a lease that lapsed before `now`, and `wake_at` unset
     /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, and returns them.
+    /// Which ones: the oldest `limit` (by `created_at`, then id) of those without `wake_at` and
+    /// the earliest `limit` (by `wake_at`, `created_at`, id) of those with it, then the oldest
+    /// `limit` of these together. (Ordering the woken ones by creation instead would make a store
+    /// sort every woken instance on each claim.)
     async fn claim(
         &self,
         worker: &str,

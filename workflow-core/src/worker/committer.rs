@@ -41,6 +41,11 @@ impl Committer {
         Self { requests }
     }
 
+    /// Whether the committer task has stopped (the tokio runtime that ran it has gone).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.requests.is_closed()
+    }
+
     /// Writes `ops` durably (in a transaction it may share with other callers).
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();

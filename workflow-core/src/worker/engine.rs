@@ -14,10 +14,9 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::clock::Clock;
 use super::committer::Committer;
-use super::completions::CompletionHub;
 use super::registry::Registry;
 use crate::activity::{ActivityDispatch, TaskHub};
-use crate::client::InstanceStatus;
+use crate::client::{InstanceStatus, ResultWaiters};
 use crate::error::Error;
 use crate::model::time::millis;
 use crate::store::{InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
@@ -53,8 +52,8 @@ pub(crate) struct Engine {
     dispatch: ActivityDispatch,
     /// Queued attempts waited for here, and the task queue's wake-ups.
     tasks: TaskHub,
-    /// Local waiters for instances' ends.
-    completions: CompletionHub,
+    /// This process's waiters for instances' ends (shared with the runtime's clients).
+    waiters: Arc<ResultWaiters>,
     /// Instances this process is running now, each with the token of its mark.
     running: Mutex<HashMap<String, u64>>,
     next_mark: AtomicU64,
@@ -76,6 +75,7 @@ impl Engine {
         workflow_names.sort();
         Self {
             committer: Committer::start(settings.store.clone()),
+            waiters: ResultWaiters::new(settings.store.clone()),
             store: settings.store,
             clock: settings.clock,
             registry: settings.registry,
@@ -87,7 +87,6 @@ impl Engine {
             instance_slots: Arc::new(Semaphore::new(settings.max_instances)),
             dispatch: settings.dispatch,
             tasks: TaskHub::default(),
-            completions: CompletionHub::default(),
             running: Mutex::default(),
             next_mark: AtomicU64::new(1),
             inboxes: Mutex::default(),
@@ -212,16 +211,17 @@ impl Engine {
 
     /// A receiver of `id`'s final status, when it finishes here (or a signal says it did).
     pub(crate) fn subscribe_completion(&self, id: &str) -> oneshot::Receiver<InstanceStatus> {
-        self.completions.subscribe(id)
+        self.waiters.subscribe(id, false)
     }
 
     /// Hands an instance's final status to the local waiters.
     pub(crate) fn notify_completion(&self, status: &InstanceStatus) {
-        self.completions.notify(status);
+        self.waiters.notify(status);
     }
 
-    pub(super) fn has_completion_waiters(&self, id: &str) -> bool {
-        self.completions.has_waiters(id)
+    /// This process's result waiters.
+    pub(crate) fn waiters(&self) -> &Arc<ResultWaiters> {
+        &self.waiters
     }
 
     /// Marks `id` as running here; `None` if it already is. The token unmarks exactly this mark.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::engine::Engine;
-use crate::client::{Client, InstanceStatus, RetentionPolicy};
+use crate::client::{Client, RetentionPolicy};
 use crate::store::{WakeSignal, WriteOp};
 
 /// Claims runnable instances while this worker has free instance slots, and runs them.
@@ -105,19 +105,18 @@ pub(super) async fn wake_loop(engine: Arc<Engine>, mut signals: broadcast::Recei
     loop {
         let signal = match signals.recv().await {
             Ok(signal) => signal,
-            Err(RecvError::Lagged(_)) => WakeSignal::Runnable,
+            Err(RecvError::Lagged(_)) => {
+                engine.waiters().signals_lost();
+                WakeSignal::Runnable
+            }
             Err(RecvError::Closed) => return,
         };
         if let WakeSignal::Finished(id) = &signal {
             // A run here that finished it tells its waiters itself once its commit returns; the
             // signal of that commit often comes first, and reading the store for it would only
             // duplicate the news.
-            if engine.has_completion_waiters(id) && !engine.is_running(id) {
-                if let Ok(Some(record)) = engine.store().instance(id).await {
-                    if record.status.is_terminal() {
-                        engine.notify_completion(&InstanceStatus::from(record));
-                    }
-                }
+            if !engine.is_running(id) {
+                engine.waiters().ended_elsewhere(id).await;
             }
         }
         engine.on_signal(signal);

@@ -4,12 +4,11 @@
 //!
 //! - `runtime.rs`: `Runtime`, `RuntimeBuilder`; `engine.rs`: the shared state and its rules;
 //! - `driver.rs`: one instance's run; `loops.rs`: claims, renewals, retention, wake-ups;
-//! - `committer.rs`: group commit; `completions.rs`: local result waiters;
+//! - `committer.rs`: group commit;
 //! - `clock.rs`: system and virtual clocks; `registry.rs`: workflows and activities by name.
 
 mod clock;
 mod committer;
-mod completions;
 mod driver;
 mod engine;
 mod loops;
@@ -17,5 +16,6 @@ mod registry;
 mod runtime;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
+pub(crate) use committer::Committer;
 pub(crate) use engine::Engine;
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -34,7 +34,7 @@ use workflow_core::store::{
 
 use self::cache::StatementCache;
 use self::retry::{failed, retrying};
-use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_JOURNAL, WATCH};
+use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, WATCH};
 use crate::shared::list::list_statement;
 use crate::shared::plan::Plan;
 use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row, INSTANCE_COLUMNS};
@@ -164,6 +164,18 @@ impl Store for PostgresStore {
             .await
             .map_err(failed("reading an instance"))?;
         row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&SELECT_INSTANCES)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading instances"))?;
+        rows.iter().map(instance_from_row).collect()
     }
 
     async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

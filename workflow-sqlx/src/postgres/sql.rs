@@ -145,7 +145,9 @@ pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHE
 /// Candidates come from two sets, each with its own partial index: instances ready now (no
 /// wake-up, `instances_ready`, already in claim order) and instances whose wake-up has come
 /// (`instances_due`, by wake-up time). An instance waiting for a later wake-up is in neither scan.
-/// The first `$5` of the two together are among the first `$5` of each.
+/// The due set is taken in wake-up order, the order of its index: ordering it by creation would
+/// sort every due instance on each claim (a backlog of 10,000 woken instances made each claim
+/// cost milliseconds). The picks of both sets are then served oldest first.
 pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
     format!(
@@ -154,7 +156,7 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
          ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
          due AS (SELECT id, created_at FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
-         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         ORDER BY wake_at, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
          picked AS (SELECT id, created_at FROM ready UNION ALL SELECT id, created_at FROM due \
          ORDER BY created_at, id LIMIT $5) \
          UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
@@ -189,6 +191,9 @@ pub(super) static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
 
 pub(super) static SELECT_INSTANCE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"));
+
+pub(super) static SELECT_INSTANCES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1)"));
 
 /// `columns` (a list of column names, as [`INSTANCE_COLUMNS`]) qualified with `table`'s alias.
 fn qualified(table: &str, columns: &str) -> String {

@@ -67,8 +67,9 @@ pub(super) async fn claim(
     }
 
     // The claim itself re-selects under the write lock, so it is exact however many workers
-    // raced to the same candidates. The first `limit` of the two sets together are among the
-    // first `limit` of each.
+    // raced to the same candidates. The due set is taken in wake-up order, its index's order
+    // (ordering it by creation would sort every due instance on each claim); the picks of both
+    // sets are then served oldest first.
     let n = workflows.len();
     let claim = format!(
         "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
@@ -76,7 +77,7 @@ pub(super) async fn claim(
          (SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {ready} \
          ORDER BY created_at, id LIMIT ?2) \
          UNION ALL SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {due} \
-         ORDER BY created_at, id LIMIT ?2)) \
+         ORDER BY wake_at, created_at, id LIMIT ?2)) \
          ORDER BY created_at, id LIMIT ?2) \
          RETURNING {INSTANCE_COLUMNS}",
         worker = n + 3,

@@ -131,6 +131,19 @@ impl Store for SqliteStore {
         row.as_ref().map(instance_from_row).transpose()
     }
 
+    async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN ({marks})");
+            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(id.as_str()));
+            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading instances"))? {
+                records.push(instance_from_row(&row)?);
+            }
+        }
+        Ok(records)
+    }
+
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = ? AND generation = ? ORDER BY seq"
