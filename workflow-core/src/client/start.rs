@@ -221,7 +221,8 @@ impl Client {
             serde_json::from_str::<serde_json::Value>(input)
                 .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
             let record = InstanceRecord::pending(id.clone(), workflow, input, time::now_ms());
-            let outcome = self.store().write(&[WriteOp::CreateInstance(record)]).await?;
+            // Through this client's group commit: many starts share a transaction.
+            let outcome = self.write(vec![WriteOp::CreateInstance(record)]).await?;
             return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
         };
         engine.registry().check_input(workflow, input)?;
