@@ -29,7 +29,7 @@ pub use status::InstanceStatus;
 
 use crate::error::{Error, FailureDetails};
 use crate::model::time;
-use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, WakeSignal, WriteOp, WriteOutcome};
+use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
 use crate::worker::Engine;
 
 /// How often a result wait re-reads the store when no local notification arrives (an instance
@@ -141,9 +141,11 @@ impl Client {
             let mut signals = if self.engine.is_none() { self.store.wake_signals() } else { None };
             loop {
                 let Some(engine) = &self.engine else {
-                    let status = self.watched_status(instance_id).await?;
-                    if status.status.is_terminal() {
-                        return Ok(status);
+                    // A store that fails for a while (a database restarting) is waited out.
+                    if let Some(status) = self.waited_status(instance_id).await? {
+                        if status.status.is_terminal() {
+                            return Ok(status);
+                        }
                     }
                     match &mut signals {
                         Some(receiver) => {
@@ -160,9 +162,10 @@ impl Client {
                 // Running here: its end arrives through the hub, no store read needed. Elsewhere:
                 // the read asks the store to signal its end to this process.
                 if !engine.is_running(instance_id) {
-                    let status = self.watched_status(instance_id).await?;
-                    if status.status.is_terminal() {
-                        return Ok(status);
+                    if let Some(status) = self.waited_status(instance_id).await? {
+                        if status.status.is_terminal() {
+                            return Ok(status);
+                        }
                     }
                 }
                 // The store is read again after a while in case it ends in another process.
@@ -176,6 +179,19 @@ impl Client {
                 tokio::time::timeout(limit, wait).await.map_err(|_| Error::Timeout(instance_id.to_owned()))?
             }
             None => wait.await,
+        }
+    }
+
+    /// [`Client::watched_status`] for a waiter: `None` when the store failed (and the waiter
+    /// tries again later), so a database restarting does not end the wait.
+    async fn waited_status(&self, instance_id: &str) -> Result<Option<InstanceStatus>, Error> {
+        match self.watched_status(instance_id).await {
+            Ok(status) => Ok(Some(status)),
+            Err(Error::Store(StoreError::Backend(error))) => {
+                tracing::warn!(%error, instance_id, "reading an awaited instance failed; trying again");
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
     }
 
