@@ -11,5 +11,6 @@ mod http;
 mod manage;
 mod spans;
 mod support;
+mod takeover;
 mod tasks;
 mod ui;
