@@ -9,6 +9,8 @@ mod engine;
 #[cfg(feature = "http")]
 mod http;
 mod manage;
+#[cfg(feature = "postgres")]
+mod pg_restart;
 mod spans;
 mod support;
 mod takeover;
