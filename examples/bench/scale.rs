@@ -11,6 +11,9 @@
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 
+#[path = "w7_takeover.rs"]
+mod w7_takeover;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,15 +33,22 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Runs every scale workload on `store` (named `name`); `dir` is the bench's scratch directory.
 pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> BenchResult<Vec<ScaleRow>> {
-    let _ = (name, store, dir);
-    Ok(Vec::new())
+    let _ = store;
+    let mut rows = Vec::new();
+    rows.extend(w7_takeover::measure(name, dir).await?);
+    Ok(rows)
 }
 
 /// When the bench was started as a helper process of a scale workload (`--child ...`), the work
 /// that process does instead of the bench.
-pub(crate) fn child_mode(args: &[String]) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
-    let _ = args.iter().position(|a| a == "--child")?;
-    None
+pub(crate) fn child_mode(
+    args: &[String],
+) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
+    let at = args.iter().position(|a| a == "--child")?;
+    match args.get(at + 1).map(String::as_str) {
+        Some("w7") => Some(Box::pin(w7_takeover::child(args[at + 2..].to_vec()))),
+        _ => None,
+    }
 }
 
 /// Prints the scale table.
