@@ -36,7 +36,7 @@ async fn w7_step(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
 
 #[workflow]
 async fn w7_held(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
-    Ok(w7_step::call(&ctx, n).await?)
+    w7_step::call(&ctx, n).await
 }
 
 async fn open(url: &str, schema: &str) -> BenchResult<Arc<dyn Store>> {
