@@ -13,6 +13,8 @@
 
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
+#[path = "w7_takeover.rs"]
+mod w7_takeover;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,13 +35,13 @@ pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Runs every scale workload on `store` (named `name`); `dir` is the bench's scratch directory.
 pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> BenchResult<Vec<ScaleRow>> {
-    let _ = dir;
     let mut rows = Vec::new();
     // The memory store reads an inbox by scanning every event: it is the reference, not a store
     // to measure at scale.
     if name != "memory" {
         rows.extend(w4_waiters::measure(name, store.clone()).await?);
     }
+    rows.extend(w7_takeover::measure(name, dir).await?);
     Ok(rows)
 }
 
@@ -48,8 +50,11 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
 pub(crate) fn child_mode(
     args: &[String],
 ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
-    let _ = args.iter().position(|a| a == "--child")?;
-    None
+    let at = args.iter().position(|a| a == "--child")?;
+    match args.get(at + 1).map(String::as_str) {
+        Some("w7") => Some(Box::pin(w7_takeover::child(args[at + 2..].to_vec()))),
+        _ => None,
+    }
 }
 
 /// Prints the scale table.

@@ -647,7 +647,10 @@ mod postgres {
         .fetch_all(pool)
         .await
         .unwrap();
-        assert_eq!(tables, ["_sqlx_migrations", "activity_tasks", "events", "instances", "journal", "probe"]);
+        assert_eq!(
+            tables,
+            ["_sqlx_migrations", "activity_tasks", "events", "instances", "journal", "probe", "workers"]
+        );
         let (current, search_path, synchronous_commit): (String, String, String) = sqlx::query_as(
             "SELECT current_schema(), current_setting('search_path'), current_setting('synchronous_commit')",
         )

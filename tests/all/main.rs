@@ -9,8 +9,11 @@ mod engine;
 #[cfg(feature = "http")]
 mod http;
 mod manage;
+#[cfg(feature = "postgres")]
+mod pg_restart;
 mod spans;
 mod support;
+mod takeover;
 mod tasks;
 mod ui;
 mod waiters;

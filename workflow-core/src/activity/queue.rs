@@ -167,7 +167,11 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
     .await;
     drop(permit);
     let outcome = codec::encode_outcome(&result, engine.now());
-    for retry in 0..5_u32 {
+    // Reported until the store takes it: this live worker keeps renewing the task's lease, so an
+    // outcome given up on would leave the task (and its instance) stalled until the process ends.
+    // Only shutdown stops the tries (it releases the lease, and the attempt runs again elsewhere).
+    let mut pause = Duration::from_millis(50);
+    loop {
         let reported = engine
             .store()
             .complete_task(engine.worker_id(), &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
@@ -182,12 +186,15 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
                 return;
             }
             Err(error) => {
-                tracing::warn!(%error, instance_id = %task.instance_id, seq = task.seq, "reporting a task outcome failed");
-                tokio::time::sleep(Duration::from_millis(50) * 2_u32.pow(retry)).await;
+                if engine.is_shutting_down() {
+                    return;
+                }
+                tracing::warn!(%error, instance_id = %task.instance_id, seq = task.seq, retry_in = ?pause, "reporting a task outcome failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
     }
-    // The claim lapses and another worker runs the attempt again (activities run at least once).
 }
 
 fn duration_ms(ms: i64) -> Duration {

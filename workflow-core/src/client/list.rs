@@ -42,7 +42,7 @@ fn encode_token(created_at: Millis, id: &str) -> String {
 
 fn decode_token(token: &str) -> Result<(Millis, String), Error> {
     let bad = || Error::InvalidArgument(format!("invalid continuation token {token:?}"));
-    if token.len() % 2 != 0 || !token.is_ascii() {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
         return Err(bad());
     }
     let bytes = (0..token.len())

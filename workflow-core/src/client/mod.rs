@@ -172,9 +172,15 @@ impl Client {
             // also asks the store to signal its end to this process.
             let running_here = self.engine.as_ref().is_some_and(|engine| engine.is_running(instance_id));
             if !running_here {
-                let status = self.watched_status(instance_id).await?;
-                if status.status.is_terminal() {
-                    return Ok(status);
+                match self.watched_status(instance_id).await {
+                    Ok(status) if status.status.is_terminal() => return Ok(status),
+                    Ok(_) => {}
+                    // A store failing for a while (a database restarting) does not end the wait:
+                    // the shared poll reads the instance again.
+                    Err(Error::Store(StoreError::Backend(error))) => {
+                        tracing::warn!(%error, instance_id, "reading an awaited instance failed; waiting on");
+                    }
+                    Err(error) => return Err(error),
                 }
             }
             ended.await.map_err(|_| Error::Store(StoreError::backend("the result waiters stopped")))

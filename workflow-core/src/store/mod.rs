@@ -298,6 +298,27 @@ impl WakeSignal {
     }
 }
 
+/// Proof that a worker's process is alive, held by its runtime while it runs (see
+/// [`Store::register_worker`]). Something the database or the operating system gives up when the
+/// process dies (a PostgreSQL session's advisory lock, a lock on a file), so other processes can
+/// tell a dead worker from a live one at once instead of waiting for its leases to lapse.
+/// Dropping the mark gives it up, as the process's death would.
+pub struct WorkerMark(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl WorkerMark {
+    /// A mark that holds `held` (a connection, a locked file, a task's abort guard) until it is
+    /// dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+impl std::fmt::Debug for WorkerMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerMark")
+    }
+}
+
 /// Persistence for instances, journals and leases.
 ///
 /// Every method is atomic. [`Store::write`] applies a whole batch in one transaction: the engine
@@ -393,6 +414,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tasks of these instances that have an outcome.
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Marks `worker` as alive for as long as the returned [`WorkerMark`] is held (the engine
+    /// holds it for the life of its runtime), so [`Store::release_dead_workers`] in any process
+    /// can tell when the worker's process has died. `None` (the default) means the store cannot
+    /// tell (one process only, like the memory store, or an in-memory database): leases alone
+    /// decide, and the engine does not call `release_dead_workers`.
+    ///
+    /// A worker registering an id a dead process used (a restart with a stable worker id) takes
+    /// the registration over.
+    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+        let _ = worker;
+        Ok(None)
+    }
+
+    /// Drops every lease held by a worker that registered ([`Store::register_worker`]) and whose
+    /// process has died since (its mark is gone), on instances and on unfinished tasks, so they
+    /// are claimable at once, and forgets those workers; returns how many leases it dropped.
+    /// Sends [`WakeSignal::Runnable`] and [`WakeSignal::TaskQueued`] where the store has signals.
+    ///
+    /// A worker that never registered keeps its leases until they lapse. Fencing
+    /// ([`WriteOp::AssertOwner`], the owner test of [`Store::complete_task`]) still holds: a worker
+    /// taken for dead by mistake can write nothing more to what it held. The default does
+    /// nothing.
+    async fn release_dead_workers(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Hints of changes made through this database by any process, if the store can tell
     /// (PostgreSQL: LISTEN/NOTIFY). `None` (the default) means the engine relies on polling.

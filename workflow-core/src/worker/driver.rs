@@ -12,7 +12,7 @@ use super::engine::Engine;
 use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
-use crate::store::{InstanceRecord, RuntimeStatus, WriteOp};
+use crate::store::{InstanceRecord, RuntimeStatus, StoreError, WriteOp};
 use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
 
 /// Runs a claimed (and marked running) instance on a task of its own.
@@ -102,7 +102,8 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
                     updated_at: engine.now(),
                 });
                 if let Err(error) = engine.commit(ops).await {
-                    tracing::error!(%error, "could not continue as new; the instance will be claimed again");
+                    tracing::error!(%error, "could not continue as new; handing the instance back");
+                    hand_back(engine, &record.id, token).await;
                     break;
                 }
                 tracing::debug!(generation, "continued as new");
@@ -112,7 +113,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
                 fresh = true;
             }
             RunEnd::Fatal(Fatal::Fail(details)) => {
-                finish(engine, &ctx, &record, Err(details)).await;
+                finish(engine, &ctx, &record, Err(details), token).await;
                 break;
             }
             RunEnd::Finished(result) => {
@@ -129,7 +130,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
                         message: error.to_string(),
                     }),
                 };
-                finish(engine, &ctx, &record, outcome).await;
+                finish(engine, &ctx, &record, outcome, token).await;
                 break;
             }
         }
@@ -166,7 +167,8 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     let mut ops = ctx.take_fenced_batch();
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.commit(ops).await {
-        tracing::error!(%error, "could not evict the instance; it will be claimed again when its lease lapses");
+        tracing::error!(%error, "could not evict the instance; handing it back");
+        hand_back(engine, &id, token).await;
         return;
     }
     tracing::debug!(wake_at, "evicted an idle instance");
@@ -187,15 +189,30 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
 }
 
 /// Gives up this worker's claim on an instance it stopped running after a store error, so a
-/// claim (here or elsewhere) can run it again soon rather than when the lease lapses. Fenced: if
-/// another worker owns it by now, nothing changes; if the store is still failing, the lease
-/// lapsing remains the way back.
+/// claim (here or elsewhere) runs it again (replaying its journal) as soon as the store answers.
+/// Fenced: if another worker owns it by now, nothing changes. While the store fails (a database
+/// restarting), tries again with back-off: this live worker keeps renewing its leases, so a claim
+/// left in place would stall the instance until the process ends. Gives up only at shutdown,
+/// which releases every lease anyway.
 async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
     // Off the running set first: from the commit on, a claim may run it again.
     engine.unmark_running(id, token);
-    let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id().to_owned() };
-    let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.now() };
-    let _ = engine.commit(vec![fence, release]).await;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id().to_owned() };
+        let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.now() };
+        match engine.commit(vec![fence, release]).await {
+            Ok(_) | Err(StoreError::Fenced(_)) => return,
+            Err(error) => {
+                if engine.is_shutting_down() {
+                    return;
+                }
+                tracing::warn!(%error, retry_in = ?pause, "could not hand the instance back; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 /// Records the instance's end (and wakes its parent), then tells local waiters.
@@ -204,6 +221,7 @@ async fn finish(
     ctx: &WorkflowContext,
     record: &InstanceRecord,
     outcome: Result<String, FailureDetails>,
+    token: u64,
 ) {
     let ending = match outcome {
         Ok(output) => Ending::completed(output),
@@ -220,6 +238,13 @@ async fn finish(
     ops.extend(ending.ops(record, now));
     match engine.commit(ops).await {
         Ok(_) => engine.notify_completion(&ending.status(record, custom_status, now)),
-        Err(error) => tracing::error!(%error, "could not record the instance's end; it will be claimed again"),
+        Err(error @ StoreError::Fenced(_)) => {
+            tracing::info!(%error, "could not record the instance's end: it changed elsewhere");
+        }
+        Err(error) => {
+            // Replayed to its end again once the store answers.
+            tracing::error!(%error, "could not record the instance's end; handing it back");
+            hand_back(engine, &record.id, token).await;
+        }
     }
 }

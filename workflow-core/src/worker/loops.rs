@@ -1,5 +1,6 @@
-//! The runtime's background loops: claiming runnable instances, renewing leases, purging what
-//! retention allows, and turning other processes' change hints into local wake-ups.
+//! The runtime's background loops: claiming runnable instances, renewing leases, taking over dead
+//! workers' leases, purging what retention allows, and turning other processes' change hints into
+//! local wake-ups.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,17 +86,50 @@ pub(super) async fn retention_loop(engine: Arc<Engine>, policy: RetentionPolicy,
     }
 }
 
-/// Extends this worker's leases every third of a lease.
+/// Extends this worker's leases every third of a lease; after a failure (the database restarting,
+/// say), tries again sooner, backing off, so a short outage does not let the leases lapse.
 pub(super) async fn renew_loop(engine: Arc<Engine>) {
     let every = engine.lease() / 3;
+    let first_retry = (every / 8).max(Duration::from_millis(10));
+    let mut wait = every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(wait).await;
         if engine.is_shutting_down() {
             return;
         }
-        if let Err(error) = engine.store().renew_leases(engine.worker_id(), engine.lease_until()).await {
-            tracing::warn!(%error, "renewing leases failed");
+        wait = match engine.store().renew_leases(engine.worker_id(), engine.lease_until()).await {
+            Ok(_) => every,
+            Err(error) => {
+                let retry = if wait >= every { first_retry } else { (wait * 2).min(every) };
+                tracing::warn!(%error, ?retry, "renewing leases failed");
+                retry
+            }
+        };
+    }
+}
+
+/// How often a runtime whose store keeps liveness marks looks for dead workers' leases.
+pub(super) const LIVENESS_CHECK: Duration = Duration::from_millis(250);
+
+/// Every `every`, drops the leases of workers whose process has died (their liveness mark is
+/// gone), on instances and tasks, so this worker (or any other) takes them over at once instead
+/// of when the leases lapse; the first look is at start, so a process restarted after a crash
+/// resumes its predecessor's instances straight away.
+pub(super) async fn liveness_loop(engine: Arc<Engine>, every: Duration) {
+    loop {
+        if engine.is_shutting_down() {
+            return;
         }
+        match engine.store().release_dead_workers().await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(released, "took over the leases of workers whose process died");
+                engine.on_signal(WakeSignal::Runnable);
+                engine.on_signal(WakeSignal::TaskQueued);
+            }
+            Err(error) => tracing::warn!(%error, "looking for dead workers failed"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use super::clock::{Clock, SystemClock};
 use super::engine::{Engine, Settings};
-use super::loops::{claim_loop, renew_loop, retention_loop, wake_loop};
+use super::loops::{claim_loop, liveness_loop, renew_loop, retention_loop, wake_loop, LIVENESS_CHECK};
 use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
 use crate::client::{Client, RetentionPolicy};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Store, WorkerMark};
 use crate::workflow::WorkflowDef;
 
 /// Builds a [`Runtime`].
@@ -73,8 +73,12 @@ impl RuntimeBuilder {
         self
     }
 
-    /// This worker's id, stable across restarts if you want a restarted process to take its own
-    /// instances back at once instead of after their leases lapse. Random by default.
+    /// This worker's id (the owner written on what it claims). Random by default.
+    ///
+    /// On a store that keeps liveness marks (SQLite on a file, PostgreSQL; see
+    /// [`Store::register_worker`]) a dead worker's instances and tasks are taken over within a
+    /// fraction of a second whatever its id. On other stores, a stable id lets a restarted process
+    /// take its own instances back at once instead of after their leases lapse.
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
         self
@@ -160,11 +164,15 @@ impl RuntimeBuilder {
             // A restarted worker with a stable id takes its own instances back at once.
             store.release_leases(id).await?;
         }
+        let worker_id = self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple()));
+        // Held as long as the runtime: other processes take this worker's instances over at once
+        // when its process dies (or the runtime is dropped), not when its leases lapse.
+        let mark = store.register_worker(&worker_id).await?;
         let engine = Arc::new(Engine::new(Settings {
             store,
             clock: self.clock,
             registry: self.registry,
-            worker_id: self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            worker_id,
             lease: self.lease,
             evict_idle_after: self.evict_idle_after,
             max_instances: self.max_instances,
@@ -185,7 +193,10 @@ impl RuntimeBuilder {
         if let Some(signals) = engine.store().wake_signals() {
             loops.push(tokio::spawn(wake_loop(engine.clone(), signals)));
         }
-        Ok(Runtime { engine, loops: Mutex::new(loops) })
+        if mark.is_some() {
+            loops.push(tokio::spawn(liveness_loop(engine.clone(), LIVENESS_CHECK)));
+        }
+        Ok(Runtime { engine, loops: Mutex::new(loops), mark: Mutex::new(mark) })
     }
 }
 
@@ -193,6 +204,8 @@ impl RuntimeBuilder {
 pub struct Runtime {
     engine: Arc<Engine>,
     loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// This worker's liveness mark in the store, if the store keeps them; dropped last.
+    mark: Mutex<Option<WorkerMark>>,
 }
 
 impl Runtime {
@@ -233,6 +246,8 @@ impl Runtime {
         }
         let _ = tokio::time::timeout(grace, self.engine.drivers_idle()).await;
         self.engine.store().release_leases(self.engine.worker_id()).await?;
+        // Nothing is held any more: the mark can go (another worker would find nothing to take).
+        drop(self.mark.lock().map(|mut mark| mark.take()));
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use sqlx::postgres::PgPool;
 use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal};
 
 use super::checks::check_completion;
-use super::retry::{failed, retrying};
+use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{CLAIM, CLAIM_TASKS, COMPLETE_TASK, RELEASE_LEASES, RENEW_LEASES};
 use crate::shared::order::{instance_order, task_order};
@@ -47,7 +47,7 @@ pub(super) async fn claim(
 /// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;
 /// returns how many.
 pub(super) async fn renew_leases(pool: &PgPool, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-    let renewed: i64 = retrying(|| async move {
+    let renewed: i64 = retrying_idempotent(|| async move {
         sqlx::query_scalar(RENEW_LEASES)
             .bind(worker)
             .bind(lease_until)
@@ -64,7 +64,7 @@ pub(super) async fn renew_leases(pool: &PgPool, worker: &str, lease_until: Milli
 pub(super) async fn release_leases(pool: &PgPool, channel: &str, worker: &str) -> Result<u64, StoreError> {
     // The signals go in the same statement, so they are sent exactly when leases were released,
     // at their commit: Runnable for instances, TaskQueued for tasks.
-    let released: i64 = retrying(|| async move {
+    let released: i64 = retrying_idempotent(|| async move {
         sqlx::query_scalar(RELEASE_LEASES)
             .bind(worker)
             .bind(channel)
@@ -122,7 +122,9 @@ pub(super) async fn complete_task(
     // The TaskDone signal goes in the same statement, so it is sent exactly when the outcome
     // was stored, at its commit.
     let signal = notice(&WakeSignal::TaskDone(instance_id.to_owned()));
-    let completed: i64 = retrying(|| {
+    // Idempotent: a second try after a first that committed in doubt finds the outcome stored
+    // and reports nothing, which the caller takes as "not mine any more"; the outcome is there.
+    let completed: i64 = retrying_idempotent(|| {
         let signal = signal.as_deref();
         async move {
             sqlx::query_scalar(COMPLETE_TASK)

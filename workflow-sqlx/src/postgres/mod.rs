@@ -12,28 +12,35 @@
 //! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
 //! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
 //! connection per store `LISTEN`s and forwards them to [`Store::wake_signals`] subscribers.
+//!
+//! Each registered worker holds a session advisory lock on a connection of its own, so that
+//! every process can tell a dead worker from a live one at once (see `liveness.rs`).
 
 mod batch;
 mod bind;
 mod cache;
 mod checks;
 mod claims;
+mod liveness;
 mod options;
 mod retry;
 mod signals;
 mod sql;
 mod statement;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome,
+    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
-use self::retry::{failed, retrying};
+use self::retry::{failed, retrying, retrying_idempotent};
 use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, WATCH};
 use crate::shared::list::list_statement;
 use crate::shared::plan::Plan;
@@ -80,6 +87,10 @@ pub struct PostgresStore {
     stats: StatsCounter,
     /// The one-statement writes spelled so far, by shape.
     statements: StatementCache,
+    /// How to open a connection of its own (a worker's liveness mark holds one).
+    connect: liveness::Connect,
+    /// The workers registered through this store (alive, whatever their connection says).
+    own_workers: Arc<Mutex<HashSet<String>>>,
 }
 
 impl PostgresStore {
@@ -97,7 +108,7 @@ impl PostgresStore {
     pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let (pool, connect, schema) = options::connect(url, &options).await?;
         let channel = signals::channel_name(&schema);
-        let (listener_pool, signals, listener) = signals::listen(connect, &channel).await?;
+        let (listener_pool, signals, listener) = signals::listen(connect.clone(), &channel).await?;
         Ok(Self {
             pool,
             listener_pool,
@@ -107,6 +118,8 @@ impl PostgresStore {
             listener,
             stats: StatsCounter::default(),
             statements: StatementCache::default(),
+            connect: liveness::Connect(connect),
+            own_workers: Arc::default(),
         })
     }
 
@@ -158,11 +171,14 @@ impl Store for PostgresStore {
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        let row = sqlx::query(&SELECT_INSTANCE)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("reading an instance"))?;
+        let row = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_INSTANCE)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("reading an instance"))
+        })
+        .await?;
         row.as_ref().map(instance_from_row).transpose()
     }
 
@@ -170,16 +186,15 @@ impl Store for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&SELECT_INSTANCES)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("reading instances"))?;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_INSTANCES).bind(ids).fetch_all(&self.pool).await.map_err(failed("reading instances"))
+        })
+        .await?;
         rows.iter().map(instance_from_row).collect()
     }
 
     async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        retrying(|| async move {
+        retrying_idempotent(|| async move {
             sqlx::query(WATCH).bind(id).execute(&self.pool).await.map_err(failed("watching an instance"))
         })
         .await?;
@@ -187,12 +202,15 @@ impl Store for PostgresStore {
     }
 
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
-        let rows = sqlx::query(&SELECT_JOURNAL)
-            .bind(id)
-            .bind(i64::from(generation))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("reading a journal"))?;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_JOURNAL)
+                .bind(id)
+                .bind(i64::from(generation))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading a journal"))
+        })
+        .await?;
         rows.iter().map(|row| record_from_row(row, id, generation)).collect()
     }
 
@@ -212,13 +230,19 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("${n}"));
-        let rows = statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))?;
+        let statement = &statement;
+        let rows = retrying_idempotent(|| async move {
+            statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))
+        })
+        .await?;
         rows.iter().map(instance_from_row).collect()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let rows =
-            sqlx::query(&SELECT_EVENTS).bind(id).fetch_all(&self.pool).await.map_err(failed("reading events"))?;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_EVENTS).bind(id).fetch_all(&self.pool).await.map_err(failed("reading events"))
+        })
+        .await?;
         rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
@@ -263,12 +287,23 @@ impl Store for PostgresStore {
         if instance_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&FINISHED_TASKS)
-            .bind(instance_ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("reading finished tasks"))?;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&FINISHED_TASKS)
+                .bind(instance_ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading finished tasks"))
+        })
+        .await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+        liveness::register(&self.connect.0, &self.own_workers, worker).await.map(Some)
+    }
+
+    async fn release_dead_workers(&self) -> Result<u64, StoreError> {
+        liveness::release_dead_workers(&self.pool, &self.channel, &self.own_workers).await
     }
 
     fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
@@ -276,8 +311,10 @@ impl Store for PostgresStore {
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {
-        retrying(|| async move { sqlx::query(PROBE).execute(&self.pool).await.map_err(failed("probing a commit")) })
-            .await?;
+        retrying_idempotent(|| async move {
+            sqlx::query(PROBE).execute(&self.pool).await.map_err(failed("probing a commit"))
+        })
+        .await?;
         self.stats.record_commit(1);
         Ok(())
     }

@@ -11,3 +11,24 @@ pub(crate) mod rows;
 pub(crate) fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+/// A random positive 63-bit key for a worker's liveness mark (std's per-process random hasher
+/// keys, mixed with the time and a counter, so keys differ between processes and calls).
+pub(crate) fn random_key() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    // At least 1: 0 reads as "no key" to a person looking at the table.
+    i64::try_from(hasher.finish() >> 1).unwrap_or(i64::MAX).max(1)
+}
+
+/// Milliseconds since the Unix epoch, for a worker row's `registered_at` (information only).
+pub(crate) fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

@@ -4,22 +4,27 @@
 //! transaction and one commit), so writers never contend with each other; a small pool of
 //! connections serves reads, which WAL lets run beside the writer. Claims (of instances and of
 //! activity tasks) look on a reader first, so an idle poll costs no write.
+//!
+//! Each registered worker of a database file holds a lock on a file of its own beside it, so that
+//! every process can tell a dead worker from a live one at once (see `liveness.rs`).
 
 mod batch;
 mod bind;
 mod claims;
+mod liveness;
 mod options;
 mod sql;
 mod writer;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
+    TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::list_statement;
@@ -61,6 +66,8 @@ pub struct SqliteStore {
     /// leaves the transaction open, which the writer's next user rolls back.
     dangling: AtomicBool,
     stats: StatsCounter,
+    /// Where the workers' lock files are (`<database>-workers/`); `None` in memory.
+    workers_dir: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -76,8 +83,16 @@ impl SqliteStore {
 
     /// Opens the database at `url` (see [`SqliteStore::open`]) with `options`.
     pub async fn open_with(url: &str, options: SqliteOptions) -> Result<Self, StoreError> {
-        let (writer, reader, in_memory) = options::connect(url, &options).await?;
-        Ok(Self { writer, reader, in_memory, dangling: AtomicBool::new(false), stats: StatsCounter::default() })
+        let (writer, reader, database) = options::connect(url, &options).await?;
+        let workers_dir = database.as_deref().map(liveness::workers_dir);
+        Ok(Self {
+            writer,
+            reader,
+            in_memory: database.is_none(),
+            dangling: AtomicBool::new(false),
+            stats: StatsCounter::default(),
+            workers_dir,
+        })
     }
 
     /// A pool of connections on the same database, for inspecting it (and, in tests, for damaging
@@ -238,6 +253,14 @@ impl Store for SqliteStore {
         }
         finished.sort_by(|a, b| task_key(a).cmp(&task_key(b)));
         Ok(finished)
+    }
+
+    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+        liveness::register(self, worker).await
+    }
+
+    async fn release_dead_workers(&self) -> Result<u64, StoreError> {
+        liveness::release_dead_workers(self).await
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {

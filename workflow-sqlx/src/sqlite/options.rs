@@ -1,6 +1,7 @@
 //! Options and opening: [`Synchronous`], [`SqliteOptions`], the URL check, and connecting the
 //! writer (which creates the file, switches it to WAL and migrates it) and the readers.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -91,9 +92,13 @@ fn parse_url(url: &str) -> Result<(SqliteConnectOptions, bool), StoreError> {
 
 /// Opens the database at `url` with `options`, creating it if missing, and brings its schema up to
 /// date; returns the writer's pool of one connection, the readers' pool (the writer's for an
-/// in-memory database) and whether the database is in memory.
-pub(super) async fn connect(url: &str, options: &SqliteOptions) -> Result<(SqlitePool, SqlitePool, bool), StoreError> {
+/// in-memory database) and the database file's path (`None` for an in-memory database).
+pub(super) async fn connect(
+    url: &str,
+    options: &SqliteOptions,
+) -> Result<(SqlitePool, SqlitePool, Option<PathBuf>), StoreError> {
     let (connect, in_memory) = parse_url(url)?;
+    let database = (!in_memory).then(|| connect.get_filename().to_owned());
     let synchronous = match options.synchronous {
         Synchronous::Full => SqliteSynchronous::Full,
         Synchronous::Normal => SqliteSynchronous::Normal,
@@ -128,5 +133,5 @@ pub(super) async fn connect(url: &str, options: &SqliteOptions) -> Result<(Sqlit
             .await
             .map_err(opening)?
     };
-    Ok((writer, reader, in_memory))
+    Ok((writer, reader, database))
 }

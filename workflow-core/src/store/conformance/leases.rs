@@ -1,8 +1,8 @@
-//! Leases: renewing, releasing, and fencing a batch by its owner (AssertOwner).
+//! Leases: renewing, releasing, fencing a batch by its owner (AssertOwner), and liveness marks.
 
 use crate::store::{RuntimeStatus, Store, StoreError, WriteOp};
 
-use super::{create, fence, finish_of, get, ids, instance, names, put, record, set_custom};
+use super::{create, enqueue, fence, finish_of, get, ids, instance, names, put, record, set_custom, task, task_keys};
 
 /// Renewing extends only that worker's leases.
 pub async fn check_renew(store: &dyn Store) {
@@ -120,4 +120,54 @@ pub async fn check_fencing(store: &dyn Store) {
         "a released lease fences its old owner"
     );
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 300);
+}
+
+/// Liveness marks ([`Store::register_worker`]): while a worker's mark is held, finding dead
+/// workers leaves its leases alone; once the mark is dropped (as the worker's process dying
+/// drops it), [`Store::release_dead_workers`] frees its instances and unfinished tasks for any
+/// worker at once, long before the leases lapse, and leaves other workers' leases alone. Skipped
+/// for a store that keeps no marks (`register_worker` returns `None`).
+///
+/// Waits (up to 30 s) for the store to see the dropped mark, which may take a moment (a
+/// PostgreSQL session ending, or the server having started moments ago).
+pub async fn check_liveness(store: &dyn Store) {
+    let Some(mark) = store.register_worker("liveness-w1").await.unwrap() else { return };
+    let other = store.register_worker("liveness-w2").await.unwrap();
+    let (wf, activity, far) = ("liveness_wf", "liveness_act", i64::MAX / 2);
+    store
+        .write(&[
+            create(instance("liveness/a", wf, 1)),
+            create(instance("liveness/b", wf, 2)),
+            create(instance("liveness/c", wf, 3)),
+            enqueue(task("liveness/a", 0, 0, activity, 1, 1)),
+            enqueue(task("liveness/c", 0, 0, activity, 1, 1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.claim("liveness-w1", &names(&[wf]), 100, far, 2).await.unwrap().len(), 2);
+    assert_eq!(store.claim("liveness-w2", &names(&[wf]), 100, far, 1).await.unwrap().len(), 1);
+    assert_eq!(store.claim_tasks("liveness-w1", &names(&[activity]), 100, far, 1).await.unwrap().len(), 1);
+    assert_eq!(store.claim_tasks("liveness-w2", &names(&[activity]), 100, far, 1).await.unwrap().len(), 1);
+
+    store.release_dead_workers().await.unwrap();
+    assert_eq!(get(store, "liveness/a").await.owner.as_deref(), Some("liveness-w1"), "a live worker keeps its leases");
+
+    drop(mark);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut released = 0;
+    while released < 3 {
+        released += store.release_dead_workers().await.unwrap();
+        assert!(std::time::Instant::now() < deadline, "a dropped mark's leases were not released ({released} of 3)");
+        if released < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(released, 3, "two instances and one task");
+    let taken = store.claim("liveness-w3", &names(&[wf]), 200, 300, 10).await.unwrap();
+    assert_eq!(ids(&taken), vec!["liveness/a", "liveness/b"], "claimable at once, long before the leases lapse");
+    let tasks = store.claim_tasks("liveness-w3", &names(&[activity]), 200, 300, 10).await.unwrap();
+    assert_eq!(task_keys(&tasks), vec![("liveness/a", 0, 0)]);
+    assert_eq!(get(store, "liveness/c").await.owner.as_deref(), Some("liveness-w2"), "the live worker keeps its own");
+    assert_eq!(store.release_dead_workers().await.unwrap(), 0, "a dead worker is released once");
+    drop(other);
 }
