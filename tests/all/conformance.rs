@@ -947,20 +947,20 @@ mod postgres {
 
         let finish = finish_of(y);
         // Watched (by a waiter on the listening store), its finish is signalled.
-        let watched = listener.watch(y).await.unwrap().expect("y exists");
-        assert_eq!(watched.status, RuntimeStatus::Pending);
-        assert_eq!(listener.watch("pgwake/missing").await.unwrap(), None);
+        let watched = listener.watch(&[y.into(), "pgwake/missing".into()]).await.unwrap();
+        assert_eq!(watched.len(), 1, "a watch reads the instances that exist");
+        assert_eq!((watched[0].id.as_str(), watched[0].status), (y, RuntimeStatus::Pending));
         writer.write(&[finish.clone(), evict(x, 50), finish]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(y.into()));
-        let done = listener.watch(y).await.unwrap().expect("y exists");
+        let done = listener.watch(&[y.into()]).await.unwrap().pop().expect("y exists");
         assert_eq!(
             (done.status, done.output.as_deref()),
             (RuntimeStatus::Completed, Some("1")),
             "a watch reads the end"
         );
         // A batch that takes the transaction path (it adds an event) signals a watched finish too.
-        listener.watch(q).await.unwrap();
+        listener.watch(&[q.into()]).await.unwrap();
         let finish_q = finish_of(q);
         writer.write(&[add_event(q, "late", "1", 9), finish_q]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(q.into()));

@@ -13,12 +13,24 @@ use workflow::store::{
 
 use crate::support::wait_until;
 
-/// A memory store that counts the reads of single instances and records each batch read's size.
+/// A memory store that counts the reads of single instances and records the size of each batch
+/// read: watches (a new waiter's first read) and plain ones (the shared poll).
 #[derive(Default)]
 struct CountingStore {
     inner: MemoryStore,
     single_reads: AtomicUsize,
+    watches: Mutex<Vec<usize>>,
     batch_reads: Mutex<Vec<usize>>,
+}
+
+impl CountingStore {
+    async fn read_all(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut records = Vec::new();
+        for id in ids {
+            records.extend(self.inner.instance(id).await?);
+        }
+        Ok(records)
+    }
 }
 
 #[async_trait]
@@ -32,15 +44,11 @@ impl Store for CountingStore {
     }
     async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
         self.batch_reads.lock().unwrap().push(ids.len());
-        let mut records = Vec::new();
-        for id in ids {
-            records.extend(self.inner.instance(id).await?);
-        }
-        Ok(records)
+        self.read_all(ids).await
     }
-    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.single_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.watch(id).await
+    async fn watch(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.watches.lock().unwrap().push(ids.len());
+        self.read_all(ids).await
     }
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
         self.inner.journal(id, generation).await
@@ -108,15 +116,15 @@ async fn doubled(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
 }
 
 /// 600 handles wait on a client without a runtime, on a store without signals (so only the shared
-/// poll can tell them): each waiter reads its instance once, then only batch reads of at most a
-/// few hundred ids happen, however long they wait; when a runtime elsewhere runs the instances,
-/// every waiter gets its own result.
+/// poll can tell them): their first reads are batched (each instance read once), then only batch
+/// reads of at most 256 ids happen, however long they wait; when a runtime elsewhere runs the
+/// instances, every waiter gets its own result.
 #[tokio::test]
 async fn many_waiters_share_one_bounded_poll() {
-    const WAITERS: u64 = 600;
+    const WAITERS: usize = 600;
     let store = Arc::new(CountingStore::default());
     let client = Client::new(store.clone() as Arc<dyn Store>);
-    let handles = futures::future::try_join_all((0..WAITERS).map(|n| doubled::start(&client, n))).await.unwrap();
+    let handles = futures::future::try_join_all((0..WAITERS as u64).map(|n| doubled::start(&client, n))).await.unwrap();
     let results = tokio::spawn(async move {
         futures::future::join_all(handles.iter().map(|handle| handle.result_timeout(Duration::from_secs(60)))).await
     });
@@ -125,13 +133,13 @@ async fn many_waiters_share_one_bounded_poll() {
         store.batch_reads.lock().unwrap().len() >= 6
     })
     .await;
-    assert_eq!(store.single_reads.load(Ordering::SeqCst), WAITERS as usize, "one read per waiter, once");
-    let batches = store.batch_reads.lock().unwrap().clone();
-    assert!(batches.iter().all(|&ids| ids > 0 && ids <= 256), "bounded batches: {batches:?}");
-    assert!(
-        batches.iter().take(3).sum::<usize>() >= WAITERS as usize,
-        "the first polls cover every waiter: {batches:?}"
-    );
+    let watches = store.watches.lock().unwrap().clone();
+    assert_eq!(watches.iter().sum::<usize>(), WAITERS, "each waiter's first read once, batched: {watches:?}");
+    assert!(watches.len() < WAITERS / 10, "first reads share batches: {watches:?}");
+    let polls = store.batch_reads.lock().unwrap().clone();
+    assert!(polls.iter().all(|&ids| ids > 0 && ids <= 256), "bounded polls: {polls:?}");
+    assert!(polls.iter().take(3).sum::<usize>() >= WAITERS, "the first polls cover every waiter: {polls:?}");
+    assert_eq!(store.single_reads.load(Ordering::SeqCst), 0, "no waiter reads on its own");
 
     // The worker runs in what stands for another process: its own runtime and client.
     let runtime =
@@ -140,6 +148,22 @@ async fn many_waiters_share_one_bounded_poll() {
     for (n, output) in outputs.into_iter().enumerate() {
         assert_eq!(output.unwrap(), n as u64 * 2);
     }
-    assert_eq!(store.single_reads.load(Ordering::SeqCst), WAITERS as usize, "no waiter read on its own");
+    assert_eq!(store.watches.lock().unwrap().iter().sum::<usize>(), WAITERS, "no waiter was read again on its own");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A wait for an instance that does not exist ends with `InstanceNotFound` (the shared reads
+/// report missing ids to their waiters); one terminated while waited for ends without a result.
+#[tokio::test]
+async fn waits_end_for_missing_and_terminated_instances() {
+    let store = Arc::new(MemoryStore::new());
+    let client = Client::new(store.clone() as Arc<dyn Store>);
+    let missing = client.wait_for_completion("no-such-instance", Some(Duration::from_secs(20))).await;
+    assert!(matches!(missing, Err(workflow::Error::InstanceNotFound(_))), "{missing:?}");
+
+    let handle = doubled::start(&client, 1).id("terminated-while-waited").await.unwrap();
+    let waiter = tokio::spawn(async move { handle.result_timeout(Duration::from_secs(20)).await });
+    client.terminate("terminated-while-waited", None).await.unwrap();
+    let waited = waiter.await.unwrap();
+    assert!(matches!(waited, Err(workflow::Error::NoResult { .. })), "{waited:?}");
 }

@@ -27,7 +27,7 @@ pub use start::{validate_instance_id, ReusePolicy, Start, MAX_INSTANCE_ID_LEN};
 use status::found;
 pub(crate) use status::Ending;
 pub use status::InstanceStatus;
-pub(crate) use waiters::ResultWaiters;
+pub(crate) use waiters::{Ended, ResultWaiters};
 
 use crate::error::{Error, FailureDetails};
 use crate::model::time;
@@ -168,22 +168,16 @@ impl Client {
         let wait = async {
             // Subscribed first, so an end after the read below reaches the receiver.
             let ended = self.waiters.subscribe(instance_id, self.engine.is_none());
-            // Running here, its end arrives through the waiters without a read. Otherwise the read
-            // also asks the store to signal its end to this process.
-            let running_here = self.engine.as_ref().is_some_and(|engine| engine.is_running(instance_id));
-            if !running_here {
-                match self.watched_status(instance_id).await {
-                    Ok(status) if status.status.is_terminal() => return Ok(status),
-                    Ok(_) => {}
-                    // A store failing for a while (a database restarting) does not end the wait:
-                    // the shared poll reads the instance again.
-                    Err(Error::Store(StoreError::Backend(error))) => {
-                        tracing::warn!(%error, instance_id, "reading an awaited instance failed; waiting on");
-                    }
-                    Err(error) => return Err(error),
-                }
+            // Running here, its end arrives without a read. Otherwise the read (batched with other
+            // waiters') also asks the store to signal its end to this process.
+            if !self.engine.as_ref().is_some_and(|engine| engine.is_running(instance_id)) {
+                self.waiters.read_soon(instance_id);
             }
-            ended.await.map_err(|_| Error::Store(StoreError::backend("the result waiters stopped")))
+            match ended.await {
+                Ok(Some(status)) => Ok(status),
+                Ok(None) => Err(Error::InstanceNotFound(instance_id.to_owned())),
+                Err(_) => Err(Error::Store(StoreError::backend("the result waiters stopped"))),
+            }
         };
         match timeout {
             Some(limit) => {
@@ -191,13 +185,6 @@ impl Client {
             }
             None => wait.await,
         }
-    }
-
-    /// The instance's state, read so that the store signals its end to this process
-    /// ([`Store::watch`]).
-    async fn watched_status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
-        validate_instance_id(instance_id)?;
-        found(instance_id, self.store.watch(instance_id).await?)
     }
 
     /// Waits for the instance and returns its output, deserialized as `T`.

@@ -343,13 +343,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(records)
     }
 
-    /// Reads one instance for a waiter in a process that does not run it, after asking that its
-    /// end be signalled ([`WakeSignal::Finished`]) to every store on the database. A store may
-    /// send `Finished` only for watched instances, but then without a gap: a finish either shows
-    /// in the record returned or is signalled. The default only reads, for stores that signal
-    /// every finish or none.
-    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.instance(id).await
+    /// Reads the instances of `ids` that exist (as [`Store::instances`]) for waiters in a process
+    /// that may not run them, after asking that their ends be signalled
+    /// ([`WakeSignal::Finished`]) to every store on the database. A store may send `Finished`
+    /// only for watched instances, but then without a gap: a finish either shows in the record
+    /// returned or is signalled. The default only reads, for stores that signal every finish or
+    /// none.
+    async fn watch(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.instances(ids).await
     }
 
     /// Reads an instance's journal for one generation, ordered by seq.

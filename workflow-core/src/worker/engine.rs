@@ -16,7 +16,7 @@ use super::clock::Clock;
 use super::committer::Committer;
 use super::registry::Registry;
 use crate::activity::{ActivityDispatch, TaskHub};
-use crate::client::{InstanceStatus, ResultWaiters};
+use crate::client::{Ended, InstanceStatus, ResultWaiters};
 use crate::error::Error;
 use crate::model::time::millis;
 use crate::store::{InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
@@ -210,7 +210,7 @@ impl Engine {
     }
 
     /// A receiver of `id`'s final status, when it finishes here (or a signal says it did).
-    pub(crate) fn subscribe_completion(&self, id: &str) -> oneshot::Receiver<InstanceStatus> {
+    pub(crate) fn subscribe_completion(&self, id: &str) -> oneshot::Receiver<Ended> {
         self.waiters.subscribe(id, false)
     }
 

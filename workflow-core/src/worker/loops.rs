@@ -150,7 +150,7 @@ pub(super) async fn wake_loop(engine: Arc<Engine>, mut signals: broadcast::Recei
             // signal of that commit often comes first, and reading the store for it would only
             // duplicate the news.
             if !engine.is_running(id) {
-                engine.waiters().ended_elsewhere(id).await;
+                engine.waiters().ended_elsewhere(id);
             }
         }
         engine.on_signal(signal);

@@ -193,12 +193,15 @@ impl Store for PostgresStore {
         rows.iter().map(instance_from_row).collect()
     }
 
-    async fn watch(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+    async fn watch(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         retrying_idempotent(|| async move {
-            sqlx::query(WATCH).bind(id).execute(&self.pool).await.map_err(failed("watching an instance"))
+            sqlx::query(WATCH).bind(ids).execute(&self.pool).await.map_err(failed("watching instances"))
         })
         .await?;
-        self.instance(id).await
+        self.instances(ids).await
     }
 
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {

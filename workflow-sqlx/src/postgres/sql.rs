@@ -74,14 +74,14 @@ pub(super) static FINISHED_NOTICE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`Store::watch`]'s mark, on an instance still running and not yet marked (so a repeated
-/// watch writes nothing). It commits before the instance is read again, in a statement of its own:
+/// [`Store::watch`]'s mark, on the instances of `$1` still running and not yet marked (so a
+/// repeated watch writes nothing). It commits before the instance is read again, in a statement of its own:
 /// a finish that held the row meanwhile has committed by then, and the read (a later snapshot)
 /// sees it; a finish after the mark sees the mark and signals.
 ///
 /// [`Store::watch`]: workflow_core::store::Store::watch
 pub(super) const WATCH: &str = "UPDATE instances SET watched = true \
-     WHERE id = $1 AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated')";
+     WHERE id = ANY($1) AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated')";
 
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
