@@ -28,17 +28,30 @@ pub(crate) struct ScaleRow {
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+#[path = "w5_list.rs"]
+mod w5_list;
+#[path = "w6_memory.rs"]
+mod w6_memory;
+
 /// Runs every scale workload on `store` (named `name`); `dir` is the bench's scratch directory.
 pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> BenchResult<Vec<ScaleRow>> {
-    let _ = (name, store, dir);
-    Ok(Vec::new())
+    let _ = store;
+    let mut rows = Vec::new();
+    rows.extend(w5_list::measure(name, dir).await?);
+    rows.extend(w6_memory::measure(name, dir).await?);
+    Ok(rows)
 }
 
 /// When the bench was started as a helper process of a scale workload (`--child ...`), the work
 /// that process does instead of the bench.
-pub(crate) fn child_mode(args: &[String]) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
-    let _ = args.iter().position(|a| a == "--child")?;
-    None
+pub(crate) fn child_mode(
+    args: &[String],
+) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
+    let child = args.iter().position(|a| a == "--child")?;
+    match args.get(child + 1).map(String::as_str) {
+        Some("w6") => Some(Box::pin(w6_memory::child(args.to_vec()))),
+        _ => None,
+    }
 }
 
 /// Prints the scale table.
