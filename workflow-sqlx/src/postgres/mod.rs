@@ -35,7 +35,7 @@ use workflow_core::store::{
 use self::cache::StatementCache;
 use self::retry::{failed, retrying};
 use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_JOURNAL, WATCH};
-use crate::shared::list::list_statement;
+use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
 use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row, INSTANCE_COLUMNS};
 
@@ -199,7 +199,7 @@ impl Store for PostgresStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("${n}"));
+        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Postgres);
         let rows = statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
     }
