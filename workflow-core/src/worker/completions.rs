@@ -30,7 +30,11 @@ impl CompletionHub {
     }
 
     pub(super) fn notify(&self, status: &InstanceStatus) {
-        let senders = self.waiters.lock().ok().and_then(|mut waiters| waiters.remove(&status.instance_id));
+        let senders = self.waiters.lock().ok().and_then(|mut waiters| {
+            let senders = waiters.remove(&status.instance_id);
+            super::engine::shrink(&mut waiters);
+            senders
+        });
         for sender in senders.into_iter().flatten() {
             let _ = sender.send(status.clone());
         }
