@@ -58,10 +58,10 @@ pub(super) async fn measure(name: &str, dir: &Path) -> BenchResult<Vec<ScaleRow>
             Ok(value.ok_or_else(|| format!("W6: no {key} in {line:?}"))?.parse()?)
         };
         let (before, sleeping, evicted) = (field("before")?, field("sleeping")?, field("evicted")?);
-        let held = field("held")?;
+        let (held, peak) = (field("held")?, field("peak")?);
         let per = |rss: i64| (rss - before) as f64 / count as f64;
         runs.push(format!(
-            "{}k: {:.0} B/instance sleeping ({held} held in memory), {:.0} B/instance once none is held",
+            "{}k: {:.0} B/instance sleeping ({held} held in memory, at most {peak} sampled), {:.0} B/instance once none is held",
             count / 1000,
             per(sleeping),
             per(evicted)
@@ -152,7 +152,10 @@ pub(super) async fn child(args: Vec<String>) -> BenchResult<()> {
         let starts = (first..(first + 1000).min(count)).map(|i| w6_sleeper::start(&client, i));
         futures::future::try_join_all(starts).await?;
     }
+    // The most instances held in memory at once, sampled while they go to sleep.
+    let mut peak = runtime.instances_in_memory();
     while (timers_sql)().await? < count as i64 {
+        peak = peak.max(runtime.instances_in_memory());
         if started.elapsed() > PATIENCE {
             return Err("W6: the instances did not all reach their sleep".into());
         }
@@ -169,7 +172,7 @@ pub(super) async fn child(args: Vec<String>) -> BenchResult<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let evicted = rss()?;
-    println!("w6 count={count} before={before} sleeping={sleeping} held={held} evicted={evicted}");
+    println!("w6 count={count} before={before} sleeping={sleeping} held={held} peak={peak} evicted={evicted}");
     runtime.shutdown(Duration::from_secs(5)).await?;
     if let Some(cleanup) = cleanup {
         cleanup.await;
