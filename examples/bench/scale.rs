@@ -33,6 +33,11 @@ pub(crate) struct ScaleRow {
 
 pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+#[path = "w5_list.rs"]
+mod w5_list;
+#[path = "w6_memory.rs"]
+mod w6_memory;
+
 /// Runs every scale workload on `store` (named `name`); `dir` is the bench's scratch directory.
 pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> BenchResult<Vec<ScaleRow>> {
     let mut rows = Vec::new();
@@ -41,6 +46,8 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     if name != "memory" {
         rows.extend(w4_waiters::measure(name, store.clone()).await?);
     }
+    rows.extend(w5_list::measure(name, dir).await?);
+    rows.extend(w6_memory::measure(name, dir).await?);
     rows.extend(w7_takeover::measure(name, dir).await?);
     Ok(rows)
 }
@@ -52,6 +59,7 @@ pub(crate) fn child_mode(
 ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = BenchResult<()>>>>> {
     let at = args.iter().position(|a| a == "--child")?;
     match args.get(at + 1).map(String::as_str) {
+        Some("w6") => Some(Box::pin(w6_memory::child(args.to_vec()))),
         Some("w7") => Some(Box::pin(w7_takeover::child(args[at + 2..].to_vec()))),
         _ => None,
     }

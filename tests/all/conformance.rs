@@ -99,25 +99,71 @@ async fn sqlite_normal_synchronous_store_conforms() {
 }
 
 /// A list page (the statement `list` sends: list order, after a keyset) reads the
-/// (created_at, id) index as a range; it neither scans the table nor sorts it.
+/// (created_at, id) index as a range; it neither scans the table nor sorts it. A page of one
+/// status reads the (status, created_at, id) index as a range; a page of several is a page of each,
+/// merged, each a range read of it (the merge sorts at most a page of each, never the table). A
+/// status with a parent still reads the parent's children only.
 async fn check_sqlite_list_plan(store: &SqliteStore) {
+    const COLUMNS: &str = "id, created_at";
+    let status_page = |status: &str| {
+        format!(
+            "SELECT {COLUMNS} FROM instances WHERE status = {status} AND (created_at, id) > (?1, ?2) \
+             ORDER BY created_at, id LIMIT 10"
+        )
+    };
+    // Binds ?1 = 1, ?2 = 'a', ?3 = 'Running', ?4 = 'Pending', as many as the page has.
+    let plan_of = |page: String| async move {
+        let explain = format!("EXPLAIN QUERY PLAN {page}");
+        let mut query = sqlx::query(&explain);
+        if page.contains("?1") {
+            query = query.bind(1_i64).bind("a");
+        }
+        for (mark, status) in [("?3", "Running"), ("?4", "Pending")] {
+            if page.contains(mark) {
+                query = query.bind(status);
+            }
+        }
+        let rows = query.fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|row| sqlx::Row::get::<String, _>(row, "detail")).collect::<Vec<_>>().join("; ")
+    };
     for page in [
-        "SELECT id FROM instances ORDER BY created_at, id LIMIT 10",
-        "SELECT id FROM instances WHERE (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT 10",
+        format!("SELECT {COLUMNS} FROM instances ORDER BY created_at, id LIMIT 10"),
+        format!("SELECT {COLUMNS} FROM instances WHERE (created_at, id) > (?1, ?2) ORDER BY created_at, id LIMIT 10"),
     ] {
-        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {page}"))
-            .bind(1_i64)
-            .bind("a")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
-            .collect();
-        let plan = plan.join("; ");
+        let plan = plan_of(page.clone()).await;
         assert!(plan.contains("instances_created"), "{page}: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{page} sorts: {plan}");
     }
+    let one = status_page("?3");
+    let plan = plan_of(one.clone()).await;
+    assert!(
+        plan.contains("USING COVERING INDEX instances_status (status=? AND (created_at,id)>(?,?))"),
+        "{one}: {plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{one} sorts: {plan}");
+    let several = format!(
+        "SELECT {COLUMNS} FROM ({}) AS s0 UNION ALL SELECT {COLUMNS} FROM ({}) AS s1 ORDER BY created_at, id LIMIT 10",
+        status_page("?3"),
+        status_page("?4")
+    );
+    let plan = plan_of(several.clone()).await;
+    assert!(plan.contains("MERGE (UNION ALL)"), "{several}: {plan}");
+    assert_eq!(plan.matches("instances_status (status=? AND (created_at,id)>(?,?))").count(), 2, "{several}: {plan}");
+    assert!(!plan.contains("SCAN instances"), "{several} scans the table: {plan}");
+    let with_workflow = format!(
+        "SELECT {COLUMNS} FROM instances WHERE status = ?3 AND workflow = ?4 AND (created_at, id) > (?1, ?2) \
+         ORDER BY created_at, id LIMIT 10"
+    );
+    let plan = plan_of(with_workflow.clone()).await;
+    assert!(plan.contains("instances_status"), "{with_workflow}: {plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{with_workflow} sorts: {plan}");
+    let with_parent = format!(
+        "SELECT {COLUMNS} FROM instances WHERE +status IN (?3) AND parent_id = ?4 AND (created_at, id) > (?1, ?2) \
+         ORDER BY created_at, id LIMIT 10"
+    );
+    let plan = plan_of(with_parent.clone()).await;
+    assert!(plan.contains("instances_parent"), "{with_parent}: {plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{with_parent} sorts: {plan}");
 }
 
 /// WAL, the chosen `synchronous` level (2 = FULL, 1 = NORMAL), foreign keys and the busy timeout.
@@ -618,19 +664,39 @@ mod postgres {
     }
 
     /// A list page (list order, after a keyset) can be read from the (created_at, id) index as a
-    /// range, without a sort. (Asked with sequential scans priced out: on a table this small the
-    /// planner would rightly read it all.)
+    /// range, without a sort; a page of one status from the (status, created_at, id) index, and a
+    /// page of several as a merge of a page of each, without a sort either. (Asked with sequential
+    /// scans priced out: on a table this small the planner would rightly read it all.)
     async fn check_list_plan(store: &PostgresStore) {
         let mut tx = store.pool().begin().await.unwrap();
         sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.unwrap();
-        for page in [
-            "SELECT id FROM instances ORDER BY created_at, id LIMIT 10",
-            "SELECT id FROM instances WHERE (created_at, id) > (1, 'a') ORDER BY created_at, id LIMIT 10",
+        let status_page = |status: &str| {
+            format!(
+                "SELECT id, created_at FROM instances WHERE status = '{status}' AND (created_at, id) > (1, 'a') \
+                 ORDER BY created_at, id LIMIT 10"
+            )
+        };
+        let several = format!(
+            "SELECT id, created_at FROM ({}) AS s0 UNION ALL SELECT id, created_at FROM ({}) AS s1 \
+             ORDER BY created_at, id LIMIT 10",
+            status_page("Running"),
+            status_page("Pending")
+        );
+        for (page, index, uses) in [
+            ("SELECT id FROM instances ORDER BY created_at, id LIMIT 10".to_owned(), "instances_created", 1),
+            (
+                "SELECT id FROM instances WHERE (created_at, id) > (1, 'a') ORDER BY created_at, id LIMIT 10"
+                    .to_owned(),
+                "instances_created",
+                1,
+            ),
+            (status_page("Running"), "instances_status", 1),
+            (several, "instances_status", 2),
         ] {
             let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {page}")).fetch_all(&mut *tx).await.unwrap();
             let plan = plan.join("; ");
-            assert!(plan.contains("instances_created"), "{page}: {plan}");
-            assert!(!plan.contains("Sort"), "{page} sorts: {plan}");
+            assert_eq!(plan.matches(&format!(" using {index} ")).count(), uses, "{page}: {plan}");
+            assert!(!plan.contains("Sort  "), "{page} sorts: {plan}");
         }
         tx.rollback().await.unwrap();
     }

@@ -24,6 +24,14 @@ async fn open(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::open_with(url, PostgresOptions::new().schema(schema)).await.unwrap()
 }
 
+/// Drops a test's schema (through a plain connection: a store opened on the default schema would
+/// migrate it).
+async fn drop_schema(url: &str, schema: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
 fn fresh_schema(prefix: &str) -> String {
     format!("{prefix}_{}", uuid_like())
 }
@@ -240,6 +248,7 @@ async fn two_worker_processes_and_a_client_survive_a_kill() {
         })
         .count();
     assert!(mixed > 0, "no instance had its fan-out run on both workers");
+    drop_schema(&url, &schema).await;
 }
 
 #[tokio::test]
@@ -274,4 +283,5 @@ async fn two_workers_racing_for_the_same_instances_never_run_a_step_twice() {
     assert_eq!(by_worker.values().sum::<u32>(), 20 * ITEMS);
     first.shutdown(Duration::from_secs(5)).await.unwrap();
     second.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop_schema(&url, &schema).await;
 }

@@ -586,3 +586,52 @@ async fn ten_thousand_sleeping_instances_are_evicted_from_memory_and_wake_on_tim
         assert_eq!(handle.result_timeout(Duration::from_secs(60)).await.unwrap(), n as u32);
     }
 }
+
+#[workflow]
+async fn pause(ctx: WorkflowContext, ms: u64) -> Result<u64, WorkflowError> {
+    bump(ctx.instance_id(), "pause_runs");
+    ctx.sleep(Duration::from_millis(ms)).await?;
+    Ok(ms)
+}
+
+/// On the system clock, a wait longer than `evict_idle_after` leaves memory as soon as it begins
+/// (not after that idle time, which here is far longer than the test may take) and is replayed
+/// when it wakes; a shorter one stays in memory and resumes without a replay.
+#[tokio::test]
+async fn a_long_sleep_leaves_memory_at_once_and_a_short_one_stays_warm() {
+    let store = Arc::new(MemoryStore::new());
+    let rt = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .evict_idle_after(Duration::from_secs(600))
+        .workflow(pause::Workflow)
+        .build()
+        .await
+        .unwrap();
+    let client = rt.client();
+
+    let long = pause::start(&client, 3_600_000).await.unwrap();
+    let long_id = long.instance_id().to_owned();
+    wait_until_within("the hour-long sleep to leave memory and reach the store", Duration::from_secs(20), || async {
+        rt.instances_in_memory() == 0 && store.instance(&long_id).await.unwrap().unwrap().owner.is_none()
+    })
+    .await;
+    let record = store.instance(&long_id).await.unwrap().unwrap();
+    let due = store.journal(&long_id, 0).await.unwrap()[0].due_at;
+    assert_eq!(record.wake_at, due, "evicted with its timer's due time as its wake-up");
+    assert_eq!(count(&long_id, "pause_runs"), 1);
+
+    let short = pause::start(&client, 50).await.unwrap();
+    assert_eq!(short.result().await.unwrap(), 50);
+    assert_eq!(count(short.instance_id(), "pause_runs"), 1, "the short sleep resumed without a replay");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // An hour later (on a virtual clock, in a runtime on the same store), the long sleep is
+    // claimed, replayed and ends.
+    let clock = VirtualClock::starting_now();
+    let later = virtual_runtime(&clock).store(store.clone() as Arc<dyn Store>).workflow(pause::Workflow).build().await;
+    let later = later.unwrap();
+    clock.advance(HOUR + Duration::from_secs(60));
+    let status = run_to_end(&later, &clock, &long_id).await;
+    assert_eq!((status.status, status.output.as_deref()), (RuntimeStatus::Completed, Some("3600000")));
+    assert_eq!(count(&long_id, "pause_runs"), 2, "the hour-long sleep was replayed when it woke");
+}

@@ -122,7 +122,8 @@ async fn a_postgres_restart_mid_workload_loses_nothing() {
     local.shutdown(Duration::from_secs(5)).await.unwrap();
     shared.shutdown(Duration::from_secs(5)).await.unwrap();
     // The server is left running (it restarted); the schema goes.
-    let admin = PostgresStore::open(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(admin.pool()).await.unwrap();
+    // A plain connection: a store opened here would migrate the default schema.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&admin).await.unwrap();
     admin.close().await;
 }

@@ -209,9 +209,10 @@ mod postgres {
     }
 
     async fn drop_schema(url: &str, schema: &str) {
-        let store = workflow::PostgresStore::open(url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(store.pool()).await.unwrap();
-        store.close().await;
+        // A plain connection: a store opened here would migrate the default schema.
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+        pool.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,13 @@ async fn run_once(engine: &Arc<Engine>, entry: &WorkflowEntry, ctx: &WorkflowCon
             result = &mut body => return RunEnd::Finished(result),
             fatal = ctx.fatal() => return RunEnd::Fatal(fatal),
             _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
+            // A wait that outlasts the idle time would be evicted before it ends anyway: evict it
+            // now, so a sleeping instance holds no memory while it sleeps.
+            () = ctx.may_be_idle(), if engine.evicts_long_waits() => {
+                if ctx.waits_longer_than(engine.evict_idle_after()) {
+                    return RunEnd::Idle(ctx.idle_waits());
+                }
+            }
             () = tokio::time::sleep(check_idle) => {
                 if ctx.idle_for().is_some_and(|idle| idle >= engine.evict_idle_after()) {
                     return RunEnd::Idle(ctx.idle_waits());

@@ -30,6 +30,9 @@ pub(super) struct Settings {
     pub(super) worker_id: String,
     pub(super) lease: Duration,
     pub(super) evict_idle_after: Duration,
+    /// Whether a wait longer than `evict_idle_after` is evicted as soon as it begins (only with
+    /// the system clock: a given clock's time need not pass with real time).
+    pub(super) evict_long_waits: bool,
     pub(super) max_instances: usize,
     pub(super) max_activities: usize,
     pub(super) dispatch: ActivityDispatch,
@@ -46,6 +49,8 @@ pub(crate) struct Engine {
     lease: Duration,
     /// An instance waiting this long with nothing running is dropped from memory.
     evict_idle_after: Duration,
+    /// Whether a wait longer than that is evicted as soon as it begins.
+    evict_long_waits: bool,
     activity_slots: Arc<Semaphore>,
     instance_slots: Arc<Semaphore>,
     /// Where activity attempts run.
@@ -83,6 +88,7 @@ impl Engine {
             worker_id: settings.worker_id,
             lease: settings.lease,
             evict_idle_after: settings.evict_idle_after,
+            evict_long_waits: settings.evict_long_waits,
             activity_slots: Arc::new(Semaphore::new(settings.max_activities)),
             instance_slots: Arc::new(Semaphore::new(settings.max_instances)),
             dispatch: settings.dispatch,
@@ -135,6 +141,11 @@ impl Engine {
 
     pub(super) fn evict_idle_after(&self) -> Duration {
         self.evict_idle_after
+    }
+
+    /// Whether a wait longer than [`Self::evict_idle_after`] is evicted as soon as it begins.
+    pub(super) fn evicts_long_waits(&self) -> bool {
+        self.evict_long_waits
     }
 
     pub(crate) fn activity_slots(&self) -> &Arc<Semaphore> {
@@ -240,6 +251,7 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             if running.get(id) == Some(&token) {
                 running.remove(id);
+                shrink(&mut running);
             }
         }
     }
@@ -279,9 +291,11 @@ impl Engine {
     pub(super) fn remove_live(&self, id: &str) {
         if let Ok(mut inboxes) = self.inboxes.lock() {
             inboxes.remove(id);
+            shrink(&mut inboxes);
         }
         if let Ok(mut live) = self.live.lock() {
             live.remove(id);
+            shrink(&mut live);
         }
     }
 
@@ -374,6 +388,16 @@ impl Engine {
         token: u64,
     ) {
         super::driver::spawn(self.clone(), record, fresh, permit, token);
+    }
+}
+
+/// Gives memory back once a map of the instances in memory has emptied to a quarter of what it
+/// grew to (100k instances evicted leave megabytes of empty buckets otherwise), keeping room for
+/// twice what is left, so a map that shrinks and grows again reallocates rarely.
+pub(super) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    const KEEP: usize = 64;
+    if map.capacity() > KEEP && map.len() < map.capacity() / 4 {
+        map.shrink_to((map.len() * 2).max(KEEP));
     }
 }
 

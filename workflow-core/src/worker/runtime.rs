@@ -24,6 +24,8 @@ pub struct RuntimeBuilder {
     max_instances: usize,
     max_activities: usize,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` is the system clock (no clock was given).
+    system_clock: bool,
     evict_idle_after: Duration,
     claim_batch: usize,
     dispatch: ActivityDispatch,
@@ -42,6 +44,7 @@ impl Default for RuntimeBuilder {
             max_instances: 10_000,
             max_activities: 256,
             clock: Arc::new(SystemClock),
+            system_clock: true,
             evict_idle_after: Duration::from_secs(30),
             claim_batch: 64,
             dispatch: ActivityDispatch::Local,
@@ -113,12 +116,21 @@ impl RuntimeBuilder {
     /// milliseconds.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self.system_clock = false;
         self
     }
 
     /// An instance that has waited this long (real time) on timers, events or children, with no
     /// activity running, is dropped from memory; its wake-up goes to the store and it is replayed
     /// when it wakes. 30 s by default.
+    ///
+    /// A wait whose earliest deadline is further away than this (a long sleep, an event wait
+    /// with a long timeout, a long retry back-off) is dropped as soon as it begins: it would be
+    /// dropped before it ends anyway, so a sleeping instance costs a row, not memory. Shorter
+    /// waits, and waits with no deadline (an event without a timeout, a child), stay in memory
+    /// until they end or have lasted this long, and resume without a replay. (Only on the system
+    /// clock: under a clock given to [`Self::clock`], such as a [`VirtualClock`](crate::VirtualClock),
+    /// workflow time need not pass with real time, so every wait is dropped after idle time.)
     pub fn evict_idle_after(mut self, idle: Duration) -> Self {
         self.evict_idle_after = idle;
         self
@@ -175,6 +187,7 @@ impl RuntimeBuilder {
             worker_id,
             lease: self.lease,
             evict_idle_after: self.evict_idle_after,
+            evict_long_waits: self.system_clock,
             max_instances: self.max_instances,
             max_activities: self.max_activities,
             dispatch: self.dispatch,

@@ -101,7 +101,10 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
             let engine = ctx.engine().clone();
             let finished = loop {
                 let notified = engine.subscribe_completion(&child_id);
-                match engine.store().instance(&child_id).await {
+                let reading = ctx.reading();
+                let child = engine.store().instance(&child_id).await;
+                drop(reading);
+                match child {
                     Ok(Some(child)) if child.status.is_terminal() => break child,
                     Ok(Some(_)) => {}
                     Ok(None) => {

@@ -82,7 +82,10 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                 let notified = signal.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let events = match engine.store().events(ctx.instance_id()).await {
+                let reading = ctx.reading();
+                let events = engine.store().events(ctx.instance_id()).await;
+                drop(reading);
+                let events = match events {
                     Ok(events) => events,
                     Err(error) => {
                         ctx.fail(Fatal::Abandon(format!("could not read the inbox: {error}")));

@@ -69,6 +69,9 @@ pub(super) struct InstanceShared {
     fatal_signal: Notify,
     /// Woken when an event for this instance is raised in this process.
     inbox_signal: Arc<Notify>,
+    /// Woken when the run may have become idle (a wait began, or the last busy thing ended while
+    /// it waits), so the driver can evict it at once when its wait is long.
+    idle_signal: Notify,
 }
 
 /// What an idle run waits for, read before its body (and its waits) drops: the instance is
@@ -119,6 +122,7 @@ impl WorkflowContext {
                 state: Mutex::new(state),
                 fatal_signal: Notify::new(),
                 inbox_signal,
+                idle_signal: Notify::new(),
             }),
         }
     }
@@ -259,7 +263,15 @@ impl WorkflowContext {
     /// Marks the instance busy (not evictable) while the guard lives.
     pub(crate) fn busy(&self) -> ActivityGuard {
         self.state().busy += 1;
-        ActivityGuard { ctx: self.clone(), seq: None }
+        ActivityGuard { ctx: self.clone(), kind: Guarded::Busy }
+    }
+
+    /// Marks the instance busy while a wait reads the store for what it waits for (its inbox):
+    /// not idle, so not evicted while the answer may be on its way, but no progress either, so
+    /// a wait that polls stays as idle as it was.
+    pub(crate) fn reading(&self) -> ActivityGuard {
+        self.state().busy += 1;
+        ActivityGuard { ctx: self.clone(), kind: Guarded::Read }
     }
 
     /// Marks a live wait (with its deadline, if any) while the guard lives.
@@ -269,8 +281,27 @@ impl WorkflowContext {
         if let Some(deadline) = deadline {
             state.deadlines.insert(seq, deadline);
         }
+        let idle = state.is_idle();
         drop(state);
-        ActivityGuard { ctx: self.clone(), seq: Some(seq) }
+        if idle {
+            self.shared.idle_signal.notify_one();
+        }
+        ActivityGuard { ctx: self.clone(), kind: Guarded::Wait(seq) }
+    }
+
+    /// Resolves when the run may have become idle since this was last awaited; check
+    /// [`Self::waits_longer_than`] then.
+    pub(crate) async fn may_be_idle(&self) {
+        self.shared.idle_signal.notified().await;
+    }
+
+    /// Whether the run is idle (waiting, with nothing running) and the earliest deadline of its
+    /// waits is more than `limit` away on the workflow clock. A run waiting on nothing but events
+    /// without a timeout or on children (no deadline) is not: its wait may end any moment.
+    pub(crate) fn waits_longer_than(&self, limit: std::time::Duration) -> bool {
+        let state = self.state();
+        let Some(earliest) = state.deadlines.values().min().copied() else { return false };
+        state.is_idle() && earliest.saturating_sub(self.clock_now()) > crate::model::time::millis(limit)
     }
 
     /// What the run waits for, to evict it.
@@ -291,7 +322,7 @@ impl WorkflowContext {
     /// How long the instance has been waiting with nothing running, if it is.
     pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
         let state = self.state();
-        (state.busy == 0 && state.waits > 0 && state.fatal.is_none()).then(|| state.last_progress.elapsed())
+        state.is_idle().then(|| state.last_progress.elapsed())
     }
 
     pub(crate) fn corrupt(&self, seq: u32, detail: impl fmt::Display) {
@@ -339,23 +370,47 @@ impl WorkflowContext {
     }
 }
 
+impl InstanceState {
+    /// Waiting, with nothing running, and not stopping.
+    fn is_idle(&self) -> bool {
+        self.busy == 0 && self.waits > 0 && self.fatal.is_none()
+    }
+}
+
+/// What an [`ActivityGuard`] marks.
+enum Guarded {
+    /// Something running (an attempt, a commit).
+    Busy,
+    /// A wait's read of the store.
+    Read,
+    /// A live wait, by seq.
+    Wait(u32),
+}
+
 /// Keeps an instance marked busy or waiting while it lives.
 pub(crate) struct ActivityGuard {
     ctx: WorkflowContext,
-    seq: Option<u32>,
+    kind: Guarded,
 }
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
         let mut state = self.ctx.state();
-        match self.seq {
-            Some(seq) => {
+        match self.kind {
+            Guarded::Wait(seq) => {
                 state.waits = state.waits.saturating_sub(1);
                 state.deadlines.remove(&seq);
                 state.children.remove(&seq);
             }
-            None => state.busy = state.busy.saturating_sub(1),
+            Guarded::Busy | Guarded::Read => state.busy = state.busy.saturating_sub(1),
         }
-        state.last_progress = tokio::time::Instant::now();
+        if !matches!(self.kind, Guarded::Read) {
+            state.last_progress = tokio::time::Instant::now();
+        }
+        let idle = state.is_idle();
+        drop(state);
+        if idle {
+            self.ctx.shared.idle_signal.notify_one();
+        }
     }
 }

@@ -42,7 +42,7 @@ use workflow_core::store::{
 use self::cache::StatementCache;
 use self::retry::{failed, retrying, retrying_idempotent};
 use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, WATCH};
-use crate::shared::list::list_statement;
+use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
 use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row, INSTANCE_COLUMNS};
 
@@ -232,7 +232,7 @@ impl Store for PostgresStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("${n}"));
+        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Postgres);
         let statement = &statement;
         let rows = retrying_idempotent(|| async move {
             statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))

@@ -1,8 +1,9 @@
 //! The statement of [`Store::list`](workflow_core::store::Store::list), for every backend: each filter
 //! the query sets is one condition on a bound value (no value of the query is ever written into
 //! the SQL), rows come in (created_at, id) order, and the keyset (`after`) is a row-value
-//! comparison in that order, which an index on (created_at, id) or (parent_id, created_at, id)
-//! answers as a range.
+//! comparison in that order, which an index on (created_at, id), (status, created_at, id) or
+//! (parent_id, created_at, id) answers as a range. A status filter is an equality per status, so
+//! the status index answers it as a range read; several statuses are a page per status, merged.
 
 use workflow_core::store::{InstanceQuery, RuntimeStatus};
 
@@ -11,6 +12,23 @@ use workflow_core::store::{InstanceQuery, RuntimeStatus};
 pub(crate) enum Value<'a> {
     Text(&'a str),
     Int(i64),
+}
+
+/// Which backend a statement is spelled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The `n`-th placeholder, from 1.
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("?{n}"),
+            Self::Postgres => format!("${n}"),
+        }
+    }
 }
 
 /// A list statement: its SQL and the values of its placeholders, in placeholder order.
@@ -34,20 +52,15 @@ impl ListStatement<'_> {
     }
 }
 
-/// The statement selecting `columns` of the instances `query` matches, at most `query.limit` (the
-/// caller answers a limit of 0 without asking the database). `placeholder(n)` spells the `n`-th
-/// placeholder, from 1 (`?n` for SQLite, `$n` for PostgreSQL).
-pub(crate) fn list_statement<'a>(
-    query: &'a InstanceQuery,
-    columns: &str,
-    placeholder: fn(usize) -> String,
-) -> ListStatement<'a> {
+/// The statement selecting `columns` (which name `created_at` and `id`, the list order) of the
+/// instances `query` matches, at most `query.limit` (the caller answers a limit of 0 without asking
+/// the database), spelled for `dialect`.
+pub(crate) fn list_statement<'a>(query: &'a InstanceQuery, columns: &str, dialect: Dialect) -> ListStatement<'a> {
     let mut values = Vec::new();
     let mut next = |value: Value<'a>| {
         values.push(value);
-        placeholder(values.len())
+        dialect.placeholder(values.len())
     };
-    let mut conditions = Vec::new();
     // Each status once, so a query's statement is one of few shapes however its caller repeats them.
     let mut statuses: Vec<RuntimeStatus> = Vec::new();
     for status in &query.statuses {
@@ -55,10 +68,8 @@ pub(crate) fn list_statement<'a>(
             statuses.push(*status);
         }
     }
-    if !statuses.is_empty() {
-        let marks: Vec<String> = statuses.iter().map(|status| next(Value::Text(status.as_str()))).collect();
-        conditions.push(format!("status IN ({})", marks.join(", ")));
-    }
+    let status_marks: Vec<String> = statuses.iter().map(|status| next(Value::Text(status.as_str()))).collect();
+    let mut conditions = Vec::new();
     if let Some(workflow) = &query.workflow {
         conditions.push(format!("workflow = {}", next(Value::Text(workflow))));
     }
@@ -78,19 +89,45 @@ pub(crate) fn list_statement<'a>(
         let created_at = next(Value::Int(*created_at));
         conditions.push(format!("(created_at, id) > ({created_at}, {})", next(Value::Text(id))));
     }
-    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
     let limit = next(Value::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    let sql = format!("SELECT {columns} FROM instances{filter} ORDER BY created_at, id LIMIT {limit}");
+    // One page of the instances that meet `status` (a condition, or none) and every other filter.
+    let page = |status: Option<&str>| {
+        let filter: Vec<String> = status.map(str::to_owned).into_iter().chain(conditions.iter().cloned()).collect();
+        let filter = if filter.is_empty() { String::new() } else { format!(" WHERE {}", filter.join(" AND ")) };
+        format!("SELECT {columns} FROM instances{filter} ORDER BY created_at, id LIMIT {limit}")
+    };
+    let sql = match status_marks.as_slice() {
+        [] => page(None),
+        // A parent's children are few and read from the (parent_id, created_at, id) index in list
+        // order; the status only filters them. SQLite's planner, without statistics, would rather
+        // read the status index (as far as the keyset makes it look as narrow), which for a
+        // common status is most of the table: its `+` keeps the status test off every index.
+        marks if query.parent_id.is_some() => {
+            let unindexed = if dialect == Dialect::Sqlite { "+" } else { "" };
+            page(Some(&format!("{unindexed}status IN ({})", marks.join(", "))))
+        }
+        [mark] => page(Some(&format!("status = {mark}"))),
+        // Several statuses: a page of each, merged. Each is a range read of the (status,
+        // created_at, id) index, already in list order, so the merge takes at most `limit` rows
+        // of each and the whole index is never read; `status IN (...)` would read every row of
+        // those statuses and sort them.
+        marks => {
+            let arms: Vec<String> = marks
+                .iter()
+                .enumerate()
+                .map(|(arm, mark)| {
+                    format!("SELECT {columns} FROM ({}) AS s{arm}", page(Some(&format!("status = {mark}"))))
+                })
+                .collect();
+            format!("{} ORDER BY created_at, id LIMIT {limit}", arms.join(" UNION ALL "))
+        }
+    };
     ListStatement { sql, values }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn question(n: usize) -> String {
-        format!("?{n}")
-    }
 
     #[test]
     fn every_filter_is_a_bound_value() {
@@ -104,13 +141,16 @@ mod tests {
             after: Some((4, "x".into())),
             limit: 5,
         };
-        let statement = list_statement(&query, "id", question);
+        let statement = list_statement(&query, "id, created_at", Dialect::Sqlite);
         assert_eq!(
             statement.sql,
-            "SELECT id FROM instances WHERE status IN (?1, ?2) AND workflow = ?3 AND created_at >= ?4 \
+            "SELECT id, created_at FROM instances WHERE +status IN (?1, ?2) AND workflow = ?3 AND created_at >= ?4 \
              AND created_at < ?5 AND updated_at < ?6 AND parent_id = ?7 AND (created_at, id) > (?8, ?9) \
              ORDER BY created_at, id LIMIT ?10"
         );
+        let postgres = list_statement(&query, "id, created_at", Dialect::Postgres);
+        assert!(postgres.sql.contains("WHERE status IN ($1, $2) AND workflow = $3"), "{}", postgres.sql);
+        assert_eq!(postgres.values, statement.values);
         assert_eq!(
             statement.values,
             [
@@ -129,9 +169,64 @@ mod tests {
     }
 
     #[test]
+    fn several_statuses_are_a_page_of_each_merged() {
+        let query = InstanceQuery {
+            statuses: vec![RuntimeStatus::Pending, RuntimeStatus::Running],
+            workflow: Some("w".into()),
+            after: Some((4, "x".into())),
+            limit: 5,
+            ..InstanceQuery::default()
+        };
+        let statement = list_statement(&query, "id, created_at", Dialect::Postgres);
+        let page = |status: &str| {
+            format!(
+                "SELECT id, created_at FROM instances WHERE status = {status} AND workflow = $3 \
+                 AND (created_at, id) > ($4, $5) ORDER BY created_at, id LIMIT $6"
+            )
+        };
+        assert_eq!(
+            statement.sql,
+            format!(
+                "SELECT id, created_at FROM ({}) AS s0 UNION ALL SELECT id, created_at FROM ({}) AS s1 \
+                 ORDER BY created_at, id LIMIT $6",
+                page("$1"),
+                page("$2")
+            )
+        );
+        assert_eq!(
+            statement.values,
+            [
+                Value::Text("Pending"),
+                Value::Text("Running"),
+                Value::Text("w"),
+                Value::Int(4),
+                Value::Text("x"),
+                Value::Int(5)
+            ]
+        );
+    }
+
+    #[test]
+    fn one_status_is_one_equality() {
+        let query = InstanceQuery {
+            statuses: vec![RuntimeStatus::Running, RuntimeStatus::Running],
+            after: Some((4, "x".into())),
+            limit: 5,
+            ..InstanceQuery::default()
+        };
+        let statement = list_statement(&query, "id, created_at", Dialect::Sqlite);
+        assert_eq!(
+            statement.sql,
+            "SELECT id, created_at FROM instances WHERE status = ?1 AND (created_at, id) > (?2, ?3) \
+             ORDER BY created_at, id LIMIT ?4"
+        );
+        assert_eq!(statement.values, [Value::Text("Running"), Value::Int(4), Value::Text("x"), Value::Int(5)]);
+    }
+
+    #[test]
     fn no_filter_lists_everything_in_order() {
         let query = InstanceQuery { limit: usize::MAX, ..InstanceQuery::default() };
-        let statement = list_statement(&query, "id", |n| format!("${n}"));
+        let statement = list_statement(&query, "id", Dialect::Postgres);
         assert_eq!(statement.sql, "SELECT id FROM instances ORDER BY created_at, id LIMIT $1");
         assert_eq!(statement.values, [Value::Int(i64::MAX)]);
     }

@@ -27,7 +27,7 @@ use workflow_core::store::{
     TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
 };
 
-use crate::shared::list::list_statement;
+use crate::shared::list::{list_statement, Dialect};
 use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
 use crate::shared::rows::{
@@ -186,7 +186,7 @@ impl Store for SqliteStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, |n| format!("?{n}"));
+        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Sqlite);
         let rows =
             statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()

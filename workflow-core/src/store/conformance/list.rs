@@ -148,6 +148,20 @@ pub async fn check_list(store: &dyn Store) {
     let statuses_of_b = InstanceQuery { workflow: Some(wb.into()), statuses: vec![Pending, Suspended], ..all(q()) };
     assert_eq!(ids(&listed(statuses_of_b).await), ["list/é", "list/d"]);
 
+    // Several statuses, paged: merged in list order whatever the page size (a store may read a page
+    // of each status and merge them).
+    let several = InstanceQuery { workflow: Some(wa.into()), statuses: vec![Running, Terminated, Completed], ..q() };
+    let unpaged = listed(all(several.clone())).await;
+    assert_eq!(ids(&unpaged), ["list/p", "list/C2", "list/c3", "list/c0", "list/e"]);
+    for page_size in [1, 2, 3] {
+        let paged: Vec<InstanceRecord> = list_pages(store, &InstanceQuery { limit: page_size, ..several.clone() })
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids(&paged), ids(&unpaged), "pages of {page_size}");
+    }
+
     // Paging: exact pages, a boundary inside the tie at 200.
     let pages = list_pages(store, &limited(2)).await;
     let page_ids: Vec<Vec<&str>> = pages.iter().map(|page| ids(page)).collect();
