@@ -1016,6 +1016,8 @@ mod postgres {
         let watched = listener.watch(&[y.into(), "pgwake/missing".into()]).await.unwrap();
         assert_eq!(watched.len(), 1, "a watch reads the instances that exist");
         assert_eq!((watched[0].id.as_str(), watched[0].status), (y, RuntimeStatus::Pending));
+        // The mark held y, unclaimed, for a moment (a claim meanwhile skipped it): it wakes claimers.
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         writer.write(&[finish.clone(), evict(x, 50), finish]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(y.into()));
@@ -1027,6 +1029,7 @@ mod postgres {
         );
         // A batch that takes the transaction path (it adds an event) signals a watched finish too.
         listener.watch(&[q.into()]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable, "q waits for a claim too");
         let finish_q = finish_of(q);
         writer.write(&[add_event(q, "late", "1", 9), finish_q]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(q.into()));

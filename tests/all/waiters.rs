@@ -167,3 +167,26 @@ async fn waits_end_for_missing_and_terminated_instances() {
     let waited = waiter.await.unwrap();
     assert!(matches!(waited, Err(workflow::Error::NoResult { .. })), "{waited:?}");
 }
+
+/// A SQLite store signals its changes to every user of the same store object in this process (a
+/// runtime and a `Client::new` beside it): new and woken instances, events, finishes, task
+/// outcomes; a batch that fails signals nothing.
+#[tokio::test]
+async fn sqlite_changes_reach_users_of_the_same_store() {
+    use workflow::store::conformance::{add_event, create, fence, finish_of, instance, set_custom};
+    let store = workflow::SqliteStore::open("sqlite::memory:").await.unwrap();
+    let mut signals = store.wake_signals().expect("SQLite signals in this process");
+    let next = |signals: &mut tokio::sync::broadcast::Receiver<WakeSignal>| {
+        signals.try_recv().expect("a signal was sent before the write returned")
+    };
+    store.write(&[create(instance("s/a", "wf", 1))]).await.unwrap();
+    assert_eq!(next(&mut signals), WakeSignal::Runnable);
+    store.write(&[add_event("s/a", "go", "1", 2)]).await.unwrap();
+    assert_eq!(next(&mut signals), WakeSignal::Event("s/a".into()));
+    store.write(&[set_custom("s/a", Some("1"), 3)]).await.unwrap();
+    // Refused by its fence: nothing of it happened, nothing is signalled.
+    assert!(store.write(&[fence("s/a", "nobody"), create(instance("s/b", "wf", 1))]).await.is_err());
+    store.write(&[finish_of("s/a")]).await.unwrap();
+    assert_eq!(next(&mut signals), WakeSignal::Finished("s/a".into()), "nothing between: no hint for the others");
+    assert!(signals.try_recv().is_err());
+}

@@ -198,7 +198,8 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         retrying_idempotent(|| async move {
-            sqlx::query(WATCH).bind(ids).execute(&self.pool).await.map_err(failed("watching instances"))
+            let mark = sqlx::query(WATCH).bind(ids).bind(&self.channel);
+            mark.execute(&self.pool).await.map_err(failed("watching instances"))
         })
         .await?;
         self.instances(ids).await

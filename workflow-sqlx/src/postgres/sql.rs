@@ -75,13 +75,19 @@ pub(super) static FINISHED_NOTICE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// [`Store::watch`]'s mark, on the instances of `$1` still running and not yet marked (so a
-/// repeated watch writes nothing). It commits before the instance is read again, in a statement of its own:
-/// a finish that held the row meanwhile has committed by then, and the read (a later snapshot)
-/// sees it; a finish after the mark sees the mark and signals.
+/// repeated watch writes nothing). It commits before the instances are read again, in a statement
+/// of its own: a finish that held a row meanwhile has committed by then, and the read (a later
+/// snapshot) sees it; a finish after the mark sees the mark and signals.
+///
+/// While the mark holds its rows, a claim skips them (`SKIP LOCKED`) and, finding less than it
+/// asked for, waits for a signal: so a mark of instances that wait to be claimed signals on `$2`
+/// that they are runnable (a client without a runtime watches what it has just started).
 ///
 /// [`Store::watch`]: workflow_core::store::Store::watch
-pub(super) const WATCH: &str = "UPDATE instances SET watched = true \
-     WHERE id = ANY($1) AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated')";
+pub(super) const WATCH: &str = "WITH marked AS (UPDATE instances SET watched = true \
+     WHERE id = ANY($1) AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated') \
+     RETURNING owner) \
+     SELECT count(pg_notify($2, 'r')) FROM (SELECT 1 FROM marked WHERE owner IS NULL LIMIT 1) AS claimable";
 
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.

@@ -7,6 +7,9 @@
 //!
 //! Each registered worker of a database file holds a lock on a file of its own beside it, so that
 //! every process can tell a dead worker from a live one at once (see `liveness.rs`).
+//!
+//! Change hints ([`Store::wake_signals`]) reach every user of the same store object in this
+//! process (a runtime and a `Client::new` beside it); other processes on the file poll.
 
 mod batch;
 mod bind;
@@ -22,9 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
+use tokio::sync::broadcast;
 use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
+    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -68,7 +72,12 @@ pub struct SqliteStore {
     stats: StatsCounter,
     /// Where the workers' lock files are (`<database>-workers/`); `None` in memory.
     workers_dir: Option<PathBuf>,
+    /// Change hints for this store object's users in this process.
+    signals: broadcast::Sender<WakeSignal>,
 }
+
+/// How many hints a slow subscriber may fall behind before it is told it lagged (and polls).
+const SIGNAL_CAPACITY: usize = 4096;
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url` with the default options, and brings
@@ -92,7 +101,17 @@ impl SqliteStore {
             dangling: AtomicBool::new(false),
             stats: StatsCounter::default(),
             workers_dir,
+            signals: broadcast::channel(SIGNAL_CAPACITY).0,
         })
+    }
+
+    /// Sends change hints to this process's subscribers, if any.
+    fn signal(&self, hints: impl IntoIterator<Item = WakeSignal>) {
+        if self.signals.receiver_count() > 0 {
+            for hint in hints {
+                let _ = self.signals.send(hint);
+            }
+        }
     }
 
     /// A pool of connections on the same database, for inspecting it (and, in tests, for damaging
@@ -131,6 +150,11 @@ impl Store for SqliteStore {
             Ok(skipped) => {
                 self.dangling.store(false, Ordering::Release);
                 self.stats.record_commit(ops.len());
+                let finished = ops.iter().filter_map(|op| match op {
+                    WriteOp::Finish { id, .. } => Some(WakeSignal::Finished(id.clone())),
+                    _ => None,
+                });
+                self.signal(WakeSignal::from_batch(ops).into_iter().chain(finished));
                 Ok(crate::shared::plan::outcome(ops, skipped))
             }
             Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
@@ -208,7 +232,11 @@ impl Store for SqliteStore {
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        claims::release_leases(self, worker).await
+        let released = claims::release_leases(self, worker).await?;
+        if released > 0 {
+            self.signal([WakeSignal::Runnable, WakeSignal::TaskQueued]);
+        }
+        Ok(released)
     }
 
     async fn claim_tasks(
@@ -234,6 +262,7 @@ impl Store for SqliteStore {
         let completed = claims::complete_task(self, worker, (instance_id, generation, seq), attempt, outcome).await?;
         if completed {
             self.stats.record_commit(1);
+            self.signal([WakeSignal::TaskDone(instance_id.to_owned())]);
         }
         Ok(completed)
     }
@@ -260,7 +289,15 @@ impl Store for SqliteStore {
     }
 
     async fn release_dead_workers(&self) -> Result<u64, StoreError> {
-        liveness::release_dead_workers(self).await
+        let released = liveness::release_dead_workers(self).await?;
+        if released > 0 {
+            self.signal([WakeSignal::Runnable, WakeSignal::TaskQueued]);
+        }
+        Ok(released)
+    }
+
+    fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
+        Some(self.signals.subscribe())
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {
