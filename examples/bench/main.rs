@@ -189,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return child.await;
     }
     let which = args.iter().position(|a| a == "--store").and_then(|i| args.get(i + 1)).map_or("all", String::as_str);
-    let with_scale = args.iter().any(|a| a == "--scale");
+    let with_scale = args.iter().any(|a| a == "--scale" || a == "--scale-only");
     let mut scale_rows = Vec::new();
     let dir = std::env::temp_dir().join(format!("workflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -10,6 +10,7 @@
 //!   instances.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
+//! `--scale-only w4,w7` runs only the workloads named.
 
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
@@ -44,11 +45,19 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     // The memory store reads an inbox by scanning every event: it is the reference, not a store
     // to measure at scale.
     if name != "memory" {
-        rows.extend(w4_waiters::measure(name, store.clone()).await?);
+        if wanted("w4") {
+            rows.extend(w4_waiters::measure(name, store.clone()).await?);
+        }
     }
-    rows.extend(w5_list::measure(name, dir).await?);
-    rows.extend(w6_memory::measure(name, dir).await?);
-    rows.extend(w7_takeover::measure(name, dir).await?);
+    if wanted("w5") {
+        rows.extend(w5_list::measure(name, dir).await?);
+    }
+    if wanted("w6") {
+        rows.extend(w6_memory::measure(name, dir).await?);
+    }
+    if wanted("w7") {
+        rows.extend(w7_takeover::measure(name, dir).await?);
+    }
     Ok(rows)
 }
 
@@ -62,6 +71,15 @@ pub(crate) fn child_mode(
         Some("w6") => Some(Box::pin(w6_memory::child(args.to_vec()))),
         Some("w7") => Some(Box::pin(w7_takeover::child(args[at + 2..].to_vec()))),
         _ => None,
+    }
+}
+
+/// Whether `--scale-only` (if given) names `workload`.
+fn wanted(workload: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--scale-only").and_then(|i| args.get(i + 1)) {
+        Some(only) => only.split(',').any(|name| name.trim().eq_ignore_ascii_case(workload)),
+        None => true,
     }
 }
 

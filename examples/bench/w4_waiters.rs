@@ -16,17 +16,22 @@ fn instances() -> u64 {
     std::env::var("W4_INSTANCES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
 }
 
+/// The event wait's timeout: never reached.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 #[workflow]
 async fn await_go(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     // The timeout only makes the wait a journal row, which the bench reads to see it waiting.
-    let bonus: u64 = ctx.wait_for_event("go").timeout(Duration::from_secs(86_400)).await?;
+    let bonus: u64 = ctx.wait_for_event("go").timeout(WAIT_TIMEOUT).await?;
     Ok(n + bonus)
 }
 
 /// Events per second with the instances evicted (`evict = true`) or kept in memory.
 async fn events_per_second(store: Arc<dyn Store>, evict: bool, round: &str) -> BenchResult<f64> {
     let count = instances();
-    let idle = if evict { Duration::from_millis(20) } else { Duration::from_secs(3600) };
+    // Kept in memory: idle for longer than the wait's timeout (a wait whose deadline is further
+    // away than `evict_idle_after` leaves memory as soon as it begins).
+    let idle = if evict { Duration::from_millis(20) } else { 2 * WAIT_TIMEOUT };
     let runtime = Runtime::builder()
         .store(store)
         .workflow(await_go::Workflow)
@@ -53,6 +58,9 @@ async fn events_per_second(store: Arc<dyn Store>, evict: bool, round: &str) -> B
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("  W4 {round}: {count} waiting after {:.1} s", setup.elapsed().as_secs_f64());
+    if !evict && runtime.instances_in_memory() != count as usize {
+        return Err(format!("W4: only {} of {count} instances stayed in memory", runtime.instances_in_memory()).into());
+    }
     let results = tokio::spawn(async move {
         let results = futures::future::join_all(handles.iter().map(|h| h.result())).await;
         results.into_iter().collect::<Result<Vec<u64>, _>>()
