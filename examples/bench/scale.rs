@@ -44,10 +44,8 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     let mut rows = Vec::new();
     // The memory store reads an inbox by scanning every event: it is the reference, not a store
     // to measure at scale.
-    if name != "memory" {
-        if wanted("w4") {
-            rows.extend(w4_waiters::measure(name, store.clone()).await?);
-        }
+    if name != "memory" && wanted("w4") {
+        rows.extend(w4_waiters::measure(name, store.clone()).await?);
     }
     if wanted("w5") {
         rows.extend(w5_list::measure(name, dir).await?);
