@@ -356,6 +356,20 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an instance's journal for one generation, ordered by seq.
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError>;
 
+    /// Reads the journals of several instances, each for its generation (`(id, generation)`
+    /// pairs, each id once), ordered by instance id, then seq: one round trip where the backend
+    /// allows (a worker reads the journals of the instances one claim took together). The default
+    /// reads them one by one.
+    async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
+        let mut sorted: Vec<&(String, u32)> = instances.iter().collect();
+        sorted.sort();
+        let mut records = Vec::new();
+        for (id, generation) in sorted {
+            records.extend(self.journal(id, *generation).await?);
+        }
+        Ok(records)
+    }
+
     /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
     /// Pending or Running, unowned or with a lease that lapsed before `now`, and `wake_at` unset
     /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, and returns them.

@@ -12,14 +12,24 @@ use super::engine::Engine;
 use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
-use crate::store::{InstanceRecord, RuntimeStatus, StoreError, WriteOp};
+use crate::store::{InstanceRecord, JournalRecord, RuntimeStatus, StoreError, WriteOp};
 use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
+
+/// Where a driver's first run gets its journal.
+pub(crate) enum Journal {
+    /// A new instance (or a new generation): nothing recorded yet.
+    Fresh,
+    /// Read from the store.
+    Read,
+    /// Read already, with other claimed instances' journals in one round trip.
+    Prefetched(Vec<JournalRecord>),
+}
 
 /// Runs a claimed (and marked running) instance on a task of its own.
 pub(super) fn spawn(
     engine: Arc<Engine>,
     record: InstanceRecord,
-    fresh: bool,
+    journal: Journal,
     permit: OwnedSemaphorePermit,
     token: u64,
 ) {
@@ -28,7 +38,7 @@ pub(super) fn spawn(
     tokio::spawn(
         async move {
             let id = record.id.clone();
-            drive(&engine, record, fresh, token).await;
+            drive(&engine, record, journal, token).await;
             engine.unmark_running(&id, token);
             drop(permit);
             drop(counted);
@@ -46,24 +56,24 @@ enum RunEnd {
 }
 
 /// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
-async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool, token: u64) {
+async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Journal, token: u64) {
     let Some(entry) = engine.registry().workflow(&record.workflow) else {
         tracing::warn!(workflow = %record.workflow, "claimed an instance of an unregistered workflow; leaving it");
         return;
     };
     let inbox = Arc::new(Notify::new());
     loop {
-        let journal = if fresh {
-            Vec::new()
-        } else {
-            match engine.store().journal(&record.id, record.generation).await {
+        let journal = match std::mem::replace(&mut first, Journal::Read) {
+            Journal::Fresh => Vec::new(),
+            Journal::Prefetched(journal) => journal,
+            Journal::Read => match engine.store().journal(&record.id, record.generation).await {
                 Ok(journal) => journal,
                 Err(error) => {
                     tracing::error!(%error, "could not read the journal; handing the instance back");
                     hand_back(engine, &record.id, token).await;
                     break;
                 }
-            }
+            },
         };
         let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
         let ctx = WorkflowContext::new(
@@ -110,7 +120,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut fresh: bool
                 record.generation = generation;
                 record.input = input;
                 record.status = RuntimeStatus::Running;
-                fresh = true;
+                first = Journal::Fresh;
             }
             RunEnd::Fatal(Fatal::Fail(details)) => {
                 finish(engine, &ctx, &record, Err(details), token).await;

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::clock::Clock;
 use super::committer::Committer;
+use super::driver::Journal;
 use super::registry::Registry;
 use crate::activity::{ActivityDispatch, TaskHub};
 use crate::client::{Ended, InstanceStatus, ResultWaiters};
@@ -372,7 +373,7 @@ impl Engine {
             }
         }
         match permit {
-            Some(permit) => self.spawn_driver(record, true, permit, token),
+            Some(permit) => self.spawn_driver(record, Journal::Fresh, permit, token),
             // Created unowned: the commit woke the claimer for it.
             None => self.unmark_running(&id, token),
         }
@@ -383,11 +384,11 @@ impl Engine {
     pub(super) fn spawn_driver(
         self: &Arc<Self>,
         record: InstanceRecord,
-        fresh: bool,
+        journal: Journal,
         permit: OwnedSemaphorePermit,
         token: u64,
     ) {
-        super::driver::spawn(self.clone(), record, fresh, permit, token);
+        super::driver::spawn(self.clone(), record, journal, permit, token);
     }
 }
 

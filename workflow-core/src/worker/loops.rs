@@ -2,14 +2,16 @@
 //! workers' leases, purging what retention allows, and turning other processes' change hints into
 //! local wake-ups.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::driver::Journal;
 use super::engine::Engine;
 use crate::client::{Client, RetentionPolicy};
-use crate::store::{WakeSignal, WriteOp};
+use crate::store::{InstanceRecord, JournalRecord, WakeSignal, WriteOp};
 
 /// Claims runnable instances while this worker has free instance slots, and runs them.
 pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, batch: usize) {
@@ -27,6 +29,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                 Ok(records) => {
                     full_batch = records.len() >= free;
                     engine.set_backlog(full_batch);
+                    let mut journals = read_journals(&engine, &records).await;
                     for record in records {
                         let Some(token) = engine.mark_running(&record.id) else {
                             // Claimable means its owner was cleared or its lease lapsed: a run
@@ -45,7 +48,15 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             continue;
                         };
                         match engine.instance_slots().clone().try_acquire_owned() {
-                            Ok(permit) => engine.spawn_driver(record, false, permit, token),
+                            Ok(permit) => {
+                                let journal = match journals.as_mut() {
+                                    Some(journals) => {
+                                        Journal::Prefetched(journals.remove(&record.id).unwrap_or_default())
+                                    }
+                                    None => Journal::Read,
+                                };
+                                engine.spawn_driver(record, journal, permit, token)
+                            }
                             Err(_) => {
                                 // A local start took the slot meanwhile: hand the claim back.
                                 engine.unmark_running(&record.id, token);
@@ -66,6 +77,28 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
         tokio::select! {
             _ = tokio::time::sleep(poll_interval) => {}
             _ = engine.claimer_woken() => {}
+        }
+    }
+}
+
+/// The journals of the claimed instances, in one store read, by instance id; `None` when the read
+/// failed (each driver then reads its own).
+async fn read_journals(engine: &Engine, claimed: &[InstanceRecord]) -> Option<HashMap<String, Vec<JournalRecord>>> {
+    if claimed.is_empty() {
+        return Some(HashMap::new());
+    }
+    let keys: Vec<(String, u32)> = claimed.iter().map(|record| (record.id.clone(), record.generation)).collect();
+    match engine.store().journals(&keys).await {
+        Ok(records) => {
+            let mut journals: HashMap<String, Vec<JournalRecord>> = HashMap::with_capacity(claimed.len());
+            for record in records {
+                journals.entry(record.instance_id.clone()).or_default().push(record);
+            }
+            Some(journals)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading the claimed instances' journals failed; each reads its own");
+            None
         }
     }
 }

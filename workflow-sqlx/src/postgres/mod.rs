@@ -28,7 +28,7 @@ mod signals;
 mod sql;
 mod statement;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -41,10 +41,14 @@ use workflow_core::store::{
 
 use self::cache::StatementCache;
 use self::retry::{failed, retrying, retrying_idempotent};
-use self::sql::{FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, WATCH};
+use self::sql::{
+    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
+};
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
-use crate::shared::rows::{event_from_row, instance_from_row, record_from_row, task_from_row, INSTANCE_COLUMNS};
+use crate::shared::rows::{
+    event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
+};
 
 pub use self::options::PostgresOptions;
 
@@ -216,6 +220,26 @@ impl Store for PostgresStore {
         })
         .await?;
         rows.iter().map(|row| record_from_row(row, id, generation)).collect()
+    }
+
+    async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
+        if instances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: HashMap<&str, u32> = instances.iter().map(|(id, generation)| (id.as_str(), *generation)).collect();
+        let ids: Vec<&str> = wanted.keys().copied().collect();
+        let ids = &ids;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_JOURNALS).bind(ids).fetch_all(&self.pool).await.map_err(failed("reading journals"))
+        })
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.extend(wanted_record_from_row(row, &wanted)?);
+        }
+        // In byte order of the ids, whatever the database's collation.
+        records.sort_by(|a, b| (&a.instance_id, a.seq).cmp(&(&b.instance_id, b.seq)));
+        Ok(records)
     }
 
     async fn claim(

@@ -201,6 +201,9 @@ pub(super) static SELECT_INSTANCE: LazyLock<String> =
 pub(super) static SELECT_INSTANCES: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1)"));
 
+pub(super) static SELECT_JOURNALS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = ANY($1)"));
+
 /// `columns` (a list of column names, as [`INSTANCE_COLUMNS`]) qualified with `table`'s alias.
 fn qualified(table: &str, columns: &str) -> String {
     let qualified: Vec<String> = columns.split(", ").map(|column| format!("{table}.{column}")).collect();

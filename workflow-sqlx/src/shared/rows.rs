@@ -122,6 +122,22 @@ pub(crate) fn instance_from_row(row: &impl Columns) -> Result<InstanceRecord, St
 }
 
 /// A `journal` row of instance `id`'s generation `generation`.
+/// A journal record read in a batch over several instances ([`Store::journals`]): kept when its
+/// generation is the one asked for its instance (`wanted`), else `None`.
+///
+/// [`Store::journals`]: workflow_core::store::Store::journals
+pub(crate) fn wanted_record_from_row(
+    row: &impl Columns,
+    wanted: &std::collections::HashMap<&str, u32>,
+) -> Result<Option<JournalRecord>, StoreError> {
+    let id = row.text("journal record", "instance_id")?;
+    let generation = row.int(&format!("journal record of instance {id:?}"), "generation")?;
+    match wanted.get(id.as_str()) {
+        Some(&asked) if i64::from(asked) == generation => record_from_row(row, &id, asked).map(Some),
+        _ => Ok(None),
+    }
+}
+
 pub(crate) fn record_from_row(row: &impl Columns, id: &str, generation: u32) -> Result<JournalRecord, StoreError> {
     let seq = row.int(&format!("journal record of instance {id:?} generation {generation}"), "seq")?;
     let name = format!("journal record of instance {id:?} generation {generation} seq {seq}");

@@ -19,7 +19,7 @@ mod options;
 mod sql;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,8 +35,8 @@ use crate::shared::list::{list_statement, Dialect};
 use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
 use crate::shared::rows::{
-    event_from_row, instance_from_row, record_from_row, task_from_row, EVENT_COLUMNS, INSTANCE_COLUMNS,
-    JOURNAL_COLUMNS, TASK_COLUMNS,
+    event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, EVENT_COLUMNS,
+    INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS,
 };
 
 pub use self::options::{SqliteOptions, Synchronous};
@@ -193,6 +193,22 @@ impl Store for SqliteStore {
         .await
         .map_err(backend("reading a journal"))?;
         rows.iter().map(|row| record_from_row(row, id, generation)).collect()
+    }
+
+    async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
+        let wanted: HashMap<&str, u32> = instances.iter().map(|(id, generation)| (id.as_str(), *generation)).collect();
+        let ids: Vec<&str> = wanted.keys().copied().collect();
+        let mut records = Vec::new();
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id IN ({marks})");
+            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading journals"))? {
+                records.extend(wanted_record_from_row(&row, &wanted)?);
+            }
+        }
+        records.sort_by(|a, b| (&a.instance_id, a.seq).cmp(&(&b.instance_id, b.seq)));
+        Ok(records)
     }
 
     async fn claim(

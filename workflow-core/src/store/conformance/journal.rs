@@ -57,6 +57,14 @@ pub async fn check_journal_order_and_generations(store: &dyn Store) {
     assert!(store.journal(id, 2).await.unwrap().is_empty());
     assert_eq!(store.journal("order/b", 0).await.unwrap(), vec![record("order/b", 0, 0)]);
     assert!(store.journal("order/nobody", 0).await.unwrap().is_empty());
+
+    // Several journals in one read: each instance's asked generation, by instance then seq.
+    let asked = [("order/b".to_owned(), 0), (id.to_owned(), 1), ("order/nobody".to_owned(), 0)];
+    let both = store.journals(&asked).await.unwrap();
+    let expected: Vec<JournalRecord> =
+        store.journal(id, 1).await.unwrap().into_iter().chain([record("order/b", 0, 0)]).collect();
+    assert_eq!(both, expected, "the asked generations only, by instance id then seq");
+    assert!(store.journals(&[]).await.unwrap().is_empty());
 }
 
 /// A journal record's fan-out group round-trips (`None`, 0 and `u32::MAX` included), an upsert
