@@ -30,10 +30,16 @@ async fn restart_step(_ctx: ActivityContext, step: Step) -> Result<u64, Activity
     Ok(step.acc * 3 + step.n)
 }
 
+/// Half the steps, then an event the test raises only after the restart (so the restart is in the
+/// middle of every instance, however slow the machine), then the other half and a timer.
 #[workflow]
 async fn restart_chain(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
     let mut acc = start;
     for n in 0..STEPS {
+        if n == STEPS / 2 {
+            let nudge: u64 = ctx.wait_for_event("go").await?;
+            acc += nudge;
+        }
         acc = restart_step::call(&ctx, Step { acc, n }).await?;
     }
     ctx.sleep(Duration::from_millis(300)).await?;
@@ -100,13 +106,16 @@ async fn a_postgres_restart_mid_workload_loses_nothing() {
     // global subscriber).
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     tokio::task::spawn_blocking(restart_postgres).await.unwrap();
-    let mut unfinished = 0;
     for i in 0..INSTANCES {
-        // Read after the restart: the store waits the server out.
+        // Read after the restart: the store waits the server out. Nothing can have finished: each
+        // waits for the event raised below.
         let record = reader.instance(&format!("restart-{i}")).await.unwrap().unwrap();
-        unfinished += usize::from(!record.status.is_terminal());
+        assert!(!record.status.is_terminal(), "restart-{i} finished before its event: {record:?}");
     }
-    assert!(unfinished > 0, "the restart came after the workload, not in its middle");
+    for i in 0..INSTANCES {
+        let client = if i % 2 == 0 { local.client() } else { shared.client() };
+        client.raise_event(&format!("restart-{i}"), "go", &0u64).await.unwrap();
+    }
 
     for i in 0..INSTANCES {
         let client = if i % 2 == 0 { local.client() } else { shared.client() };
@@ -117,7 +126,7 @@ async fn a_postgres_restart_mid_workload_loses_nothing() {
         let record = reader.instance(&format!("restart-{i}")).await.unwrap().unwrap();
         assert_eq!(record.status, RuntimeStatus::Completed, "restart-{i}");
         let journal = reader.journal(&record.id, 0).await.unwrap();
-        assert_eq!(journal.len() as u64, STEPS + 1, "restart-{i}: every step and the timer, once each");
+        assert_eq!(journal.len() as u64, STEPS + 2, "restart-{i}: every step, the event and the timer, once each");
     }
     local.shutdown(Duration::from_secs(5)).await.unwrap();
     shared.shutdown(Duration::from_secs(5)).await.unwrap();
