@@ -491,6 +491,73 @@ async fn an_instance_started_before_a_patch_keeps_the_old_path_and_a_new_one_tak
     );
 }
 
+#[workflow(name = "patched_twice_flow")]
+async fn patched_twice_v1(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    patch_step::call(&ctx, "a".into()).await?;
+    ctx.sleep(DAY).await?;
+    patch_step::call(&ctx, "c".into()).await
+}
+
+/// The same change asked about twice: before the sleep (where an old journal has the timer) and
+/// after it (past the end of that journal).
+#[workflow(name = "patched_twice_flow")]
+async fn patched_twice_v2(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    patch_step::call(&ctx, "a".into()).await?;
+    if ctx.patched("twice") {
+        patch_step::call(&ctx, "b".into()).await?;
+    }
+    ctx.sleep(DAY).await?;
+    if ctx.patched("twice") {
+        patch_step::call(&ctx, "d".into()).await?;
+    }
+    patch_step::call(&ctx, "c".into()).await
+}
+
+/// Dapr's `PatchRemembersToStayFalse`: an instance that met its pre-patch journal at the first
+/// `patched` stays on the old path at the second, past its journal's end, instead of taking the
+/// new path half-way; a new instance takes the new path at both.
+#[tokio::test]
+async fn a_patch_answered_false_stays_false_for_the_rest_of_the_run() {
+    let (_dir, _url, store) = sqlite_store().await;
+    let clock = VirtualClock::starting_now();
+    let v1 = virtual_runtime(&clock)
+        .store(store.clone())
+        .worker_id("patcher-twice")
+        .workflow(patched_twice_v1::Workflow)
+        .activity(patch_step::Activity)
+        .build()
+        .await
+        .unwrap();
+    patched_twice_v1::start(&v1.client()).id("twice-before").await.unwrap();
+    wait_for_journal(&v1.client(), "twice-before", |j| j.iter().any(|r| r.kind == StepKind::Timer)).await;
+    v1.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(v1);
+
+    let clock = VirtualClock::new(clock.now_ms());
+    let v2 = virtual_runtime(&clock)
+        .store(store.clone())
+        .worker_id("patcher-twice")
+        .workflow(patched_twice_v2::Workflow)
+        .activity(patch_step::Activity)
+        .build()
+        .await
+        .unwrap();
+    patched_twice_v2::start(&v2.client()).id("twice-after").await.unwrap();
+    for id in ["twice-before", "twice-after"] {
+        assert_eq!(run_to_end(&v2, &clock, id).await.status, RuntimeStatus::Completed);
+    }
+    let steps = |id: &str| ["a", "b", "d", "c"].map(|step| count(id, step));
+    assert_eq!(steps("twice-before"), [1, 0, 0, 1], "the old path throughout");
+    assert_eq!(steps("twice-after"), [1, 1, 1, 1], "the new path throughout");
+    let kinds =
+        |journal: Vec<workflow::JournalRecord>| journal.into_iter().map(|r| r.kind.as_str()).collect::<Vec<_>>();
+    assert_eq!(kinds(store.journal("twice-before", 0).await.unwrap()), ["activity", "timer", "activity"]);
+    assert_eq!(
+        kinds(store.journal("twice-after", 0).await.unwrap()),
+        ["activity", "patch", "activity", "timer", "patch", "activity", "activity"]
+    );
+}
+
 // ---- activity timeouts and heartbeats ----
 
 #[activity(start_to_close = "50ms", retry(max_attempts = 2, first_interval = "1ms"))]

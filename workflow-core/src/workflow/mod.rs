@@ -173,7 +173,11 @@ impl WorkflowContext {
 
     /// Versioning by patching: true for runs that reach this point with the change in place
     /// (new runs, and runs that first get here after the deploy), false when replaying a journal
-    /// recorded before the change. The choice is recorded, so it never flips for an instance.
+    /// recorded before the change. The choice is recorded, so it never flips for an instance:
+    /// the first ask of a `change_id` fixes the answer for every later ask of it in the run and
+    /// its replays (an instance that met its old journal here stays on the old path past that
+    /// journal's end), except that a journal records what it records (a true written here by an
+    /// earlier build replays as true).
     ///
     /// ```ignore
     /// if ctx.patched("charge-before-ship") { charge::call(&ctx, o).await?; }
@@ -181,23 +185,31 @@ impl WorkflowContext {
     pub fn patched(&self, change_id: &str) -> bool {
         let mut state = self.state();
         let seq = state.next_seq;
-        match state.replay.get(&seq) {
-            Some(record) if record.kind == StepKind::Patch && record.name == change_id => {
+        let recorded_here =
+            state.replay.get(&seq).is_some_and(|record| record.kind == StepKind::Patch && record.name == change_id);
+        let answer = match (state.patches.get(change_id).copied(), state.replay.get(&seq)) {
+            (_, Some(_)) if recorded_here => {
                 state.replay.remove(&seq);
                 state.next_seq += 1;
                 true
             }
+            // Answered false before in this run (an instance older than the change): false for
+            // the rest of it, even past the end of its journal, and the seq stays unused.
+            (Some(false), _) => false,
             // A journal recorded before the change: the old path, and the seq stays unused.
-            Some(_) => false,
-            None => {
+            (_, Some(_)) => false,
+            (_, None) => {
                 state.next_seq += 1;
                 drop(state);
                 let record =
                     self.new_record(seq, StepKind::Patch, change_id, RecordStatus::Completed, Some("true".into()));
                 self.buffer(WriteOp::PutRecord(record));
+                state = self.state();
                 true
             }
-        }
+        };
+        state.patches.entry(change_id.to_owned()).or_insert(answer);
+        answer
     }
 
     /// Sets a status text for observers (shown by `Client::status`); written with the next step.

@@ -7,7 +7,7 @@
 //! visible outside the workflow (an attempt, a wait, the end). So an outcome is durable before it
 //! is observable, and a turn of a workflow costs at most one commit.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,6 +59,8 @@ pub(super) struct InstanceState {
     pub(super) custom_status: Option<Option<String>>,
     /// For each seq issued by a fan-out, the fan-out's first seq.
     pub(super) parallel_groups: BTreeMap<u32, u32>,
+    /// Patch ids this run has asked about, with the answer (fixed by the first ask).
+    pub(super) patches: HashMap<String, bool>,
 }
 
 pub(super) struct InstanceShared {
@@ -113,6 +115,7 @@ impl WorkflowContext {
             seen_events: HashSet::new(),
             custom_status: None,
             parallel_groups: BTreeMap::new(),
+            patches: HashMap::new(),
         };
         Self {
             shared: Arc::new(InstanceShared {
