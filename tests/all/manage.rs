@@ -473,3 +473,49 @@ async fn a_fan_out_is_drawn_side_by_side() {
     );
     assert!(matches!(client.diagram("nobody").await, Err(Error::InstanceNotFound(_))));
 }
+
+// ---- child ids cannot be taken ----
+
+#[workflow]
+async fn hijack_child(_ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    Ok(n * 2)
+}
+
+#[workflow]
+async fn hijack_parent(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    hijack_child::call(&ctx, n).await
+}
+
+/// A start cannot choose an id of a child's shape (`<parent>-g<gen>-c<seq>`), and a row that got
+/// such an id some other way (an older build, a direct write) is not adopted by a parent's child
+/// call: the parent fails with `ChildIdTaken` instead of returning the stranger's output.
+#[tokio::test]
+async fn a_child_id_cannot_be_taken_by_a_start_or_a_foreign_row() {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(hijack_child::Workflow)
+        .workflow(hijack_parent::Workflow)
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let taken = hijack_child::start(&client, 1000).id("victim-g0-c0").await;
+    assert!(matches!(taken, Err(Error::InvalidInstanceId { .. })), "{taken:?}");
+    let taken =
+        client.start_untyped("hijack_child", "1000").id("victim-g0-c0").reuse(ReusePolicy::ReturnExisting).await;
+    assert!(matches!(taken, Err(Error::InvalidInstanceId { .. })), "{taken:?}");
+    assert_eq!(hijack_parent::start(&client, 1).id("victim").await.unwrap().result().await.unwrap(), 2);
+
+    let foreign = InstanceRecord::pending("other-g0-c0", "hijack_child", "1000", 1);
+    store.write(&[WriteOp::CreateInstance(foreign)]).await.unwrap();
+    let parent = hijack_parent::start(&client, 1).id("other").await.unwrap();
+    match parent.result_timeout(Duration::from_secs(20)).await {
+        Err(Error::Failed { details, .. }) => {
+            assert_eq!(details.error_type, "ChildIdTaken", "{details:?}");
+            assert!(details.message.contains("other-g0-c0"), "{details:?}");
+        }
+        other => panic!("the parent adopted a stranger's instance: {other:?}"),
+    }
+    assert_eq!(store.instance("other-g0-c0").await.unwrap().unwrap().parent_id, None, "the foreign row is left alone");
+}

@@ -49,11 +49,35 @@ pub(crate) fn validate_workflow_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `id` once validated, or a new random id when `None`.
+/// Checks an id a caller chooses for a new instance: a valid id ([`validate_instance_id`]) that
+/// does not have the shape of a child workflow's generated id (`<parent>-g<generation>-c<seq>`),
+/// so no start can create the row a parent's child call would then take for its own child.
+pub(crate) fn validate_new_instance_id(id: &str) -> Result<(), Error> {
+    validate_instance_id(id)?;
+    if is_child_shaped(id) {
+        return Err(Error::InvalidInstanceId {
+            id: id.to_owned(),
+            reason: "ids ending in `-g<digits>-c<digits>` are reserved for child workflows",
+        });
+    }
+    Ok(())
+}
+
+/// Whether `id` ends like a generated child id: `-g<digits>-c<digits>`.
+fn is_child_shaped(id: &str) -> bool {
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = id.rsplitn(3, '-');
+    let (Some(seq), Some(generation), Some(_parent)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    seq.strip_prefix('c').is_some_and(digits) && generation.strip_prefix('g').is_some_and(digits)
+}
+
+/// `id` once validated as a new instance's, or a new random id when `None`.
 pub(crate) fn id_or_new(id: Option<&str>) -> Result<String, Error> {
     match id {
         Some(id) => {
-            validate_instance_id(id)?;
+            validate_new_instance_id(id)?;
             Ok(id.to_owned())
         }
         None => Ok(uuid::Uuid::new_v4().simple().to_string()),
@@ -163,7 +187,7 @@ impl Client {
         policy: ReusePolicy,
     ) -> Result<String, Error> {
         let Some(id) = instance_id else { return self.create(workflow, None, input).await };
-        validate_instance_id(id)?;
+        validate_new_instance_id(id)?;
         match policy {
             // The create itself refuses a taken id.
             ReusePolicy::Error => self.create(workflow, Some(id), input).await,
@@ -237,6 +261,22 @@ impl Client {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while engine.is_running(id) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_shaped_ids_are_reserved() {
+        for id in ["P-g0-c0", "order-7-g12-c3", "a-g1-c99999"] {
+            assert!(matches!(validate_new_instance_id(id), Err(Error::InvalidInstanceId { .. })), "{id}");
+            assert!(validate_instance_id(id).is_ok(), "{id} can still be looked up");
+        }
+        for id in ["g0-c0", "P-g-c0", "P-g0-c", "P-gx-c0", "P-g0-c0x", "P_g0_c0", "order-1", "P-c0-g0"] {
+            assert!(validate_new_instance_id(id).is_ok(), "{id}");
         }
     }
 }

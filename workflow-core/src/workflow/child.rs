@@ -90,6 +90,32 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                             ctx.fail(Fatal::Abandon(format!("could not start child `{child_id}`: {error}")));
                             return std::future::pending().await;
                         }
+                        // Created before (a replay after a crash): adopted only if it is this
+                        // call's own child, never a row someone else made under its id.
+                        match engine.store().instance(&child_id).await {
+                            Ok(Some(existing))
+                                if existing.parent_id.as_deref() == Some(ctx.instance_id())
+                                    && existing.workflow == W::NAME => {}
+                            Ok(existing) => {
+                                let owner = existing.map_or_else(
+                                    || "nothing".to_owned(),
+                                    |e| format!("`{}` with parent {:?}", e.workflow, e.parent_id),
+                                );
+                                ctx.fail(Fatal::Fail(FailureDetails {
+                                    error_type: "ChildIdTaken".into(),
+                                    message: format!(
+                                        "the id `{child_id}` of the child `{}` at seq {seq} holds {owner}, not this \
+                                         instance's child",
+                                        W::NAME
+                                    ),
+                                }));
+                                return std::future::pending().await;
+                            }
+                            Err(error) => {
+                                ctx.fail(Fatal::Abandon(format!("could not read child `{child_id}`: {error}")));
+                                return std::future::pending().await;
+                            }
+                        }
                     }
                 }
             }
