@@ -469,3 +469,48 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write_to_the_instance() {
     assert_eq!((record.owner.as_deref(), record.status), (Some("other-worker"), RuntimeStatus::Running));
     assert_eq!(rt.instances_in_memory(), 0, "the fenced run was abandoned");
 }
+
+// ---- a panic in a workflow body ----
+
+#[activity]
+async fn before_panic(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    bump(ctx.instance_id(), "before_panic");
+    Ok(n + 1)
+}
+
+#[workflow]
+async fn panics_midway(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let n = before_panic::call(&ctx, n).await?;
+    if n > 0 {
+        panic!("the body gave up at {n}");
+    }
+    Ok(n)
+}
+
+/// A workflow body that panics fails its instance with error type `Panic` and the panic's text;
+/// the instance leaves memory and the store holds it Failed with no owner (before, the panic ended
+/// the driver's task with the instance still marked running and its lease renewed for good).
+#[tokio::test]
+async fn a_panicking_workflow_body_fails_its_instance() {
+    let store = Arc::new(MemoryStore::new());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(panics_midway::Workflow)
+        .activity(before_panic::Activity)
+        .build()
+        .await
+        .unwrap();
+    let handle = panics_midway::start(&runtime.client(), 1).id("panicky").await.unwrap();
+    match handle.result_timeout(Duration::from_secs(20)).await {
+        Err(Error::Failed { details, .. }) => {
+            assert_eq!(details.error_type, "Panic", "{details:?}");
+            assert!(details.message.contains("the body gave up at 2"), "{details:?}");
+        }
+        other => panic!("expected a Panic failure, got {other:?}"),
+    }
+    wait_until("the instance to leave memory", || async { runtime.instances_in_memory() == 0 }).await;
+    let stored = store.instance("panicky").await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.owner), (workflow::RuntimeStatus::Failed, None));
+    assert_eq!(count("panicky", "before_panic"), 1, "the step before the panic ran once");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}

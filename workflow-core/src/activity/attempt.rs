@@ -108,14 +108,7 @@ impl Future for AbortOnDrop {
 
 fn panic_error(error: tokio::task::JoinError) -> ActivityError {
     match error.try_into_panic() {
-        Ok(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic".to_owned());
-            ActivityError::new(format!("activity panicked: {text}"))
-        }
+        Ok(panic) => ActivityError::new(format!("activity panicked: {}", crate::error::panic_message(panic.as_ref()))),
         Err(_) => ActivityError::new("activity attempt was cancelled"),
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tracing::Instrument;
 
@@ -150,12 +151,22 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
 
 async fn run_once(engine: &Arc<Engine>, entry: &WorkflowEntry, ctx: &WorkflowContext, input: &str) -> RunEnd {
     let mut shutdown = engine.shutdown_signal();
-    let body = (entry.run)(ctx.clone(), input.to_owned());
+    // A panic in the body fails the instance (it would otherwise end this task with the instance
+    // still marked running here and its lease renewed for good).
+    let body = std::panic::AssertUnwindSafe((entry.run)(ctx.clone(), input.to_owned())).catch_unwind();
     tokio::pin!(body);
     let check_idle = (engine.evict_idle_after() / 2).max(Duration::from_millis(5));
     loop {
         tokio::select! {
-            result = &mut body => return RunEnd::Finished(result),
+            result = &mut body => {
+                return match result {
+                    Ok(result) => RunEnd::Finished(result),
+                    Err(panic) => RunEnd::Fatal(Fatal::Fail(FailureDetails {
+                        error_type: "Panic".into(),
+                        message: format!("the workflow body panicked: {}", crate::error::panic_message(panic.as_ref())),
+                    })),
+                };
+            }
             fatal = ctx.fatal() => return RunEnd::Fatal(fatal),
             _ = shutdown.wait_for(|stop| *stop) => return RunEnd::Shutdown,
             // A wait that outlasts the idle time would be evicted before it ends anyway: evict it
