@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
@@ -105,6 +105,24 @@ impl SqliteStore {
         })
     }
 
+    /// The rows of `{select} ({ids as placeholders}) {rest}` on a reader, in chunks of 500 ids
+    /// (SQLite bounds the placeholders of one statement).
+    async fn rows_where_in(
+        &self,
+        select: &str,
+        rest: &str,
+        ids: &[&str],
+        context: &'static str,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!("{select} ({}) {rest}", vec!["?"; chunk.len()].join(", "));
+            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+            rows.extend(query.fetch_all(&mut *self.reader().await?).await.map_err(backend(context))?);
+        }
+        Ok(rows)
+    }
+
     /// Sends change hints to this process's subscribers, if any.
     fn signal(&self, hints: impl IntoIterator<Item = WakeSignal>) {
         if self.signals.receiver_count() > 0 {
@@ -171,16 +189,10 @@ impl Store for SqliteStore {
     }
 
     async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
-        let mut records = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN ({marks})");
-            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(id.as_str()));
-            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading instances"))? {
-                records.push(instance_from_row(&row)?);
-            }
-        }
-        Ok(records)
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let select = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id IN");
+        let rows = self.rows_where_in(&select, "", &ids, "reading instances").await?;
+        rows.iter().map(instance_from_row).collect()
     }
 
     async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
@@ -198,14 +210,10 @@ impl Store for SqliteStore {
     async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
         let wanted: HashMap<&str, u32> = instances.iter().map(|(id, generation)| (id.as_str(), *generation)).collect();
         let ids: Vec<&str> = wanted.keys().copied().collect();
+        let select = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id IN");
         let mut records = Vec::new();
-        for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id IN ({marks})");
-            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
-            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading journals"))? {
-                records.extend(wanted_record_from_row(&row, &wanted)?);
-            }
+        for row in self.rows_where_in(&select, "", &ids, "reading journals").await? {
+            records.extend(wanted_record_from_row(&row, &wanted)?);
         }
         records.sort_by(|a, b| (&a.instance_id, a.seq).cmp(&(&b.instance_id, b.seq)));
         Ok(records)
@@ -284,18 +292,10 @@ impl Store for SqliteStore {
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut finished = Vec::new();
         let unique: Vec<&str> = instance_ids.iter().map(String::as_str).collect::<HashSet<_>>().into_iter().collect();
-        for chunk in unique.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN ({marks}) AND outcome IS NOT NULL"
-            );
-            let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
-            for row in query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading finished tasks"))? {
-                finished.push(task_from_row(&row)?);
-            }
-        }
+        let select = format!("SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN");
+        let rows = self.rows_where_in(&select, "AND outcome IS NOT NULL", &unique, "reading finished tasks").await?;
+        let mut finished = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
         finished.sort_by(|a, b| task_key(a).cmp(&task_key(b)));
         Ok(finished)
     }
