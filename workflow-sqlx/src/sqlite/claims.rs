@@ -27,6 +27,37 @@ fn claimable(workflows: usize) -> (String, String) {
     )
 }
 
+/// The claim's two statements for `workflows` names: the probe a reader runs first (is anything
+/// claimable?) and the claim itself (`?1` now, `?2` the limit, the names from `?3`, then the
+/// worker and the lease's end).
+///
+/// Both name their partial indexes (`INDEXED BY`): left to itself, SQLite's planner prefers the
+/// `(status, created_at, id)` index the status-filtered list reads, which walks every running
+/// instance (those waiting on far-off timers and events too) and sorts them on each claim.
+///
+/// The claim re-selects under the write lock, so it is exact however many workers raced to the
+/// same candidates. The due set is taken in wake-up order, its index's order (ordering it by
+/// creation would sort every due instance on each claim); the picks of both sets are then served
+/// oldest first.
+fn claim_statements(workflows: usize) -> (String, String) {
+    let (ready, due) = claimable(workflows);
+    let ready_scan = format!("FROM instances INDEXED BY instances_ready WHERE {ready}");
+    let due_scan = format!("FROM instances INDEXED BY instances_due WHERE {due}");
+    let probe = format!("SELECT 1 {ready_scan} UNION ALL SELECT 1 {due_scan} LIMIT ?2");
+    let claim = format!(
+        "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
+         (SELECT id FROM \
+         (SELECT id, created_at FROM (SELECT id, created_at {ready_scan} ORDER BY created_at, id LIMIT ?2) \
+         UNION ALL SELECT id, created_at FROM (SELECT id, created_at {due_scan} \
+         ORDER BY wake_at, created_at, id LIMIT ?2)) \
+         ORDER BY created_at, id LIMIT ?2) \
+         RETURNING {INSTANCE_COLUMNS}",
+        worker = workflows + 3,
+        until = workflows + 4,
+    );
+    (probe, claim)
+}
+
 /// The tasks `claim_tasks` may take, as a condition: unfinished, visible at `?1`, of the activities
 /// bound from `?3` on (`?2` is the limit), unowned or with a lapsed lease. The outcome test is
 /// spelled as in the partial index `activity_tasks_unfinished`, so SQLite uses it.
@@ -52,10 +83,9 @@ pub(super) async fn claim(
     if workflows.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    let (ready, due) = claimable(workflows.len());
+    let (probe, claim) = claim_statements(workflows.len());
 
     // Look before taking the write lock: an idle poll costs a read, not a commit.
-    let probe = format!("SELECT 1 FROM instances WHERE {ready} UNION ALL SELECT 1 FROM instances WHERE {due} LIMIT ?2");
     let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
     for workflow in workflows {
         query = query.bind(workflow.as_str());
@@ -66,23 +96,6 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
 
-    // The claim itself re-selects under the write lock, so it is exact however many workers
-    // raced to the same candidates. The due set is taken in wake-up order, its index's order
-    // (ordering it by creation would sort every due instance on each claim); the picks of both
-    // sets are then served oldest first.
-    let n = workflows.len();
-    let claim = format!(
-        "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
-         (SELECT id FROM \
-         (SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {ready} \
-         ORDER BY created_at, id LIMIT ?2) \
-         UNION ALL SELECT id, created_at FROM (SELECT id, created_at FROM instances WHERE {due} \
-         ORDER BY wake_at, created_at, id LIMIT ?2)) \
-         ORDER BY created_at, id LIMIT ?2) \
-         RETURNING {INSTANCE_COLUMNS}",
-        worker = n + 3,
-        until = n + 4,
-    );
     let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
     for workflow in workflows {
         query = query.bind(workflow.as_str());
@@ -221,4 +234,34 @@ pub(super) async fn complete_task(
     .await
     .map_err(backend("completing a task"))?;
     Ok(result.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for `statement` with one workflow name bound (`?1`..`?5`).
+    async fn plan(store: &SqliteStore, statement: &str) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {statement}");
+        let mut query = sqlx::query(&explain).bind(1_i64).bind(64_i64).bind("w");
+        if statement.contains("?5") {
+            query = query.bind("worker").bind(2_i64);
+        }
+        let rows = query.fetch_all(store.pool()).await.expect("explain the claim");
+        rows.iter().map(|row| sqlx::Row::get::<String, _>(row, "detail")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The probe and the claim read the ready and due sets through their partial indexes, never
+    /// the status index (whose `status = 'Running'` range holds every waiting instance).
+    #[tokio::test]
+    async fn a_claim_reads_only_the_ready_and_due_indexes() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+        let (probe, claim) = claim_statements(1);
+        for statement in [probe, claim] {
+            let plan = plan(&store, &statement).await;
+            assert!(plan.contains("INDEX instances_ready"), "{plan}");
+            assert!(plan.contains("INDEX instances_due (wake_at<?)"), "{plan}");
+            assert!(!plan.contains("instances_status"), "{plan}");
+        }
+    }
 }
