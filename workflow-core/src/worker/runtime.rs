@@ -137,7 +137,9 @@ impl RuntimeBuilder {
     }
 
     /// The most instances one claim takes (64 by default), so workers sharing a database share
-    /// the work instead of the first one taking everything.
+    /// the work instead of the first one taking everything. While a backlog lasts (claims keep
+    /// coming back full) the batch doubles claim by claim up to 8 times this, to spend fewer
+    /// round trips on a deep queue; never more than the free instance slots.
     pub fn claim_batch(mut self, n: usize) -> Self {
         self.claim_batch = n.max(1);
         self
