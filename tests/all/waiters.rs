@@ -190,3 +190,57 @@ async fn sqlite_changes_reach_users_of_the_same_store() {
     assert_eq!(next(&mut signals), WakeSignal::Finished("s/a".into()), "nothing between: no hint for the others");
     assert!(signals.try_recv().is_err());
 }
+
+#[workflow]
+async fn held_child(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    let go: u64 = ctx.wait_for_event("go").await?;
+    Ok(n + go)
+}
+
+#[workflow]
+async fn parent_of_held(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    held_child::call(&ctx, n).await
+}
+
+/// Parents kept in memory while their children wait: no parent re-reads its child on its own;
+/// the children's ends reach them through the shared waiters (the shared poll reads the waited
+/// children in one batch per tick meanwhile).
+#[tokio::test]
+async fn child_waits_do_not_poll_on_their_own() {
+    const PARENTS: usize = 40;
+    let store = Arc::new(CountingStore::default());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(parent_of_held::Workflow)
+        .workflow(held_child::Workflow)
+        .evict_idle_after(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let ids: Vec<String> = (0..PARENTS).map(|n| format!("held-parent-{n}")).collect();
+    let handles = futures::future::try_join_all(
+        ids.iter().zip(0..).map(|(id, n)| parent_of_held::start(&client, n).id(id.clone())),
+    )
+    .await
+    .unwrap();
+    // Every parent waits for its child: a poll reads all the children at once; one tick later
+    // every parent's own first read of its child is done.
+    wait_until("a shared poll of every waited child", || async {
+        store.batch_reads.lock().unwrap().contains(&PARENTS)
+    })
+    .await;
+    let polls = store.batch_reads.lock().unwrap().len();
+    wait_until("one more shared poll", || async { store.batch_reads.lock().unwrap().len() > polls }).await;
+    let (reads, polls) = (store.single_reads.load(Ordering::SeqCst), store.batch_reads.lock().unwrap().len());
+    wait_until("five more shared polls", || async { store.batch_reads.lock().unwrap().len() >= polls + 5 }).await;
+    assert_eq!(store.single_reads.load(Ordering::SeqCst), reads, "a parent read its child on its own");
+
+    for (n, id) in ids.iter().enumerate() {
+        client.raise_event(&format!("{id}-g0-c0"), "go", &(n as u64)).await.unwrap();
+    }
+    for (n, handle) in handles.iter().enumerate() {
+        assert_eq!(handle.result_timeout(Duration::from_secs(20)).await.unwrap(), 2 * n as u64);
+    }
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -3,16 +3,13 @@
 
 use std::future::IntoFuture;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use super::WorkflowDef;
 use super::{Fatal, WorkflowContext};
+use crate::client::InstanceStatus;
 use crate::error::{FailureDetails, WorkflowError};
 use crate::model::BoxFuture;
 use crate::store::{InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StepKind, WriteOp};
-
-/// How often a child wait re-reads the child's status when no local notification arrives.
-const CHILD_POLL: Duration = Duration::from_millis(200);
 
 /// A child workflow call; await it for the child's output.
 #[must_use = "a child workflow call does nothing until it is awaited"]
@@ -39,7 +36,12 @@ pub(crate) fn child_instance_id(parent: &str, generation: u32, seq: u32) -> Stri
     }
     // Keep ids within the limit: a readable prefix and a hash of the whole parent id.
     let hash = parent.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let keep = crate::client::MAX_INSTANCE_ID_LEN - suffix.len() - 17;
+    let mut keep = crate::client::MAX_INSTANCE_ID_LEN - suffix.len() - 17;
+    // Ids a start accepts are ASCII, but a stored one need not be (an older build, a hand-edited
+    // row): cut it on a character boundary.
+    while !parent.is_char_boundary(keep) {
+        keep -= 1;
+    }
     format!("{}-{hash:016x}{suffix}", &parent[..keep])
 }
 
@@ -125,27 +127,35 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
             let _wait = ctx.waiting(seq, None);
             ctx.state().children.insert(seq, child_id.clone());
             let engine = ctx.engine().clone();
+            // One read now (it may have ended already, or never existed); after that its end
+            // comes from this process's result waiters: the local run, a store signal, or their
+            // shared poll, never a poll of this wait's own.
             let finished = loop {
-                let notified = engine.subscribe_completion(&child_id);
+                let ended = engine.subscribe_completion(&child_id);
                 let reading = ctx.reading();
                 let child = engine.store().instance(&child_id).await;
                 drop(reading);
-                match child {
-                    Ok(Some(child)) if child.status.is_terminal() => break child,
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        ctx.fail(Fatal::Fail(FailureDetails {
-                            error_type: "ChildMissing".into(),
-                            message: format!("child instance `{child_id}` at seq {seq} does not exist"),
-                        }));
-                        return std::future::pending().await;
-                    }
+                let child = match child {
+                    Ok(Some(child)) if child.status.is_terminal() => Some(InstanceStatus::from(child)),
+                    Ok(Some(_)) => match ended.await {
+                        Ok(ended) => ended,
+                        // The waiters let go of it (their tokio runtime ended): read again.
+                        Err(_) => continue,
+                    },
+                    Ok(None) => None,
                     Err(error) => {
                         ctx.fail(Fatal::Abandon(format!("could not read child `{child_id}`: {error}")));
                         return std::future::pending().await;
                     }
-                }
-                let _ = tokio::time::timeout(CHILD_POLL, notified).await;
+                };
+                let Some(child) = child else {
+                    ctx.fail(Fatal::Fail(FailureDetails {
+                        error_type: "ChildMissing".into(),
+                        message: format!("child instance `{child_id}` at seq {seq} does not exist"),
+                    }));
+                    return std::future::pending().await;
+                };
+                break child;
             };
             let (status, payload, result) = match finished.status {
                 RuntimeStatus::Completed => {
@@ -153,11 +163,10 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     (RecordStatus::Completed, output.clone(), Ok(output))
                 }
                 other => {
-                    let details =
-                        finished.error.as_deref().map(FailureDetails::parse).unwrap_or_else(|| FailureDetails {
-                            error_type: other.as_str().to_owned(),
-                            message: format!("the child ended {}", other.as_str()),
-                        });
+                    let details = finished.failure.unwrap_or_else(|| FailureDetails {
+                        error_type: other.as_str().to_owned(),
+                        message: format!("the child ended {}", other.as_str()),
+                    });
                     (RecordStatus::Failed, details.to_stored(), Err(details.message))
                 }
             };
@@ -191,5 +200,15 @@ mod tests {
         assert!(crate::client::validate_instance_id(&id).is_ok());
         assert_eq!(id, child_instance_id(&long, 12, 4000));
         assert_ne!(id, child_instance_id(&long, 13, 4000));
+    }
+
+    #[test]
+    fn a_non_ascii_stored_parent_id_is_cut_on_a_character_boundary() {
+        for pad in 0..4 {
+            let parent = format!("{}{}", "x".repeat(pad), "é".repeat(40));
+            let id = child_instance_id(&parent, 0, 1);
+            assert!(id.len() <= crate::client::MAX_INSTANCE_ID_LEN, "{id}");
+            assert!(id.ends_with("-g0-c1"), "{id}");
+        }
     }
 }
