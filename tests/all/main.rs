@@ -6,6 +6,7 @@ mod crash;
 mod distributed;
 mod durable;
 mod engine;
+mod fencing;
 #[cfg(feature = "http")]
 mod http;
 mod manage;

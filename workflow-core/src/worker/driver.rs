@@ -227,7 +227,7 @@ async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
     engine.unmark_running(id, token);
     let mut pause = Duration::from_millis(50);
     loop {
-        let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id().to_owned() };
+        let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.owner().to_owned() };
         let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.now() };
         match engine.commit(vec![fence, release]).await {
             Ok(_) | Err(StoreError::Fenced(_)) => return,

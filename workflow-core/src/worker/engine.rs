@@ -29,6 +29,8 @@ pub(super) struct Settings {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) registry: Registry,
     pub(super) worker_id: String,
+    /// What this runtime writes as the owner of what it claims: `worker_id` and a nonce.
+    pub(super) owner: String,
     pub(super) lease: Duration,
     pub(super) evict_idle_after: Duration,
     /// Whether a wait longer than `evict_idle_after` is evicted as soon as it begins (only with
@@ -46,7 +48,11 @@ pub(crate) struct Engine {
     registry: Registry,
     /// The registered workflows' names, sorted: what this worker claims.
     workflow_names: Vec<String>,
+    /// The worker id the runtime was built with (or a random one): a label for people.
     worker_id: String,
+    /// The owner written on the leases this runtime takes and checked by its fences: the worker
+    /// id and a nonce of this build, so two runtimes never share one, whatever their worker ids.
+    owner: String,
     lease: Duration,
     /// An instance waiting this long with nothing running is dropped from memory.
     evict_idle_after: Duration,
@@ -87,6 +93,7 @@ impl Engine {
             registry: settings.registry,
             workflow_names,
             worker_id: settings.worker_id,
+            owner: settings.owner,
             lease: settings.lease,
             evict_idle_after: settings.evict_idle_after,
             evict_long_waits: settings.evict_long_waits,
@@ -128,8 +135,14 @@ impl Engine {
         self.lease
     }
 
+    /// The worker id (a label: see [`Self::owner`] for the lease owner).
     pub(crate) fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// The owner of this runtime's leases, on instances and tasks, and of its fences.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -356,7 +369,7 @@ impl Engine {
             // It runs here from this commit on: created Running, which saves the first turn a
             // commit of its own for the Pending-to-Running change.
             record.status = RuntimeStatus::Running;
-            record.owner = Some(self.worker_id.clone());
+            record.owner = Some(self.owner.clone());
             record.lease_until = Some(self.lease_until());
         }
         let mut ops = vec![WriteOp::CreateInstance(record.clone())];
