@@ -1,6 +1,7 @@
 //! The one integration-test binary: every module shares one compile.
 
 mod conformance;
+mod corrupt;
 mod crash;
 #[cfg(feature = "postgres")]
 mod distributed;

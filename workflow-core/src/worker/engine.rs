@@ -73,6 +73,9 @@ pub(crate) struct Engine {
     inboxes: Mutex<HashMap<String, Arc<Notify>>>,
     /// The context of each run under way here, to stop it from outside.
     live: Mutex<HashMap<String, WorkflowContext>>,
+    /// How many times in a row this process found each instance's journal unreadable (see
+    /// `driver::unreadable_journal`); an instance leaves it once its journal reads, or it failed.
+    unreadable: Mutex<HashMap<String, u32>>,
     active_drivers: AtomicUsize,
     drivers_idle: Notify,
     /// Whether runnable instances may be waiting in the store for a free slot.
@@ -105,6 +108,7 @@ impl Engine {
             next_mark: AtomicU64::new(1),
             inboxes: Mutex::default(),
             live: Mutex::default(),
+            unreadable: Mutex::default(),
             active_drivers: AtomicUsize::new(0),
             drivers_idle: Notify::new(),
             backlog: AtomicBool::new(true),
@@ -330,6 +334,23 @@ impl Engine {
         let signal = self.inboxes.lock().ok().and_then(|inboxes| inboxes.get(id).cloned());
         if let Some(signal) = signal {
             signal.notify_waiters();
+        }
+    }
+
+    /// Counts one more unreadable journal of `id` in a row here; returns the count.
+    pub(super) fn journal_unreadable(&self, id: &str) -> u32 {
+        let Ok(mut unreadable) = self.unreadable.lock() else { return 1 };
+        let count = unreadable.entry(id.to_owned()).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// Forgets the unreadable journals of `id` (it read, or the instance failed for them).
+    pub(super) fn forget_unreadable(&self, id: &str) {
+        if let Ok(mut unreadable) = self.unreadable.lock() {
+            if unreadable.remove(id).is_some() {
+                shrink(&mut unreadable);
+            }
         }
     }
 
