@@ -102,3 +102,127 @@ async fn an_unreadable_journal_backs_off_then_fails_its_instance_only() {
     assert_eq!(kept, 1, "the damaged row is kept for a person to look at");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Raw access to a store's database, to damage rows behind its back and read them back.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+/// The columns of an instance row a claim sets, read raw (the store cannot read a damaged row).
+#[derive(Debug, PartialEq, Eq)]
+struct Claimed {
+    status: String,
+    owner: Option<String>,
+    lease_until: Option<i64>,
+    wake_at: Option<i64>,
+    error: Option<String>,
+}
+
+impl Raw {
+    /// Sets the instance's generation to -1, which no record can hold.
+    async fn damage(&self, id: &str) {
+        let statement = "UPDATE instances SET generation = -1 WHERE id = ";
+        let damaged = match self {
+            Raw::Sqlite(pool) => {
+                sqlx::query(&format!("{statement}?")).bind(id).execute(pool).await.unwrap().rows_affected()
+            }
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => {
+                sqlx::query(&format!("{statement}$1")).bind(id).execute(pool).await.unwrap().rows_affected()
+            }
+        };
+        assert_eq!(damaged, 1);
+    }
+
+    async fn claimed(&self, id: &str) -> Claimed {
+        let select = "SELECT status, owner, lease_until, wake_at, error FROM instances WHERE id = ";
+        let (status, owner, lease_until, wake_at, error) = match self {
+            Raw::Sqlite(pool) => sqlx::query_as(&format!("{select}?")).bind(id).fetch_one(pool).await.unwrap(),
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => sqlx::query_as(&format!("{select}$1")).bind(id).fetch_one(pool).await.unwrap(),
+        };
+        Claimed { status, owner, lease_until, wake_at, error }
+    }
+}
+
+/// Waits until the damaged row `id` is set aside (unowned, its wake-up after the clock's now) and
+/// returns how far ahead its wake-up is.
+async fn set_aside_for(raw: &Raw, clock: &VirtualClock, id: &str) -> i64 {
+    wait_for_value(&format!("{id} to be set aside with a later wake-up"), || async {
+        let row = raw.claimed(id).await;
+        let now = clock.now_ms();
+        match (row.owner, row.lease_until, row.wake_at) {
+            (None, None, Some(wake_at)) if wake_at > now => Some(wake_at - now),
+            _ => None,
+        }
+    })
+    .await
+}
+
+/// A claim that takes a damaged row (generation -1) with healthy ones returns the healthy ones,
+/// which complete; the damaged one is set aside with a growing wait, not claimed before it, and
+/// failed at the fifth failed decode, holding no lease.
+async fn a_damaged_row_in_a_claim_is_set_aside(store: Arc<dyn Store>, raw: Raw, prefix: &str) {
+    let client = Client::new(store.clone());
+    let bad = format!("{prefix}-bad");
+    client.start_untyped("damaged_flow", "null").id(&bad).await.unwrap();
+    let good: Vec<String> = (0..3).map(|n| format!("{prefix}-good-{n}")).collect();
+    for id in &good {
+        client.start_untyped("damaged_flow", "null").id(id).await.unwrap();
+    }
+    raw.damage(&bad).await;
+    let clock = VirtualClock::starting_now();
+    let rt = runtime(&store, &clock).await;
+    for id in &good {
+        assert_eq!(rt.client().result::<u32>(id, Some(Duration::from_secs(20))).await.unwrap(), 1, "{id}");
+    }
+
+    let first = set_aside_for(&raw, &clock, &bad).await;
+    let before = raw.claimed(&bad).await;
+    wait_for_a_claim_pass(&store, "damaged_flow", &format!("{prefix}-probe"), "null").await;
+    assert_eq!(raw.claimed(&bad).await, before, "claimed again before its wake-up");
+    let mut waits = vec![first];
+    clock.advance(Duration::from_millis(first as u64));
+    for _ in 0..3 {
+        let wait = set_aside_for(&raw, &clock, &bad).await;
+        waits.push(wait);
+        clock.advance(Duration::from_millis(wait as u64));
+    }
+    assert_eq!(waits, [1_000, 4_000, 16_000, 64_000]);
+    let failed = wait_for_value("the damaged instance to fail", || async {
+        Some(raw.claimed(&bad).await).filter(|row| row.status != "Pending")
+    })
+    .await;
+    assert_eq!(
+        (failed.status.as_str(), failed.owner, failed.lease_until, failed.wake_at),
+        ("Failed", None, None, None)
+    );
+    let failure = workflow::FailureDetails::parse(failed.error.as_deref().unwrap_or_default());
+    assert_eq!(failure.error_type, "CorruptRow");
+    assert!(failure.message.contains(&bad) && failure.message.contains("generation"), "{}", failure.message);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_damaged_row_in_a_claim_is_set_aside_and_the_others_run() {
+    let (_dir, url, store) = sqlite_store().await;
+    let raw = SqliteStore::open(&url).await.unwrap();
+    a_damaged_row_in_a_claim_is_set_aside(store, Raw::Sqlite(raw.pool().clone()), "claim-sqlite").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_damaged_row_in_a_claim_is_set_aside_and_the_others_run() {
+    let Some(url) = crate::support::postgres_url() else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("wf_damaged_{nanos:x}_{}", std::process::id());
+    let store =
+        workflow::PostgresStore::open_with(&url, workflow::PostgresOptions::new().schema(&schema)).await.unwrap();
+    let raw = Raw::Postgres(store.pool().clone());
+    a_damaged_row_in_a_claim_is_set_aside(Arc::new(store), raw, "claim-pg").await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+    pool.close().await;
+}
