@@ -279,7 +279,7 @@ impl Runtime {
     }
 }
 
-/// 16 random hex digits, new at each call.
+/// 16 hex digits of a new random UUID (60 random bits), new at each call.
 fn nonce() -> String {
     let mut nonce = uuid::Uuid::new_v4().simple().to_string();
     nonce.truncate(16);
