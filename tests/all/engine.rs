@@ -457,7 +457,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write_to_the_instance() {
     wait_for_count("fenced-1", "gated", 1).await;
     // Another worker takes the instance over (as after a lapsed lease) while the step runs.
     let far = 4_000_000_000_000;
-    store.release_leases("slow-worker").await.unwrap();
+    store.release_leases(rt.owner_id()).await.unwrap();
     let taken = store.claim("other-worker", &["fenced_flow".to_owned()], far, far + 60_000, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     GATE.notify_waiters();

@@ -1,11 +1,13 @@
 //! The one integration-test binary: every module shares one compile.
 
 mod conformance;
+mod corrupt;
 mod crash;
 #[cfg(feature = "postgres")]
 mod distributed;
 mod durable;
 mod engine;
+mod fencing;
 #[cfg(feature = "http")]
 mod http;
 mod manage;

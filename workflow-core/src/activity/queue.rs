@@ -122,7 +122,7 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
         let mut full_batch = false;
         if free > 0 {
             let (now, lease_until) = (engine.now(), engine.lease_until());
-            match engine.store().claim_tasks(engine.worker_id(), &names, now, lease_until, free).await {
+            match engine.store().claim_tasks(engine.owner(), &names, now, lease_until, free).await {
                 Ok(tasks) => {
                     full_batch = tasks.len() >= free;
                     for task in tasks {
@@ -174,7 +174,7 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
     loop {
         let reported = engine
             .store()
-            .complete_task(engine.worker_id(), &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
+            .complete_task(engine.owner(), &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
             .await;
         match reported {
             Ok(true) => {

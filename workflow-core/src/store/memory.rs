@@ -1,13 +1,13 @@
 //! An in-memory store for tests: the same semantics as the database stores, nothing durable.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
 use crate::store::{
     EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WriteOp, WriteOutcome,
+    StoreStats, TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
 };
 
 /// A task's key: (instance, generation, seq).
@@ -29,6 +29,10 @@ struct Tables {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     stats: StatsCounter,
+    /// The liveness marks of the workers registered here ([`Store::register_worker`]): everything
+    /// that uses this store lives in this process, so a worker is alive while its mark, which
+    /// holds what each `Weak` points to, is held (its runtime is not dropped).
+    workers: Mutex<HashMap<String, Weak<()>>>,
 }
 
 impl MemoryStore {
@@ -146,6 +150,26 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
             }
         }
     }
+}
+
+/// Drops every lease `worker` holds, on instances and unfinished tasks; returns how many.
+fn release(tables: &mut Tables, worker: &str) -> u64 {
+    let mut released = 0;
+    for instance in tables.instances.values_mut() {
+        if instance.owner.as_deref() == Some(worker) {
+            instance.owner = None;
+            instance.lease_until = None;
+            released += 1;
+        }
+    }
+    for task in tables.tasks.values_mut() {
+        if task.owner.as_deref() == Some(worker) && task.outcome.is_none() {
+            task.owner = None;
+            task.lease_until = None;
+            released += 1;
+        }
+    }
+    released
 }
 
 /// The ids of `AssertOwner` ops whose instance is missing or owned by someone else.
@@ -294,23 +318,29 @@ impl Store for MemoryStore {
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        Ok(release(&mut *self.lock()?, worker))
+    }
+
+    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+        let alive = Arc::new(());
+        let mut workers = self.workers.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
+        workers.insert(worker.to_owned(), Arc::downgrade(&alive));
+        Ok(Some(WorkerMark::new(alive)))
+    }
+
+    async fn release_dead_workers(&self) -> Result<u64, StoreError> {
+        let dead: Vec<String> = {
+            let mut workers =
+                self.workers.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
+            let dead = workers.iter().filter(|(_, mark)| mark.strong_count() == 0).map(|(worker, _)| worker.clone());
+            let dead: Vec<String> = dead.collect();
+            for worker in &dead {
+                workers.remove(worker);
+            }
+            dead
+        };
         let mut tables = self.lock()?;
-        let mut released = 0;
-        for instance in tables.instances.values_mut() {
-            if instance.owner.as_deref() == Some(worker) {
-                instance.owner = None;
-                instance.lease_until = None;
-                released += 1;
-            }
-        }
-        for task in tables.tasks.values_mut() {
-            if task.owner.as_deref() == Some(worker) && task.outcome.is_none() {
-                task.owner = None;
-                task.lease_until = None;
-                released += 1;
-            }
-        }
-        Ok(released)
+        Ok(dead.iter().map(|worker| release(&mut tables, worker)).sum())
     }
 
     async fn claim_tasks(

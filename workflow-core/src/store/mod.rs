@@ -432,12 +432,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks `worker` as alive for as long as the returned [`WorkerMark`] is held (the engine
     /// holds it for the life of its runtime), so [`Store::release_dead_workers`] in any process
-    /// can tell when the worker's process has died. `None` (the default) means the store cannot
-    /// tell (one process only, like the memory store, or an in-memory database): leases alone
-    /// decide, and the engine does not call `release_dead_workers`.
+    /// can tell when the worker's process has died (or, for a store whose data lives in one
+    /// process, like the memory store, when the runtime was dropped). `None` (the default) means
+    /// the store cannot tell (an in-memory SQLite database, say): leases alone decide, and the
+    /// engine does not call `release_dead_workers`.
     ///
-    /// A worker registering an id a dead process used (a restart with a stable worker id) takes
-    /// the registration over.
+    /// `worker` is the owner the runtime writes on its leases, `<worker id>#<nonce>` with a nonce
+    /// new at each build, so no two runtimes register the same one: a restarted process gets its
+    /// dead predecessor's leases through `release_dead_workers`, not by sharing its owner. A
+    /// worker registering an owner a dead process registered takes the registration over.
     async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
         let _ = worker;
         Ok(None)

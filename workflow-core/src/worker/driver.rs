@@ -13,6 +13,7 @@ use super::engine::Engine;
 use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
+use crate::model::time::millis;
 use crate::store::{InstanceRecord, JournalRecord, RuntimeStatus, StoreError, WriteOp};
 use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
 
@@ -69,13 +70,18 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
             Journal::Prefetched(journal) => journal,
             Journal::Read => match engine.store().journal(&record.id, record.generation).await {
                 Ok(journal) => journal,
+                Err(StoreError::Corrupt(error)) => {
+                    unreadable_journal(engine, &record, &error, token).await;
+                    break;
+                }
                 Err(error) => {
                     tracing::error!(%error, "could not read the journal; handing the instance back");
-                    hand_back(engine, &record.id, token).await;
+                    hand_back(engine, &record.id, token, Duration::ZERO).await;
                     break;
                 }
             },
         };
+        engine.forget_unreadable(&record.id);
         let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
         let ctx = WorkflowContext::new(
             engine.clone(),
@@ -95,12 +101,12 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
             }
             RunEnd::Fatal(Fatal::Abandon(reason)) => {
                 tracing::error!(%reason, "stopped running the instance; handing it back");
-                hand_back(engine, &record.id, token).await;
+                hand_back(engine, &record.id, token, Duration::ZERO).await;
                 break;
             }
             RunEnd::Fatal(Fatal::Superseded(reason)) => {
                 tracing::info!(%reason, "stopped running the instance: it changed elsewhere");
-                hand_back(engine, &record.id, token).await;
+                hand_back(engine, &record.id, token, Duration::ZERO).await;
                 break;
             }
             RunEnd::Fatal(Fatal::ContinueAsNew(input)) => {
@@ -114,7 +120,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
                 });
                 if let Err(error) = engine.commit(ops).await {
                     tracing::error!(%error, "could not continue as new; handing the instance back");
-                    hand_back(engine, &record.id, token).await;
+                    hand_back(engine, &record.id, token, Duration::ZERO).await;
                     break;
                 }
                 tracing::debug!(generation, "continued as new");
@@ -196,7 +202,7 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.commit(ops).await {
         tracing::error!(%error, "could not evict the instance; handing it back");
-        hand_back(engine, &id, token).await;
+        hand_back(engine, &id, token, Duration::ZERO).await;
         return;
     }
     tracing::debug!(wake_at, "evicted an idle instance");
@@ -217,18 +223,19 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
 }
 
 /// Gives up this worker's claim on an instance it stopped running after a store error, so a
-/// claim (here or elsewhere) runs it again (replaying its journal) as soon as the store answers.
-/// Fenced: if another worker owns it by now, nothing changes. While the store fails (a database
-/// restarting), tries again with back-off: this live worker keeps renewing its leases, so a claim
-/// left in place would stall the instance until the process ends. Gives up only at shutdown,
-/// which releases every lease anyway.
-async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
+/// claim (here or elsewhere) runs it again (replaying its journal) `after` that (workflow time),
+/// as soon as the store answers. Fenced: if another worker owns it by now, nothing changes. While
+/// the store fails (a database restarting), tries again with back-off: this live worker keeps
+/// renewing its leases, so a claim left in place would stall the instance until the process
+/// ends. Gives up only at shutdown, which releases every lease anyway.
+async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64, after: Duration) {
     // Off the running set first: from the commit on, a claim may run it again.
     engine.unmark_running(id, token);
     let mut pause = Duration::from_millis(50);
     loop {
-        let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.worker_id().to_owned() };
-        let release = WriteOp::Evict { id: id.to_owned(), wake_at: engine.now() };
+        let fence = WriteOp::AssertOwner { id: id.to_owned(), owner: engine.owner().to_owned() };
+        let wake_at = engine.now().saturating_add(millis(after));
+        let release = WriteOp::Evict { id: id.to_owned(), wake_at };
         match engine.commit(vec![fence, release]).await {
             Ok(_) | Err(StoreError::Fenced(_)) => return,
             Err(error) => {
@@ -239,6 +246,54 @@ async fn hand_back(engine: &Arc<Engine>, id: &str, token: u64) {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
+        }
+    }
+}
+
+/// How many times in a row this process finds an instance's journal unreadable before it fails
+/// the instance.
+const UNREADABLE_JOURNAL_LIMIT: u32 = 5;
+
+/// The first wait before an instance whose journal was unreadable is claimed again; each next
+/// one is [`UNREADABLE_BACKOFF`] times longer (1 s, 4 s, 16 s, 64 s).
+const UNREADABLE_FIRST_WAIT: Duration = Duration::from_secs(1);
+const UNREADABLE_BACKOFF: u32 = 4;
+
+/// An instance whose journal does not decode ([`StoreError::Corrupt`]: a row damaged behind the
+/// store's back, or written by a newer version of this library). Such a journal does not mend by
+/// itself, so handing the instance back for a claim at once would replay into the same error
+/// again and again, a hot loop. Instead it is handed back with a wake-up that backs off (1 s,
+/// then 4 times longer each time, in workflow time), leaving room for a repair or for a worker
+/// that reads the row; after [`UNREADABLE_JOURNAL_LIMIT`] unreadable reads in a row in this
+/// process it is failed, error type `CorruptJournal`, with the store's message naming the row.
+/// The count is this process's, in memory: every process gives the instance as many tries.
+async fn unreadable_journal(engine: &Arc<Engine>, record: &InstanceRecord, error: &str, token: u64) {
+    let unreadable = engine.journal_unreadable(&record.id);
+    if unreadable < UNREADABLE_JOURNAL_LIMIT {
+        let wait = UNREADABLE_FIRST_WAIT.saturating_mul(UNREADABLE_BACKOFF.saturating_pow(unreadable - 1));
+        tracing::error!(%error, unreadable, retry_in = ?wait, "the journal does not decode; handing the instance back");
+        hand_back(engine, &record.id, token, wait).await;
+        return;
+    }
+    engine.forget_unreadable(&record.id);
+    let ending = Ending::failed(FailureDetails {
+        error_type: "CorruptJournal".into(),
+        message: format!("the journal did not decode {unreadable} times in a row: {error}"),
+    });
+    let now = engine.now();
+    let mut ops = vec![WriteOp::AssertOwner { id: record.id.clone(), owner: engine.owner().to_owned() }];
+    ops.extend(ending.ops(record, now));
+    match engine.commit(ops).await {
+        Ok(_) => {
+            tracing::error!(%error, "the journal does not decode; failed the instance");
+            engine.notify_completion(&ending.status(record, record.custom_status.clone(), now));
+        }
+        Err(error @ StoreError::Fenced(_)) => {
+            tracing::info!(%error, "could not fail the instance: it changed elsewhere");
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not fail the instance; handing it back");
+            hand_back(engine, &record.id, token, Duration::ZERO).await;
         }
     }
 }
@@ -272,7 +327,7 @@ async fn finish(
         Err(error) => {
             // Replayed to its end again once the store answers.
             tracing::error!(%error, "could not record the instance's end; handing it back");
-            hand_back(engine, &record.id, token).await;
+            hand_back(engine, &record.id, token, Duration::ZERO).await;
         }
     }
 }

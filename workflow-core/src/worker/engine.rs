@@ -29,6 +29,8 @@ pub(super) struct Settings {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) registry: Registry,
     pub(super) worker_id: String,
+    /// What this runtime writes as the owner of what it claims: `worker_id` and a nonce.
+    pub(super) owner: String,
     pub(super) lease: Duration,
     pub(super) evict_idle_after: Duration,
     /// Whether a wait longer than `evict_idle_after` is evicted as soon as it begins (only with
@@ -46,7 +48,11 @@ pub(crate) struct Engine {
     registry: Registry,
     /// The registered workflows' names, sorted: what this worker claims.
     workflow_names: Vec<String>,
+    /// The worker id the runtime was built with (or a random one): a label for people.
     worker_id: String,
+    /// The owner written on the leases this runtime takes and checked by its fences: the worker
+    /// id and a nonce of this build, so two runtimes never share one, whatever their worker ids.
+    owner: String,
     lease: Duration,
     /// An instance waiting this long with nothing running is dropped from memory.
     evict_idle_after: Duration,
@@ -67,6 +73,9 @@ pub(crate) struct Engine {
     inboxes: Mutex<HashMap<String, Arc<Notify>>>,
     /// The context of each run under way here, to stop it from outside.
     live: Mutex<HashMap<String, WorkflowContext>>,
+    /// How many times in a row this process found each instance's journal unreadable (see
+    /// `driver::unreadable_journal`); an instance leaves it once its journal reads, or it failed.
+    unreadable: Mutex<HashMap<String, u32>>,
     active_drivers: AtomicUsize,
     drivers_idle: Notify,
     /// Whether runnable instances may be waiting in the store for a free slot.
@@ -87,6 +96,7 @@ impl Engine {
             registry: settings.registry,
             workflow_names,
             worker_id: settings.worker_id,
+            owner: settings.owner,
             lease: settings.lease,
             evict_idle_after: settings.evict_idle_after,
             evict_long_waits: settings.evict_long_waits,
@@ -98,6 +108,7 @@ impl Engine {
             next_mark: AtomicU64::new(1),
             inboxes: Mutex::default(),
             live: Mutex::default(),
+            unreadable: Mutex::default(),
             active_drivers: AtomicUsize::new(0),
             drivers_idle: Notify::new(),
             backlog: AtomicBool::new(true),
@@ -128,8 +139,14 @@ impl Engine {
         self.lease
     }
 
+    /// The worker id (a label: see [`Self::owner`] for the lease owner).
     pub(crate) fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// The owner of this runtime's leases, on instances and tasks, and of its fences.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -320,6 +337,23 @@ impl Engine {
         }
     }
 
+    /// Counts one more unreadable journal of `id` in a row here; returns the count.
+    pub(super) fn journal_unreadable(&self, id: &str) -> u32 {
+        let Ok(mut unreadable) = self.unreadable.lock() else { return 1 };
+        let count = unreadable.entry(id.to_owned()).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// Forgets the unreadable journals of `id` (it read, or the instance failed for them).
+    pub(super) fn forget_unreadable(&self, id: &str) {
+        if let Ok(mut unreadable) = self.unreadable.lock() {
+            if unreadable.remove(id).is_some() {
+                shrink(&mut unreadable);
+            }
+        }
+    }
+
     /// Counts a driver in; the returned guard counts it out (and says when none is left).
     pub(super) fn driver_started(self: &Arc<Self>) -> DriverGuard {
         self.active_drivers.fetch_add(1, Ordering::SeqCst);
@@ -356,7 +390,7 @@ impl Engine {
             // It runs here from this commit on: created Running, which saves the first turn a
             // commit of its own for the Pending-to-Running change.
             record.status = RuntimeStatus::Running;
-            record.owner = Some(self.worker_id.clone());
+            record.owner = Some(self.owner.clone());
             record.lease_until = Some(self.lease_until());
         }
         let mut ops = vec![WriteOp::CreateInstance(record.clone())];

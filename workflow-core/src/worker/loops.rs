@@ -32,8 +32,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
         let mut full_batch = false;
         if free > 0 && !engine.workflow_names().is_empty() {
             let (now, lease_until) = (engine.now(), engine.lease_until());
-            let claimed =
-                engine.store().claim(engine.worker_id(), engine.workflow_names(), now, lease_until, free).await;
+            let claimed = engine.store().claim(engine.owner(), engine.workflow_names(), now, lease_until, free).await;
             match claimed {
                 Ok(records) => {
                     full_batch = records.len() >= free;
@@ -47,10 +46,8 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             // moment), hand the claim back now: nothing would, and the renewals
                             // would keep it ours for good.
                             if !engine.supersede(&record.id, "the instance was handed out again") {
-                                let fence = WriteOp::AssertOwner {
-                                    id: record.id.clone(),
-                                    owner: engine.worker_id().to_owned(),
-                                };
+                                let fence =
+                                    WriteOp::AssertOwner { id: record.id.clone(), owner: engine.owner().to_owned() };
                                 let release = WriteOp::Evict { id: record.id, wake_at: engine.now() };
                                 let _ = engine.commit(vec![fence, release]).await;
                             }
@@ -140,7 +137,7 @@ pub(super) async fn renew_loop(engine: Arc<Engine>) {
         if engine.is_shutting_down() {
             return;
         }
-        wait = match engine.store().renew_leases(engine.worker_id(), engine.lease_until()).await {
+        wait = match engine.store().renew_leases(engine.owner(), engine.lease_until()).await {
             Ok(_) => every,
             Err(error) => {
                 let retry = if wait >= every { first_retry } else { (wait * 2).min(every) };

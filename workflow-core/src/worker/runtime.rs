@@ -76,12 +76,16 @@ impl RuntimeBuilder {
         self
     }
 
-    /// This worker's id (the owner written on what it claims). Random by default.
+    /// This worker's id, a label for people (activities see it as
+    /// [`ActivityContext::worker_id`](crate::ActivityContext::worker_id)); random by default.
     ///
-    /// On a store that keeps liveness marks (SQLite on a file, PostgreSQL; see
-    /// [`Store::register_worker`]) a dead worker's instances and tasks are taken over within a
-    /// fraction of a second whatever its id. On other stores, a stable id lets a restarted process
-    /// take its own instances back at once instead of after their leases lapse.
+    /// It is not the owner written on what the runtime claims: that is the id and a nonce of this
+    /// build, `<id>#<nonce>` ([`Runtime::owner_id`]), so two runtimes never pass each other's
+    /// fences, even with one worker id (two processes started with the same configuration, or a
+    /// process restarted while the old one still runs). A restarted process gets its
+    /// predecessor's instances back through the store's liveness marks, at once if the
+    /// predecessor is dead (SQLite on a file, PostgreSQL, the memory store; see
+    /// [`Store::register_worker`]), otherwise when their leases lapse, never while it lives.
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
         self
@@ -174,19 +178,21 @@ impl RuntimeBuilder {
         if self.lease < Duration::from_millis(30) {
             return Err(Error::Config("the lease must be at least 30ms".into()));
         }
-        if let Some(id) = &self.worker_id {
-            // A restarted worker with a stable id takes its own instances back at once.
-            store.release_leases(id).await?;
-        }
-        let worker_id = self.worker_id.unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple()));
+        let worker_id = self.worker_id.unwrap_or_else(|| format!("worker-{}", &nonce()[..8]));
+        // Never the worker id alone: a second runtime with the same id (a restart whose
+        // predecessor still runs, say) must not pass this one's fences, nor it theirs. A dead
+        // predecessor's leases are not released here by id: the liveness loop releases them, at
+        // its first look, once the store says the predecessor is dead, and never while it lives.
+        let owner = format!("{worker_id}#{}", nonce());
         // Held as long as the runtime: other processes take this worker's instances over at once
         // when its process dies (or the runtime is dropped), not when its leases lapse.
-        let mark = store.register_worker(&worker_id).await?;
+        let mark = store.register_worker(&owner).await?;
         let engine = Arc::new(Engine::new(Settings {
             store,
             clock: self.clock,
             registry: self.registry,
             worker_id,
+            owner,
             lease: self.lease,
             evict_idle_after: self.evict_idle_after,
             evict_long_waits: self.system_clock,
@@ -234,9 +240,17 @@ impl Runtime {
         Client::local(self.engine.clone())
     }
 
-    /// This worker's id (the owner written on the instances it holds).
+    /// This worker's id: the one given to [`RuntimeBuilder::worker_id`], or the random one it
+    /// got. A label; several runtimes may share it.
     pub fn worker_id(&self) -> &str {
         self.engine.worker_id()
+    }
+
+    /// The owner this runtime writes on the instances and activity tasks it claims
+    /// ([`InstanceRecord::owner`](crate::store::InstanceRecord::owner)), and that its writes are
+    /// fenced by: `<worker id>#<nonce>`, the nonce new at each build, so no other runtime has it.
+    pub fn owner_id(&self) -> &str {
+        self.engine.owner()
     }
 
     /// The store.
@@ -260,11 +274,18 @@ impl Runtime {
             handle.abort();
         }
         let _ = tokio::time::timeout(grace, self.engine.drivers_idle()).await;
-        self.engine.store().release_leases(self.engine.worker_id()).await?;
+        self.engine.store().release_leases(self.engine.owner()).await?;
         // Nothing is held any more: the mark can go (another worker would find nothing to take).
         drop(self.mark.lock().map(|mut mark| mark.take()));
         Ok(())
     }
+}
+
+/// 16 hex digits of a new random UUID (60 random bits), new at each call.
+fn nonce() -> String {
+    let mut nonce = uuid::Uuid::new_v4().simple().to_string();
+    nonce.truncate(16);
+    nonce
 }
 
 impl Drop for Runtime {

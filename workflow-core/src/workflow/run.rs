@@ -214,10 +214,8 @@ impl WorkflowContext {
     /// the instance: a worker whose lease was taken over cannot write to it (the store refuses
     /// the batch and this run is abandoned).
     pub(crate) fn take_fenced_batch(&self) -> Vec<WriteOp> {
-        let fence = WriteOp::AssertOwner {
-            id: self.instance_id().to_owned(),
-            owner: self.shared.engine.worker_id().to_owned(),
-        };
+        let fence =
+            WriteOp::AssertOwner { id: self.instance_id().to_owned(), owner: self.shared.engine.owner().to_owned() };
         let buffered = std::mem::take(&mut self.state().buffered);
         std::iter::once(fence).chain(buffered).collect()
     }

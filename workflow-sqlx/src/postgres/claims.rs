@@ -2,22 +2,26 @@
 //! LOCKED`, so concurrent claimers never wait for each other), renewing and releasing a worker's
 //! leases, and storing a claimed task's outcome, each one statement retried on a conflict.
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::Row;
 use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal};
 
 use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
-use super::sql::{CLAIM, CLAIM_TASKS, COMPLETE_TASK, RELEASE_LEASES, RENEW_LEASES};
+use super::sql::{CLAIM, CLAIM_TASKS, COMPLETE_TASK, FAIL_DAMAGED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE};
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
+use crate::shared::quarantine::{Quarantine, SetAside};
 use crate::shared::rows::{instance_from_row, task_from_row};
 use crate::shared::to_i64;
 
 /// Claims up to `limit` runnable instances of `workflows` for `worker` until `lease_until`,
-/// oldest first.
+/// oldest first. A claimed row that does not decode is set aside, not returned (see
+/// `shared::quarantine`; `quarantine` counts its failed decodes).
 pub(super) async fn claim(
     pool: &PgPool,
+    quarantine: &Quarantine,
     worker: &str,
     workflows: &[String],
     now: Millis,
@@ -39,9 +43,66 @@ pub(super) async fn claim(
             .map_err(failed("claiming instances"))
     })
     .await?;
-    let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
+    // Each row decoded on its own: a damaged one must not strand the healthy ones, which the
+    // committed claim made this worker's. (Setting it aside is a statement of its own, after the
+    // claim's: a claim stays one round trip when every row decodes, as it nearly always does.)
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match instance_from_row(row) {
+            Ok(record) => claimed.push(record),
+            Err(error) => set_aside(pool, quarantine, worker, row, &error, now).await,
+        }
+    }
+    quarantine.decoded(claimed.iter().map(|record| record.id.as_str()));
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
+}
+
+/// Sets aside a claimed row that did not decode (`error`): undoes `worker`'s claim with a later
+/// wake-up, or fails its instance (see `shared::quarantine`). A failure to write that is logged,
+/// not returned: the healthy rows of the claim are returned all the same, and the row stays this
+/// worker's until its process ends (it is not run: nothing can read it).
+async fn set_aside(pool: &PgPool, quarantine: &Quarantine, worker: &str, row: &PgRow, error: &StoreError, now: Millis) {
+    let Ok(id) = row.try_get::<String, _>("id") else {
+        tracing::error!(%error, "postgres: a claimed instance row does not decode, nor does its id; it stays claimed");
+        return;
+    };
+    let written = match quarantine.set_aside(&id, now, error) {
+        SetAside::Later { wake_at } => {
+            retrying_idempotent(|| {
+                let id = id.as_str();
+                async move {
+                    sqlx::query(SET_ASIDE)
+                        .bind(id)
+                        .bind(worker)
+                        .bind(wake_at)
+                        .execute(pool)
+                        .await
+                        .map_err(failed("setting a damaged row aside"))
+                }
+            })
+            .await
+        }
+        SetAside::Fail { error } => {
+            retrying_idempotent(|| {
+                let (id, error) = (id.as_str(), error.as_str());
+                async move {
+                    sqlx::query(FAIL_DAMAGED)
+                        .bind(id)
+                        .bind(worker)
+                        .bind(error)
+                        .bind(now)
+                        .execute(pool)
+                        .await
+                        .map_err(failed("failing a damaged instance"))
+                }
+            })
+            .await
+        }
+    };
+    if let Err(error) = written {
+        tracing::error!(instance_id = %id, %error, "postgres: could not set a damaged row aside; it stays claimed");
+    }
 }
 
 /// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;

@@ -46,6 +46,7 @@ use self::sql::{
 };
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
+use crate::shared::quarantine::Quarantine;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
 };
@@ -95,6 +96,8 @@ pub struct PostgresStore {
     connect: liveness::Connect,
     /// The workers registered through this store (alive, whatever their connection says).
     own_workers: Arc<Mutex<HashSet<String>>>,
+    /// The claimed rows that did not decode, with their failed decodes in a row.
+    quarantine: Quarantine,
 }
 
 impl PostgresStore {
@@ -124,6 +127,7 @@ impl PostgresStore {
             statements: StatementCache::default(),
             connect: liveness::Connect(connect),
             own_workers: Arc::default(),
+            quarantine: Quarantine::default(),
         })
     }
 
@@ -250,7 +254,7 @@ impl Store for PostgresStore {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
-        claims::claim(&self.pool, worker, workflows, now, lease_until, limit).await
+        claims::claim(&self.pool, &self.quarantine, worker, workflows, now, lease_until, limit).await
     }
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {

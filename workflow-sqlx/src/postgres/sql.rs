@@ -171,6 +171,21 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Undoes worker `$2`'s claim of the instance `$1`, whose row did not decode, until `$3` (see
+/// `shared::quarantine`).
+pub(super) const SET_ASIDE: &str =
+    "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = $3 WHERE id = $1 AND owner = $2";
+
+/// Fails the instance `$1` claimed by worker `$2`, whose row did not decode, with the stored
+/// failure `$3` at `$4`, as a finish does: its tasks deleted, its parent woken (see
+/// `shared::quarantine`).
+pub(super) const FAIL_DAMAGED: &str = "WITH failed AS (UPDATE instances SET status = 'Failed', error = $3, \
+     owner = NULL, lease_until = NULL, wake_at = NULL, updated_at = $4, completed_at = $4 \
+     WHERE id = $1 AND owner = $2 RETURNING id, parent_id), \
+     tasks AS (DELETE FROM activity_tasks WHERE instance_id IN (SELECT id FROM failed)), \
+     parent AS (UPDATE instances SET wake_at = $4 WHERE id IN (SELECT parent_id FROM failed)) \
+     SELECT count(*) FROM failed";
+
 /// The task claim: the oldest `$5` unfinished tasks of the activities `$3` visible at `$4`, unowned
 /// or with a lapsed lease, locked so that no concurrent claim takes them (it skips them instead of
 /// waiting), taken for worker `$1` until `$2`. The outcome test is spelled as in the partial index

@@ -1,10 +1,12 @@
 //! What both backends use: the statement of a list query ([`list`]), the regrouping of a write
 //! batch into layers of multi-row statements ([`plan`]), reading rows back into records ([`rows`]),
-//! with the column lists those read, and the orders records are returned in ([`order`]).
+//! with the column lists those read, the orders records are returned in ([`order`]), and what a
+//! claim does with a row that does not decode ([`quarantine`]).
 
 pub(crate) mod list;
 pub(crate) mod order;
 pub(crate) mod plan;
+pub(crate) mod quarantine;
 pub(crate) mod rows;
 
 /// `value` as a SQL integer: `i64::MAX` if it is larger.

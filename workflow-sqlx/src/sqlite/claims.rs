@@ -1,12 +1,16 @@
 //! Claims and leases: taking runnable instances and visible tasks for a worker (a look on a reader
-//! first, so an idle poll costs no write, then the claim under the write lock), renewing and
-//! releasing a worker's leases, and storing a claimed task's outcome.
+//! first, so an idle poll costs no write, then the claim under the write lock, which sets aside
+//! the rows that do not decode: see `shared::quarantine`), renewing and releasing a worker's
+//! leases, and storing a claimed task's outcome.
 
-use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::Row;
+use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal};
 
 use super::{backend, SqliteStore};
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
+use crate::shared::quarantine::SetAside;
 use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
 use crate::shared::to_i64;
 
@@ -51,7 +55,7 @@ fn claim_statements(workflows: usize) -> (String, String) {
          UNION ALL SELECT id, created_at FROM (SELECT id, created_at {due_scan} \
          ORDER BY wake_at, created_at, id LIMIT ?2)) \
          ORDER BY created_at, id LIMIT ?2) \
-         RETURNING {INSTANCE_COLUMNS}",
+         RETURNING rowid AS claimed_rowid, {INSTANCE_COLUMNS}",
         worker = workflows + 3,
         until = workflows + 4,
     );
@@ -103,11 +107,81 @@ pub(super) async fn claim(
     let query = query.bind(worker).bind(lease_until);
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a claim").await?;
-    let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"));
-    let rows = store.end_immediate(&mut conn, rows, "committing a claim").await?;
-    let mut claimed = rows.iter().map(instance_from_row).collect::<Result<Vec<_>, _>>()?;
+    // Each row decoded on its own, in the claim's transaction: a damaged one is set aside (see
+    // `shared::quarantine`) before the commit, so the claim never leaves a row owned that it does
+    // not return.
+    let claimed = async {
+        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut failed = Vec::new();
+        for row in &rows {
+            match instance_from_row(row) {
+                Ok(record) => claimed.push(record),
+                Err(error) => failed.extend(set_aside(store, &mut conn, row, &error, now).await?),
+            }
+        }
+        Ok::<_, StoreError>((claimed, failed))
+    }
+    .await;
+    let (mut claimed, failed) = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
+    store.quarantine.decoded(claimed.iter().map(|record| record.id.as_str()));
+    store.signal(failed.into_iter().map(WakeSignal::Finished));
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
+}
+
+/// Sets aside a claimed row that did not decode (`error`), in the claim's transaction: undoes its
+/// claim with a later wake-up, or fails its instance (see `shared::quarantine`). Returns the id of
+/// an instance it failed, if its id reads.
+async fn set_aside(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    row: &SqliteRow,
+    error: &StoreError,
+    now: Millis,
+) -> Result<Option<String>, StoreError> {
+    // The rowid names the row whatever its columns hold.
+    let rowid: i64 = row.try_get("claimed_rowid").map_err(backend("reading a claimed row's rowid"))?;
+    let id: Option<String> = row.try_get("id").ok();
+    let key = id.clone().unwrap_or_else(|| format!("instances rowid {rowid}"));
+    match store.quarantine.set_aside(&key, now, error) {
+        SetAside::Later { wake_at } => {
+            sqlx::query("UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = ? WHERE rowid = ?")
+                .bind(wake_at)
+                .bind(rowid)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("setting a damaged row aside"))?;
+            Ok(None)
+        }
+        SetAside::Fail { error } => {
+            // As a finish: its tasks go and its parent wakes to see it.
+            sqlx::query("DELETE FROM activity_tasks WHERE instance_id = (SELECT id FROM instances WHERE rowid = ?)")
+                .bind(rowid)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("deleting a damaged instance's tasks"))?;
+            sqlx::query(
+                "UPDATE instances SET wake_at = ?1 WHERE id = (SELECT parent_id FROM instances WHERE rowid = ?2)",
+            )
+            .bind(now)
+            .bind(rowid)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("waking a damaged instance's parent"))?;
+            sqlx::query(
+                "UPDATE instances SET status = 'Failed', error = ?1, owner = NULL, lease_until = NULL, \
+                 wake_at = NULL, updated_at = ?2, completed_at = ?2 WHERE rowid = ?3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(rowid)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("failing a damaged instance"))?;
+            Ok(id)
+        }
+    }
 }
 
 /// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;

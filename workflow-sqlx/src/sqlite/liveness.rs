@@ -66,9 +66,10 @@ fn dead(path: &Path) -> Option<Option<Held>> {
 }
 
 /// Registers `worker`: creates and locks a file of its own, then writes the worker's row (so the
-/// row never names a file nobody holds while the worker lives). The file of a previous process
-/// with the same worker id is removed if that process is dead, and a warning says so if it is
-/// not (two live processes with one worker id cannot be told apart).
+/// row never names a file nobody holds while the worker lives). `worker` is a runtime's lease
+/// owner, new at each build, so it is normally registered once; should a previous registration
+/// of it exist, its file is removed if its process is dead, and a warning says so if it is not
+/// (two live holders of one owner cannot be told apart).
 pub(super) async fn register(store: &SqliteStore, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
     let Some(dir) = &store.workers_dir else { return Ok(None) };
     std::fs::create_dir_all(dir).map_err(io("creating the workers' lock directory"))?;
@@ -105,8 +106,7 @@ pub(super) async fn register(store: &SqliteStore, worker: &str) -> Result<Option
             Some(old) => drop(old),
             None => tracing::warn!(
                 worker,
-                "sqlite: another live process uses this worker id; the two cannot be told apart (give each \
-                 process an id of its own)"
+                "sqlite: another live process registered this worker (lease owner); the two cannot be told apart"
             ),
         }
     }

@@ -34,6 +34,7 @@ use workflow_core::store::{
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
+use crate::shared::quarantine::Quarantine;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, EVENT_COLUMNS,
     INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS,
@@ -74,6 +75,8 @@ pub struct SqliteStore {
     workers_dir: Option<PathBuf>,
     /// Change hints for this store object's users in this process.
     signals: broadcast::Sender<WakeSignal>,
+    /// The claimed rows that did not decode, with their failed decodes in a row.
+    quarantine: Quarantine,
 }
 
 /// How many hints a slow subscriber may fall behind before it is told it lagged (and polls).
@@ -102,6 +105,7 @@ impl SqliteStore {
             stats: StatsCounter::default(),
             workers_dir,
             signals: broadcast::channel(SIGNAL_CAPACITY).0,
+            quarantine: Quarantine::default(),
         })
     }
 
