@@ -251,6 +251,28 @@ impl Store for SqliteStore {
         rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        // Spelled as `events_unconsumed` is, so its range is read and nothing else.
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND name = ? COLLATE NOCASE AND seq > ? \
+             AND consumed_by_seq IS NULL ORDER BY seq LIMIT ?"
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(backend("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
         claims::renew_leases(self, worker, lease_until).await
     }
