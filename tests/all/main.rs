@@ -8,6 +8,7 @@ mod durable;
 mod engine;
 #[cfg(feature = "http")]
 mod http;
+mod limits;
 mod manage;
 #[cfg(feature = "postgres")]
 mod pg_restart;
