@@ -198,6 +198,11 @@ fn inbox_full(events: &BTreeMap<i64, (EventRecord, bool)>, ops: &[WriteOp]) -> O
     })
 }
 
+/// `record` as a list without payloads returns it.
+fn without_payloads(record: InstanceRecord) -> InstanceRecord {
+    InstanceRecord { input: String::new(), output: None, custom_status: None, ..record }
+}
+
 /// Whether an instance matches a list query's filters (not its paging).
 fn matches(query: &InstanceQuery, instance: &InstanceRecord) -> bool {
     (query.statuses.is_empty() || query.statuses.contains(&instance.status))
@@ -287,7 +292,8 @@ impl Store for MemoryStore {
         let tables = self.lock()?;
         let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(found.into_iter().take(query.limit).cloned().collect())
+        let page = found.into_iter().take(query.limit).cloned();
+        Ok(page.map(|record| if query.without_payloads { without_payloads(record) } else { record }).collect())
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

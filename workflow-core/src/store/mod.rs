@@ -272,6 +272,10 @@ pub struct InstanceQuery {
     pub after: Option<(Millis, String)>,
     /// At most this many (0 returns none).
     pub limit: usize,
+    /// Leave the payloads out: each record's `input` is empty and its `output` and
+    /// `custom_status` are `None` (a store should not even read them), so a page of many
+    /// instances costs their metadata only.
+    pub without_payloads: bool,
 }
 
 /// A hint from the store that something changed, possibly in another process sharing the

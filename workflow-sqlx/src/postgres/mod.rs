@@ -49,6 +49,7 @@ use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
+    INSTANCE_COLUMNS_WITHOUT_PAYLOADS,
 };
 
 pub use self::options::PostgresOptions;
@@ -258,7 +259,8 @@ impl Store for PostgresStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Postgres);
+        let columns = if query.without_payloads { INSTANCE_COLUMNS_WITHOUT_PAYLOADS } else { INSTANCE_COLUMNS };
+        let statement = list_statement(query, columns, Dialect::Postgres);
         let statement = &statement;
         let rows = retrying_idempotent(|| async move {
             statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))

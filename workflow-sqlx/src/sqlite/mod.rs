@@ -36,7 +36,7 @@ use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, EVENT_COLUMNS,
-    INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS,
+    INSTANCE_COLUMNS, INSTANCE_COLUMNS_WITHOUT_PAYLOADS, JOURNAL_COLUMNS, TASK_COLUMNS,
 };
 
 pub use self::options::{SqliteOptions, Synchronous};
@@ -234,7 +234,8 @@ impl Store for SqliteStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Sqlite);
+        let columns = if query.without_payloads { INSTANCE_COLUMNS_WITHOUT_PAYLOADS } else { INSTANCE_COLUMNS };
+        let statement = list_statement(query, columns, Dialect::Sqlite);
         let rows =
             statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
