@@ -314,3 +314,40 @@ async fn payloads_over_the_limit_are_never_stored() {
     assert!(refused.starts_with("refused: the input of activity `echo` is 5002 bytes"), "{refused}");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// On SQLite, a wait's read of one name and the inbox room check are answered from the
+/// `events_unconsumed` index alone (no scan of the events table, no sort), whatever else the
+/// inbox holds. The statements are spelled as the store spells them.
+#[tokio::test]
+async fn sqlite_reads_inboxes_from_an_index() {
+    let store = workflow::SqliteStore::open("sqlite::memory:").await.unwrap();
+    let plan_of = |sql: &'static str| {
+        let store = &store;
+        async move {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind("id")
+                .bind("name")
+                .bind(0_i64)
+                .bind(10_i64)
+                .bind(100_i64)
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            rows.iter().map(|row| sqlx::Row::get::<String, _>(row, "detail")).collect::<Vec<_>>().join("; ")
+        }
+    };
+    let named = plan_of(
+        "SELECT seq, instance_id, name, payload, created_at FROM events WHERE instance_id = ? \
+         AND name = ? COLLATE NOCASE AND seq > ? AND consumed_by_seq IS NULL ORDER BY seq LIMIT ?",
+    )
+    .await;
+    assert!(named.contains("USING INDEX events_unconsumed (instance_id=? AND name=? AND seq>?)"), "{named}");
+    assert!(!named.contains("TEMP B-TREE"), "{named}");
+    let room = plan_of(
+        "SELECT v.column1 FROM (VALUES (?, ?, ?, ?, ?)) AS v WHERE EXISTS (SELECT 1 FROM (SELECT count(*) AS n, \
+         COALESCE(sum(e.payload_bytes), 0) AS b FROM events AS e WHERE e.instance_id = v.column1 \
+         AND e.consumed_by_seq IS NULL) AS held WHERE held.n + v.column2 > v.column4 OR held.b + v.column3 > v.column5)",
+    )
+    .await;
+    assert!(room.contains("USING COVERING INDEX events_unconsumed (instance_id=?)"), "{room}");
+}
