@@ -4,106 +4,30 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use workflow::prelude::*;
-use workflow::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats, TaskOutcome,
-    TaskRecord, WakeSignal, WriteOp, WriteOutcome,
-};
+use workflow::store::{EventRecord, Store};
 use workflow::{Error, Limits};
 
-use crate::support::wait_until;
+use crate::support::{wait_until, ObservedStore, Observer};
 
-/// A memory store that counts the event records its reads of inboxes return, and the reads of
-/// whole inboxes (`events`).
+/// Counts the event records reads of inboxes return, and the reads of whole inboxes (`events`).
 #[derive(Default)]
-struct InboxCounter {
-    inner: MemoryStore,
+struct InboxCounts {
     events_read: AtomicUsize,
     whole_inbox_reads: AtomicUsize,
 }
 
-#[async_trait]
-impl Store for InboxCounter {
-    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
-        self.inner.write(ops).await
-    }
-    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id).await
-    }
-    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
-        self.inner.journal(id, generation).await
-    }
-    async fn claim(
-        &self,
-        worker: &str,
-        workflows: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.claim(worker, workflows, now, lease_until, limit).await
-    }
-    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.list(query).await
-    }
-    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let events = self.inner.events(id).await?;
+impl Observer for InboxCounts {
+    fn events(&self, events: &[EventRecord]) {
         self.whole_inbox_reads.fetch_add(1, Ordering::SeqCst);
         self.events_read.fetch_add(events.len(), Ordering::SeqCst);
-        Ok(events)
     }
-    async fn events_named(
-        &self,
-        id: &str,
-        name: &str,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        let events = self.inner.events_named(id, name, after, limit).await?;
+    fn events_named(&self, events: &[EventRecord]) {
         self.events_read.fetch_add(events.len(), Ordering::SeqCst);
-        Ok(events)
-    }
-    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        self.inner.renew_leases(worker, lease_until).await
-    }
-    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        self.inner.release_leases(worker).await
-    }
-    async fn claim_tasks(
-        &self,
-        worker: &str,
-        activities: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.claim_tasks(worker, activities, now, lease_until, limit).await
-    }
-    async fn complete_task(
-        &self,
-        worker: &str,
-        instance_id: &str,
-        generation: u32,
-        seq: u32,
-        attempt: u32,
-        outcome: &TaskOutcome,
-    ) -> Result<bool, StoreError> {
-        self.inner.complete_task(worker, instance_id, generation, seq, attempt, outcome).await
-    }
-    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.finished_tasks(instance_ids).await
-    }
-    fn wake_signals(&self) -> Option<tokio::sync::broadcast::Receiver<WakeSignal>> {
-        self.inner.wake_signals()
-    }
-    async fn probe_commit(&self) -> Result<(), StoreError> {
-        self.inner.probe_commit().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
     }
 }
+
+type InboxCounter = ObservedStore<InboxCounts>;
 
 #[workflow]
 async fn awaits_go(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
@@ -184,9 +108,9 @@ async fn a_wait_reads_only_the_events_of_its_name() {
     wait_until("the instance to wait", || async { runtime.instances_in_memory() == 1 }).await;
     local.raise_event(&id, "GO", &5).await.unwrap();
     assert_eq!(local.result::<u32>(&id, Some(Duration::from_secs(20))).await.unwrap(), 5);
-    let read = store.events_read.load(Ordering::SeqCst);
+    let read = store.observer.events_read.load(Ordering::SeqCst);
     assert!(read <= 5, "the wait read {read} event records; the inbox held 300 others");
-    assert_eq!(store.whole_inbox_reads.load(Ordering::SeqCst), 0, "no read of the whole inbox");
+    assert_eq!(store.observer.whole_inbox_reads.load(Ordering::SeqCst), 0, "no read of the whole inbox");
     assert_eq!(store.events(&id).await.unwrap().len(), 300, "the others stay buffered");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
@@ -212,7 +136,7 @@ async fn an_evicted_wait_wakes_for_its_name_only() {
     wait_until("the waiting instance to be evicted", || async { runtime.instances_in_memory() == 0 }).await;
     elsewhere.raise_event(&id, "go", &9).await.unwrap();
     assert_eq!(elsewhere.result::<u32>(&id, Some(Duration::from_secs(20))).await.unwrap(), 9);
-    assert_eq!(store.whole_inbox_reads.load(Ordering::SeqCst), 0, "no read of the whole inbox");
+    assert_eq!(store.observer.whole_inbox_reads.load(Ordering::SeqCst), 0, "no read of the whole inbox");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

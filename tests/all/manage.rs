@@ -519,3 +519,32 @@ async fn a_child_id_cannot_be_taken_by_a_start_or_a_foreign_row() {
     }
     assert_eq!(store.instance("other-g0-c0").await.unwrap().unwrap().parent_id, None, "the foreign row is left alone");
 }
+
+/// Every read of an instance answers as it was a moment earlier: still running.
+#[derive(Default)]
+struct StaleReads;
+
+impl crate::support::Observer for StaleReads {
+    fn instance(&self, _id: &str, found: &mut Option<InstanceRecord>) {
+        if let Some(record) = found {
+            record.status = RuntimeStatus::Running;
+        }
+    }
+}
+
+/// A raise is refused by the store's write itself once the instance has finished (or is gone),
+/// not by a read before it that a finish can overtake: an event never lands in an inbox nobody
+/// will ever take it from.
+#[tokio::test]
+async fn an_event_never_lands_on_a_finished_or_missing_instance() {
+    use workflow::store::conformance::{create, finish_of, instance};
+    let store = Arc::new(crate::support::ObservedStore::<StaleReads>::default());
+    let client = Client::new(store.clone() as Arc<dyn Store>);
+    store.write(&[create(instance("raise-done", "wf", 1)), finish_of("raise-done")]).await.unwrap();
+    let raised = client.raise_event("raise-done", "go", &1).await;
+    assert!(matches!(raised, Err(Error::InstanceFinished(ref id)) if id == "raise-done"), "{raised:?}");
+    assert!(store.events("raise-done").await.unwrap().is_empty(), "the event landed on a finished instance");
+    let raised = client.raise_event("raise-gone", "go", &1).await;
+    assert!(matches!(raised, Err(Error::InstanceNotFound(ref id)) if id == "raise-gone"), "{raised:?}");
+    assert!(store.events("raise-gone").await.unwrap().is_empty());
+}

@@ -5,8 +5,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use workflow::store::Store;
-use workflow::{Client, RecordStatus, RuntimeStatus, SqliteStore};
+use async_trait::async_trait;
+use workflow::store::{
+    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats, TaskOutcome,
+    TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+};
+use workflow::{Client, MemoryStore, RecordStatus, RuntimeStatus, SqliteStore};
 
 /// How long a test waits for something that should happen before it fails.
 pub(crate) const WAIT_LIMIT: Duration = Duration::from_secs(20);
@@ -146,4 +150,126 @@ pub(crate) async fn wait_for_journal(
 /// How many records of the journal are completed.
 pub(crate) fn completed(journal: &[workflow::JournalRecord]) -> usize {
     journal.iter().filter(|r| r.status == RecordStatus::Completed).count()
+}
+
+/// What a test watches (or changes) in the reads of an [`ObservedStore`]; each method is called
+/// with what the read found, and does nothing unless overridden.
+pub(crate) trait Observer: Default + Send + Sync + 'static {
+    /// A read of one instance (it may change what the caller gets).
+    fn instance(&self, _id: &str, _found: &mut Option<InstanceRecord>) {}
+    /// A batch read of instances (the result waiters' shared poll).
+    fn instances(&self, _ids: &[String]) {}
+    /// A watch (the result waiters' first read of new waiters).
+    fn watch(&self, _ids: &[String]) {}
+    /// A read of a whole inbox.
+    fn events(&self, _events: &[EventRecord]) {}
+    /// A read of the events of one name.
+    fn events_named(&self, _events: &[EventRecord]) {}
+}
+
+/// A memory store whose reads `observer` sees; everything else is the memory store's.
+#[derive(Default)]
+pub(crate) struct ObservedStore<O> {
+    inner: MemoryStore,
+    pub(crate) observer: O,
+}
+
+#[async_trait]
+impl<O: Observer> Store for ObservedStore<O> {
+    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        self.inner.write(ops).await
+    }
+    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let mut found = self.inner.instance(id).await?;
+        self.observer.instance(id, &mut found);
+        Ok(found)
+    }
+    async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.observer.instances(ids);
+        self.inner.instances(ids).await
+    }
+    async fn watch(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.observer.watch(ids);
+        self.inner.watch(ids).await
+    }
+    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        self.inner.journal(id, generation).await
+    }
+    async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
+        self.inner.journals(instances).await
+    }
+    async fn claim(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.claim(worker, workflows, now, lease_until, limit).await
+    }
+    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let events = self.inner.events(id).await?;
+        self.observer.events(&events);
+        Ok(events)
+    }
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let events = self.inner.events_named(id, name, after, limit).await?;
+        self.observer.events_named(&events);
+        Ok(events)
+    }
+    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        self.inner.renew_leases(worker, lease_until).await
+    }
+    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        self.inner.release_leases(worker).await
+    }
+    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+        self.inner.register_worker(worker).await
+    }
+    async fn release_dead_workers(&self) -> Result<u64, StoreError> {
+        self.inner.release_dead_workers().await
+    }
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        activities: &[String],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.claim_tasks(worker, activities, now, lease_until, limit).await
+    }
+    async fn complete_task(
+        &self,
+        worker: &str,
+        instance_id: &str,
+        generation: u32,
+        seq: u32,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        self.inner.complete_task(worker, instance_id, generation, seq, attempt, outcome).await
+    }
+    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.finished_tasks(instance_ids).await
+    }
+    fn wake_signals(&self) -> Option<tokio::sync::broadcast::Receiver<WakeSignal>> {
+        self.inner.wake_signals()
+    }
+    async fn probe_commit(&self) -> Result<(), StoreError> {
+        self.inner.probe_commit().await
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
 }

@@ -4,111 +4,33 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use workflow::prelude::*;
-use workflow::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats, TaskOutcome,
-    TaskRecord, WakeSignal, WriteOp, WriteOutcome,
-};
+use workflow::store::{InstanceRecord, Store, WakeSignal};
 
-use crate::support::wait_until;
+use crate::support::{wait_until, ObservedStore, Observer};
 
-/// A memory store that counts the reads of single instances and records the size of each batch
-/// read: watches (a new waiter's first read) and plain ones (the shared poll).
+/// Counts the reads of single instances and records the size of each batch read: watches (a new
+/// waiter's first read) and plain ones (the shared poll).
 #[derive(Default)]
-struct CountingStore {
-    inner: MemoryStore,
+struct Counts {
     single_reads: AtomicUsize,
     watches: Mutex<Vec<usize>>,
     batch_reads: Mutex<Vec<usize>>,
 }
 
-impl CountingStore {
-    async fn read_all(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
-        let mut records = Vec::new();
-        for id in ids {
-            records.extend(self.inner.instance(id).await?);
-        }
-        Ok(records)
+impl Observer for Counts {
+    fn instance(&self, _id: &str, _found: &mut Option<InstanceRecord>) {
+        self.single_reads.fetch_add(1, Ordering::SeqCst);
+    }
+    fn instances(&self, ids: &[String]) {
+        self.batch_reads.lock().unwrap().push(ids.len());
+    }
+    fn watch(&self, ids: &[String]) {
+        self.watches.lock().unwrap().push(ids.len());
     }
 }
 
-#[async_trait]
-impl Store for CountingStore {
-    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
-        self.inner.write(ops).await
-    }
-    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.single_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.instance(id).await
-    }
-    async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.batch_reads.lock().unwrap().push(ids.len());
-        self.read_all(ids).await
-    }
-    async fn watch(&self, ids: &[String]) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.watches.lock().unwrap().push(ids.len());
-        self.read_all(ids).await
-    }
-    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
-        self.inner.journal(id, generation).await
-    }
-    async fn claim(
-        &self,
-        worker: &str,
-        workflows: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.claim(worker, workflows, now, lease_until, limit).await
-    }
-    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.list(query).await
-    }
-    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        self.inner.events(id).await
-    }
-    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        self.inner.renew_leases(worker, lease_until).await
-    }
-    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        self.inner.release_leases(worker).await
-    }
-    async fn claim_tasks(
-        &self,
-        worker: &str,
-        activities: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.claim_tasks(worker, activities, now, lease_until, limit).await
-    }
-    async fn complete_task(
-        &self,
-        worker: &str,
-        instance_id: &str,
-        generation: u32,
-        seq: u32,
-        attempt: u32,
-        outcome: &TaskOutcome,
-    ) -> Result<bool, StoreError> {
-        self.inner.complete_task(worker, instance_id, generation, seq, attempt, outcome).await
-    }
-    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.finished_tasks(instance_ids).await
-    }
-    fn wake_signals(&self) -> Option<tokio::sync::broadcast::Receiver<WakeSignal>> {
-        self.inner.wake_signals()
-    }
-    async fn probe_commit(&self) -> Result<(), StoreError> {
-        self.inner.probe_commit().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
-    }
-}
+type CountingStore = ObservedStore<Counts>;
 
 #[workflow]
 async fn doubled(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
@@ -130,16 +52,16 @@ async fn many_waiters_share_one_bounded_poll() {
     });
     // Three polls cover every waiter (at most 256 ids each), and a few more wait on.
     wait_until("the shared poll to read the waited instances 6 times", || async {
-        store.batch_reads.lock().unwrap().len() >= 6
+        store.observer.batch_reads.lock().unwrap().len() >= 6
     })
     .await;
-    let watches = store.watches.lock().unwrap().clone();
+    let watches = store.observer.watches.lock().unwrap().clone();
     assert_eq!(watches.iter().sum::<usize>(), WAITERS, "each waiter's first read once, batched: {watches:?}");
     assert!(watches.len() < WAITERS / 10, "first reads share batches: {watches:?}");
-    let polls = store.batch_reads.lock().unwrap().clone();
+    let polls = store.observer.batch_reads.lock().unwrap().clone();
     assert!(polls.iter().all(|&ids| ids > 0 && ids <= 256), "bounded polls: {polls:?}");
     assert!(polls.iter().take(3).sum::<usize>() >= WAITERS, "the first polls cover every waiter: {polls:?}");
-    assert_eq!(store.single_reads.load(Ordering::SeqCst), 0, "no waiter reads on its own");
+    assert_eq!(store.observer.single_reads.load(Ordering::SeqCst), 0, "no waiter reads on its own");
 
     // The worker runs in what stands for another process: its own runtime and client.
     let runtime =
@@ -148,7 +70,11 @@ async fn many_waiters_share_one_bounded_poll() {
     for (n, output) in outputs.into_iter().enumerate() {
         assert_eq!(output.unwrap(), n as u64 * 2);
     }
-    assert_eq!(store.watches.lock().unwrap().iter().sum::<usize>(), WAITERS, "no waiter was read again on its own");
+    assert_eq!(
+        store.observer.watches.lock().unwrap().iter().sum::<usize>(),
+        WAITERS,
+        "no waiter was read again on its own"
+    );
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -227,14 +153,16 @@ async fn child_waits_do_not_poll_on_their_own() {
     // Every parent waits for its child: a poll reads all the children at once; one tick later
     // every parent's own first read of its child is done.
     wait_until("a shared poll of every waited child", || async {
-        store.batch_reads.lock().unwrap().contains(&PARENTS)
+        store.observer.batch_reads.lock().unwrap().contains(&PARENTS)
     })
     .await;
-    let polls = store.batch_reads.lock().unwrap().len();
-    wait_until("one more shared poll", || async { store.batch_reads.lock().unwrap().len() > polls }).await;
-    let (reads, polls) = (store.single_reads.load(Ordering::SeqCst), store.batch_reads.lock().unwrap().len());
-    wait_until("five more shared polls", || async { store.batch_reads.lock().unwrap().len() >= polls + 5 }).await;
-    assert_eq!(store.single_reads.load(Ordering::SeqCst), reads, "a parent read its child on its own");
+    let polls = store.observer.batch_reads.lock().unwrap().len();
+    wait_until("one more shared poll", || async { store.observer.batch_reads.lock().unwrap().len() > polls }).await;
+    let (reads, polls) =
+        (store.observer.single_reads.load(Ordering::SeqCst), store.observer.batch_reads.lock().unwrap().len());
+    wait_until("five more shared polls", || async { store.observer.batch_reads.lock().unwrap().len() >= polls + 5 })
+        .await;
+    assert_eq!(store.observer.single_reads.load(Ordering::SeqCst), reads, "a parent read its child on its own");
 
     for (n, id) in ids.iter().enumerate() {
         client.raise_event(&format!("{id}-g0-c0"), "go", &(n as u64)).await.unwrap();

@@ -156,10 +156,18 @@ impl Client {
         self.limits.check_payload(payload).map_err(|size| size.error(format!("the payload of event `{name}`")))?;
         serde_json::from_str::<serde_json::Value>(payload)
             .map_err(|e| Error::InvalidInput { workflow: format!("event `{name}`"), message: e.to_string() })?;
-        let status = self.status(instance_id).await?;
-        if status.status.is_terminal() {
-            return Err(Error::InstanceFinished(instance_id.to_owned()));
-        }
+        validate_instance_id(instance_id)?;
+        // Checked in the write, not read before it: an instance that finishes (or is purged)
+        // meanwhile must not get an event nobody will ever take.
+        let unfinished = WriteOp::AssertStatus {
+            id: instance_id.to_owned(),
+            allowed: vec![
+                RuntimeStatus::Pending,
+                RuntimeStatus::Running,
+                RuntimeStatus::Suspended,
+                RuntimeStatus::ContinuedAsNew,
+            ],
+        };
         // The room is checked in the store, in the transaction that adds the event, so raises
         // racing each other (here or in other processes) cannot together overfill the inbox.
         let (max_events, max_bytes) = (self.limits.inbox_events(), self.limits.inbox_bytes());
@@ -177,11 +185,13 @@ impl Client {
             created_at: self.now(),
         };
         // Through a runtime, the commit also wakes the instance if it runs (or waits) here.
-        match self.write(vec![room, op]).await {
+        match self.write(vec![unfinished, room, op]).await {
             Ok(_) => Ok(()),
             Err(Error::Store(StoreError::InboxFull { id, events, bytes })) => {
                 Err(Error::InboxFull { instance_id: id, events, bytes, max_events, max_bytes })
             }
+            Err(Error::Store(StoreError::Conflict { id, status: None })) => Err(Error::InstanceNotFound(id)),
+            Err(Error::Store(StoreError::Conflict { id, status: Some(_) })) => Err(Error::InstanceFinished(id)),
             Err(error) => Err(error),
         }
     }

@@ -125,8 +125,8 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
         }
         Err(error) => {
             // One caller's bad op must not fail the others: retry each request on its own. A raise
-            // into a full inbox is an answer, not a fault: no warning for it.
-            if matches!(error, StoreError::InboxFull { .. }) {
+            // into a full inbox or onto a finished instance is an answer, not a fault: no warning.
+            if matches!(error, StoreError::InboxFull { .. } | StoreError::Conflict { .. }) {
                 tracing::debug!(%error, requests = batch.len(), "group commit refused; retrying requests one by one");
             } else {
                 tracing::warn!(%error, requests = batch.len(), "group commit failed; retrying requests one by one");
