@@ -11,6 +11,7 @@ mod fencing;
 #[cfg(feature = "http")]
 mod http;
 mod manage;
+mod retention;
 #[cfg(feature = "postgres")]
 mod pg_restart;
 mod spans;
