@@ -11,9 +11,9 @@ mod fencing;
 #[cfg(feature = "http")]
 mod http;
 mod manage;
-mod retention;
 #[cfg(feature = "postgres")]
 mod pg_restart;
+mod retention;
 mod spans;
 mod support;
 mod takeover;
