@@ -159,8 +159,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Purges finished instances older than `policy` allows, checking every `every`. Several
-    /// workers may do this on one store; a purge that loses a race changes nothing.
+    /// Purges finished instances older than `policy` allows, checking every `every` (see
+    /// [`Client::purge_expired`](crate::Client::purge_expired): roots with their descendants, a
+    /// page at a time). Several workers may do this on one store; a purge that loses a race
+    /// changes nothing.
     pub fn retention(mut self, policy: RetentionPolicy, every: Duration) -> Self {
         self.retention = Some((policy, every.max(Duration::from_millis(10))));
         self
