@@ -180,6 +180,31 @@ async fn a_corrupt_expired_row_does_not_stop_retention() {
     assert_eq!(client.purge_expired(&RetentionPolicy::all(HOUR)).await.unwrap(), 0);
 }
 
+/// An expired row whose id does not read back at all (a blob, by raw SQL) does not fail the pass
+/// either: the instances before it in list order are purged, the other statuses' too.
+#[tokio::test]
+async fn an_unreadable_key_ends_only_its_status_pass() {
+    let (_dir, url, store) = sqlite_store().await;
+    let client = Client::new(store.clone());
+    let mut ops: Vec<WriteOp> =
+        (0..5).map(|n| WriteOp::CreateInstance(finished(&format!("key-{n}"), 1_000 + n))).collect();
+    let failed = InstanceRecord { status: RuntimeStatus::Failed, output: None, ..finished("key-failed", 5_000) };
+    ops.push(WriteOp::CreateInstance(failed));
+    store.write(&ops).await.unwrap();
+    let raw = SqliteStore::open(&url).await.unwrap();
+    sqlx::query("UPDATE instances SET id = X'FF00' WHERE id = 'key-3'").execute(raw.pool()).await.unwrap();
+
+    assert_eq!(client.purge_expired(&RetentionPolicy::all(HOUR)).await.unwrap(), 4);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT hex(id) FROM instances ORDER BY created_at").fetch_all(raw.pool()).await.unwrap();
+    assert_eq!(left, ["FF00".to_owned(), hex("key-4")], "the unreadable row and the one after it are left");
+}
+
+/// `text` in upper-case hex, as SQLite's `hex()` writes it.
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02X}")).collect()
+}
+
 /// What a retention pass asked of the store, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {

@@ -271,7 +271,8 @@ impl Client {
     /// expired instances are read a page of keys at a time ([`Store::list_keys`], no payloads),
     /// each page purged before the next is read. An instance whose rows do not read back (a
     /// [`StoreError::Corrupt`] row, an id no instance can have) is left in place with a warning,
-    /// and the pass goes on; a page of keys that does not read ends the pass over that status.
+    /// and the pass goes on; one whose key (id, creation time, parent) does not read is passed
+    /// only by the instances before it in list order: it ends the pass over its status.
     /// A store that fails (a backend error) fails the call.
     ///
     /// [`Store::list_keys`]: crate::store::Store::list_keys
@@ -288,15 +289,20 @@ impl Client {
             loop {
                 let page = match self.store().list_keys(&expired).await {
                     Ok(page) => page,
+                    // A key that does not read: smaller pages reach the instances before it.
+                    Err(StoreError::Corrupt(_)) if expired.limit > 1 => {
+                        expired.limit /= 2;
+                        continue;
+                    }
                     Err(StoreError::Corrupt(message)) => {
                         let status = status.as_str();
-                        tracing::warn!(status, %message, "retention could not read a page of expired instances");
+                        tracing::warn!(status, %message, "retention cannot read past an expired instance's key");
                         break;
                     }
                     Err(error) => return Err(error.into()),
                 };
                 purged += self.purge_expired_page(&page).await?;
-                if page.len() < RETENTION_PAGE {
+                if page.len() < expired.limit {
                     break;
                 }
                 expired.after = page.last().map(|last| (last.created_at, last.id.clone()));
