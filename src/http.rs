@@ -11,14 +11,50 @@
 //! | `POST .../{instanceId}/pause`, `.../resume` | suspend, resume | 202 |
 //! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
-//! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=` | list | 200 |
+//! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=&omitPayloads=` | list | 200 |
 //!
 //! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
 //! name is accepted and ignored (Dapr's is `dapr`). Errors are JSON `{"errorCode", "message"}`:
 //! 400 for a bad request (an instance id, workflow or event name that cannot exist, such as one
 //! with a NUL), 404 for an unknown instance, 409 for an instance in the wrong state or an id that
 //! is taken, 413 for a body over the limit ([`RouterOptions::body_limit`], 2 MiB by default; set
-//! it with [`router_with`]). An empty start body is no input (`null`).
+//! it with [`router_with`]), 413 too for a payload over the runtime's
+//! [`Limits::max_payload_bytes`](workflow_core::Limits::max_payload_bytes), 429 for a raise into
+//! a full inbox ([`Limits::max_inbox_events`](workflow_core::Limits::max_inbox_events)). An empty
+//! start body is no input (`null`). A list with `omitPayloads=true` leaves out each instance's
+//! input, output and custom status (they are not even read).
+//!
+//! # Security: the router has no authentication
+//!
+//! Anyone who can reach these routes can start, terminate, purge and read every instance,
+//! inputs and outputs included. The router checks nothing about who calls it: put it behind your
+//! own authentication and authorization (an axum middleware or a tower layer, as below, or a
+//! reverse proxy), serve it on a private interface only, or mount the read-only variant
+//! ([`RouterOptions::read_only`]: its GET routes only) where callers should only look. Requests
+//! are bounded ([`RouterOptions::body_limit`], the runtime's [`Limits`](workflow_core::Limits)),
+//! but not rate limited.
+//!
+//! ```no_run
+//! use axum::extract::Request;
+//! use axum::http::{header, StatusCode};
+//! use axum::middleware::{self, Next};
+//! use axum::response::Response;
+//!
+//! /// Lets through requests that carry the expected bearer token.
+//! async fn require_token(request: Request, next: Next) -> Result<Response, StatusCode> {
+//!     let expected = std::env::var("WORKFLOW_API_TOKEN").map_err(|_| StatusCode::UNAUTHORIZED)?;
+//!     let given = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+//!     match given.and_then(|value| value.strip_prefix("Bearer ")) {
+//!         Some(token) if !expected.is_empty() && token == expected => Ok(next.run(request).await),
+//!         _ => Err(StatusCode::UNAUTHORIZED),
+//!     }
+//! }
+//!
+//! # async fn demo(client: workflow::Client) {
+//! let app = workflow::http::router(client).layer(middleware::from_fn(require_token));
+//! # let _ = app;
+//! # }
+//! ```
 
 use std::collections::HashMap;
 
@@ -39,11 +75,14 @@ pub struct RouterOptions {
     /// The largest request body accepted, in bytes (2 MiB by default); a larger one answers 413
     /// with the JSON error body.
     pub body_limit: usize,
+    /// Serve the GET routes only (status, diagram, list): every route that changes something
+    /// (start, terminate, raise, pause, resume, purge) answers 404. False by default.
+    pub read_only: bool,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
-        Self { body_limit: 2 * 1024 * 1024 }
+        Self { body_limit: 2 * 1024 * 1024, read_only: false }
     }
 }
 
@@ -51,6 +90,13 @@ impl RouterOptions {
     /// Sets the largest request body accepted, in bytes.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Serves the GET routes only (see [`RouterOptions::read_only`](#structfield.read_only)),
+    /// for callers who should look but not change anything.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 }
@@ -64,18 +110,20 @@ pub fn router(client: Client) -> Router {
 
 /// [`router`] with options.
 pub fn router_with(client: Client, options: RouterOptions) -> Router {
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/workflows/{component}", get(list))
         .route("/workflows/{component}/{id}", get(status))
-        .route("/workflows/{component}/{id}/start", post(start))
-        .route("/workflows/{component}/{id}/terminate", post(terminate))
-        .route("/workflows/{component}/{id}/raiseEvent/{event}", post(raise_event))
-        .route("/workflows/{component}/{id}/pause", post(pause))
-        .route("/workflows/{component}/{id}/resume", post(resume))
-        .route("/workflows/{component}/{id}/purge", post(purge))
-        .route("/workflows/{component}/{id}/diagram", get(diagram))
-        .layer(DefaultBodyLimit::max(options.body_limit))
-        .with_state(client);
+        .route("/workflows/{component}/{id}/diagram", get(diagram));
+    if !options.read_only {
+        api = api
+            .route("/workflows/{component}/{id}/start", post(start))
+            .route("/workflows/{component}/{id}/terminate", post(terminate))
+            .route("/workflows/{component}/{id}/raiseEvent/{event}", post(raise_event))
+            .route("/workflows/{component}/{id}/pause", post(pause))
+            .route("/workflows/{component}/{id}/resume", post(resume))
+            .route("/workflows/{component}/{id}/purge", post(purge));
+    }
+    let api = api.layer(DefaultBodyLimit::max(options.body_limit)).with_state(client);
     Router::new().nest("/v1.0", api.clone()).nest("/v1.0-beta1", api.clone()).nest("/v1.0-alpha1", api).fallback(
         || async { problem(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", "no such route".to_owned()).into_response() },
     )
@@ -125,6 +173,20 @@ pub fn status_json(status: &InstanceStatus) -> Value {
     })
 }
 
+/// An instance as a list shows it: [`status_json`], without the payload properties when the
+/// list left them out.
+fn listed_json(status: &InstanceStatus, filter: &ListFilter) -> Value {
+    let mut json = status_json(status);
+    if filter.without_payloads {
+        if let Some(properties) = json.get_mut("properties").and_then(Value::as_object_mut) {
+            for payload in ["dapr.workflow.input", "dapr.workflow.output", "dapr.workflow.custom_status"] {
+                properties.remove(payload);
+            }
+        }
+    }
+    json
+}
+
 /// An error answer: the HTTP status and Dapr-style `{"errorCode", "message"}` body.
 struct ApiError {
     status: StatusCode,
@@ -154,6 +216,8 @@ fn error_response(error: Error) -> ApiError {
         Error::InstanceFinished(_) | Error::NotSuspended { .. } | Error::NotFinished { .. } => {
             (StatusCode::CONFLICT, "ERR_INSTANCE_STATE")
         }
+        Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "ERR_PAYLOAD_TOO_LARGE"),
+        Error::InboxFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "ERR_INBOX_FULL"),
         Error::ShutDown => (StatusCode::SERVICE_UNAVAILABLE, "ERR_SHUT_DOWN"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "ERR_WORKFLOW_INTERNAL"),
     };
@@ -330,6 +394,7 @@ async fn list(State(client): State<Client>, params: PathOf<String>, params_query
                 .map(|v| v.parse::<i64>().map_err(|_| bad_request(format!("`{key}` must be ms since the epoch"))))
                 .transpose()
         };
+        filter.without_payloads = flag(&query, "omitPayloads")?;
         filter.created_after = time("createdAfter")?;
         filter.created_before = time("createdBefore")?;
         let page_size = match query.get("pageSize") {
@@ -340,7 +405,7 @@ async fn list(State(client): State<Client>, params: PathOf<String>, params_query
             .list(&filter, page_size, query.get("continuationToken").map(String::as_str))
             .await
             .map_err(error_response)?;
-        let instances: Vec<Value> = page.instances.iter().map(status_json).collect();
+        let instances: Vec<Value> = page.instances.iter().map(|status| listed_json(status, &filter)).collect();
         Ok(Json(json!({ "instances": instances, "continuationToken": page.continuation })).into_response())
     })
     .await

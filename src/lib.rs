@@ -9,7 +9,7 @@ pub use workflow_core::{diagram, store};
 pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
     ActivityOptions, BoxFuture, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait, FailureDetails,
-    FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, ListFilter, MemoryStore, Millis,
+    FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter, MemoryStore, Millis,
     Payload, Purge, Race, RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder,
     RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
     WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,

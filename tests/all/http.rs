@@ -34,8 +34,13 @@ async fn serve() -> Server {
 }
 
 async fn serve_on(store: std::sync::Arc<dyn Store>, options: RouterOptions) -> Server {
+    serve_limited(store, options, workflow::Limits::default()).await
+}
+
+async fn serve_limited(store: std::sync::Arc<dyn Store>, options: RouterOptions, limits: workflow::Limits) -> Server {
     let runtime = Runtime::builder()
         .store(store)
+        .limits(limits)
         .workflow(http_approval::Workflow)
         .poll_interval(Duration::from_millis(20))
         .build()
@@ -274,4 +279,89 @@ async fn nul_and_oversized_input_get_json_errors_on_postgres() {
     nul_and_oversized_input_get_json_errors_on(store.clone()).await;
     let drop = format!("DROP SCHEMA \"{schema}\" CASCADE");
     sqlx::query(&drop).execute(store.pool()).await.unwrap();
+}
+
+/// A raise into a full inbox answers 429 and a payload over the runtime's limit 413, each with a
+/// JSON error, and neither stores anything.
+#[tokio::test]
+async fn a_full_inbox_and_oversized_payloads_answer_json_errors() {
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+    let limits = workflow::Limits::default().max_inbox_events(2).max_payload_bytes(100);
+    let server = serve_limited(store.clone(), RouterOptions::default(), limits).await;
+    let (code, body) = server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=full-1", r#""o""#).await;
+    assert_eq!(code, 202, "{body}");
+    for n in 0..2 {
+        let (code, body) = server.post("/v1.0/workflows/dapr/full-1/raiseEvent/noise", &n.to_string()).await;
+        assert_eq!(code, 202, "{body}");
+    }
+    let (code, body) = server.post("/v1.0/workflows/dapr/full-1/raiseEvent/approve", "true").await;
+    assert_eq!(code, 429, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["errorCode"], "ERR_INBOX_FULL", "{body}");
+    assert_eq!(store.events("full-1").await.unwrap().len(), 2, "the inbox is unchanged");
+
+    let big = format!("\"{}\"", "x".repeat(200));
+    let (code, body) = server.post("/v1.0/workflows/dapr/full-1/raiseEvent/noise", &big).await;
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()["errorCode"].clone()),
+        (413, "ERR_PAYLOAD_TOO_LARGE".into())
+    );
+    let (code, body) = server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=big-1", &big).await;
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(store.instance("big-1").await.unwrap(), None);
+}
+
+/// `omitPayloads=true` lists instances without their input, output and custom status.
+#[tokio::test]
+async fn a_list_can_leave_payloads_out() {
+    let server = serve().await;
+    let (code, body) =
+        server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=bare-1", r#""secret order""#).await;
+    assert_eq!(code, 202, "{body}");
+    server.wait_for("bare-1", "RUNNING").await;
+    let listed = |query: &'static str| {
+        let server = &server;
+        async move {
+            let (code, body) = server.get(&format!("/v1.0/workflows/dapr?{query}")).await;
+            assert_eq!(code, 200, "{body}");
+            let page: Value = serde_json::from_str(&body).unwrap();
+            page["instances"][0]["properties"].clone()
+        }
+    };
+    let full = listed("").await;
+    assert_eq!(full["dapr.workflow.input"], r#""secret order""#);
+    wait_until("the custom status to be written", || async {
+        listed("").await.get("dapr.workflow.custom_status").is_some()
+    })
+    .await;
+    let bare = listed("omitPayloads=true").await;
+    assert_eq!(bare, serde_json::json!({}), "no payload properties: {bare}");
+    assert_eq!(server.get("/v1.0/workflows/dapr?omitPayloads=maybe").await.0, 400);
+}
+
+/// The read-only router serves status, list and diagram, and no route that changes anything.
+#[tokio::test]
+async fn the_read_only_router_serves_gets_only() {
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+    let server = serve_on(store.clone(), RouterOptions::default().read_only(true)).await;
+    http_approval::start(&server.runtime.client(), "o".into()).id("ro-1").await.unwrap();
+    assert_eq!(server.get("/v1.0/workflows/dapr/ro-1").await.0, 200);
+    assert_eq!(server.get("/v1.0/workflows/dapr").await.0, 200);
+    assert_eq!(server.get("/v1.0/workflows/dapr/ro-1/diagram").await.0, 200);
+    for path in [
+        "/v1.0/workflows/dapr/http_approval/start?instanceID=ro-2",
+        "/v1.0/workflows/dapr/ro-1/terminate",
+        "/v1.0/workflows/dapr/ro-1/raiseEvent/approve",
+        "/v1.0/workflows/dapr/ro-1/pause",
+        "/v1.0/workflows/dapr/ro-1/resume",
+        "/v1.0/workflows/dapr/ro-1/purge",
+        "/v1.0-beta1/workflows/dapr/ro-1/purge",
+    ] {
+        let (code, body) = server.post(path, "true").await;
+        assert!(code == 404 || code == 405, "POST {path} answered {code} {body}");
+    }
+    assert_eq!(store.instance("ro-2").await.unwrap(), None, "nothing was started");
+    assert!(store.events("ro-1").await.unwrap().is_empty(), "nothing was raised");
+    let status = store.instance("ro-1").await.unwrap().unwrap().status;
+    assert!(matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running), "{status:?}");
 }

@@ -10,6 +10,7 @@ mod engine;
 mod fencing;
 #[cfg(feature = "http")]
 mod http;
+mod limits;
 mod manage;
 #[cfg(feature = "postgres")]
 mod pg_restart;

@@ -13,8 +13,16 @@
 //!   more than 12 branches shows only its first few, its earliest failed or
 //!   unfinished ones and its last, with one "… N more" node standing for the rest, and the join
 //!   counts every branch by status;
+//! - a run of more than 5 consecutive steps of one kind and name (a loop calling one activity, a
+//!   polling timer) as one node, "`name` × k" with its steps counted by status; a last step of the
+//!   run that has not completed is drawn on its own after it, so what it waits for shows;
+//! - at most 100 nodes of steps, runs and fan-outs: past that, the first 60 and the last 30,
+//!   with one "… N more steps" node standing for those between;
 //! - an end node with the instance's status (and error message), reached by a dotted arrow while
 //!   the instance has not finished.
+//!
+//! So a diagram stays small whatever the journal holds: a history of 100,000 steps draws at most
+//! a few hundred nodes.
 //!
 //! Recorded values (`now`, `random`, `uuid`, `patch`) are not drawn: they are replay bookkeeping,
 //! not steps anyone waits on.
@@ -30,6 +38,14 @@ const COLLAPSE_ABOVE: usize = 12;
 const COLLAPSED_HEAD: usize = 3;
 /// How many failed or unfinished branches from the middle a collapsed fan-out shows as well.
 const COLLAPSED_ATTENTION: usize = 2;
+/// Runs of consecutive steps of one kind and name longer than this are collapsed.
+const RUN_COLLAPSE_ABOVE: usize = 5;
+/// The most items (steps, runs, fan-outs) drawn; past it only the head and the tail are.
+const MAX_ITEMS: usize = 100;
+/// How many items a capped diagram draws before its "… N more steps" node.
+const CAPPED_HEAD: usize = 60;
+/// How many items a capped diagram draws after it.
+const CAPPED_TAIL: usize = 30;
 /// The longest text (in characters) taken from a payload, message or name.
 const MAX_TEXT: usize = 60;
 
@@ -91,7 +107,8 @@ pub struct DiagramInstance<'a> {
 /// Steps may come in any order; they are drawn by `seq` (a repeated seq is drawn once). The
 /// output is deterministic. Node ids are `start`, `finish`, `s<seq>` for steps, `f<seq>` and
 /// `j<seq>` for a fan-out's fork and join, and `m<seq>` for a collapsed fan-out's "more" node
-/// (`<seq>` being the fan-out's first step).
+/// (`<seq>` being the fan-out's first step), `r<seq>` for a collapsed run and `x<seq>` for the
+/// "more steps" node of a capped diagram (`<seq>` being their first step).
 pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
     let mut visible: Vec<&DiagramStep<'_>> = steps.iter().filter(|step| !step.kind.is_recorded_value()).collect();
     visible.sort_by_key(|step| step.seq);
@@ -103,22 +120,17 @@ pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>])
     out.node("start", Shape::Stadium, &start);
     let mut previous = "start".to_owned();
 
-    let mut rest = visible.as_slice();
-    while let Some(first) = rest.first() {
-        let run = match first.parallel_group {
-            Some(group) => rest.iter().take_while(|step| step.parallel_group == Some(group)).count(),
-            None => 1,
-        };
-        let (batch, tail) = rest.split_at(run);
-        rest = tail;
-        previous = match batch {
-            [step] => {
+    for item in capped(items(&visible)) {
+        previous = match item {
+            Item::Step(step) => {
                 let id = format!("s{}", step.seq);
                 out.step(&id, step);
                 out.edge(&previous, &id, false);
                 id
             }
-            _ => out.fan_out(&previous, batch),
+            Item::FanOut(batch) => out.fan_out(&previous, batch),
+            Item::Run(run) => out.run(&previous, run),
+            Item::Skipped(hidden) => out.skipped(&previous, &hidden),
         };
     }
 
@@ -130,6 +142,66 @@ pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>])
     out.class("finish", end_class(instance.status));
     out.edge(&previous, "finish", !instance.status.is_terminal());
     out.finish()
+}
+
+/// What the diagram draws as one node (or, for a fan-out, one fork-to-join block).
+enum Item<'s, 'a> {
+    Step(&'s DiagramStep<'a>),
+    FanOut(&'s [&'s DiagramStep<'a>]),
+    /// More than [`RUN_COLLAPSE_ABOVE`] consecutive steps of one kind and name.
+    Run(&'s [&'s DiagramStep<'a>]),
+    /// The steps of the items a capped diagram leaves out.
+    Skipped(Vec<&'s DiagramStep<'a>>),
+}
+
+impl<'s, 'a> Item<'s, 'a> {
+    fn steps(&self) -> &[&'s DiagramStep<'a>] {
+        match self {
+            Item::Step(step) => std::slice::from_ref(step),
+            Item::FanOut(steps) | Item::Run(steps) => steps,
+            Item::Skipped(steps) => steps,
+        }
+    }
+}
+
+/// The steps (in seq order) grouped into what is drawn: fan-outs, collapsed runs, single steps.
+fn items<'s, 'a>(visible: &'s [&'s DiagramStep<'a>]) -> Vec<Item<'s, 'a>> {
+    let mut items = Vec::new();
+    let mut rest = visible;
+    while let Some(first) = rest.first() {
+        let length = match first.parallel_group {
+            Some(group) => rest.iter().take_while(|step| step.parallel_group == Some(group)).count(),
+            None => rest
+                .iter()
+                .take_while(|step| step.parallel_group.is_none() && step.kind == first.kind && step.name == first.name)
+                .count(),
+        };
+        let (batch, tail) = rest.split_at(length);
+        rest = tail;
+        match batch {
+            [step] => items.push(Item::Step(step)),
+            _ if first.parallel_group.is_some() => items.push(Item::FanOut(batch)),
+            _ if batch.len() <= RUN_COLLAPSE_ABOVE => items.extend(batch.iter().map(|step| Item::Step(step))),
+            [done @ .., last] if last.status != RecordStatus::Completed => {
+                items.push(Item::Run(done));
+                items.push(Item::Step(last));
+            }
+            _ => items.push(Item::Run(batch)),
+        }
+    }
+    items
+}
+
+/// `items`, or, past [`MAX_ITEMS`], their head and tail with one [`Item::Skipped`] between.
+fn capped<'s, 'a>(mut items: Vec<Item<'s, 'a>>) -> Vec<Item<'s, 'a>> {
+    if items.len() <= MAX_ITEMS {
+        return items;
+    }
+    let tail = items.split_off(items.len() - CAPPED_TAIL);
+    let hidden: Vec<&DiagramStep<'_>> = items.drain(CAPPED_HEAD..).flat_map(|item| item.steps().to_vec()).collect();
+    items.push(Item::Skipped(hidden));
+    items.extend(tail);
+    items
 }
 
 /// Node shapes, with their Mermaid brackets.
@@ -270,6 +342,31 @@ impl Diagram {
         join
     }
 
+    /// Draws a collapsed run after `previous`; returns its node's id.
+    fn run(&mut self, previous: &str, run: &[&DiagramStep<'_>]) -> String {
+        let Some(first) = run.first() else { return previous.to_owned() };
+        let id = format!("r{}", first.seq);
+        let (shape, _) = describe(first);
+        let mut lines = vec![format!("{} × {}", run_label(first), run.len())];
+        lines.extend(count_summary(run));
+        self.node(&id, shape, &lines);
+        self.class(&id, aggregate_class(run));
+        self.edge(previous, &id, false);
+        id
+    }
+
+    /// Draws the "… N more steps" node of a capped diagram after `previous`; returns its id.
+    fn skipped(&mut self, previous: &str, hidden: &[&DiagramStep<'_>]) -> String {
+        let Some(first) = hidden.first() else { return previous.to_owned() };
+        let id = format!("x{}", first.seq);
+        let mut lines = vec![format!("… {} more steps", hidden.len())];
+        lines.extend(count_summary(hidden));
+        self.node(&id, Shape::Box, &lines);
+        self.class(&id, aggregate_class(hidden));
+        self.edge(previous, &id, false);
+        id
+    }
+
     fn finish(mut self) -> String {
         for class in Class::ALL {
             let _ = writeln!(self.text, "    classDef {} {}", class.name(), class.style());
@@ -327,6 +424,19 @@ fn aggregate_class(steps: &[&DiagramStep<'_>]) -> Class {
         Class::Running
     } else {
         Class::Completed
+    }
+}
+
+/// What a collapsed run of `step`'s kind and name is called (escaped).
+fn run_label(step: &DiagramStep<'_>) -> String {
+    let name = escape(&truncate(step.name));
+    match step.kind {
+        StepKind::Activity => name,
+        StepKind::Timer => "sleep".to_owned(),
+        StepKind::Event => format!("event `{name}`"),
+        StepKind::Child => format!("child workflow `{name}`"),
+        StepKind::Race => "race".to_owned(),
+        other => format!("{} `{name}`", other.as_str()),
     }
 }
 
@@ -748,5 +858,55 @@ mod tests {
         assert_eq!(utc(DEC_1_2026_10H), "2026-12-01T10:00:00Z");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(utc(NEVER), "never");
+    }
+
+    #[test]
+    fn long_runs_of_one_step_collapse_into_one_node() {
+        let mut steps: Vec<DiagramStep<'static>> =
+            (0..1000).map(|seq| step(seq, "activity", "poll", RecordStatus::Completed)).collect();
+        steps.push(step(1000, "activity", "ship", RecordStatus::Completed));
+        steps.extend((1001..1005).map(|seq| step(seq, "timer", "sleep", RecordStatus::Completed)));
+        let out = render_mermaid(&instance(RuntimeStatus::Completed), &steps);
+        assert!(has_line(&out, r#"r0["poll × 1000<br/>1000 completed"]"#), "{out}");
+        for edge in ["start --> r0", "r0 --> s1000", "s1000 --> s1001", "s1004 --> finish"] {
+            assert!(has_line(&out, edge), "missing {edge}: {out}");
+        }
+        assert!(!out.contains("s1[") && !out.contains("s999["), "the run's steps are not drawn: {out}");
+        assert!(out.contains("s1003[/"), "a run of 4 stays as it is: {out}");
+        assert!(out.lines().count() < 30, "{out}");
+    }
+
+    #[test]
+    fn a_run_ending_in_an_unfinished_step_draws_that_step() {
+        let mut steps: Vec<DiagramStep<'static>> =
+            (0..7).map(|seq| step(seq, "activity", "poll", RecordStatus::Completed)).collect();
+        steps.push(DiagramStep {
+            attempt: 2,
+            due_at: Some(DEC_1_2026_10H),
+            ..step(7, "activity", "poll", RecordStatus::Retrying)
+        });
+        let out = render_mermaid(&instance(RuntimeStatus::Running), &steps);
+        assert!(has_line(&out, r#"r0["poll × 7<br/>7 completed"]"#), "{out}");
+        assert!(out.contains(r#"s7["poll (2 attempts)<br/>retrying at 2026-12-01T10:00:00Z"]"#), "{out}");
+        for edge in ["start --> r0", "r0 --> s7", "s7 -.-> finish"] {
+            assert!(has_line(&out, edge), "missing {edge}: {out}");
+        }
+    }
+
+    #[test]
+    fn a_long_history_is_capped() {
+        let names = ["a", "b"];
+        let steps: Vec<DiagramStep<'static>> = (0..10_000)
+            .map(|seq| {
+                let status = if seq == 5_000 { RecordStatus::Failed } else { RecordStatus::Completed };
+                step(seq, "activity", names[seq as usize % 2], status)
+            })
+            .collect();
+        let out = render_mermaid(&instance(RuntimeStatus::Completed), &steps);
+        assert!(has_line(&out, r#"x60["… 9910 more steps<br/>9909 completed, 1 failed"]"#), "{out}");
+        for edge in ["s59 --> x60", "x60 --> s9970", "s9999 --> finish"] {
+            assert!(has_line(&out, edge), "missing {edge}: {out}");
+        }
+        assert!(out.lines().count() < 250, "{} lines", out.lines().count());
     }
 }

@@ -87,6 +87,18 @@ pub enum WorkflowError {
     /// An error raised by the workflow's own code.
     #[error("{0}")]
     Failed(String),
+    /// A payload is over the runtime's limit ([`Limits::max_payload_bytes`](crate::Limits::max_payload_bytes)):
+    /// an activity's or a child's input, a continue-as-new input, or (failing the instance) its
+    /// output or custom status.
+    #[error("{what} is {size} bytes, over the payload limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Which payload, such as "the input of activity `charge`".
+        what: String,
+        /// Its size in bytes (JSON text).
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl WorkflowError {
@@ -111,6 +123,7 @@ impl WorkflowError {
             Self::Timeout { .. } => "Timeout",
             Self::Serialization(_) => "SerializationError",
             Self::Failed(_) => "WorkflowFailed",
+            Self::PayloadTooLarge { .. } => "PayloadTooLarge",
         }
     }
 }
@@ -239,6 +252,36 @@ pub enum Error {
     /// The runtime's configuration is not valid.
     #[error("invalid runtime configuration: {0}")]
     Config(String),
+    /// A payload is over the limit ([`Limits::max_payload_bytes`](crate::Limits::max_payload_bytes)):
+    /// nothing was stored.
+    #[error("{what} is {size} bytes, over the payload limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Which payload, such as "the input of workflow `place_order`".
+        what: String,
+        /// Its size in bytes (JSON text).
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The instance's inbox is full ([`Limits::max_inbox_events`](crate::Limits::max_inbox_events),
+    /// [`Limits::max_inbox_bytes`](crate::Limits::max_inbox_bytes)): the event was not stored. It
+    /// takes more once its workflow has taken some of the events it holds.
+    #[error(
+        "the inbox of instance `{instance_id}` is full: it holds {events} event(s) of {bytes} bytes, \
+         the limit is {max_events} event(s) and {max_bytes} bytes"
+    )]
+    InboxFull {
+        /// The instance id.
+        instance_id: String,
+        /// The events it holds.
+        events: u64,
+        /// Their payloads' bytes.
+        bytes: u64,
+        /// The most events it may hold.
+        max_events: u64,
+        /// The most payload bytes it may hold.
+        max_bytes: u64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -19,6 +19,7 @@ mod activity;
 mod client;
 pub mod diagram;
 mod error;
+mod limits;
 mod model;
 pub mod store;
 mod worker;
@@ -30,6 +31,7 @@ pub use client::{
     RetentionPolicy, ReusePolicy, Start, Terminate, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
+pub use limits::{Limits, DEFAULT_MAX_INBOX_BYTES, DEFAULT_MAX_INBOX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use model::time::rfc3339;
 pub use model::{BoxFuture, EventRecord, JournalRecord, Millis, Payload, RecordStatus, RuntimeStatus, StepKind};
 pub use store::{MemoryStore, StoreError};

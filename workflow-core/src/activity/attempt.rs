@@ -50,7 +50,16 @@ pub(crate) async fn run_attempt(engine: &Engine, attempt: Attempt<'_>) -> Result
         worker_id = %engine.worker_id(),
     );
     let mut task = AbortOnDrop(tokio::spawn((entry.run)(context, attempt.input.to_owned()).instrument(span)));
-    watch(&mut task, name, attempt.options, &heartbeat).await
+    let output = watch(&mut task, name, attempt.options, &heartbeat).await?;
+    // A result over the limit is never stored. Not retried: a rerun would most likely return as
+    // much again.
+    engine.limits().check_payload(&output).map_err(|size| {
+        ActivityError::non_retryable(format!(
+            "PayloadTooLarge: the result of activity `{name}` is {} bytes, over the payload limit of {} bytes",
+            size.size, size.limit
+        ))
+    })?;
+    Ok(output)
 }
 
 /// Waits for an attempt, failing it when it outlives its start-to-close timeout or goes too long

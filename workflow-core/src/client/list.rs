@@ -19,6 +19,11 @@ pub struct ListFilter {
     pub created_before: Option<Millis>,
     /// Children of this instance only.
     pub parent_id: Option<String>,
+    /// Leave the payloads out of the page (not even read from the store): each status's `input`
+    /// is empty and its `output` and `custom_status` are `None`. A page of up to
+    /// [`MAX_PAGE_SIZE`] instances then costs their metadata only; read one instance's payloads
+    /// with [`Client::status`].
+    pub without_payloads: bool,
 }
 
 /// One page of [`Client::list`], oldest first.
@@ -83,6 +88,7 @@ impl Client {
             created_before: filter.created_before,
             parent_id: filter.parent_id.clone(),
             updated_before: None,
+            without_payloads: filter.without_payloads,
             after,
             // One more than asked tells whether another page follows.
             limit: page_size + 1,

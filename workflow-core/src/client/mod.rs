@@ -30,6 +30,7 @@ pub use status::InstanceStatus;
 pub(crate) use waiters::{Ended, ResultWaiters};
 
 use crate::error::{Error, FailureDetails};
+use crate::limits::Limits;
 use crate::model::time;
 use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, StoreError, WriteOp, WriteOutcome};
 use crate::worker::{Committer, Engine};
@@ -47,6 +48,8 @@ pub struct Client {
     waiters: Arc<ResultWaiters>,
     /// Group commit for a client without a runtime, shared by its clones.
     own_writes: Arc<OwnWrites>,
+    /// Payload and inbox bounds: the runtime's, or this client's own without one.
+    limits: Limits,
 }
 
 /// The group committer of a client without a runtime: started on its first write (in the tokio
@@ -80,13 +83,33 @@ impl Client {
     /// A client on a store alone: instances it starts are run by whichever worker claims them.
     pub fn new(store: impl Into<Arc<dyn Store>>) -> Self {
         let store = store.into();
-        Self { waiters: ResultWaiters::new(store.clone()), store, engine: None, own_writes: Arc::default() }
+        Self {
+            waiters: ResultWaiters::new(store.clone()),
+            store,
+            engine: None,
+            own_writes: Arc::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// This client with other bounds on payloads and inboxes (a client from
+    /// [`Runtime::client`](crate::Runtime::client) has its runtime's): its starts and raises are
+    /// checked against them.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds this client checks starts and raises against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub(crate) fn local(engine: Arc<Engine>) -> Self {
         Self {
             store: engine.store().clone(),
             waiters: engine.waiters().clone(),
+            limits: *engine.limits(),
             engine: Some(engine),
             own_writes: Arc::default(),
         }
@@ -114,7 +137,10 @@ impl Client {
     }
 
     /// Raises event `name` with `payload` on a running instance. An event raised before the
-    /// workflow waits for it is buffered in the store, not lost.
+    /// workflow waits for it is buffered in the store, not lost, up to the inbox limits
+    /// ([`Limits::max_inbox_events`], [`Limits::max_inbox_bytes`]): a raise past them fails with
+    /// [`Error::InboxFull`] and stores nothing. A payload over [`Limits::max_payload_bytes`]
+    /// fails with [`Error::PayloadTooLarge`].
     pub async fn raise_event<T: Serialize>(&self, instance_id: &str, name: &str, payload: &T) -> Result<(), Error> {
         let payload = serde_json::to_string(payload)?;
         self.raise_event_untyped(instance_id, name, &payload).await
@@ -127,12 +153,23 @@ impl Client {
                 "event name {name:?} must be 1 to 256 bytes without control characters"
             )));
         }
+        self.limits.check_payload(payload).map_err(|size| size.error(format!("the payload of event `{name}`")))?;
         serde_json::from_str::<serde_json::Value>(payload)
             .map_err(|e| Error::InvalidInput { workflow: format!("event `{name}`"), message: e.to_string() })?;
         let status = self.status(instance_id).await?;
         if status.status.is_terminal() {
             return Err(Error::InstanceFinished(instance_id.to_owned()));
         }
+        // The room is checked in the store, in the transaction that adds the event, so raises
+        // racing each other (here or in other processes) cannot together overfill the inbox.
+        let (max_events, max_bytes) = (self.limits.inbox_events(), self.limits.inbox_bytes());
+        let room = WriteOp::AssertInboxRoom {
+            id: instance_id.to_owned(),
+            events: 1,
+            bytes: payload.len() as u64,
+            max_events,
+            max_bytes,
+        };
         let op = WriteOp::AddEvent {
             instance_id: instance_id.to_owned(),
             name: name.to_owned(),
@@ -140,8 +177,13 @@ impl Client {
             created_at: self.now(),
         };
         // Through a runtime, the commit also wakes the instance if it runs (or waits) here.
-        self.write(vec![op]).await?;
-        Ok(())
+        match self.write(vec![room, op]).await {
+            Ok(_) => Ok(()),
+            Err(Error::Store(StoreError::InboxFull { id, events, bytes })) => {
+                Err(Error::InboxFull { instance_id: id, events, bytes, max_events, max_bytes })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The instance's current state.

@@ -186,6 +186,8 @@ impl Client {
         input: &str,
         policy: ReusePolicy,
     ) -> Result<String, Error> {
+        // Before anything changes (a restart terminates what it replaces).
+        self.limits.check_payload(input).map_err(|size| size.error(format!("the input of workflow `{workflow}`")))?;
         let Some(id) = instance_id else { return self.create(workflow, None, input).await };
         validate_new_instance_id(id)?;
         match policy {

@@ -136,7 +136,7 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
         WriteOp::DeleteTask { instance_id, generation, seq } => {
             tables.tasks.remove(&(instance_id.clone(), *generation, *seq));
         }
-        WriteOp::AssertOwner { .. } | WriteOp::AssertStatus { .. } => {}
+        WriteOp::AssertOwner { .. } | WriteOp::AssertStatus { .. } | WriteOp::AssertInboxRoom { .. } => {}
         WriteOp::Purge { id } => {
             tables.instances.remove(id);
             tables.journal.retain(|(owner, _), _| owner != id);
@@ -200,6 +200,33 @@ fn conflict(instances: &HashMap<String, InstanceRecord>, ops: &[WriteOp]) -> Opt
     })
 }
 
+/// The first `AssertInboxRoom` op (in op order) that does not hold: the instance's unconsumed
+/// events, plus what this and the batch's earlier assertions on the same inbox add, over a limit.
+fn inbox_full(events: &BTreeMap<i64, (EventRecord, bool)>, ops: &[WriteOp]) -> Option<StoreError> {
+    let mut held_by: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut claimed: HashMap<&str, (u64, u64)> = HashMap::new();
+    ops.iter().find_map(|op| {
+        let WriteOp::AssertInboxRoom { id, events: adding, bytes: adding_bytes, max_events, max_bytes } = op else {
+            return None;
+        };
+        let (held, held_bytes) = *held_by.entry(id).or_insert_with(|| {
+            events
+                .values()
+                .filter(|(event, consumed)| event.instance_id == *id && !consumed)
+                .fold((0_u64, 0_u64), |(n, b), (event, _)| (n + 1, b + event.payload.len() as u64))
+        });
+        let before = claimed.entry(id).or_default();
+        *before = (before.0.saturating_add(*adding), before.1.saturating_add(*adding_bytes));
+        let over = held.saturating_add(before.0) > *max_events || held_bytes.saturating_add(before.1) > *max_bytes;
+        over.then(|| StoreError::InboxFull { id: id.clone(), events: held, bytes: held_bytes })
+    })
+}
+
+/// `record` as a list without payloads returns it.
+fn without_payloads(record: InstanceRecord) -> InstanceRecord {
+    InstanceRecord { input: String::new(), output: None, custom_status: None, ..record }
+}
+
 /// Whether an instance matches a list query's filters (not its paging).
 fn matches(query: &InstanceQuery, instance: &InstanceRecord) -> bool {
     (query.statuses.is_empty() || query.statuses.contains(&instance.status))
@@ -221,6 +248,9 @@ impl Store for MemoryStore {
         }
         if let Some(conflict) = conflict(&tables.instances, ops) {
             return Err(conflict);
+        }
+        if let Some(full) = inbox_full(&tables.events, ops) {
+            return Err(full);
         }
         let mut outcome = WriteOutcome::default();
         for op in ops {
@@ -286,7 +316,8 @@ impl Store for MemoryStore {
         let tables = self.lock()?;
         let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(found.into_iter().take(query.limit).cloned().collect())
+        let page = found.into_iter().take(query.limit).cloned();
+        Ok(page.map(|record| if query.without_payloads { without_payloads(record) } else { record }).collect())
     }
 
     async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
@@ -302,6 +333,24 @@ impl Store for MemoryStore {
             .events
             .values()
             .filter(|(event, consumed)| event.instance_id == id && !consumed)
+            .map(|(event, _)| event.clone())
+            .collect())
+    }
+
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables
+            .events
+            .range(after.saturating_add(1)..)
+            .map(|(_, entry)| entry)
+            .filter(|(event, consumed)| event.instance_id == id && !consumed && event.name.eq_ignore_ascii_case(name))
+            .take(limit)
             .map(|(event, _)| event.clone())
             .collect())
     }

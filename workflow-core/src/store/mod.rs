@@ -135,6 +135,26 @@ pub enum WriteOp {
         /// The statuses it may have.
         allowed: Vec<RuntimeStatus>,
     },
+    /// Fail the whole batch with [`StoreError::InboxFull`] unless the instance's inbox has room
+    /// for `events` more events of `bytes` payload bytes (the JSON text's length) on top of what
+    /// the batch's earlier `AssertInboxRoom` ops of the same instance claimed: its unconsumed
+    /// events before the batch, plus all of these, may be at most `max_events` events and
+    /// `max_bytes` bytes. Checked before any op of the batch is applied (after the `AssertOwner`
+    /// and `AssertStatus` checks), in a way that orders it with every other batch checking the
+    /// same inbox (a lock, a single writer), so concurrent raises cannot together overfill it.
+    /// An inbox of an instance the store does not know is checked all the same.
+    AssertInboxRoom {
+        /// The instance id.
+        id: String,
+        /// How many events the batch adds.
+        events: u64,
+        /// Their payloads' bytes.
+        bytes: u64,
+        /// The most events the inbox may hold.
+        max_events: u64,
+        /// The most payload bytes it may hold.
+        max_bytes: u64,
+    },
     /// Delete an instance and every row of it: the instance, its journal (every generation), its
     /// events and its tasks.
     Purge {
@@ -212,6 +232,17 @@ pub enum StoreError {
         /// Its status; `None` if it does not exist.
         status: Option<RuntimeStatus>,
     },
+    /// The batch was refused: an `AssertInboxRoom` did not hold (the first in op order that
+    /// failed). Nothing of the batch was applied.
+    #[error("the inbox of instance `{id}` is full: it holds {events} event(s) of {bytes} bytes")]
+    InboxFull {
+        /// The instance id.
+        id: String,
+        /// The unconsumed events it held before the batch.
+        events: u64,
+        /// Their payloads' bytes.
+        bytes: u64,
+    },
 }
 
 impl StoreError {
@@ -259,6 +290,10 @@ pub struct InstanceQuery {
     pub after: Option<(Millis, String)>,
     /// At most this many (0 returns none).
     pub limit: usize,
+    /// Leave the payloads out: each record's `input` is empty and its `output` and
+    /// `custom_status` are `None` (a store should not even read them), so a page of many
+    /// instances costs their metadata only.
+    pub without_payloads: bool,
 }
 
 /// A hint from the store that something changed, possibly in another process sharing the
@@ -417,6 +452,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The unconsumed events of an instance, in arrival order.
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The unconsumed events of instance `id` named `name` (ignoring ASCII case, as event waits
+    /// match names) whose ids are greater than `after`, in arrival order, at most `limit`: what an
+    /// event wait reads, without the payloads of every other event its instance holds. A store
+    /// should answer from an index, whatever else the inbox holds. The default filters
+    /// [`Store::events`].
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let events = self.events(id).await?;
+        Ok(events
+            .into_iter()
+            .filter(|event| event.event_id > after && event.name.eq_ignore_ascii_case(name))
+            .take(limit)
+            .collect())
+    }
 
     /// Extends every lease `worker` holds, on instances and on unfinished tasks, to
     /// `lease_until`; returns how many.

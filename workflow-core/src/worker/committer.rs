@@ -124,8 +124,13 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
             }
         }
         Err(error) => {
-            // One caller's bad op must not fail the others: retry each request on its own.
-            tracing::warn!(%error, requests = batch.len(), "group commit failed; retrying requests one by one");
+            // One caller's bad op must not fail the others: retry each request on its own. A raise
+            // into a full inbox is an answer, not a fault: no warning for it.
+            if matches!(error, StoreError::InboxFull { .. }) {
+                tracing::debug!(%error, requests = batch.len(), "group commit refused; retrying requests one by one");
+            } else {
+                tracing::warn!(%error, requests = batch.len(), "group commit failed; retrying requests one by one");
+            }
             for request in batch {
                 let result = store.write(&request.ops).await;
                 let _ = request.reply.send(result);

@@ -197,7 +197,7 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
     let id = ctx.instance_id().to_owned();
     // Off the running set first: from the Evict commit on, a claim may run it again.
     engine.unmark_running(&id, token);
-    let IdleWaits { wake_at, seen_events, children } = waits;
+    let wake_at = waits.wake_at;
     let mut ops = ctx.take_fenced_batch();
     ops.push(WriteOp::Evict { id: id.clone(), wake_at });
     if let Err(error) = engine.commit(ops).await {
@@ -206,11 +206,8 @@ async fn evict(engine: &Arc<Engine>, ctx: &WorkflowContext, waits: IdleWaits, to
         return;
     }
     tracing::debug!(wake_at, "evicted an idle instance");
-    let mut woken = match engine.store().events(&id).await {
-        Ok(events) => events.iter().any(|event| !seen_events.contains(&event.event_id)),
-        Err(_) => true,
-    };
-    for child in children {
+    let mut woken = waits.event_arrived(engine.store().as_ref(), &id).await;
+    for child in waits.children {
         if woken {
             break;
         }

@@ -19,6 +19,7 @@ use super::registry::Registry;
 use crate::activity::{ActivityDispatch, TaskHub};
 use crate::client::{Ended, InstanceStatus, ResultWaiters};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::model::time::millis;
 use crate::store::{InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
 use crate::workflow::WorkflowContext;
@@ -39,6 +40,7 @@ pub(super) struct Settings {
     pub(super) max_instances: usize,
     pub(super) max_activities: usize,
     pub(super) dispatch: ActivityDispatch,
+    pub(super) limits: Limits,
 }
 
 pub(crate) struct Engine {
@@ -62,6 +64,8 @@ pub(crate) struct Engine {
     instance_slots: Arc<Semaphore>,
     /// Where activity attempts run.
     dispatch: ActivityDispatch,
+    /// Payload and inbox bounds.
+    limits: Limits,
     /// Queued attempts waited for here, and the task queue's wake-ups.
     tasks: TaskHub,
     /// This process's waiters for instances' ends (shared with the runtime's clients).
@@ -103,6 +107,7 @@ impl Engine {
             activity_slots: Arc::new(Semaphore::new(settings.max_activities)),
             instance_slots: Arc::new(Semaphore::new(settings.max_instances)),
             dispatch: settings.dispatch,
+            limits: settings.limits,
             tasks: TaskHub::default(),
             running: Mutex::default(),
             next_mark: AtomicU64::new(1),
@@ -147,6 +152,10 @@ impl Engine {
     /// The owner of this runtime's leases, on instances and tasks, and of its fences.
     pub(crate) fn owner(&self) -> &str {
         &self.owner
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub(crate) fn registry(&self) -> &Registry {

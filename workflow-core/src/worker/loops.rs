@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
 
 use super::driver::Journal;
 use super::engine::Engine;
@@ -37,7 +37,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                 Ok(records) => {
                     full_batch = records.len() >= free;
                     engine.set_backlog(full_batch);
-                    let mut journals = read_journals(&engine, &records).await;
+                    let mut runnable = Vec::with_capacity(records.len());
                     for record in records {
                         let Some(token) = engine.mark_running(&record.id) else {
                             // Claimable means its owner was cleared or its lease lapsed: a run
@@ -54,15 +54,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             continue;
                         };
                         match engine.instance_slots().clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                let journal = match journals.as_mut() {
-                                    Some(journals) => {
-                                        Journal::Prefetched(journals.remove(&record.id).unwrap_or_default())
-                                    }
-                                    None => Journal::Read,
-                                };
-                                engine.spawn_driver(record, journal, permit, token)
-                            }
+                            Ok(permit) => runnable.push(Claimed { record, token, permit }),
                             Err(_) => {
                                 // A local start took the slot meanwhile: hand the claim back.
                                 engine.unmark_running(&record.id, token);
@@ -70,6 +62,11 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                                 let _ = engine.commit(vec![release]).await;
                             }
                         }
+                    }
+                    // Their journals are read beside the next claim, not before it: with a
+                    // backlog, claims follow each other at the pace of the claim alone.
+                    if !runnable.is_empty() {
+                        tokio::spawn(start_drivers(engine.clone(), runnable));
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming instances failed"),
@@ -88,13 +85,30 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
     }
 }
 
+/// A claimed instance, marked running here, with its slot.
+struct Claimed {
+    record: InstanceRecord,
+    token: u64,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Reads the claimed instances' journals (in one store read) and runs each.
+async fn start_drivers(engine: Arc<Engine>, claimed: Vec<Claimed>) {
+    let mut journals = read_journals(&engine, &claimed).await;
+    for Claimed { record, token, permit } in claimed {
+        let journal = match journals.as_mut() {
+            Some(journals) => Journal::Prefetched(journals.remove(&record.id).unwrap_or_default()),
+            None => Journal::Read,
+        };
+        engine.spawn_driver(record, journal, permit, token);
+    }
+}
+
 /// The journals of the claimed instances, in one store read, by instance id; `None` when the read
 /// failed (each driver then reads its own).
-async fn read_journals(engine: &Engine, claimed: &[InstanceRecord]) -> Option<HashMap<String, Vec<JournalRecord>>> {
-    if claimed.is_empty() {
-        return Some(HashMap::new());
-    }
-    let keys: Vec<(String, u32)> = claimed.iter().map(|record| (record.id.clone(), record.generation)).collect();
+async fn read_journals(engine: &Engine, claimed: &[Claimed]) -> Option<HashMap<String, Vec<JournalRecord>>> {
+    let keys: Vec<(String, u32)> =
+        claimed.iter().map(|claimed| (claimed.record.id.clone(), claimed.record.generation)).collect();
     match engine.store().journals(&keys).await {
         Ok(records) => {
             let mut journals: HashMap<String, Vec<JournalRecord>> = HashMap::with_capacity(claimed.len());

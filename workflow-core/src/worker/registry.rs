@@ -97,9 +97,19 @@ impl Registry {
                         "input does not deserialize into the workflow's input type: {e}"
                     ))
                 })?;
-                let output = W::run(ctx, input).await?;
-                serde_json::to_string(&output)
-                    .map_err(|e| WorkflowError::Serialization(format!("output does not serialize: {e}")))
+                let limits = *ctx.engine().limits();
+                let output = W::run(ctx.clone(), input).await;
+                if ctx.is_fatal() {
+                    // The run was stopped as it ended (an oversized custom status, say): the
+                    // driver acts on that, not on this result.
+                    return std::future::pending().await;
+                }
+                let output = output?;
+                let output = serde_json::to_string(&output)
+                    .map_err(|e| WorkflowError::Serialization(format!("output does not serialize: {e}")))?;
+                // Never written: the instance fails with error type PayloadTooLarge instead.
+                limits.check_payload(&output).map_err(|size| size.workflow_error("the output"))?;
+                Ok(output)
             })
         });
         let entry = WorkflowEntry { run, check_input: check_input::<W::Input> };

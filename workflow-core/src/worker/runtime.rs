@@ -10,6 +10,7 @@ use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
 use crate::client::{Client, RetentionPolicy};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::store::{Store, WorkerMark};
 use crate::workflow::WorkflowDef;
 
@@ -30,6 +31,7 @@ pub struct RuntimeBuilder {
     claim_batch: usize,
     dispatch: ActivityDispatch,
     retention: Option<(RetentionPolicy, Duration)>,
+    limits: Limits,
 }
 
 impl Default for RuntimeBuilder {
@@ -49,6 +51,7 @@ impl Default for RuntimeBuilder {
             claim_batch: 64,
             dispatch: ActivityDispatch::Local,
             retention: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -175,6 +178,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Bounds on payload sizes and inboxes ([`Limits::default`] if not set), for the instances
+    /// this runtime runs and its clients' starts and raises.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Starts the runtime's tasks on the current tokio runtime.
     pub async fn build(self) -> Result<Runtime, Error> {
         if !self.errors.is_empty() {
@@ -208,6 +218,7 @@ impl RuntimeBuilder {
             max_instances: self.max_instances,
             max_activities: self.max_activities,
             dispatch: self.dispatch,
+            limits: self.limits,
         }));
         let mut loops = vec![
             tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),

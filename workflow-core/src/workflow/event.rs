@@ -12,10 +12,39 @@ use crate::error::WorkflowError;
 use crate::model::codec::StoredFailure;
 use crate::model::time::millis;
 use crate::model::BoxFuture;
-use crate::store::{JournalRecord, RecordStatus, StepKind, WriteOp};
+use crate::store::{EventRecord, JournalRecord, RecordStatus, StepKind, Store, StoreError, WriteOp};
 
 /// How often a live event wait re-reads the inbox for events raised by other processes.
 const EVENT_POLL: Duration = Duration::from_millis(1000);
+
+/// Events of its name a wait reads at a time: the first one not taken by another wait of the
+/// run is the one, so a page rarely holds more than one that matters.
+pub(super) const EVENT_PAGE: usize = 16;
+
+/// Takes the first event named `name` in the inbox that no other wait of this run has taken:
+/// reads only events of that name (never the payloads of the others the inbox holds), a page
+/// at a time past those already taken. `None` if there is none now.
+async fn take_next(ctx: &WorkflowContext, store: &dyn Store, name: &str) -> Result<Option<EventRecord>, StoreError> {
+    let mut after = i64::MIN;
+    loop {
+        let page = store.events_named(ctx.instance_id(), name, after, EVENT_PAGE).await?;
+        let full = page.len() >= EVENT_PAGE;
+        let last = page.last().map(|event| event.event_id);
+        {
+            let mut state = ctx.state();
+            state.seen_events.extend(page.iter().map(|event| event.event_id));
+            let found = page.into_iter().find(|event| !state.taken_events.contains(&event.event_id));
+            if let Some(event) = found {
+                state.taken_events.insert(event.event_id);
+                return Ok(Some(event));
+            }
+        }
+        match last {
+            Some(last) if full => after = last,
+            _ => return Ok(None),
+        }
+    }
+}
 
 /// A wait for an external event; await it, optionally after `.timeout(d)`.
 #[must_use = "an event wait does nothing until it is awaited"]
@@ -75,6 +104,8 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                     None => None,
                 },
             };
+            // Named before the wait counts, so an eviction that follows knows what to look for.
+            ctx.state().event_waits.insert(seq, name.clone());
             let _wait = ctx.waiting(seq, due);
             let engine = ctx.engine().clone();
             let signal = ctx.inbox_signal();
@@ -83,25 +114,14 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 let reading = ctx.reading();
-                let events = engine.store().events(ctx.instance_id()).await;
+                let taken = take_next(&ctx, engine.store().as_ref(), &name).await;
                 drop(reading);
-                let events = match events {
-                    Ok(events) => events,
+                let taken = match taken {
+                    Ok(taken) => taken,
                     Err(error) => {
                         ctx.fail(Fatal::Abandon(format!("could not read the inbox: {error}")));
                         return std::future::pending().await;
                     }
-                };
-                let taken = {
-                    let mut state = ctx.state();
-                    state.seen_events.extend(events.iter().map(|e| e.event_id));
-                    let found = events
-                        .into_iter()
-                        .find(|e| e.name.eq_ignore_ascii_case(&name) && !state.taken_events.contains(&e.event_id));
-                    if let Some(event) = &found {
-                        state.taken_events.insert(event.event_id);
-                    }
-                    found
                 };
                 if let Some(event) = taken {
                     let record = ctx.new_record(

@@ -32,7 +32,7 @@ pub(crate) use run::{Fatal, IdleWaits};
 pub use timer::Timer;
 
 use crate::activity::ActivityDef;
-use crate::error::WorkflowError;
+use crate::error::{FailureDetails, WorkflowError};
 use crate::model::time::millis;
 use crate::model::{BoxFuture, Payload};
 use crate::store::{RecordStatus, StepKind, WriteOp};
@@ -71,6 +71,7 @@ impl WorkflowContext {
     pub fn call_activity<A: ActivityDef>(&self, input: A::Input) -> ActivityCall<A> {
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
         let (seq, recorded) = self.reserve(StepKind::Activity, A::NAME);
+        let input = self.bounded_input(input, recorded.is_some(), || format!("the input of activity `{}`", A::NAME));
         ActivityCall {
             ctx: self.clone(),
             seq,
@@ -126,6 +127,8 @@ impl WorkflowContext {
     pub fn call_child<W: WorkflowDef>(&self, input: W::Input) -> ChildCall<W> {
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
         let (seq, recorded) = self.reserve(StepKind::Child, W::NAME);
+        let input =
+            self.bounded_input(input, recorded.is_some(), || format!("the input of child workflow `{}`", W::NAME));
         ChildCall { ctx: self.clone(), seq, input, recorded, _workflow: PhantomData }
     }
 
@@ -146,6 +149,10 @@ impl WorkflowContext {
     /// `my_workflow::continue_as_new(&ctx, input)`.
     pub async fn continue_as_new<I: Serialize, T>(&self, input: &I) -> Result<T, WorkflowError> {
         let input = serde_json::to_string(input).map_err(|e| WorkflowError::Serialization(e.to_string()))?;
+        self.engine()
+            .limits()
+            .check_payload(&input)
+            .map_err(|size| size.workflow_error("the input of continue-as-new"))?;
         self.fail(Fatal::ContinueAsNew(input));
         std::future::pending().await
     }
@@ -213,11 +220,36 @@ impl WorkflowContext {
     }
 
     /// Sets a status text for observers (shown by `Client::status`); written with the next step.
+    /// A status over the payload limit ([`Limits::max_payload_bytes`](crate::Limits::max_payload_bytes))
+    /// is not written: it fails the instance, with error type `PayloadTooLarge`.
     pub fn set_custom_status<S: Serialize>(&self, status: &S) {
         let custom_status = serde_json::to_string(status).ok();
+        if let Some(Err(size)) = custom_status.as_deref().map(|text| self.engine().limits().check_payload(text)) {
+            let error = size.workflow_error("the custom status");
+            self.fail(Fatal::Fail(FailureDetails {
+                error_type: error.error_type().to_owned(),
+                message: error.to_string(),
+            }));
+            return;
+        }
         self.state().custom_status = Some(custom_status.clone());
         let updated_at = self.clock_now();
         self.buffer(WriteOp::SetCustomStatus { id: self.instance_id().to_owned(), custom_status, updated_at });
+    }
+
+    /// `input` unless it is over the payload limit and not recorded yet (a call a journal holds
+    /// replays as it was recorded, whatever the limit is now).
+    fn bounded_input(
+        &self,
+        input: Result<String, WorkflowError>,
+        recorded: bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<String, WorkflowError> {
+        let input = input?;
+        if !recorded {
+            self.engine().limits().check_payload(&input).map_err(|size| size.workflow_error(what()))?;
+        }
+        Ok(input)
     }
 
     /// Takes a seq for a recorded value: the recorded payload on replay, else `make()`'s, which

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::WorkflowContext;
 use crate::error::FailureDetails;
-use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, WriteOp};
+use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp};
 use crate::worker::Engine;
 
 /// What stops an instance's run from the inside.
@@ -50,10 +50,12 @@ pub(super) struct InstanceState {
     pub(super) deadlines: BTreeMap<u32, Millis>,
     /// Children being waited for, by seq.
     pub(super) children: BTreeMap<u32, String>,
+    /// Event waits under way, by seq: the names they wait for.
+    pub(super) event_waits: BTreeMap<u32, String>,
     /// Events this run has taken (so two waits never take the same one).
     pub(super) taken_events: HashSet<i64>,
-    /// Every event id this run has seen in the inbox (ids need not become visible in order:
-    /// PostgreSQL assigns them before commit).
+    /// Every event id this run's waits have read from the inbox (ids need not become visible in
+    /// order: PostgreSQL assigns them before commit).
     pub(super) seen_events: HashSet<i64>,
     /// The custom status this run set last, if it set one.
     pub(super) custom_status: Option<Option<String>>,
@@ -81,10 +83,36 @@ pub(super) struct InstanceShared {
 pub(crate) struct IdleWaits {
     /// The earliest deadline of its waits, or [`NEVER`](crate::store::NEVER).
     pub(crate) wake_at: Millis,
-    /// Every event id the run has seen in the inbox.
+    /// Every event id the run's waits have read from the inbox.
     pub(crate) seen_events: HashSet<i64>,
+    /// The names of the events it waits for.
+    pub(crate) event_names: Vec<String>,
     /// The children it waits for.
     pub(crate) children: Vec<String>,
+}
+
+impl IdleWaits {
+    /// Whether an event one of its waits would take is in the inbox of `id` unread by them (it
+    /// raced the eviction). Reads only the events of the names waited for; a store error counts
+    /// as an arrival (the instance is woken to look).
+    pub(crate) async fn event_arrived(&self, store: &dyn Store, id: &str) -> bool {
+        for name in &self.event_names {
+            let mut after = i64::MIN;
+            loop {
+                let Ok(page) = store.events_named(id, name, after, super::event::EVENT_PAGE).await else {
+                    return true;
+                };
+                if page.iter().any(|event| !self.seen_events.contains(&event.event_id)) {
+                    return true;
+                }
+                match page.last() {
+                    Some(last) if page.len() == super::event::EVENT_PAGE => after = last.event_id,
+                    _ => break,
+                }
+            }
+        }
+        false
+    }
 }
 
 impl WorkflowContext {
@@ -111,6 +139,7 @@ impl WorkflowContext {
             last_progress: tokio::time::Instant::now(),
             deadlines: BTreeMap::new(),
             children: BTreeMap::new(),
+            event_waits: BTreeMap::new(),
             taken_events: HashSet::new(),
             seen_events: HashSet::new(),
             custom_status: None,
@@ -311,6 +340,7 @@ impl WorkflowContext {
         IdleWaits {
             wake_at: state.deadlines.values().min().copied().unwrap_or(crate::store::NEVER),
             seen_events: state.seen_events.clone(),
+            event_names: state.event_waits.values().cloned().collect(),
             children: state.children.values().cloned().collect(),
         }
     }
@@ -402,6 +432,7 @@ impl Drop for ActivityGuard {
                 state.waits = state.waits.saturating_sub(1);
                 state.deadlines.remove(&seq);
                 state.children.remove(&seq);
+                state.event_waits.remove(&seq);
             }
             Guarded::Busy | Guarded::Read => state.busy = state.busy.saturating_sub(1),
         }

@@ -1,7 +1,7 @@
 //! Writing a batch in a transaction: its checks read and locked, its layers applied statement by
 //! statement, its signals sent, and its commit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::{PgConnection, PgPool};
 use workflow_core::store::{StoreError, WakeSignal};
@@ -14,11 +14,11 @@ use super::cache::StatementCache;
 use super::retry::{failed, Failure};
 use super::signals::notice;
 use super::sql::{
-    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT, FINISH, NOTIFY,
-    PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
+    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
+    FINISH, LOCK_INBOXES, NOTIFY, PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
 };
 use super::statement::Single;
-use crate::shared::plan::{Checked, Layer, Plan};
+use crate::shared::plan::{Checked, Inbox, Layer, Plan};
 use crate::shared::to_i64;
 
 /// Writes `plan` once: as one statement where it allows ([`Single`]), else in a transaction that
@@ -37,6 +37,7 @@ pub(super) async fn try_write(
     }
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
     let (fenced, asserted) = plan.checked_ids();
+    let mut found = std::collections::HashMap::new();
     if !fenced.is_empty() || !asserted.is_empty() {
         let rows = sqlx::query(CHECK)
             .bind(&fenced)
@@ -44,14 +45,16 @@ pub(super) async fn try_write(
             .fetch_all(&mut *tx)
             .await
             .map_err(failed("checking leases and statuses"))?;
-        let mut found = std::collections::HashMap::new();
         for row in rows {
             let id: String = sqlx::Row::try_get(&row, 0).map_err(failed("reading leases"))?;
             let owner: Option<String> = sqlx::Row::try_get(&row, 1).map_err(failed("reading leases"))?;
             let status: String = sqlx::Row::try_get(&row, 2).map_err(failed("reading statuses"))?;
             found.insert(id, Checked { owner, status });
         }
-        plan.check(&found).map_err(Failure::Store)?;
+    }
+    let inboxes = inboxes(plan, &mut tx).await?;
+    if !fenced.is_empty() || !asserted.is_empty() || !plan.inboxes.is_empty() {
+        plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
     let (skipped, watched) = apply(plan, &mut tx).await?;
     let mut notices = notices.to_vec();
@@ -66,6 +69,26 @@ pub(super) async fn try_write(
     }
     tx.commit().await.map_err(failed("committing a write"))?;
     Ok(skipped)
+}
+
+/// What the inboxes the plan checks the room of held before it, read under their locks (see
+/// [`LOCK_INBOXES`]); empty when it checks none.
+async fn inboxes(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<HashMap<String, Inbox>, Failure> {
+    let ids = plan.inbox_ids();
+    let mut inboxes = HashMap::new();
+    if ids.is_empty() {
+        return Ok(inboxes);
+    }
+    sqlx::query(&LOCK_INBOXES).bind(&ids).execute(&mut *conn).await.map_err(failed("locking inboxes"))?;
+    let rows = sqlx::query(COUNT_INBOXES).bind(&ids).fetch_all(&mut *conn).await.map_err(failed("checking inboxes"))?;
+    for row in rows {
+        let read = failed("reading inboxes");
+        let id: String = sqlx::Row::try_get(&row, 0).map_err(&read)?;
+        let events: i64 = sqlx::Row::try_get(&row, 1).map_err(&read)?;
+        let bytes: i64 = sqlx::Row::try_get(&row, 2).map_err(&read)?;
+        inboxes.insert(id, Inbox { events, bytes });
+    }
+    Ok(inboxes)
 }
 
 /// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the

@@ -117,7 +117,8 @@ pub(super) fn bind_events(args: &mut Args, layer: &Layer<'_>, event_ids: &[i64])
         .column(events.iter().map(|e| e.instance_id).collect::<Vec<_>>())
         .column(events.iter().map(|e| e.name).collect::<Vec<_>>())
         .column(events.iter().map(|e| e.payload).collect::<Vec<_>>())
-        .column(events.iter().map(|e| e.created_at).collect::<Vec<_>>());
+        .column(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .column(events.iter().map(|e| i64::try_from(e.payload.len()).unwrap_or(i64::MAX)).collect::<Vec<_>>());
     Ok(())
 }
 

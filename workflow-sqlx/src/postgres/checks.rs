@@ -52,6 +52,7 @@ pub(super) fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
             WriteOp::SetWake { id, .. } => ("SetWake", id, &[("id", Some(id.as_str()))]),
             WriteOp::AssertOwner { id, .. } => ("AssertOwner", id, &[("id", Some(id.as_str()))]),
             WriteOp::AssertStatus { id, .. } => ("AssertStatus", id, &[("id", Some(id.as_str()))]),
+            WriteOp::AssertInboxRoom { id, .. } => ("AssertInboxRoom", id, &[("id", Some(id.as_str()))]),
             WriteOp::Purge { id } => ("Purge", id, &[("id", Some(id.as_str()))]),
             WriteOp::Evict { id, .. } => ("Evict", id, &[("id", Some(id.as_str()))]),
             WriteOp::ContinueAsNew { id, input, .. } => {

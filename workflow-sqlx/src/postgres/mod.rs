@@ -42,13 +42,15 @@ use workflow_core::store::{
 use self::cache::StatementCache;
 use self::retry::{failed, retrying, retrying_idempotent};
 use self::sql::{
-    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
+    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL,
+    SELECT_JOURNALS, WATCH,
 };
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
 use crate::shared::quarantine::Quarantine;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
+    INSTANCE_COLUMNS_WITHOUT_PAYLOADS,
 };
 use crate::shared::rows::{key_from_row, KEY_COLUMNS};
 
@@ -262,7 +264,8 @@ impl Store for PostgresStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Postgres);
+        let columns = if query.without_payloads { INSTANCE_COLUMNS_WITHOUT_PAYLOADS } else { INSTANCE_COLUMNS };
+        let statement = list_statement(query, columns, Dialect::Postgres);
         let statement = &statement;
         let rows = retrying_idempotent(|| async move {
             statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))
@@ -287,6 +290,31 @@ impl Store for PostgresStore {
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
         let rows = retrying_idempotent(|| async move {
             sqlx::query(&SELECT_EVENTS).bind(id).fetch_all(&self.pool).await.map_err(failed("reading events"))
+        })
+        .await?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        // `name` is COLLATE "C", whose lower() folds ASCII letters only, as the waits match.
+        let lowered = name.to_ascii_lowercase();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lowered = lowered.as_str();
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_EVENTS_NAMED)
+                .bind(id)
+                .bind(lowered)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading events"))
         })
         .await?;
         rows.iter().map(|row| event_from_row(row, id)).collect()

@@ -106,8 +106,27 @@ pub(super) const DELETE_TASK: &str = "DELETE FROM activity_tasks AS t \
      USING UNNEST($1::text[], $2::int8[], $3::int8[]) AS v (instance_id, generation, seq) \
      WHERE t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq";
 
-pub(super) const ADD_EVENT: &str = "INSERT INTO events (seq, instance_id, name, payload, created_at) \
-     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])";
+pub(super) const ADD_EVENT: &str = "INSERT INTO events (seq, instance_id, name, payload, created_at, payload_bytes) \
+     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[])";
+
+/// The advisory lock class of inbox checks (two-key locks, which never meet the one-key locks of
+/// liveness marks).
+const INBOX_LOCK_CLASS: i32 = 0x5746_4942;
+
+/// Locks the inboxes of `$1` (sorted, so two batches never wait for each other in a cycle) until
+/// the transaction ends: a batch checking an inbox's room waits for one that checked it before
+/// to commit, and its count (a later statement, so a later snapshot) sees what that one added.
+pub(super) static LOCK_INBOXES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT count(pg_advisory_xact_lock({INBOX_LOCK_CLASS}, h)) FROM \
+         (SELECT DISTINCT hashtext(id) AS h FROM UNNEST($1::text[]) AS id ORDER BY h) AS keys"
+    )
+});
+
+/// What the inboxes of `$1` hold: their unconsumed events and payload bytes (from
+/// `events_unconsumed`).
+pub(super) const COUNT_INBOXES: &str = "SELECT instance_id, count(*), COALESCE(sum(payload_bytes), 0)::int8 \
+     FROM events WHERE instance_id = ANY($1) AND consumed_by_seq IS NULL GROUP BY instance_id";
 
 /// A batch's event ids, taken up front.
 pub(super) const EVENT_IDS: &str = "SELECT nextval('event_ids') FROM generate_series(1, $1)";
@@ -227,6 +246,15 @@ fn qualified(table: &str, columns: &str) -> String {
 
 pub(super) static SELECT_JOURNAL: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = $1 AND generation = $2 ORDER BY seq")
+});
+
+/// The unconsumed events of instance `$1` named `$2` (given in ASCII lower case) after id `$3`,
+/// at most `$4`: a range of `events_unconsumed`.
+pub(super) static SELECT_EVENTS_NAMED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = $1 AND lower(name) = $2 AND seq > $3 \
+         AND consumed_by_seq IS NULL ORDER BY seq LIMIT $4"
+    )
 });
 
 pub(super) static SELECT_EVENTS: LazyLock<String> = LazyLock::new(|| {

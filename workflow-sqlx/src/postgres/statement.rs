@@ -29,7 +29,7 @@ use crate::shared::plan::{Layer, Plan};
 /// plans where no statement needs to see another's rows: one layer (each instance at most one
 /// instance op), no restart or purge (whose deletes must see the records queued before them), no
 /// events (whose ids come from a statement of their own), no status assertion (checked, and locked,
-/// as [`CHECK`] does), no task key both deleted and queued, and no task op of
+/// as [`CHECK`] does), no inbox check (locked first, then counted), no task key both deleted and queued, and no task op of
 /// an instance the batch finishes (whose task delete must see it). Every instance row is written by
 /// one CTE at most. The fence locks its instances `FOR SHARE` before any CTE writes (each waits for
 /// the verdict), so a concurrent claim cannot move them until the commit.
@@ -73,6 +73,7 @@ impl Single {
         };
         if plan.events > 0
             || !plan.asserts.is_empty()
+            || !plan.inboxes.is_empty()
             || layer.is_some_and(|layer| !layer.continues.is_empty() || !layer.purges.is_empty())
         {
             return None;

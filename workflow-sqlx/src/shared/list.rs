@@ -138,6 +138,7 @@ mod tests {
             created_before: Some(2),
             updated_before: Some(3),
             parent_id: Some("p".into()),
+            without_payloads: false,
             after: Some((4, "x".into())),
             limit: 5,
         };

@@ -55,6 +55,37 @@ pub(crate) struct Continue<'a> {
     pub(crate) updated_at: Millis,
 }
 
+/// An `AssertInboxRoom` check, with what the batch's assertions on the same inbox add up to so
+/// far (this one's included), so each row is checked on its own against the inbox as it was
+/// before the batch. Numbers are clamped into `i64`, which the databases store.
+pub(crate) struct InboxRoom<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) events: i64,
+    pub(crate) bytes: i64,
+    pub(crate) max_events: i64,
+    pub(crate) max_bytes: i64,
+}
+
+/// What an inbox held before a batch: its unconsumed events and their payloads' bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Inbox {
+    pub(crate) events: i64,
+    pub(crate) bytes: i64,
+}
+
+impl InboxRoom<'_> {
+    /// Whether the inbox, holding `held` before the batch, has the room this row asks for.
+    pub(crate) fn holds(&self, held: Inbox) -> bool {
+        held.events.saturating_add(self.events) <= self.max_events
+            && held.bytes.saturating_add(self.bytes) <= self.max_bytes
+    }
+}
+
+/// A `u64` as the `i64` a database stores, saturating.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// A task's key: (instance, generation, seq).
 pub(crate) type TaskKey<'a> = (&'a str, u32, u32);
 
@@ -158,6 +189,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) fences: Vec<(&'a str, &'a str)>,
     /// `AssertStatus` checks (instance id, allowed statuses) in op order, made with the fences.
     pub(crate) asserts: Vec<(&'a str, &'a [RuntimeStatus])>,
+    /// `AssertInboxRoom` checks in op order, made after the others.
+    pub(crate) inboxes: Vec<InboxRoom<'a>>,
     /// How many events the batch adds.
     pub(crate) events: i64,
 }
@@ -169,6 +202,8 @@ impl<'a> Plan<'a> {
         let mut events = 0_i64;
         let mut fences = Vec::new();
         let mut asserts = Vec::new();
+        let mut inboxes = Vec::new();
+        let mut claimed: HashMap<&'a str, (i64, i64)> = HashMap::new();
         for (index, op) in ops.iter().enumerate() {
             let id = match op {
                 WriteOp::AssertOwner { id, owner } => {
@@ -177,6 +212,18 @@ impl<'a> Plan<'a> {
                 }
                 WriteOp::AssertStatus { id, allowed } => {
                     asserts.push((id.as_str(), allowed.as_slice()));
+                    continue;
+                }
+                WriteOp::AssertInboxRoom { id, events, bytes, max_events, max_bytes } => {
+                    let so_far = claimed.entry(id.as_str()).or_default();
+                    *so_far = (so_far.0.saturating_add(clamp(*events)), so_far.1.saturating_add(clamp(*bytes)));
+                    inboxes.push(InboxRoom {
+                        id,
+                        events: so_far.0,
+                        bytes: so_far.1,
+                        max_events: clamp(*max_events),
+                        max_bytes: clamp(*max_bytes),
+                    });
                     continue;
                 }
                 WriteOp::PutRecord(record) => {
@@ -241,6 +288,7 @@ impl<'a> Plan<'a> {
                 | WriteOp::ConsumeEvent { .. }
                 | WriteOp::AssertOwner { .. }
                 | WriteOp::AssertStatus { .. }
+                | WriteOp::AssertInboxRoom { .. }
                 | WriteOp::EnqueueTask(_)
                 | WriteOp::DeleteTask { .. } => {}
                 WriteOp::CreateInstance(record) => layer.creates.push((index, record)),
@@ -276,7 +324,7 @@ impl<'a> Plan<'a> {
             layer.task_deletes = layer.tasks.iter().filter(|change| change.delete).map(|change| change.key).collect();
             layer.task_enqueues = layer.tasks.iter().filter_map(|change| change.enqueue).collect();
         }
-        Self { layers, fences, asserts, events }
+        Self { layers, fences, asserts, inboxes, events }
     }
 
     /// The ids the checks read, each once: those only fenced (`AssertOwner`), and those whose
@@ -290,12 +338,27 @@ impl<'a> Plan<'a> {
         (fenced, asserted)
     }
 
+    /// The ids whose inboxes the `AssertInboxRoom` checks read, each once, sorted (the order a
+    /// backend that locks them takes its locks in).
+    pub(crate) fn inbox_ids(&self) -> Vec<&'a str> {
+        let mut ids: Vec<&str> = self.inboxes.iter().map(|room| room.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Checks the batch's fences and status assertions against the rows they name as they were
     /// before the batch (`found`: id to its row; a missing id has none): [`StoreError::Fenced`]
     /// with every fenced id if any fence fails, else [`StoreError::Conflict`] for the first
-    /// `AssertStatus` in op order that does not hold, as the in-memory store does. A stored status
-    /// the engine cannot have written fails an assertion on it as corrupt.
-    pub(crate) fn check(&self, found: &HashMap<String, Checked>) -> Result<(), StoreError> {
+    /// `AssertStatus` in op order that does not hold, as the in-memory store does, else
+    /// [`StoreError::InboxFull`] for the first `AssertInboxRoom` that does not hold against
+    /// `inboxes` (an id missing there holds nothing). A stored status the engine cannot have
+    /// written fails an assertion on it as corrupt.
+    pub(crate) fn check(
+        &self,
+        found: &HashMap<String, Checked>,
+        inboxes: &HashMap<String, Inbox>,
+    ) -> Result<(), StoreError> {
         let mut fenced: Vec<String> = self
             .fences
             .iter()
@@ -320,6 +383,17 @@ impl<'a> Plan<'a> {
             };
             if !status.is_some_and(|status| allowed.contains(&status)) {
                 return Err(StoreError::Conflict { id: (*id).to_owned(), status });
+            }
+        }
+        for room in &self.inboxes {
+            let held = inboxes.get(room.id).copied().unwrap_or_default();
+            if !room.holds(held) {
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                return Err(StoreError::InboxFull {
+                    id: room.id.to_owned(),
+                    events: count(held.events),
+                    bytes: count(held.bytes),
+                });
             }
         }
         Ok(())

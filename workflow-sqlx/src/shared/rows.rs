@@ -14,6 +14,12 @@ pub(crate) const INSTANCE_COLUMNS: &str = "id, workflow, status, input, output, 
 /// The `instances` columns [`key_from_row`] reads: the list order's, and the parent.
 pub(crate) const KEY_COLUMNS: &str = "id, created_at, parent_id";
 
+/// [`INSTANCE_COLUMNS`] for a list without payloads: the same names, the payloads (input, output,
+/// custom status) never read.
+pub(crate) const INSTANCE_COLUMNS_WITHOUT_PAYLOADS: &str = "id, workflow, status, '' AS input, \
+     CAST(NULL AS TEXT) AS output, error, generation, created_at, updated_at, owner, lease_until, parent_id, \
+     CAST(NULL AS TEXT) AS custom_status, wake_at";
+
 /// The `journal` columns [`record_from_row`] reads.
 pub(crate) const JOURNAL_COLUMNS: &str =
     "instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group";

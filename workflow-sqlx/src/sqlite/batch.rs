@@ -11,10 +11,11 @@ use workflow_core::store::StoreError;
 use super::backend;
 use super::bind::{
     bind_assert, bind_consume, bind_continue, bind_continue_id, bind_create, bind_custom, bind_enqueue, bind_event,
-    bind_fence, bind_finish, bind_finish_id, bind_id, bind_put, bind_status, bind_task_key, bind_wake, Query,
+    bind_fence, bind_finish, bind_finish_id, bind_id, bind_inbox_room, bind_put, bind_status, bind_task_key, bind_wake,
+    Query,
 };
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
-use crate::shared::plan::{Checked, Plan};
+use crate::shared::plan::{Checked, Inbox, Plan};
 
 /// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
 struct Step<'q> {
@@ -71,6 +72,7 @@ impl<'a> Plan<'a> {
         let mut steps = Vec::new();
         add_steps(&mut steps, Shape::Fence, &self.fences, bind_fence);
         add_steps(&mut steps, Shape::Assert, &self.asserts, bind_assert);
+        add_steps(&mut steps, Shape::InboxRoom, &self.inboxes, bind_inbox_room);
         for layer in &self.layers {
             add_steps(&mut steps, Shape::Put, &layer.puts, bind_put);
             add_steps(&mut steps, Shape::DeleteTask, &layer.task_deletes, bind_task_key);
@@ -179,7 +181,22 @@ pub(super) async fn refusal(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Res
             found.insert(id, Checked { owner, status });
         }
     }
-    Ok(plan.check(&found).err())
+    let mut inboxes = HashMap::new();
+    for chunk in plan.inbox_ids().chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT instance_id, count(*), COALESCE(sum(payload_bytes), 0) FROM events \
+             WHERE instance_id IN ({marks}) AND consumed_by_seq IS NULL GROUP BY instance_id"
+        );
+        let query = chunk.iter().fold(sqlx::query(&sql), |query, id| query.bind(*id));
+        for row in query.fetch_all(&mut *conn).await.map_err(backend("checking inboxes"))? {
+            let id: String = row.try_get(0).map_err(backend("reading inboxes"))?;
+            let events: i64 = row.try_get(1).map_err(backend("reading inboxes"))?;
+            let bytes: i64 = row.try_get(2).map_err(backend("reading inboxes"))?;
+            inboxes.insert(id, Inbox { events, bytes });
+        }
+    }
+    Ok(plan.check(&found, &inboxes).err())
 }
 
 /// Whether `error` is the fence trigger refusing a statement (a fence or a status assertion).

@@ -6,7 +6,9 @@
 use sqlx::sqlite::{Sqlite, SqliteArguments};
 use workflow_core::store::{InstanceRecord, JournalRecord, RuntimeStatus, TaskRecord};
 
-use crate::shared::plan::{Consume, Continue, CustomStatus, Finishing, NewEvent, StatusChange, TaskKey, Wake};
+use crate::shared::plan::{
+    Consume, Continue, CustomStatus, Finishing, InboxRoom, NewEvent, StatusChange, TaskKey, Wake,
+};
 
 pub(super) type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -73,6 +75,11 @@ pub(super) fn bind_event<'q>(query: Query<'q>, event: &'q NewEvent<'q>, last_eve
         .bind(event.name)
         .bind(event.payload)
         .bind(event.created_at)
+        .bind(i64::try_from(event.payload.len()).unwrap_or(i64::MAX))
+}
+
+pub(super) fn bind_inbox_room<'q>(query: Query<'q>, room: &'q InboxRoom<'q>) -> Query<'q> {
+    query.bind(room.id).bind(room.events).bind(room.bytes).bind(room.max_events).bind(room.max_bytes)
 }
 
 pub(super) fn bind_consume<'q>(query: Query<'q>, consume: &'q Consume<'q>) -> Query<'q> {

@@ -37,7 +37,7 @@ use crate::shared::plan::Plan;
 use crate::shared::quarantine::Quarantine;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, EVENT_COLUMNS,
-    INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS,
+    INSTANCE_COLUMNS, INSTANCE_COLUMNS_WITHOUT_PAYLOADS, JOURNAL_COLUMNS, TASK_COLUMNS,
 };
 use crate::shared::rows::{key_from_row, KEY_COLUMNS};
 
@@ -239,7 +239,8 @@ impl Store for SqliteStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let statement = list_statement(query, INSTANCE_COLUMNS, Dialect::Sqlite);
+        let columns = if query.without_payloads { INSTANCE_COLUMNS_WITHOUT_PAYLOADS } else { INSTANCE_COLUMNS };
+        let statement = list_statement(query, columns, Dialect::Sqlite);
         let rows =
             statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
@@ -260,6 +261,28 @@ impl Store for SqliteStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND consumed_by_seq IS NULL ORDER BY seq"
         ))
         .bind(id)
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(backend("reading events"))?;
+        rows.iter().map(|row| event_from_row(row, id)).collect()
+    }
+
+    async fn events_named(
+        &self,
+        id: &str,
+        name: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        // Spelled as `events_unconsumed` is, so its range is read and nothing else.
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = ? AND name = ? COLLATE NOCASE AND seq > ? \
+             AND consumed_by_seq IS NULL ORDER BY seq LIMIT ?"
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(backend("reading events"))?;

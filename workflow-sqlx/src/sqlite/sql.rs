@@ -33,13 +33,14 @@ pub(super) enum Shape {
     ContinuedTasks,
     Fence,
     Assert,
+    InboxRoom,
     PurgeInstance,
     PurgeJournal,
     PurgeEvents,
 }
 
 impl Shape {
-    const ALL: [Shape; 21] = [
+    const ALL: [Shape; 22] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -58,6 +59,7 @@ impl Shape {
         Shape::ContinuedTasks,
         Shape::Fence,
         Shape::Assert,
+        Shape::InboxRoom,
         Shape::PurgeInstance,
         Shape::PurgeJournal,
         Shape::PurgeEvents,
@@ -69,7 +71,8 @@ impl Shape {
             Shape::Put => 12,
             Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
-            Shape::AddEvent => 5,
+            Shape::AddEvent => 6,
+            Shape::InboxRoom => 5,
             Shape::Consume | Shape::ContinueAsNew => 4,
             Shape::SetWake | Shape::Evict => 2,
             Shape::EnqueueTask => 9,
@@ -105,7 +108,9 @@ impl Shape {
                 "UPDATE instances SET status = v.column2, output = v.column3, error = v.column4, \
                  updated_at = v.column5, completed_at = v.column6, owner = NULL, lease_until = NULL FROM (VALUES "
             }
-            Shape::AddEvent => "INSERT INTO events (seq, instance_id, name, payload, created_at) VALUES ",
+            Shape::AddEvent => {
+                "INSERT INTO events (seq, instance_id, name, payload, created_at, payload_bytes) VALUES "
+            }
             Shape::Consume => {
                 "UPDATE events SET consumed_generation = v.column3, consumed_by_seq = v.column4 FROM (VALUES "
             }
@@ -131,7 +136,9 @@ impl Shape {
                  (SELECT id FROM instances WHERE id IN (VALUES "
             }
             Shape::ContinuedTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
-            Shape::Fence | Shape::Assert => "INSERT INTO temp.fenced (id) SELECT v.column1 FROM (VALUES ",
+            Shape::Fence | Shape::Assert | Shape::InboxRoom => {
+                "INSERT INTO temp.fenced (id) SELECT v.column1 FROM (VALUES "
+            }
             Shape::PurgeInstance => "DELETE FROM instances WHERE id IN (VALUES ",
             Shape::PurgeJournal => "DELETE FROM journal WHERE instance_id IN (VALUES ",
             Shape::PurgeEvents => "DELETE FROM events WHERE instance_id IN (VALUES ",
@@ -188,6 +195,13 @@ impl Shape {
             Shape::Assert => {
                 ") AS v WHERE NOT EXISTS (SELECT 1 FROM instances AS i WHERE i.id = v.column1 AND i.status IN \
                  (v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8))"
+            }
+            // Likewise a row for every inbox without the room asked for (id, events and bytes the
+            // batch adds, the most events and bytes): counted and summed from `events_unconsumed`.
+            Shape::InboxRoom => {
+                ") AS v WHERE EXISTS (SELECT 1 FROM (SELECT count(*) AS n, COALESCE(sum(e.payload_bytes), 0) AS b \
+                 FROM events AS e WHERE e.instance_id = v.column1 AND e.consumed_by_seq IS NULL) AS held \
+                 WHERE held.n + v.column2 > v.column4 OR held.b + v.column3 > v.column5)"
             }
             // Queued afresh, or replacing a task of an earlier attempt only (a repeated row, of the
             // same attempt, changes nothing). The plan gives each key one row per layer.

@@ -1,8 +1,8 @@
 //! Events: the inbox of an instance, its ids, wake-ups and consumption.
 
-use crate::store::{EventRecord, InstanceRecord, Store};
+use crate::store::{EventRecord, InstanceRecord, Store, StoreError, WriteOp};
 
-use super::{add_event, consume, create, event_names, get, instance};
+use super::{add_event, consume, create, event_names, get, instance, set_wake};
 
 /// Events are listed per instance, in arrival order (not `created_at` order), with ids the store
 /// assigns increasing in arrival order across instances; one for an instance the store does not
@@ -77,4 +77,105 @@ pub async fn check_events(store: &dyn Store) {
     // An event is consumed whether or not its instance exists.
     store.write(&[consume(ghost, early[0].event_id, 0, 0)]).await.unwrap();
     assert!(store.events(ghost).await.unwrap().is_empty());
+}
+
+/// [`Store::events_named`] lists the unconsumed events of one instance and one name, matched
+/// without regard to ASCII case (and only ASCII case), with ids greater than `after`, in arrival
+/// order, at most `limit`.
+pub async fn check_events_named(store: &dyn Store) {
+    let (a, b) = ("named/a", "named/b");
+    store.write(&[create(instance(a, "named_wf", 1)), create(instance(b, "named_wf", 2))]).await.unwrap();
+    store
+        .write(&[
+            add_event(a, "approval", "1", 10),
+            add_event(a, "other", "2", 11),
+            add_event(b, "approval", "3", 12),
+            add_event(a, "APPROVAL", "4", 13),
+            add_event(a, "Approval", "5", 14),
+            add_event(a, "approvál", "6", 15),
+            add_event(a, "APPROVÁL", "7", 16),
+            add_event(a, "approval2", "8", 17),
+        ])
+        .await
+        .unwrap();
+    let payloads = |events: &[EventRecord]| events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>();
+    let all = store.events_named(a, "aPPROVAL", i64::MIN, 100).await.unwrap();
+    assert_eq!(payloads(&all), ["1", "4", "5"], "ASCII case ignored, this instance's only, in arrival order");
+    assert_eq!(all[0], store.events(a).await.unwrap()[0], "the same records as `events`");
+    assert_eq!(
+        payloads(&store.events_named(a, "approvál", 0, 100).await.unwrap()),
+        ["6"],
+        "only ASCII case is ignored"
+    );
+    assert_eq!(payloads(&store.events_named(a, "APPROVÁL", 0, 100).await.unwrap()), ["7"]);
+    assert_eq!(payloads(&store.events_named(a, "approval", 0, 2).await.unwrap()), ["1", "4"], "at most `limit`");
+    let after = store.events_named(a, "approval", all[0].event_id, 100).await.unwrap();
+    assert_eq!(payloads(&after), ["4", "5"], "after the given id");
+    assert!(store.events_named(a, "approval", all[2].event_id, 100).await.unwrap().is_empty());
+    assert!(store.events_named(a, "approval", 0, 0).await.unwrap().is_empty());
+    assert!(store.events_named(a, "missing", 0, 100).await.unwrap().is_empty());
+    assert!(store.events_named("named/nobody", "approval", 0, 100).await.unwrap().is_empty());
+
+    store.write(&[consume(a, all[1].event_id, 0, 1)]).await.unwrap();
+    let left = store.events_named(a, "approval", 0, 100).await.unwrap();
+    assert_eq!(payloads(&left), ["1", "5"], "a consumed event is not listed");
+}
+
+/// `AssertInboxRoom` refuses a batch, with [`StoreError::InboxFull`] and nothing of it applied,
+/// when the inbox's unconsumed events plus what the batch's assertions on it claim (added up in
+/// op order) pass either limit; consumed events do not count; concurrent batches cannot together
+/// overfill an inbox.
+pub async fn check_inbox_room(store: &dyn Store) {
+    let (a, b, ghost) = ("room/a", "room/b", "room/ghost");
+    store.write(&[create(instance(a, "room_wf", 1)), create(instance(b, "room_wf", 2))]).await.unwrap();
+    let raise = |id: &str, payload: &str, max_events: u64, max_bytes: u64| {
+        vec![room(id, 1, payload.len() as u64, max_events, max_bytes), add_event(id, "e", payload, 5)]
+    };
+    // Three events of 10 bytes each fit a limit of 3 events and 30 bytes.
+    for _ in 0..3 {
+        store.write(&raise(a, "\"12345678\"", 3, 30)).await.unwrap();
+    }
+    let before = store.events(a).await.unwrap();
+    assert_eq!(before.len(), 3);
+    let full = |result: Result<_, StoreError>| match result {
+        Err(StoreError::InboxFull { id, events, bytes }) => (id, events, bytes),
+        other => panic!("expected InboxFull, got {other:?}"),
+    };
+    assert_eq!(full(store.write(&raise(a, "1", 3, 1_000)).await), (a.to_owned(), 3, 30), "the count limit");
+    assert_eq!(full(store.write(&raise(a, "1", 10, 30)).await), (a.to_owned(), 3, 30), "the byte limit");
+    // The rest of a refused batch is not applied either.
+    let mut batch = vec![add_event(b, "other", "1", 6), set_wake(b, Some(77))];
+    batch.extend(raise(a, "1", 3, 1_000));
+    full(store.write(&batch).await);
+    assert_eq!(store.events(a).await.unwrap(), before, "the inbox is unchanged");
+    assert!(store.events(b).await.unwrap().is_empty(), "nothing of the batch was applied");
+    assert_eq!(get(store, b).await.wake_at, None);
+
+    // Assertions on one inbox in one batch add up: each fits alone, the two do not.
+    store.write(&[room(b, 1, 1, 1, 100), add_event(b, "x", "1", 7)]).await.unwrap();
+    store.write(&[consume(b, store.events(b).await.unwrap()[0].event_id, 0, 1)]).await.unwrap();
+    let two = [room(b, 1, 1, 1, 100), add_event(b, "x", "1", 8), room(b, 1, 1, 1, 100), add_event(b, "x", "2", 8)];
+    assert_eq!(full(store.write(&two).await), (b.to_owned(), 0, 0), "consumed events do not count");
+    assert!(store.events(b).await.unwrap().is_empty());
+    store.write(&two[..2]).await.unwrap();
+    // Other instances' assertions are their own.
+    store.write(&[room(ghost, 2, 2, 2, 2), room(b, 0, 0, 1, 100), add_event(ghost, "g", "1", 9)]).await.unwrap();
+    full(store.write(&[room(ghost, 1, 0, 1, 100)]).await);
+
+    // Concurrent raises on one inbox: exactly as many as fit get in.
+    let c = "room/c";
+    store.write(&[create(instance(c, "room_wf", 3))]).await.unwrap();
+    let batches: Vec<Vec<WriteOp>> = (0..12).map(|n| raise(c, &n.to_string(), 5, 1_000)).collect();
+    let results = futures::future::join_all(batches.iter().map(|batch| store.write(batch))).await;
+    let accepted = results.iter().filter(|result| result.is_ok()).count();
+    for result in results.into_iter().filter(Result::is_err) {
+        full(result);
+    }
+    assert_eq!(accepted, 5, "5 of 12 concurrent raises fit");
+    assert_eq!(store.events(c).await.unwrap().len(), 5);
+}
+
+/// [`WriteOp::AssertInboxRoom`].
+pub fn room(id: &str, events: u64, bytes: u64, max_events: u64, max_bytes: u64) -> WriteOp {
+    WriteOp::AssertInboxRoom { id: id.to_owned(), events, bytes, max_events, max_bytes }
 }

@@ -178,4 +178,15 @@ pub async fn check_list(store: &dyn Store) {
     }
     let unique: HashSet<&str> = ids(&everything).into_iter().collect();
     assert_eq!(unique.len(), everything.len());
+
+    // Without payloads: the same records in the same order, input empty, output and custom
+    // status left out (with one status, and with several, which some stores merge).
+    let bare =
+        |record: InstanceRecord| InstanceRecord { input: String::new(), output: None, custom_status: None, ..record };
+    for query in [all(q()), statuses(&[Completed]), statuses(&[Terminated, Completed, Pending])] {
+        let full = listed(query.clone()).await;
+        let without = listed(InstanceQuery { without_payloads: true, ..query }).await;
+        assert!(full.iter().any(|record| record.custom_status.is_some()));
+        assert_eq!(without, full.into_iter().map(bare).collect::<Vec<_>>());
+    }
 }

@@ -211,6 +211,7 @@ pub async fn check_matches_reference(store: &dyn Store) {
             parent_id: Some(rng.pick(&ids).clone()).filter(|_| rng.below(5) == 0),
             after: time(&mut rng).map(|at| (at, rng.pick(&ids).clone())),
             limit: *rng.pick(&[0, 1, 3, 10, 1_000, 1_000, 1_000]),
+            without_payloads: false,
         };
         assert_eq!(
             store.list(&query).await.unwrap(),
