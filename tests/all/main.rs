@@ -14,6 +14,7 @@ mod limits;
 mod manage;
 #[cfg(feature = "postgres")]
 mod pg_restart;
+mod retention;
 mod spans;
 mod support;
 mod takeover;

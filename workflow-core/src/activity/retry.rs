@@ -5,7 +5,8 @@ use std::time::Duration;
 /// When to try a failed activity again.
 ///
 /// The delay before attempt `n + 1` is `first_interval * backoff^(n - 1)`, capped at
-/// `max_interval`. `max_attempts` counts the first attempt; values below 1 mean 1. A backoff
+/// `max_interval` (a zero `first_interval` is zero delay at every attempt; without a cap, a delay
+/// too large for a `Duration` is `Duration::MAX`). `max_attempts` counts the first attempt; values below 1 mean 1. A backoff
 /// coefficient below 1 means 1 (a fixed interval). With `timeout` set, no retry starts once that
 /// much time has passed since the first attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,10 +75,7 @@ impl RetryPolicy {
         if attempt >= self.attempts() {
             return None;
         }
-        let coefficient = if self.backoff < 1.0 || !self.backoff.is_finite() { 1.0 } else { self.backoff };
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let seconds = self.first_interval.as_secs_f64() * coefficient.powi(exponent);
-        let mut delay = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+        let mut delay = self.growth(attempt);
         if let Some(cap) = self.max_interval {
             delay = delay.min(cap);
         }
@@ -87,6 +85,20 @@ impl RetryPolicy {
             }
         }
         Some(delay)
+    }
+
+    /// `first_interval * backoff^(attempt - 1)`, uncapped, for any attempt: a zero first interval
+    /// is zero whatever the factor (never `0 x inf`), and a product too large for a `Duration` is
+    /// `Duration::MAX`.
+    fn growth(&self, attempt: u32) -> Duration {
+        if self.first_interval.is_zero() {
+            return Duration::ZERO;
+        }
+        let coefficient = if self.backoff < 1.0 || !self.backoff.is_finite() { 1.0 } else { self.backoff };
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let seconds = self.first_interval.as_secs_f64() * coefficient.powi(exponent);
+        // Positive, or +inf once the power overflows: the conversion saturates it.
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
     }
 }
 
@@ -111,6 +123,28 @@ mod tests {
         assert_eq!(policy.delay_after(1, Duration::ZERO), None);
         let fixed = RetryPolicy { backoff: 0.0, ..RetryPolicy::fixed(3, Duration::from_secs(5)) };
         assert_eq!(fixed.delay_after(2, Duration::ZERO), Some(Duration::from_secs(5)));
+    }
+
+    /// However many attempts a policy allows, the delay is a number: a zero first interval stays
+    /// zero (it was `0 x inf`, NaN, read as "never"), a growing one stops at the cap, and
+    /// without a cap at `Duration::MAX`.
+    #[test]
+    fn late_attempts_have_sane_delays() {
+        let zero = RetryPolicy::exponential(u32::MAX, Duration::ZERO, 2.0);
+        let capped = zero.clone().with_max_interval(Duration::from_secs(60));
+        let growing = RetryPolicy::exponential(u32::MAX, Duration::from_millis(1), 10.0);
+        let growing_capped = growing.clone().with_max_interval(Duration::from_secs(60));
+        for attempt in [1_000, 1_100, 10_000, u32::MAX - 1] {
+            assert_eq!(zero.delay_after(attempt, Duration::ZERO), Some(Duration::ZERO), "attempt {attempt}");
+            assert_eq!(capped.delay_after(attempt, Duration::ZERO), Some(Duration::ZERO), "attempt {attempt}");
+            assert_eq!(growing.delay_after(attempt, Duration::ZERO), Some(Duration::MAX), "attempt {attempt}");
+            let delay = growing_capped.delay_after(attempt, Duration::ZERO);
+            assert_eq!(delay, Some(Duration::from_secs(60)), "attempt {attempt}");
+        }
+        // The last attempt a policy allows has no delay after it, even at u32::MAX.
+        assert_eq!(zero.delay_after(u32::MAX, Duration::ZERO), None);
+        let unlimited_time = RetryPolicy { backoff: f64::NAN, ..zero.with_timeout(Duration::MAX) };
+        assert_eq!(unlimited_time.delay_after(10_000, Duration::MAX), Some(Duration::ZERO));
     }
 
     #[test]

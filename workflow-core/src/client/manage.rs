@@ -2,6 +2,7 @@
 //! Each change of state is conditional on the status it expects (`AssertStatus`), so it never
 //! overwrites a change that raced it.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::error::{Error, FailureDetails};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
 use crate::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, WriteOp, NEVER,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StoreError, WriteOp,
+    NEVER,
 };
 
 /// One entry of an instance's history ([`Client::history`]).
@@ -63,6 +65,9 @@ impl RetentionPolicy {
         .filter_map(|(status, age)| age.map(|age| (status, age)))
     }
 }
+
+/// Expired instances [`Client::purge_expired`] reads (as keys) and purges per page.
+const RETENTION_PAGE: usize = 500;
 
 const NOT_FINISHED: [RuntimeStatus; 4] =
     [RuntimeStatus::Pending, RuntimeStatus::Running, RuntimeStatus::Suspended, RuntimeStatus::ContinuedAsNew];
@@ -257,20 +262,86 @@ impl Client {
         Ok(ids.len())
     }
 
-    /// Purges instances finished longer ago than `policy` allows (with their descendants);
+    /// Purges instances finished longer ago than `policy` allows, each root with its descendants;
     /// returns how many instances were purged.
+    ///
+    /// A child is never purged on its own: it goes with its parent (the parent may still run and
+    /// replay the call), unless its parent is gone (purged with `.recursive(false)`), when it
+    /// counts as a root. A root with a descendant still running is kept for a later pass. The
+    /// expired instances are read a page of keys at a time ([`Store::list_keys`], no payloads),
+    /// each page purged before the next is read. An instance whose rows do not read back (a
+    /// [`StoreError::Corrupt`] row, an id no instance can have) is left in place with a warning,
+    /// and the pass goes on; one whose key (id, creation time, parent) does not read is passed
+    /// only by the instances before it in list order: it ends the pass over its status.
+    /// A store that fails (a backend error) fails the call.
+    ///
+    /// [`Store::list_keys`]: crate::store::Store::list_keys
     pub async fn purge_expired(&self, policy: &RetentionPolicy) -> Result<usize, Error> {
         let mut purged = 0;
         for (status, age) in policy.ages() {
             let cutoff = self.now().saturating_sub(millis(age));
-            let expired =
-                InstanceQuery { statuses: vec![status], updated_before: Some(cutoff), ..InstanceQuery::default() };
-            for instance in self.list_all(expired).await? {
-                match self.purge(&instance.id).await {
-                    Ok(n) => purged += n,
-                    // Purged with its parent already, or a descendant still runs: later.
-                    Err(Error::InstanceNotFound(_) | Error::NotFinished { .. }) => {}
-                    Err(error) => return Err(error),
+            let mut expired = InstanceQuery {
+                statuses: vec![status],
+                updated_before: Some(cutoff),
+                limit: RETENTION_PAGE,
+                ..InstanceQuery::default()
+            };
+            loop {
+                let page = match self.store().list_keys(&expired).await {
+                    Ok(page) => page,
+                    // A key that does not read: smaller pages reach the instances before it.
+                    Err(StoreError::Corrupt(_)) if expired.limit > 1 => {
+                        expired.limit /= 2;
+                        continue;
+                    }
+                    Err(StoreError::Corrupt(message)) => {
+                        let status = status.as_str();
+                        tracing::warn!(status, %message, "retention cannot read past an expired instance's key");
+                        break;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                purged += self.purge_expired_page(&page).await?;
+                if page.len() < expired.limit {
+                    break;
+                }
+                expired.after = page.last().map(|last| (last.created_at, last.id.clone()));
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Purges the roots of one page of expired keys with their descendants; how many instances.
+    async fn purge_expired_page(&self, page: &[InstanceKey]) -> Result<usize, Error> {
+        let mut purged = 0;
+        // Whether each parent seen on this page is still there (one read per parent per page).
+        let mut parents: HashMap<&str, bool> = HashMap::new();
+        for key in page {
+            if let Some(parent) = key.parent_id.as_deref() {
+                let exists = match parents.get(parent) {
+                    Some(&exists) => exists,
+                    None => {
+                        let exists = match self.store().instance(parent).await {
+                            Ok(found) => found.is_some(),
+                            // There, if unreadable: its child stays with it.
+                            Err(StoreError::Corrupt(_)) => true,
+                            Err(error) => return Err(error.into()),
+                        };
+                        parents.insert(parent, exists);
+                        exists
+                    }
+                };
+                if exists {
+                    continue;
+                }
+            }
+            match self.purge(&key.id).await {
+                Ok(n) => purged += n,
+                // Purged with its parent already, or a descendant still runs: later.
+                Err(Error::InstanceNotFound(_) | Error::NotFinished { .. }) => {}
+                Err(error @ Error::Store(StoreError::Backend(_))) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(instance_id = %key.id, %error, "retention left an expired instance it cannot read");
                 }
             }
         }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 
 use crate::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
+    StoreError, StoreStats, TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
 };
 
 /// A task's key: (instance, generation, seq).
@@ -318,6 +318,13 @@ impl Store for MemoryStore {
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let page = found.into_iter().take(query.limit).cloned();
         Ok(page.map(|record| if query.without_payloads { without_payloads(record) } else { record }).collect())
+    }
+
+    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
+        let tables = self.lock()?;
+        let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
+        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(found.into_iter().take(query.limit).map(InstanceKey::from).collect())
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

@@ -252,6 +252,24 @@ impl StoreError {
     }
 }
 
+/// Where an instance sits in list order, and its parent: what [`Store::list_keys`] reads of each
+/// instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceKey {
+    /// The instance id.
+    pub id: String,
+    /// When it was created (with the id, its place in list order and the keyset after it).
+    pub created_at: Millis,
+    /// The instance that started it, if any.
+    pub parent_id: Option<String>,
+}
+
+impl From<&InstanceRecord> for InstanceKey {
+    fn from(record: &InstanceRecord) -> Self {
+        Self { id: record.id.clone(), created_at: record.created_at, parent_id: record.parent_id.clone() }
+    }
+}
+
 /// Which instances [`Store::list`] returns: every filter given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceQuery {
@@ -423,6 +441,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The instances matching `query`, ordered by (created_at, id), at most `query.limit`.
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// The keys of the instances [`Store::list`] returns for `query` (the same filters, order,
+    /// keyset and limit), reading no other column: a caller that acts on each instance by id
+    /// (retention) holds no payloads, and a row damaged in another column is still listed (reading
+    /// that row whole is what fails, for it alone). The default takes them from `list`.
+    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
+        Ok(self.list(query).await?.iter().map(InstanceKey::from).collect())
+    }
 
     /// The unconsumed events of an instance, in arrival order.
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError>;

@@ -95,6 +95,13 @@ impl RuntimeBuilder {
     }
 
     /// How long a claim on an instance lasts without renewal (renewed every third of it).
+    ///
+    /// Another worker judges a lease lapsed by its own clock, so the clocks of the processes
+    /// sharing a store must be synchronised (NTP): a skew of S lets a worker take a lease S
+    /// early, and a live worker keeps its instances only while S stays under two thirds of the
+    /// lease. Keep S well under it. (Commits stay fenced whatever the skew, but an instance taken
+    /// from a live worker redoes work and may run an activity again.) Timers set on one worker
+    /// fire up to S early or late on another.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -162,8 +169,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Purges finished instances older than `policy` allows, checking every `every`. Several
-    /// workers may do this on one store; a purge that loses a race changes nothing.
+    /// Purges finished instances older than `policy` allows, checking every `every` (see
+    /// [`Client::purge_expired`](crate::Client::purge_expired): roots with their descendants, a
+    /// page at a time). Several workers may do this on one store; a purge that loses a race
+    /// changes nothing.
     pub fn retention(mut self, policy: RetentionPolicy, every: Duration) -> Self {
         self.retention = Some((policy, every.max(Duration::from_millis(10))));
         self

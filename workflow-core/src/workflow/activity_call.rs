@@ -138,7 +138,9 @@ async fn outcome(
             let _wait = ctx.waiting(seq, Some(due));
             engine.clock().sleep_until(due).await;
         }
-        attempt += 1;
+        // A stored count at u32::MAX (damaged, or a policy allowing that many) stays there: it
+        // is past every policy's last attempt, so the call fails for good instead of wrapping.
+        attempt = attempt.saturating_add(1);
         // Durable before observable: what this run learned so far is committed before an
         // attempt (an effect outside the workflow) starts; a queued attempt's task goes in
         // that same commit.

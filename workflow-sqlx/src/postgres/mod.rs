@@ -35,8 +35,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -52,6 +52,7 @@ use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
     INSTANCE_COLUMNS_WITHOUT_PAYLOADS,
 };
+use crate::shared::rows::{key_from_row, KEY_COLUMNS};
 
 pub use self::options::PostgresOptions;
 
@@ -271,6 +272,19 @@ impl Store for PostgresStore {
         })
         .await?;
         rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, KEY_COLUMNS, Dialect::Postgres);
+        let statement = &statement;
+        let rows = retrying_idempotent(|| async move {
+            statement.query().fetch_all(&self.pool).await.map_err(failed("listing instances"))
+        })
+        .await?;
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

@@ -72,18 +72,59 @@ fn parse_url(url: &str) -> Result<PgConnectOptions, StoreError> {
         .map_err(|error| StoreError::Config(format!("invalid PostgreSQL URL {:?}: {error}", redact(url))))
 }
 
-/// `url` without its password, for error messages.
+/// `url` without its passwords, for error messages: the one in the user info, and the value of
+/// every `password` parameter of the query string (which the driver reads as the password too).
+/// Text that is no URL (a `key=value` connection string, say) has its `password=` values starred.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else { return redact_parameters(url, ' ') };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) if credentials.contains(':') => {
             let user = credentials.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{user}:***@{host}")
         }
-        _ => url.to_owned(),
+        _ => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, query)) => format!("{path}?{}", redact_parameters(query, '&')),
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+/// `parameters` (`key=value` pairs joined by `separator`) with the value of each password starred.
+fn redact_parameters(parameters: &str, separator: char) -> String {
+    let pairs: Vec<String> = parameters
+        .split(separator)
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_password_key(key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    pairs.join(&separator.to_string())
+}
+
+/// Whether a query-string key names the password, as the driver reads it: ignoring ASCII case
+/// and surrounding spaces, percent-encoding decoded.
+fn is_password_key(key: &str) -> bool {
+    let bytes = key.trim().as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+        match (bytes[i], escaped.and_then(|hex| u8::from_str_radix(hex, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
     }
+    decoded.eq_ignore_ascii_case(b"password")
 }
 
 fn check_schema(schema: &str) -> Result<(), StoreError> {
@@ -194,5 +235,30 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h:5432/db?x=1"), "postgres://u:***@h:5432/db?x=1");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        // A password in the query string is the password all the same.
+        assert_eq!(redact("postgres://u@h/db?password=secret"), "postgres://u@h/db?password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=secret&application_name=a"),
+            "postgres://u@h/db?sslmode=disable&password=***&application_name=a"
+        );
+        assert_eq!(redact("postgres://u:one@h?PassWord=two"), "postgres://u:***@h?PassWord=***");
+        assert_eq!(redact("postgres://h/db?pass%77ord=secret"), "postgres://h/db?pass%77ord=***");
+        assert_eq!(
+            redact("postgres://h/db?password_file=x&passwords=y"),
+            "postgres://h/db?password_file=x&passwords=y"
+        );
+        // Not a URL: a connection string's password is starred too.
+        assert_eq!(redact("host=h user=u password=secret"), "host=h user=u password=***");
+    }
+
+    #[test]
+    fn a_query_string_password_is_not_in_the_error() {
+        let bad_port = "postgres://u@h:notaport/db?sslmode=disable&password=hunter2";
+        let Err(StoreError::Config(message)) = parse_url(bad_port) else { panic!("a bad port is a config error") };
+        assert!(!message.contains("hunter2"), "{message}");
+        let Err(StoreError::Config(message)) = parse_url("host=h password=hunter2") else {
+            panic!("a connection string is not a URL")
+        };
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }

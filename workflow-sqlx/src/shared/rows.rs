@@ -3,13 +3,16 @@
 //! [`StoreError::Corrupt`] naming the row.
 
 use workflow_core::store::{
-    EventRecord, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StepKind, StoreError, TaskOutcome,
-    TaskRecord,
+    EventRecord, InstanceKey, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StepKind, StoreError,
+    TaskOutcome, TaskRecord,
 };
 
 /// The `instances` columns [`instance_from_row`] reads, in table order.
 pub(crate) const INSTANCE_COLUMNS: &str = "id, workflow, status, input, output, error, generation, created_at, \
      updated_at, owner, lease_until, parent_id, custom_status, wake_at";
+
+/// The `instances` columns [`key_from_row`] reads: the list order's, and the parent.
+pub(crate) const KEY_COLUMNS: &str = "id, created_at, parent_id";
 
 /// [`INSTANCE_COLUMNS`] for a list without payloads: the same names, the payloads (input, output,
 /// custom status) never read.
@@ -127,6 +130,13 @@ pub(crate) fn instance_from_row(row: &impl Columns) -> Result<InstanceRecord, St
     })
 }
 
+/// The key of an `instances` row read with [`KEY_COLUMNS`].
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<InstanceKey, StoreError> {
+    let id = row.text("instance (unreadable id)", "id")?;
+    let name = format!("instance {id:?}");
+    Ok(InstanceKey { created_at: row.int(&name, "created_at")?, parent_id: row.maybe_text(&name, "parent_id")?, id })
+}
+
 /// A `journal` row of instance `id`'s generation `generation`.
 /// A journal record read in a batch over several instances ([`Store::journals`]): kept when its
 /// generation is the one asked for its instance (`wanted`), else `None`.
@@ -231,7 +241,8 @@ mod tests {
 
     #[test]
     fn column_lists_are_plain_names() {
-        for (columns, count) in [(INSTANCE_COLUMNS, 14), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 14)]
+        for (columns, count) in
+            [(INSTANCE_COLUMNS, 14), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 14)]
         {
             let names: Vec<&str> = columns.split(", ").collect();
             assert_eq!(names.len(), count, "{columns}");

@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -39,6 +39,7 @@ use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, EVENT_COLUMNS,
     INSTANCE_COLUMNS, INSTANCE_COLUMNS_WITHOUT_PAYLOADS, JOURNAL_COLUMNS, TASK_COLUMNS,
 };
+use crate::shared::rows::{key_from_row, KEY_COLUMNS};
 
 pub use self::options::{SqliteOptions, Synchronous};
 
@@ -243,6 +244,16 @@ impl Store for SqliteStore {
         let rows =
             statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
         rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = list_statement(query, KEY_COLUMNS, Dialect::Sqlite);
+        let rows =
+            statement.query().fetch_all(&mut *self.reader().await?).await.map_err(backend("listing instances"))?;
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {

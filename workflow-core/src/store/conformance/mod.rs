@@ -43,6 +43,7 @@ mod claims;
 mod events;
 mod instances;
 mod journal;
+mod keys;
 mod leases;
 mod list;
 mod purge;
@@ -62,6 +63,7 @@ pub use instances::{
     check_set_status_and_finish,
 };
 pub use journal::{check_journal_order_and_generations, check_journal_upsert, check_parallel_group};
+pub use keys::check_list_keys;
 pub use leases::{check_fencing, check_liveness, check_release, check_renew};
 pub use list::check_list;
 pub use purge::{check_purge, check_purge_in_batch};
@@ -172,6 +174,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_purge(store).await;
     check_purge_in_batch(store).await;
     check_list(store).await;
+    check_list_keys(store).await;
     check_liveness(store).await;
     if let Some(poisoned_name) = &options.poisoned_name {
         check_batch_is_atomic(store, poisoned_name).await;
