@@ -5,15 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use workflow::prelude::*;
 use workflow::store::{
-    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RecordStatus, StepKind, Store,
-    StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WriteOp, WriteOutcome,
+    InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RecordStatus, StepKind, Store, StoreError,
+    WriteOp,
 };
 use workflow::{Error, RetentionPolicy};
 
-use crate::support::{sqlite_store, wait_until};
+use crate::support::{sqlite_store, wait_until, ObservedStore, Observer};
 
 #[activity]
 async fn r_step(_ctx: ActivityContext) -> Result<u32, ActivityError> {
@@ -214,100 +213,38 @@ enum Call {
     Purge,
 }
 
-/// A memory store that records the reads of expired instances and the purges.
+/// Records the reads of expired instances and the purges.
 #[derive(Default)]
-struct RecordingStore {
-    inner: MemoryStore,
+struct Recorder {
     calls: Mutex<Vec<Call>>,
 }
 
-impl RecordingStore {
+impl Recorder {
     fn record(&self, call: Call) {
         self.calls.lock().unwrap().push(call);
     }
 }
 
-#[async_trait]
-impl Store for RecordingStore {
-    async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+impl Observer for Recorder {
+    fn write(&self, ops: &[WriteOp]) {
         if ops.iter().any(|op| matches!(op, WriteOp::Purge { .. })) {
             self.record(Call::Purge);
         }
-        self.inner.write(ops).await
     }
-    async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id).await
-    }
-    async fn journal(&self, id: &str, generation: u32) -> Result<Vec<JournalRecord>, StoreError> {
-        self.inner.journal(id, generation).await
-    }
-    async fn claim(
-        &self,
-        worker: &str,
-        workflows: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.claim(worker, workflows, now, lease_until, limit).await
-    }
-    async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
-        let found = self.inner.list(query).await?;
+    fn list(&self, query: &InstanceQuery, found: &[InstanceRecord]) {
         if query.updated_before.is_some() {
             self.record(Call::ReadExpired { rows: found.len(), payloads: true });
         }
-        Ok(found)
     }
-    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
-        let found = self.inner.list_keys(query).await?;
+    fn list_keys(&self, query: &InstanceQuery, found: &[InstanceKey]) {
         if query.updated_before.is_some() {
             self.record(Call::ReadExpired { rows: found.len(), payloads: false });
         }
-        Ok(found)
-    }
-    async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        self.inner.events(id).await
-    }
-    async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-        self.inner.renew_leases(worker, lease_until).await
-    }
-    async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        self.inner.release_leases(worker).await
-    }
-    async fn claim_tasks(
-        &self,
-        worker: &str,
-        activities: &[String],
-        now: Millis,
-        lease_until: Millis,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.claim_tasks(worker, activities, now, lease_until, limit).await
-    }
-    async fn complete_task(
-        &self,
-        worker: &str,
-        instance_id: &str,
-        generation: u32,
-        seq: u32,
-        attempt: u32,
-        outcome: &TaskOutcome,
-    ) -> Result<bool, StoreError> {
-        self.inner.complete_task(worker, instance_id, generation, seq, attempt, outcome).await
-    }
-    async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.finished_tasks(instance_ids).await
-    }
-    fn wake_signals(&self) -> Option<tokio::sync::broadcast::Receiver<WakeSignal>> {
-        self.inner.wake_signals()
-    }
-    async fn probe_commit(&self) -> Result<(), StoreError> {
-        self.inner.probe_commit().await
-    }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
     }
 }
+
+/// A memory store that records the reads of expired instances and the purges.
+type RecordingStore = ObservedStore<Recorder>;
 
 /// Many expired instances (more than a page, with children) are all purged, a page at a time:
 /// the expired set is read as keys, without payloads, and the pass purges what it read before
@@ -329,13 +266,13 @@ async fn many_expired_instances_are_purged_a_page_at_a_time() {
     }));
     let total = ops.len();
     store.write(&ops).await.unwrap();
-    store.calls.lock().unwrap().clear();
+    store.observer.calls.lock().unwrap().clear();
 
     assert_eq!(client.purge_expired(&RetentionPolicy::all(HOUR)).await.unwrap(), total);
     let left = store.list(&InstanceQuery { limit: usize::MAX, ..InstanceQuery::default() }).await.unwrap();
     assert!(left.is_empty(), "{} instances left", left.len());
 
-    let calls = store.calls.lock().unwrap().clone();
+    let calls = store.observer.calls.lock().unwrap().clone();
     let reads: Vec<(usize, bool)> = calls
         .iter()
         .filter_map(|call| match *call {

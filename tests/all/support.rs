@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use workflow::store::{
-    EventRecord, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats, TaskOutcome,
-    TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats,
+    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 use workflow::{Client, MemoryStore, RecordStatus, RuntimeStatus, SqliteStore};
 
@@ -155,6 +155,8 @@ pub(crate) fn completed(journal: &[workflow::JournalRecord]) -> usize {
 /// What a test watches (or changes) in the reads of an [`ObservedStore`]; each method is called
 /// with what the read found, and does nothing unless overridden.
 pub(crate) trait Observer: Default + Send + Sync + 'static {
+    /// A batch about to be written.
+    fn write(&self, _ops: &[WriteOp]) {}
     /// A read of one instance (it may change what the caller gets).
     fn instance(&self, _id: &str, _found: &mut Option<InstanceRecord>) {}
     /// A batch read of instances (the result waiters' shared poll).
@@ -165,6 +167,10 @@ pub(crate) trait Observer: Default + Send + Sync + 'static {
     fn events(&self, _events: &[EventRecord]) {}
     /// A read of the events of one name.
     fn events_named(&self, _events: &[EventRecord]) {}
+    /// A list page.
+    fn list(&self, _query: &InstanceQuery, _found: &[InstanceRecord]) {}
+    /// A page of keys.
+    fn list_keys(&self, _query: &InstanceQuery, _found: &[InstanceKey]) {}
 }
 
 /// A memory store whose reads `observer` sees; everything else is the memory store's.
@@ -177,6 +183,7 @@ pub(crate) struct ObservedStore<O> {
 #[async_trait]
 impl<O: Observer> Store for ObservedStore<O> {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        self.observer.write(ops);
         self.inner.write(ops).await
     }
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
@@ -209,7 +216,14 @@ impl<O: Observer> Store for ObservedStore<O> {
         self.inner.claim(worker, workflows, now, lease_until, limit).await
     }
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.list(query).await
+        let found = self.inner.list(query).await?;
+        self.observer.list(query, &found);
+        Ok(found)
+    }
+    async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
+        let found = self.inner.list_keys(query).await?;
+        self.observer.list_keys(query, &found);
+        Ok(found)
     }
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
         let events = self.inner.events(id).await?;
