@@ -3,7 +3,8 @@
 //! Idle, a request costs one commit's latency; under load, many instances' steps share one
 //! commit (one fsync). A caller's outcome is released only after the commit that holds it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -19,12 +20,74 @@ struct Request {
 }
 
 impl Request {
-    /// A request with a status assertion (a client's terminate, suspend, purge, ...) commits in
-    /// a transaction of its own: a store checks assertions against the state before the whole
-    /// batch, so a worker's change to the same instance in the same batch would slip past it.
-    fn is_solo(&self) -> bool {
-        self.ops.iter().any(|op| matches!(op, WriteOp::AssertStatus { .. }))
+    /// The instances whose status this request asserts (a client's terminate, suspend, purge,
+    /// raise, ...).
+    fn asserted(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().filter_map(|op| match op {
+            WriteOp::AssertStatus { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
     }
+
+    /// Every instance this request's ops write to or check.
+    fn touched(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().map(op_instance)
+    }
+}
+
+/// The instance an op writes to or checks (each op concerns exactly one).
+fn op_instance(op: &WriteOp) -> &str {
+    match op {
+        WriteOp::CreateInstance(record) => &record.id,
+        WriteOp::PutRecord(record) => &record.instance_id,
+        WriteOp::EnqueueTask(task) => &task.instance_id,
+        WriteOp::AddEvent { instance_id, .. }
+        | WriteOp::ConsumeEvent { instance_id, .. }
+        | WriteOp::DeleteTask { instance_id, .. } => instance_id,
+        WriteOp::SetStatus { id, .. }
+        | WriteOp::Finish { id, .. }
+        | WriteOp::SetWake { id, .. }
+        | WriteOp::Evict { id, .. }
+        | WriteOp::ContinueAsNew { id, .. }
+        | WriteOp::AssertOwner { id, .. }
+        | WriteOp::AssertStatus { id, .. }
+        | WriteOp::AssertInboxRoom { id, .. }
+        | WriteOp::Purge { id }
+        | WriteOp::SetCustomStatus { id, .. } => id,
+    }
+}
+
+/// The instances of the requests gathered into one batch so far. A store checks a status
+/// assertion against the state before the whole batch, so a request that asserts an instance's
+/// status shares a batch only with requests that leave that instance alone (a worker's finish
+/// in the same batch would slip past a raise's or a terminate's check).
+///
+/// Kept as hashes of the ids (no copies on the hot path): two ids that share a hash only split a
+/// batch that could have been one.
+#[derive(Default)]
+struct BatchInstances {
+    asserted: HashSet<u64>,
+    touched: HashSet<u64>,
+}
+
+impl BatchInstances {
+    /// Adds `request`'s instances if it may join the batch; `false` (nothing added) if not.
+    fn admit(&mut self, request: &Request) -> bool {
+        let clash = request.touched().any(|id| self.asserted.contains(&key(id)))
+            || request.asserted().any(|id| self.touched.contains(&key(id)));
+        if clash {
+            return false;
+        }
+        self.asserted.extend(request.asserted().map(key));
+        self.touched.extend(request.touched().map(key));
+        true
+    }
+}
+
+fn key(id: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A handle to the committer task.
@@ -66,12 +129,13 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
                 None => return,
             },
         };
-        let solo = first.is_solo();
+        let mut instances = BatchInstances::default();
+        instances.admit(&first);
         let mut batch = vec![first];
         let mut op_count = batch[0].ops.len();
-        while op_count < MAX_BATCH_OPS && !solo {
+        while op_count < MAX_BATCH_OPS {
             match receiver.try_recv() {
-                Ok(request) if request.is_solo() => {
+                Ok(request) if !instances.admit(&request) => {
                     waiting = Some(request);
                     break;
                 }
@@ -136,5 +200,70 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
                 let _ = request.reply.send(result);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InstanceRecord, MemoryStore, RuntimeStatus};
+
+    fn running(id: &str) -> WriteOp {
+        WriteOp::CreateInstance(InstanceRecord {
+            id: id.to_owned(),
+            workflow: "wf".into(),
+            status: RuntimeStatus::Running,
+            input: "null".into(),
+            output: None,
+            error: None,
+            generation: 0,
+            created_at: 1,
+            updated_at: 1,
+            owner: None,
+            lease_until: None,
+            parent_id: None,
+            custom_status: None,
+            wake_at: None,
+        })
+    }
+
+    /// A raise as a client writes it: the instance must still be running.
+    fn raise(id: &str) -> Vec<WriteOp> {
+        vec![
+            WriteOp::AssertStatus { id: id.into(), allowed: vec![RuntimeStatus::Running] },
+            WriteOp::AddEvent { instance_id: id.into(), name: "go".into(), payload: "1".into(), created_at: 2 },
+        ]
+    }
+
+    fn custom(id: &str) -> Vec<WriteOp> {
+        vec![WriteOp::SetCustomStatus { id: id.into(), custom_status: Some("1".into()), updated_at: 2 }]
+    }
+
+    /// Requests that assert statuses share a commit with requests on other instances; a request
+    /// that writes to an asserted instance (or asserts one another request writes) waits for
+    /// the next commit, where its check sees what the one before changed.
+    #[tokio::test]
+    async fn asserting_requests_share_commits_except_with_their_own_instances() {
+        let store = Arc::new(MemoryStore::new());
+        store.write(&[running("x"), running("y"), running("z")]).await.unwrap();
+        let committer = Committer::start(store.clone());
+        let before = store.stats().commits;
+        // Sent before the committer task runs (one thread): it finds all three at once.
+        let (a, b, c) =
+            tokio::join!(committer.commit(custom("x")), committer.commit(raise("y")), committer.commit(custom("z")));
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(store.stats().commits - before, 1, "three requests on three instances share a commit");
+
+        let finish = WriteOp::Finish {
+            id: "x".into(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 3,
+        };
+        let (finished, raised) = tokio::join!(committer.commit(vec![finish]), committer.commit(raise("x")));
+        assert!(finished.is_ok());
+        assert!(matches!(raised, Err(StoreError::Conflict { ref id, .. }) if id == "x"), "{raised:?}");
+        assert!(store.events("x").await.unwrap().is_empty(), "the raise slipped past the finish");
     }
 }
