@@ -226,3 +226,91 @@ async fn postgres_a_damaged_row_in_a_claim_is_set_aside_and_the_others_run() {
     sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
     pool.close().await;
 }
+
+impl Raw {
+    /// Sets the attempt of the task (`id`, 0, `seq`) to -1, which no task can hold.
+    async fn damage_task(&self, id: &str, seq: i64) {
+        let statement = "UPDATE activity_tasks SET attempt = -1 WHERE generation = 0 AND ";
+        let damaged = match self {
+            Raw::Sqlite(pool) => sqlx::query(&format!("{statement}instance_id = ? AND seq = ?"))
+                .bind(id)
+                .bind(seq)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => sqlx::query(&format!("{statement}instance_id = $1 AND seq = $2"))
+                .bind(id)
+                .bind(seq)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+        };
+        assert_eq!(damaged, 1);
+    }
+
+    /// The owner and visibility of the task (`id`, 0, `seq`).
+    async fn task(&self, id: &str, seq: i64) -> (Option<String>, i64) {
+        let select = "SELECT owner, visible_at FROM activity_tasks WHERE generation = 0 AND ";
+        match self {
+            Raw::Sqlite(pool) => sqlx::query_as(&format!("{select}instance_id = ? AND seq = ?"))
+                .bind(id)
+                .bind(seq)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => sqlx::query_as(&format!("{select}instance_id = $1 AND seq = $2"))
+                .bind(id)
+                .bind(seq)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+/// A task claim that takes a damaged task row with healthy ones returns the healthy ones; the
+/// damaged one is left unowned and visible again only later, with a growing wait, so it neither
+/// strands the others nor is claimed in a hot loop.
+async fn a_damaged_task_in_a_claim_is_set_aside(store: Arc<dyn Store>, raw: Raw) {
+    use workflow::store::conformance::{enqueue, task};
+    let names = vec!["act".to_owned()];
+    for seq in 0..3 {
+        store.write(&[enqueue(task("tasks-of", 0, seq, "act", 1, 10))]).await.unwrap();
+    }
+    raw.damage_task("tasks-of", 1).await;
+    let now = 100;
+    let claimed = store.claim_tasks("w#1", &names, now, now + 60_000, 10).await.unwrap();
+    let seqs: Vec<u32> = claimed.iter().map(|task| task.seq).collect();
+    assert_eq!(seqs, [0, 2], "the healthy tasks are claimed");
+    assert_eq!(raw.task("tasks-of", 1).await, (None, now + 1_000), "set aside for 1 s, unowned");
+    assert!(store.claim_tasks("w#1", &names, now, now + 60_000, 10).await.unwrap().is_empty());
+    let later = now + 1_000;
+    assert!(store.claim_tasks("w#1", &names, later, later + 60_000, 10).await.unwrap().is_empty());
+    assert_eq!(raw.task("tasks-of", 1).await, (None, later + 4_000), "then for 4 s");
+}
+
+#[tokio::test]
+async fn sqlite_a_damaged_task_in_a_claim_is_set_aside() {
+    let (_dir, url, store) = sqlite_store().await;
+    let raw = SqliteStore::open(&url).await.unwrap();
+    a_damaged_task_in_a_claim_is_set_aside(store, Raw::Sqlite(raw.pool().clone())).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_damaged_task_in_a_claim_is_set_aside() {
+    let Some(url) = crate::support::postgres_url() else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("wf_damaged_task_{nanos:x}_{}", std::process::id());
+    let store =
+        workflow::PostgresStore::open_with(&url, workflow::PostgresOptions::new().schema(&schema)).await.unwrap();
+    let raw = Raw::Postgres(store.pool().clone());
+    a_damaged_task_in_a_claim_is_set_aside(Arc::new(store), raw).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+    pool.close().await;
+}

@@ -9,7 +9,9 @@ use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, Task
 use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
-use super::sql::{CLAIM, CLAIM_TASKS, COMPLETE_TASK, FAIL_DAMAGED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE};
+use super::sql::{
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, FAIL_DAMAGED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK,
+};
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::quarantine::{Quarantine, SetAside};
@@ -140,9 +142,11 @@ pub(super) async fn release_leases(pool: &PgPool, channel: &str, worker: &str) -
 }
 
 /// Claims up to `limit` tasks of `activities` visible at `now` for `worker` until `lease_until`,
-/// oldest first.
+/// oldest first. A claimed row that does not decode is set aside, not returned (see
+/// `Quarantine::set_aside_task`).
 pub(super) async fn claim_tasks(
     pool: &PgPool,
+    quarantine: &Quarantine,
     worker: &str,
     activities: &[String],
     now: Millis,
@@ -164,9 +168,54 @@ pub(super) async fn claim_tasks(
             .map_err(failed("claiming tasks"))
     })
     .await?;
-    let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match task_from_row(row) {
+            Ok(task) => claimed.push(task),
+            Err(error) => set_aside_task(pool, quarantine, worker, row, &error, now).await,
+        }
+    }
     claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     Ok(claimed)
+}
+
+/// Sets aside a claimed task row that did not decode (`error`): undoes `worker`'s claim and makes
+/// it visible again later. A failure to write that, or a row whose key does not read, is logged:
+/// the row stays this worker's until its process ends, the healthy tasks are returned all the
+/// same.
+async fn set_aside_task(
+    pool: &PgPool,
+    quarantine: &Quarantine,
+    worker: &str,
+    row: &PgRow,
+    error: &StoreError,
+    now: Millis,
+) {
+    let key =
+        (row.try_get::<String, _>("instance_id"), row.try_get::<i64, _>("generation"), row.try_get::<i64, _>("seq"));
+    let (Ok(instance_id), Ok(generation), Ok(seq)) = key else {
+        tracing::error!(%error, "postgres: a claimed task row does not decode, nor does its key; it stays claimed");
+        return;
+    };
+    let visible_at = quarantine.set_aside_task(&format!("{instance_id}/{generation}/{seq}"), now, error);
+    let written = retrying_idempotent(|| {
+        let instance_id = instance_id.as_str();
+        async move {
+            sqlx::query(SET_ASIDE_TASK)
+                .bind(instance_id)
+                .bind(generation)
+                .bind(seq)
+                .bind(worker)
+                .bind(visible_at)
+                .execute(pool)
+                .await
+                .map_err(failed("setting a damaged task aside"))
+        }
+    })
+    .await;
+    if let Err(error) = written {
+        tracing::error!(%instance_id, seq, %error, "postgres: could not set a damaged task aside; it stays claimed");
+    }
 }
 
 /// Stores the outcome of the task `key`'s attempt `attempt`, if `worker` still holds it and it

@@ -336,7 +336,7 @@ impl Store for PostgresStore {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        claims::claim_tasks(&self.pool, worker, activities, now, lease_until, limit).await
+        claims::claim_tasks(&self.pool, &self.quarantine, worker, activities, now, lease_until, limit).await
     }
 
     async fn complete_task(

@@ -195,6 +195,11 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
 pub(super) const SET_ASIDE: &str =
     "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = $3 WHERE id = $1 AND owner = $2";
 
+/// Undoes worker `$4`'s claim of the task (`$1`, `$2`, `$3`), whose row did not decode, until `$5`
+/// (see `Quarantine::set_aside_task`).
+pub(super) const SET_ASIDE_TASK: &str = "UPDATE activity_tasks SET owner = NULL, lease_until = NULL, visible_at = $5 \
+     WHERE instance_id = $1 AND generation = $2 AND seq = $3 AND owner = $4";
+
 /// Fails the instance `$1` claimed by worker `$2`, whose row did not decode, with the stored
 /// failure `$3` at `$4`, as a finish does: its tasks deleted, its parent woken (see
 /// `shared::quarantine`).

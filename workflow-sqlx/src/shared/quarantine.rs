@@ -87,6 +87,24 @@ impl Quarantine {
         SetAside::Later { wake_at: now.saturating_add(wait) }
     }
 
+    /// Counts a failed decode of the claimed task row `key` at `now`, logs it, and says when the
+    /// task may be claimed again. A task has no status to fail, so it waits ever longer, up to
+    /// the last wait (64 s) each time, until a person repairs the row or ends its instance
+    /// (a terminate deletes its tasks).
+    pub(crate) fn set_aside_task(&self, key: &str, now: Millis, error: &StoreError) -> Millis {
+        let strikes = match self.strikes.lock() {
+            Ok(mut strikes) => {
+                let count = strikes.entry(format!("task {key}")).or_default();
+                *count = (*count + 1).min(LIMIT - 1);
+                *count
+            }
+            Err(_) => 1,
+        };
+        let wait = FIRST_WAIT.saturating_mul(BACKOFF.saturating_pow(strikes - 1));
+        tracing::warn!(task = key, %error, strikes, retry_in = ?wait, "a claimed task row does not decode; setting it aside");
+        now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// Forgets the failed decodes of the rows of `keys`, which decoded (cheap when none failed).
     pub(crate) fn decoded<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         let Ok(mut strikes) = self.strikes.lock() else { return };

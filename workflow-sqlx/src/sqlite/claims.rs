@@ -276,11 +276,55 @@ pub(super) async fn claim_tasks(
     let query = query.bind(worker).bind(lease_until);
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a task claim").await?;
-    let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"));
-    let rows = store.end_immediate(&mut conn, rows, "committing a task claim").await?;
-    let mut claimed = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+    // Each row decoded on its own, in the claim's transaction: a damaged one is set aside before
+    // the commit (see `Quarantine::set_aside_task`), so the claim never leaves a task owned that
+    // it does not return.
+    let claimed = async {
+        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match task_from_row(row) {
+                Ok(task) => claimed.push(task),
+                Err(error) => set_aside_task(store, &mut conn, row, &error, now).await?,
+            }
+        }
+        Ok::<_, StoreError>(claimed)
+    }
+    .await;
+    let mut claimed = store.end_immediate(&mut conn, claimed, "committing a task claim").await?;
     claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     Ok(claimed)
+}
+
+/// Sets aside a claimed task row that did not decode (`error`), in the claim's transaction:
+/// undoes its claim and makes it visible again later. A row whose key does not read cannot be
+/// named in a statement: it stays claimed (and is reported) until this process ends.
+async fn set_aside_task(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    row: &SqliteRow,
+    error: &StoreError,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let key =
+        (row.try_get::<String, _>("instance_id"), row.try_get::<i64, _>("generation"), row.try_get::<i64, _>("seq"));
+    let (Ok(instance_id), Ok(generation), Ok(seq)) = key else {
+        tracing::error!(%error, "sqlite: a claimed task row does not decode, nor does its key; it stays claimed");
+        return Ok(());
+    };
+    let visible_at = store.quarantine.set_aside_task(&format!("{instance_id}/{generation}/{seq}"), now, error);
+    sqlx::query(
+        "UPDATE activity_tasks SET owner = NULL, lease_until = NULL, visible_at = ? \
+         WHERE instance_id = ? AND generation = ? AND seq = ?",
+    )
+    .bind(visible_at)
+    .bind(instance_id)
+    .bind(generation)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend("setting a damaged task aside"))?;
+    Ok(())
 }
 
 /// Stores the outcome of the task `key`'s attempt `attempt`, if `worker` still holds it and it
