@@ -15,14 +15,20 @@ use crate::support::{wait_until, ObservedStore, Observer};
 struct InboxCounts {
     events_read: AtomicUsize,
     whole_inbox_reads: AtomicUsize,
+    named_reads: AtomicUsize,
+    head_reads: std::sync::Mutex<Vec<usize>>,
 }
 
 impl Observer for InboxCounts {
+    fn inbox_heads(&self, ids: &[String]) {
+        self.head_reads.lock().unwrap().push(ids.len());
+    }
     fn events(&self, events: &[EventRecord]) {
         self.whole_inbox_reads.fetch_add(1, Ordering::SeqCst);
         self.events_read.fetch_add(events.len(), Ordering::SeqCst);
     }
     fn events_named(&self, events: &[EventRecord]) {
+        self.named_reads.fetch_add(1, Ordering::SeqCst);
         self.events_read.fetch_add(events.len(), Ordering::SeqCst);
     }
 }
@@ -274,4 +280,75 @@ async fn sqlite_reads_inboxes_from_an_index() {
     )
     .await;
     assert!(room.contains("USING COVERING INDEX events_unconsumed (instance_id=?)"), "{room}");
+}
+
+/// Instances kept in memory while they wait for events: no wait re-reads its inbox on its own;
+/// the runtime reads which inboxes changed, for all of them in one call per tick, and wakes a
+/// wait only when its inbox changed.
+#[tokio::test]
+async fn event_waits_do_not_poll_on_their_own() {
+    const WAITING: usize = 30;
+    let store = Arc::new(InboxCounter::default());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(awaits_go::Workflow)
+        .evict_idle_after(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let ids: Vec<String> = (0..WAITING).map(|n| format!("quiet-{n}")).collect();
+    for id in &ids {
+        awaits_go::start(&client).id(id.clone()).await.unwrap();
+    }
+    wait_until("one inbox check of every waiting instance", || async {
+        store.observer.head_reads.lock().unwrap().contains(&WAITING)
+    })
+    .await;
+    let checks = store.observer.head_reads.lock().unwrap().len();
+    wait_until("one more check", || async { store.observer.head_reads.lock().unwrap().len() > checks }).await;
+    let (reads, checks) =
+        (store.observer.named_reads.load(Ordering::SeqCst), store.observer.head_reads.lock().unwrap().len());
+    wait_until("three more checks", || async { store.observer.head_reads.lock().unwrap().len() >= checks + 3 }).await;
+    assert_eq!(store.observer.named_reads.load(Ordering::SeqCst), reads, "a wait read its inbox on its own");
+    assert!(store.observer.head_reads.lock().unwrap().iter().all(|&ids| ids <= WAITING));
+
+    for (n, id) in ids.iter().enumerate() {
+        client.raise_event(id, "go", &(n as u32)).await.unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(client.result::<u32>(id, Some(Duration::from_secs(20))).await.unwrap(), n as u32);
+    }
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[workflow]
+async fn awaits_go_a_while(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    // A timeout shorter than `evict_idle_after` keeps the wait in memory and journals it.
+    ctx.wait_for_event::<u32>("go").timeout(Duration::from_secs(1800)).await
+}
+
+/// An event raised by another process on a SQLite file (here a store object of its own, whose
+/// writes signal nothing to the runtime) reaches a wait kept in memory through the runtime's
+/// inbox check.
+#[tokio::test]
+async fn an_event_raised_elsewhere_reaches_a_wait_in_memory() {
+    let (_dir, url, store) = crate::support::sqlite_store().await;
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .workflow(awaits_go_a_while::Workflow)
+        .evict_idle_after(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let handle = awaits_go_a_while::start(&client).id("elsewhere").await.unwrap();
+    let elsewhere = Client::new(Arc::new(workflow::SqliteStore::open(&url).await.unwrap()) as Arc<dyn Store>);
+    // The wait is journaled once it has read the inbox and found nothing.
+    wait_until("the wait to begin", || async { !client.journal("elsewhere").await.unwrap().is_empty() }).await;
+    assert_eq!(runtime.instances_in_memory(), 1);
+    elsewhere.raise_event("elsewhere", "go", &7_u32).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(20)).await.unwrap(), 7);
+    assert_eq!(runtime.instances_in_memory(), 0);
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -167,6 +167,8 @@ pub(crate) trait Observer: Default + Send + Sync + 'static {
     fn events(&self, _events: &[EventRecord]) {}
     /// A read of the events of one name.
     fn events_named(&self, _events: &[EventRecord]) {}
+    /// A read of which inboxes have unconsumed events (the runtime's inbox poll).
+    fn inbox_heads(&self, _ids: &[String]) {}
     /// A list page.
     fn list(&self, _query: &InstanceQuery, _found: &[InstanceRecord]) {}
     /// A page of keys.
@@ -240,6 +242,10 @@ impl<O: Observer> Store for ObservedStore<O> {
         let events = self.inner.events_named(id, name, after, limit).await?;
         self.observer.events_named(&events);
         Ok(events)
+    }
+    async fn inbox_heads(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        self.observer.inbox_heads(ids);
+        self.inner.inbox_heads(ids).await
     }
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
         self.inner.renew_leases(worker, lease_until).await

@@ -473,6 +473,20 @@ pub trait Store: Send + Sync + 'static {
             .collect())
     }
 
+    /// For each of the instances `ids` with unconsumed events, the highest unconsumed event id:
+    /// how a worker learns, in one read for all its live event waits, which inboxes got something
+    /// new (from another process, or while a signal was lost). Instances without unconsumed
+    /// events are left out; the order is unspecified. The default reads each inbox.
+    async fn inbox_heads(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut heads = Vec::new();
+        for id in ids {
+            if let Some(head) = self.events(id).await?.iter().map(|event| event.event_id).max() {
+                heads.push((id.clone(), head));
+            }
+        }
+        Ok(heads)
+    }
+
     /// Extends every lease `worker` holds, on instances and on unfinished tasks, to
     /// `lease_until`; returns how many.
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;

@@ -339,7 +339,13 @@ impl Engine {
     }
 
     /// Wakes the local run of `id`, if any, to look at its inbox.
-    fn signal_inbox(&self, id: &str) {
+    /// The instances running here that wait for an event now.
+    pub(super) fn waiting_for_events(&self) -> Vec<String> {
+        let Ok(live) = self.live.lock() else { return Vec::new() };
+        live.iter().filter(|(_, ctx)| ctx.waits_for_events()).map(|(id, _)| id.clone()).collect()
+    }
+
+    pub(super) fn signal_inbox(&self, id: &str) {
         let signal = self.inboxes.lock().ok().and_then(|inboxes| inboxes.get(id).cloned());
         if let Some(signal) = signal {
             signal.notify_waiters();

@@ -187,6 +187,42 @@ pub(super) async fn liveness_loop(engine: Arc<Engine>, every: Duration) {
     }
 }
 
+/// How often the event waits running here are checked for events their signals did not bring.
+pub(super) const INBOX_POLL: Duration = Duration::from_secs(1);
+
+/// The most inboxes one check reads (in one store call).
+const INBOX_POLL_BATCH: usize = 1024;
+
+/// Every `every`, reads in one store call per batch which inboxes of the instances waiting for
+/// events here got something new, and wakes those waits: the fallback for events whose signal
+/// never came (raised by another process on a store that cannot signal across processes, or
+/// while a signal was lost). A wait never reads the store on its own schedule; the cost is one
+/// read per batch of waiting instances per tick, however many wait.
+pub(super) async fn inbox_poll_loop(engine: Arc<Engine>, every: Duration) {
+    // The highest unconsumed event id last seen per waiting instance: only a change wakes it.
+    let mut heads: HashMap<String, i64> = HashMap::new();
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        let waiting = engine.waiting_for_events();
+        heads.retain(|id, _| waiting.contains(id));
+        for batch in waiting.chunks(INBOX_POLL_BATCH) {
+            match engine.store().inbox_heads(batch).await {
+                Ok(found) => {
+                    for (id, head) in found {
+                        if heads.insert(id.clone(), head) != Some(head) {
+                            engine.signal_inbox(&id);
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "reading the inboxes of waiting instances failed"),
+            }
+        }
+    }
+}
+
 /// Turns the store's change hints (other processes' writes) into local wake-ups.
 pub(super) async fn wake_loop(engine: Arc<Engine>, mut signals: broadcast::Receiver<WakeSignal>) {
     use broadcast::error::RecvError;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::clock::{Clock, SystemClock};
 use super::engine::{Engine, Settings};
-use super::loops::{claim_loop, liveness_loop, renew_loop, retention_loop, wake_loop, LIVENESS_CHECK};
+use super::loops::{
+    claim_loop, inbox_poll_loop, liveness_loop, renew_loop, retention_loop, wake_loop, INBOX_POLL, LIVENESS_CHECK,
+};
 use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
 use crate::client::{Client, RetentionPolicy};
@@ -224,6 +226,7 @@ impl RuntimeBuilder {
             tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),
             tokio::spawn(renew_loop(engine.clone())),
             tokio::spawn(activity::outcome_loop(engine.clone(), self.poll_interval)),
+            tokio::spawn(inbox_poll_loop(engine.clone(), INBOX_POLL)),
         ];
         if let Some((policy, every)) = self.retention {
             loops.push(tokio::spawn(retention_loop(engine.clone(), policy, every)));

@@ -14,9 +14,6 @@ use crate::model::time::millis;
 use crate::model::BoxFuture;
 use crate::store::{EventRecord, JournalRecord, RecordStatus, StepKind, Store, StoreError, WriteOp};
 
-/// How often a live event wait re-reads the inbox for events raised by other processes.
-const EVENT_POLL: Duration = Duration::from_millis(1000);
-
 /// Events of its name a wait reads at a time: the first one not taken by another wait of the
 /// run is the one, so a page rarely holds more than one that matters.
 pub(super) const EVENT_PAGE: usize = 16;
@@ -161,10 +158,11 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for EventWait<T> {
                         None => std::future::pending().await,
                     }
                 };
+                // Woken by the local raise, a store signal, or the runtime's one inbox poll
+                // (events raised where no signal reaches): never a poll of this wait's own.
                 tokio::select! {
                     () = notified => {}
                     () = deadline => {}
-                    () = tokio::time::sleep(EVENT_POLL) => {}
                 }
             }
         })

@@ -175,6 +175,11 @@ impl WorkflowContext {
         self.shared.inbox_signal.clone()
     }
 
+    /// Whether the run waits for an event now.
+    pub(crate) fn waits_for_events(&self) -> bool {
+        !self.state().event_waits.is_empty()
+    }
+
     /// Records that these seqs were issued together (a fan-out), for the journal and diagrams.
     pub(crate) fn mark_parallel(&self, seqs: impl Iterator<Item = u32>) {
         let seqs: Vec<u32> = seqs.collect();

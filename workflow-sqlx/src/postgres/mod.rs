@@ -320,6 +320,23 @@ impl Store for PostgresStore {
         rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
+    async fn inbox_heads(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        retrying_idempotent(|| async move {
+            sqlx::query_as(
+                "SELECT instance_id, MAX(seq) FROM events WHERE consumed_by_seq IS NULL AND instance_id = ANY($1) \
+                 GROUP BY instance_id",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading inbox heads"))
+        })
+        .await
+    }
+
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
         claims::renew_leases(&self.pool, worker, lease_until).await
     }

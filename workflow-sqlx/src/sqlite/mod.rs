@@ -289,6 +289,21 @@ impl Store for SqliteStore {
         rows.iter().map(|row| event_from_row(row, id)).collect()
     }
 
+    async fn inbox_heads(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        // Read from `events_unconsumed` alone.
+        let select =
+            "SELECT instance_id, MAX(seq) AS head FROM events WHERE consumed_by_seq IS NULL AND instance_id IN";
+        let rows = self.rows_where_in(select, "GROUP BY instance_id", &ids, "reading inbox heads").await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = sqlx::Row::try_get(row, "instance_id").map_err(backend("reading inbox heads"))?;
+                let head: i64 = sqlx::Row::try_get(row, "head").map_err(backend("reading inbox heads"))?;
+                Ok((id, head))
+            })
+            .collect()
+    }
+
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
         claims::renew_leases(self, worker, lease_until).await
     }

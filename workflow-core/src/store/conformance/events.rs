@@ -179,3 +179,30 @@ pub async fn check_inbox_room(store: &dyn Store) {
 pub fn room(id: &str, events: u64, bytes: u64, max_events: u64, max_bytes: u64) -> WriteOp {
     WriteOp::AssertInboxRoom { id: id.to_owned(), events, bytes, max_events, max_bytes }
 }
+
+/// `inbox_heads`: for each asked instance with unconsumed events, its highest unconsumed event
+/// id; an instance whose events are all consumed, one without events, an unknown one, and an
+/// instance not asked are left out.
+pub async fn check_inbox_heads(store: &dyn Store) {
+    let (a, b, c) = ("heads/a", "heads/b", "heads/c");
+    let created =
+        [create(instance(a, "heads_wf", 1)), create(instance(b, "heads_wf", 2)), create(instance(c, "heads_wf", 3))];
+    store.write(&created).await.unwrap();
+    store.write(&[add_event(a, "x", "1", 10), add_event(b, "x", "2", 11), add_event(a, "y", "3", 12)]).await.unwrap();
+    store.write(&[add_event(c, "x", "4", 13)]).await.unwrap();
+    let events_a = store.events(a).await.unwrap();
+    let events_b = store.events(b).await.unwrap();
+    assert_eq!((events_a.len(), events_b.len()), (2, 1));
+    // b's only event is consumed: b has no head.
+    store.write(&[consume(b, events_b[0].event_id, 0, 0)]).await.unwrap();
+    let asked: Vec<String> = [a, b, "heads/unknown"].iter().map(|id| (*id).to_owned()).collect();
+    let mut heads = store.inbox_heads(&asked).await.unwrap();
+    heads.sort();
+    let newest_a = events_a.iter().map(|event| event.event_id).max().unwrap();
+    assert_eq!(heads, vec![(a.to_owned(), newest_a)]);
+    // Consuming the newest leaves the older one as the head.
+    store.write(&[consume(a, newest_a, 0, 1)]).await.unwrap();
+    let oldest_a = events_a.iter().map(|event| event.event_id).min().unwrap();
+    assert_eq!(store.inbox_heads(&asked).await.unwrap(), vec![(a.to_owned(), oldest_a)]);
+    assert!(store.inbox_heads(&[]).await.unwrap().is_empty());
+}
