@@ -216,15 +216,12 @@ async fn sqlite_a_damaged_row_in_a_claim_is_set_aside_and_the_others_run() {
 #[tokio::test]
 async fn postgres_a_damaged_row_in_a_claim_is_set_aside_and_the_others_run() {
     let Some(url) = crate::support::postgres_url() else { return };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("wf_damaged_{nanos:x}_{}", std::process::id());
+    let schema = crate::support::fresh_schema("wf_damaged");
     let store =
         workflow::PostgresStore::open_with(&url, workflow::PostgresOptions::new().schema(&schema)).await.unwrap();
     let raw = Raw::Postgres(store.pool().clone());
     a_damaged_row_in_a_claim_is_set_aside(Arc::new(store), raw, "claim-pg").await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
-    pool.close().await;
+    crate::support::drop_schema(&url, &schema).await;
 }
 
 impl Raw {
@@ -304,13 +301,10 @@ async fn sqlite_a_damaged_task_in_a_claim_is_set_aside() {
 #[tokio::test]
 async fn postgres_a_damaged_task_in_a_claim_is_set_aside() {
     let Some(url) = crate::support::postgres_url() else { return };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("wf_damaged_task_{nanos:x}_{}", std::process::id());
+    let schema = crate::support::fresh_schema("wf_damaged_task");
     let store =
         workflow::PostgresStore::open_with(&url, workflow::PostgresOptions::new().schema(&schema)).await.unwrap();
     let raw = Raw::Postgres(store.pool().clone());
     a_damaged_task_in_a_claim_is_set_aside(Arc::new(store), raw).await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
-    pool.close().await;
+    crate::support::drop_schema(&url, &schema).await;
 }

@@ -195,23 +195,11 @@ async fn memory_a_dropped_runtimes_instances_resume_at_once_under_the_same_worke
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use crate::support::postgres_url;
-
-    fn fresh_schema(prefix: &str) -> String {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        format!("{prefix}_{nanos:x}_{}", std::process::id())
-    }
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
 
     async fn open(url: &str, schema: &str) -> Arc<dyn Store> {
         let options = workflow::PostgresOptions::new().schema(schema);
         Arc::new(workflow::PostgresStore::open_with(url, options).await.unwrap())
-    }
-
-    async fn drop_schema(url: &str, schema: &str) {
-        // A plain connection: a store opened here would migrate the default schema.
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
-        pool.close().await;
     }
 
     #[tokio::test]

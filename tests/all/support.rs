@@ -80,6 +80,22 @@ pub(crate) async fn wait_for_a_claim_pass(store: &Arc<dyn Store>, workflow: &str
     .await;
 }
 
+/// A PostgreSQL schema name no other test or run uses: `<prefix>_<time>_<pid>`.
+#[cfg(feature = "postgres")]
+pub(crate) fn fresh_schema(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}_{nanos:x}_{}", std::process::id())
+}
+
+/// Drops a test's PostgreSQL schema.
+#[cfg(feature = "postgres")]
+pub(crate) async fn drop_schema(url: &str, schema: &str) {
+    // A plain connection: a store opened here would migrate the default schema.
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
 /// The PostgreSQL URL (`DATABASE_URL`) for a PostgreSQL test. Without it the test is skipped
 /// (`None`, said loudly) on a developer's machine, but fails under CI (`CI` set), where a skip
 /// would pass unseen.

@@ -69,12 +69,13 @@ impl RetentionPolicy {
 /// Expired instances [`Client::purge_expired`] reads (as keys) and purges per page.
 const RETENTION_PAGE: usize = 500;
 
-const NOT_FINISHED: [RuntimeStatus; 4] =
+/// The statuses of an instance that has not ended.
+pub(super) const NOT_FINISHED: [RuntimeStatus; 4] =
     [RuntimeStatus::Pending, RuntimeStatus::Running, RuntimeStatus::Suspended, RuntimeStatus::ContinuedAsNew];
 const FINISHED: [RuntimeStatus; 3] = [RuntimeStatus::Completed, RuntimeStatus::Failed, RuntimeStatus::Terminated];
 
 /// A store refusal of an `AssertStatus` as the typed error of the operation that asked.
-fn status_error(error: Error, wrong_state: impl Fn(String, RuntimeStatus) -> Error) -> Error {
+pub(super) fn status_error(error: Error, wrong_state: impl Fn(String, RuntimeStatus) -> Error) -> Error {
     match error {
         Error::Store(StoreError::Conflict { id, status: None }) => Error::InstanceNotFound(id),
         Error::Store(StoreError::Conflict { id, status: Some(status) }) => wrong_state(id, status),

@@ -159,15 +159,7 @@ impl Client {
         validate_instance_id(instance_id)?;
         // Checked in the write, not read before it: an instance that finishes (or is purged)
         // meanwhile must not get an event nobody will ever take.
-        let unfinished = WriteOp::AssertStatus {
-            id: instance_id.to_owned(),
-            allowed: vec![
-                RuntimeStatus::Pending,
-                RuntimeStatus::Running,
-                RuntimeStatus::Suspended,
-                RuntimeStatus::ContinuedAsNew,
-            ],
-        };
+        let unfinished = WriteOp::AssertStatus { id: instance_id.to_owned(), allowed: manage::NOT_FINISHED.to_vec() };
         // The room is checked in the store, in the transaction that adds the event, so raises
         // racing each other (here or in other processes) cannot together overfill the inbox.
         let (max_events, max_bytes) = (self.limits.inbox_events(), self.limits.inbox_bytes());
@@ -190,9 +182,7 @@ impl Client {
             Err(Error::Store(StoreError::InboxFull { id, events, bytes })) => {
                 Err(Error::InboxFull { instance_id: id, events, bytes, max_events, max_bytes })
             }
-            Err(Error::Store(StoreError::Conflict { id, status: None })) => Err(Error::InstanceNotFound(id)),
-            Err(Error::Store(StoreError::Conflict { id, status: Some(_) })) => Err(Error::InstanceFinished(id)),
-            Err(error) => Err(error),
+            Err(error) => Err(manage::status_error(error, |id, _| Error::InstanceFinished(id))),
         }
     }
 

@@ -338,13 +338,17 @@ impl Engine {
         ctx.is_some()
     }
 
-    /// Wakes the local run of `id`, if any, to look at its inbox.
     /// The instances running here that wait for an event now.
     pub(super) fn waiting_for_events(&self) -> Vec<String> {
-        let Ok(live) = self.live.lock() else { return Vec::new() };
-        live.iter().filter(|(_, ctx)| ctx.waits_for_events()).map(|(id, _)| id.clone()).collect()
+        // Each run's state is looked at without holding the map, as everywhere else.
+        let live: Vec<(String, WorkflowContext)> = match self.live.lock() {
+            Ok(live) => live.iter().map(|(id, ctx)| (id.clone(), ctx.clone())).collect(),
+            Err(_) => return Vec::new(),
+        };
+        live.into_iter().filter(|(_, ctx)| ctx.waits_for_events()).map(|(id, _)| id).collect()
     }
 
+    /// Wakes the local run of `id`, if any, to look at its inbox.
     pub(super) fn signal_inbox(&self, id: &str) {
         let signal = self.inboxes.lock().ok().and_then(|inboxes| inboxes.get(id).cloned());
         if let Some(signal) = signal {

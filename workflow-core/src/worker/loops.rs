@@ -2,7 +2,7 @@
 //! workers' leases, purging what retention allows, and turning other processes' change hints into
 //! local wake-ups.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,7 +207,8 @@ pub(super) async fn inbox_poll_loop(engine: Arc<Engine>, every: Duration) {
             return;
         }
         let waiting = engine.waiting_for_events();
-        heads.retain(|id, _| waiting.contains(id));
+        let still: HashSet<&str> = waiting.iter().map(String::as_str).collect();
+        heads.retain(|id, _| still.contains(id.as_str()));
         for batch in waiting.chunks(INBOX_POLL_BATCH) {
             match engine.store().inbox_heads(batch).await {
                 Ok(found) => {

@@ -81,7 +81,7 @@ impl Quarantine {
             };
             return SetAside::Fail { error: failure.to_stored() };
         }
-        let wait = FIRST_WAIT.saturating_mul(BACKOFF.saturating_pow(strikes - 1));
+        let wait = wait_after(strikes);
         tracing::warn!(row = key, %error, strikes, retry_in = ?wait, "a claimed instance row does not decode; setting it aside");
         let wait = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
         SetAside::Later { wake_at: now.saturating_add(wait) }
@@ -100,7 +100,7 @@ impl Quarantine {
             }
             Err(_) => 1,
         };
-        let wait = FIRST_WAIT.saturating_mul(BACKOFF.saturating_pow(strikes - 1));
+        let wait = wait_after(strikes);
         tracing::warn!(task = key, %error, strikes, retry_in = ?wait, "a claimed task row does not decode; setting it aside");
         now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
     }
@@ -115,6 +115,12 @@ impl Quarantine {
             strikes.remove(key);
         }
     }
+}
+
+/// The wait after a row's `strikes`th failed decode in a row: [`FIRST_WAIT`], [`BACKOFF`] times
+/// longer with each strike.
+fn wait_after(strikes: u32) -> Duration {
+    FIRST_WAIT.saturating_mul(BACKOFF.saturating_pow(strikes.saturating_sub(1)))
 }
 
 #[cfg(test)]
