@@ -143,18 +143,6 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
             tables.events.retain(|_, (event, _)| &event.instance_id != id);
             tables.tasks.retain(|(instance, _, _), _| instance != id);
         }
-        WriteOp::TakeLease { id, owner, lease_until, now } => {
-            let Some(instance) = tables.instances.get_mut(id) else { return };
-            let runnable = matches!(instance.status, RuntimeStatus::Pending | RuntimeStatus::Running);
-            let due = instance.wake_at.is_none_or(|wake| wake <= *now);
-            let free = instance.owner.is_none() || instance.lease_until.is_none_or(|until| until < *now);
-            if runnable && due && free {
-                instance.owner = Some(owner.clone());
-                instance.lease_until = Some(*lease_until);
-                instance.wake_at = None;
-                outcome.leased.push(id.clone());
-            }
-        }
         WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
             if let Some(instance) = tables.instances.get_mut(id) {
                 instance.custom_status = custom_status.clone();
@@ -268,7 +256,6 @@ impl Store for MemoryStore {
         for op in ops {
             apply(&mut tables, op, &mut outcome);
         }
-        outcome.leased.sort();
         self.stats.record_commit(ops.len());
         Ok(outcome)
     }

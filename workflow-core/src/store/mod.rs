@@ -161,24 +161,6 @@ pub enum WriteOp {
         /// The instance id.
         id: String,
     },
-    /// Take the instance's lease for `owner` until `lease_until` if a claim at `now` could take
-    /// it (Pending or Running; no wake-up, or one at or before `now`; unowned, or its lease
-    /// lapsed before `now`), clearing its wake-up as a claim does. Whatever the workflow: the
-    /// taker checks that it can run it. Never refuses the batch; the instance is listed in
-    /// [`WriteOutcome::leased`] when it was taken.
-    ///
-    /// After an `AddEvent` in the same batch, it hands an evicted instance the raise woke to the
-    /// raising worker, saving the claim that would otherwise take it (a write of its own).
-    TakeLease {
-        /// The instance id.
-        id: String,
-        /// The worker taking it.
-        owner: String,
-        /// When the lease lapses.
-        lease_until: Millis,
-        /// The time of the take: a wake-up or a lease is compared with it.
-        now: Millis,
-    },
     /// Set the custom status text (JSON).
     SetCustomStatus {
         /// The instance id.
@@ -195,8 +177,6 @@ pub enum WriteOp {
 pub struct WriteOutcome {
     /// Ids of `CreateInstance` ops that were skipped because the instance already existed.
     pub existing: Vec<String>,
-    /// Ids of the instances whose leases `TakeLease` ops took, sorted.
-    pub leased: Vec<String>,
 }
 
 /// Commit and record counters, kept by each store.

@@ -53,7 +53,6 @@ fn op_instance(op: &WriteOp) -> &str {
         | WriteOp::AssertStatus { id, .. }
         | WriteOp::AssertInboxRoom { id, .. }
         | WriteOp::Purge { id }
-        | WriteOp::TakeLease { id, .. }
         | WriteOp::SetCustomStatus { id, .. } => id,
     }
 }
@@ -171,19 +170,8 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
             for id in outcome.existing {
                 *skipped.entry(id).or_default() += 1;
             }
-            // A lease taken goes to the first request that asked for it: a later take of the same
-            // instance in the batch found it taken.
-            let mut leased: HashSet<String> = outcome.leased.into_iter().collect();
-            let mut taken: Vec<Vec<String>> = Vec::with_capacity(batch.len());
-            for request in &batch {
-                let mine = request.ops.iter().filter_map(|op| match op {
-                    WriteOp::TakeLease { id, .. } if leased.remove(id) => Some(id.clone()),
-                    _ => None,
-                });
-                taken.push(mine.collect());
-            }
-            let mut replies: Vec<(oneshot::Sender<_>, WriteOutcome)> = Vec::with_capacity(batch.len());
-            for (request, leased) in batch.into_iter().zip(taken).rev() {
+            let mut replies: Vec<(oneshot::Sender<_>, Vec<String>)> = Vec::with_capacity(batch.len());
+            for request in batch.into_iter().rev() {
                 let mut mine = Vec::new();
                 for op in request.ops.iter().rev() {
                     if let WriteOp::CreateInstance(record) = op {
@@ -193,10 +181,10 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
                         }
                     }
                 }
-                replies.push((request.reply, WriteOutcome { existing: mine, leased }));
+                replies.push((request.reply, mine));
             }
-            for (reply, outcome) in replies {
-                let _ = reply.send(Ok(outcome));
+            for (reply, existing) in replies {
+                let _ = reply.send(Ok(WriteOutcome { existing }));
             }
         }
         Err(error) => {

@@ -7,31 +7,31 @@ use sqlx::postgres::{PgConnection, PgPool};
 use workflow_core::store::{StoreError, WakeSignal};
 
 use super::bind::{
-    bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_leases,
-    bind_puts, bind_statuses, bind_task_keys, bind_wakes, last_puts, Args,
+    bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_puts,
+    bind_statuses, bind_task_keys, bind_wakes, last_puts, Args,
 };
 use super::cache::StatementCache;
 use super::retry::{failed, Failure};
 use super::signals::notice;
 use super::sql::{
     ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
-    FINISH, LOCK_INBOXES, NOTIFY, PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE, TAKE_LEASE,
+    FINISH, LOCK_INBOXES, NOTIFY, PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
 };
 use super::statement::Single;
-use crate::shared::plan::{Applied, Checked, Inbox, Layer, Plan};
+use crate::shared::plan::{Checked, Inbox, Layer, Plan};
 use crate::shared::to_i64;
 
 /// Writes `plan` once: as one statement where it allows ([`Single`]), else in a transaction that
 /// checks its fences and status assertions, applies its layers, sends its signals (`notices`, and
-/// the `Finished` of watched instances it finishes) and commits. Returns what it reported back
-/// (see [`Applied`]).
+/// the `Finished` of watched instances it finishes) and commits. Returns the indexes (in the batch)
+/// of the creates that were skipped.
 pub(super) async fn try_write(
     pool: &PgPool,
     channel: &str,
     statements: &StatementCache,
     plan: &Plan<'_>,
     notices: &[String],
-) -> Result<Applied, Failure> {
+) -> Result<Vec<usize>, Failure> {
     if let Some(single) = Single::new(plan, channel, notices, statements) {
         return single.run(plan, pool).await;
     }
@@ -56,7 +56,7 @@ pub(super) async fn try_write(
     if !fenced.is_empty() || !asserted.is_empty() || !plan.inboxes.is_empty() {
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
-    let (applied, watched) = apply(plan, &mut tx).await?;
+    let (skipped, watched) = apply(plan, &mut tx).await?;
     let mut notices = notices.to_vec();
     notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
     if !notices.is_empty() {
@@ -68,7 +68,7 @@ pub(super) async fn try_write(
             .map_err(failed("sending wake signals"))?;
     }
     tx.commit().await.map_err(failed("committing a write"))?;
-    Ok(applied)
+    Ok(skipped)
 }
 
 /// What the inboxes the plan checks the room of held before it, read under their locks (see
@@ -91,12 +91,11 @@ async fn inboxes(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<HashMap<Str
     Ok(inboxes)
 }
 
-/// Applies `plan` in the open transaction `conn`; returns what it reported back, and the ids of
-/// the finished instances someone watches.
-async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Applied, Vec<String>), Failure> {
+/// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
+/// creates that were skipped, and the ids of the finished instances someone watches.
+async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Vec<usize>, Vec<String>), Failure> {
     let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
     let mut skipped = Vec::new();
-    let mut leased = Vec::new();
     let mut watched = Vec::new();
     for layer in &plan.layers {
         if !layer.puts.is_empty() {
@@ -148,12 +147,6 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Applied, Vec
         if !layer.continues.is_empty() {
             run(&mut *conn, CONTINUE_AS_NEW, |query| bind_continues(query, layer), "continuing as new").await?;
         }
-        if !layer.leases.is_empty() {
-            let rows = run(&mut *conn, TAKE_LEASE, |query| bind_leases(query, &layer.leases), "taking leases").await?;
-            for row in rows {
-                leased.push(sqlx::Row::try_get::<String, _>(&row, 0).map_err(failed("reading leased ids"))?);
-            }
-        }
         if !layer.purges.is_empty() {
             run(
                 &mut *conn,
@@ -167,7 +160,7 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Applied, Vec
         }
     }
     skipped.sort_unstable();
-    Ok((Applied { skipped, leased }, watched))
+    Ok((skipped, watched))
 }
 
 /// `count` new event ids, in increasing order: the `k`-th event of the batch (in op order) gets

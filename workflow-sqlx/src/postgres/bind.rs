@@ -7,7 +7,7 @@ use sqlx::postgres::{PgArguments, Postgres};
 use workflow_core::store::{InstanceRecord, JournalRecord, StoreError, TaskRecord};
 
 use super::retry::Failure;
-use crate::shared::plan::{Layer, Lease, TaskKey, Wake};
+use crate::shared::plan::{Layer, TaskKey, Wake};
 
 /// The journal records of `layer` to write: the last put of each key only (the one that would win
 /// op by op), since one statement cannot upsert a key twice.
@@ -125,13 +125,6 @@ pub(super) fn bind_events(args: &mut Args, layer: &Layer<'_>, event_ids: &[i64])
 pub(super) fn bind_wakes(args: &mut Args, wakes: &[Wake<'_>]) {
     args.column(wakes.iter().map(|w| w.id).collect::<Vec<_>>())
         .column(wakes.iter().map(|w| w.wake_at).collect::<Vec<_>>());
-}
-
-pub(super) fn bind_leases(args: &mut Args, leases: &[Lease<'_>]) {
-    args.column(leases.iter().map(|l| l.id).collect::<Vec<_>>())
-        .column(leases.iter().map(|l| l.owner).collect::<Vec<_>>())
-        .column(leases.iter().map(|l| l.lease_until).collect::<Vec<_>>())
-        .column(leases.iter().map(|l| l.now).collect::<Vec<_>>());
 }
 
 pub(super) fn bind_customs(args: &mut Args, layer: &Layer<'_>) {

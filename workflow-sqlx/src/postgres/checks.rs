@@ -55,9 +55,6 @@ pub(super) fn check_text(ops: &[WriteOp]) -> Result<(), StoreError> {
             WriteOp::AssertInboxRoom { id, .. } => ("AssertInboxRoom", id, &[("id", Some(id.as_str()))]),
             WriteOp::Purge { id } => ("Purge", id, &[("id", Some(id.as_str()))]),
             WriteOp::Evict { id, .. } => ("Evict", id, &[("id", Some(id.as_str()))]),
-            WriteOp::TakeLease { id, owner, .. } => {
-                ("TakeLease", id, &[("id", Some(id.as_str())), ("owner", Some(owner.as_str()))])
-            }
             WriteOp::ContinueAsNew { id, input, .. } => {
                 ("ContinueAsNew", id, &[("id", Some(id.as_str())), ("input", Some(input.as_str()))])
             }

@@ -175,10 +175,10 @@ impl Store for PostgresStore {
         checks::check_text(ops)?;
         let plan = Plan::new(ops);
         let notices = signals::batch_notices(ops);
-        let applied =
+        let skipped =
             retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices)).await?;
         self.stats.record_commit(ops.len());
-        Ok(crate::shared::plan::outcome(ops, applied))
+        Ok(crate::shared::plan::outcome(ops, skipped))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

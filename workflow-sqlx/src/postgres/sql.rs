@@ -137,13 +137,6 @@ pub(super) const SET_WAKE: &str = "UPDATE instances AS i SET wake_at = v.wake_at
 pub(super) const EVICT: &str = "UPDATE instances AS i SET owner = NULL, lease_until = NULL, wake_at = v.wake_at \
      FROM UNNEST($1::text[], $2::int8[]) AS v (id, wake_at) WHERE i.id = v.id";
 
-/// Takes the leases a claim at `now` could take (see `claims`), and returns the ids it took. A
-/// row an uncommitted write holds is waited for and checked again as that write left it.
-pub(super) const TAKE_LEASE: &str = "UPDATE instances AS i SET owner = v.owner, lease_until = v.lease_until, \
-     wake_at = NULL FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) AS v (id, owner, lease_until, now) \
-     WHERE i.id = v.id AND i.status IN ('Pending', 'Running') AND (i.wake_at IS NULL OR i.wake_at <= v.now) \
-     AND (i.owner IS NULL OR i.lease_until IS NULL OR i.lease_until < v.now) RETURNING i.id";
-
 pub(super) const SET_CUSTOM_STATUS: &str =
     "UPDATE instances AS i SET custom_status = v.custom_status, updated_at = v.updated_at \
      FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v (id, custom_status, updated_at) WHERE i.id = v.id";

@@ -19,7 +19,7 @@ use super::sql::{
     CONSUME, CREATE, DELETE_TASK, ENQUEUE_TASK, EVICT, FINISHED_NOTICE, FINISH_INSTANCES, PUT, SET_CUSTOM_STATUS,
     SET_STATUS, SET_WAKE,
 };
-use crate::shared::plan::{Applied, Layer, Plan};
+use crate::shared::plan::{Layer, Plan};
 
 /// A plan of one layer as one statement: its multi-row statements as data-modifying CTEs, its
 /// fence check gating all of them, its wake signals sent by the statement that commits them. One
@@ -74,9 +74,7 @@ impl Single {
         if plan.events > 0
             || !plan.asserts.is_empty()
             || !plan.inboxes.is_empty()
-            || layer.is_some_and(|layer| {
-                !layer.continues.is_empty() || !layer.purges.is_empty() || !layer.leases.is_empty()
-            })
+            || layer.is_some_and(|layer| !layer.continues.is_empty() || !layer.purges.is_empty())
         {
             return None;
         }
@@ -271,7 +269,7 @@ impl Single {
     }
 
     /// Runs the statement; returns the indexes (in the batch) of the creates that were skipped.
-    pub(super) async fn run(self, plan: &Plan<'_>, pool: &PgPool) -> Result<Applied, Failure> {
+    pub(super) async fn run(self, plan: &Plan<'_>, pool: &PgPool) -> Result<Vec<usize>, Failure> {
         let query = sqlx::query_with(&self.sql, self.args.finish("writing a batch")?);
         let row = query.fetch_one(pool).await.map_err(failed("writing a batch"))?;
         let created: Vec<String> = sqlx::Row::try_get(&row, 0).map_err(failed("reading created ids"))?;
@@ -280,8 +278,7 @@ impl Single {
             return Err(Failure::Store(StoreError::Fenced(fenced)));
         }
         let created: HashSet<String> = created.into_iter().collect();
-        let skipped = plan.layers.first().map(|layer| skipped_creates(layer, &created)).unwrap_or_default();
-        Ok(Applied { skipped, leased: Vec::new() })
+        Ok(plan.layers.first().map(|layer| skipped_creates(layer, &created)).unwrap_or_default())
     }
 }
 

@@ -55,14 +55,6 @@ pub(crate) struct Continue<'a> {
     pub(crate) updated_at: Millis,
 }
 
-/// A `TakeLease` op.
-pub(crate) struct Lease<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) owner: &'a str,
-    pub(crate) lease_until: Millis,
-    pub(crate) now: Millis,
-}
-
 /// An `AssertInboxRoom` check, with what the batch's assertions on the same inbox add up to so
 /// far (this one's included), so each row is checked on its own against the inbox as it was
 /// before the batch. Numbers are clamped into `i64`, which the databases store.
@@ -137,7 +129,6 @@ pub(crate) struct Layer<'a> {
     pub(crate) evicts: Vec<Wake<'a>>,
     pub(crate) customs: Vec<CustomStatus<'a>>,
     pub(crate) continues: Vec<Continue<'a>>,
-    pub(crate) leases: Vec<Lease<'a>>,
     /// Ids of Purge ops: the instance, its journal, events and tasks go.
     pub(crate) purges: Vec<&'a str>,
 }
@@ -276,7 +267,6 @@ impl<'a> Plan<'a> {
                 | WriteOp::Evict { id, .. }
                 | WriteOp::ContinueAsNew { id, .. }
                 | WriteOp::Purge { id }
-                | WriteOp::TakeLease { id, .. }
                 | WriteOp::SetCustomStatus { id, .. } => id.as_str(),
             };
             let cursor = cursors.entry(id).or_default();
@@ -328,9 +318,6 @@ impl<'a> Plan<'a> {
                     layer.continues.push(Continue { id, input, generation: *generation, updated_at: *updated_at })
                 }
                 WriteOp::Purge { id } => layer.purges.push(id),
-                WriteOp::TakeLease { id, owner, lease_until, now } => {
-                    layer.leases.push(Lease { id, owner, lease_until: *lease_until, now: *now })
-                }
             }
         }
         for layer in &mut layers {
@@ -421,19 +408,8 @@ pub(crate) struct Checked {
     pub(crate) status: String,
 }
 
-/// What a written plan reported back.
-#[derive(Debug, Default)]
-pub(crate) struct Applied {
-    /// The indexes (in the batch) of the `CreateInstance` ops that were skipped.
-    pub(crate) skipped: Vec<usize>,
-    /// The instances whose leases the `TakeLease` ops took.
-    pub(crate) leased: Vec<String>,
-}
-
-/// The outcome of a batch, from what its plan reported.
-pub(crate) fn outcome(ops: &[WriteOp], applied: Applied) -> workflow_core::store::WriteOutcome {
-    let Applied { skipped, mut leased } = applied;
-    leased.sort();
+/// The outcome of a batch whose `CreateInstance` ops at these indices were skipped.
+pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::store::WriteOutcome {
     let existing = skipped
         .into_iter()
         .filter_map(|index| match ops.get(index) {
@@ -441,5 +417,5 @@ pub(crate) fn outcome(ops: &[WriteOp], applied: Applied) -> workflow_core::store
             _ => None,
         })
         .collect();
-    workflow_core::store::WriteOutcome { existing, leased }
+    workflow_core::store::WriteOutcome { existing }
 }

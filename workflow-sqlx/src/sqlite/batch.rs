@@ -11,11 +11,11 @@ use workflow_core::store::StoreError;
 use super::backend;
 use super::bind::{
     bind_assert, bind_consume, bind_continue, bind_continue_id, bind_create, bind_custom, bind_enqueue, bind_event,
-    bind_fence, bind_finish, bind_finish_id, bind_id, bind_inbox_room, bind_lease, bind_put, bind_status,
-    bind_task_key, bind_wake, Query,
+    bind_fence, bind_finish, bind_finish_id, bind_id, bind_inbox_room, bind_put, bind_status, bind_task_key, bind_wake,
+    Query,
 };
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
-use crate::shared::plan::{Applied, Checked, Inbox, Plan};
+use crate::shared::plan::{Checked, Inbox, Plan};
 
 /// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
 struct Step<'q> {
@@ -87,7 +87,6 @@ impl<'a> Plan<'a> {
             add_steps(&mut steps, Shape::SetWake, &layer.wakes, bind_wake);
             add_steps(&mut steps, Shape::Evict, &layer.evicts, bind_wake);
             add_steps(&mut steps, Shape::SetCustomStatus, &layer.customs, bind_custom);
-            add_steps(&mut steps, Shape::TakeLease, &layer.leases, bind_lease);
             add_steps(&mut steps, Shape::ContinueAsNew, &layer.continues, bind_continue);
             for shape in [Shape::ContinuedJournal, Shape::ContinuedEvents, Shape::ContinuedTasks] {
                 add_steps(&mut steps, shape, &layer.continues, bind_continue_id);
@@ -102,17 +101,16 @@ impl<'a> Plan<'a> {
     }
 
     /// Checks what the statements returned (in any order); returns the indexes (in the batch) of
-    /// the creates that were skipped, and the instances whose leases were taken.
+    /// the creates that were skipped.
     ///
     /// Which of several creates of one id inserted it follows from how many times the id came
     /// back. Between two purges of the id (or the batch's start and end) only the first create can
     /// insert it, as the others find it there. After a purge the id is free, so the first create
     /// after one always inserts it; the first create before any purge did if the id came back
     /// once more than those. (An id's creates and purges are in different layers, in op order.)
-    fn applied(&self, returned: &[SqliteRow]) -> Result<Applied, StoreError> {
+    fn skipped(&self, returned: &[SqliteRow]) -> Result<Vec<usize>, StoreError> {
         let mut created: HashMap<String, usize> = HashMap::new();
         let mut added = 0_i64;
-        let mut leased = Vec::new();
         for row in returned {
             match row.columns().first().map(|column| column.name()) {
                 Some("created") => {
@@ -121,7 +119,6 @@ impl<'a> Plan<'a> {
                         .or_default() += 1;
                 }
                 Some("added") => added += 1,
-                Some("leased") => leased.push(row.try_get::<String, _>(0).map_err(backend("reading leased ids"))?),
                 _ => {}
             }
         }
@@ -163,7 +160,7 @@ impl<'a> Plan<'a> {
             }
         }
         skipped.sort_unstable();
-        Ok(Applied { skipped, leased })
+        Ok(skipped)
     }
 }
 
@@ -223,8 +220,8 @@ fn statement(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
     move |error| Failure::Statement(context, error)
 }
 
-/// Applies `plan` in one transaction and commits it; returns what it reported back (see
-/// [`Applied`]). On failure the transaction may still be open.
+/// Applies `plan` in one transaction and commits it; returns the indexes (in the batch) of the
+/// creates that were skipped. On failure the transaction may still be open.
 ///
 /// A small plan goes to SQLite as one script, `BEGIN IMMEDIATE; <statements>; COMMIT` (or its one
 /// statement alone), in one trip to the connection's thread, as a one-statement commit does: its
@@ -232,7 +229,7 @@ fn statement(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
 /// [`Shape::Fence`] and [`Shape::Assert`]), so nothing after them runs. A plan that adds events
 /// first reads the last event id under the write lock (the new ids follow it), and commits once it
 /// has counted them. A big plan runs statement by statement.
-pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Applied, Failure> {
+pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Vec<usize>, Failure> {
     let adds_events = plan.events > 0;
     let last_event = if adds_events {
         let last: i64 = sqlx::query_scalar(BEGIN_READING_LAST_EVENT)
@@ -262,7 +259,7 @@ pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Resul
         let returned = query.fetch_all(&mut *conn).await.map_err(statement("writing a batch"))?;
         if !adds_events {
             // Committed: what came back only says which creates were skipped.
-            return Ok(plan.applied(&returned)?);
+            return Ok(plan.skipped(&returned)?);
         }
         returned
     } else {
@@ -277,7 +274,7 @@ pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Resul
         }
         returned
     };
-    let applied = plan.applied(&returned)?;
+    let skipped = plan.skipped(&returned)?;
     sqlx::query("COMMIT").execute(&mut *conn).await.map_err(statement("committing a write"))?;
-    Ok(applied)
+    Ok(skipped)
 }

@@ -7,7 +7,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments};
 use workflow_core::store::{InstanceRecord, JournalRecord, RuntimeStatus, TaskRecord};
 
 use crate::shared::plan::{
-    Consume, Continue, CustomStatus, Finishing, InboxRoom, Lease, NewEvent, StatusChange, TaskKey, Wake,
+    Consume, Continue, CustomStatus, Finishing, InboxRoom, NewEvent, StatusChange, TaskKey, Wake,
 };
 
 pub(super) type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -92,10 +92,6 @@ pub(super) fn bind_consume<'q>(query: Query<'q>, consume: &'q Consume<'q>) -> Qu
 
 pub(super) fn bind_wake<'q>(query: Query<'q>, wake: &'q Wake<'q>) -> Query<'q> {
     query.bind(wake.id).bind(wake.wake_at)
-}
-
-pub(super) fn bind_lease<'q>(query: Query<'q>, lease: &'q Lease<'q>) -> Query<'q> {
-    query.bind(lease.id).bind(lease.owner).bind(lease.lease_until).bind(lease.now)
 }
 
 pub(super) fn bind_custom<'q>(query: Query<'q>, custom: &'q CustomStatus<'q>) -> Query<'q> {

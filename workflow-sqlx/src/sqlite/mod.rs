@@ -170,7 +170,7 @@ impl Store for SqliteStore {
         // transaction: should this future be dropped meanwhile, the writer's next user rolls it back.
         self.dangling.store(true, Ordering::Release);
         match batch::apply(&mut conn, &plan).await {
-            Ok(applied) => {
+            Ok(skipped) => {
                 self.dangling.store(false, Ordering::Release);
                 self.stats.record_commit(ops.len());
                 let finished = ops.iter().filter_map(|op| match op {
@@ -178,7 +178,7 @@ impl Store for SqliteStore {
                     _ => None,
                 });
                 self.signal(WakeSignal::from_batch(ops).into_iter().chain(finished));
-                Ok(crate::shared::plan::outcome(ops, applied))
+                Ok(crate::shared::plan::outcome(ops, skipped))
             }
             Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
         }

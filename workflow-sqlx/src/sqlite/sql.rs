@@ -37,11 +37,10 @@ pub(super) enum Shape {
     PurgeInstance,
     PurgeJournal,
     PurgeEvents,
-    TakeLease,
 }
 
 impl Shape {
-    const ALL: [Shape; 23] = [
+    const ALL: [Shape; 22] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -64,7 +63,6 @@ impl Shape {
         Shape::PurgeInstance,
         Shape::PurgeJournal,
         Shape::PurgeEvents,
-        Shape::TakeLease,
     ];
 
     fn columns(self) -> usize {
@@ -75,7 +73,7 @@ impl Shape {
             Shape::Finish => 6,
             Shape::AddEvent => 6,
             Shape::InboxRoom => 5,
-            Shape::Consume | Shape::ContinueAsNew | Shape::TakeLease => 4,
+            Shape::Consume | Shape::ContinueAsNew => 4,
             Shape::SetWake | Shape::Evict => 2,
             Shape::EnqueueTask => 9,
             Shape::DeleteTask => 3,
@@ -118,9 +116,6 @@ impl Shape {
             }
             Shape::SetWake => "UPDATE instances SET wake_at = v.column2 FROM (VALUES ",
             Shape::Evict => "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = v.column2 FROM (VALUES ",
-            Shape::TakeLease => {
-                "UPDATE instances SET owner = v.column2, lease_until = v.column3, wake_at = NULL FROM (VALUES "
-            }
             Shape::SetCustomStatus => {
                 "UPDATE instances SET custom_status = v.column2, updated_at = v.column3 FROM (VALUES "
             }
@@ -179,14 +174,6 @@ impl Shape {
                 ") AS v WHERE instances.id = v.column1"
             }
             Shape::ContinueAsNew => ") AS v WHERE instances.id = v.column1",
-            // Only what a claim at `now` (column 4) could take, as `claimable` in `claims` spells
-            // it; the ids that come back were taken (padding finds its row taken already).
-            Shape::TakeLease => {
-                ") AS v WHERE instances.id = v.column1 AND instances.status IN ('Pending', 'Running') \
-                 AND (instances.wake_at IS NULL OR instances.wake_at <= v.column4) \
-                 AND (instances.owner IS NULL OR instances.lease_until IS NULL OR instances.lease_until < v.column4) \
-                 RETURNING id AS leased"
-            }
             // After the restart, of the instances that exist (a missing one has no generation, and
             // `generation < NULL` holds for no row): what is older than their new generation.
             Shape::ContinuedJournal => {

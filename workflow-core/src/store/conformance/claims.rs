@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp, NEVER};
 
-use super::{add_event, create, event_names, evict, get, ids, instance, names, set_wake, take_lease, with_status};
+use super::{add_event, create, event_names, evict, get, ids, instance, names, set_wake, with_status};
 
 /// Only Pending and Running instances of the named workflows are claimed, unowned or with a
 /// lapsed lease; a live lease is never stolen.
@@ -154,64 +154,6 @@ pub async fn check_claim_wake(store: &dyn Store) {
     let claimed = store.claim("wake-w3", &names(&[wf]), NEVER - 1, NEVER - 1, 10).await.unwrap();
     assert_eq!(ids(&claimed), ["wake/none", "wake/past", "wake/equal", "wake/future", "wake/min"]);
     assert_eq!(get(store, "wake/never").await.owner, None);
-}
-
-/// TakeLease takes what a claim at its `now` could take (of any workflow), clears the wake-up,
-/// reports what it took (sorted), never refuses the batch, and changes nothing else; after an
-/// AddEvent in the same batch it takes the instance the event woke.
-pub async fn check_take_lease(store: &dyn Store) {
-    let (wf, now) = ("take_wf", 1_000);
-    let at = |id: &str, status: RuntimeStatus, wake_at: Option<i64>, owner: Option<(&str, i64)>| InstanceRecord {
-        wake_at,
-        owner: owner.map(|(owner, _)| owner.to_owned()),
-        lease_until: owner.map(|(_, until)| until),
-        ..with_status(instance(id, wf, 1), status)
-    };
-    let running = RuntimeStatus::Running;
-    let takeable = [
-        at("take/pending", RuntimeStatus::Pending, None, None),
-        at("take/due", running, Some(now), None),
-        at("take/lapsed", running, None, Some(("take-old", now - 1))),
-    ];
-    let kept = [
-        at("take/future", running, Some(now + 1), None),
-        at("take/never", running, Some(NEVER), None),
-        at("take/held", running, None, Some(("take-other", now))),
-        at("take/suspended", RuntimeStatus::Suspended, None, None),
-        at("take/done", RuntimeStatus::Completed, None, None),
-    ];
-    let creates: Vec<WriteOp> = takeable.iter().chain(&kept).cloned().map(create).collect();
-    store.write(&creates).await.unwrap();
-    let mut ops: Vec<WriteOp> =
-        takeable.iter().chain(&kept).rev().map(|i| take_lease(&i.id, "take-w", 5_000, now)).collect();
-    ops.push(take_lease("take/nobody", "take-w", 5_000, now));
-    let outcome = store.write(&ops).await.unwrap();
-    assert_eq!(outcome.leased, ["take/due", "take/lapsed", "take/pending"], "what was taken, sorted");
-    assert!(outcome.existing.is_empty());
-    for taken in &takeable {
-        let expected =
-            InstanceRecord { owner: Some("take-w".into()), lease_until: Some(5_000), wake_at: None, ..taken.clone() };
-        assert_eq!(get(store, &taken.id).await, expected, "{}: taken", taken.id);
-    }
-    for left in &kept {
-        assert_eq!(&get(store, &left.id).await, left, "{}: left as it was", left.id);
-    }
-    assert_eq!(store.instance("take/nobody").await.unwrap(), None);
-    // Taken already: a second take (by anyone) finds it held.
-    let again = store.write(&[take_lease("take/due", "take-w2", 6_000, now)]).await.unwrap();
-    assert!(again.leased.is_empty());
-    assert_eq!(get(store, "take/due").await.owner.as_deref(), Some("take-w"));
-
-    // An evicted wait woken by an event in the same batch: taken with it, the event stored.
-    let waiting = at("take/waiting", running, Some(NEVER), None);
-    store.write(&[create(waiting.clone())]).await.unwrap();
-    let raise = [add_event("take/waiting", "go", "1", now), take_lease("take/waiting", "take-w", 5_000, now)];
-    let outcome = store.write(&raise).await.unwrap();
-    assert_eq!(outcome.leased, ["take/waiting"]);
-    let taken = get(store, "take/waiting").await;
-    assert_eq!((taken.owner.as_deref(), taken.lease_until, taken.wake_at), (Some("take-w"), Some(5_000), None));
-    assert_eq!(event_names(&store.events("take/waiting").await.unwrap()), ["go"]);
-    assert!(store.claim("take-w3", &names(&[wf]), now, 9_000, 10).await.unwrap().is_empty(), "nothing left to claim");
 }
 
 /// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.

@@ -55,7 +55,7 @@ pub use batches::{
 };
 pub use claims::{
     check_claim_filters, check_claim_order_and_limit, check_claim_wake, check_concurrent_claims, check_evict,
-    check_set_wake, check_take_lease,
+    check_set_wake,
 };
 pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, room};
 pub use instances::{
@@ -162,7 +162,6 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_inbox_heads(store).await;
     check_inbox_room(store).await;
     check_claim_wake(store).await;
-    check_take_lease(store).await;
     check_set_wake(store).await;
     check_evict(store).await;
     check_continue_as_new(store).await;
@@ -281,11 +280,6 @@ pub fn evict(id: &str, wake_at: i64) -> WriteOp {
 /// [`WriteOp::ContinueAsNew`].
 pub fn continue_as_new(id: &str, input: &str, generation: u32, updated_at: i64) -> WriteOp {
     WriteOp::ContinueAsNew { id: id.to_owned(), input: input.to_owned(), generation, updated_at }
-}
-
-/// [`WriteOp::TakeLease`].
-pub fn take_lease(id: &str, owner: &str, lease_until: i64, now: i64) -> WriteOp {
-    WriteOp::TakeLease { id: id.to_owned(), owner: owner.to_owned(), lease_until, now }
 }
 
 /// [`WriteOp::SetCustomStatus`].

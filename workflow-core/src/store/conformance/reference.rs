@@ -8,7 +8,7 @@ use crate::store::{
 use super::list::list_pages;
 use super::{
     add_event, assert_status, claim_everything, consume, continue_as_new, create, delete_task, enqueue, evict, fence,
-    instance, names, purge, put, record, set_custom, set_wake, take_lease, task,
+    instance, names, purge, put, record, set_custom, set_wake, task,
 };
 
 /// A small deterministic generator (xorshift), so a failure replays.
@@ -85,7 +85,7 @@ pub async fn check_matches_reference(store: &dyn Store) {
                 1 => Some(NEVER),
                 _ => Some(clock + rng.below(40) as i64 - 10),
             };
-            let op = match rng.below(22) {
+            let op = match rng.below(21) {
                 0 | 1 => create(InstanceRecord {
                     workflow: rng.pick(&workflows).clone(),
                     status: *rng.pick(&statuses),
@@ -153,7 +153,6 @@ pub async fn check_matches_reference(store: &dyn Store) {
                     )
                 }),
                 19 => delete_task(&id, rng.below(4) as u32, rng.below(6) as u32),
-                20 => take_lease(&id, &worker_of(&mut rng), clock + rng.below(30) as i64, clock - rng.below(30) as i64),
                 _ => purge(&id),
             };
             store_ops.push(op.clone());
