@@ -1,7 +1,8 @@
 //! W4 evicted waiters: 10,000 instances each wait for an event; every `Handle::result()` is
 //! awaited from before the events are raised; all events are raised at once. Measured twice on the
 //! same store: once with the instances evicted from memory while they wait, once kept in memory.
-//! The figure is events/s from the first raise to the last result.
+//! The figure is events/s from the first raise to the last result, the median of alternated
+//! rounds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,16 +87,32 @@ async fn all_waiting(client: &Client, ids: &[String]) -> BenchResult<bool> {
     Ok(true)
 }
 
+/// Rounds of each kind, alternated (memory, evicted, memory, ...): one round lasts about a second,
+/// so a single pair swings by a factor of two on a busy machine; the row gives the medians.
+/// `W4_ROUNDS` overrides it.
+fn rounds() -> usize {
+    std::env::var("W4_ROUNDS").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(3)
+}
+
+fn median(mut figures: Vec<f64>) -> f64 {
+    figures.sort_by(f64::total_cmp);
+    figures[figures.len() / 2]
+}
+
 /// The W4 row for one store.
 pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Vec<ScaleRow>> {
-    let in_memory = if std::env::var_os("W4_ONLY_EVICTED").is_some() {
-        1.0
-    } else {
-        events_per_second(store.clone(), false, "mem").await?
-    };
-    let evicted = events_per_second(store, true, "evicted").await?;
+    let only_evicted = std::env::var_os("W4_ONLY_EVICTED").is_some();
+    let (mut in_memory, mut evicted) = (Vec::new(), Vec::new());
+    for round in 0..rounds() {
+        if !only_evicted {
+            in_memory.push(events_per_second(store.clone(), false, &format!("mem{round}")).await?);
+        }
+        evicted.push(events_per_second(store.clone(), true, &format!("evicted{round}")).await?);
+    }
+    let in_memory = if only_evicted { 1.0 } else { median(in_memory) };
+    let evicted = median(evicted);
     Ok(vec![ScaleRow {
-        workload: "W4 10k evicted waiters, events/s",
+        workload: "W4 10k evicted waiters, events/s (median of rounds)",
         store: name.to_owned(),
         measured: format!("{evicted:.0}"),
         beside: format!("kept in memory: {in_memory:.0} ({:.0}%)", 100.0 * evicted / in_memory),
