@@ -380,6 +380,7 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         parent_id: None,
         custom_status: None,
         wake_at: None,
+        priority: 0,
     };
     let record = |id: &str, payload: &str| JournalRecord {
         instance_id: id.into(),

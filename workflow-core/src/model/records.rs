@@ -34,6 +34,9 @@ pub struct InstanceRecord {
     /// For an instance evicted from memory while it waits: when to run it again (`None`: as
     /// soon as it is claimable). Claims skip instances whose wake-up is in the future.
     pub wake_at: Option<Millis>,
+    /// Its claim priority: of the instances claimable at once, a higher priority is claimed
+    /// first, and within one priority the oldest first (0 by default; negative is lower).
+    pub priority: i32,
 }
 
 impl InstanceRecord {
@@ -54,6 +57,7 @@ impl InstanceRecord {
             parent_id: None,
             custom_status: None,
             wake_at: None,
+            priority: 0,
         }
     }
 }

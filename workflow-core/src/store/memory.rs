@@ -293,13 +293,15 @@ impl Store for MemoryStore {
                 (Some(_), until) => until.is_none_or(|until| until < now),
             })
             .collect();
-        // The claim rule of every store: the oldest `limit` ready instances and the earliest-due
-        // `limit` woken ones, then the oldest `limit` of those together.
+        // The claim rule of every store: the first `limit` ready instances in priority order
+        // (highest first, then oldest first) and the earliest-due `limit` woken ones, then the
+        // first `limit` of those together in priority order.
         let (mut ready, mut due): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.wake_at.is_none());
-        ready.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let order = |i: &InstanceRecord| (std::cmp::Reverse(i.priority), i.created_at, i.id.clone());
+        ready.sort_by_key(|i| order(i));
         due.sort_by(|a, b| (a.wake_at, a.created_at, &a.id).cmp(&(b.wake_at, b.created_at, &b.id)));
         candidates.extend(ready.into_iter().take(limit).chain(due.into_iter().take(limit)));
-        candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        candidates.sort_by_key(|i| order(i));
         Ok(candidates
             .into_iter()
             .take(limit)

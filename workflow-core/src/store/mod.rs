@@ -426,10 +426,11 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
     /// Pending or Running, unowned or with a lease that lapsed before `now`, and `wake_at` unset
     /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, and returns them.
-    /// Which ones: the oldest `limit` (by `created_at`, then id) of those without `wake_at` and
-    /// the earliest `limit` (by `wake_at`, `created_at`, id) of those with it, then the oldest
-    /// `limit` of these together. (Ordering the woken ones by creation instead would make a store
-    /// sort every woken instance on each claim.)
+    /// Which ones: the first `limit` in claim order (highest `priority` first, then `created_at`,
+    /// then id) of those without `wake_at` and the earliest `limit` (by `wake_at`, `created_at`,
+    /// id) of those with it, then the first `limit` of these together in claim order, in which
+    /// they are returned. (Ordering the woken ones otherwise would make a store sort every woken
+    /// instance on each claim.)
     async fn claim(
         &self,
         worker: &str,

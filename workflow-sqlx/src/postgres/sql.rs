@@ -21,9 +21,9 @@ pub(super) const CHECK: &str =
 
 pub(super) const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-     parent_id, custom_status, wake_at) \
+     parent_id, custom_status, wake_at, priority) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[]) \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(super) const PUT: &str = "INSERT INTO journal \
@@ -164,26 +164,28 @@ pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHE
      event_rows AS (DELETE FROM events WHERE instance_id = ANY($1::text[])) \
      DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
 
-/// The claim: the oldest `$5` runnable instances of the workflows `$3` at `$4`, locked so that no
+/// The claim: the first `$5` runnable instances of the workflows `$3` at `$4` (highest priority
+/// first, then oldest first), locked so that no
 /// concurrent claim takes them (it skips them instead of waiting), taken for worker `$1` until `$2`.
 ///
 /// Candidates come from two sets, each with its own partial index: instances ready now (no
-/// wake-up, `instances_ready`, already in claim order) and instances whose wake-up has come
+/// wake-up, `instances_ready`, already in claim order: priority, then age) and instances whose wake-up has come
 /// (`instances_due`, by wake-up time). An instance waiting for a later wake-up is in neither scan.
 /// The due set is taken in wake-up order, the order of its index: ordering it by creation would
 /// sort every due instance on each claim (a backlog of 10,000 woken instances made each claim
-/// cost milliseconds). The picks of both sets are then served oldest first.
+/// cost milliseconds). The picks of both sets are then served in priority order, oldest first
+/// within a priority.
 pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
     format!(
-        "WITH ready AS (SELECT id, created_at FROM instances \
+        "WITH ready AS (SELECT id, created_at, priority FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
-         ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         due AS (SELECT id, created_at FROM instances \
+         ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         due AS (SELECT id, created_at, priority FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
          ORDER BY wake_at, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         picked AS (SELECT id, created_at FROM ready UNION ALL SELECT id, created_at FROM due \
-         ORDER BY created_at, id LIMIT $5) \
+         picked AS (SELECT id, created_at, priority FROM ready UNION ALL SELECT id, created_at, priority FROM due \
+         ORDER BY priority DESC, created_at, id LIMIT $5) \
          UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
          WHERE i.id = picked.id RETURNING {}",
         qualified("i", INSTANCE_COLUMNS)

@@ -2,9 +2,9 @@
 
 use workflow_core::store::{InstanceRecord, Millis, TaskRecord};
 
-/// The order `claim` returns instances in: oldest first, ties by id.
-pub(crate) fn instance_order(instance: &InstanceRecord) -> (Millis, &str) {
-    (instance.created_at, instance.id.as_str())
+/// The order `claim` returns instances in: highest priority first, then oldest first, ties by id.
+pub(crate) fn instance_order(instance: &InstanceRecord) -> (std::cmp::Reverse<i32>, Millis, &str) {
+    (std::cmp::Reverse(instance.priority), instance.created_at, instance.id.as_str())
 }
 
 /// A task's key, the order `finished_tasks` returns them in.

@@ -28,6 +28,7 @@ pub(super) fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q Ins
         .bind(record.parent_id.as_deref())
         .bind(record.custom_status.as_deref())
         .bind(record.wake_at)
+        .bind(record.priority)
 }
 
 pub(super) fn bind_put<'q>(query: Query<'q>, record: &'q &'q JournalRecord) -> Query<'q> {

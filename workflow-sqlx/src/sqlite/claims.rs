@@ -40,9 +40,10 @@ fn claimable(workflows: usize) -> (String, String) {
 /// instance (those waiting on far-off timers and events too) and sorts them on each claim.
 ///
 /// The claim re-selects under the write lock, so it is exact however many workers raced to the
-/// same candidates. The due set is taken in wake-up order, its index's order (ordering it by
-/// creation would sort every due instance on each claim); the picks of both sets are then served
-/// oldest first.
+/// same candidates. The ready set is taken highest priority first, then oldest first (its index's
+/// order); the due set in wake-up order, its index's (ordering it otherwise would sort every due
+/// instance on each claim); the picks of both sets are then served in priority order, oldest first
+/// within a priority.
 fn claim_statements(workflows: usize) -> (String, String) {
     let (ready, due) = claimable(workflows);
     let ready_scan = format!("FROM instances INDEXED BY instances_ready WHERE {ready}");
@@ -51,10 +52,11 @@ fn claim_statements(workflows: usize) -> (String, String) {
     let claim = format!(
         "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
          (SELECT id FROM \
-         (SELECT id, created_at FROM (SELECT id, created_at {ready_scan} ORDER BY created_at, id LIMIT ?2) \
-         UNION ALL SELECT id, created_at FROM (SELECT id, created_at {due_scan} \
+         (SELECT id, created_at, priority FROM (SELECT id, created_at, priority {ready_scan} \
+         ORDER BY priority DESC, created_at, id LIMIT ?2) \
+         UNION ALL SELECT id, created_at, priority FROM (SELECT id, created_at, priority {due_scan} \
          ORDER BY wake_at, created_at, id LIMIT ?2)) \
-         ORDER BY created_at, id LIMIT ?2) \
+         ORDER BY priority DESC, created_at, id LIMIT ?2) \
          RETURNING rowid AS claimed_rowid, {INSTANCE_COLUMNS}",
         worker = workflows + 3,
         until = workflows + 4,

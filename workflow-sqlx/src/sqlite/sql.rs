@@ -67,7 +67,7 @@ impl Shape {
 
     fn columns(self) -> usize {
         match self {
-            Shape::Create => 14,
+            Shape::Create => 15,
             Shape::Put => 12,
             Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
@@ -95,7 +95,7 @@ impl Shape {
             Shape::Create => {
                 "INSERT INTO instances \
                  (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-                 parent_id, custom_status, wake_at) \
+                 parent_id, custom_status, wake_at, priority) \
                  VALUES "
             }
             Shape::Put => {

@@ -156,6 +156,31 @@ pub async fn check_claim_wake(store: &dyn Store) {
     assert_eq!(get(store, "wake/never").await.owner, None);
 }
 
+/// Of the ready instances, a higher priority is claimed first, the oldest first within one
+/// priority, and the claim returns them in that order; a woken instance joins by its priority
+/// too.
+pub async fn check_claim_priority(store: &dyn Store) {
+    let wf = "priority_wf";
+    let at = |id: &str, created_at: i64, priority: i32| InstanceRecord { priority, ..instance(id, wf, created_at) };
+    let woken =
+        InstanceRecord { wake_at: Some(50), ..with_status(at("priority/woken-5", 0, 5), RuntimeStatus::Running) };
+    store
+        .write(&[
+            create(at("priority/old-1", 1, 1)),
+            create(at("priority/old-0", 2, 0)),
+            create(at("priority/new-10", 9, 10)),
+            create(at("priority/older-10", 8, 10)),
+            create(at("priority/low", 0, -3)),
+            create(woken),
+        ])
+        .await
+        .unwrap();
+    let first = store.claim("priority-w", &names(&[wf]), 100, 1_000, 3).await.unwrap();
+    assert_eq!(ids(&first), ["priority/older-10", "priority/new-10", "priority/woken-5"]);
+    let rest = store.claim("priority-w", &names(&[wf]), 100, 1_000, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["priority/old-1", "priority/old-0", "priority/low"]);
+}
+
 /// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.
 pub async fn check_set_wake(store: &dyn Store) {
     let wf = "setwake_wf";

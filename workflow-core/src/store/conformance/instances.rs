@@ -25,6 +25,7 @@ pub async fn check_create_and_read(store: &dyn Store) {
         parent_id: Some("create/parent".into()),
         custom_status: Some(r#"{"stage":"shipping"}"#.into()),
         wake_at: Some(1_700_000_060_000),
+        priority: 7,
     };
     let minimal = instance("create/minimal", "create_wf", 5);
     let extremes = InstanceRecord {
@@ -34,9 +35,11 @@ pub async fn check_create_and_read(store: &dyn Store) {
         lease_until: Some(-1),
         custom_status: Some(String::new()),
         wake_at: Some(NEVER),
+        priority: i32::MIN,
         ..instance("create/extremes", "create_wf", 0)
     };
-    let early = InstanceRecord { wake_at: Some(i64::MIN), ..instance("create/early", "create_wf", 0) };
+    let early =
+        InstanceRecord { wake_at: Some(i64::MIN), priority: i32::MAX, ..instance("create/early", "create_wf", 0) };
     let outcome = store
         .write(&[create(full.clone()), create(minimal.clone()), create(extremes.clone()), create(early.clone())])
         .await

@@ -54,8 +54,8 @@ pub use batches::{
     check_assert_status, check_batch_in_order, check_batch_is_atomic, check_new_ops_in_order, check_stats,
 };
 pub use claims::{
-    check_claim_filters, check_claim_order_and_limit, check_claim_wake, check_concurrent_claims, check_evict,
-    check_set_wake,
+    check_claim_filters, check_claim_order_and_limit, check_claim_priority, check_claim_wake, check_concurrent_claims,
+    check_evict, check_set_wake,
 };
 pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, room};
 pub use instances::{
@@ -162,6 +162,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_inbox_heads(store).await;
     check_inbox_room(store).await;
     check_claim_wake(store).await;
+    check_claim_priority(store).await;
     check_set_wake(store).await;
     check_evict(store).await;
     check_continue_as_new(store).await;
@@ -187,7 +188,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
 // ---------------------------------------------------------------------------------------------
 
 /// A Pending instance of `workflow`, created (and last updated) at `created_at`, with input
-/// `{"id":"<id>"}` and every optional field `None`.
+/// `{"id":"<id>"}`, priority 0 and every optional field `None`.
 pub fn instance(id: &str, workflow: &str, created_at: i64) -> InstanceRecord {
     InstanceRecord {
         id: id.to_owned(),
@@ -204,6 +205,7 @@ pub fn instance(id: &str, workflow: &str, created_at: i64) -> InstanceRecord {
         parent_id: None,
         custom_status: None,
         wake_at: None,
+        priority: 0,
     }
 }
 

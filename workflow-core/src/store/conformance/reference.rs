@@ -95,6 +95,7 @@ pub async fn check_matches_reference(store: &dyn Store) {
                     parent_id: Some(rng.pick(&ids).clone()).filter(|_| rng.below(2) == 0),
                     custom_status: Some(format!("c{round}")).filter(|_| rng.below(2) == 0),
                     wake_at: wake,
+                    priority: *rng.pick(&[0, 0, 1, -1, 7]),
                     ..instance(&id, "", 0)
                 }),
                 2..=5 => put(JournalRecord {
