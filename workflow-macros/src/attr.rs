@@ -1,5 +1,6 @@
-//! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros, and
-//! `retry(...)`, `start_to_close = "..."`, `heartbeat_timeout = "..."` for `#[activity]`.
+//! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros,
+//! `priority = N` for `#[workflow]`, and `retry(...)`, `start_to_close = "..."`,
+//! `heartbeat_timeout = "..."` for `#[activity]`.
 //! Every mistake is collected, so one build reports all of them.
 
 use syn::meta::ParseNestedMeta;
@@ -18,6 +19,7 @@ const MAX_INTERVAL: &str = "max_interval";
 const TIMEOUT: &str = "timeout";
 const START_TO_CLOSE: &str = "start_to_close";
 const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
+const PRIORITY: &str = "priority";
 
 /// The arguments only `#[activity]` takes, named in the message when a workflow is given one.
 const ACTIVITY_ONLY: &[&str] = &[RETRY, START_TO_CLOSE, HEARTBEAT_TIMEOUT];
@@ -61,6 +63,7 @@ pub(crate) struct Args {
     pub(crate) start_to_close_ms: Attr<u64>,
     pub(crate) heartbeat_timeout_ms: Attr<u64>,
     pub(crate) krate: Attr<syn::Path>,
+    pub(crate) priority: Attr<i32>,
     retry_given: Attr<()>,
     pub(crate) retry: RetryArgs,
 }
@@ -72,6 +75,7 @@ impl Args {
             start_to_close_ms: Attr::none(START_TO_CLOSE),
             heartbeat_timeout_ms: Attr::none(HEARTBEAT_TIMEOUT),
             krate: Attr::none(CRATE),
+            priority: Attr::none(PRIORITY),
             retry_given: Attr::none(RETRY),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
@@ -111,6 +115,10 @@ impl Args {
                     ),
                 }
             }
+        } else if !activity && meta.path.is_ident(PRIORITY) {
+            if let Some(priority) = int_value(meta, PRIORITY, "priority = 10", errors)? {
+                self.priority.set(meta, priority, errors);
+            }
         } else if activity && meta.path.is_ident(START_TO_CLOSE) {
             if let Some(ms) = duration_value(meta, START_TO_CLOSE, errors)? {
                 self.start_to_close_ms.set(meta, ms, errors);
@@ -131,7 +139,11 @@ impl Args {
             meta.parse_nested_meta(|inner| retry.parse_one(&inner, errors))?;
         } else {
             let key = path_text(&meta.path);
-            let message = if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
+            let message = if activity && key == PRIORITY {
+                "`priority` applies to `#[workflow]`: an instance's priority orders the claims of \
+                 instances; activity attempts are not prioritised yet"
+                    .to_owned()
+            } else if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
                 format!(
                     "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
                      or timed out; set it on the activities the workflow calls"
@@ -142,7 +154,10 @@ impl Args {
                      `heartbeat_timeout = \"...\"`, `name = \"...\"` or `crate = \"...\"`"
                 )
             } else {
-                format!("unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"` or `crate = \"...\"`")
+                format!(
+                    "unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"`, `priority = N` or \
+                     `crate = \"...\"`"
+                )
             };
             errors.push(meta.error(message));
             skip_value(meta)?;
@@ -225,6 +240,27 @@ fn string_value(
         Some(Lit::Str(lit)) => Ok(Some(lit.clone())),
         _ => {
             errors.spanned(&expr, format!("`{key}` takes a string, like `{example}`, found `{}`", text(&expr)));
+            Ok(None)
+        }
+    }
+}
+
+/// An `i32` literal (negative too), or `None` after reporting what is wrong.
+fn int_value(meta: &ParseNestedMeta<'_>, key: &str, example: &str, errors: &mut Errors) -> syn::Result<Option<i32>> {
+    let Some(expr) = value_expr(meta, key, example, errors)? else { return Ok(None) };
+    let (negative, inner) = match &expr {
+        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr: inner, .. }) => (true, inner.as_ref()),
+        other => (false, other),
+    };
+    let Some(Lit::Int(lit)) = literal(inner) else {
+        errors.spanned(&expr, format!("`{key}` takes an integer, like `{example}`, found `{}`", text(&expr)));
+        return Ok(None);
+    };
+    let digits = format!("{}{}", if negative { "-" } else { "" }, lit.base10_digits());
+    match digits.parse::<i32>() {
+        Ok(value) => Ok(Some(value)),
+        Err(_) => {
+            errors.spanned(&expr, format!("`{key}` must fit in an i32 ({} to {}), found {digits}", i32::MIN, i32::MAX));
             Ok(None)
         }
     }

@@ -84,7 +84,7 @@ fn expand(kind: Kind, args: TokenStream, function: &ItemFn, body_checked: syn::R
     let outer_vis = &function.vis;
     let body = match kind {
         Kind::Activity => expand_activity(&krate, ident, &name, &vis, &sig, &args),
-        Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig),
+        Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig, args.priority.get().copied()),
     };
     let asserts = payload_asserts(&krate, &sig);
     let doc = format!("Durable helpers of the {} [`{ident}`](fn@{ident}).", kind.attr().trim_matches('`'));
@@ -268,9 +268,11 @@ fn expand_workflow(
     name: &str,
     vis: &TokenStream,
     sig: &Signature,
+    priority: Option<i32>,
 ) -> TokenStream {
     let p = quote!(#krate::__private);
     let input = input_type(sig);
+    let priority = priority.map(|priority| quote!(const PRIORITY: i32 = #priority;));
     let output = &sig.output;
     let into_error = into_error(sig, &quote!(#p::WorkflowError));
     let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
@@ -301,6 +303,7 @@ fn expand_workflow(
             type Input = #input;
             type Output = #output;
             const NAME: &'static str = #name;
+            #priority
 
             fn run(
                 ctx: #p::WorkflowContext,
@@ -310,8 +313,8 @@ fn expand_workflow(
             }
         }
 
-        /// Starts an instance: set `.id(..)` and `.reuse(..)` if needed, then `.await` it for a
-        /// handle whose `result()` waits for the output.
+        /// Starts an instance: set `.id(..)`, `.reuse(..)` and `.priority(..)` if needed, then
+        /// `.await` it for a handle whose `result()` waits for the output.
         #vis fn #start_fn(client: &#p::Client, #start_params) -> #p::Start<#output> {
             client.start::<Workflow>(#start_input)
         }

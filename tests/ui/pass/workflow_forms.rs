@@ -17,8 +17,9 @@ pub async fn with_input(ctx: WorkflowContext, order: Order) -> Result<u32, Workf
     Ok(doubled + many.iter().sum::<u32>())
 }
 
-/// Without an input, a `String` error, a registered name.
-#[workflow(name = "no-input")]
+/// Without an input, a `String` error, a registered name, a default priority (negative: below
+/// the default 0).
+#[workflow(name = "no-input", priority = -5)]
 async fn no_input(_ctx: WorkflowContext) -> Result<String, String> {
     Ok("done".into())
 }
@@ -41,7 +42,7 @@ async fn countdown(ctx: WorkflowContext, (left, total): (u32, u32)) -> Result<u3
 async fn start_them(client: &Client) -> Result<(), workflow::Error> {
     let handle: Handle<u32> = with_input::start(client, Order { id: 1 }).await?;
     let named: Handle<String> = no_input::start(client).id("fixed-id").reuse(ReusePolicy::ReturnExisting).await?;
-    let _: Handle<u32> = countdown::start(client, (3, 0)).await?;
+    let _: Handle<u32> = countdown::start(client, (3, 0)).priority(10).await?;
     let _ = (handle.instance_id(), named.instance_id());
     Ok(())
 }
@@ -53,4 +54,6 @@ fn main() {
         .workflow(child::Workflow)
         .workflow(countdown::Workflow);
     let _ = start_them;
+    const _: () = assert!(<no_input::Workflow as workflow::WorkflowDef>::PRIORITY == -5);
+    const _: () = assert!(<child::Workflow as workflow::WorkflowDef>::PRIORITY == 0);
 }

@@ -392,7 +392,10 @@ impl Client {
         }
         let journal = self.store().journal(source_id, source.generation).await?;
         let now = self.now();
-        let record = InstanceRecord::pending(id.clone(), source.workflow.clone(), input, now);
+        let record = InstanceRecord {
+            priority: source.priority,
+            ..InstanceRecord::pending(id.clone(), source.workflow.clone(), input, now)
+        };
         let mut ops = vec![WriteOp::CreateInstance(record)];
         ops.extend(
             journal

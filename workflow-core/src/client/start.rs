@@ -112,6 +112,8 @@ pub struct Start<T> {
     input: Result<String, Error>,
     id: Option<String>,
     reuse: ReusePolicy,
+    /// The claim priority; `None`: the workflow's default.
+    priority: Option<i32>,
     /// The start under way, once polled.
     running: Option<BoxFuture<'static, Result<String, Error>>>,
     _output: PhantomData<fn() -> T>,
@@ -135,6 +137,16 @@ impl<T> Start<T> {
         self.reuse = policy;
         self
     }
+
+    /// The instance's claim priority: when more instances are runnable than workers have slots,
+    /// a higher priority is claimed first, and within one priority the oldest first (no other
+    /// guarantee against starvation). The workflow's `#[workflow(priority = N)]` by default, else
+    /// 0; negative values rank below it. A start that finds its id taken
+    /// ([`ReusePolicy::ReturnExisting`]) leaves the existing instance's priority as it is.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
 }
 
 impl<T: DeserializeOwned> Future for Start<T> {
@@ -146,18 +158,31 @@ impl<T: DeserializeOwned> Future for Start<T> {
             let client = this.client.clone();
             let workflow = std::mem::take(&mut this.workflow);
             let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
-            let (id, reuse) = (this.id.take(), this.reuse);
-            Box::pin(async move { client.start_with_policy(&workflow, id.as_deref(), &input?, reuse).await })
+            let (id, reuse, priority) = (this.id.take(), this.reuse, this.priority);
+            Box::pin(async move {
+                let input = input?;
+                let new = New { workflow: &workflow, input: &input, priority };
+                client.start_with_policy(new, id.as_deref(), reuse).await
+            })
         });
         running.as_mut().poll(cx).map(|started| started.map(|id| Handle::new(this.client.clone(), id)))
     }
+}
+
+/// What a start creates: the workflow, its input (JSON) and the priority asked for.
+#[derive(Clone, Copy)]
+struct New<'a> {
+    workflow: &'a str,
+    input: &'a str,
+    /// `None`: the workflow's default.
+    priority: Option<i32>,
 }
 
 impl Client {
     /// Starts workflow `W` with `input`. Prefer the generated `my_workflow::start(&client, input)`.
     pub fn start<W: WorkflowDef>(&self, input: &W::Input) -> Start<W::Output> {
         let input = serde_json::to_string(input).map_err(Error::from);
-        self.start_request(W::NAME, input)
+        Start { priority: Some(W::PRIORITY), ..self.start_request(W::NAME, input) }
     }
 
     /// Starts a workflow by name with JSON input, for callers that know no Rust types (the HTTP
@@ -173,27 +198,29 @@ impl Client {
             input,
             id: None,
             reuse: ReusePolicy::default(),
+            priority: None,
             running: None,
             _output: PhantomData,
         }
     }
 
-    /// Starts under `policy` if `instance_id` is taken; returns the instance id.
+    /// Starts `new` under `policy` if `instance_id` is taken; returns the instance id.
     async fn start_with_policy(
         &self,
-        workflow: &str,
+        new: New<'_>,
         instance_id: Option<&str>,
-        input: &str,
         policy: ReusePolicy,
     ) -> Result<String, Error> {
         // Before anything changes (a restart terminates what it replaces).
-        self.limits.check_payload(input).map_err(|size| size.error(format!("the input of workflow `{workflow}`")))?;
-        let Some(id) = instance_id else { return self.create(workflow, None, input).await };
+        self.limits
+            .check_payload(new.input)
+            .map_err(|size| size.error(format!("the input of workflow `{}`", new.workflow)))?;
+        let Some(id) = instance_id else { return self.create(&new, None).await };
         validate_new_instance_id(id)?;
         match policy {
             // The create itself refuses a taken id.
-            ReusePolicy::Error => self.create(workflow, Some(id), input).await,
-            ReusePolicy::ReturnExisting => self.create_or_return(workflow, id, input).await,
+            ReusePolicy::Error => self.create(&new, Some(id)).await,
+            ReusePolicy::ReturnExisting => self.create_or_return(&new, id).await,
             ReusePolicy::TerminateAndRestart => {
                 if let Some(existing) = self.store().instance(id).await? {
                     if !existing.status.is_terminal() {
@@ -208,7 +235,7 @@ impl Client {
                     }
                     self.wait_for_local_stop(id).await;
                 }
-                self.create(workflow, Some(id), input).await
+                self.create(&new, Some(id)).await
             }
         }
     }
@@ -216,20 +243,20 @@ impl Client {
     /// [`ReusePolicy::ReturnExisting`], atomic: whoever loses a race to create `id` (the create
     /// reports it exists) reads the winner's instance and returns it, so concurrent starts of one
     /// id, in one process or several, all get the same instance.
-    async fn create_or_return(&self, workflow: &str, id: &str, input: &str) -> Result<String, Error> {
+    async fn create_or_return(&self, new: &New<'_>, id: &str) -> Result<String, Error> {
         // A start of the same id in this process marks it before its commit: until that commit
         // lands the instance is neither readable nor creatable here. It lands within a commit's
         // time; the deadline only bounds a store that stopped answering.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(existing) = self.store().instance(id).await? {
-                return if existing.workflow == workflow {
+                return if existing.workflow == new.workflow {
                     Ok(existing.id)
                 } else {
                     Err(Error::InstanceExists(id.to_owned()))
                 };
             }
-            match self.create(workflow, Some(id), input).await {
+            match self.create(new, Some(id)).await {
                 Err(Error::InstanceExists(_)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -240,19 +267,29 @@ impl Client {
 
     /// Creates the instance (and runs it at once when this client's runtime has a free slot);
     /// returns its id (generated when `None`).
-    async fn create(&self, workflow: &str, instance_id: Option<&str>, input: &str) -> Result<String, Error> {
+    async fn create(&self, new: &New<'_>, instance_id: Option<&str>) -> Result<String, Error> {
+        let New { workflow, input, priority } = *new;
         validate_workflow_name(workflow)?;
         let id = id_or_new(instance_id)?;
         let Some(engine) = self.engine() else {
             serde_json::from_str::<serde_json::Value>(input)
                 .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
-            let record = InstanceRecord::pending(id.clone(), workflow, input, time::now_ms());
+            // With no runtime here to know the workflow's default, an untyped start without a
+            // priority starts at 0.
+            let record = InstanceRecord {
+                priority: priority.unwrap_or(0),
+                ..InstanceRecord::pending(id.clone(), workflow, input, time::now_ms())
+            };
             // Through this client's group commit: many starts share a transaction.
             let outcome = self.write(vec![WriteOp::CreateInstance(record)]).await?;
             return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
         };
         engine.registry().check_input(workflow, input)?;
-        let record = InstanceRecord::pending(id.clone(), workflow, input, engine.now());
+        let default = engine.registry().workflow(workflow).map_or(0, |entry| entry.priority);
+        let record = InstanceRecord {
+            priority: priority.unwrap_or(default),
+            ..InstanceRecord::pending(id.clone(), workflow, input, engine.now())
+        };
         engine.start_instance(record, Vec::new()).await?;
         Ok(id)
     }

@@ -27,6 +27,8 @@ pub struct InstanceStatus {
     pub created_at: Millis,
     /// Last change (ms since the Unix epoch).
     pub updated_at: Millis,
+    /// Its claim priority (higher is claimed first when work is backlogged).
+    pub priority: i32,
 }
 
 impl From<InstanceRecord> for InstanceStatus {
@@ -42,6 +44,7 @@ impl From<InstanceRecord> for InstanceStatus {
             output: record.output,
             created_at: record.created_at,
             updated_at: record.updated_at,
+            priority: record.priority,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Ending {
             parent_id: record.parent_id.clone(),
             created_at: record.created_at,
             updated_at: now,
+            priority: record.priority,
         }
     }
 }

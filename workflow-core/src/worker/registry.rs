@@ -27,6 +27,8 @@ pub(crate) struct ActivityEntry {
 pub(crate) struct WorkflowEntry {
     pub(crate) run: ErasedWorkflow,
     pub(crate) check_input: fn(&str) -> Result<(), String>,
+    /// The priority its instances start with unless a start sets one.
+    pub(crate) priority: i32,
 }
 
 /// Everything a runtime can run, by name.
@@ -112,7 +114,7 @@ impl Registry {
                 Ok(output)
             })
         });
-        let entry = WorkflowEntry { run, check_input: check_input::<W::Input> };
+        let entry = WorkflowEntry { run, check_input: check_input::<W::Input>, priority: W::PRIORITY };
         if self.workflows.insert(W::NAME.to_owned(), entry).is_some() {
             return Err(format!("workflow `{}` is registered twice", W::NAME));
         }

@@ -76,6 +76,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     let engine = ctx.engine().clone();
                     let child = InstanceRecord {
                         parent_id: Some(ctx.instance_id().to_owned()),
+                        priority: W::PRIORITY,
                         ..InstanceRecord::pending(child_id.clone(), W::NAME, input, ctx.clock_now())
                     };
                     let link = ctx.new_record(

@@ -285,6 +285,10 @@ pub trait WorkflowDef: Send + Sync + 'static {
     type Output: Payload;
     /// The registered name (the function's name).
     const NAME: &'static str;
+    /// The claim priority its instances start with unless a start sets one
+    /// ([`Start::priority`](crate::client::Start::priority)): `#[workflow(priority = N)]`, 0 by
+    /// default.
+    const PRIORITY: i32 = 0;
     /// Runs (or replays) the workflow body.
     fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
 }
