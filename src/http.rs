@@ -4,7 +4,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
+//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=&priority=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
 //! | `GET /v1.0/workflows/{component}/{instanceId}` | status | 200 status JSON |
 //! | `POST .../{instanceId}/terminate[?non_recursive=true]` (optional body: reason) | terminate | 202 |
 //! | `POST .../{instanceId}/raiseEvent/{eventName}` (body: event JSON) | raise an event | 202 |
@@ -21,7 +21,9 @@
 //! it with [`router_with`]), 413 too for a payload over the runtime's
 //! [`Limits::max_payload_bytes`](workflow_core::Limits::max_payload_bytes), 429 for a raise into
 //! a full inbox ([`Limits::max_inbox_events`](workflow_core::Limits::max_inbox_events)). An empty
-//! start body is no input (`null`). A list with `omitPayloads=true` leaves out each instance's
+//! start body is no input (`null`). `priority` (an extension of ours: a 32-bit integer, higher is
+//! claimed first when work is backlogged) defaults to the workflow's; the status JSON carries it
+//! as `priority`. A list with `omitPayloads=true` leaves out each instance's
 //! input, output and custom status (they are not even read).
 //!
 //! # Security: the router has no authentication
@@ -169,6 +171,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "createdAt": rfc3339(status.created_at),
         "lastUpdatedAt": rfc3339(status.updated_at),
         "runtimeStatus": dapr_status_name(status.status),
+        "priority": status.priority,
         "properties": properties,
     })
 }
@@ -292,6 +295,12 @@ async fn start(
         let mut start = client.start_untyped(&workflow, input);
         if let Some(id) = query.get("instanceID").or_else(|| query.get("instanceId")) {
             start = start.id(id);
+        }
+        if let Some(priority) = query.get("priority") {
+            let priority = priority
+                .parse::<i32>()
+                .map_err(|_| bad_request(format!("`priority` must be a 32-bit integer, got {priority:?}")))?;
+            start = start.priority(priority);
         }
         let handle = start.await.map_err(error_response)?;
         Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": handle.instance_id() }))).into_response())

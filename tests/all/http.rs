@@ -96,11 +96,13 @@ fn error_code(body: &str) -> String {
 #[tokio::test]
 async fn dapr_routes_start_poll_raise_and_complete() {
     let server = serve().await;
-    let (code, body) = server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=order-7", r#""book""#).await;
+    let (code, body) =
+        server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=order-7&priority=-4", r#""book""#).await;
     assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"order-7"}"#));
 
     let status = server.wait_for("order-7", "RUNNING").await;
     assert_eq!(status["instanceID"], "order-7");
+    assert_eq!(status["priority"], -4);
     assert_eq!(status["workflowName"], "http_approval");
     assert_eq!(status["properties"]["dapr.workflow.input"], r#""book""#);
     assert!(status["createdAt"].as_str().unwrap().ends_with('Z'), "{status}");
@@ -182,6 +184,8 @@ async fn bad_requests_get_json_errors_and_never_a_panic() {
         ("POST", format!("{start}?instanceID={}", "a".repeat(65)), r#""x""#, 400, "ERR_INSTANCE_ID_INVALID"),
         ("POST", format!("{start}?instanceID=ok-1"), "{not json", 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?instanceID=ok-2"), "42", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?instanceID=ok-3&priority=high"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?instanceID=ok-4&priority=3000000000"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/dapr/no_such_workflow/start".to_owned(), "null", 400, "ERR_WORKFLOW_NAME_INVALID"),
         ("GET", "/v1.0/workflows/dapr/missing".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
         ("GET", "/v1.0/workflows/dapr/%FF%FE".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),

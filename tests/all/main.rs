@@ -8,6 +8,7 @@ mod distributed;
 mod durable;
 mod engine;
 mod fencing;
+mod flow;
 #[cfg(feature = "http")]
 mod http;
 mod limits;

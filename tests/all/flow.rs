@@ -1,0 +1,97 @@
+//! Flow control: which backlogged work runs first, on every store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use workflow::prelude::*;
+use workflow::store::{MemoryStore, Store};
+
+use crate::support::{sqlite_store, wait_for_value};
+
+/// The order the `ranked` activity ran in, per test run (the key is the ids' prefix): recorded by
+/// the activity, which runs once per instance, not by the workflow body, which replays.
+fn started() -> &'static Mutex<HashMap<String, Vec<String>>> {
+    static STARTED: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    STARTED.get_or_init(Mutex::default)
+}
+
+#[activity]
+async fn note_start(_ctx: ActivityContext, id: String) -> Result<(), ActivityError> {
+    let (run, _) = id.split_once('/').unwrap_or((&id, ""));
+    started().lock().unwrap().entry(run.to_owned()).or_default().push(id.clone());
+    Ok(())
+}
+
+/// Starts at priority 5 unless a start says otherwise.
+#[workflow(priority = 5)]
+async fn ranked(ctx: WorkflowContext, id: String) -> Result<(), WorkflowError> {
+    note_start::call(&ctx, id).await
+}
+
+/// A backlog on `store`, queued before any worker runs: ten instances at priority 1, then five at
+/// the workflow's default (5), then ten at priority 10. One worker with one slot then runs them
+/// one by one: every priority-10 instance first, then the default ones, then the priority-1 ones
+/// queued first of all, each priority in the order it was queued.
+async fn backlog_runs_by_priority(run: &str, store: Arc<dyn Store>) {
+    let queue = Client::new(store.clone());
+    let mut expected: Vec<String> = Vec::new();
+    let mut low = Vec::new();
+    for n in 0..10 {
+        let id = format!("{run}/low-{n:02}");
+        ranked::start(&queue, id.clone()).id(id.replace('/', "-")).priority(1).await.unwrap();
+        low.push(id);
+    }
+    let mut default = Vec::new();
+    for n in 0..5 {
+        let id = format!("{run}/mid-{n:02}");
+        let handle = ranked::start(&queue, id.clone()).id(id.replace('/', "-")).await.unwrap();
+        assert_eq!(handle.status().await.unwrap().priority, 5, "the attribute's default");
+        default.push(id);
+    }
+    for n in 0..10 {
+        let id = format!("{run}/high-{n:02}");
+        ranked::start(&queue, id.clone()).id(id.replace('/', "-")).priority(10).await.unwrap();
+        expected.push(id);
+    }
+    expected.extend(default);
+    expected.extend(low);
+
+    let runtime = Runtime::builder()
+        .store(store)
+        .workflow(ranked::Workflow)
+        .activity(note_start::Activity)
+        .max_concurrent_instances(1)
+        .build()
+        .await
+        .unwrap();
+    let order = wait_for_value(&format!("{run}: all 25 instances to start"), || async {
+        let order = started().lock().unwrap().get(run).cloned().unwrap_or_default();
+        (order.len() >= expected.len()).then_some(order)
+    })
+    .await;
+    assert_eq!(order, expected, "{run}: highest priority first, the order of queueing within one");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backlog_runs_highest_priority_first_in_memory() {
+    backlog_runs_by_priority("prio-memory", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_backlog_runs_highest_priority_first_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    backlog_runs_by_priority("prio-sqlite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_backlog_runs_highest_priority_first_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_priority");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store: Arc<dyn Store> = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
+    backlog_runs_by_priority("prio-postgres", store).await;
+    drop_schema(&url, &schema).await;
+}
