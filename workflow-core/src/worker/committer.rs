@@ -224,6 +224,7 @@ mod tests {
             parent_id: None,
             custom_status: None,
             wake_at: None,
+            priority: 0,
         })
     }
 
