@@ -233,6 +233,17 @@ impl<O: Observer> Store for ObservedStore<O> {
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.claim(worker, workflows, now, lease_until, limit).await
     }
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        caps: &[workflow::store::WorkflowCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.claim_capped(worker, workflows, caps, now, lease_until, limit).await
+    }
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
         let found = self.inner.list(query).await?;
         self.observer.list(query, &found);

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
+use crate::store::cap_room;
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
-    StoreError, StoreStats, TaskOutcome, TaskRecord, WorkerMark, WriteOp, WriteOutcome,
+    StoreError, StoreStats, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 /// A task's key: (instance, generation, seq).
@@ -152,6 +153,47 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
     }
 }
 
+/// Claims under the lock (see [`Store::claim`]).
+fn claim_locked(
+    tables: &mut Tables,
+    worker: &str,
+    workflows: &[String],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Vec<InstanceRecord> {
+    let mut candidates: Vec<&mut InstanceRecord> = tables
+        .instances
+        .values_mut()
+        .filter(|i| matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running))
+        .filter(|i| workflows.contains(&i.workflow))
+        .filter(|i| i.wake_at.is_none_or(|wake| wake <= now))
+        .filter(|i| match (&i.owner, i.lease_until) {
+            (None, _) => true,
+            (Some(_), until) => until.is_none_or(|until| until < now),
+        })
+        .collect();
+    // The claim rule of every store: the first `limit` ready instances in priority order
+    // (highest first, then oldest first) and the earliest-due `limit` woken ones, then the
+    // first `limit` of those together in priority order.
+    let (mut ready, mut due): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.wake_at.is_none());
+    let order = |i: &InstanceRecord| (std::cmp::Reverse(i.priority), i.created_at, i.id.clone());
+    ready.sort_by_key(|i| order(i));
+    due.sort_by(|a, b| (a.wake_at, a.created_at, &a.id).cmp(&(b.wake_at, b.created_at, &b.id)));
+    candidates.extend(ready.into_iter().take(limit).chain(due.into_iter().take(limit)));
+    candidates.sort_by_key(|i| order(i));
+    candidates
+        .into_iter()
+        .take(limit)
+        .map(|instance| {
+            instance.owner = Some(worker.to_owned());
+            instance.lease_until = Some(lease_until);
+            instance.wake_at = None;
+            instance.clone()
+        })
+        .collect()
+}
+
 /// Drops every lease `worker` holds, on instances and unfinished tasks; returns how many.
 fn release(tables: &mut Tables, worker: &str) -> u64 {
     let mut released = 0;
@@ -282,36 +324,39 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut tables = self.lock()?;
-        let mut candidates: Vec<&mut InstanceRecord> = tables
-            .instances
-            .values_mut()
-            .filter(|i| matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running))
-            .filter(|i| workflows.contains(&i.workflow))
-            .filter(|i| i.wake_at.is_none_or(|wake| wake <= now))
-            .filter(|i| match (&i.owner, i.lease_until) {
-                (None, _) => true,
-                (Some(_), until) => until.is_none_or(|until| until < now),
-            })
-            .collect();
-        // The claim rule of every store: the first `limit` ready instances in priority order
-        // (highest first, then oldest first) and the earliest-due `limit` woken ones, then the
-        // first `limit` of those together in priority order.
-        let (mut ready, mut due): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.wake_at.is_none());
-        let order = |i: &InstanceRecord| (std::cmp::Reverse(i.priority), i.created_at, i.id.clone());
-        ready.sort_by_key(|i| order(i));
-        due.sort_by(|a, b| (a.wake_at, a.created_at, &a.id).cmp(&(b.wake_at, b.created_at, &b.id)));
-        candidates.extend(ready.into_iter().take(limit).chain(due.into_iter().take(limit)));
-        candidates.sort_by_key(|i| order(i));
-        Ok(candidates
-            .into_iter()
-            .take(limit)
-            .map(|instance| {
-                instance.owner = Some(worker.to_owned());
-                instance.lease_until = Some(lease_until);
-                instance.wake_at = None;
-                instance.clone()
-            })
-            .collect())
+        Ok(claim_locked(&mut tables, worker, workflows, now, lease_until, limit))
+    }
+
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        caps: &[WorkflowCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut running: HashMap<String, u64> = HashMap::new();
+        for instance in tables.instances.values() {
+            let holds = instance.owner.is_some() && instance.lease_until.is_some_and(|until| until >= now);
+            if holds && matches!(instance.status, RuntimeStatus::Pending | RuntimeStatus::Running) {
+                *running.entry(instance.workflow.clone()).or_default() += 1;
+            }
+        }
+        let mut claimed = Vec::new();
+        for (workflow, room) in cap_room(caps, &running) {
+            let want = room.min(limit - claimed.len());
+            if want > 0 && workflows.iter().any(|w| w == workflow) {
+                claimed.extend(claim_locked(&mut tables, worker, &[workflow.to_owned()], now, lease_until, want));
+            }
+        }
+        let uncapped: Vec<String> =
+            workflows.iter().filter(|w| !caps.iter().any(|cap| &cap.workflow == *w)).cloned().collect();
+        let rest = limit - claimed.len();
+        claimed.extend(claim_locked(&mut tables, worker, &uncapped, now, lease_until, rest));
+        claimed.sort_by_key(|i| (std::cmp::Reverse(i.priority), i.created_at, i.id.clone()));
+        Ok(claimed)
     }
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {

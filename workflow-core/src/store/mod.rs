@@ -11,6 +11,7 @@
 pub mod conformance;
 mod memory;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -170,6 +171,29 @@ pub enum WriteOp {
         /// The time of the change.
         updated_at: Millis,
     },
+}
+
+/// At most `limit` instances of `workflow` may hold a lease at once, across every worker (see
+/// [`Store::claim_capped`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowCap {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The most instances of it that run at once (at least 1).
+    pub limit: u32,
+}
+
+/// How many more instances of each capped workflow in `caps` may be claimed, given `running`
+/// (instances holding a lease now, by workflow): each cap less what runs, never negative. The
+/// one place every store computes a capped claim's room.
+pub fn cap_room<'a>(caps: &'a [WorkflowCap], running: &HashMap<String, u64>) -> Vec<(&'a str, usize)> {
+    caps.iter()
+        .map(|cap| {
+            let held = running.get(&cap.workflow).copied().unwrap_or(0);
+            let room = u64::from(cap.limit).saturating_sub(held);
+            (cap.workflow.as_str(), usize::try_from(room).unwrap_or(usize::MAX))
+        })
+        .collect()
 }
 
 /// What applying a batch reported back.
@@ -439,6 +463,30 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// Claims as [`Store::claim`] does, but never so that more instances of a workflow in `caps`
+    /// run at once than its cap allows, across every worker on the store: of such a workflow it
+    /// takes at most its cap less the instances of it that hold a lease at `now` (Pending or
+    /// Running, owned, `lease_until` not before `now`), counted and taken atomically with every
+    /// other capped claim of that workflow. The claim order holds within each workflow; the
+    /// result is in claim order. Without caps it is [`Store::claim`].
+    ///
+    /// The default refuses caps (a [`StoreError::Config`]): a store that cannot count and claim
+    /// atomically must not pretend to enforce them.
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        caps: &[WorkflowCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        if caps.is_empty() {
+            return self.claim(worker, workflows, now, lease_until, limit).await;
+        }
+        Err(StoreError::Config("this store does not enforce workflow concurrency caps".into()))
+    }
 
     /// The instances matching `query`, ordered by (created_at, id), at most `query.limit`.
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError>;

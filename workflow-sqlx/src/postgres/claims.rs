@@ -4,13 +4,14 @@
 
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
-use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal};
+use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap};
 
 use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, FAIL_DAMAGED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK,
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
+    SET_ASIDE_TASK,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -45,17 +46,99 @@ pub(super) async fn claim(
             .map_err(failed("claiming instances"))
     })
     .await?;
-    // Each row decoded on its own: a damaged one must not strand the healthy ones, which the
-    // committed claim made this worker's. (Setting it aside is a statement of its own, after the
-    // claim's: a claim stays one round trip when every row decodes, as it nearly always does.)
+    let mut claimed = decoded(pool, quarantine, worker, &rows, now).await;
+    claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
+    Ok(claimed)
+}
+
+/// The claimed `rows` that decode. Each is decoded on its own: a damaged one must not strand the
+/// healthy ones, which the committed claim made this worker's. (Setting it aside is a statement
+/// of its own, after the claim's: a claim stays one round trip when every row decodes, as it
+/// nearly always does.)
+async fn decoded(
+    pool: &PgPool,
+    quarantine: &Quarantine,
+    worker: &str,
+    rows: &[PgRow],
+    now: Millis,
+) -> Vec<InstanceRecord> {
     let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         match instance_from_row(row) {
             Ok(record) => claimed.push(record),
             Err(error) => set_aside(pool, quarantine, worker, row, &error, now).await,
         }
     }
     quarantine.decoded(claimed.iter().map(|record| record.id.as_str()));
+    claimed
+}
+
+/// Claims as [`claim`] does, taking no instance of a capped workflow past its cap (see
+/// `Store::claim_capped`). Each capped workflow is claimed in a transaction of its own that first
+/// takes the workflow's advisory lock ([`LOCK_CAP`]), so capped claims of one workflow, in any
+/// process, count and claim one after the other; claims of other workflows do not wait. Then the
+/// uncapped workflows are claimed with what is left of `limit`, so a capped backlog never crowds
+/// them out.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn claim_capped(
+    pool: &PgPool,
+    quarantine: &Quarantine,
+    worker: &str,
+    workflows: &[String],
+    caps: &[WorkflowCap],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Result<Vec<InstanceRecord>, StoreError> {
+    let mut capped: Vec<&WorkflowCap> = caps.iter().filter(|cap| workflows.contains(&cap.workflow)).collect();
+    // One lock at a time, always in name order.
+    capped.sort_by(|a, b| a.workflow.cmp(&b.workflow));
+    let mut claimed = Vec::new();
+    for cap in capped {
+        let left = limit - claimed.len();
+        if left == 0 {
+            break;
+        }
+        let rows = retrying(|| async move {
+            let mut tx = pool.begin().await.map_err(failed("beginning a capped claim"))?;
+            sqlx::query(LOCK_CAP)
+                .bind(cap.workflow.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("locking a workflow's cap"))?;
+            let running: i64 = sqlx::query_scalar(COUNT_RUNNING)
+                .bind(cap.workflow.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed("counting running instances"))?;
+            let room = i64::from(cap.limit).saturating_sub(running).max(0);
+            let want = to_i64(left).min(room);
+            let rows = if want == 0 {
+                Vec::new()
+            } else {
+                sqlx::query(&CLAIM)
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind([cap.workflow.as_str()])
+                    .bind(now)
+                    .bind(want)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed("claiming instances"))?
+            };
+            tx.commit().await.map_err(failed("committing a capped claim"))?;
+            Ok(rows)
+        })
+        .await?;
+        claimed.extend(decoded(pool, quarantine, worker, &rows, now).await);
+    }
+    let uncapped: Vec<String> =
+        workflows.iter().filter(|w| !caps.iter().any(|cap| &cap.workflow == *w)).cloned().collect();
+    let rest = limit - claimed.len();
+    if !uncapped.is_empty() && rest > 0 {
+        claimed.extend(claim(pool, quarantine, worker, &uncapped, now, lease_until, rest).await?);
+    }
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
 }

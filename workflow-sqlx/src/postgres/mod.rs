@@ -36,7 +36,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -258,6 +258,21 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         claims::claim(&self.pool, &self.quarantine, worker, workflows, now, lease_until, limit).await
+    }
+
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        caps: &[WorkflowCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        if caps.is_empty() {
+            return self.claim(worker, workflows, now, lease_until, limit).await;
+        }
+        claims::claim_capped(&self.pool, &self.quarantine, worker, workflows, caps, now, lease_until, limit).await
     }
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {

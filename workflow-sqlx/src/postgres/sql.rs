@@ -192,6 +192,14 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Takes the transaction's advisory lock on workflow `$1`'s concurrency cap: every capped claim of
+/// that workflow takes it before it counts and claims (see `claims::claim_capped`).
+pub(super) const LOCK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('workflow-cap:' || $1::text, 0))";
+
+/// How many instances of workflow `$1` hold a lease at `$2` (what its cap counts).
+pub(super) const COUNT_RUNNING: &str = "SELECT count(*) FROM instances WHERE workflow = $1 AND owner IS NOT NULL \
+     AND lease_until >= $2 AND status IN ('Pending', 'Running')";
+
 /// Undoes worker `$2`'s claim of the instance `$1`, whose row did not decode, until `$3` (see
 /// `shared::quarantine`).
 pub(super) const SET_ASIDE: &str =

@@ -5,7 +5,11 @@
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
-use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal};
+use std::collections::HashMap;
+
+use workflow_core::store::{
+    cap_room, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap,
+};
 
 use super::{backend, SqliteStore};
 use crate::shared::order::{instance_order, task_order};
@@ -89,47 +93,145 @@ pub(super) async fn claim(
     if workflows.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    let (probe, claim) = claim_statements(workflows.len());
+    if !anything_claimable(store, workflows, now).await? {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a claim").await?;
+    let mut taken = Taken::default();
+    let claimed = claim_in_transaction(store, &mut conn, worker, workflows, now, lease_until, limit, &mut taken).await;
+    let () = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
+    Ok(taken.finish(store))
+}
 
-    // Look before taking the write lock: an idle poll costs a read, not a commit.
+/// Claims as [`claim`] does, taking no instance of a capped workflow past its cap (see
+/// `Store::claim_capped`): under the one write lock, so the running instances it counts cannot
+/// change before its claims commit. Each capped workflow with room is claimed on its own (up to
+/// its room), then the uncapped ones with what is left of `limit`, so a capped backlog never
+/// crowds the others out of a claim.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn claim_capped(
+    store: &SqliteStore,
+    worker: &str,
+    workflows: &[String],
+    caps: &[WorkflowCap],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Result<Vec<InstanceRecord>, StoreError> {
+    if caps.is_empty() || workflows.is_empty() || limit == 0 {
+        return claim(store, worker, workflows, now, lease_until, limit).await;
+    }
+    if !anything_claimable(store, workflows, now).await? {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a claim").await?;
+    let mut taken = Taken::default();
+    let claimed = async {
+        let running = running_of(&mut conn, caps, now).await?;
+        for (workflow, room) in cap_room(caps, &running) {
+            let want = room.min(limit - taken.claimed.len());
+            if want > 0 && workflows.iter().any(|w| w == workflow) {
+                let only = [workflow.to_owned()];
+                claim_in_transaction(store, &mut conn, worker, &only, now, lease_until, want, &mut taken).await?;
+            }
+        }
+        let uncapped: Vec<String> =
+            workflows.iter().filter(|w| !caps.iter().any(|cap| &cap.workflow == *w)).cloned().collect();
+        let rest = limit - taken.claimed.len();
+        claim_in_transaction(store, &mut conn, worker, &uncapped, now, lease_until, rest, &mut taken).await
+    }
+    .await;
+    let () = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
+    Ok(taken.finish(store))
+}
+
+/// Whether any instance of `workflows` is claimable at `now`, looked up on a reader before a
+/// claim takes the write lock: an idle poll costs a read, not a commit.
+async fn anything_claimable(store: &SqliteStore, workflows: &[String], now: Millis) -> Result<bool, StoreError> {
+    let (probe, _) = claim_statements(workflows.len());
     let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
     for workflow in workflows {
         query = query.bind(workflow.as_str());
     }
     let any =
         query.fetch_optional(&mut *store.reader().await?).await.map_err(backend("looking for claimable instances"))?;
-    if any.is_none() {
-        return Ok(Vec::new());
-    }
+    Ok(any.is_some())
+}
 
+/// The instances of the capped workflows that hold a lease at `now`, by workflow.
+async fn running_of(
+    conn: &mut SqliteConnection,
+    caps: &[WorkflowCap],
+    now: Millis,
+) -> Result<HashMap<String, u64>, StoreError> {
+    let marks = vec!["?"; caps.len()].join(", ");
+    let sql = format!(
+        "SELECT workflow, count(*) FROM instances WHERE owner IS NOT NULL AND lease_until >= ? \
+         AND status IN ('Pending', 'Running') AND workflow IN ({marks}) GROUP BY workflow"
+    );
+    let query = caps.iter().fold(sqlx::query(&sql).bind(now), |query, cap| query.bind(cap.workflow.as_str()));
+    let mut running = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await.map_err(backend("counting running instances"))? {
+        let workflow: String = row.try_get(0).map_err(backend("reading running counts"))?;
+        let count: i64 = row.try_get(1).map_err(backend("reading running counts"))?;
+        running.insert(workflow, u64::try_from(count).unwrap_or(0));
+    }
+    Ok(running)
+}
+
+/// What the claims of one transaction took: the rows that decoded, and the ids of the instances
+/// failed because theirs did not.
+#[derive(Default)]
+struct Taken {
+    claimed: Vec<InstanceRecord>,
+    failed: Vec<String>,
+}
+
+impl Taken {
+    /// After the commit: counts the decoded rows as healthy, signals the failed instances' ends,
+    /// and returns the claimed instances in claim order.
+    fn finish(self, store: &SqliteStore) -> Vec<InstanceRecord> {
+        let Taken { mut claimed, failed } = self;
+        store.quarantine.decoded(claimed.iter().map(|record| record.id.as_str()));
+        store.signal(failed.into_iter().map(WakeSignal::Finished));
+        claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
+        claimed
+    }
+}
+
+/// Claims up to `limit` instances of `workflows` in the open write transaction, into `taken`.
+/// Each row is decoded on its own: a damaged one is set aside (see `shared::quarantine`) before
+/// the commit, so the claim never leaves a row owned that it does not return.
+#[allow(clippy::too_many_arguments)]
+async fn claim_in_transaction(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    worker: &str,
+    workflows: &[String],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+    taken: &mut Taken,
+) -> Result<(), StoreError> {
+    if workflows.is_empty() || limit == 0 {
+        return Ok(());
+    }
+    let (_, claim) = claim_statements(workflows.len());
     let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
     for workflow in workflows {
         query = query.bind(workflow.as_str());
     }
     let query = query.bind(worker).bind(lease_until);
-    let mut conn = store.writer().await?;
-    store.begin_immediate(&mut conn, "beginning a claim").await?;
-    // Each row decoded on its own, in the claim's transaction: a damaged one is set aside (see
-    // `shared::quarantine`) before the commit, so the claim never leaves a row owned that it does
-    // not return.
-    let claimed = async {
-        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"))?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut failed = Vec::new();
-        for row in &rows {
-            match instance_from_row(row) {
-                Ok(record) => claimed.push(record),
-                Err(error) => failed.extend(set_aside(store, &mut conn, row, &error, now).await?),
-            }
+    let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"))?;
+    for row in &rows {
+        match instance_from_row(row) {
+            Ok(record) => taken.claimed.push(record),
+            Err(error) => taken.failed.extend(set_aside(store, conn, row, &error, now).await?),
         }
-        Ok::<_, StoreError>((claimed, failed))
     }
-    .await;
-    let (mut claimed, failed) = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
-    store.quarantine.decoded(claimed.iter().map(|record| record.id.as_str()));
-    store.signal(failed.into_iter().map(WakeSignal::Finished));
-    claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
-    Ok(claimed)
+    Ok(())
 }
 
 /// Sets aside a claimed row that did not decode (`error`), in the claim's transaction: undoes its

@@ -28,7 +28,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -233,6 +233,18 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         claims::claim(self, worker, workflows, now, lease_until, limit).await
+    }
+
+    async fn claim_capped(
+        &self,
+        worker: &str,
+        workflows: &[String],
+        caps: &[WorkflowCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        claims::claim_capped(self, worker, workflows, caps, now, lease_until, limit).await
     }
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {

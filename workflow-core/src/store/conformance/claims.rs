@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::store::{InstanceRecord, RuntimeStatus, Store, WriteOp, NEVER};
+use crate::store::{InstanceRecord, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
 
-use super::{add_event, create, event_names, evict, get, ids, instance, names, set_wake, with_status};
+use super::{add_event, create, event_names, evict, finish_of, get, ids, instance, names, set_wake, with_status};
 
 /// Only Pending and Running instances of the named workflows are claimed, unowned or with a
 /// lapsed lease; a live lease is never stolen.
@@ -179,6 +179,47 @@ pub async fn check_claim_priority(store: &dyn Store) {
     assert_eq!(ids(&first), ["priority/older-10", "priority/new-10", "priority/woken-5"]);
     let rest = store.claim("priority-w", &names(&[wf]), 100, 1_000, 10).await.unwrap();
     assert_eq!(ids(&rest), ["priority/old-1", "priority/old-0", "priority/low"]);
+}
+
+/// A capped claim takes no instance of a capped workflow past its cap less the instances of it
+/// that hold a live lease (any worker's; a lapsed lease or a finished instance does not count),
+/// takes uncapped workflows as a plain claim does, and claims more once a running one ends.
+pub async fn check_claim_caps(store: &dyn Store) {
+    let (capped, free, now) = ("cap_wf", "cap_free_wf", 1_000);
+    let cap = [WorkflowCap { workflow: capped.to_owned(), limit: 2 }];
+    let at = |id: &str, workflow: &str, created_at: i64| instance(id, workflow, created_at);
+    let held = |id: &str, until: i64| InstanceRecord {
+        owner: Some("cap-other".into()),
+        lease_until: Some(until),
+        ..with_status(at(id, capped, 0), RuntimeStatus::Running)
+    };
+    let mut ops = vec![
+        create(held("cap/held", now)),
+        create(held("cap/lapsed", now - 1)),
+        create(with_status(at("cap/done", capped, 0), RuntimeStatus::Completed)),
+    ];
+    ops.extend((1..=4).map(|n| create(at(&format!("cap/{n}"), capped, n))));
+    ops.extend((1..=3).map(|n| create(at(&format!("cap/free-{n}"), free, n))));
+    store.write(&ops).await.unwrap();
+    let workflows = names(&[capped, free]);
+
+    // "held" runs (its lease lasts until `now`): room for one, the lapsed one first (oldest).
+    let first = store.claim_capped("cap-w", &workflows, &cap, now, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&first), ["cap/lapsed", "cap/free-1", "cap/free-2", "cap/free-3"]);
+    assert!(store.claim_capped("cap-w", &workflows, &cap, now, 5_000, 10).await.unwrap().is_empty(), "at its cap");
+    // Its lease lapsed: no longer counted, so one more (and "held" itself is claimable again).
+    let later = store.claim_capped("cap-w", &workflows, &cap, now + 1, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&later), ["cap/held"]);
+    // One ends: room for the next, oldest first.
+    store.write(&[finish_of("cap/lapsed")]).await.unwrap();
+    let next = store.claim_capped("cap-w", &workflows, &cap, now + 1, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&next), ["cap/1"]);
+    // Without caps, a plain claim; a cap of a workflow not asked for changes nothing.
+    let other = [WorkflowCap { workflow: "cap_unrelated_wf".to_owned(), limit: 1 }];
+    let rest = store.claim_capped("cap-w", &names(&[capped]), &other, now + 1, 5_000, 2).await.unwrap();
+    assert_eq!(ids(&rest), ["cap/2", "cap/3"]);
+    let last = store.claim_capped("cap-w", &names(&[capped]), &[], now + 1, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&last), ["cap/4"]);
 }
 
 /// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.
