@@ -95,3 +95,91 @@ async fn a_backlog_runs_highest_priority_first_on_postgres() {
     backlog_runs_by_priority("prio-postgres", store).await;
     drop_schema(&url, &schema).await;
 }
+
+/// Per run: the `occupy` attempts in flight now, and the most ever in flight at once.
+fn in_flight() -> &'static Mutex<HashMap<String, (u32, u32)>> {
+    static IN_FLIGHT: OnceLock<Mutex<HashMap<String, (u32, u32)>>> = OnceLock::new();
+    IN_FLIGHT.get_or_init(Mutex::default)
+}
+
+/// Counts itself in, works a little (the work, not a wait for anything), counts itself out.
+#[activity]
+async fn occupy(_ctx: ActivityContext, run: String) -> Result<(), ActivityError> {
+    {
+        let mut flights = in_flight().lock().unwrap();
+        let (now, most) = flights.entry(run.clone()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    in_flight().lock().unwrap().entry(run).or_default().0 -= 1;
+    Ok(())
+}
+
+/// At most two run at once, across every worker.
+#[workflow(concurrency = 2)]
+async fn capped(ctx: WorkflowContext, run: String) -> Result<(), WorkflowError> {
+    occupy::call(&ctx, run).await
+}
+
+/// Three workers on `stores` (one store object each, as three processes would have), 20 capped
+/// instances queued: all complete, and never more than two ran at once (counted by the activity
+/// bodies, not by the engine), while two did at some point. Without the cap all 20 would.
+async fn cap_holds_across_workers(run: &str, stores: [Arc<dyn Store>; 3]) {
+    let queue = Client::new(stores[0].clone());
+    let handles = futures::future::try_join_all(
+        (0..20).map(|n| capped::start(&queue, run.to_owned()).id(format!("{run}-{n:02}"))),
+    )
+    .await
+    .unwrap();
+    let mut runtimes = Vec::new();
+    for store in stores {
+        let runtime = Runtime::builder()
+            .store(store)
+            .workflow(capped::Workflow)
+            .activity(occupy::Activity)
+            .poll_interval(Duration::from_millis(50))
+            .build()
+            .await
+            .unwrap();
+        runtimes.push(runtime);
+    }
+    for handle in &handles {
+        handle.result_timeout(Duration::from_secs(60)).await.unwrap();
+    }
+    let (now, most) = in_flight().lock().unwrap().get(run).copied().unwrap_or_default();
+    assert_eq!((now, most), (0, 2), "{run}: at most two at once, and two at some point");
+    for runtime in runtimes {
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_workflow_cap_holds_across_workers_in_memory() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    cap_holds_across_workers("cap-memory", [store.clone(), store.clone(), store]).await;
+}
+
+#[tokio::test]
+async fn a_workflow_cap_holds_across_workers_on_sqlite() {
+    let (_dir, url, first) = sqlite_store().await;
+    let second: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    let third: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    cap_holds_across_workers("cap-sqlite", [first, second, third]).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_workflow_cap_holds_across_workers_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_cap");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let options = workflow::PostgresOptions::new().schema(&schema);
+        stores.push(Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>);
+    }
+    let stores: [Arc<dyn Store>; 3] = stores.try_into().unwrap_or_else(|_| unreachable!());
+    cap_holds_across_workers("cap-postgres", stores).await;
+    drop_schema(&url, &schema).await;
+}

@@ -1,5 +1,5 @@
 //! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros,
-//! `priority = N` for `#[workflow]`, and `retry(...)`, `start_to_close = "..."`,
+//! `priority = N` and `concurrency = N` for `#[workflow]`, and `retry(...)`, `start_to_close = "..."`,
 //! `heartbeat_timeout = "..."` for `#[activity]`.
 //! Every mistake is collected, so one build reports all of them.
 
@@ -20,6 +20,7 @@ const TIMEOUT: &str = "timeout";
 const START_TO_CLOSE: &str = "start_to_close";
 const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 const PRIORITY: &str = "priority";
+const CONCURRENCY: &str = "concurrency";
 
 /// The arguments only `#[activity]` takes, named in the message when a workflow is given one.
 const ACTIVITY_ONLY: &[&str] = &[RETRY, START_TO_CLOSE, HEARTBEAT_TIMEOUT];
@@ -64,6 +65,7 @@ pub(crate) struct Args {
     pub(crate) heartbeat_timeout_ms: Attr<u64>,
     pub(crate) krate: Attr<syn::Path>,
     pub(crate) priority: Attr<i32>,
+    pub(crate) concurrency: Attr<u32>,
     retry_given: Attr<()>,
     pub(crate) retry: RetryArgs,
 }
@@ -76,6 +78,7 @@ impl Args {
             heartbeat_timeout_ms: Attr::none(HEARTBEAT_TIMEOUT),
             krate: Attr::none(CRATE),
             priority: Attr::none(PRIORITY),
+            concurrency: Attr::none(CONCURRENCY),
             retry_given: Attr::none(RETRY),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
@@ -119,6 +122,23 @@ impl Args {
             if let Some(priority) = int_value(meta, PRIORITY, "priority = 10", errors)? {
                 self.priority.set(meta, priority, errors);
             }
+        } else if !activity && meta.path.is_ident(CONCURRENCY) {
+            let Some(expr) = value_expr(meta, CONCURRENCY, "concurrency = 4", errors)? else { return Ok(()) };
+            match literal(&expr) {
+                Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+                    Ok(0) => errors.spanned(
+                        int,
+                        "`concurrency` is the most instances that run at once, so it must be at least 1 \
+                         (leave it out for no cap)",
+                    ),
+                    Ok(limit) => self.concurrency.set(meta, limit, errors),
+                    Err(_) => errors.spanned(int, "`concurrency` must fit in a `u32`"),
+                },
+                _ => errors.spanned(
+                    &expr,
+                    format!("`concurrency` takes a whole number, like `concurrency = 4`, found `{}`", text(&expr)),
+                ),
+            }
         } else if activity && meta.path.is_ident(START_TO_CLOSE) {
             if let Some(ms) = duration_value(meta, START_TO_CLOSE, errors)? {
                 self.start_to_close_ms.set(meta, ms, errors);
@@ -143,6 +163,8 @@ impl Args {
                 "`priority` applies to `#[workflow]`: an instance's priority orders the claims of \
                  instances; activity attempts are not prioritised yet"
                     .to_owned()
+            } else if activity && key == CONCURRENCY {
+                "`concurrency` applies to `#[workflow]` for now: activity attempts are not capped yet".to_owned()
             } else if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
                 format!(
                     "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
@@ -155,8 +177,8 @@ impl Args {
                 )
             } else {
                 format!(
-                    "unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"`, `priority = N` or \
-                     `crate = \"...\"`"
+                    "unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"`, `priority = N`, \
+                     `concurrency = N` or `crate = \"...\"`"
                 )
             };
             errors.push(meta.error(message));

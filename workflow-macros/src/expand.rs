@@ -84,7 +84,7 @@ fn expand(kind: Kind, args: TokenStream, function: &ItemFn, body_checked: syn::R
     let outer_vis = &function.vis;
     let body = match kind {
         Kind::Activity => expand_activity(&krate, ident, &name, &vis, &sig, &args),
-        Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig, args.priority.get().copied()),
+        Kind::Workflow => expand_workflow(&krate, ident, &name, &vis, &sig, &args),
     };
     let asserts = payload_asserts(&krate, &sig);
     let doc = format!("Durable helpers of the {} [`{ident}`](fn@{ident}).", kind.attr().trim_matches('`'));
@@ -268,11 +268,15 @@ fn expand_workflow(
     name: &str,
     vis: &TokenStream,
     sig: &Signature,
-    priority: Option<i32>,
+    args: &Args,
 ) -> TokenStream {
     let p = quote!(#krate::__private);
     let input = input_type(sig);
-    let priority = priority.map(|priority| quote!(const PRIORITY: i32 = #priority;));
+    let priority = args.priority.get().map(|priority| quote!(const PRIORITY: i32 = #priority;));
+    let concurrency = args
+        .concurrency
+        .get()
+        .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
     let output = &sig.output;
     let into_error = into_error(sig, &quote!(#p::WorkflowError));
     let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
@@ -304,6 +308,7 @@ fn expand_workflow(
             type Output = #output;
             const NAME: &'static str = #name;
             #priority
+            #concurrency
 
             fn run(
                 ctx: #p::WorkflowContext,

@@ -24,8 +24,9 @@ async fn no_input(_ctx: WorkflowContext) -> Result<String, String> {
     Ok("done".into())
 }
 
-/// `pub(crate)`, the full path of `Result`, a tuple input taken apart by a pattern.
-#[workflow]
+/// `pub(crate)`, the full path of `Result`, a tuple input taken apart by a pattern, at most 3
+/// running at once.
+#[workflow(concurrency = 3)]
 pub(crate) async fn child(_ctx: WorkflowContext, n: u32) -> std::result::Result<u32, WorkflowError> {
     Ok(n * 2)
 }
@@ -56,4 +57,6 @@ fn main() {
     let _ = start_them;
     const _: () = assert!(<no_input::Workflow as workflow::WorkflowDef>::PRIORITY == -5);
     const _: () = assert!(<child::Workflow as workflow::WorkflowDef>::PRIORITY == 0);
+    const _: () = assert!(matches!(<child::Workflow as workflow::WorkflowDef>::CONCURRENCY, Some(3)));
+    const _: () = assert!(<no_input::Workflow as workflow::WorkflowDef>::CONCURRENCY.is_none());
 }

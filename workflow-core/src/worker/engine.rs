@@ -21,7 +21,9 @@ use crate::client::{Ended, InstanceStatus, ResultWaiters};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::model::time::millis;
-use crate::store::{InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WriteOp, WriteOutcome};
+use crate::store::{
+    InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WorkflowCap, WriteOp, WriteOutcome,
+};
 use crate::workflow::WorkflowContext;
 
 /// What a runtime's builder decided; the engine's fixed settings.
@@ -50,6 +52,8 @@ pub(crate) struct Engine {
     registry: Registry,
     /// The registered workflows' names, sorted: what this worker claims.
     workflow_names: Vec<String>,
+    /// The concurrency caps of the registered workflows that have one.
+    caps: Vec<WorkflowCap>,
     /// The worker id the runtime was built with (or a random one): a label for people.
     worker_id: String,
     /// The owner written on the leases this runtime takes and checked by its fences: the worker
@@ -92,7 +96,15 @@ impl Engine {
     pub(super) fn new(settings: Settings) -> Self {
         let mut workflow_names: Vec<String> = settings.registry.workflow_names().map(str::to_owned).collect();
         workflow_names.sort();
+        let caps = workflow_names
+            .iter()
+            .filter_map(|name| {
+                let limit = settings.registry.workflow(name)?.concurrency?;
+                Some(WorkflowCap { workflow: name.clone(), limit })
+            })
+            .collect();
         Self {
+            caps,
             committer: Committer::start(settings.store.clone()),
             waiters: ResultWaiters::new(settings.store.clone()),
             store: settings.store,
@@ -160,6 +172,17 @@ impl Engine {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The concurrency caps of the workflows this worker claims (see [`Store::claim_capped`]).
+    pub(super) fn caps(&self) -> &[WorkflowCap] {
+        &self.caps
+    }
+
+    /// Whether instances of `workflow` have a concurrency cap here: they run only once a
+    /// claim, which counts them, takes them.
+    fn is_capped(&self, workflow: &str) -> bool {
+        self.caps.iter().any(|cap| cap.workflow == workflow)
     }
 
     pub(super) fn workflow_names(&self) -> &[String] {
@@ -404,7 +427,10 @@ impl Engine {
         let Some(token) = self.mark_running(&id) else {
             return Err(Error::InstanceExists(id));
         };
-        let permit = self.instance_slots.clone().try_acquire_owned().ok();
+        // A capped workflow's instance waits for a claim, which counts what runs; otherwise it
+        // runs here at once when a slot is free.
+        let permit =
+            if self.is_capped(&record.workflow) { None } else { self.instance_slots.clone().try_acquire_owned().ok() };
         if permit.is_some() {
             // It runs here from this commit on: created Running, which saves the first turn a
             // commit of its own for the Pending-to-Running change.
@@ -465,8 +491,9 @@ impl Drop for DriverGuard {
         if self.engine.active_drivers.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.engine.drivers_idle.notify_waiters();
         }
-        // A slot is free: take the next runnable instance waiting for one.
-        if self.engine.has_backlog() {
+        // A slot is free: take the next runnable instance waiting for one (or, with caps, a
+        // place under a cap may be: a claim cut short by a cap does not count as a backlog).
+        if self.engine.has_backlog() || !self.engine.caps.is_empty() {
             self.engine.wake_claimer.notify_one();
         }
     }

@@ -32,7 +32,8 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
         let mut full_batch = false;
         if free > 0 && !engine.workflow_names().is_empty() {
             let (now, lease_until) = (engine.now(), engine.lease_until());
-            let claimed = engine.store().claim(engine.owner(), engine.workflow_names(), now, lease_until, free).await;
+            let (owner, workflows, caps) = (engine.owner(), engine.workflow_names(), engine.caps());
+            let claimed = engine.store().claim_capped(owner, workflows, caps, now, lease_until, free).await;
             match claimed {
                 Ok(records) => {
                     full_batch = records.len() >= free;

@@ -29,6 +29,8 @@ pub(crate) struct WorkflowEntry {
     pub(crate) check_input: fn(&str) -> Result<(), String>,
     /// The priority its instances start with unless a start sets one.
     pub(crate) priority: i32,
+    /// The most of its instances that run at once, across workers.
+    pub(crate) concurrency: Option<u32>,
 }
 
 /// Everything a runtime can run, by name.
@@ -114,7 +116,12 @@ impl Registry {
                 Ok(output)
             })
         });
-        let entry = WorkflowEntry { run, check_input: check_input::<W::Input>, priority: W::PRIORITY };
+        let entry = WorkflowEntry {
+            run,
+            check_input: check_input::<W::Input>,
+            priority: W::PRIORITY,
+            concurrency: W::CONCURRENCY.filter(|limit| *limit > 0),
+        };
         if self.workflows.insert(W::NAME.to_owned(), entry).is_some() {
             return Err(format!("workflow `{}` is registered twice", W::NAME));
         }

@@ -289,6 +289,11 @@ pub trait WorkflowDef: Send + Sync + 'static {
     /// ([`Start::priority`](crate::client::Start::priority)): `#[workflow(priority = N)]`, 0 by
     /// default.
     const PRIORITY: i32 = 0;
+    /// The most instances of it that run at once across every worker on the store
+    /// (`#[workflow(concurrency = N)]`); `None` (the default): no cap. An instance runs while it
+    /// holds a lease (in memory on some worker, waiting there too); one evicted while it waits
+    /// frees its place until it is claimed again.
+    const CONCURRENCY: Option<u32> = None;
     /// Runs (or replays) the workflow body.
     fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
 }
