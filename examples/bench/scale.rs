@@ -8,6 +8,8 @@
 //! - W6 RSS per sleeping instance at 100k.
 //! - W7 takeover: a worker process killed with SIGKILL; time until a live worker resumes its
 //!   instances.
+//! - W8 flow control: W1 under a workflow concurrency cap that never binds, beside uncapped and a
+//!   cap that binds.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
@@ -16,6 +18,8 @@
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
 mod w7_takeover;
+#[path = "w8_flow.rs"]
+mod w8_flow;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +59,9 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     }
     if wanted("w7") {
         rows.extend(w7_takeover::measure(name, dir).await?);
+    }
+    if wanted("w8") {
+        rows.extend(w8_flow::measure(name, store.clone()).await?);
     }
     Ok(rows)
 }

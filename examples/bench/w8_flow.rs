@@ -1,0 +1,91 @@
+//! W8 flow control: what a workflow concurrency cap costs. W1 (200 workflows of 10 one-step
+//! activities, all started at once) three ways on one runtime: without a cap, with a cap equal to
+//! the uncapped run's parallelism (200: it never binds, so the figure is the cost of counting and
+//! of claiming instead of running at start), and with a cap of 20 that binds. Rounds alternate;
+//! the row gives the medians.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use workflow::prelude::*;
+use workflow::store::Store;
+
+use super::{BenchResult, ScaleRow};
+
+/// W1's workflows per round.
+const WORKFLOWS: u64 = 200;
+const ROUNDS: usize = 3;
+
+#[activity(retry(max_attempts = 1))]
+async fn w8_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+async fn ten_steps(ctx: &WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut n = start;
+    for _ in 0..10 {
+        n = w8_step::call(ctx, n).await?;
+    }
+    Ok(n)
+}
+
+#[workflow]
+async fn w8_free(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    ten_steps(&ctx, start).await
+}
+
+#[workflow(concurrency = 200)]
+async fn w8_cap_200(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    ten_steps(&ctx, start).await
+}
+
+#[workflow(concurrency = 20)]
+async fn w8_cap_20(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    ten_steps(&ctx, start).await
+}
+
+/// Workflows/s of one round of `W`.
+async fn round<W>(client: &Client) -> BenchResult<f64>
+where
+    W: workflow::WorkflowDef<Input = u64, Output = u64>,
+{
+    let started = Instant::now();
+    let handles = futures::future::try_join_all((0..WORKFLOWS).map(|i| client.start::<W>(&(i * 100)))).await?;
+    let outputs = futures::future::try_join_all(handles.iter().map(|h| h.result())).await?;
+    let elapsed = started.elapsed();
+    assert!(outputs.iter().enumerate().all(|(i, out)| *out == i as u64 * 100 + 10));
+    Ok(WORKFLOWS as f64 / elapsed.as_secs_f64())
+}
+
+fn median(mut figures: Vec<f64>) -> f64 {
+    figures.sort_by(f64::total_cmp);
+    figures[figures.len() / 2]
+}
+
+/// The W8 row for one store.
+pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Vec<ScaleRow>> {
+    let runtime = Runtime::builder()
+        .store(store)
+        .workflow(w8_free::Workflow)
+        .workflow(w8_cap_200::Workflow)
+        .workflow(w8_cap_20::Workflow)
+        .activity(w8_step::Activity)
+        .max_concurrent_activities(1024)
+        .build()
+        .await?;
+    let client = runtime.client();
+    let (mut free, mut same, mut binding) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        free.push(round::<w8_free::Workflow>(&client).await?);
+        same.push(round::<w8_cap_200::Workflow>(&client).await?);
+        binding.push(round::<w8_cap_20::Workflow>(&client).await?);
+    }
+    runtime.shutdown(Duration::from_secs(5)).await?;
+    let (free, same, binding) = (median(free), median(same), median(binding));
+    Ok(vec![ScaleRow {
+        workload: "W8 W1 under a workflow concurrency cap, workflows/s (median of rounds)",
+        store: name.to_owned(),
+        measured: format!("cap 200 (never binds): {same:.0} ({:.0}% of uncapped)", 100.0 * same / free),
+        beside: format!("uncapped: {free:.0}; cap 20 (binds): {binding:.0}"),
+    }])
+}
