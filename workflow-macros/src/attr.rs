@@ -1,6 +1,7 @@
 //! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros,
-//! `priority = N` and `concurrency = N` for `#[workflow]`, and `retry(...)`, `start_to_close = "..."`,
-//! `heartbeat_timeout = "..."` for `#[activity]`.
+//! `concurrency = N` for both, `priority = N` for `#[workflow]`, and `retry(...)`,
+//! `start_to_close = "..."`, `heartbeat_timeout = "..."` and `concurrency(limit = N, key = ...)` for
+//! `#[activity]`.
 //! Every mistake is collected, so one build reports all of them.
 
 use syn::meta::ParseNestedMeta;
@@ -21,6 +22,8 @@ const START_TO_CLOSE: &str = "start_to_close";
 const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 const PRIORITY: &str = "priority";
 const CONCURRENCY: &str = "concurrency";
+const LIMIT: &str = "limit";
+const KEY: &str = "key";
 
 /// The arguments only `#[activity]` takes, named in the message when a workflow is given one.
 const ACTIVITY_ONLY: &[&str] = &[RETRY, START_TO_CLOSE, HEARTBEAT_TIMEOUT];
@@ -66,6 +69,9 @@ pub(crate) struct Args {
     pub(crate) krate: Attr<syn::Path>,
     pub(crate) priority: Attr<i32>,
     pub(crate) concurrency: Attr<u32>,
+    /// `concurrency(key = ...)`: an expression that is a `fn(&Input) -> String` (a closure that
+    /// captures nothing, or a path), checked by the compiler where it is expanded.
+    pub(crate) concurrency_key: Attr<Expr>,
     retry_given: Attr<()>,
     pub(crate) retry: RetryArgs,
 }
@@ -79,6 +85,7 @@ impl Args {
             krate: Attr::none(CRATE),
             priority: Attr::none(PRIORITY),
             concurrency: Attr::none(CONCURRENCY),
+            concurrency_key: Attr::none(KEY),
             retry_given: Attr::none(RETRY),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
@@ -122,22 +129,40 @@ impl Args {
             if let Some(priority) = int_value(meta, PRIORITY, "priority = 10", errors)? {
                 self.priority.set(meta, priority, errors);
             }
-        } else if !activity && meta.path.is_ident(CONCURRENCY) {
-            let Some(expr) = value_expr(meta, CONCURRENCY, "concurrency = 4", errors)? else { return Ok(()) };
-            match literal(&expr) {
-                Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
-                    Ok(0) => errors.spanned(
-                        int,
-                        "`concurrency` is the most instances that run at once, so it must be at least 1 \
-                         (leave it out for no cap)",
-                    ),
-                    Ok(limit) => self.concurrency.set(meta, limit, errors),
-                    Err(_) => errors.spanned(int, "`concurrency` must fit in a `u32`"),
-                },
-                _ => errors.spanned(
-                    &expr,
-                    format!("`concurrency` takes a whole number, like `concurrency = 4`, found `{}`", text(&expr)),
-                ),
+        } else if meta.path.is_ident(CONCURRENCY) {
+            if activity && meta.input.peek(syn::token::Paren) {
+                let (limit, key) = (&mut self.concurrency, &mut self.concurrency_key);
+                let mut given = false;
+                meta.parse_nested_meta(|inner| {
+                    if inner.path.is_ident(LIMIT) {
+                        given = true;
+                        if let Some(n) = concurrency_limit(&inner, LIMIT, "limit = 2", kind, errors)? {
+                            limit.set(&inner, n, errors);
+                        }
+                    } else if inner.path.is_ident(KEY) {
+                        if let Some(expr) =
+                            value_expr(&inner, KEY, "key = |input: &Order| input.tenant.clone()", errors)?
+                        {
+                            key.set(&inner, expr, errors);
+                        }
+                    } else {
+                        errors.push(inner.error(format!(
+                            "unknown setting `{}` of `concurrency(...)`: expected `limit = N` and, for a cap per key, \
+                             `key = |input: &Input| ...` (or the path of a `fn(&Input) -> String`)",
+                            path_text(&inner.path)
+                        )));
+                        skip_value(&inner)?;
+                    }
+                    Ok(())
+                })?;
+                if !given {
+                    errors.push(meta.error(
+                        "`concurrency(...)` needs `limit = N`, like `concurrency(limit = 2, key = |order: &Order| \
+                         order.tenant.clone())`",
+                    ));
+                }
+            } else if let Some(n) = concurrency_limit(meta, CONCURRENCY, "concurrency = 4", kind, errors)? {
+                self.concurrency.set(meta, n, errors);
             }
         } else if activity && meta.path.is_ident(START_TO_CLOSE) {
             if let Some(ms) = duration_value(meta, START_TO_CLOSE, errors)? {
@@ -163,8 +188,6 @@ impl Args {
                 "`priority` applies to `#[workflow]`: an instance's priority orders the claims of \
                  instances; activity attempts are not prioritised yet"
                     .to_owned()
-            } else if activity && key == CONCURRENCY {
-                "`concurrency` applies to `#[workflow]` for now: activity attempts are not capped yet".to_owned()
             } else if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
                 format!(
                     "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
@@ -173,7 +196,8 @@ impl Args {
             } else if activity {
                 format!(
                     "unknown argument `{key}` of `#[activity]`: expected `retry(...)`, `start_to_close = \"...\"`, \
-                     `heartbeat_timeout = \"...\"`, `name = \"...\"` or `crate = \"...\"`"
+                     `heartbeat_timeout = \"...\"`, `concurrency = N`, `concurrency(limit = N, key = ...)`, \
+                     `name = \"...\"` or `crate = \"...\"`"
                 )
             } else {
                 format!(
@@ -262,6 +286,39 @@ fn string_value(
         Some(Lit::Str(lit)) => Ok(Some(lit.clone())),
         _ => {
             errors.spanned(&expr, format!("`{key}` takes a string, like `{example}`, found `{}`", text(&expr)));
+            Ok(None)
+        }
+    }
+}
+
+/// A concurrency cap (`concurrency = N`, or `limit = N` inside `concurrency(...)`): a whole
+/// number of at least 1 that fits a `u32`, or `None` after reporting what is wrong.
+fn concurrency_limit(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+    kind: Kind,
+    errors: &mut Errors,
+) -> syn::Result<Option<u32>> {
+    let Some(expr) = value_expr(meta, key, example, errors)? else { return Ok(None) };
+    let what = if kind == Kind::Activity { "attempts of the activity" } else { "instances" };
+    match literal(&expr) {
+        Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+            Ok(0) => {
+                errors.spanned(
+                    int,
+                    format!("`{key}` is the most {what} that run at once, so it must be at least 1 (leave it out for no cap)"),
+                );
+                Ok(None)
+            }
+            Ok(limit) => Ok(Some(limit)),
+            Err(_) => {
+                errors.spanned(int, format!("`{key}` must fit in a `u32`"));
+                Ok(None)
+            }
+        },
+        _ => {
+            errors.spanned(&expr, format!("`{key}` takes a whole number, like `{example}`, found `{}`", text(&expr)));
             Ok(None)
         }
     }

@@ -183,6 +183,20 @@ fn expand_activity(
     };
     let (call_fn, fan_out_fn) = (helper("call", ident), helper("fan_out", ident));
     let policy = retry_policy(&p, retry);
+    let concurrency = args
+        .concurrency
+        .get()
+        .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
+    // Coerced to a function pointer of the input type, so a key of the wrong input type (or a
+    // closure that captures) is a compile error at the attribute.
+    let concurrency_key = args.concurrency_key.get().map(|key| {
+        quote! {
+            fn concurrency_key(input: &#input) -> ::std::string::String {
+                let key: fn(&#input) -> ::std::string::String = #key;
+                key(input)
+            }
+        }
+    });
     let into_error = into_error(sig, &quote!(#p::ActivityError));
     let fan_out = sig.input.as_ref().map(|ty| {
         quote! {
@@ -206,6 +220,9 @@ fn expand_activity(
             type Input = #input;
             type Output = #output;
             const NAME: &'static str = #name;
+            #concurrency
+
+            #concurrency_key
 
             fn retry_policy() -> #p::RetryPolicy {
                 #policy

@@ -45,6 +45,18 @@ pub trait ActivityDef: Send + Sync + 'static {
     fn options() -> ActivityOptions {
         ActivityOptions::default()
     }
+    /// The most attempts of this activity that run at once across every worker on the store, per
+    /// concurrency key ([`ActivityDef::concurrency_key`]); `None` for no cap. A capped activity's
+    /// attempts always go through the store's task queue, where the cap is counted: set it with
+    /// `#[activity(concurrency = N)]` or `#[activity(concurrency(limit = N, key = ...))]`.
+    const CONCURRENCY: Option<u32> = None;
+    /// The concurrency key of a call with `input`: under a cap, calls with the same key share
+    /// it and calls with different keys are capped apart (one tenant cannot starve another).
+    /// The empty key (the default) makes the cap global.
+    fn concurrency_key(input: &Self::Input) -> String {
+        let _ = input;
+        String::new()
+    }
     /// Runs one attempt.
     fn run(ctx: ActivityContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, ActivityError>>;
 }

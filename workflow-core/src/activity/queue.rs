@@ -122,7 +122,8 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
         let mut full_batch = false;
         if free > 0 {
             let (now, lease_until) = (engine.now(), engine.lease_until());
-            match engine.store().claim_tasks(engine.owner(), &names, now, lease_until, free).await {
+            let caps = engine.activity_caps();
+            match engine.store().claim_tasks_capped(engine.owner(), &names, caps, now, lease_until, free).await {
                 Ok(tasks) => {
                     full_batch = tasks.len() >= free;
                     for task in tasks {

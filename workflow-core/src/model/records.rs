@@ -132,6 +132,9 @@ pub struct TaskRecord {
     pub name: String,
     /// The activity's input (JSON).
     pub input: String,
+    /// The call's concurrency key (empty for none): a capped activity's cap counts the running
+    /// tasks of each key apart ([`crate::store::ActivityCap`]).
+    pub concurrency_key: String,
     /// The attempt this task runs, from 1.
     pub attempt: u32,
     /// The attempt's start-to-close timeout in milliseconds, if it has one.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use crate::store::cap_room;
+use crate::store::{cap_room, key_room, ActivityCap};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
@@ -190,6 +190,35 @@ fn claim_locked(
             instance.lease_until = Some(lease_until);
             instance.wake_at = None;
             instance.clone()
+        })
+        .collect()
+}
+
+/// Whether a task may be claimed at `now`: unfinished, visible, unowned or with a lapsed lease.
+fn claimable_task(task: &TaskRecord, now: Millis) -> bool {
+    task.outcome.is_none()
+        && task.visible_at <= now
+        && (task.owner.is_none() || task.lease_until.is_none_or(|until| until < now))
+}
+
+/// Claims the first `limit` of `picks` in claim order (oldest `visible_at` first, ties by key)
+/// for `worker` until `lease_until`, and returns them in that order.
+fn take_tasks(
+    tables: &mut Tables,
+    mut picks: Vec<(Millis, TaskKey)>,
+    worker: &str,
+    lease_until: Millis,
+    limit: usize,
+) -> Vec<TaskRecord> {
+    picks.sort();
+    picks
+        .into_iter()
+        .take(limit)
+        .filter_map(|(_, key)| {
+            let task = tables.tasks.get_mut(&key)?;
+            task.owner = Some(worker.to_owned());
+            task.lease_until = Some(lease_until);
+            Some(task.clone())
         })
         .collect()
 }
@@ -455,23 +484,59 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut tables = self.lock()?;
-        let mut candidates: Vec<&mut TaskRecord> = tables
+        let picks: Vec<(Millis, TaskKey)> = tables
             .tasks
-            .values_mut()
-            .filter(|t| t.outcome.is_none() && t.visible_at <= now && activities.contains(&t.name))
-            .filter(|t| t.owner.is_none() || t.lease_until.is_none_or(|until| until < now))
+            .iter()
+            .filter(|(_, t)| claimable_task(t, now) && activities.contains(&t.name))
+            .map(|(key, t)| (t.visible_at, key.clone()))
             .collect();
-        // The map iterates in key order, so a stable sort by time breaks ties by key.
-        candidates.sort_by_key(|t| t.visible_at);
-        Ok(candidates
-            .into_iter()
-            .take(limit)
-            .map(|task| {
-                task.owner = Some(worker.to_owned());
-                task.lease_until = Some(lease_until);
-                task.clone()
-            })
-            .collect())
+        Ok(take_tasks(&mut tables, picks, worker, lease_until, limit))
+    }
+
+    async fn claim_tasks_capped(
+        &self,
+        worker: &str,
+        activities: &[String],
+        caps: &[ActivityCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut capped: Vec<&ActivityCap> = caps.iter().filter(|cap| activities.contains(&cap.activity)).collect();
+        capped.sort_by(|a, b| a.activity.cmp(&b.activity));
+        let mut claimed = Vec::new();
+        for cap in capped {
+            let mut picks: Vec<(Millis, TaskKey)> = Vec::new();
+            let mut running: HashMap<String, u64> = HashMap::new();
+            let mut queued: BTreeMap<String, Vec<(Millis, TaskKey)>> = BTreeMap::new();
+            for (key, task) in tables.tasks.iter().filter(|(_, t)| t.name == cap.activity && t.outcome.is_none()) {
+                if task.owner.is_some() && task.lease_until.is_some_and(|until| until >= now) {
+                    *running.entry(task.concurrency_key.clone()).or_default() += 1;
+                } else if claimable_task(task, now) {
+                    queued.entry(task.concurrency_key.clone()).or_default().push((task.visible_at, key.clone()));
+                }
+            }
+            let keys: Vec<String> = queued.keys().cloned().collect();
+            for (key, room) in key_room(cap.limit, &running, &keys) {
+                let mut oldest = queued.remove(key).unwrap_or_default();
+                oldest.sort();
+                picks.extend(oldest.into_iter().take(room));
+            }
+            let left = limit - claimed.len();
+            claimed.extend(take_tasks(&mut tables, picks, worker, lease_until, left));
+        }
+        let capped = |name: &String| caps.iter().any(|cap| &cap.activity == name);
+        let picks = tables
+            .tasks
+            .iter()
+            .filter(|(_, t)| claimable_task(t, now) && activities.contains(&t.name) && !capped(&t.name))
+            .map(|(key, t)| (t.visible_at, key.clone()))
+            .collect();
+        let left = limit - claimed.len();
+        claimed.extend(take_tasks(&mut tables, picks, worker, lease_until, left));
+        claimed.sort_by_key(|t| (t.visible_at, t.instance_id.clone(), t.generation, t.seq));
+        Ok(claimed)
     }
 
     async fn complete_task(

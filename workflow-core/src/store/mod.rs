@@ -196,6 +196,31 @@ pub fn cap_room<'a>(caps: &'a [WorkflowCap], running: &HashMap<String, u64>) -> 
         .collect()
 }
 
+/// At most `limit` attempts of `activity` with one concurrency key may run at once, across every
+/// worker (see [`Store::claim_tasks_capped`]). Tasks without a key share the key `""`, so a cap
+/// on an activity whose calls carry no key is a global cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityCap {
+    /// The activity's name.
+    pub activity: String,
+    /// The most attempts with one key that run at once (at least 1).
+    pub limit: u32,
+}
+
+/// How many more tasks of each key may be claimed under a cap of `limit`, given `running` (tasks
+/// holding a lease now, by key) and the keys with claimable tasks: the cap less what runs, never
+/// negative; keys without room are left out. The one place every store computes a capped task
+/// claim's room per key.
+pub fn key_room<'a>(limit: u32, running: &HashMap<String, u64>, keys: &'a [String]) -> Vec<(&'a str, usize)> {
+    keys.iter()
+        .filter_map(|key| {
+            let held = running.get(key).copied().unwrap_or(0);
+            let room = u64::from(limit).saturating_sub(held);
+            (room > 0).then(|| (key.as_str(), usize::try_from(room).unwrap_or(usize::MAX)))
+        })
+        .collect()
+}
+
 /// What applying a batch reported back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -556,6 +581,33 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Claims as [`Store::claim_tasks`] does, but never so that more tasks of an activity in
+    /// `caps` with one concurrency key ([`TaskRecord::concurrency_key`]) run at once than its cap
+    /// allows, across every worker on the store: of each key it takes at most the cap less the
+    /// tasks of that activity and key holding a lease at `now` (unfinished, owned, `lease_until`
+    /// not before `now`), counted and taken atomically with every other capped claim of that
+    /// activity. Each key's tasks are taken oldest first, so a key with a long backlog never
+    /// holds back one with a short one beyond its own cap. The capped activities are served
+    /// first, in name order, each giving the worker's `limit` to its oldest picks across keys;
+    /// the uncapped ones share what is left, as [`Store::claim_tasks`] would. The result is in
+    /// claim order. Without caps it is [`Store::claim_tasks`].
+    ///
+    /// The default refuses caps (a [`StoreError::Config`]).
+    async fn claim_tasks_capped(
+        &self,
+        worker: &str,
+        activities: &[String],
+        caps: &[ActivityCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if caps.is_empty() {
+            return self.claim_tasks(worker, activities, now, lease_until, limit).await;
+        }
+        Err(StoreError::Config("this store does not enforce activity concurrency caps".into()))
+    }
 
     /// Stores the outcome of a task's attempt if the task still exists with that `attempt`,
     /// owned by `worker`, without an outcome; returns whether it did (a worker whose claim was

@@ -22,7 +22,8 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::model::time::millis;
 use crate::store::{
-    InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
 use crate::workflow::WorkflowContext;
 
@@ -54,6 +55,8 @@ pub(crate) struct Engine {
     workflow_names: Vec<String>,
     /// The concurrency caps of the registered workflows that have one.
     caps: Vec<WorkflowCap>,
+    /// The concurrency caps of the registered activities that have one.
+    activity_caps: Vec<ActivityCap>,
     /// The worker id the runtime was built with (or a random one): a label for people.
     worker_id: String,
     /// The owner written on the leases this runtime takes and checked by its fences: the worker
@@ -103,8 +106,18 @@ impl Engine {
                 Some(WorkflowCap { workflow: name.clone(), limit })
             })
             .collect();
+        let mut activity_caps: Vec<ActivityCap> = settings
+            .registry
+            .activity_names()
+            .filter_map(|name| {
+                let limit = settings.registry.activity(name)?.concurrency?;
+                Some(ActivityCap { activity: name.to_owned(), limit })
+            })
+            .collect();
+        activity_caps.sort_by(|a, b| a.activity.cmp(&b.activity));
         Self {
             caps,
+            activity_caps,
             committer: Committer::start(settings.store.clone()),
             waiters: ResultWaiters::new(settings.store.clone()),
             store: settings.store,
@@ -177,6 +190,12 @@ impl Engine {
     /// The concurrency caps of the workflows this worker claims (see [`Store::claim_capped`]).
     pub(super) fn caps(&self) -> &[WorkflowCap] {
         &self.caps
+    }
+
+    /// The concurrency caps of the activities this worker claims tasks of (see
+    /// [`Store::claim_tasks_capped`]).
+    pub(crate) fn activity_caps(&self) -> &[ActivityCap] {
+        &self.activity_caps
     }
 
     /// Whether instances of `workflow` have a concurrency cap here: they run only once a

@@ -20,6 +20,8 @@ type ErasedWorkflow =
 #[derive(Clone)]
 pub(crate) struct ActivityEntry {
     pub(crate) run: ErasedActivity,
+    /// The most of its attempts that run at once per concurrency key, across workers.
+    pub(crate) concurrency: Option<u32>,
 }
 
 /// A registered workflow, started by name with JSON.
@@ -87,7 +89,7 @@ impl Registry {
                     .map_err(|e| ActivityError::non_retryable(format!("output does not serialize: {e}")))
             })
         });
-        if self.activities.insert(A::NAME.to_owned(), ActivityEntry { run }).is_some() {
+        if self.activities.insert(A::NAME.to_owned(), ActivityEntry { run, concurrency: A::CONCURRENCY }).is_some() {
             return Err(format!("activity `{}` is registered twice", A::NAME));
         }
         Ok(())

@@ -23,6 +23,7 @@ pub struct ActivityCall<A: ActivityDef> {
     pub(super) ctx: WorkflowContext,
     pub(super) seq: u32,
     pub(super) input: Result<String, WorkflowError>,
+    pub(super) concurrency_key: String,
     pub(super) recorded: Option<JournalRecord>,
     pub(super) retry: Option<RetryPolicy>,
     pub(super) options: ActivityOptions,
@@ -48,6 +49,14 @@ impl<A: ActivityDef> ActivityCall<A> {
         self
     }
 
+    /// Overrides the concurrency key the activity computes from the input, for this call: under
+    /// the activity's concurrency cap, calls with one key share it. No effect on an activity
+    /// without a cap.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = key.into();
+        self
+    }
+
     /// The call's sequence number in the journal.
     pub fn seq(&self) -> u32 {
         self.seq
@@ -59,14 +68,15 @@ impl<A: ActivityDef> IntoFuture for ActivityCall<A> {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Self { ctx, seq, input, recorded, retry, options, .. } = self;
+        let Self { ctx, seq, input, concurrency_key, recorded, retry, options, .. } = self;
         Box::pin(async move {
             if ctx.is_fatal() {
                 return std::future::pending().await;
             }
             let input = input?;
             let policy = retry.unwrap_or_else(A::retry_policy);
-            let Some(outcome) = outcome(&ctx, seq, A::NAME, input, recorded, policy, options).await else {
+            let placement = Placement { options, capped: A::CONCURRENCY.is_some(), concurrency_key };
+            let Some(outcome) = outcome(&ctx, seq, A::NAME, input, recorded, policy, placement).await else {
                 return std::future::pending().await;
             };
             let output = outcome?;
@@ -96,6 +106,17 @@ fn activity_record(
     record
 }
 
+/// Where and how a call's attempts run.
+struct Placement {
+    /// Each attempt's timeouts.
+    options: ActivityOptions,
+    /// Whether the activity has a concurrency cap: its attempts then always go through the task
+    /// queue, whose claims count them against the cap across workers.
+    capped: bool,
+    /// The call's key under that cap.
+    concurrency_key: String,
+}
+
 /// Runs (or replays) one activity call; `Ok` holds the output JSON.
 async fn outcome(
     ctx: &WorkflowContext,
@@ -104,7 +125,7 @@ async fn outcome(
     input: String,
     recorded: Option<JournalRecord>,
     policy: RetryPolicy,
-    options: ActivityOptions,
+    placement: Placement,
 ) -> Option<Result<String, WorkflowError>> {
     let mut attempt = 0;
     let mut due = None;
@@ -144,12 +165,12 @@ async fn outcome(
         // Durable before observable: what this run learned so far is committed before an
         // attempt (an effect outside the workflow) starts; a queued attempt's task goes in
         // that same commit.
-        let result = if engine.queues_attempt(name) {
-            queued_attempt(ctx, &engine, seq, name, &input, attempt, options).await?
+        let result = if placement.capped || engine.queues_attempt(name) {
+            queued_attempt(ctx, &engine, seq, name, &input, attempt, &placement).await?
         } else {
             ctx.flush().await.ok()?;
             let _busy = ctx.busy();
-            local_attempt(ctx, &engine, seq, name, &input, attempt, options).await
+            local_attempt(ctx, &engine, seq, name, &input, attempt, placement.options).await
         };
         let error = match result {
             Ok(output) => {
@@ -218,8 +239,9 @@ async fn queued_attempt(
     name: &'static str,
     input: &str,
     attempt: u32,
-    options: ActivityOptions,
+    placement: &Placement,
 ) -> Option<Result<String, ActivityError>> {
+    let options = placement.options;
     let generation = ctx.generation();
     let outcome = engine.tasks().wait_for(ctx.instance_id(), generation, seq, attempt);
     let task = TaskRecord {
@@ -228,6 +250,7 @@ async fn queued_attempt(
         seq,
         name: name.to_owned(),
         input: input.to_owned(),
+        concurrency_key: placement.concurrency_key.clone(),
         attempt,
         start_to_close_ms: options.start_to_close.map(millis),
         heartbeat_timeout_ms: options.heartbeat_timeout.map(millis),

@@ -69,13 +69,16 @@ impl WorkflowContext {
 
     /// Calls activity `A` with `input`. Prefer the generated `my_activity::call(&ctx, input)`.
     pub fn call_activity<A: ActivityDef>(&self, input: A::Input) -> ActivityCall<A> {
-        let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
+        let input_value = input;
+        let input = serde_json::to_string(&input_value).map_err(|e| WorkflowError::Serialization(e.to_string()));
         let (seq, recorded) = self.reserve(StepKind::Activity, A::NAME);
         let input = self.bounded_input(input, recorded.is_some(), || format!("the input of activity `{}`", A::NAME));
+        let concurrency_key = A::concurrency_key(&input_value);
         ActivityCall {
             ctx: self.clone(),
             seq,
             input,
+            concurrency_key,
             recorded,
             retry: None,
             options: A::options(),

@@ -4,14 +4,18 @@
 
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
-use workflow_core::store::{InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap};
+use std::collections::HashMap;
+
+use workflow_core::store::{
+    key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap,
+};
 
 use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
-    SET_ASIDE_TASK,
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COUNT_HOLDING, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED,
+    RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, TAKE_TASKS, TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -251,15 +255,117 @@ pub(super) async fn claim_tasks(
             .map_err(failed("claiming tasks"))
     })
     .await?;
+    let mut claimed = decoded_tasks(pool, quarantine, worker, &rows, now).await;
+    claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
+    Ok(claimed)
+}
+
+/// Claims as [`claim_tasks`] does, taking no task of a capped activity past its cap (see
+/// `Store::claim_tasks_capped`): a transaction per capped activity, behind an advisory lock of
+/// that activity, counts its tasks holding a lease per key and takes, key by key, the oldest up
+/// to each key's room (`activity_tasks_keyed` serves each key's front; the backlog is not read);
+/// then the uncapped activities with what is left of `limit`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn claim_tasks_capped(
+    pool: &PgPool,
+    quarantine: &Quarantine,
+    worker: &str,
+    activities: &[String],
+    caps: &[ActivityCap],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut capped: Vec<&ActivityCap> = caps.iter().filter(|cap| activities.contains(&cap.activity)).collect();
+    // One lock at a time, always in name order.
+    capped.sort_by(|a, b| a.activity.cmp(&b.activity));
+    let mut claimed = Vec::new();
+    for cap in capped {
+        let left = limit - claimed.len();
+        if left == 0 {
+            break;
+        }
+        let rows = retrying(|| async move {
+            let mut tx = pool.begin().await.map_err(failed("beginning a capped task claim"))?;
+            let name = cap.activity.as_str();
+            sqlx::query(LOCK_TASK_CAP)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("locking an activity's cap"))?;
+            let holding: Vec<(String, i64)> = sqlx::query_as(COUNT_HOLDING)
+                .bind(name)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("counting running tasks"))?;
+            let running: HashMap<String, u64> =
+                holding.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect();
+            let keys: Vec<String> = sqlx::query_scalar(TASK_KEYS)
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("reading concurrency keys"))?;
+            let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
+            for (key, room) in key_room(cap.limit, &running, &keys) {
+                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(PICK_KEYED)
+                    .bind(name)
+                    .bind(key)
+                    .bind(now)
+                    .bind(to_i64(room.min(left)))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed("picking capped tasks"))?;
+                picks.extend(rows);
+            }
+            picks.sort();
+            picks.truncate(left);
+            let rows = if picks.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query(&TAKE_TASKS)
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(picks.iter().map(|p| p.1.as_str()).collect::<Vec<_>>())
+                    .bind(picks.iter().map(|p| p.2).collect::<Vec<_>>())
+                    .bind(picks.iter().map(|p| p.3).collect::<Vec<_>>())
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed("claiming capped tasks"))?
+            };
+            tx.commit().await.map_err(failed("committing a capped task claim"))?;
+            Ok(rows)
+        })
+        .await?;
+        claimed.extend(decoded_tasks(pool, quarantine, worker, &rows, now).await);
+    }
+    let uncapped: Vec<String> =
+        activities.iter().filter(|a| !caps.iter().any(|cap| &cap.activity == *a)).cloned().collect();
+    let rest = limit - claimed.len();
+    if !uncapped.is_empty() && rest > 0 {
+        claimed.extend(claim_tasks(pool, quarantine, worker, &uncapped, now, lease_until, rest).await?);
+    }
+    claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
+    Ok(claimed)
+}
+
+/// The claimed task rows that decode; the others are set aside.
+async fn decoded_tasks(
+    pool: &PgPool,
+    quarantine: &Quarantine,
+    worker: &str,
+    rows: &[PgRow],
+    now: Millis,
+) -> Vec<TaskRecord> {
     let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         match task_from_row(row) {
             Ok(task) => claimed.push(task),
             Err(error) => set_aside_task(pool, quarantine, worker, row, &error, now).await,
         }
     }
-    claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
-    Ok(claimed)
+    claimed
 }
 
 /// Sets aside a claimed task row that did not decode (`error`): undoes `worker`'s claim and makes

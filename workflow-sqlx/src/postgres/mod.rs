@@ -35,8 +35,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
+    StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -369,6 +369,22 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         claims::claim_tasks(&self.pool, &self.quarantine, worker, activities, now, lease_until, limit).await
+    }
+
+    async fn claim_tasks_capped(
+        &self,
+        worker: &str,
+        activities: &[String],
+        caps: &[ActivityCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if caps.is_empty() {
+            return self.claim_tasks(worker, activities, now, lease_until, limit).await;
+        }
+        let (pool, quarantine) = (&self.pool, &self.quarantine);
+        claims::claim_tasks_capped(pool, quarantine, worker, activities, caps, now, lease_until, limit).await
     }
 
     async fn complete_task(

@@ -184,6 +184,7 @@ mod tests {
             seq: 0,
             name: "n".into(),
             input: "1".into(),
+            concurrency_key: String::new(),
             attempt: 1,
             start_to_close_ms: None,
             heartbeat_timeout_ms: None,

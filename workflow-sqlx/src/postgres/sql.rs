@@ -92,13 +92,15 @@ pub(super) const WATCH: &str = "WITH marked AS (UPDATE instances SET watched = t
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
 pub(super) const ENQUEUE_TASK: &str = "INSERT INTO activity_tasks \
-     (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at) \
+     (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at, \
+     concurrency_key) \
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-     $8::int8[], $9::int8[]) \
+     $8::int8[], $9::int8[], $10::text[]) \
      ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
      name = EXCLUDED.name, input = EXCLUDED.input, attempt = EXCLUDED.attempt, \
      start_to_close_ms = EXCLUDED.start_to_close_ms, heartbeat_timeout_ms = EXCLUDED.heartbeat_timeout_ms, \
-     visible_at = EXCLUDED.visible_at, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
+     visible_at = EXCLUDED.visible_at, concurrency_key = EXCLUDED.concurrency_key, owner = NULL, \
+     lease_until = NULL, outcome_succeeded = NULL, \
      outcome = NULL, finished_at = NULL \
      WHERE activity_tasks.attempt < EXCLUDED.attempt";
 
@@ -195,6 +197,42 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
 /// Takes the transaction's advisory lock on workflow `$1`'s concurrency cap: every capped claim of
 /// that workflow takes it before it counts and claims (see `claims::claim_capped`).
 pub(super) const LOCK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('workflow-cap:' || $1::text, 0))";
+
+/// Serializes the claims of capped activity `$1` (held to the end of the claim's transaction).
+pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('activity-cap:' || $1::text, 0))";
+
+/// How many tasks of activity `$1` hold a lease at `$2`, per concurrency key (what its cap
+/// counts), read off the partial index of owned tasks.
+pub(super) const COUNT_HOLDING: &str = "SELECT concurrency_key, count(*) FROM activity_tasks \
+     WHERE name = $1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= $2 GROUP BY concurrency_key";
+
+/// The concurrency keys of activity `$1`'s unfinished tasks: one index probe per key (a loose
+/// index scan of `activity_tasks_keyed`), never a read of the backlog.
+pub(super) const TASK_KEYS: &str = "WITH RECURSIVE keys(k) AS (\
+     SELECT (SELECT concurrency_key FROM activity_tasks WHERE name = $1 AND outcome IS NULL \
+     ORDER BY concurrency_key LIMIT 1) \
+     UNION ALL SELECT (SELECT concurrency_key FROM activity_tasks WHERE name = $1 AND outcome IS NULL \
+     AND concurrency_key > keys.k ORDER BY concurrency_key LIMIT 1) FROM keys WHERE keys.k IS NOT NULL) \
+     SELECT k FROM keys WHERE k IS NOT NULL";
+
+/// The oldest `$4` tasks of activity `$1` with concurrency key `$2` claimable at `$3`, off the
+/// front of `activity_tasks_keyed`.
+pub(super) const PICK_KEYED: &str = "SELECT visible_at, instance_id, generation, seq FROM activity_tasks \
+     WHERE name = $1 AND concurrency_key = $2 AND outcome IS NULL AND visible_at <= $3 \
+     AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3) \
+     ORDER BY visible_at, instance_id, generation, seq LIMIT $4";
+
+/// Takes the picked tasks (`$3`..`$5`) for worker `$1` until `$2`, those still claimable at `$6`.
+pub(super) static TAKE_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 \
+         FROM UNNEST($3::text[], $4::int8[], $5::int8[]) AS v (instance_id, generation, seq) \
+         WHERE t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq \
+         AND t.outcome IS NULL AND (t.owner IS NULL OR t.lease_until IS NULL OR t.lease_until < $6) \
+         RETURNING {}",
+        qualified("t", TASK_COLUMNS)
+    )
+});
 
 /// How many instances of workflow `$1` hold a lease at `$2` (what its cap counts).
 pub(super) const COUNT_RUNNING: &str = "SELECT count(*) FROM instances WHERE workflow = $1 AND owner IS NOT NULL \

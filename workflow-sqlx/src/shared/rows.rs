@@ -29,7 +29,7 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created
 
 /// The `activity_tasks` columns [`task_from_row`] reads.
 pub(crate) const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
-     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at";
+     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at, concurrency_key";
 
 /// The column types the stores' tables use, read from a backend's row.
 pub(crate) trait Columns {
@@ -226,6 +226,7 @@ pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError
         seq,
         name: row.text(&name, "name")?,
         input: row.text(&name, "input")?,
+        concurrency_key: row.text(&name, "concurrency_key")?,
         attempt: row.uint(&name, "attempt")?,
         start_to_close_ms: row.maybe_int(&name, "start_to_close_ms")?,
         heartbeat_timeout_ms: row.maybe_int(&name, "heartbeat_timeout_ms")?,
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn column_lists_are_plain_names() {
         for (columns, count) in
-            [(INSTANCE_COLUMNS, 15), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 14)]
+            [(INSTANCE_COLUMNS, 15), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 15)]
         {
             let names: Vec<&str> = columns.split(", ").collect();
             assert_eq!(names.len(), count, "{columns}");

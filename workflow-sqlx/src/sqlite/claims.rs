@@ -8,7 +8,8 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use workflow_core::store::{
-    cap_room, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap,
+    cap_room, key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal,
+    WorkflowCap,
 };
 
 use super::{backend, SqliteStore};
@@ -336,11 +337,16 @@ pub(super) async fn release_leases(store: &SqliteStore, worker: &str) -> Result<
 }
 
 /// Claims up to `limit` tasks of `activities` visible at `now` for `worker` until `lease_until`,
-/// oldest first.
+/// oldest first, taking no task of a capped activity past its cap (see
+/// `Store::claim_tasks_capped`): under the one write lock, so the tasks it counts cannot change
+/// before its claims commit. Each capped activity with room is claimed on its own, key by key
+/// (`capped_picks`), then the uncapped ones with what is left of `limit`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn claim_tasks(
     store: &SqliteStore,
     worker: &str,
     activities: &[String],
+    caps: &[ActivityCap],
     now: Millis,
     lease_until: Millis,
     limit: usize,
@@ -362,35 +368,58 @@ pub(super) async fn claim_tasks(
         return Ok(Vec::new());
     }
 
-    // Re-selected under the write lock, so exact however many workers raced.
-    let n = activities.len();
-    let claim = format!(
-        "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
-         WHERE (instance_id, generation, seq) IN \
-         (SELECT instance_id, generation, seq FROM activity_tasks WHERE {claimable} \
-         ORDER BY visible_at, instance_id, generation, seq LIMIT ?2) \
-         RETURNING {TASK_COLUMNS}",
-        worker = n + 3,
-        until = n + 4,
-    );
-    let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
-    for activity in activities {
-        query = query.bind(activity.as_str());
-    }
-    let query = query.bind(worker).bind(lease_until);
+    let mut capped: Vec<&ActivityCap> = caps.iter().filter(|cap| activities.contains(&cap.activity)).collect();
+    capped.sort_by(|a, b| a.activity.cmp(&b.activity));
+    let uncapped: Vec<&String> = activities.iter().filter(|a| !caps.iter().any(|cap| &cap.activity == *a)).collect();
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a task claim").await?;
     // Each row decoded on its own, in the claim's transaction: a damaged one is set aside before
     // the commit (see `Quarantine::set_aside_task`), so the claim never leaves a task owned that
     // it does not return.
     let claimed = async {
-        let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"))?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match task_from_row(row) {
-                Ok(task) => claimed.push(task),
-                Err(error) => set_aside_task(store, &mut conn, row, &error, now).await?,
+        let mut claimed = Vec::new();
+        for cap in capped {
+            let left = limit - claimed.len();
+            if left == 0 {
+                break;
             }
+            for (instance_id, generation, seq) in capped_picks(&mut conn, cap, now, left).await? {
+                let take = format!(
+                    "UPDATE activity_tasks SET owner = ?, lease_until = ? WHERE instance_id = ? AND generation = ? \
+                     AND seq = ? AND outcome IS NULL AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) \
+                     RETURNING {TASK_COLUMNS}"
+                );
+                let query = sqlx::query(&take).bind(worker).bind(lease_until).bind(instance_id);
+                let rows = query
+                    .bind(generation)
+                    .bind(seq)
+                    .bind(now)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(backend("claiming a capped task"))?;
+                decode_tasks(store, &mut conn, &rows, now, &mut claimed).await?;
+            }
+        }
+        let rest = limit - claimed.len();
+        if rest > 0 && !uncapped.is_empty() {
+            // Re-selected under the write lock, so exact however many workers raced.
+            let n = uncapped.len();
+            let claim = format!(
+                "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
+                 WHERE (instance_id, generation, seq) IN \
+                 (SELECT instance_id, generation, seq FROM activity_tasks WHERE {claimable} \
+                 ORDER BY visible_at, instance_id, generation, seq LIMIT ?2) \
+                 RETURNING {TASK_COLUMNS}",
+                claimable = claimable_tasks(n),
+                worker = n + 3,
+                until = n + 4,
+            );
+            let query = uncapped.iter().fold(sqlx::query(&claim).bind(now).bind(to_i64(rest)), |query, activity| {
+                query.bind(activity.as_str())
+            });
+            let query = query.bind(worker).bind(lease_until);
+            let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming tasks"))?;
+            decode_tasks(store, &mut conn, &rows, now, &mut claimed).await?;
         }
         Ok::<_, StoreError>(claimed)
     }
@@ -398,6 +427,91 @@ pub(super) async fn claim_tasks(
     let mut claimed = store.end_immediate(&mut conn, claimed, "committing a task claim").await?;
     claimed.sort_by(|a, b| task_order(a).cmp(&task_order(b)));
     Ok(claimed)
+}
+
+/// The keys of the tasks a capped activity's claim may take at `now`, at most `left`: per
+/// concurrency key, the oldest claimable tasks up to the cap less the tasks of that key holding
+/// a lease; of these, the oldest `left`. Reads indexes only: the owned tasks
+/// (`activity_tasks_holding`), one seek per key with unfinished tasks and each key's front
+/// (`activity_tasks_keyed`), never the whole backlog.
+async fn capped_picks(
+    conn: &mut SqliteConnection,
+    cap: &ActivityCap,
+    now: Millis,
+    left: usize,
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let name = cap.activity.as_str();
+    let holding = sqlx::query(
+        "SELECT concurrency_key, count(*) FROM activity_tasks INDEXED BY activity_tasks_holding \
+         WHERE name = ?1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?2 GROUP BY concurrency_key",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend("counting running tasks"))?;
+    let mut running = HashMap::new();
+    for row in holding {
+        let key: String = row.try_get(0).map_err(backend("reading running counts"))?;
+        let count: i64 = row.try_get(1).map_err(backend("reading running counts"))?;
+        running.insert(key, u64::try_from(count).unwrap_or(0));
+    }
+    let keys: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE keys(k) AS (\
+         SELECT (SELECT concurrency_key FROM activity_tasks INDEXED BY activity_tasks_keyed \
+         WHERE name = ?1 AND outcome IS NULL ORDER BY concurrency_key LIMIT 1) \
+         UNION ALL SELECT (SELECT concurrency_key FROM activity_tasks INDEXED BY activity_tasks_keyed \
+         WHERE name = ?1 AND outcome IS NULL AND concurrency_key > keys.k ORDER BY concurrency_key LIMIT 1) \
+         FROM keys WHERE keys.k IS NOT NULL) \
+         SELECT k FROM keys WHERE k IS NOT NULL",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend("reading concurrency keys"))?;
+    let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
+    for (key, room) in key_room(cap.limit, &running, &keys) {
+        let rows = sqlx::query(
+            "SELECT visible_at, instance_id, generation, seq FROM activity_tasks INDEXED BY activity_tasks_keyed \
+             WHERE name = ?1 AND concurrency_key = ?2 AND outcome IS NULL AND visible_at <= ?3 \
+             AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?3) \
+             ORDER BY visible_at, instance_id, generation, seq LIMIT ?4",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(now)
+        .bind(to_i64(room.min(left)))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend("picking capped tasks"))?;
+        for row in rows {
+            let pick = (row.try_get(0), row.try_get(1), row.try_get(2), row.try_get(3));
+            let (Ok(visible_at), Ok(instance_id), Ok(generation), Ok(seq)) = pick else {
+                return Err(StoreError::backend("reading a capped task's key"));
+            };
+            picks.push((visible_at, instance_id, generation, seq));
+        }
+    }
+    picks.sort();
+    Ok(picks.into_iter().take(left).map(|(_, instance_id, generation, seq)| (instance_id, generation, seq)).collect())
+}
+
+/// Decodes claimed task rows into `claimed`, setting aside (in the claim's transaction) those
+/// that do not decode.
+async fn decode_tasks(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    rows: &[SqliteRow],
+    now: Millis,
+    claimed: &mut Vec<TaskRecord>,
+) -> Result<(), StoreError> {
+    for row in rows {
+        match task_from_row(row) {
+            Ok(task) => claimed.push(task),
+            Err(error) => set_aside_task(store, conn, row, &error, now).await?,
+        }
+    }
+    Ok(())
 }
 
 /// Sets aside a claimed task row that did not decode (`error`), in the claim's transaction:

@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store, StoreError,
-    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
+    StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -336,7 +336,19 @@ impl Store for SqliteStore {
         lease_until: Millis,
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        claims::claim_tasks(self, worker, activities, now, lease_until, limit).await
+        claims::claim_tasks(self, worker, activities, &[], now, lease_until, limit).await
+    }
+
+    async fn claim_tasks_capped(
+        &self,
+        worker: &str,
+        activities: &[String],
+        caps: &[ActivityCap],
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        claims::claim_tasks(self, worker, activities, caps, now, lease_until, limit).await
     }
 
     async fn complete_task(

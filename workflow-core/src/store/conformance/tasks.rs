@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{RuntimeStatus, Store, StoreError, TaskRecord, WriteOp};
+use crate::store::{ActivityCap, RuntimeStatus, Store, StoreError, TaskRecord, WriteOp};
 
 use super::{
     claim_everything, claimed, continue_as_new, create, delete_task, enqueue, get, instance, names, outcome, task,
@@ -432,4 +432,55 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
     check_tasks_leases(store).await;
     check_tasks_concurrent_claims(store).await;
     check_tasks_payloads(store, nul).await;
+    check_tasks_caps(store).await;
+}
+
+/// A capped activity's claim takes, of each concurrency key, at most the cap less the tasks of
+/// that key holding a live lease (a lapsed lease does not count; the empty key is a key like any
+/// other); a long backlog of one key does not hold back another; uncapped activities are claimed
+/// as usual; the worker's `limit` goes to the oldest picks. Without caps it is a plain claim.
+pub async fn check_tasks_caps(store: &dyn Store) {
+    let (act, free, now) = ("taskcap_act", "taskcap_free_act", 1_000);
+    let cap = [ActivityCap { activity: act.to_owned(), limit: 2 }];
+    let keyed = |id: &str, key: &str, visible_at: i64| TaskRecord {
+        concurrency_key: key.to_owned(),
+        ..task(id, 0, 0, act, 1, visible_at)
+    };
+    // Key "a": one task holding a live lease, one whose lease lapsed, and a backlog of four.
+    store.write(&[enqueue(keyed("taskcap/held", "a", 0))]).await.unwrap();
+    assert_eq!(task_keys(&store.claim_tasks("taskcap-other", &names(&[act]), 0, now, 1).await.unwrap()).len(), 1);
+    store.write(&[enqueue(keyed("taskcap/lapsed", "a", 0))]).await.unwrap();
+    let lapsed = store.claim_tasks("taskcap-other", &names(&[act]), 0, now - 1, 1).await.unwrap();
+    assert_eq!(lapsed.len(), 1);
+    let mut ops: Vec<WriteOp> = (1..=4).map(|n| enqueue(keyed(&format!("taskcap/a{n}"), "a", n))).collect();
+    ops.extend((1..=3).map(|n| enqueue(keyed(&format!("taskcap/b{n}"), "b", 9 + n))));
+    ops.extend((1..=3).map(|n| enqueue(keyed(&format!("taskcap/g{n}"), "", 19 + n))));
+    ops.push(enqueue(task("taskcap/f1", 0, 0, free, 1, 30)));
+    store.write(&ops).await.unwrap();
+    let both = names(&[act, free]);
+    let ids = |tasks: &[TaskRecord]| tasks.iter().map(|t| t.instance_id.clone()).collect::<Vec<_>>();
+
+    let first = store.claim_tasks_capped("taskcap-w", &both, &cap, now, 5_000, 10).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        ["taskcap/lapsed", "taskcap/b1", "taskcap/b2", "taskcap/g1", "taskcap/g2", "taskcap/f1"],
+        "a has room for one (held runs), b and the empty key for two each"
+    );
+    assert!(first.iter().all(|t| t.owner.as_deref() == Some("taskcap-w") && t.lease_until == Some(5_000)));
+    assert!(store.claim_tasks_capped("taskcap-w", &both, &cap, now, 5_000, 10).await.unwrap().is_empty(), "at caps");
+
+    // One of b ends: room for b3 (the worker's limit of one goes to it, the only pick).
+    let done = outcome(true, "1", now);
+    assert!(store.complete_task("taskcap-w", "taskcap/b1", 0, 0, 1, &done).await.unwrap());
+    let next = store.claim_tasks_capped("taskcap-w", &both, &cap, now, 5_000, 1).await.unwrap();
+    assert_eq!(ids(&next), ["taskcap/b3"]);
+    // The held lease lapses: it no longer counts, and it is the oldest of a to take again.
+    let later = store.claim_tasks_capped("taskcap-w", &both, &cap, now + 1, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&later), ["taskcap/held"]);
+    // A cap of an activity not asked for changes nothing; without caps, a plain claim.
+    let unrelated = [ActivityCap { activity: "taskcap_unrelated_act".to_owned(), limit: 1 }];
+    let some = store.claim_tasks_capped("taskcap-w", &names(&[act]), &unrelated, now + 1, 5_000, 2).await.unwrap();
+    assert_eq!(ids(&some), ["taskcap/a1", "taskcap/a2"]);
+    let rest = store.claim_tasks_capped("taskcap-w", &names(&[act]), &[], now + 1, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["taskcap/a3", "taskcap/a4", "taskcap/g3"]);
 }
