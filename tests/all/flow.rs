@@ -183,3 +183,171 @@ async fn a_workflow_cap_holds_across_workers_on_postgres() {
     cap_holds_across_workers("cap-postgres", stores).await;
     drop_schema(&url, &schema).await;
 }
+
+/// One unit of work for the capped activities: which test run, which tenant, which item.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Job {
+    run: String,
+    tenant: String,
+    n: u32,
+}
+
+/// Per run: what each capped activity body saw, counted by the bodies themselves (not the
+/// engine). `now`/`most` by tenant ("" for all), and the tenants in the order their items started.
+#[derive(Default, Clone)]
+struct Flights {
+    now: HashMap<String, u32>,
+    most: HashMap<String, u32>,
+    order: Vec<String>,
+}
+
+fn flights() -> &'static Mutex<HashMap<String, Flights>> {
+    static FLIGHTS: OnceLock<Mutex<HashMap<String, Flights>>> = OnceLock::new();
+    FLIGHTS.get_or_init(Mutex::default)
+}
+
+/// Counts a job in (overall and for its tenant), works a little, counts it out.
+async fn fly(job: &Job) {
+    {
+        let mut all = flights().lock().unwrap();
+        let run = all.entry(job.run.clone()).or_default();
+        run.order.push(job.tenant.clone());
+        for key in [String::new(), job.tenant.clone()] {
+            let now = run.now.entry(key.clone()).or_default();
+            *now += 1;
+            let now = *now;
+            let most = run.most.entry(key).or_default();
+            *most = (*most).max(now);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let mut all = flights().lock().unwrap();
+    let run = all.entry(job.run.clone()).or_default();
+    for key in [String::new(), job.tenant.clone()] {
+        *run.now.entry(key).or_default() -= 1;
+    }
+}
+
+/// At most three attempts at once, across every worker.
+#[activity(concurrency = 3)]
+async fn metered(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {
+    fly(&job).await;
+    Ok(job.n)
+}
+
+/// The key of a job: its tenant.
+fn tenant_of(job: &Job) -> String {
+    job.tenant.clone()
+}
+
+/// At most two attempts of one tenant at once, across every worker (a path as the key).
+#[activity(concurrency(limit = 2, key = tenant_of))]
+async fn per_tenant(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {
+    fly(&job).await;
+    Ok(job.n)
+}
+
+/// The same with the key written as a closure.
+#[activity(concurrency(key = |job: &Job| job.tenant.clone(), limit = 2))]
+async fn per_tenant_closure(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {
+    fly(&job).await;
+    Ok(job.n)
+}
+
+/// Runs `jobs` through the activity `which` names, all at once; returns the sum of their outputs.
+#[workflow]
+async fn metered_batch(ctx: WorkflowContext, (which, jobs): (String, Vec<Job>)) -> Result<u32, WorkflowError> {
+    let outputs = match which.as_str() {
+        "global" => metered::fan_out(&ctx, jobs).await?,
+        "tenant" => per_tenant::fan_out(&ctx, jobs).await?,
+        _ => per_tenant_closure::fan_out(&ctx, jobs).await?,
+    };
+    Ok(outputs.into_iter().sum())
+}
+
+fn jobs(run: &str, tenant: &str, count: u32) -> Vec<Job> {
+    (0..count).map(|n| Job { run: run.to_owned(), tenant: tenant.to_owned(), n }).collect()
+}
+
+/// Three workers on `stores` (one store object each, as three processes would have) run one
+/// instance whose fan-out calls a capped activity: with the global cap (`which` = "global"), 30
+/// calls never run more than three at once and do at some point; with a cap of two per tenant, a
+/// tenant with 30 calls queued first and one with 5 queued after never run more than two each,
+/// and the small tenant is done long before the big one (it is not queued behind its backlog).
+async fn activity_cap_holds_across_workers(run: &str, which: &str, stores: [Arc<dyn Store>; 3]) {
+    let mut runtimes = Vec::new();
+    for store in stores {
+        let runtime = Runtime::builder()
+            .store(store)
+            .workflow(metered_batch::Workflow)
+            .activity(metered::Activity)
+            .activity(per_tenant::Activity)
+            .activity(per_tenant_closure::Activity)
+            .poll_interval(Duration::from_millis(50))
+            .build()
+            .await
+            .unwrap();
+        runtimes.push(runtime);
+    }
+    let mut all = jobs(run, "big", 30);
+    if which != "global" {
+        all.extend(jobs(run, "small", 5));
+    }
+    let expected: u32 = all.iter().map(|job| job.n).sum();
+    let handle = metered_batch::start(&runtimes[0].client(), (which.to_owned(), all)).id(run).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(60)).await.unwrap(), expected);
+    let seen = flights().lock().unwrap().get(run).cloned().unwrap_or_default();
+    assert!(seen.now.values().all(|now| *now == 0), "{run}: all ended");
+    if which == "global" {
+        assert_eq!(seen.most.get(""), Some(&3), "{run}: at most three at once, and three at some point");
+    } else {
+        for tenant in ["big", "small"] {
+            assert_eq!(seen.most.get(tenant), Some(&2), "{run}: at most two of {tenant} at once, and two at some point");
+        }
+        // FIFO under one global cap would start all 30 of "big" first (index 34 for the last
+        // "small"); per key, "small" runs beside it from the start.
+        let last_small = seen.order.iter().rposition(|tenant| tenant == "small").unwrap();
+        assert!(last_small < 20, "{run}: the small tenant waited behind the big one: {:?}", seen.order);
+    }
+    for runtime in runtimes {
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn activity_caps_hold_across_workers_in_memory() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    for which in ["global", "tenant", "closure"] {
+        let stores = [store.clone(), store.clone(), store.clone()];
+        activity_cap_holds_across_workers(&format!("acap-memory-{which}"), which, stores).await;
+    }
+}
+
+#[tokio::test]
+async fn activity_caps_hold_across_workers_on_sqlite() {
+    let (_dir, url, first) = sqlite_store().await;
+    let second: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    let third: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    for which in ["global", "tenant"] {
+        let stores = [first.clone(), second.clone(), third.clone()];
+        activity_cap_holds_across_workers(&format!("acap-sqlite-{which}"), which, stores).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn activity_caps_hold_across_workers_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_acap");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let options = workflow::PostgresOptions::new().schema(&schema);
+        stores.push(Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>);
+    }
+    for which in ["global", "tenant"] {
+        let stores: [Arc<dyn Store>; 3] = [stores[0].clone(), stores[1].clone(), stores[2].clone()];
+        activity_cap_holds_across_workers(&format!("acap-postgres-{which}"), which, stores).await;
+    }
+    drop_schema(&url, &schema).await;
+}
