@@ -161,6 +161,12 @@ impl Args {
                          order.tenant.clone())`",
                     ));
                 }
+            } else if !activity && meta.input.peek(syn::token::Paren) {
+                errors.push(meta.error(
+                    "`concurrency(...)` (a cap per key) applies to `#[activity]` for now: a workflow takes \
+                     `concurrency = N`",
+                ));
+                skip_value(meta)?;
             } else if let Some(n) = concurrency_limit(meta, CONCURRENCY, "concurrency = 4", kind, errors)? {
                 self.concurrency.set(meta, n, errors);
             }
