@@ -302,7 +302,11 @@ async fn activity_cap_holds_across_workers(run: &str, which: &str, stores: [Arc<
         assert_eq!(seen.most.get(""), Some(&3), "{run}: at most three at once, and three at some point");
     } else {
         for tenant in ["big", "small"] {
-            assert_eq!(seen.most.get(tenant), Some(&2), "{run}: at most two of {tenant} at once, and two at some point");
+            assert_eq!(
+                seen.most.get(tenant),
+                Some(&2),
+                "{run}: at most two of {tenant} at once, and two at some point"
+            );
         }
         // FIFO under one global cap would start all 30 of "big" first (index 34 for the last
         // "small"); per key, "small" runs beside it from the start.

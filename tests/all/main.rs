@@ -9,6 +9,8 @@ mod durable;
 mod engine;
 mod fencing;
 mod flow;
+#[cfg(feature = "postgres")]
+mod flow_processes;
 #[cfg(feature = "http")]
 mod http;
 mod limits;
