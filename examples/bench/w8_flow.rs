@@ -2,7 +2,9 @@
 //! activities, all started at once) three ways on one runtime: without a cap, with a cap equal to
 //! the uncapped run's parallelism (200: it never binds, so the figure is the cost of counting and
 //! of claiming instead of running at start), and with a cap of 20 that binds. Rounds alternate;
-//! the row gives the medians.
+//! the row gives the medians. A second row: W1 whose steps are a capped activity (a global cap of
+//! 200, and 20 per key over 10 keys: neither binds), whose attempts go through the store's task
+//! queue where the caps are counted, beside the same uncapped run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,36 @@ const ROUNDS: usize = 3;
 #[activity(retry(max_attempts = 1))]
 async fn w8_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     Ok(n + 1)
+}
+
+/// `w8_step` under a global cap that never binds (200 workflows run one step at a time each).
+#[activity(retry(max_attempts = 1), concurrency = 200)]
+async fn w8_capped_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+/// `w8_step` under a cap of 20 per key, keyed by workflow (`n / 100`) over 10 keys: 200 in all.
+#[activity(retry(max_attempts = 1), concurrency(limit = 20, key = |n: &u64| (n / 100 % 10).to_string()))]
+async fn w8_keyed_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+#[workflow]
+async fn w8_capped_steps(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut n = start;
+    for _ in 0..10 {
+        n = w8_capped_step::call(&ctx, n).await?;
+    }
+    Ok(n)
+}
+
+#[workflow]
+async fn w8_keyed_steps(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut n = start;
+    for _ in 0..10 {
+        n = w8_keyed_step::call(&ctx, n).await?;
+    }
+    Ok(n)
 }
 
 async fn ten_steps(ctx: &WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
@@ -69,23 +101,44 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
         .workflow(w8_free::Workflow)
         .workflow(w8_cap_200::Workflow)
         .workflow(w8_cap_20::Workflow)
+        .workflow(w8_capped_steps::Workflow)
+        .workflow(w8_keyed_steps::Workflow)
         .activity(w8_step::Activity)
+        .activity(w8_capped_step::Activity)
+        .activity(w8_keyed_step::Activity)
         .max_concurrent_activities(1024)
         .build()
         .await?;
     let client = runtime.client();
     let (mut free, mut same, mut binding) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut global, mut keyed) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         free.push(round::<w8_free::Workflow>(&client).await?);
         same.push(round::<w8_cap_200::Workflow>(&client).await?);
         binding.push(round::<w8_cap_20::Workflow>(&client).await?);
+        global.push(round::<w8_capped_steps::Workflow>(&client).await?);
+        keyed.push(round::<w8_keyed_steps::Workflow>(&client).await?);
     }
     runtime.shutdown(Duration::from_secs(5)).await?;
     let (free, same, binding) = (median(free), median(same), median(binding));
-    Ok(vec![ScaleRow {
-        workload: "W8 W1 under a workflow concurrency cap, workflows/s (median of rounds)",
-        store: name.to_owned(),
-        measured: format!("cap 200 (never binds): {same:.0} ({:.0}% of uncapped)", 100.0 * same / free),
-        beside: format!("uncapped: {free:.0}; cap 20 (binds): {binding:.0}"),
-    }])
+    let (global, keyed) = (median(global), median(keyed));
+    let share = |figure: f64| 100.0 * figure / free;
+    Ok(vec![
+        ScaleRow {
+            workload: "W8 W1 under a workflow concurrency cap, workflows/s (median of rounds)",
+            store: name.to_owned(),
+            measured: format!("cap 200 (never binds): {same:.0} ({:.0}% of uncapped)", share(same)),
+            beside: format!("uncapped: {free:.0}; cap 20 (binds): {binding:.0}"),
+        },
+        ScaleRow {
+            workload: "W8 W1 with capped activity steps, workflows/s (median of rounds)",
+            store: name.to_owned(),
+            measured: format!(
+                "global cap 200: {global:.0} ({:.0}%); 20 per key x 10 keys: {keyed:.0} ({:.0}%)",
+                share(global),
+                share(keyed)
+            ),
+            beside: format!("uncapped local steps: {free:.0}"),
+        },
+    ])
 }
