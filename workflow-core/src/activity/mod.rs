@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub(crate) use attempt::{run_attempt, Attempt};
 pub use queue::ActivityDispatch;
-pub(crate) use queue::{outcome_loop, task_loop, TaskHub};
+pub(crate) use queue::{completion_loop, outcome_loop, task_loop, TaskHub};
 pub use retry::RetryPolicy;
 
 use crate::error::ActivityError;

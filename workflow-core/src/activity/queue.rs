@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 use super::attempt::{run_attempt, Attempt};
 use super::ActivityOptions;
 use crate::model::codec;
-use crate::store::{TaskOutcome, TaskRecord};
+use crate::store::{TaskCompletion, TaskOutcome, TaskRecord};
 use crate::worker::Engine;
 
 /// Where the activity attempts of the instances a worker runs are executed.
@@ -40,6 +40,11 @@ pub(crate) struct TaskHub {
     pub(crate) outcome_ready: Notify,
     /// Woken when a task may be waiting to be claimed.
     pub(crate) queued: Notify,
+    /// Outcomes of tasks run here that the store has not taken yet, reported in batches by
+    /// [`completion_loop`] (one commit for many, not one each).
+    completions: Mutex<Vec<TaskCompletion>>,
+    /// Woken when an outcome joins `completions`.
+    completed: Notify,
 }
 
 impl TaskHub {
@@ -75,14 +80,26 @@ impl TaskHub {
 
     fn deliver(&self, task: TaskRecord) {
         let Some(outcome) = task.outcome else { return };
-        let Ok(mut waiters) = self.waiters.lock() else { return };
-        let Some(calls) = waiters.get_mut(&task.instance_id) else { return };
-        if let Some(sender) = calls.remove(&(task.generation, task.seq, task.attempt)) {
-            let _ = sender.send(outcome);
-        }
+        self.deliver_outcome(&task.instance_id, (task.generation, task.seq, task.attempt), outcome);
+    }
+
+    /// Hands `outcome` to the run here waiting for that attempt; returns whether one took it.
+    fn deliver_outcome(&self, instance_id: &str, call: CallKey, outcome: TaskOutcome) -> bool {
+        let Ok(mut waiters) = self.waiters.lock() else { return false };
+        let Some(calls) = waiters.get_mut(instance_id) else { return false };
+        let taken = calls.remove(&call).is_some_and(|sender| sender.send(outcome).is_ok());
         if calls.is_empty() {
-            waiters.remove(&task.instance_id);
+            waiters.remove(instance_id);
         }
+        taken
+    }
+
+    /// Queues an outcome for the store (see [`completion_loop`]).
+    fn report(&self, completion: TaskCompletion) {
+        if let Ok(mut completions) = self.completions.lock() {
+            completions.push(completion);
+        }
+        self.completed.notify_one();
     }
 }
 
@@ -147,7 +164,10 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
     }
 }
 
-/// Runs a claimed task's attempt and reports its outcome in the task row.
+/// Runs a claimed task's attempt and reports its outcome: at once to the run waiting for it when
+/// that run is in this process (it journals the outcome and deletes the task in its next
+/// commit), and always to the store, in a batch ([`completion_loop`]), so the outcome survives
+/// that run failing to commit and reaches a run anywhere else.
 async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphorePermit) {
     let options = ActivityOptions {
         start_to_close: task.start_to_close_ms.map(duration_ms),
@@ -168,32 +188,79 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
     .await;
     drop(permit);
     let outcome = codec::encode_outcome(&result, engine.now());
-    // Reported until the store takes it: this live worker keeps renewing the task's lease, so an
-    // outcome given up on would leave the task (and its instance) stalled until the process ends.
-    // Only shutdown stops the tries (it releases the lease, and the attempt runs again elsewhere).
+    let call = (task.generation, task.seq, task.attempt);
+    engine.tasks().deliver_outcome(&task.instance_id, call, outcome.clone());
+    engine.tasks().report(TaskCompletion {
+        instance_id: task.instance_id,
+        generation: task.generation,
+        seq: task.seq,
+        attempt: task.attempt,
+        outcome,
+    });
+}
+
+/// Reports the outcomes of the tasks run here to the store, as many as have gathered in one
+/// call (one commit on the SQL stores), until the store takes them: this live worker keeps
+/// renewing the tasks' leases, so an outcome given up on would leave its task (and instance)
+/// stalled until the process ends. A batch the store refuses is reported one by one, so one bad
+/// outcome cannot hold back the others. Only shutdown stops the tries (it releases the leases,
+/// and the attempts run again elsewhere).
+pub(crate) async fn completion_loop(engine: Arc<Engine>) {
+    let hub = engine.tasks();
     let mut pause = Duration::from_millis(50);
     loop {
-        let reported = engine
-            .store()
-            .complete_task(engine.owner(), &task.instance_id, task.generation, task.seq, task.attempt, &outcome)
-            .await;
-        match reported {
-            Ok(true) => {
-                engine.tasks().outcome_ready.notify_one();
-                return;
+        hub.completed.notified().await;
+        loop {
+            let batch: Vec<TaskCompletion> = match hub.completions.lock() {
+                Ok(mut completions) => std::mem::take(&mut *completions),
+                Err(_) => return,
+            };
+            if batch.is_empty() {
+                break;
             }
-            Ok(false) => {
-                tracing::debug!(instance_id = %task.instance_id, seq = task.seq, "task was taken over or withdrawn; outcome dropped");
-                return;
-            }
-            Err(error) => {
-                if engine.is_shutting_down() {
-                    return;
+            let store = engine.store();
+            let stored = match store.complete_tasks(engine.owner(), &batch).await {
+                Ok(stored) => stored.into_iter().map(Ok).collect(),
+                Err(_) => {
+                    let mut each = Vec::with_capacity(batch.len());
+                    for c in &batch {
+                        let owner = engine.owner();
+                        each.push(
+                            store
+                                .complete_task(owner, &c.instance_id, c.generation, c.seq, c.attempt, &c.outcome)
+                                .await,
+                        );
+                    }
+                    each
                 }
-                tracing::warn!(%error, instance_id = %task.instance_id, seq = task.seq, retry_in = ?pause, "reporting a task outcome failed");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+            };
+            let mut again = Vec::new();
+            for (completion, stored) in batch.into_iter().zip(stored) {
+                match stored {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(instance_id = %completion.instance_id, seq = completion.seq, "task was taken over, withdrawn or journaled; outcome dropped");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, instance_id = %completion.instance_id, seq = completion.seq, retry_in = ?pause, "reporting a task outcome failed");
+                        again.push(completion);
+                    }
+                }
             }
+            hub.outcome_ready.notify_one();
+            if again.is_empty() {
+                pause = Duration::from_millis(50);
+                continue;
+            }
+            if engine.is_shutting_down() {
+                return;
+            }
+            if let Ok(mut completions) = hub.completions.lock() {
+                again.append(&mut completions);
+                *completions = again;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::store::{cap_room, key_room, ActivityCap};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
-    StoreError, StoreStats, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 /// A task's key: (instance, generation, seq).
@@ -558,6 +558,28 @@ impl Store for MemoryStore {
         task.outcome = Some(outcome.clone());
         self.stats.record_commit(1);
         Ok(true)
+    }
+
+    async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {
+        let mut tables = self.lock()?;
+        let stored: Vec<bool> = completions
+            .iter()
+            .map(|c| {
+                let Some(task) = tables.tasks.get_mut(&(c.instance_id.clone(), c.generation, c.seq)) else {
+                    return false;
+                };
+                if task.attempt != c.attempt || task.owner.as_deref() != Some(worker) || task.outcome.is_some() {
+                    return false;
+                }
+                task.outcome = Some(c.outcome.clone());
+                true
+            })
+            .collect();
+        let done = stored.iter().filter(|stored| **stored).count();
+        if done > 0 {
+            self.stats.record_commit(done);
+        }
+        Ok(stored)
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

@@ -221,6 +221,22 @@ pub fn key_room<'a>(limit: u32, running: &HashMap<String, u64>, keys: &'a [Strin
         .collect()
 }
 
+/// One task outcome for [`Store::complete_tasks`]: the task's key, the attempt it ran, and what
+/// that attempt reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCompletion {
+    /// The calling instance.
+    pub instance_id: String,
+    /// Its continue-as-new generation.
+    pub generation: u32,
+    /// The call's seq in the journal.
+    pub seq: u32,
+    /// The attempt that ran.
+    pub attempt: u32,
+    /// What it reported.
+    pub outcome: TaskOutcome,
+}
+
 /// What applying a batch reported back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -622,6 +638,16 @@ pub trait Store: Send + Sync + 'static {
         attempt: u32,
         outcome: &TaskOutcome,
     ) -> Result<bool, StoreError>;
+
+    /// Stores many outcomes as [`Store::complete_task`] stores one, in one commit where the store
+    /// can; returns, in order, whether each was stored. The default stores them one by one.
+    async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {
+        let mut stored = Vec::with_capacity(completions.len());
+        for c in completions {
+            stored.push(self.complete_task(worker, &c.instance_id, c.generation, c.seq, c.attempt, &c.outcome).await?);
+        }
+        Ok(stored)
+    }
 
     /// The tasks of these instances that have an outcome.
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError>;

@@ -233,6 +233,7 @@ impl RuntimeBuilder {
         }
         if engine.registry().activity_names().next().is_some() {
             loops.push(tokio::spawn(activity::task_loop(engine.clone(), self.poll_interval, self.claim_batch)));
+            loops.push(tokio::spawn(activity::completion_loop(engine.clone())));
         }
         if let Some(signals) = engine.store().wake_signals() {
             loops.push(tokio::spawn(wake_loop(engine.clone(), signals)));

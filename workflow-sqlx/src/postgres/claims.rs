@@ -7,15 +7,16 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use workflow_core::store::{
-    key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal, WorkflowCap,
+    key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal,
+    WorkflowCap,
 };
 
 use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COUNT_HOLDING, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED,
-    RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, TAKE_TASKS, TASK_KEYS,
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP,
+    LOCK_TASK_CAP, PICK_KEYED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, TAKE_TASKS, TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -444,4 +445,48 @@ pub(super) async fn complete_task(
     })
     .await?;
     Ok(completed > 0)
+}
+
+/// Stores many outcomes as [`complete_task`] stores one, in one statement; returns whether each
+/// was stored. Idempotent as it is.
+pub(super) async fn complete_tasks(
+    pool: &PgPool,
+    channel: &str,
+    worker: &str,
+    completions: &[TaskCompletion],
+) -> Result<Vec<bool>, StoreError> {
+    for c in completions {
+        check_completion(worker, &c.instance_id, c.seq, &c.outcome.payload)?;
+    }
+    let notices: Vec<Option<String>> =
+        completions.iter().map(|c| notice(&WakeSignal::TaskDone(c.instance_id.clone()))).collect();
+    let rows: Vec<(String, i64, i64, i64, bool)> = retrying_idempotent(|| {
+        let notices = &notices;
+        async move {
+            sqlx::query_as(COMPLETE_TASKS)
+                .bind(completions.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| c.outcome.succeeded).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| c.outcome.payload.as_str()).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| c.outcome.finished_at).collect::<Vec<_>>())
+                .bind(worker)
+                .bind(channel)
+                .bind(notices)
+                .fetch_all(pool)
+                .await
+                .map_err(failed("completing tasks"))
+        }
+    })
+    .await?;
+    let stored: std::collections::HashSet<(String, i64, i64, i64)> =
+        rows.into_iter().map(|(id, generation, seq, attempt, _)| (id, generation, seq, attempt)).collect();
+    Ok(completions
+        .iter()
+        .map(|c| {
+            let key = (c.instance_id.clone(), i64::from(c.generation), i64::from(c.seq), i64::from(c.attempt));
+            stored.contains(&key)
+        })
+        .collect())
 }

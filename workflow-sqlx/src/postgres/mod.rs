@@ -36,7 +36,8 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
-    StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -403,6 +404,18 @@ impl Store for PostgresStore {
             self.stats.record_commit(1);
         }
         Ok(completed)
+    }
+
+    async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = claims::complete_tasks(&self.pool, &self.channel, worker, completions).await?;
+        let done = stored.iter().filter(|stored| **stored).count();
+        if done > 0 {
+            self.stats.record_commit(done);
+        }
+        Ok(stored)
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

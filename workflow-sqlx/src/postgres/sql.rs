@@ -344,6 +344,18 @@ pub(super) const COMPLETE_TASK: &str =
      counted AS (SELECT count(*) AS done FROM done) \
      SELECT done, CASE WHEN done > 0 AND $10::text IS NOT NULL THEN pg_notify($9, $10) END \
      FROM counted";
+/// Stores many task outcomes (`$1`..`$7`, one row each) for worker `$8`, each only if that worker
+/// holds its task for that attempt and it has none yet; returns the stored ones' keys and sends
+/// each stored task's signal (`$10`, NULL for none) on channel `$9` in the same statement.
+pub(super) const COMPLETE_TASKS: &str = "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], \
+     $4::int8[], $5::bool[], $6::text[], $7::int8[], $10::text[]) \
+     AS v (instance_id, generation, seq, attempt, succeeded, outcome, finished_at, notice)), \
+     done AS (UPDATE activity_tasks AS t SET outcome_succeeded = v.succeeded, outcome = v.outcome, \
+     finished_at = v.finished_at FROM v WHERE t.instance_id = v.instance_id AND t.generation = v.generation \
+     AND t.seq = v.seq AND t.attempt = v.attempt AND t.owner = $8 AND t.outcome IS NULL \
+     RETURNING t.instance_id, t.generation, t.seq, t.attempt, v.notice) \
+     SELECT instance_id, generation, seq, attempt, (CASE WHEN notice IS NOT NULL THEN pg_notify($9, notice) END) IS NULL \
+     FROM done";
 pub(super) const PROBE: &str = "INSERT INTO probe (id, commits) VALUES (1, 1) \
      ON CONFLICT (id) DO UPDATE SET commits = probe.commits + 1";
 

@@ -8,8 +8,8 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use workflow_core::store::{
-    cap_room, key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskOutcome, TaskRecord, WakeSignal,
-    WorkflowCap,
+    cap_room, key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskCompletion, TaskOutcome, TaskRecord,
+    WakeSignal, WorkflowCap,
 };
 
 use super::{backend, SqliteStore};
@@ -554,6 +554,38 @@ pub(super) async fn complete_task(
     attempt: u32,
     outcome: &TaskOutcome,
 ) -> Result<bool, StoreError> {
+    let mut conn = store.writer().await?;
+    store_outcome(&mut conn, worker, (instance_id, generation, seq), attempt, outcome).await
+}
+
+/// Stores many outcomes as [`complete_task`] stores one, in one transaction; returns whether
+/// each was stored.
+pub(super) async fn complete_tasks(
+    store: &SqliteStore,
+    worker: &str,
+    completions: &[TaskCompletion],
+) -> Result<Vec<bool>, StoreError> {
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a task report").await?;
+    let stored = async {
+        let mut stored = Vec::with_capacity(completions.len());
+        for c in completions {
+            let key = (c.instance_id.as_str(), c.generation, c.seq);
+            stored.push(store_outcome(&mut conn, worker, key, c.attempt, &c.outcome).await?);
+        }
+        Ok::<_, StoreError>(stored)
+    }
+    .await;
+    store.end_immediate(&mut conn, stored, "committing a task report").await
+}
+
+async fn store_outcome(
+    conn: &mut SqliteConnection,
+    worker: &str,
+    (instance_id, generation, seq): TaskKey<'_>,
+    attempt: u32,
+    outcome: &TaskOutcome,
+) -> Result<bool, StoreError> {
     let result = sqlx::query(
         "UPDATE activity_tasks SET outcome_succeeded = ?, outcome = ?, finished_at = ? \
          WHERE instance_id = ? AND generation = ? AND seq = ? AND attempt = ? AND owner = ? AND outcome IS NULL",
@@ -566,7 +598,7 @@ pub(super) async fn complete_task(
     .bind(i64::from(seq))
     .bind(i64::from(attempt))
     .bind(worker)
-    .execute(&mut *store.writer().await?)
+    .execute(&mut *conn)
     .await
     .map_err(backend("completing a task"))?;
     Ok(result.rows_affected() > 0)

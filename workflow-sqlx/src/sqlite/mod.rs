@@ -28,7 +28,8 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
-    StoreError, StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -366,6 +367,24 @@ impl Store for SqliteStore {
             self.signal([WakeSignal::TaskDone(instance_id.to_owned())]);
         }
         Ok(completed)
+    }
+
+    async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = claims::complete_tasks(self, worker, completions).await?;
+        let done: Vec<WakeSignal> = completions
+            .iter()
+            .zip(&stored)
+            .filter(|(_, stored)| **stored)
+            .map(|(c, _)| WakeSignal::TaskDone(c.instance_id.clone()))
+            .collect();
+        if !done.is_empty() {
+            self.stats.record_commit(done.len());
+            self.signal(done);
+        }
+        Ok(stored)
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

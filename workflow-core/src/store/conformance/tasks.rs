@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{ActivityCap, RuntimeStatus, Store, StoreError, TaskRecord, WriteOp};
+use crate::store::{ActivityCap, RuntimeStatus, Store, StoreError, TaskCompletion, TaskRecord, WriteOp};
 
 use super::{
     claim_everything, claimed, continue_as_new, create, delete_task, enqueue, get, instance, names, outcome, task,
@@ -433,6 +433,7 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
     check_tasks_concurrent_claims(store).await;
     check_tasks_payloads(store, nul).await;
     check_tasks_caps(store).await;
+    check_tasks_complete_many(store).await;
 }
 
 /// A capped activity's claim takes, of each concurrency key, at most the cap less the tasks of
@@ -483,4 +484,41 @@ pub async fn check_tasks_caps(store: &dyn Store) {
     assert_eq!(ids(&some), ["taskcap/a1", "taskcap/a2"]);
     let rest = store.claim_tasks_capped("taskcap-w", &names(&[act]), &[], now + 1, 5_000, 10).await.unwrap();
     assert_eq!(ids(&rest), ["taskcap/a3", "taskcap/a4", "taskcap/g3"]);
+}
+
+/// `complete_tasks` stores each outcome as `complete_task` would (the worker's, for the attempt
+/// it holds, once), says which it stored in order, and counts one commit for the stored ones.
+pub async fn check_tasks_complete_many(store: &dyn Store) {
+    let act = "taskm_act";
+    let (a, b, c) =
+        (task("taskm/a", 0, 1, act, 2, 10), task("taskm/b", 0, 1, act, 1, 10), task("taskm/c", 1, 0, act, 1, 10));
+    store.write(&[enqueue(a.clone()), enqueue(b.clone()), enqueue(c.clone())]).await.unwrap();
+    assert_eq!(store.claim_tasks("taskm-w", &names(&[act]), 10, 100, 10).await.unwrap().len(), 3);
+    let early = outcome(true, "0", 40);
+    assert!(store.complete_task("taskm-w", "taskm/c", 1, 0, 1, &early).await.unwrap());
+    let done = |id: &str, generation: u32, seq: u32, attempt: u32, payload: &str| TaskCompletion {
+        instance_id: id.to_owned(),
+        generation,
+        seq,
+        attempt,
+        outcome: outcome(true, payload, 42),
+    };
+    let batch = [
+        done("taskm/a", 0, 1, 1, "1"),
+        done("taskm/a", 0, 1, 2, "2"),
+        done("taskm/b", 0, 1, 1, "3"),
+        done("taskm/c", 1, 0, 1, "4"),
+        done("taskm/nobody", 0, 1, 1, "5"),
+    ];
+    let before = store.stats();
+    assert!(!store.complete_tasks("taskm-other", &batch).await.unwrap().contains(&true), "another worker's");
+    assert_eq!(store.stats(), before, "nothing stored, nothing counted");
+    let stored = store.complete_tasks("taskm-w", &batch).await.unwrap();
+    assert_eq!(stored, [false, true, true, false, false], "the wrong attempt, one already reported, no such task");
+    let after = store.stats();
+    assert_eq!((after.commits - before.commits, after.ops - before.ops), (1, 2), "one commit");
+    assert!(store.complete_tasks("taskm-w", &[]).await.unwrap().is_empty());
+    let finished = store.finished_tasks(&names(&["taskm/a", "taskm/b", "taskm/c"])).await.unwrap();
+    let payloads: Vec<&str> = finished.iter().filter_map(|t| t.outcome.as_ref()).map(|o| o.payload.as_str()).collect();
+    assert_eq!(payloads, ["2", "3", "0"]);
 }
