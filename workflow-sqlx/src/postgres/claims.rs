@@ -4,7 +4,7 @@
 
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use workflow_core::store::{
     key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal,
@@ -16,7 +16,8 @@ use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
     CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP,
-    LOCK_TASK_CAP, PICK_KEYED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, TAKE_TASKS, TASK_KEYS,
+    LOCK_TASK_CAP, PICK_KEYED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS,
+    TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -448,7 +449,9 @@ pub(super) async fn complete_task(
 }
 
 /// Stores many outcomes as [`complete_task`] stores one, in one statement; returns whether each
-/// was stored. Idempotent as it is.
+/// was stored. Rows locked elsewhere are skipped and tried again (see `COMPLETE_TASKS`) while
+/// they stay open; if some still are after a few tries, an error, so the caller reports those one
+/// by one (a single row cannot deadlock). Idempotent as `complete_task` is.
 pub(super) async fn complete_tasks(
     pool: &PgPool,
     channel: &str,
@@ -458,35 +461,67 @@ pub(super) async fn complete_tasks(
     for c in completions {
         check_completion(worker, &c.instance_id, c.seq, &c.outcome.payload)?;
     }
-    let notices: Vec<Option<String>> =
-        completions.iter().map(|c| notice(&WakeSignal::TaskDone(c.instance_id.clone()))).collect();
-    let rows: Vec<(String, i64, i64, i64, bool)> = retrying_idempotent(|| {
-        let notices = &notices;
-        async move {
-            sqlx::query_as(COMPLETE_TASKS)
-                .bind(completions.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| c.outcome.succeeded).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| c.outcome.payload.as_str()).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| c.outcome.finished_at).collect::<Vec<_>>())
-                .bind(worker)
-                .bind(channel)
-                .bind(notices)
-                .fetch_all(pool)
-                .await
-                .map_err(failed("completing tasks"))
-        }
-    })
-    .await?;
-    let stored: std::collections::HashSet<(String, i64, i64, i64)> =
-        rows.into_iter().map(|(id, generation, seq, attempt, _)| (id, generation, seq, attempt)).collect();
-    Ok(completions
-        .iter()
-        .map(|c| {
-            let key = (c.instance_id.clone(), i64::from(c.generation), i64::from(c.seq), i64::from(c.attempt));
-            stored.contains(&key)
+    let key =
+        |c: &TaskCompletion| (c.instance_id.clone(), i64::from(c.generation), i64::from(c.seq), i64::from(c.attempt));
+    let mut stored = vec![false; completions.len()];
+    let mut open: Vec<usize> = (0..completions.len()).collect();
+    let mut pause = std::time::Duration::from_millis(2);
+    for _ in 0..6 {
+        let batch: Vec<&TaskCompletion> = open.iter().map(|&i| &completions[i]).collect();
+        let notices: Vec<Option<String>> =
+            batch.iter().map(|c| notice(&WakeSignal::TaskDone(c.instance_id.clone()))).collect();
+        let rows: Vec<(String, i64, i64, i64, bool)> = retrying_idempotent(|| {
+            let (batch, notices) = (&batch, &notices);
+            async move {
+                sqlx::query_as(COMPLETE_TASKS)
+                    .bind(batch.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| c.outcome.succeeded).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| c.outcome.payload.as_str()).collect::<Vec<_>>())
+                    .bind(batch.iter().map(|c| c.outcome.finished_at).collect::<Vec<_>>())
+                    .bind(worker)
+                    .bind(channel)
+                    .bind(notices)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed("completing tasks"))
+            }
         })
-        .collect())
+        .await?;
+        let done: HashSet<(String, i64, i64, i64)> = rows.into_iter().map(|(i, g, s, a, _)| (i, g, s, a)).collect();
+        open.retain(|&i| {
+            let taken = done.contains(&key(&completions[i]));
+            stored[i] |= taken;
+            !taken
+        });
+        if open.is_empty() {
+            return Ok(stored);
+        }
+        let left: Vec<&TaskCompletion> = open.iter().map(|&i| &completions[i]).collect();
+        let still: Vec<(String, i64, i64, i64)> = retrying_idempotent(|| {
+            let left = &left;
+            async move {
+                sqlx::query_as(STILL_OPEN)
+                    .bind(left.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>())
+                    .bind(left.iter().map(|c| i64::from(c.generation)).collect::<Vec<_>>())
+                    .bind(left.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>())
+                    .bind(left.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
+                    .bind(worker)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed("reading open tasks"))
+            }
+        })
+        .await?;
+        let still: HashSet<(String, i64, i64, i64)> = still.into_iter().collect();
+        open.retain(|&i| still.contains(&key(&completions[i])));
+        if open.is_empty() {
+            return Ok(stored);
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    Err(StoreError::Backend(format!("postgres: {} task outcomes stayed locked by other transactions", open.len())))
 }

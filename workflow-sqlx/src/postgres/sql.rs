@@ -346,16 +346,28 @@ pub(super) const COMPLETE_TASK: &str =
      FROM counted";
 /// Stores many task outcomes (`$1`..`$7`, one row each) for worker `$8`, each only if that worker
 /// holds its task for that attempt and it has none yet; returns the stored ones' keys and sends
-/// each stored task's signal (`$10`, NULL for none) on channel `$9` in the same statement.
+/// each stored task's signal (`$10`, NULL for none) on channel `$9` in the same statement. Rows
+/// another transaction has locked are skipped, not waited for: a journal commit deleting some of
+/// them while this waits on others would deadlock. `STILL_OPEN` tells the skipped from the gone.
 pub(super) const COMPLETE_TASKS: &str = "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], \
      $4::int8[], $5::bool[], $6::text[], $7::int8[], $10::text[]) \
      AS v (instance_id, generation, seq, attempt, succeeded, outcome, finished_at, notice)), \
-     done AS (UPDATE activity_tasks AS t SET outcome_succeeded = v.succeeded, outcome = v.outcome, \
-     finished_at = v.finished_at FROM v WHERE t.instance_id = v.instance_id AND t.generation = v.generation \
-     AND t.seq = v.seq AND t.attempt = v.attempt AND t.owner = $8 AND t.outcome IS NULL \
-     RETURNING t.instance_id, t.generation, t.seq, t.attempt, v.notice) \
+     open AS (SELECT t.instance_id, t.generation, t.seq, v.attempt, v.succeeded, v.outcome, v.finished_at, v.notice \
+     FROM activity_tasks AS t JOIN v ON t.instance_id = v.instance_id AND t.generation = v.generation \
+     AND t.seq = v.seq AND t.attempt = v.attempt WHERE t.owner = $8 AND t.outcome IS NULL \
+     FOR UPDATE OF t SKIP LOCKED), \
+     done AS (UPDATE activity_tasks AS t SET outcome_succeeded = o.succeeded, outcome = o.outcome, \
+     finished_at = o.finished_at FROM open AS o WHERE t.instance_id = o.instance_id \
+     AND t.generation = o.generation AND t.seq = o.seq \
+     RETURNING t.instance_id, t.generation, t.seq, t.attempt, o.notice) \
      SELECT instance_id, generation, seq, attempt, (CASE WHEN notice IS NOT NULL THEN pg_notify($9, notice) END) IS NULL \
      FROM done";
+
+/// Which of the tasks (`$1`..`$4`, with the attempt) worker `$5` still holds without an outcome.
+pub(super) const STILL_OPEN: &str = "SELECT t.instance_id, t.generation, t.seq, t.attempt FROM activity_tasks AS t \
+     JOIN UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS v (instance_id, generation, seq, attempt) \
+     ON t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq AND t.attempt = v.attempt \
+     WHERE t.owner = $5 AND t.outcome IS NULL";
 pub(super) const PROBE: &str = "INSERT INTO probe (id, commits) VALUES (1, 1) \
      ON CONFLICT (id) DO UPDATE SET commits = probe.commits + 1";
 
