@@ -10,7 +10,7 @@ pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
     ActivityOptions, BoxFuture, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait, FailureDetails,
     FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter, MemoryStore, Millis,
-    Payload, Purge, Race, RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder,
+    Payload, Purge, Race, RateLimit, RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder,
     RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
     WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
@@ -41,6 +41,6 @@ pub mod __private {
     pub use workflow_core::__private::*;
     pub use workflow_core::{
         ActivityCall, ActivityContext, ActivityDef, ActivityError, ActivityOptions, BoxFuture, ChildCall, Client,
-        Error, FanOut, Handle, RetryPolicy, Start, WorkflowContext, WorkflowDef, WorkflowError,
+        Error, FanOut, Handle, RateLimit, RetryPolicy, Start, WorkflowContext, WorkflowDef, WorkflowError,
     };
 }

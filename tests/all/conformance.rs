@@ -715,7 +715,16 @@ mod postgres {
         .unwrap();
         assert_eq!(
             tables,
-            ["_sqlx_migrations", "activity_tasks", "events", "instances", "journal", "probe", "workers"]
+            [
+                "_sqlx_migrations",
+                "activity_starts",
+                "activity_tasks",
+                "events",
+                "instances",
+                "journal",
+                "probe",
+                "workers"
+            ]
         );
         let (current, search_path, synchronous_commit): (String, String, String) = sqlx::query_as(
             "SELECT current_schema(), current_setting('search_path'), current_setting('synchronous_commit')",

@@ -34,7 +34,7 @@ pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
 pub use limits::{Limits, DEFAULT_MAX_INBOX_BYTES, DEFAULT_MAX_INBOX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use model::time::rfc3339;
 pub use model::{BoxFuture, EventRecord, JournalRecord, Millis, Payload, RecordStatus, RuntimeStatus, StepKind};
-pub use store::{MemoryStore, StoreError};
+pub use store::{MemoryStore, RateLimit, StoreError};
 pub use worker::{Clock, Runtime, RuntimeBuilder, SystemClock, VirtualClock};
 pub use workflow::{ActivityCall, ChildCall, Either, EventWait, FanOut, Race, Timer, WorkflowContext, WorkflowDef};
 

@@ -50,6 +50,11 @@ pub trait ActivityDef: Send + Sync + 'static {
     /// attempts always go through the store's task queue, where the cap is counted: set it with
     /// `#[activity(concurrency = N)]` or `#[activity(concurrency(limit = N, key = ...))]`.
     const CONCURRENCY: Option<u32> = None;
+    /// The most attempts of this activity that start in any window of the period across every
+    /// worker, per concurrency key; `None` for no limit. Like a cap, it sends the attempts
+    /// through the task queue, where an attempt past the limit waits as a queued task: set it
+    /// with `#[activity(rate = "50/1s")]` or `#[activity(rate(limit = "5/1s", key = ...))]`.
+    const RATE: Option<crate::RateLimit> = None;
     /// The concurrency key of a call with `input`: under a cap, calls with the same key share
     /// it and calls with different keys are capped apart (one tenant cannot starve another).
     /// The empty key (the default) makes the cap global.

@@ -22,6 +22,9 @@ struct Tables {
     events: BTreeMap<i64, (EventRecord, bool)>,
     next_event_id: i64,
     tasks: BTreeMap<TaskKey, TaskRecord>,
+    /// The claims of rate-limited activities' tasks within their periods: (activity, concurrency
+    /// key, when).
+    starts: Vec<(String, String, Millis)>,
     probes: u64,
 }
 
@@ -517,14 +520,27 @@ impl Store for MemoryStore {
                     queued.entry(task.concurrency_key.clone()).or_default().push((task.visible_at, key.clone()));
                 }
             }
+            let mut started: HashMap<String, u64> = HashMap::new();
+            if let Some(rate) = cap.rate {
+                let since = now.saturating_sub(rate.period_ms);
+                tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
+                for (_, key, _) in tables.starts.iter().filter(|(activity, _, _)| activity == &cap.activity) {
+                    *started.entry(key.clone()).or_default() += 1;
+                }
+            }
             let keys: Vec<String> = queued.keys().cloned().collect();
-            for (key, room) in key_room(cap.limit, &running, &keys) {
+            for (key, room) in key_room(cap, &running, &started, &keys) {
                 let mut oldest = queued.remove(key).unwrap_or_default();
                 oldest.sort();
                 picks.extend(oldest.into_iter().take(room));
             }
             let left = limit - claimed.len();
-            claimed.extend(take_tasks(&mut tables, picks, worker, lease_until, left));
+            let taken = take_tasks(&mut tables, picks, worker, lease_until, left);
+            if cap.rate.is_some() {
+                let starts = taken.iter().map(|task| (cap.activity.clone(), task.concurrency_key.clone(), now));
+                tables.starts.extend(starts.collect::<Vec<_>>());
+            }
+            claimed.extend(taken);
         }
         let capped = |name: &String| caps.iter().any(|cap| &cap.activity == name);
         let picks = tables

@@ -196,26 +196,47 @@ pub fn cap_room<'a>(caps: &'a [WorkflowCap], running: &HashMap<String, u64>) -> 
         .collect()
 }
 
-/// At most `limit` attempts of `activity` with one concurrency key may run at once, across every
-/// worker (see [`Store::claim_tasks_capped`]). Tasks without a key share the key `""`, so a cap
-/// on an activity whose calls carry no key is a global cap.
+/// A rate limit: at most `limit` starts in any window of `period_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// The most starts in one period (at least 1).
+    pub limit: u32,
+    /// The period, in milliseconds (at least 1).
+    pub period_ms: i64,
+}
+
+/// The flow control of one activity's attempts, across every worker (see
+/// [`Store::claim_tasks_capped`]), applied per concurrency key ([`TaskRecord::concurrency_key`]):
+/// tasks without a key share the key `""`, so limits on an activity whose calls carry no key are
+/// global.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityCap {
     /// The activity's name.
     pub activity: String,
-    /// The most attempts with one key that run at once (at least 1).
-    pub limit: u32,
+    /// The most attempts with one key that run at once (at least 1), if capped.
+    pub concurrency: Option<u32>,
+    /// The most attempts with one key that start in any window of the period, if limited.
+    pub rate: Option<RateLimit>,
 }
 
-/// How many more tasks of each key may be claimed under a cap of `limit`, given `running` (tasks
-/// holding a lease now, by key) and the keys with claimable tasks: the cap less what runs, never
-/// negative; keys without room are left out. The one place every store computes a capped task
-/// claim's room per key.
-pub fn key_room<'a>(limit: u32, running: &HashMap<String, u64>, keys: &'a [String]) -> Vec<(&'a str, usize)> {
+/// How many more tasks of each key in `keys` a claim may take under `cap`, given `running`
+/// (tasks holding a lease now, by key) and `started` (starts within the rate's period, by key):
+/// the least of what each limit leaves, never negative; keys without room are left out. The one
+/// place every store computes a capped task claim's room per key.
+pub fn key_room<'a>(
+    cap: &ActivityCap,
+    running: &HashMap<String, u64>,
+    started: &HashMap<String, u64>,
+    keys: &'a [String],
+) -> Vec<(&'a str, usize)> {
+    let left = |limit: u32, used: &HashMap<String, u64>, key: &str| {
+        u64::from(limit).saturating_sub(used.get(key).copied().unwrap_or(0))
+    };
     keys.iter()
         .filter_map(|key| {
-            let held = running.get(key).copied().unwrap_or(0);
-            let room = u64::from(limit).saturating_sub(held);
+            let by_concurrency = cap.concurrency.map_or(u64::MAX, |limit| left(limit, running, key));
+            let by_rate = cap.rate.map_or(u64::MAX, |rate| left(rate.limit, started, key));
+            let room = by_concurrency.min(by_rate);
             (room > 0).then(|| (key.as_str(), usize::try_from(room).unwrap_or(usize::MAX)))
         })
         .collect()
@@ -599,11 +620,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Claims as [`Store::claim_tasks`] does, but never so that more tasks of an activity in
-    /// `caps` with one concurrency key ([`TaskRecord::concurrency_key`]) run at once than its cap
-    /// allows, across every worker on the store: of each key it takes at most the cap less the
-    /// tasks of that activity and key holding a lease at `now` (unfinished, owned, `lease_until`
-    /// not before `now`), counted and taken atomically with every other capped claim of that
-    /// activity. Each key's tasks are taken oldest first, so a key with a long backlog never
+    /// `caps` with one concurrency key ([`TaskRecord::concurrency_key`]) run at once, or start
+    /// within its rate's period, than its limits allow, across every worker on the store: of each
+    /// key it takes at most the concurrency cap less the tasks of that activity and key holding a
+    /// lease at `now` (unfinished, owned, `lease_until` not before `now`), and at most the rate
+    /// less the claims of that activity and key in the period ending at `now` (`(now - period,
+    /// now]`; every claim counts, a retry's and a takeover's too, and the store keeps them as long
+    /// as a period), counted and taken atomically with every other capped claim of that activity. Each key's tasks are taken oldest first, so a key with a long backlog never
     /// holds back one with a short one beyond its own cap. The capped activities are served
     /// first, in name order, each giving the worker's `limit` to its oldest picks across keys;
     /// the uncapped ones share what is left, as [`Store::claim_tasks`] would. The result is in

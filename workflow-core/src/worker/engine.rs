@@ -110,8 +110,13 @@ impl Engine {
             .registry
             .activity_names()
             .filter_map(|name| {
-                let limit = settings.registry.activity(name)?.concurrency?;
-                Some(ActivityCap { activity: name.to_owned(), limit })
+                let entry = settings.registry.activity(name)?;
+                let (concurrency, rate) = (entry.concurrency, entry.rate);
+                (concurrency.is_some() || rate.is_some()).then(|| ActivityCap {
+                    activity: name.to_owned(),
+                    concurrency,
+                    rate,
+                })
             })
             .collect();
         activity_caps.sort_by(|a, b| a.activity.cmp(&b.activity));

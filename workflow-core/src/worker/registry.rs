@@ -22,6 +22,8 @@ pub(crate) struct ActivityEntry {
     pub(crate) run: ErasedActivity,
     /// The most of its attempts that run at once per concurrency key, across workers.
     pub(crate) concurrency: Option<u32>,
+    /// The most of its attempts that start per period per concurrency key, across workers.
+    pub(crate) rate: Option<crate::RateLimit>,
 }
 
 /// A registered workflow, started by name with JSON.
@@ -89,7 +91,11 @@ impl Registry {
                     .map_err(|e| ActivityError::non_retryable(format!("output does not serialize: {e}")))
             })
         });
-        if self.activities.insert(A::NAME.to_owned(), ActivityEntry { run, concurrency: A::CONCURRENCY }).is_some() {
+        if self
+            .activities
+            .insert(A::NAME.to_owned(), ActivityEntry { run, concurrency: A::CONCURRENCY, rate: A::RATE })
+            .is_some()
+        {
             return Err(format!("activity `{}` is registered twice", A::NAME));
         }
         Ok(())

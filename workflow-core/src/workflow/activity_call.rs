@@ -75,7 +75,8 @@ impl<A: ActivityDef> IntoFuture for ActivityCall<A> {
             }
             let input = input?;
             let policy = retry.unwrap_or_else(A::retry_policy);
-            let placement = Placement { options, capped: A::CONCURRENCY.is_some(), concurrency_key };
+            let capped = A::CONCURRENCY.is_some() || A::RATE.is_some();
+            let placement = Placement { options, capped, concurrency_key };
             let Some(outcome) = outcome(&ctx, seq, A::NAME, input, recorded, policy, placement).await else {
                 return std::future::pending().await;
             };
@@ -110,8 +111,8 @@ fn activity_record(
 struct Placement {
     /// Each attempt's timeouts.
     options: ActivityOptions,
-    /// Whether the activity has a concurrency cap: its attempts then always go through the task
-    /// queue, whose claims count them against the cap across workers.
+    /// Whether the activity has a concurrency cap or a rate limit: its attempts then always go
+    /// through the task queue, whose claims count them against the limits across workers.
     capped: bool,
     /// The call's key under that cap.
     concurrency_key: String,

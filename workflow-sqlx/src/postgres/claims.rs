@@ -15,9 +15,9 @@ use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, FAIL_DAMAGED, LOCK_CAP,
-    LOCK_TASK_CAP, PICK_KEYED, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS,
-    TASK_KEYS,
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_STARTS, FAIL_DAMAGED,
+    FORGET_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
+    SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -295,21 +295,36 @@ pub(super) async fn claim_tasks_capped(
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("locking an activity's cap"))?;
-            let holding: Vec<(String, i64)> = sqlx::query_as(COUNT_HOLDING)
-                .bind(name)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed("counting running tasks"))?;
-            let running: HashMap<String, u64> =
-                holding.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect();
+            let as_map = |rows: Vec<(String, i64)>| -> HashMap<String, u64> {
+                rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
+            };
+            let running = if cap.concurrency.is_some() {
+                let holding = sqlx::query_as(COUNT_HOLDING).bind(name).bind(now).fetch_all(&mut *tx).await;
+                as_map(holding.map_err(failed("counting running tasks"))?)
+            } else {
+                HashMap::new()
+            };
+            let started = match cap.rate {
+                Some(rate) => {
+                    // Claims a period old no longer count: forgotten here, so the table holds one period.
+                    sqlx::query(FORGET_STARTS)
+                        .bind(name)
+                        .bind(now.saturating_sub(rate.period_ms))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed("forgetting old starts"))?;
+                    let recent = sqlx::query_as(COUNT_STARTS).bind(name).fetch_all(&mut *tx).await;
+                    as_map(recent.map_err(failed("counting recent starts"))?)
+                }
+                None => HashMap::new(),
+            };
             let keys: Vec<String> = sqlx::query_scalar(TASK_KEYS)
                 .bind(name)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed("reading concurrency keys"))?;
             let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
-            for (key, room) in key_room(cap.limit, &running, &keys) {
+            for (key, room) in key_room(cap, &running, &started, &keys) {
                 let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(PICK_KEYED)
                     .bind(name)
                     .bind(key)
@@ -336,6 +351,17 @@ pub(super) async fn claim_tasks_capped(
                     .await
                     .map_err(failed("claiming capped tasks"))?
             };
+            if cap.rate.is_some() && !rows.is_empty() {
+                let keys: Vec<String> =
+                    rows.iter().map(|row| row.try_get("concurrency_key").unwrap_or_default()).collect();
+                sqlx::query(RECORD_STARTS)
+                    .bind(name)
+                    .bind(keys)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("recording rate-limited starts"))?;
+            }
             tx.commit().await.map_err(failed("committing a capped task claim"))?;
             Ok(rows)
         })

@@ -206,6 +206,17 @@ pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextext
 pub(super) const COUNT_HOLDING: &str = "SELECT concurrency_key, count(*) FROM activity_tasks \
      WHERE name = $1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= $2 GROUP BY concurrency_key";
 
+/// Forgets activity `$1`'s claims at or before `$2` (a rate's period ago).
+pub(super) const FORGET_STARTS: &str = "DELETE FROM activity_starts WHERE name = $1 AND started_at <= $2";
+
+/// Activity `$1`'s claims within the period (what remains after `FORGET_STARTS`), per key.
+pub(super) const COUNT_STARTS: &str =
+    "SELECT concurrency_key, count(*) FROM activity_starts WHERE name = $1 GROUP BY concurrency_key";
+
+/// Records claims of activity `$1` with the keys `$2` at `$3`.
+pub(super) const RECORD_STARTS: &str = "INSERT INTO activity_starts (name, concurrency_key, started_at) \
+     SELECT $1, k, $3 FROM UNNEST($2::text[]) AS k";
+
 /// The concurrency keys of activity `$1`'s unfinished tasks: one index probe per key (a loose
 /// index scan of `activity_tasks_keyed`), never a read of the backlog.
 pub(super) const TASK_KEYS: &str = "WITH RECURSIVE keys(k) AS (\

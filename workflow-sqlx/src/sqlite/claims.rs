@@ -383,6 +383,7 @@ pub(super) async fn claim_tasks(
             if left == 0 {
                 break;
             }
+            let already = claimed.len();
             for (instance_id, generation, seq) in capped_picks(&mut conn, cap, now, left).await? {
                 let take = format!(
                     "UPDATE activity_tasks SET owner = ?, lease_until = ? WHERE instance_id = ? AND generation = ? \
@@ -398,6 +399,17 @@ pub(super) async fn claim_tasks(
                     .await
                     .map_err(backend("claiming a capped task"))?;
                 decode_tasks(store, &mut conn, &rows, now, &mut claimed).await?;
+            }
+            if cap.rate.is_some() {
+                for task in &claimed[already..] {
+                    sqlx::query("INSERT INTO activity_starts (name, concurrency_key, started_at) VALUES (?, ?, ?)")
+                        .bind(cap.activity.as_str())
+                        .bind(task.concurrency_key.as_str())
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(backend("recording a rate-limited start"))?;
+                }
             }
         }
         let rest = limit - claimed.len();
@@ -441,21 +453,34 @@ async fn capped_picks(
     left: usize,
 ) -> Result<Vec<(String, i64, i64)>, StoreError> {
     let name = cap.activity.as_str();
-    let holding = sqlx::query(
-        "SELECT concurrency_key, count(*) FROM activity_tasks INDEXED BY activity_tasks_holding \
-         WHERE name = ?1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?2 GROUP BY concurrency_key",
-    )
-    .bind(name)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend("counting running tasks"))?;
-    let mut running = HashMap::new();
-    for row in holding {
-        let key: String = row.try_get(0).map_err(backend("reading running counts"))?;
-        let count: i64 = row.try_get(1).map_err(backend("reading running counts"))?;
-        running.insert(key, u64::try_from(count).unwrap_or(0));
-    }
+    let running = if cap.concurrency.is_some() {
+        let holding = sqlx::query(
+            "SELECT concurrency_key, count(*) FROM activity_tasks INDEXED BY activity_tasks_holding \
+             WHERE name = ?1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?2 GROUP BY concurrency_key",
+        )
+        .bind(name)
+        .bind(now);
+        counts(holding.fetch_all(&mut *conn).await.map_err(backend("counting running tasks"))?)?
+    } else {
+        HashMap::new()
+    };
+    let started = match cap.rate {
+        Some(rate) => {
+            // Claims a period old no longer count: forgotten here, so the table holds one period.
+            sqlx::query("DELETE FROM activity_starts WHERE name = ? AND started_at <= ?")
+                .bind(name)
+                .bind(now.saturating_sub(rate.period_ms))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("forgetting old starts"))?;
+            let recent = sqlx::query(
+                "SELECT concurrency_key, count(*) FROM activity_starts WHERE name = ? GROUP BY concurrency_key",
+            )
+            .bind(name);
+            counts(recent.fetch_all(&mut *conn).await.map_err(backend("counting recent starts"))?)?
+        }
+        None => HashMap::new(),
+    };
     let keys: Vec<String> = sqlx::query_scalar(
         "WITH RECURSIVE keys(k) AS (\
          SELECT (SELECT concurrency_key FROM activity_tasks INDEXED BY activity_tasks_keyed \
@@ -470,7 +495,7 @@ async fn capped_picks(
     .await
     .map_err(backend("reading concurrency keys"))?;
     let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
-    for (key, room) in key_room(cap.limit, &running, &keys) {
+    for (key, room) in key_room(cap, &running, &started, &keys) {
         let rows = sqlx::query(
             "SELECT visible_at, instance_id, generation, seq FROM activity_tasks INDEXED BY activity_tasks_keyed \
              WHERE name = ?1 AND concurrency_key = ?2 AND outcome IS NULL AND visible_at <= ?3 \
@@ -494,6 +519,17 @@ async fn capped_picks(
     }
     picks.sort();
     Ok(picks.into_iter().take(left).map(|(_, instance_id, generation, seq)| (instance_id, generation, seq)).collect())
+}
+
+/// (key, count) rows as a map.
+fn counts(rows: Vec<SqliteRow>) -> Result<HashMap<String, u64>, StoreError> {
+    let mut counts = HashMap::new();
+    for row in rows {
+        let key: String = row.try_get(0).map_err(backend("reading counts"))?;
+        let count: i64 = row.try_get(1).map_err(backend("reading counts"))?;
+        counts.insert(key, u64::try_from(count).unwrap_or(0));
+    }
+    Ok(counts)
 }
 
 /// Decodes claimed task rows into `claimed`, setting aside (in the claim's transaction) those

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{ActivityCap, RuntimeStatus, Store, StoreError, TaskCompletion, TaskRecord, WriteOp};
+use crate::store::{ActivityCap, RateLimit, RuntimeStatus, Store, StoreError, TaskCompletion, TaskRecord, WriteOp};
 
 use super::{
     claim_everything, claimed, continue_as_new, create, delete_task, enqueue, get, instance, names, outcome, task,
@@ -434,6 +434,7 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
     check_tasks_payloads(store, nul).await;
     check_tasks_caps(store).await;
     check_tasks_complete_many(store).await;
+    check_tasks_rate(store).await;
 }
 
 /// A capped activity's claim takes, of each concurrency key, at most the cap less the tasks of
@@ -442,7 +443,7 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
 /// as usual; the worker's `limit` goes to the oldest picks. Without caps it is a plain claim.
 pub async fn check_tasks_caps(store: &dyn Store) {
     let (act, free, now) = ("taskcap_act", "taskcap_free_act", 1_000);
-    let cap = [ActivityCap { activity: act.to_owned(), limit: 2 }];
+    let cap = [ActivityCap { activity: act.to_owned(), concurrency: Some(2), rate: None }];
     let keyed = |id: &str, key: &str, visible_at: i64| TaskRecord {
         concurrency_key: key.to_owned(),
         ..task(id, 0, 0, act, 1, visible_at)
@@ -479,7 +480,7 @@ pub async fn check_tasks_caps(store: &dyn Store) {
     let later = store.claim_tasks_capped("taskcap-w", &both, &cap, now + 1, 5_000, 10).await.unwrap();
     assert_eq!(ids(&later), ["taskcap/held"]);
     // A cap of an activity not asked for changes nothing; without caps, a plain claim.
-    let unrelated = [ActivityCap { activity: "taskcap_unrelated_act".to_owned(), limit: 1 }];
+    let unrelated = [ActivityCap { activity: "taskcap_unrelated_act".to_owned(), concurrency: Some(1), rate: None }];
     let some = store.claim_tasks_capped("taskcap-w", &names(&[act]), &unrelated, now + 1, 5_000, 2).await.unwrap();
     assert_eq!(ids(&some), ["taskcap/a1", "taskcap/a2"]);
     let rest = store.claim_tasks_capped("taskcap-w", &names(&[act]), &[], now + 1, 5_000, 10).await.unwrap();
@@ -521,4 +522,45 @@ pub async fn check_tasks_complete_many(store: &dyn Store) {
     let finished = store.finished_tasks(&names(&["taskm/a", "taskm/b", "taskm/c"])).await.unwrap();
     let payloads: Vec<&str> = finished.iter().filter_map(|t| t.outcome.as_ref()).map(|o| o.payload.as_str()).collect();
     assert_eq!(payloads, ["2", "3", "0"]);
+}
+
+/// A rate-limited activity's claim takes, of each key, at most the rate less the claims of that
+/// key in the period ending at `now` (a claim exactly one period ago no longer counts), whether
+/// or not those tasks still run; with a concurrency cap as well, the lesser room applies.
+pub async fn check_tasks_rate(store: &dyn Store) {
+    let (act, both_act) = ("taskrate_act", "taskrate_both_act");
+    let rate = Some(RateLimit { limit: 3, period_ms: 1_000 });
+    let caps = [
+        ActivityCap { activity: act.to_owned(), concurrency: None, rate },
+        ActivityCap { activity: both_act.to_owned(), concurrency: Some(1), rate },
+    ];
+    let keyed = |id: &str, name: &str, key: &str, visible_at: i64| TaskRecord {
+        concurrency_key: key.to_owned(),
+        ..task(id, 0, 0, name, 1, visible_at)
+    };
+    let mut ops: Vec<WriteOp> = (0..5).map(|n| enqueue(keyed(&format!("taskrate/a{n}"), act, "a", n))).collect();
+    ops.extend((0..2).map(|n| enqueue(keyed(&format!("taskrate/b{n}"), act, "b", 5 + n))));
+    ops.extend((0..4).map(|n| enqueue(keyed(&format!("taskrate/c{n}"), both_act, "", n))));
+    store.write(&ops).await.unwrap();
+    let ids = |tasks: &[TaskRecord]| tasks.iter().map(|t| t.instance_id.clone()).collect::<Vec<_>>();
+    let acts = names(&[act, both_act]);
+    let claim = |now: i64| store.claim_tasks_capped("taskrate-w", &acts, &caps, now, now + 60_000, 10);
+
+    let first = claim(10_000).await.unwrap();
+    assert_eq!(ids(&first), ["taskrate/a0", "taskrate/c0", "taskrate/a1", "taskrate/a2", "taskrate/b0", "taskrate/b1"]);
+    let done = outcome(true, "1", 10_000);
+    for task in &first {
+        assert!(store.complete_task("taskrate-w", &task.instance_id, 0, 0, 1, &done).await.unwrap());
+    }
+    // Nothing runs now, but three of "a" and the empty key's one of three started this period.
+    let next = claim(10_500).await.unwrap();
+    assert_eq!(ids(&next), ["taskrate/c1"], "the empty key: its cap of one is free, its rate has room");
+    assert!(store.complete_task("taskrate-w", "taskrate/c1", 0, 0, 1, &done).await.unwrap());
+    let next = claim(10_999).await.unwrap();
+    assert_eq!(ids(&next), ["taskrate/c2"]);
+    assert!(store.complete_task("taskrate-w", "taskrate/c2", 0, 0, 1, &done).await.unwrap());
+    assert!(claim(10_999).await.unwrap().is_empty(), "three of each key started within the period");
+    // The claims at 10,000 are a period old at 11,000: they no longer count.
+    let later = claim(11_000).await.unwrap();
+    assert_eq!(ids(&later), ["taskrate/a3", "taskrate/c3", "taskrate/a4"]);
 }
