@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use workflow::prelude::*;
 use workflow::store::{MemoryStore, Store};
+use workflow::Clock;
 
 use crate::support::{sqlite_store, wait_for_value};
 
@@ -354,4 +355,66 @@ async fn activity_caps_hold_across_workers_on_postgres() {
         activity_cap_holds_across_workers(&format!("acap-postgres-{which}"), which, stores).await;
     }
     drop_schema(&url, &schema).await;
+}
+
+/// Per run: the virtual clock the run's runtime uses, and the virtual times `paced` started at.
+fn paced_runs() -> &'static Mutex<HashMap<String, (VirtualClock, Vec<i64>)>> {
+    static PACED: OnceLock<Mutex<HashMap<String, (VirtualClock, Vec<i64>)>>> = OnceLock::new();
+    PACED.get_or_init(Mutex::default)
+}
+
+/// At most five starts in any second, across every worker: records its start on its run's clock.
+#[activity(rate = "5/1s")]
+async fn paced(_ctx: ActivityContext, (run, n): (String, u32)) -> Result<u32, ActivityError> {
+    let mut runs = paced_runs().lock().unwrap();
+    let (clock, starts) = runs.get_mut(&run).ok_or_else(|| ActivityError::non_retryable("unknown run"))?;
+    starts.push(clock.now_ms());
+    Ok(n)
+}
+
+#[workflow]
+async fn paced_batch(ctx: WorkflowContext, (run, count): (String, u32)) -> Result<u32, WorkflowError> {
+    let outputs = paced::fan_out(&ctx, (0..count).map(|n| (run.clone(), n))).await?;
+    Ok(outputs.into_iter().sum())
+}
+
+/// A rate limit follows the runtime's clock: 12 calls at 5 a second on a virtual clock start 5 at
+/// once, then 5 more only once the clock has moved a whole second, then the last 2; the test takes
+/// milliseconds of real time, not seconds.
+#[tokio::test]
+async fn a_rate_limit_follows_the_virtual_clock() {
+    let run = "rate-virtual".to_owned();
+    let clock = VirtualClock::new(1_000_000);
+    paced_runs().lock().unwrap().insert(run.clone(), (clock.clone(), Vec::new()));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let runtime = Runtime::builder()
+        .store(store)
+        .clock(clock.clone())
+        .poll_interval(Duration::from_millis(10))
+        .workflow(paced_batch::Workflow)
+        .activity(paced::Activity)
+        .build()
+        .await
+        .unwrap();
+    let handle = paced_batch::start(&runtime.client(), (run.clone(), 12)).id(&run).await.unwrap();
+    let started = |run: &str| paced_runs().lock().unwrap().get(run).map(|(_, s)| s.len()).unwrap_or(0);
+    for (second, expected) in [(0, 5), (1, 10), (2, 12)] {
+        let run = run.as_str();
+        wait_for_value(&format!("{expected} starts by virtual second {second}"), || async move {
+            (started(run) >= expected).then_some(())
+        })
+        .await;
+        clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), (0..12).sum::<u32>());
+    let starts = paced_runs().lock().unwrap().get(&run).map(|(_, s)| s.clone()).unwrap();
+    let mut per_second: Vec<(i64, usize)> = Vec::new();
+    for at in starts {
+        match per_second.last_mut() {
+            Some((second, n)) if *second == at => *n += 1,
+            _ => per_second.push((at, 1)),
+        }
+    }
+    assert_eq!(per_second, [(1_000_000, 5), (1_001_000, 5), (1_002_000, 2)], "5 a second, each a period apart");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

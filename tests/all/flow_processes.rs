@@ -1,6 +1,7 @@
-//! Activity concurrency caps across real worker processes on PostgreSQL: three processes run the
-//! calls, a ledger the activity bodies keep in the database (not the engine) says how many ran at
-//! once, and one process is killed with SIGKILL while it holds slots under the cap.
+//! Activity rate limits and concurrency caps across real worker processes on PostgreSQL: three
+//! processes run the calls, a ledger the activity bodies keep in the database (not the engine)
+//! says when each started and how many ran at once, and one process is killed with SIGKILL while
+//! it holds slots under a cap.
 //!
 //! The workers are this same test binary, running the ignored test `flow_processes::cap_worker`.
 
@@ -119,13 +120,28 @@ async fn limited_per_tenant(_ctx: ActivityContext, call: Call) -> Result<u32, Ac
     work(call).await
 }
 
+/// At most 50 starts in any second across every process: records when it started (first thing,
+/// before any other work) in the ledger.
+#[activity(rate = "50/1s")]
+async fn paced(_ctx: ActivityContext, call: Call) -> Result<u32, ActivityError> {
+    let at = workflow::Clock::now_ms(&workflow::SystemClock);
+    let (pool, schema) = ledger().await?;
+    sqlx::query(&format!("INSERT INTO \"{schema}\".paced VALUES ($1, $2)"))
+        .bind(&call.run)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map_err(|e| ActivityError::new(e.to_string()))?;
+    Ok(call.n)
+}
+
 /// Runs every call at once through the activity `which` names; returns the sum of the outputs.
 #[workflow]
 async fn spread(ctx: WorkflowContext, (which, calls): (String, Vec<Call>)) -> Result<u32, WorkflowError> {
-    let outputs = if which == "global" {
-        limited::fan_out(&ctx, calls).await?
-    } else {
-        limited_per_tenant::fan_out(&ctx, calls).await?
+    let outputs = match which.as_str() {
+        "global" => limited::fan_out(&ctx, calls).await?,
+        "tenant" => limited_per_tenant::fan_out(&ctx, calls).await?,
+        _ => paced::fan_out(&ctx, calls).await?,
     };
     Ok(outputs.into_iter().sum())
 }
@@ -146,6 +162,7 @@ async fn cap_worker() {
         .workflow(spread::Workflow)
         .activity(limited::Activity)
         .activity(limited_per_tenant::Activity)
+        .activity(paced::Activity)
         .lease(LEASE)
         .poll_interval(Duration::from_millis(100))
         .build()
@@ -191,10 +208,10 @@ async fn peak(pool: &PgPool, schema: &str, run: &str, tenant: &str) -> (i32, i32
         .unwrap_or((0, 0))
 }
 
-/// Starts 10 instances of 20 calls each (200 calls) for `run` and returns their ids and sums.
-async fn start_run(client: &Client, run: &str, which: &str, tenants: u32) -> Vec<(String, u32)> {
+/// Starts `instances` instances of 20 calls each for `run` and returns their ids and sums.
+async fn start_run(client: &Client, run: &str, which: &str, tenants: u32, instances: u32) -> Vec<(String, u32)> {
     let mut started = Vec::new();
-    for i in 0..10_u32 {
+    for i in 0..instances {
         let calls: Vec<Call> = (0..20)
             .map(|n| Call { run: run.to_owned(), tenant: format!("t{}", (i * 20 + n) % tenants), n: i * 20 + n })
             .collect();
@@ -213,7 +230,9 @@ async fn results(client: &Client, started: &[(String, u32)]) {
     }
 }
 
-/// Three worker processes on PostgreSQL share 200 calls of an activity capped at 4: the ledger
+/// Three worker processes on PostgreSQL share 260 calls of an activity limited to 50 starts a
+/// second: no 900 ms window (the period less a margin for the time from claim to body) sees more
+/// than 50 start, and they start at 50/s within 10%. Then 200 calls of an activity capped at 4: the ledger
 /// never sees more than 4 running and sees 4; after 40 have started, one process is killed with
 /// SIGKILL while it holds slots, and the two left take its instances and tasks over (through
 /// liveness; the lease is a minute) and finish every call, the cap still held. Then 200 calls
@@ -228,13 +247,36 @@ async fn three_processes_hold_activity_caps_on_postgres() {
         "flights (pid INT NOT NULL, run TEXT NOT NULL, tenant TEXT NOT NULL, n INT NOT NULL)",
         "peaks (run TEXT NOT NULL, tenant TEXT NOT NULL, most INT NOT NULL, started INT NOT NULL, \
          PRIMARY KEY (run, tenant))",
+        "paced (run TEXT NOT NULL, at BIGINT NOT NULL)",
     ] {
         sqlx::query(&format!("CREATE TABLE \"{schema}\".{table}")).execute(&pool).await.unwrap();
     }
     let mut workers = Workers((0..3).map(|_| worker_process(&url, &schema)).collect());
     let client = Client::new(store.clone());
 
-    let global = start_run(&client, "global", "global", 1).await;
+    // 250 calls at 50 a second: about 5 s of backlog.
+    let paced_run = start_run(&client, "paced", "paced", 1, 13).await;
+    results(&client, &paced_run).await;
+    let mut starts: Vec<i64> = sqlx::query_scalar(&format!("SELECT at FROM \"{schema}\".paced WHERE run = 'paced'"))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    starts.sort_unstable();
+    assert_eq!(starts.len(), 260, "every call started once");
+    // The engine admits by the time of each claim; a body records its start a little after its
+    // claim, so windows here are 100 ms short of the period.
+    for (i, first) in starts.iter().enumerate() {
+        let within = starts[i..].iter().take_while(|at| **at < first + 900).count();
+        assert!(within <= 50, "{within} calls started within 900 ms of {first}: {starts:?}");
+    }
+    // Throughput: the starts before the last burst over the time from the first start to it
+    // (at 50/s, 260 calls start in bursts of 50 a second apart, the last burst of 10 at 5 s).
+    let last = starts[starts.len() - 1];
+    let before_last = starts.iter().filter(|at| **at < last - 100).count();
+    let rate = before_last as f64 * 1_000.0 / (last - starts[0]) as f64;
+    assert!((45.0..=55.0).contains(&rate), "{rate:.1} calls/s: not within 10% of the limit of 50/s");
+
+    let global = start_run(&client, "global", "global", 1, 10).await;
     let (pool_ref, schema_ref) = (&pool, schema.as_str());
     wait_until_within(
         "40 calls to start",
@@ -250,7 +292,7 @@ async fn three_processes_hold_activity_caps_on_postgres() {
     assert_eq!(most, 4, "at most four at once across the processes, and four at some point");
     assert!(started >= 200, "every call started ({started}, more when the killed process's were run again)");
 
-    let tenants = start_run(&client, "tenants", "tenant", 5).await;
+    let tenants = start_run(&client, "tenants", "tenant", 5, 10).await;
     results(&client, &tenants).await;
     for tenant in 0..5 {
         let (most, started) = peak(&pool, &schema, "tenants", &format!("t{tenant}")).await;

@@ -23,6 +23,7 @@ const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 const PRIORITY: &str = "priority";
 const CONCURRENCY: &str = "concurrency";
 const LIMIT: &str = "limit";
+const RATE: &str = "rate";
 const KEY: &str = "key";
 
 /// The arguments only `#[activity]` takes, named in the message when a workflow is given one.
@@ -72,6 +73,8 @@ pub(crate) struct Args {
     /// `concurrency(key = ...)`: an expression that is a `fn(&Input) -> String` (a closure that
     /// captures nothing, or a path), checked by the compiler where it is expanded.
     pub(crate) concurrency_key: Attr<Expr>,
+    /// `rate = "N/period"` or `rate(limit = "N/period", key = ...)`: (N, period in ms).
+    pub(crate) rate: Attr<(u32, i64)>,
     retry_given: Attr<()>,
     pub(crate) retry: RetryArgs,
 }
@@ -86,6 +89,7 @@ impl Args {
             priority: Attr::none(PRIORITY),
             concurrency: Attr::none(CONCURRENCY),
             concurrency_key: Attr::none(KEY),
+            rate: Attr::none(RATE),
             retry_given: Attr::none(RETRY),
             retry: RetryArgs {
                 max_attempts: Attr::none(MAX_ATTEMPTS),
@@ -170,6 +174,42 @@ impl Args {
             } else if let Some(n) = concurrency_limit(meta, CONCURRENCY, "concurrency = 4", kind, errors)? {
                 self.concurrency.set(meta, n, errors);
             }
+        } else if activity && meta.path.is_ident(RATE) {
+            if meta.input.peek(syn::token::Paren) {
+                let (rate, key) = (&mut self.rate, &mut self.concurrency_key);
+                let mut given = false;
+                meta.parse_nested_meta(|inner| {
+                    if inner.path.is_ident(LIMIT) {
+                        given = true;
+                        if let Some(value) = rate_value(&inner, LIMIT, "limit = \"5/1s\"", errors)? {
+                            rate.set(&inner, value, errors);
+                        }
+                    } else if inner.path.is_ident(KEY) {
+                        if let Some(expr) =
+                            value_expr(&inner, KEY, "key = |input: &Order| input.tenant.clone()", errors)?
+                        {
+                            key.set(&inner, expr, errors);
+                        }
+                    } else {
+                        errors.push(inner.error(format!(
+                            "unknown setting `{}` of `rate(...)`: expected `limit = \"N/period\"` and, for a limit per \
+                             key, `key = |input: &Input| ...` (or the path of a `fn(&Input) -> String`)",
+                            path_text(&inner.path)
+                        )));
+                        skip_value(&inner)?;
+                    }
+                    Ok(())
+                })?;
+                if !given {
+                    errors.push(
+                        meta.error(
+                            "`rate(...)` needs `limit = \"N/period\"`, like `rate(limit = \"5/1s\", key = ...)`",
+                        ),
+                    );
+                }
+            } else if let Some(value) = rate_value(meta, RATE, "rate = \"50/1s\"", errors)? {
+                self.rate.set(meta, value, errors);
+            }
         } else if activity && meta.path.is_ident(START_TO_CLOSE) {
             if let Some(ms) = duration_value(meta, START_TO_CLOSE, errors)? {
                 self.start_to_close_ms.set(meta, ms, errors);
@@ -194,6 +234,8 @@ impl Args {
                 "`priority` applies to `#[workflow]`: an instance's priority orders the claims of \
                  instances; activity attempts are not prioritised yet"
                     .to_owned()
+            } else if !activity && key == RATE {
+                "`rate` applies to `#[activity]` for now: workflow starts are not rate-limited yet".to_owned()
             } else if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
                 format!(
                     "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
@@ -203,6 +245,7 @@ impl Args {
                 format!(
                     "unknown argument `{key}` of `#[activity]`: expected `retry(...)`, `start_to_close = \"...\"`, \
                      `heartbeat_timeout = \"...\"`, `concurrency = N`, `concurrency(limit = N, key = ...)`, \
+                     `rate = \"N/period\"`, `rate(limit = \"N/period\", key = ...)`, \
                      `name = \"...\"` or `crate = \"...\"`"
                 )
             } else {
@@ -330,6 +373,49 @@ fn concurrency_limit(
     }
 }
 
+/// A rate, `"N/period"` (like `"50/1s"` or `"10000/1d"`): N at least 1 and fitting a `u32`, the
+/// period a duration of at least 1 ms; or `None` after reporting what is wrong.
+fn rate_value(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Option<(u32, i64)>> {
+    let Some(expr) = value_expr(meta, key, example, errors)? else { return Ok(None) };
+    let Some(Lit::Str(lit)) = literal(&expr) else {
+        errors.spanned(&expr, format!("`{key}` takes a rate string, like `{example}`, found `{}`", text(&expr)));
+        return Ok(None);
+    };
+    match parse_rate(&lit.value()) {
+        Ok(rate) => Ok(Some(rate)),
+        Err(reason) => {
+            errors.spanned(lit, reason);
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `"N/period"`.
+pub(crate) fn parse_rate(text: &str) -> Result<(u32, i64), String> {
+    let usage = "write a rate as starts per period, like \"50/1s\", \"100/1m\" or \"10000/1d\"";
+    let Some((count, period)) = text.split_once('/') else {
+        return Err(format!("`{text}` is not a rate; {usage}"));
+    };
+    let count: u32 = match count.trim().parse() {
+        Ok(0) => return Err(format!("`{text}` allows no start at all: the count must be at least 1; {usage}")),
+        Ok(count) => count,
+        Err(_) => {
+            return Err(format!("`{}` is not a whole number of starts (up to {}); {usage}", count.trim(), u32::MAX))
+        }
+    };
+    let ms = parse_duration_ms(period)?;
+    if ms == 0 {
+        return Err(format!("`{text}` has an empty period; {usage}"));
+    }
+    let ms = i64::try_from(ms).map_err(|_| format!("`{text}` has a period too long"))?;
+    Ok((count, ms))
+}
+
 /// An `i32` literal (negative too), or `None` after reporting what is wrong.
 fn int_value(meta: &ParseNestedMeta<'_>, key: &str, example: &str, errors: &mut Errors) -> syn::Result<Option<i32>> {
     let Some(expr) = value_expr(meta, key, example, errors)? else { return Ok(None) };
@@ -435,6 +521,16 @@ mod tests {
     use super::parse_duration_ms;
     use super::Args;
     use crate::expand::Kind;
+
+    #[test]
+    fn rates() {
+        assert_eq!(super::parse_rate("50/1s"), Ok((50, 1_000)));
+        assert_eq!(super::parse_rate("10000/1d"), Ok((10_000, 86_400_000)));
+        assert_eq!(super::parse_rate(" 3 / 1m30s"), Ok((3, 90_000)));
+        for bad in ["50", "0/1s", "x/1s", "5/0s", "5/", "5/1", "99999999999/1s"] {
+            assert!(super::parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

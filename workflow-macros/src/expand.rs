@@ -187,6 +187,10 @@ fn expand_activity(
         .concurrency
         .get()
         .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
+    let rate = args.rate.get().map(|(limit, period_ms)| {
+        quote!(const RATE: ::core::option::Option<#p::RateLimit> =
+            ::core::option::Option::Some(#p::RateLimit { limit: #limit, period_ms: #period_ms });)
+    });
     // Coerced to a function pointer of the input type, so a key of the wrong input type (or a
     // closure that captures) is a compile error at the attribute.
     let concurrency_key = args.concurrency_key.get().map(|key| {
@@ -221,6 +225,7 @@ fn expand_activity(
             type Output = #output;
             const NAME: &'static str = #name;
             #concurrency
+            #rate
 
             #concurrency_key
 

@@ -131,6 +131,10 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
     names.sort();
     // Dropping the set (the loop is aborted at shutdown) aborts the attempts in it.
     let mut running = tokio::task::JoinSet::new();
+    // When the rate of an activity claimed here next has room: a period after this worker's
+    // last claim of it (its claims stop counting then), on the engine's clock. Waking then
+    // admits the next starts on time instead of at the next poll.
+    let mut rate_room_at: Option<crate::model::Millis> = None;
     loop {
         if engine.is_shutting_down() {
             return;
@@ -143,6 +147,13 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
             match engine.store().claim_tasks_capped(engine.owner(), &names, caps, now, lease_until, free).await {
                 Ok(tasks) => {
                     full_batch = tasks.len() >= free;
+                    let periods = tasks
+                        .iter()
+                        .filter_map(|task| caps.iter().find(|cap| cap.activity == task.name).and_then(|cap| cap.rate));
+                    if let Some(period) = periods.map(|rate| rate.period_ms).min() {
+                        let at = now.saturating_add(period);
+                        rate_room_at = Some(rate_room_at.map_or(at, |known| known.min(at)).max(now));
+                    }
                     for task in tasks {
                         let engine = engine.clone();
                         let Ok(permit) = engine.activity_slots().clone().acquire_owned().await else { return };
@@ -156,10 +167,17 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
             tokio::task::yield_now().await;
             continue;
         }
+        let rate_room = async {
+            match rate_room_at {
+                Some(at) => engine.clock().sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = engine.tasks().queued.notified() => {}
             () = tokio::time::sleep(poll_interval) => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
+            () = rate_room => rate_room_at = None,
         }
     }
 }
