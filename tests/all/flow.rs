@@ -358,8 +358,10 @@ async fn activity_caps_hold_across_workers_on_postgres() {
 }
 
 /// Per run: the virtual clock the run's runtime uses, and the virtual times `paced` started at.
-fn paced_runs() -> &'static Mutex<HashMap<String, (VirtualClock, Vec<i64>)>> {
-    static PACED: OnceLock<Mutex<HashMap<String, (VirtualClock, Vec<i64>)>>> = OnceLock::new();
+type PacedRuns = Mutex<HashMap<String, (VirtualClock, Vec<i64>)>>;
+
+fn paced_runs() -> &'static PacedRuns {
+    static PACED: OnceLock<PacedRuns> = OnceLock::new();
     PACED.get_or_init(Mutex::default)
 }
 
