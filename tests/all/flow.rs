@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use workflow::prelude::*;
 use workflow::store::{MemoryStore, Store};
-use workflow::Clock;
+use workflow::{ActivityDispatch, Clock, Error};
 
 use crate::support::{sqlite_store, wait_for_value};
 
@@ -419,4 +419,47 @@ async fn a_rate_limit_follows_the_virtual_clock() {
     }
     assert_eq!(per_second, [(1_000_000, 5), (1_001_000, 5), (1_002_000, 2)], "5 a second, each a period apart");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// No cap across workers: only the runtime's own limit bounds it.
+#[activity]
+async fn held_back(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {
+    fly(&job).await;
+    Ok(job.n)
+}
+
+#[workflow]
+async fn held_back_batch(ctx: WorkflowContext, jobs: Vec<Job>) -> Result<u32, WorkflowError> {
+    Ok(held_back::fan_out(&ctx, jobs).await?.into_iter().sum())
+}
+
+/// A worker's own limit of one activity (`max_concurrent_activity`): 12 calls fanned out at once
+/// run at most two at a time, and two at some point, whether the worker runs its attempts itself
+/// (local dispatch) or claims them from the task queue (shared); a limit of 0 does not build.
+#[tokio::test]
+async fn a_workers_own_activity_limit_holds() {
+    for (run, dispatch) in [("own-local", ActivityDispatch::Local), ("own-shared", ActivityDispatch::Shared)] {
+        let runtime = Runtime::builder()
+            .store(MemoryStore::new())
+            .workflow(held_back_batch::Workflow)
+            .activity(held_back::Activity)
+            .activity_dispatch(dispatch)
+            .max_concurrent_activity::<held_back::Activity>(2)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap();
+        let handle = held_back_batch::start(&runtime.client(), jobs(run, "any", 12)).await.unwrap();
+        assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), (0..12).sum::<u32>());
+        let seen = flights().lock().unwrap().get(run).cloned().unwrap_or_default();
+        assert_eq!(seen.most.get(""), Some(&2), "{run}: at most two at once, and two at some point");
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let refused = Runtime::builder()
+        .store(MemoryStore::new())
+        .activity(held_back::Activity)
+        .max_concurrent_activity::<held_back::Activity>(0)
+        .build()
+        .await;
+    assert!(matches!(refused, Err(Error::Config(_))), "a limit of 0");
 }

@@ -140,13 +140,29 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
             return;
         }
         let free = engine.activity_slots().available_permits().min(batch);
-        let mut full_batch = false;
-        if free > 0 {
+        let mut claimed = 0;
+        // The activities this worker limits itself are claimed on their own, each up to its own
+        // room; the others together with what is left.
+        let (limited, unlimited): (Vec<&String>, Vec<&String>) =
+            names.iter().partition(|name| engine.activity_limit(name).is_some());
+        let mut claims: Vec<Vec<String>> = limited.into_iter().map(|name| vec![name.clone()]).collect();
+        if !unlimited.is_empty() {
+            claims.push(unlimited.into_iter().cloned().collect());
+        }
+        for subset in claims {
+            let own_room = match engine.activity_limit(&subset[0]) {
+                Some(turns) if subset.len() == 1 => turns.available_permits(),
+                _ => usize::MAX,
+            };
+            let want = (free - claimed).min(own_room);
+            if want == 0 {
+                continue;
+            }
             let (now, lease_until) = (engine.now(), engine.lease_until());
             let caps = engine.activity_caps();
-            match engine.store().claim_tasks_capped(engine.owner(), &names, caps, now, lease_until, free).await {
+            match engine.store().claim_tasks_capped(engine.owner(), &subset, caps, now, lease_until, want).await {
                 Ok(tasks) => {
-                    full_batch = tasks.len() >= free;
+                    claimed += tasks.len();
                     let periods = tasks
                         .iter()
                         .filter_map(|task| caps.iter().find(|cap| cap.activity == task.name).and_then(|cap| cap.rate));
@@ -156,14 +172,17 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
                     }
                     for task in tasks {
                         let engine = engine.clone();
+                        // Taken before the next claim counts the room: claimed within it, so free
+                        // unless a local attempt took one meanwhile.
+                        let turn = engine.activity_turn(&task.name).await;
                         let Ok(permit) = engine.activity_slots().clone().acquire_owned().await else { return };
-                        running.spawn(async move { execute(&engine, task, permit).await });
+                        running.spawn(async move { execute(&engine, task, (permit, turn)).await });
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming activity tasks failed"),
             }
         }
-        if full_batch {
+        if free > 0 && claimed >= free {
             tokio::task::yield_now().await;
             continue;
         }
@@ -186,7 +205,11 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
 /// that run is in this process (it journals the outcome and deletes the task in its next
 /// commit), and always to the store, in a batch ([`completion_loop`]), so the outcome survives
 /// that run failing to commit and reaches a run anywhere else.
-async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphorePermit) {
+async fn execute(
+    engine: &Arc<Engine>,
+    task: TaskRecord,
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+) {
     let options = ActivityOptions {
         start_to_close: task.start_to_close_ms.map(duration_ms),
         heartbeat_timeout: task.heartbeat_timeout_ms.map(duration_ms),
@@ -204,7 +227,7 @@ async fn execute(engine: &Arc<Engine>, task: TaskRecord, permit: OwnedSemaphoreP
         },
     )
     .await;
-    drop(permit);
+    drop(permits);
     let outcome = codec::encode_outcome(&result, engine.now());
     let call = (task.generation, task.seq, task.attempt);
     engine.tasks().deliver_outcome(&task.instance_id, call, outcome.clone());

@@ -42,6 +42,7 @@ pub(super) struct Settings {
     pub(super) evict_long_waits: bool,
     pub(super) max_instances: usize,
     pub(super) max_activities: usize,
+    pub(super) activity_limits: HashMap<String, usize>,
     pub(super) dispatch: ActivityDispatch,
     pub(super) limits: Limits,
 }
@@ -68,6 +69,8 @@ pub(crate) struct Engine {
     /// Whether a wait longer than that is evicted as soon as it begins.
     evict_long_waits: bool,
     activity_slots: Arc<Semaphore>,
+    /// This worker's own limits per activity ([`crate::RuntimeBuilder::max_concurrent_activity`]).
+    activity_limits: HashMap<String, Arc<Semaphore>>,
     instance_slots: Arc<Semaphore>,
     /// Where activity attempts run.
     dispatch: ActivityDispatch,
@@ -135,6 +138,11 @@ impl Engine {
             evict_idle_after: settings.evict_idle_after,
             evict_long_waits: settings.evict_long_waits,
             activity_slots: Arc::new(Semaphore::new(settings.max_activities)),
+            activity_limits: settings
+                .activity_limits
+                .into_iter()
+                .map(|(name, n)| (name, Arc::new(Semaphore::new(n))))
+                .collect(),
             instance_slots: Arc::new(Semaphore::new(settings.max_instances)),
             dispatch: settings.dispatch,
             limits: settings.limits,
@@ -226,6 +234,16 @@ impl Engine {
         &self.activity_slots
     }
 
+    /// This worker's own limit of activity `name`'s attempts, if it has one.
+    pub(crate) fn activity_limit(&self, name: &str) -> Option<&Arc<Semaphore>> {
+        self.activity_limits.get(name)
+    }
+
+    /// Waits for a turn under this worker's own limit of activity `name` (none without one).
+    pub(crate) async fn activity_turn(&self, name: &str) -> Option<OwnedSemaphorePermit> {
+        self.activity_limit(name)?.clone().acquire_owned().await.ok()
+    }
+
     pub(super) fn instance_slots(&self) -> &Arc<Semaphore> {
         &self.instance_slots
     }
@@ -289,7 +307,9 @@ impl Engine {
             ActivityDispatch::Local => false,
             ActivityDispatch::Shared => true,
             ActivityDispatch::Overflow => {
-                !self.registry.has_activity(name) || self.activity_slots.available_permits() == 0
+                !self.registry.has_activity(name)
+                    || self.activity_slots.available_permits() == 0
+                    || self.activity_limit(name).is_some_and(|turns| turns.available_permits() == 0)
             }
         }
     }

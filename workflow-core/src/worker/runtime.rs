@@ -26,6 +26,8 @@ pub struct RuntimeBuilder {
     poll_interval: Duration,
     max_instances: usize,
     max_activities: usize,
+    /// Per-activity limits of this worker, by activity name.
+    activity_limits: std::collections::HashMap<String, usize>,
     clock: Arc<dyn Clock>,
     /// Whether `clock` is the system clock (no clock was given).
     system_clock: bool,
@@ -47,6 +49,7 @@ impl Default for RuntimeBuilder {
             poll_interval: Duration::from_millis(500),
             max_instances: 10_000,
             max_activities: 256,
+            activity_limits: std::collections::HashMap::new(),
             clock: Arc::new(SystemClock),
             system_clock: true,
             evict_idle_after: Duration::from_secs(30),
@@ -127,6 +130,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The most attempts of activity `A` this worker runs at once (within
+    /// [`max_concurrent_activities`](Self::max_concurrent_activities) for all): a per-process
+    /// limit, beside the cap across every worker that `#[activity(concurrency = N)]` sets. An
+    /// attempt past it waits here for its turn; with the task queue, this worker claims no more of
+    /// `A`'s tasks than it has room for, leaving the others to other workers. 0 is a build error.
+    pub fn max_concurrent_activity<A: crate::activity::ActivityDef>(mut self, n: usize) -> Self {
+        self.activity_limits.insert(A::NAME.to_owned(), n);
+        self
+    }
+
     /// The clock workflows see (timers, back-offs, timeouts, wake-ups); the system clock by
     /// default. Pass a [`VirtualClock`](crate::VirtualClock) to run days of workflow time in
     /// milliseconds.
@@ -193,7 +206,7 @@ impl RuntimeBuilder {
             return Err(Error::Config(self.errors.join("; ")));
         }
         let store = self.store.ok_or_else(|| Error::Config("no store given: call `.store(...)`".into()))?;
-        if self.max_instances == 0 || self.max_activities == 0 {
+        if self.max_instances == 0 || self.max_activities == 0 || self.activity_limits.values().any(|n| *n == 0) {
             return Err(Error::Config("concurrency limits must be at least 1".into()));
         }
         if self.lease < Duration::from_millis(30) {
@@ -219,6 +232,7 @@ impl RuntimeBuilder {
             evict_long_waits: self.system_clock,
             max_instances: self.max_instances,
             max_activities: self.max_activities,
+            activity_limits: self.activity_limits,
             dispatch: self.dispatch,
             limits: self.limits,
         }));

@@ -218,6 +218,8 @@ async fn local_attempt(
     attempt: u32,
     options: ActivityOptions,
 ) -> Result<String, ActivityError> {
+    // This worker's limit of the activity first: waiting for it holds no slot others could use.
+    let _turn = engine.activity_turn(name).await;
     let _permit = engine.activity_slots().clone().acquire_owned().await;
     let attempt = Attempt {
         instance_id: ctx.instance_id_arc(),
