@@ -719,6 +719,7 @@ mod postgres {
                 "_sqlx_migrations",
                 "activity_starts",
                 "activity_tasks",
+                "debounces",
                 "events",
                 "instances",
                 "journal",

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use crate::store::{cap_room, key_room, ActivityCap};
+use crate::store::{cap_room, key_room, ActivityCap, Debounce};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
@@ -25,6 +25,8 @@ struct Tables {
     /// The claims of rate-limited activities' tasks within their periods: (activity, concurrency
     /// key, when).
     starts: Vec<(String, String, Millis)>,
+    /// The instance each (workflow, debounce key) last created.
+    debounces: HashMap<(String, String), String>,
     probes: u64,
 }
 
@@ -574,6 +576,31 @@ impl Store for MemoryStore {
         task.outcome = Some(outcome.clone());
         self.stats.record_commit(1);
         Ok(true)
+    }
+
+    async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
+        let mut tables = self.lock()?;
+        let pointer = (start.record.workflow.clone(), start.key.clone());
+        if let Some(id) = tables.debounces.get(&pointer).cloned() {
+            if let Some(waiting) = tables.instances.get_mut(&id) {
+                if waiting.status == RuntimeStatus::Pending && waiting.owner.is_none() {
+                    let latest = start.max_wait_ms.map_or(Millis::MAX, |max| waiting.created_at.saturating_add(max));
+                    waiting.input = start.record.input.clone();
+                    waiting.wake_at = Some(start.due.min(latest));
+                    waiting.updated_at = start.record.updated_at;
+                    self.stats.record_commit(1);
+                    return Ok(id);
+                }
+            }
+        }
+        if tables.instances.contains_key(&start.record.id) {
+            return Err(StoreError::Backend(format!("debounce: the new instance id {:?} is taken", start.record.id)));
+        }
+        let record = InstanceRecord { wake_at: Some(start.due), ..start.record.clone() };
+        tables.instances.insert(record.id.clone(), record);
+        tables.debounces.insert(pointer, start.record.id.clone());
+        self.stats.record_commit(1);
+        Ok(start.record.id.clone())
     }
 
     async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {

@@ -242,6 +242,22 @@ pub fn key_room<'a>(
         .collect()
 }
 
+/// A debounced start (see [`Store::debounce`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Debounce {
+    /// The instance to create when none of its workflow and key waits to start: Pending, with
+    /// `wake_at` set to `due`.
+    pub record: InstanceRecord,
+    /// The debounce key, per workflow.
+    pub key: String,
+    /// When the collapsed run is due if no later start puts it off: the start's time plus the
+    /// delay.
+    pub due: Millis,
+    /// The longest the first start of a collapsed run may be put off: it is due by its creation
+    /// plus this at the latest, however many starts follow.
+    pub max_wait_ms: Option<i64>,
+}
+
 /// One task outcome for [`Store::complete_tasks`]: the task's key, the attempt it ran, and what
 /// that attempt reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -548,6 +564,20 @@ pub trait Store: Send + Sync + 'static {
             return self.claim(worker, workflows, now, lease_until, limit).await;
         }
         Err(StoreError::Config("this store does not enforce workflow concurrency caps".into()))
+    }
+
+    /// Debounces a start, atomically with every other start of its workflow and key: if an
+    /// instance of that workflow created by a debounced start with that key still waits to start
+    /// (Pending, never claimed: no owner), it takes `start.record`'s input and is due at `due`,
+    /// or at its creation plus `max_wait_ms` if that is earlier, and its id is returned;
+    /// otherwise `start.record` is created as the key's waiting instance and its id returned. A
+    /// claim of the waiting instance and a debounce of its key never both win: once claimed, a
+    /// later debounce creates a new instance.
+    ///
+    /// The default refuses (a [`StoreError::Config`]).
+    async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
+        let _ = start;
+        Err(StoreError::Config("this store does not debounce starts".into()))
     }
 
     /// The instances matching `query`, ordered by (created_at, id), at most `query.limit`.

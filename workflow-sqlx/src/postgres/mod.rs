@@ -21,6 +21,7 @@ mod bind;
 mod cache;
 mod checks;
 mod claims;
+mod debounce;
 mod liveness;
 mod options;
 mod retry;
@@ -35,9 +36,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
-    WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
+    WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -404,6 +405,12 @@ impl Store for PostgresStore {
             self.stats.record_commit(1);
         }
         Ok(completed)
+    }
+
+    async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
+        let id = debounce::debounce(&self.pool, start).await?;
+        self.stats.record_commit(1);
+        Ok(id)
     }
 
     async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {

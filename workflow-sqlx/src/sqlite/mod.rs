@@ -14,6 +14,7 @@
 mod batch;
 mod bind;
 mod claims;
+mod debounce;
 mod liveness;
 mod options;
 mod sql;
@@ -27,9 +28,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
-    WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
+    WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -367,6 +368,10 @@ impl Store for SqliteStore {
             self.signal([WakeSignal::TaskDone(instance_id.to_owned())]);
         }
         Ok(completed)
+    }
+
+    async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
+        debounce::debounce(self, start).await
     }
 
     async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {

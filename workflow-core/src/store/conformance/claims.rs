@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{InstanceRecord, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
+use crate::store::{Debounce, InstanceRecord, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
 
 use super::{add_event, create, event_names, evict, finish_of, get, ids, instance, names, set_wake, with_status};
 
@@ -277,4 +277,42 @@ pub async fn check_evict(store: &dyn Store) {
     let claimed = store.claim("evict-w3", &names(&[wf]), 2_000, 10_000_000, 10).await.unwrap();
     assert_eq!(ids(&claimed), ["evict/b"]);
     assert_eq!(event_names(&store.events(&b.id).await.unwrap()), ["wake up"]);
+}
+
+/// A debounced start creates its key's waiting instance (Pending, due at `due`, not claimable
+/// before), later starts of that workflow and key give it their input and put it off (never past
+/// its creation plus the maximum wait), other keys and workflows have their own, and once it is
+/// claimed the next start creates a new one.
+pub async fn check_debounce(store: &dyn Store) {
+    let (wf, other_wf) = ("deb_wf", "deb_other_wf");
+    let start = |id: &str, workflow: &str, key: &str, input: &str, due: i64, max_wait_ms: Option<i64>| Debounce {
+        record: InstanceRecord { input: input.to_owned(), ..instance(id, workflow, 100) },
+        key: key.to_owned(),
+        due,
+        max_wait_ms,
+    };
+    assert_eq!(store.debounce(&start("deb/a", wf, "k", "1", 1_000, None)).await.unwrap(), "deb/a");
+    let a = get(store, "deb/a").await;
+    assert_eq!((a.status, a.input.as_str(), a.wake_at, a.owner), (RuntimeStatus::Pending, "1", Some(1_000), None));
+    assert_eq!(store.debounce(&start("deb/b", wf, "k", "2", 1_500, None)).await.unwrap(), "deb/a", "collapsed");
+    assert!(store.instance("deb/b").await.unwrap().is_none(), "no second instance");
+    let a = get(store, "deb/a").await;
+    assert_eq!((a.input.as_str(), a.wake_at, a.created_at), ("2", Some(1_500), 100), "the latest input, put off");
+    assert_eq!(store.debounce(&start("deb/c", wf, "k2", "3", 1_000, None)).await.unwrap(), "deb/c", "another key");
+    assert_eq!(store.debounce(&start("deb/d", other_wf, "k", "4", 1_000, None)).await.unwrap(), "deb/d");
+    // The maximum wait counts from the waiting instance's creation (100).
+    assert_eq!(store.debounce(&start("deb/e", wf, "k", "5", 9_000, Some(2_000))).await.unwrap(), "deb/a");
+    assert_eq!(get(store, "deb/a").await.wake_at, Some(2_100));
+
+    let workflows = names(&[wf]);
+    let early = store.claim("deb-w", &workflows, 2_099, 10_000, 10).await.unwrap();
+    assert_eq!(ids(&early), ["deb/c"], "not before it is due");
+    let due = store.claim("deb-w", &workflows, 2_100, 10_000, 10).await.unwrap();
+    assert_eq!(ids(&due), ["deb/a"]);
+    assert_eq!(due[0].input, "5");
+    // Claimed: it runs with what it has; the next start waits in a new instance.
+    assert_eq!(store.debounce(&start("deb/f", wf, "k", "6", 3_000, None)).await.unwrap(), "deb/f");
+    assert_eq!(get(store, "deb/a").await.input, "5");
+    assert_eq!(store.debounce(&start("deb/g", wf, "k", "7", 3_500, None)).await.unwrap(), "deb/f");
+    assert_eq!(get(store, "deb/f").await.input, "7");
 }
