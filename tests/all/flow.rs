@@ -463,3 +463,127 @@ async fn a_workers_own_activity_limit_holds() {
         .await;
     assert!(matches!(refused, Err(Error::Config(_))), "a limit of 0");
 }
+
+/// Per run: the debounced runs, as (input, virtual time the run's body began).
+type DebouncedRuns = Mutex<HashMap<String, (VirtualClock, Vec<(u32, i64)>)>>;
+
+fn debounced_runs() -> &'static DebouncedRuns {
+    static RUNS: OnceLock<DebouncedRuns> = OnceLock::new();
+    RUNS.get_or_init(Mutex::default)
+}
+
+#[activity]
+async fn note_debounced(_ctx: ActivityContext, (run, input): (String, u32)) -> Result<u32, ActivityError> {
+    let mut runs = debounced_runs().lock().unwrap();
+    let (clock, seen) = runs.get_mut(&run).ok_or_else(|| ActivityError::non_retryable("unknown run"))?;
+    seen.push((input, clock.now_ms()));
+    Ok(input)
+}
+
+#[workflow]
+async fn debounced(ctx: WorkflowContext, (run, input): (String, u32)) -> Result<u32, WorkflowError> {
+    note_debounced::call(&ctx, (run, input)).await
+}
+
+async fn debounce_runtime(store: Arc<dyn Store>, clock: &VirtualClock) -> Runtime {
+    Runtime::builder()
+        .store(store)
+        .clock(clock.clone())
+        .poll_interval(Duration::from_millis(10))
+        .workflow(debounced::Workflow)
+        .activity(note_debounced::Activity)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// 100 starts of one key, 10 virtual ms apart (well within the 5 s delay): one instance, which
+/// runs once, 5 s after the last start, with the last input; then a steady stream (a start every
+/// 500 ms, delay 1 s) is cut off by a maximum wait of 3 s: each run begins within 3 s (and a
+/// step) of its first start, and 10 s of stream make several runs, not one at the end. On a
+/// virtual clock: milliseconds of real time.
+async fn debounce_collapses_and_is_cut_off(run: &str, store: Arc<dyn Store>) {
+    let clock = VirtualClock::new(5_000_000);
+    debounced_runs().lock().unwrap().insert(run.to_owned(), (clock.clone(), Vec::new()));
+    let runtime = debounce_runtime(store.clone(), &clock).await;
+    let client = runtime.client();
+    let seen = || debounced_runs().lock().unwrap().get(run).map(|(_, seen)| seen.clone()).unwrap_or_default();
+
+    let mut ids = std::collections::HashSet::new();
+    for input in 0..100 {
+        let start = debounced::start(&client, (run.to_owned(), input)).debounce("burst", Duration::from_secs(5));
+        ids.insert(start.await.unwrap().instance_id().to_owned());
+        clock.advance(Duration::from_millis(10));
+    }
+    assert_eq!(ids.len(), 1, "{run}: 100 starts within the delay are one instance");
+    let id = ids.into_iter().next().unwrap();
+    let waiting = store.instance(&id).await.unwrap().unwrap();
+    let last_start = 5_000_000 + 99 * 10;
+    assert_eq!(waiting.wake_at, Some(last_start + 5_000), "{run}: due 5 s after the last start");
+    assert_eq!(waiting.status, RuntimeStatus::Pending);
+    clock.advance(Duration::from_secs(5));
+    let output: u32 = client.result(&id, Some(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(output, 99, "{run}: the last input");
+    assert_eq!(seen(), [(99, 5_000_000 + 100 * 10 + 5_000)], "{run}: one run, once the clock passed its due time");
+
+    // The stream: created_at of each instance, to check the maximum wait against.
+    let mut first_start: HashMap<String, i64> = HashMap::new();
+    let stream_from = clock.now_ms();
+    let mut latest = String::new();
+    // 20 starts 500 ms apart, then 3 s more for the last instance to fall due.
+    for step in 0..26_u32 {
+        if step < 20 {
+            let start = debounced::start(&client, (run.to_owned(), 100 + step))
+                .debounce("stream", Duration::from_secs(1))
+                .max_wait(Duration::from_secs(3));
+            latest = start.await.unwrap().instance_id().to_owned();
+            first_start.entry(latest.clone()).or_insert(clock.now_ms());
+        }
+        clock.advance(Duration::from_millis(500));
+        // In real time a claim follows within a poll once the instance is due; the virtual clock
+        // jumps, so wait for that claim before the next start (which would otherwise still find
+        // the instance waiting and give it its input).
+        let (store, now, id) = (&store, clock.now_ms(), latest.as_str());
+        wait_for_value(&format!("{run}: {id} claimed once due"), || async move {
+            let record = store.instance(id).await.unwrap().unwrap();
+            let waits = record.status == RuntimeStatus::Pending && record.owner.is_none();
+            (!waits || record.wake_at.is_none_or(|due| due > now)).then_some(())
+        })
+        .await;
+    }
+    for id in first_start.keys() {
+        let _: u32 = client.result(id, Some(Duration::from_secs(30))).await.unwrap();
+    }
+    let runs: Vec<(u32, i64)> = seen().into_iter().filter(|(input, _)| *input >= 100).collect();
+    assert!(first_start.len() >= 3, "{run}: 10 s of stream ran {} times", first_start.len());
+    assert_eq!(runs.len(), first_start.len(), "{run}: each instance ran once");
+    for (input, began) in &runs {
+        assert!(*began >= stream_from, "{run}");
+        let waited = began - first_start.values().filter(|at| **at <= *began).max().unwrap();
+        assert!(waited <= 3_500, "{run}: input {input} began {waited} ms after its first start");
+    }
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn debounce_collapses_starts_and_max_wait_cuts_a_stream_in_memory() {
+    debounce_collapses_and_is_cut_off("debounce-memory", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn debounce_collapses_starts_and_max_wait_cuts_a_stream_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    debounce_collapses_and_is_cut_off("debounce-sqlite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn debounce_collapses_starts_and_max_wait_cuts_a_stream_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_debounce");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store: Arc<dyn Store> = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
+    debounce_collapses_and_is_cut_off("debounce-postgres", store).await;
+    drop_schema(&url, &schema).await;
+}

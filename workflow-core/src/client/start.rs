@@ -14,7 +14,7 @@ use super::{Client, Handle};
 use crate::error::Error;
 use crate::model::time;
 use crate::model::BoxFuture;
-use crate::store::{InstanceRecord, WriteOp};
+use crate::store::{Debounce, InstanceRecord, WriteOp};
 use crate::workflow::WorkflowDef;
 
 /// The longest instance id accepted (as Dapr).
@@ -33,6 +33,9 @@ pub fn validate_instance_id(id: &str) -> Result<(), Error> {
     };
     Err(Error::InvalidInstanceId { id: id.to_owned(), reason })
 }
+
+/// The longest debounce key accepted.
+const MAX_DEBOUNCE_KEY_LEN: usize = 256;
 
 /// The longest workflow name accepted.
 const MAX_WORKFLOW_NAME_LEN: usize = 256;
@@ -114,6 +117,8 @@ pub struct Start<T> {
     reuse: ReusePolicy,
     /// The claim priority; `None`: the workflow's default.
     priority: Option<i32>,
+    /// Debounce: the key, the delay, and the longest wait.
+    debounce: Option<(String, Duration, Option<Duration>)>,
     /// The start under way, once polled.
     running: Option<BoxFuture<'static, Result<String, Error>>>,
     _output: PhantomData<fn() -> T>,
@@ -147,6 +152,31 @@ impl<T> Start<T> {
         self.priority = Some(priority);
         self
     }
+
+    /// Debounces the start: many starts of this workflow with the same `key` within `delay` of
+    /// each other collapse into one run, with the input of the last. The start creates an
+    /// instance due `delay` from now, or, while the key's instance still waits to start, gives
+    /// that instance its input and puts it off until `delay` from now; the handle is to that
+    /// instance. Once the instance has been claimed, the next start with the key waits in a new
+    /// one. Atomic across processes. The key is 1 to 256 bytes without control characters; the
+    /// delay is at least 1 ms. A debounced start takes no `.id()` (the key finds its instance).
+    pub fn debounce(mut self, key: impl Into<String>, delay: Duration) -> Self {
+        let max_wait = self.debounce.take().and_then(|(_, _, max_wait)| max_wait);
+        self.debounce = Some((key.into(), delay, max_wait));
+        self
+    }
+
+    /// With [`Start::debounce`]: the longest a steady stream of starts may put the run off,
+    /// counted from the first start the run collapses (it runs then with the latest input, and
+    /// later starts wait in a new instance). At least the delay. Without one, a stream of starts
+    /// closer together than the delay puts the run off for as long as it lasts.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        match &mut self.debounce {
+            Some((_, _, wait)) => *wait = Some(max_wait),
+            None => self.debounce = Some((String::new(), Duration::ZERO, Some(max_wait))),
+        }
+        self
+    }
 }
 
 impl<T: DeserializeOwned> Future for Start<T> {
@@ -159,10 +189,17 @@ impl<T: DeserializeOwned> Future for Start<T> {
             let workflow = std::mem::take(&mut this.workflow);
             let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
             let (id, reuse, priority) = (this.id.take(), this.reuse, this.priority);
+            let debounce = this.debounce.take();
             Box::pin(async move {
                 let input = input?;
                 let new = New { workflow: &workflow, input: &input, priority };
-                client.start_with_policy(new, id.as_deref(), reuse).await
+                match debounce {
+                    Some(debounce) if id.is_none() => client.debounced(new, debounce).await,
+                    Some(_) => Err(Error::InvalidArgument(
+                        "a debounced start takes no id: its key finds the instance to run".into(),
+                    )),
+                    None => client.start_with_policy(new, id.as_deref(), reuse).await,
+                }
             })
         });
         running.as_mut().poll(cx).map(|started| started.map(|id| Handle::new(this.client.clone(), id)))
@@ -199,6 +236,7 @@ impl Client {
             id: None,
             reuse: ReusePolicy::default(),
             priority: None,
+            debounce: None,
             running: None,
             _output: PhantomData,
         }
@@ -291,6 +329,54 @@ impl Client {
             ..InstanceRecord::pending(id.clone(), workflow, input, engine.now())
         };
         engine.start_instance(record, Vec::new()).await?;
+        Ok(id)
+    }
+
+    /// A debounced start (see [`Start::debounce`]); returns the id of the instance that will run.
+    async fn debounced(
+        &self,
+        new: New<'_>,
+        (key, delay, max_wait): (String, Duration, Option<Duration>),
+    ) -> Result<String, Error> {
+        let New { workflow, input, priority } = new;
+        validate_workflow_name(workflow)?;
+        if key.is_empty() || key.len() > MAX_DEBOUNCE_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "debounce key {key:?} must be 1 to {MAX_DEBOUNCE_KEY_LEN} bytes without control characters"
+            )));
+        }
+        if delay < Duration::from_millis(1) {
+            return Err(Error::InvalidArgument("a debounce delay must be at least 1 ms".into()));
+        }
+        if max_wait.is_some_and(|max_wait| max_wait < delay) {
+            return Err(Error::InvalidArgument("a debounce's maximum wait must be at least its delay".into()));
+        }
+        self.limits.check_payload(input).map_err(|size| size.error(format!("the input of workflow `{workflow}`")))?;
+        let (now, default) = match self.engine() {
+            Some(engine) => {
+                engine.registry().check_input(workflow, input)?;
+                (engine.now(), engine.registry().workflow(workflow).map_or(0, |entry| entry.priority))
+            }
+            None => {
+                serde_json::from_str::<serde_json::Value>(input)
+                    .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
+                (time::now_ms(), 0)
+            }
+        };
+        let record = InstanceRecord {
+            priority: priority.unwrap_or(default),
+            ..InstanceRecord::pending(id_or_new(None)?, workflow, input, now)
+        };
+        let start = Debounce {
+            record,
+            key,
+            due: now.saturating_add(time::millis(delay)),
+            max_wait_ms: max_wait.map(time::millis),
+        };
+        let id = self.store().debounce(&start).await?;
+        if let Some(engine) = self.engine() {
+            engine.wake_claimer_at(start.due);
+        }
         Ok(id)
     }
 

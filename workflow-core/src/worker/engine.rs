@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     caps: Vec<WorkflowCap>,
     /// The concurrency caps of the registered activities that have one.
     activity_caps: Vec<ActivityCap>,
+    /// The earliest wake of the claimer waiting on the clock ([`Engine::wake_claimer_at`]).
+    next_claim_wake: Mutex<Option<Millis>>,
     /// The worker id the runtime was built with (or a random one): a label for people.
     worker_id: String,
     /// The owner written on the leases this runtime takes and checked by its fences: the worker
@@ -126,6 +128,7 @@ impl Engine {
         Self {
             caps,
             activity_caps,
+            next_claim_wake: Mutex::new(None),
             committer: Committer::start(settings.store.clone()),
             waiters: ResultWaiters::new(settings.store.clone()),
             store: settings.store,
@@ -286,6 +289,33 @@ impl Engine {
     pub(super) fn wake_claimer(&self) {
         self.backlog.store(true, Ordering::SeqCst);
         self.wake_claimer.notify_one();
+    }
+
+    /// Wakes the claimer at `at` on the engine's clock (an instance falls due then): its next
+    /// look comes on time instead of at its next poll. One such wake waits at a time, the
+    /// earliest asked for; a later one is left to the polls (a stream of debounced starts does
+    /// not pile up timers).
+    pub(crate) fn wake_claimer_at(self: &Arc<Self>, at: Millis) {
+        {
+            let Ok(mut next) = self.next_claim_wake.lock() else { return };
+            if next.is_some_and(|next| next <= at) {
+                return;
+            }
+            *next = Some(at);
+        }
+        let engine = Arc::downgrade(self);
+        let due = self.clock.sleep_until(at);
+        tokio::spawn(async move {
+            due.await;
+            if let Some(engine) = engine.upgrade() {
+                if let Ok(mut next) = engine.next_claim_wake.lock() {
+                    if *next == Some(at) {
+                        *next = None;
+                    }
+                }
+                engine.wake_claimer();
+            }
+        });
     }
 
     /// Resolves when the claimer should look again.
