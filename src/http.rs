@@ -4,7 +4,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=&priority=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
+//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=&priority=&debounce=&delayMs=&maxWaitMs=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
 //! | `GET /v1.0/workflows/{component}/{instanceId}` | status | 200 status JSON |
 //! | `POST .../{instanceId}/terminate[?non_recursive=true]` (optional body: reason) | terminate | 202 |
 //! | `POST .../{instanceId}/raiseEvent/{eventName}` (body: event JSON) | raise an event | 202 |
@@ -23,7 +23,8 @@
 //! a full inbox ([`Limits::max_inbox_events`](workflow_core::Limits::max_inbox_events)). An empty
 //! start body is no input (`null`). `priority` (an extension of ours: a 32-bit integer, higher is
 //! claimed first when work is backlogged) defaults to the workflow's; the status JSON carries it
-//! as `priority`. A list with `omitPayloads=true` leaves out each instance's
+//! as `priority`. `debounce=KEY&delayMs=N[&maxWaitMs=M]` (ours too) debounces the start
+//! (`Start::debounce`): the answer names the instance the starts of that key collapse into. A list with `omitPayloads=true` leaves out each instance's
 //! input, output and custom status (they are not even read).
 //!
 //! # Security: the router has no authentication
@@ -301,6 +302,30 @@ async fn start(
                 .parse::<i32>()
                 .map_err(|_| bad_request(format!("`priority` must be a 32-bit integer, got {priority:?}")))?;
             start = start.priority(priority);
+        }
+        let millis = |name: &str| -> Result<Option<std::time::Duration>, ApiError> {
+            query
+                .get(name)
+                .map(|ms| {
+                    ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|_| {
+                        bad_request(format!("`{name}` must be a whole number of milliseconds, got {ms:?}"))
+                    })
+                })
+                .transpose()
+        };
+        let (delay, max_wait) = (millis("delayMs")?, millis("maxWaitMs")?);
+        match (query.get("debounce"), delay) {
+            (Some(key), Some(delay)) => {
+                start = start.debounce(key, delay);
+                if let Some(max_wait) = max_wait {
+                    start = start.max_wait(max_wait);
+                }
+            }
+            (Some(_), None) => return Err(bad_request("`debounce` needs `delayMs`")),
+            (None, _) if delay.is_some() || max_wait.is_some() => {
+                return Err(bad_request("`delayMs` and `maxWaitMs` go with `debounce`"));
+            }
+            (None, _) => {}
         }
         let handle = start.await.map_err(error_response)?;
         Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": handle.instance_id() }))).into_response())

@@ -175,6 +175,21 @@ async fn pause_resume_terminate_and_list() {
     assert!(page2["continuationToken"].is_null());
 }
 
+/// Debounced starts over HTTP: two starts of one key name the same instance, which waits
+/// (Pending) for its delay with the later input.
+#[tokio::test]
+async fn debounced_starts_collapse_over_http() {
+    let server = serve().await;
+    let start = "/v1.0/workflows/dapr/http_approval/start?debounce=cart-9&delayMs=600000&maxWaitMs=900000";
+    let (code, first) = server.post(start, r#""first""#).await;
+    assert_eq!(code, 202, "{first}");
+    let (code, second) = server.post(start, r#""second""#).await;
+    assert_eq!((code, &second), (202, &first), "the same instance");
+    let id = serde_json::from_str::<Value>(&first).unwrap()["instanceID"].as_str().unwrap().to_owned();
+    let status = server.wait_for(&id, "PENDING").await;
+    assert_eq!(status["properties"]["dapr.workflow.input"], r#""second""#);
+}
+
 #[tokio::test]
 async fn bad_requests_get_json_errors_and_never_a_panic() {
     let server = serve().await;
@@ -186,6 +201,13 @@ async fn bad_requests_get_json_errors_and_never_a_panic() {
         ("POST", format!("{start}?instanceID=ok-2"), "42", 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?instanceID=ok-3&priority=high"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?instanceID=ok-4&priority=3000000000"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=k"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?delayMs=5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=k&delayMs=soon"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=k&delayMs=0"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=k&delayMs=10&maxWaitMs=5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=k&delayMs=10&instanceID=ok-5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?debounce=%01&delayMs=10"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/dapr/no_such_workflow/start".to_owned(), "null", 400, "ERR_WORKFLOW_NAME_INVALID"),
         ("GET", "/v1.0/workflows/dapr/missing".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
         ("GET", "/v1.0/workflows/dapr/%FF%FE".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
