@@ -9,7 +9,9 @@
 //! - W7 takeover: a worker process killed with SIGKILL; time until a live worker resumes its
 //!   instances.
 //! - W8 flow control: W1 under a workflow concurrency cap that never binds, beside uncapped and a
-//!   cap that binds.
+//!   cap that binds, and W1 with capped activity steps.
+//! - W9 backlog: 1,000 and 100,000 instances queued behind a workflow cap; the rate of the first
+//!   1,000 admissions and the RSS growth.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
@@ -20,6 +22,8 @@ mod w4_waiters;
 mod w7_takeover;
 #[path = "w8_flow.rs"]
 mod w8_flow;
+#[path = "w9_backlog.rs"]
+mod w9_backlog;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +66,11 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     }
     if wanted("w8") {
         rows.extend(w8_flow::measure(name, store.clone()).await?);
+    }
+    // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
+    // it is the reference, not a store to measure at scale.
+    if name != "memory" && wanted("w9") {
+        rows.extend(w9_backlog::measure(name, store.clone()).await?);
     }
     Ok(rows)
 }

@@ -169,8 +169,8 @@ async fn running_of(
 ) -> Result<HashMap<String, u64>, StoreError> {
     let marks = vec!["?"; caps.len()].join(", ");
     let sql = format!(
-        "SELECT workflow, count(*) FROM instances WHERE owner IS NOT NULL AND lease_until >= ? \
-         AND status IN ('Pending', 'Running') AND workflow IN ({marks}) GROUP BY workflow"
+        "SELECT workflow, count(*) FROM instances INDEXED BY instances_owned WHERE owner IS NOT NULL \
+         AND lease_until >= ? AND status IN ('Pending', 'Running') AND workflow IN ({marks}) GROUP BY workflow"
     );
     let query = caps.iter().fold(sqlx::query(&sql).bind(now), |query, cap| query.bind(cap.workflow.as_str()));
     let mut running = HashMap::new();
