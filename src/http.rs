@@ -11,6 +11,7 @@
 //! | `POST .../{instanceId}/pause`, `.../resume` | suspend, resume | 202 |
 //! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
+//! | `GET .../{instanceId}/activities` (ours) | its activity calls in the task queue, waiting or running, with the limits they wait behind | 200 JSON list |
 //! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=&omitPayloads=` | list | 200 |
 //!
 //! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
@@ -69,7 +70,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use workflow_core::{rfc3339, Client, Error, InstanceStatus, ListFilter, RuntimeStatus};
+use workflow_core::{rfc3339, Client, Error, InstanceStatus, ListFilter, QueuedState, RuntimeStatus};
 
 /// How the router is set up ([`router_with`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +117,8 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
     let mut api = Router::new()
         .route("/workflows/{component}", get(list))
         .route("/workflows/{component}/{id}", get(status))
-        .route("/workflows/{component}/{id}/diagram", get(diagram));
+        .route("/workflows/{component}/{id}/diagram", get(diagram))
+        .route("/workflows/{component}/{id}/activities", get(queued_activities));
     if !options.read_only {
         api = api
             .route("/workflows/{component}/{id}/start", post(start))
@@ -173,6 +175,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "lastUpdatedAt": rfc3339(status.updated_at),
         "runtimeStatus": dapr_status_name(status.status),
         "priority": status.priority,
+        "wakeAt": status.wake_at.map(rfc3339),
         "properties": properties,
     })
 }
@@ -396,6 +399,38 @@ async fn purge(State(client): State<Client>, params: PathOf<(String, String)>, p
         let non_recursive = flag(&query(params_query)?, "non_recursive")?;
         client.purge(&id).recursive(!non_recursive).await.map_err(error_response)?;
         Ok(accepted())
+    })
+    .await
+}
+
+async fn queued_activities(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let queued = client.queued_activities(&id).await.map_err(error_response)?;
+        let list: Vec<Value> = queued
+            .iter()
+            .map(|call| {
+                let (state, worker, lease_until) = match &call.state {
+                    QueuedState::Waiting => ("WAITING", None, None),
+                    QueuedState::Running { worker, lease_until } => {
+                        ("RUNNING", Some(worker.clone()), Some(rfc3339(*lease_until)))
+                    }
+                    QueuedState::Finished => ("FINISHED", None, None),
+                };
+                json!({
+                    "activity": call.activity,
+                    "seq": call.seq,
+                    "attempt": call.attempt,
+                    "concurrencyKey": call.concurrency_key,
+                    "queuedAt": rfc3339(call.queued_at),
+                    "state": state,
+                    "worker": worker,
+                    "leaseUntil": lease_until,
+                    "limits": call.limits,
+                })
+            })
+            .collect();
+        Ok(Json(Value::Array(list)).into_response())
     })
     .await
 }

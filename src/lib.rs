@@ -10,9 +10,9 @@ pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
     ActivityOptions, BoxFuture, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait, FailureDetails,
     FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter, MemoryStore, Millis,
-    Payload, Purge, Race, RateLimit, RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder,
-    RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
-    WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
+    Payload, Purge, QueuedActivity, QueuedState, Race, RateLimit, RecordStatus, RetentionPolicy, RetryPolicy,
+    ReusePolicy, Runtime, RuntimeBuilder, RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer,
+    VirtualClock, WorkflowContext, WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "http")]

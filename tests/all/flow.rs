@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use workflow::prelude::*;
 use workflow::store::{MemoryStore, Store};
-use workflow::{ActivityDispatch, Clock, Error};
+use workflow::{ActivityDispatch, Clock, Error, QueuedState};
 
 use crate::support::{sqlite_store, wait_for_value};
 
@@ -540,14 +540,14 @@ async fn debounce_collapses_and_is_cut_off(run: &str, store: Arc<dyn Store>) {
             first_start.entry(latest.clone()).or_insert(clock.now_ms());
         }
         clock.advance(Duration::from_millis(500));
-        // In real time a claim follows within a poll once the instance is due; the virtual clock
-        // jumps, so wait for that claim before the next start (which would otherwise still find
-        // the instance waiting and give it its input).
+        // In real time a due instance is claimed and runs within a poll; the virtual clock
+        // jumps, so wait for that run to end before the clock moves on or the next start comes
+        // (which would otherwise still find the instance waiting and give it its input).
         let (store, now, id) = (&store, clock.now_ms(), latest.as_str());
-        wait_for_value(&format!("{run}: {id} claimed once due"), || async move {
+        wait_for_value(&format!("{run}: {id} run once due"), || async move {
             let record = store.instance(id).await.unwrap().unwrap();
-            let waits = record.status == RuntimeStatus::Pending && record.owner.is_none();
-            (!waits || record.wake_at.is_none_or(|due| due > now)).then_some(())
+            let not_due = record.status == RuntimeStatus::Pending && record.wake_at.is_some_and(|due| due > now);
+            (not_due || record.status == RuntimeStatus::Completed).then_some(())
         })
         .await;
     }
@@ -586,4 +586,72 @@ async fn debounce_collapses_starts_and_max_wait_cuts_a_stream_on_postgres() {
     let store: Arc<dyn Store> = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
     debounce_collapses_and_is_cut_off("debounce-postgres", store).await;
     drop_schema(&url, &schema).await;
+}
+
+/// Opens when the test says: the `gated` attempts wait on it.
+fn gate() -> &'static tokio::sync::Semaphore {
+    static GATE: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(0))
+}
+
+/// One at a time across every worker; each waits for the test to open the gate.
+#[activity(concurrency = 1)]
+async fn gated(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    gate().acquire().await.map_err(|_| ActivityError::non_retryable("gate closed"))?.forget();
+    Ok(n)
+}
+
+#[workflow]
+async fn gated_batch(ctx: WorkflowContext, count: u32) -> Result<u32, WorkflowError> {
+    Ok(gated::fan_out(&ctx, 0..count).await?.into_iter().sum())
+}
+
+/// Status says why calls wait: three calls of an activity capped at 1 show one running (on this
+/// worker, until its lease) and two waiting behind "at most 1 at once in all"; once they are
+/// through, nothing is queued. A debounced start shows as Pending with its due time.
+#[tokio::test]
+async fn status_shows_what_waits_and_why() {
+    let runtime = Runtime::builder()
+        .store(MemoryStore::new())
+        .workflow(gated_batch::Workflow)
+        .activity(gated::Activity)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let handle = gated_batch::start(&client, 3).await.unwrap();
+    let id = handle.instance_id().to_owned();
+    let queued = wait_for_value("three calls queued, one running", || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let queued = client.queued_activities(&id).await.unwrap();
+            let running = queued.iter().filter(|q| matches!(q.state, QueuedState::Running { .. })).count();
+            (queued.len() == 3 && running == 1).then_some(queued)
+        }
+    })
+    .await;
+    for call in &queued {
+        assert_eq!(call.activity, "gated");
+        assert_eq!(call.limits.as_deref(), Some("at most 1 at once in all"));
+        match &call.state {
+            QueuedState::Running { worker, .. } => assert!(worker.starts_with(runtime.worker_id()), "{worker}"),
+            state => assert_eq!(*state, QueuedState::Waiting),
+        }
+    }
+    gate().add_permits(3);
+    assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), 3);
+    assert!(client.queued_activities(&id).await.unwrap().is_empty(), "all journaled");
+    assert!(matches!(client.queued_activities("nobody").await, Err(Error::InstanceNotFound(_))));
+
+    let before = workflow::Clock::now_ms(&workflow::SystemClock);
+    let later = gated_batch::start(&client, 0).debounce("status", Duration::from_secs(60)).await.unwrap();
+    let status = later.status().await.unwrap();
+    assert_eq!(status.status, RuntimeStatus::Pending);
+    let due = status.wake_at.expect("a due time");
+    assert!((before + 60_000..=before + 70_000).contains(&due), "due in a minute: {due} vs {before}");
+    let unknown =
+        debounced::start(&client, ("unregistered".to_owned(), 1)).debounce("status", Duration::from_secs(1)).await;
+    assert!(matches!(unknown, Err(Error::UnknownWorkflow(_))), "checked against the registry");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -188,6 +188,9 @@ async fn debounced_starts_collapse_over_http() {
     let id = serde_json::from_str::<Value>(&first).unwrap()["instanceID"].as_str().unwrap().to_owned();
     let status = server.wait_for(&id, "PENDING").await;
     assert_eq!(status["properties"]["dapr.workflow.input"], r#""second""#);
+    assert!(status["wakeAt"].as_str().is_some_and(|at| at.ends_with('Z')), "its due time: {status}");
+    let (code, queued) = server.get(&format!("/v1.0/workflows/dapr/{id}/activities")).await;
+    assert_eq!((code, queued.as_str()), (200, "[]"), "nothing queued before it runs");
 }
 
 #[tokio::test]
@@ -217,6 +220,7 @@ async fn bad_requests_get_json_errors_and_never_a_panic() {
         ("POST", "/v1.0/workflows/dapr/missing/resume".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
         ("POST", "/v1.0/workflows/dapr/missing/purge".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
         ("GET", "/v1.0/workflows/dapr/missing/diagram".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("GET", "/v1.0/workflows/dapr/missing/activities".to_owned(), "", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
         ("POST", "/v1.0/workflows/dapr/missing/purge?non_recursive=maybe".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/dapr?pageSize=0".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/dapr?runtimeStatus=SLEEPY".to_owned(), "", 400, "ERR_MALFORMED_REQUEST"),

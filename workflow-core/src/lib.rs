@@ -28,7 +28,7 @@ mod workflow;
 pub use activity::{ActivityContext, ActivityDef, ActivityDispatch, ActivityOptions, RetryPolicy};
 pub use client::{
     validate_instance_id, Client, Handle, HistoryEvent, InstancePage, InstanceStatus, ListFilter, Purge,
-    RetentionPolicy, ReusePolicy, Start, Terminate, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
+    QueuedActivity, QueuedState, RetentionPolicy, ReusePolicy, Start, Terminate, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
 pub use limits::{Limits, DEFAULT_MAX_INBOX_BYTES, DEFAULT_MAX_INBOX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES};

@@ -26,7 +26,7 @@ pub(crate) use start::{id_or_new, validate_workflow_name};
 pub use start::{validate_instance_id, ReusePolicy, Start, MAX_INSTANCE_ID_LEN};
 use status::found;
 pub(crate) use status::Ending;
-pub use status::InstanceStatus;
+pub use status::{InstanceStatus, QueuedActivity, QueuedState};
 pub(crate) use waiters::{Ended, ResultWaiters};
 
 use crate::error::{Error, FailureDetails};
@@ -190,6 +190,51 @@ impl Client {
     pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
         validate_instance_id(instance_id)?;
         found(instance_id, self.store.instance(instance_id).await?)
+    }
+
+    /// The instance's activity calls in the store's task queue, waiting or running (see
+    /// [`QueuedActivity`]): capped, rate-limited and shared-dispatch calls, with the limits they
+    /// wait behind. [`Error::InstanceNotFound`] for an unknown instance.
+    pub async fn queued_activities(&self, instance_id: &str) -> Result<Vec<QueuedActivity>, Error> {
+        validate_instance_id(instance_id)?;
+        if self.store.instance(instance_id).await?.is_none() {
+            return Err(Error::InstanceNotFound(instance_id.to_owned()));
+        }
+        let now = self.now();
+        let tasks = self.store.tasks_of(instance_id).await?;
+        Ok(tasks
+            .into_iter()
+            .map(|task| {
+                let state = match (&task.outcome, &task.owner, task.lease_until) {
+                    (Some(_), _, _) => QueuedState::Finished,
+                    (None, Some(worker), Some(until)) if until >= now => {
+                        QueuedState::Running { worker: worker.clone(), lease_until: until }
+                    }
+                    _ => QueuedState::Waiting,
+                };
+                let limits = self.engine().and_then(|engine| {
+                    let cap = engine.activity_caps().iter().find(|cap| cap.activity == task.name)?;
+                    let mut said = Vec::new();
+                    let per = if task.concurrency_key.is_empty() { "in all" } else { "per key" };
+                    if let Some(n) = cap.concurrency {
+                        said.push(format!("at most {n} at once {per}"));
+                    }
+                    if let Some(rate) = cap.rate {
+                        said.push(format!("at most {} starts per {} ms {per}", rate.limit, rate.period_ms));
+                    }
+                    Some(said.join("; "))
+                });
+                QueuedActivity {
+                    activity: task.name,
+                    seq: task.seq,
+                    attempt: task.attempt,
+                    concurrency_key: task.concurrency_key,
+                    queued_at: task.visible_at,
+                    state,
+                    limits,
+                }
+            })
+            .collect())
     }
 
     /// The instance's journal (its current generation), in seq order.

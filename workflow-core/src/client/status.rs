@@ -29,6 +29,9 @@ pub struct InstanceStatus {
     pub updated_at: Millis,
     /// Its claim priority (higher is claimed first when work is backlogged).
     pub priority: i32,
+    /// When the store makes it claimable again, if it waits for a time: a debounced start's due
+    /// time (Pending), or the next wake-up of an instance waiting out of memory.
+    pub wake_at: Option<Millis>,
 }
 
 impl From<InstanceRecord> for InstanceStatus {
@@ -45,8 +48,46 @@ impl From<InstanceRecord> for InstanceStatus {
             created_at: record.created_at,
             updated_at: record.updated_at,
             priority: record.priority,
+            wake_at: record.wake_at,
         }
     }
+}
+
+/// An activity call of an instance waiting in the store's task queue, or running from it: the
+/// calls of capped, rate-limited and shared-dispatch activities ([`crate::Client::queued_activities`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedActivity {
+    /// The activity's name.
+    pub activity: String,
+    /// The call's seq in the instance's journal.
+    pub seq: u32,
+    /// The attempt queued, from 1.
+    pub attempt: u32,
+    /// The call's concurrency key (empty for none).
+    pub concurrency_key: String,
+    /// When it was queued (or becomes visible), ms since the Unix epoch.
+    pub queued_at: Millis,
+    /// Where it stands.
+    pub state: QueuedState,
+    /// The activity's limits across workers, as the client's runtime registered them (`None`
+    /// when this client has no runtime that registers the activity): why a waiting call waits.
+    pub limits: Option<String>,
+}
+
+/// Where a queued activity call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueuedState {
+    /// Waiting for a worker to claim it (behind its activity's limits, if it has any).
+    Waiting,
+    /// Claimed by `worker`, whose lease lasts until `lease_until`.
+    Running {
+        /// The owner on the lease.
+        worker: String,
+        /// When the lease lapses unless renewed.
+        lease_until: Millis,
+    },
+    /// Its attempt finished; the instance has yet to take the outcome into its journal.
+    Finished,
 }
 
 /// The status of the instance read as `record`, or [`Error::InstanceNotFound`].
@@ -108,6 +149,7 @@ impl Ending {
             created_at: record.created_at,
             updated_at: now,
             priority: record.priority,
+            wake_at: None,
         }
     }
 }

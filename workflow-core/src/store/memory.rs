@@ -625,6 +625,11 @@ impl Store for MemoryStore {
         Ok(stored)
     }
 
+    async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables.tasks.iter().filter(|((id, _, _), _)| id == instance_id).map(|(_, task)| task.clone()).collect())
+    }
+
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
         let tables = self.lock()?;
         Ok(tables

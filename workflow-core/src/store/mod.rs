@@ -702,6 +702,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(stored)
     }
 
+    /// Every task of instance `instance_id` (all generations), queued, claimed or finished and not
+    /// yet taken into its journal, in key order: what status shows of the calls waiting in the
+    /// task queue. The default refuses (a [`StoreError::Config`]).
+    async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let _ = instance_id;
+        Err(StoreError::Config("this store does not list an instance's tasks".into()))
+    }
+
     /// The tasks of these instances that have an outcome.
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError>;
 

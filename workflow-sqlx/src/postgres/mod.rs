@@ -52,7 +52,7 @@ use crate::shared::plan::Plan;
 use crate::shared::quarantine::Quarantine;
 use crate::shared::rows::{
     event_from_row, instance_from_row, record_from_row, task_from_row, wanted_record_from_row, INSTANCE_COLUMNS,
-    INSTANCE_COLUMNS_WITHOUT_PAYLOADS,
+    INSTANCE_COLUMNS_WITHOUT_PAYLOADS, TASK_COLUMNS,
 };
 use crate::shared::rows::{key_from_row, KEY_COLUMNS};
 
@@ -423,6 +423,24 @@ impl Store for PostgresStore {
             self.stats.record_commit(done);
         }
         Ok(stored)
+    }
+
+    async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        if instance_id.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let select =
+            format!("SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id = $1 ORDER BY generation, seq");
+        let select = &select;
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(select)
+                .bind(instance_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading an instance's tasks"))
+        })
+        .await?;
+        rows.iter().map(task_from_row).collect()
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

@@ -392,6 +392,17 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
+    async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let select =
+            format!("SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id = ? ORDER BY generation, seq");
+        let rows = sqlx::query(&select)
+            .bind(instance_id)
+            .fetch_all(&mut *self.reader().await?)
+            .await
+            .map_err(backend("reading an instance's tasks"))?;
+        rows.iter().map(task_from_row).collect()
+    }
+
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
         let unique: Vec<&str> = instance_ids.iter().map(String::as_str).collect::<HashSet<_>>().into_iter().collect();
         let select = format!("SELECT {TASK_COLUMNS} FROM activity_tasks WHERE instance_id IN");

@@ -522,6 +522,12 @@ pub async fn check_tasks_complete_many(store: &dyn Store) {
     let finished = store.finished_tasks(&names(&["taskm/a", "taskm/b", "taskm/c"])).await.unwrap();
     let payloads: Vec<&str> = finished.iter().filter_map(|t| t.outcome.as_ref()).map(|o| o.payload.as_str()).collect();
     assert_eq!(payloads, ["2", "3", "0"]);
+    // An instance's tasks, finished or not, as status lists them.
+    store.write(&[enqueue(task("taskm/a", 0, 5, act, 1, 50))]).await.unwrap();
+    let of_a = store.tasks_of("taskm/a").await.unwrap();
+    let keys: Vec<(u32, bool)> = of_a.iter().map(|t| (t.seq, t.outcome.is_some())).collect();
+    assert_eq!(keys, [(1, true), (5, false)]);
+    assert!(store.tasks_of("taskm/nobody").await.unwrap().is_empty());
 }
 
 /// A rate-limited activity's claim takes, of each key, at most the rate less the claims of that
