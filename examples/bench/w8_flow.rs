@@ -3,8 +3,9 @@
 //! the uncapped run's parallelism (200: it never binds, so the figure is the cost of counting and
 //! of claiming instead of running at start), and with a cap of 20 that binds. Rounds alternate;
 //! the row gives the medians. A second row: W1 whose steps are a capped activity (a global cap of
-//! 200, and 20 per key over 10 keys: neither binds), whose attempts go through the store's task
-//! queue where the caps are counted, beside the same uncapped run.
+//! 200, and 20 per key over 10 keys: neither binds; and a rate limit of a million a second, which
+//! does not bind either), whose attempts go through the store's task queue where the limits are
+//! counted, beside the same uncapped run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,21 @@ async fn w8_capped_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityEr
 #[activity(retry(max_attempts = 1), concurrency(limit = 20, key = |n: &u64| (n / 100 % 10).to_string()))]
 async fn w8_keyed_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     Ok(n + 1)
+}
+
+/// `w8_step` under a rate limit that never binds (a million a second).
+#[activity(retry(max_attempts = 1), rate = "1000000/1s")]
+async fn w8_rated_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+#[workflow]
+async fn w8_rated_steps(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    let mut n = start;
+    for _ in 0..10 {
+        n = w8_rated_step::call(&ctx, n).await?;
+    }
+    Ok(n)
 }
 
 #[workflow]
@@ -103,6 +119,8 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
         .workflow(w8_cap_20::Workflow)
         .workflow(w8_capped_steps::Workflow)
         .workflow(w8_keyed_steps::Workflow)
+        .workflow(w8_rated_steps::Workflow)
+        .activity(w8_rated_step::Activity)
         .activity(w8_step::Activity)
         .activity(w8_capped_step::Activity)
         .activity(w8_keyed_step::Activity)
@@ -111,17 +129,18 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
         .await?;
     let client = runtime.client();
     let (mut free, mut same, mut binding) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut global, mut keyed) = (Vec::new(), Vec::new());
+    let (mut global, mut keyed, mut rated) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         free.push(round::<w8_free::Workflow>(&client).await?);
         same.push(round::<w8_cap_200::Workflow>(&client).await?);
         binding.push(round::<w8_cap_20::Workflow>(&client).await?);
         global.push(round::<w8_capped_steps::Workflow>(&client).await?);
         keyed.push(round::<w8_keyed_steps::Workflow>(&client).await?);
+        rated.push(round::<w8_rated_steps::Workflow>(&client).await?);
     }
     runtime.shutdown(Duration::from_secs(5)).await?;
     let (free, same, binding) = (median(free), median(same), median(binding));
-    let (global, keyed) = (median(global), median(keyed));
+    let (global, keyed, rated) = (median(global), median(keyed), median(rated));
     let share = |figure: f64| 100.0 * figure / free;
     Ok(vec![
         ScaleRow {
@@ -134,9 +153,11 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
             workload: "W8 W1 with capped activity steps, workflows/s (median of rounds)",
             store: name.to_owned(),
             measured: format!(
-                "global cap 200: {global:.0} ({:.0}%); 20 per key x 10 keys: {keyed:.0} ({:.0}%)",
+                "global cap 200: {global:.0} ({:.0}%); 20 per key x 10 keys: {keyed:.0} ({:.0}%); \
+                 rate 1M/s: {rated:.0} ({:.0}%)",
                 share(global),
-                share(keyed)
+                share(keyed),
+                share(rated)
             ),
             beside: format!("uncapped local steps: {free:.0}"),
         },
