@@ -15,9 +15,9 @@ use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_STARTS, FAIL_DAMAGED,
-    FORGET_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
-    SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
+    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_STARTS, CUSTOM_PLANS,
+    FAIL_DAMAGED, FORGET_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RELEASE_LEASES, RENEW_LEASES,
+    SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -289,6 +289,7 @@ pub(super) async fn claim_tasks_capped(
         }
         let rows = retrying(|| async move {
             let mut tx = pool.begin().await.map_err(failed("beginning a capped task claim"))?;
+            sqlx::query(CUSTOM_PLANS).execute(&mut *tx).await.map_err(failed("planning a capped task claim"))?;
             let name = cap.activity.as_str();
             sqlx::query(LOCK_TASK_CAP)
                 .bind(name)
