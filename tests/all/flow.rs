@@ -653,5 +653,16 @@ async fn status_shows_what_waits_and_why() {
     let unknown =
         debounced::start(&client, ("unregistered".to_owned(), 1)).debounce("status", Duration::from_secs(1)).await;
     assert!(matches!(unknown, Err(Error::UnknownWorkflow(_))), "checked against the registry");
+    let second = Duration::from_secs(1);
+    let bad = [
+        gated_batch::start(&client, 0).max_wait(second).await.err(),
+        gated_batch::start(&client, 0).debounce("", second).await.err(),
+        gated_batch::start(&client, 0).debounce("k", Duration::ZERO).await.err(),
+        gated_batch::start(&client, 0).debounce("k", second * 2).max_wait(second).await.err(),
+        gated_batch::start(&client, 0).debounce("k", second).id("x").await.err(),
+    ];
+    for error in bad {
+        assert!(matches!(error, Some(Error::InvalidArgument(_))), "{error:?}");
+    }
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

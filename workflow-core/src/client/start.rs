@@ -340,6 +340,9 @@ impl Client {
     ) -> Result<String, Error> {
         let New { workflow, input, priority } = new;
         validate_workflow_name(workflow)?;
+        if key.is_empty() && delay.is_zero() {
+            return Err(Error::InvalidArgument("`.max_wait(..)` goes with `.debounce(key, delay)`".into()));
+        }
         if key.is_empty() || key.len() > MAX_DEBOUNCE_KEY_LEN || key.chars().any(char::is_control) {
             return Err(Error::InvalidArgument(format!(
                 "debounce key {key:?} must be 1 to {MAX_DEBOUNCE_KEY_LEN} bytes without control characters"
