@@ -76,7 +76,7 @@ pub(super) async fn measure(name: &str, dir: &Path) -> BenchResult<Vec<ScaleRow>
 }
 
 /// This process's resident set, in bytes.
-fn rss() -> BenchResult<i64> {
+pub(super) fn rss() -> BenchResult<i64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kb = status
         .lines()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use workflow::prelude::*;
 use workflow::store::{InstanceRecord, Store, TaskRecord, WriteOp};
 
+use super::w6_memory::rss;
 use super::{BenchResult, ScaleRow};
 
 /// Instances admitted (their bodies ran) in this process.
@@ -33,17 +34,6 @@ static TASKS_ADMITTED: AtomicU64 = AtomicU64::new(0);
 async fn w9_keyed_step(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     TASKS_ADMITTED.fetch_add(1, Ordering::SeqCst);
     Ok(n)
-}
-
-/// This process's resident set, in bytes.
-fn rss() -> BenchResult<i64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .ok_or("no VmRSS in /proc/self/status")?;
-    Ok(kb.parse::<i64>()? * 1024)
 }
 
 /// Queues `count` instances, admits 6,000: (admitted/s of the last 1,000, RSS growth in bytes).
@@ -67,23 +57,7 @@ async fn admit(store: &Arc<dyn Store>, count: u64) -> BenchResult<(f64, i64)> {
         .poll_interval(Duration::from_millis(50))
         .build()
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut grown = 0;
-    let mut started = None;
-    while ADMITTED.load(Ordering::SeqCst) < WARM_UP + MEASURED {
-        if Instant::now() > deadline {
-            return Err("W9: the backlog was not admitted within 5 minutes".into());
-        }
-        if started.is_none() && ADMITTED.load(Ordering::SeqCst) >= WARM_UP {
-            started = Some(Instant::now());
-        }
-        grown = grown.max(rss()? - before);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let rate = MEASURED as f64 / started.map_or(Duration::ZERO, |at| at.elapsed()).as_secs_f64().max(1e-6);
-    grown = grown.max(rss()? - before);
-    runtime.shutdown(Duration::from_secs(5)).await?;
-    Ok((rate, grown))
+    admission(&ADMITTED, before, runtime).await
 }
 
 /// Queues `count` tasks of `w9_keyed_step` (keys `i % 10`), admits 6,000 with a runtime that
@@ -121,14 +95,20 @@ async fn admit_tasks(store: &Arc<dyn Store>, count: u64) -> BenchResult<(f64, i6
         .poll_interval(Duration::from_millis(50))
         .build()
         .await?;
+    admission(&TASKS_ADMITTED, before, runtime).await
+}
+
+/// Waits while `runtime` admits `WARM_UP` and then `MEASURED` more (counted by `admitted`), and
+/// shuts it down: (admitted/s of the measured ones, RSS growth over `before` in bytes).
+async fn admission(admitted: &AtomicU64, before: i64, runtime: Runtime) -> BenchResult<(f64, i64)> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut grown = 0;
     let mut started = None;
-    while TASKS_ADMITTED.load(Ordering::SeqCst) < WARM_UP + MEASURED {
+    while admitted.load(Ordering::SeqCst) < WARM_UP + MEASURED {
         if Instant::now() > deadline {
-            return Err("W9: the task backlog was not admitted within 5 minutes".into());
+            return Err("W9: the backlog was not admitted within 5 minutes".into());
         }
-        if started.is_none() && TASKS_ADMITTED.load(Ordering::SeqCst) >= WARM_UP {
+        if started.is_none() && admitted.load(Ordering::SeqCst) >= WARM_UP {
             started = Some(Instant::now());
         }
         grown = grown.max(rss()? - before);

@@ -135,36 +135,17 @@ impl Args {
             }
         } else if meta.path.is_ident(CONCURRENCY) {
             if activity && meta.input.peek(syn::token::Paren) {
-                let (limit, key) = (&mut self.concurrency, &mut self.concurrency_key);
-                let mut given = false;
-                meta.parse_nested_meta(|inner| {
-                    if inner.path.is_ident(LIMIT) {
-                        given = true;
-                        if let Some(n) = concurrency_limit(&inner, LIMIT, "limit = 2", kind, errors)? {
-                            limit.set(&inner, n, errors);
-                        }
-                    } else if inner.path.is_ident(KEY) {
-                        if let Some(expr) =
-                            value_expr(&inner, KEY, "key = |input: &Order| input.tenant.clone()", errors)?
-                        {
-                            key.set(&inner, expr, errors);
-                        }
-                    } else {
-                        errors.push(inner.error(format!(
-                            "unknown setting `{}` of `concurrency(...)`: expected `limit = N` and, for a cap per key, \
-                             `key = |input: &Input| ...` (or the path of a `fn(&Input) -> String`)",
-                            path_text(&inner.path)
-                        )));
-                        skip_value(&inner)?;
-                    }
-                    Ok(())
-                })?;
-                if !given {
-                    errors.push(meta.error(
+                let usage = KeyedLimit {
+                    setting: CONCURRENCY,
+                    expected: "`limit = N` and, for a cap per key",
+                    missing:
                         "`concurrency(...)` needs `limit = N`, like `concurrency(limit = 2, key = |order: &Order| \
-                         order.tenant.clone())`",
-                    ));
-                }
+                              order.tenant.clone())`",
+                };
+                let limit = |inner: &ParseNestedMeta<'_>, errors: &mut Errors| {
+                    concurrency_limit(inner, LIMIT, "limit = 2", kind, errors)
+                };
+                keyed_limit(meta, &usage, &mut self.concurrency, &mut self.concurrency_key, errors, limit)?;
             } else if !activity && meta.input.peek(syn::token::Paren) {
                 errors.push(meta.error(
                     "`concurrency(...)` (a cap per key) applies to `#[activity]` for now: a workflow takes \
@@ -176,37 +157,15 @@ impl Args {
             }
         } else if activity && meta.path.is_ident(RATE) {
             if meta.input.peek(syn::token::Paren) {
-                let (rate, key) = (&mut self.rate, &mut self.concurrency_key);
-                let mut given = false;
-                meta.parse_nested_meta(|inner| {
-                    if inner.path.is_ident(LIMIT) {
-                        given = true;
-                        if let Some(value) = rate_value(&inner, LIMIT, "limit = \"5/1s\"", errors)? {
-                            rate.set(&inner, value, errors);
-                        }
-                    } else if inner.path.is_ident(KEY) {
-                        if let Some(expr) =
-                            value_expr(&inner, KEY, "key = |input: &Order| input.tenant.clone()", errors)?
-                        {
-                            key.set(&inner, expr, errors);
-                        }
-                    } else {
-                        errors.push(inner.error(format!(
-                            "unknown setting `{}` of `rate(...)`: expected `limit = \"N/period\"` and, for a limit per \
-                             key, `key = |input: &Input| ...` (or the path of a `fn(&Input) -> String`)",
-                            path_text(&inner.path)
-                        )));
-                        skip_value(&inner)?;
-                    }
-                    Ok(())
-                })?;
-                if !given {
-                    errors.push(
-                        meta.error(
-                            "`rate(...)` needs `limit = \"N/period\"`, like `rate(limit = \"5/1s\", key = ...)`",
-                        ),
-                    );
-                }
+                let usage = KeyedLimit {
+                    setting: RATE,
+                    expected: "`limit = \"N/period\"` and, for a limit per key",
+                    missing: "`rate(...)` needs `limit = \"N/period\"`, like `rate(limit = \"5/1s\", key = ...)`",
+                };
+                let limit = |inner: &ParseNestedMeta<'_>, errors: &mut Errors| {
+                    rate_value(inner, LIMIT, "limit = \"5/1s\"", errors)
+                };
+                keyed_limit(meta, &usage, &mut self.rate, &mut self.concurrency_key, errors, limit)?;
             } else if let Some(value) = rate_value(meta, RATE, "rate = \"50/1s\"", errors)? {
                 self.rate.set(meta, value, errors);
             }
@@ -338,6 +297,56 @@ fn string_value(
             Ok(None)
         }
     }
+}
+
+/// How one of an activity's per-key limits (`concurrency(...)`, `rate(...)`) is written, for its
+/// messages.
+struct KeyedLimit {
+    /// The argument's name.
+    setting: &'static str,
+    /// The settings it takes before the key, named when another one is given.
+    expected: &'static str,
+    /// The message when `limit` is missing.
+    missing: &'static str,
+}
+
+/// The settings inside `concurrency(...)` or `rate(...)`: `limit = ...`, read by `limit` into
+/// `slot`, and `key = ...` into the activity's one key (given twice, it is reported as such).
+fn keyed_limit<T>(
+    meta: &ParseNestedMeta<'_>,
+    usage: &KeyedLimit,
+    slot: &mut Attr<T>,
+    key: &mut Attr<Expr>,
+    errors: &mut Errors,
+    limit: impl Fn(&ParseNestedMeta<'_>, &mut Errors) -> syn::Result<Option<T>>,
+) -> syn::Result<()> {
+    let mut given = false;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident(LIMIT) {
+            given = true;
+            if let Some(value) = limit(&inner, errors)? {
+                slot.set(&inner, value, errors);
+            }
+        } else if inner.path.is_ident(KEY) {
+            if let Some(expr) = value_expr(&inner, KEY, "key = |input: &Order| input.tenant.clone()", errors)? {
+                key.set(&inner, expr, errors);
+            }
+        } else {
+            errors.push(inner.error(format!(
+                "unknown setting `{}` of `{}(...)`: expected {}, `key = |input: &Input| ...` (or the path of a \
+                 `fn(&Input) -> String`)",
+                path_text(&inner.path),
+                usage.setting,
+                usage.expected
+            )));
+            skip_value(&inner)?;
+        }
+        Ok(())
+    })?;
+    if !given {
+        errors.push(meta.error(usage.missing));
+    }
+    Ok(())
 }
 
 /// A concurrency cap (`concurrency = N`, or `limit = N` inside `concurrency(...)`): a whole

@@ -173,13 +173,7 @@ async fn running_of(
          AND lease_until >= ? AND status IN ('Pending', 'Running') AND workflow IN ({marks}) GROUP BY workflow"
     );
     let query = caps.iter().fold(sqlx::query(&sql).bind(now), |query, cap| query.bind(cap.workflow.as_str()));
-    let mut running = HashMap::new();
-    for row in query.fetch_all(&mut *conn).await.map_err(backend("counting running instances"))? {
-        let workflow: String = row.try_get(0).map_err(backend("reading running counts"))?;
-        let count: i64 = row.try_get(1).map_err(backend("reading running counts"))?;
-        running.insert(workflow, u64::try_from(count).unwrap_or(0));
-    }
-    Ok(running)
+    counts(query.fetch_all(&mut *conn).await.map_err(backend("counting running instances"))?)
 }
 
 /// What the claims of one transaction took: the rows that decoded, and the ids of the instances
