@@ -176,6 +176,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "runtimeStatus": dapr_status_name(status.status),
         "priority": status.priority,
         "wakeAt": status.wake_at.map(rfc3339),
+        "limits": status.limits,
         "properties": properties,
     })
 }

@@ -724,7 +724,8 @@ mod postgres {
                 "instances",
                 "journal",
                 "probe",
-                "workers"
+                "workers",
+                "workflow_starts"
             ]
         );
         let (current, search_path, synchronous_commit): (String, String, String) = sqlx::query_as(

@@ -421,6 +421,100 @@ async fn a_rate_limit_follows_the_virtual_clock() {
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Records the virtual time its workflow began at (the clock stands still between the test's
+/// moves, so this is the time of the workflow's start).
+#[activity]
+async fn note_paced_start(_ctx: ActivityContext, (run, n): (String, u32)) -> Result<u32, ActivityError> {
+    let mut runs = paced_runs().lock().unwrap();
+    let (clock, starts) = runs.get_mut(&run).ok_or_else(|| ActivityError::non_retryable("unknown run"))?;
+    starts.push(clock.now_ms());
+    Ok(n)
+}
+
+/// At most five instances start in any second, across every worker.
+#[workflow(rate = "5/1s")]
+async fn paced_start(ctx: WorkflowContext, (run, n): (String, u32)) -> Result<u32, WorkflowError> {
+    note_paced_start::call(&ctx, (run, n)).await
+}
+
+/// The starts of `run` per virtual time, in order.
+fn starts_per_time(run: &str) -> Vec<(i64, usize)> {
+    let starts = paced_runs().lock().unwrap().get(run).map(|(_, s)| s.clone()).unwrap_or_default();
+    let mut per_time: Vec<(i64, usize)> = Vec::new();
+    for at in starts {
+        match per_time.last_mut() {
+            Some((time, n)) if *time == at => *n += 1,
+            _ => per_time.push((at, 1)),
+        }
+    }
+    per_time
+}
+
+/// A workflow's rate limit, on the runtime's clock: 12 instances started at once on a virtual
+/// clock start 5, then 5 more only once the clock has moved a whole second, then the last 2.
+async fn workflow_rate_follows_the_virtual_clock(run: &str, store: Arc<dyn Store>) {
+    let clock = VirtualClock::new(2_000_000);
+    paced_runs().lock().unwrap().insert(run.to_owned(), (clock.clone(), Vec::new()));
+    let runtime = Runtime::builder()
+        .store(store)
+        .clock(clock.clone())
+        .poll_interval(Duration::from_millis(10))
+        .workflow(paced_start::Workflow)
+        .activity(note_paced_start::Activity)
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let mut handles = Vec::new();
+    for n in 0..12 {
+        handles.push(paced_start::start(&client, (run.to_owned(), n)).id(format!("{run}-{n:02}")).await.unwrap());
+    }
+    let started = |run: &str| paced_runs().lock().unwrap().get(run).map(|(_, s)| s.len()).unwrap_or(0);
+    for (second, expected) in [(0, 5), (1, 10), (2, 12)] {
+        wait_for_value(&format!("{run}: {expected} starts by virtual second {second}"), || async move {
+            (started(run) >= expected).then_some(())
+        })
+        .await;
+        assert_eq!(started(run), expected, "{run}: no more than the rate by virtual second {second}");
+        if second == 0 {
+            // The last one waits to start, and its status says behind what.
+            let waiting = client.status(&format!("{run}-11")).await.unwrap();
+            assert_eq!(waiting.status, RuntimeStatus::Pending, "{run}");
+            assert_eq!(waiting.limits.as_deref(), Some("at most 5 starts per 1000 ms in all"), "{run}");
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    for handle in handles {
+        handle.result_timeout(Duration::from_secs(30)).await.unwrap();
+    }
+    assert_eq!(starts_per_time(run), [(2_000_000, 5), (2_001_000, 5), (2_002_000, 2)], "{run}: 5 a second");
+    assert_eq!(client.status(&format!("{run}-11")).await.unwrap().limits, None, "{run}: no longer waits");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_workflow_rate_follows_the_virtual_clock_in_memory() {
+    workflow_rate_follows_the_virtual_clock("wrate-memory", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_workflow_rate_follows_the_virtual_clock_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    workflow_rate_follows_the_virtual_clock("wrate-sqlite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_workflow_rate_follows_the_virtual_clock_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_wrate");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store: Arc<dyn Store> = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
+    workflow_rate_follows_the_virtual_clock("wrate-postgres", store).await;
+    drop_schema(&url, &schema).await;
+}
+
 /// No cap across workers: only the runtime's own limit bounds it.
 #[activity]
 async fn held_back(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {

@@ -189,6 +189,7 @@ async fn debounced_starts_collapse_over_http() {
     let status = server.wait_for(&id, "PENDING").await;
     assert_eq!(status["properties"]["dapr.workflow.input"], r#""second""#);
     assert!(status["wakeAt"].as_str().is_some_and(|at| at.ends_with('Z')), "its due time: {status}");
+    assert!(status["limits"].is_null(), "no cap or rate holds it back: {status}");
     let (code, queued) = server.get(&format!("/v1.0/workflows/dapr/{id}/activities")).await;
     assert_eq!((code, queued.as_str()), (200, "[]"), "nothing queued before it runs");
 }

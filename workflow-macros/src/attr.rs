@@ -1,7 +1,7 @@
 //! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros,
-//! `concurrency = N` for both, `priority = N` for `#[workflow]`, and `retry(...)`,
-//! `start_to_close = "..."`, `heartbeat_timeout = "..."` and `concurrency(limit = N, key = ...)` for
-//! `#[activity]`.
+//! `concurrency = N` and `rate = "N/period"` for both, `priority = N` for `#[workflow]`, and
+//! `retry(...)`, `start_to_close = "..."`, `heartbeat_timeout = "..."`, `concurrency(limit = N,
+//! key = ...)` and `rate(limit = "N/period", key = ...)` for `#[activity]`.
 //! Every mistake is collected, so one build reports all of them.
 
 use syn::meta::ParseNestedMeta;
@@ -155,8 +155,14 @@ impl Args {
             } else if let Some(n) = concurrency_limit(meta, CONCURRENCY, "concurrency = 4", kind, errors)? {
                 self.concurrency.set(meta, n, errors);
             }
-        } else if activity && meta.path.is_ident(RATE) {
-            if meta.input.peek(syn::token::Paren) {
+        } else if meta.path.is_ident(RATE) {
+            if !activity && meta.input.peek(syn::token::Paren) {
+                errors.push(meta.error(
+                    "`rate(...)` (a limit per key) applies to `#[activity]` for now: a workflow takes \
+                     `rate = \"N/period\"`",
+                ));
+                skip_value(meta)?;
+            } else if meta.input.peek(syn::token::Paren) {
                 let usage = KeyedLimit {
                     setting: RATE,
                     expected: "`limit = \"N/period\"` and, for a limit per key",
@@ -193,8 +199,6 @@ impl Args {
                 "`priority` applies to `#[workflow]`: an instance's priority orders the claims of \
                  instances; activity attempts are not prioritised yet"
                     .to_owned()
-            } else if !activity && key == RATE {
-                "`rate` applies to `#[activity]` for now: workflow starts are not rate-limited yet".to_owned()
             } else if !activity && ACTIVITY_ONLY.contains(&key.as_str()) {
                 format!(
                     "`{key}` applies to `#[activity]`, not `#[workflow]`: a workflow is replayed, never retried \
@@ -210,7 +214,7 @@ impl Args {
             } else {
                 format!(
                     "unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"`, `priority = N`, \
-                     `concurrency = N` or `crate = \"...\"`"
+                     `concurrency = N`, `rate = \"N/period\"` or `crate = \"...\"`"
                 )
             };
             errors.push(meta.error(message));

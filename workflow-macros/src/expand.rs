@@ -187,10 +187,7 @@ fn expand_activity(
         .concurrency
         .get()
         .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
-    let rate = args.rate.get().map(|(limit, period_ms)| {
-        quote!(const RATE: ::core::option::Option<#p::RateLimit> =
-            ::core::option::Option::Some(#p::RateLimit { limit: #limit, period_ms: #period_ms });)
-    });
+    let rate = rate_const(&p, args);
     // Coerced to a function pointer of the input type, so a key of the wrong input type (or a
     // closure that captures) is a compile error at the attribute.
     let concurrency_key = args.concurrency_key.get().map(|key| {
@@ -284,6 +281,14 @@ fn retry_policy(p: &TokenStream, retry: &RetryArgs) -> TokenStream {
     }}
 }
 
+/// `const RATE` of a `rate = "N/period"` setting, on either kind.
+fn rate_const(p: &TokenStream, args: &Args) -> Option<TokenStream> {
+    args.rate.get().map(|(limit, period_ms)| {
+        quote!(const RATE: ::core::option::Option<#p::RateLimit> =
+            ::core::option::Option::Some(#p::RateLimit { limit: #limit, period_ms: #period_ms });)
+    })
+}
+
 fn expand_workflow(
     krate: &syn::Path,
     ident: &syn::Ident,
@@ -299,6 +304,7 @@ fn expand_workflow(
         .concurrency
         .get()
         .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
+    let rate = rate_const(&p, args);
     let output = &sig.output;
     let into_error = into_error(sig, &quote!(#p::WorkflowError));
     let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
@@ -331,6 +337,7 @@ fn expand_workflow(
             const NAME: &'static str = #name;
             #priority
             #concurrency
+            #rate
 
             fn run(
                 ctx: #p::WorkflowContext,

@@ -31,6 +31,12 @@ pub(crate) async fn child(_ctx: WorkflowContext, n: u32) -> std::result::Result<
     Ok(n * 2)
 }
 
+/// At most 10 starts a minute, and 2 running at once.
+#[workflow(rate = "10/1m", concurrency = 2)]
+async fn nightly(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    Ok(())
+}
+
 /// Restarts itself with new input.
 #[workflow]
 async fn countdown(ctx: WorkflowContext, (left, total): (u32, u32)) -> Result<u32, WorkflowError> {
@@ -53,10 +59,16 @@ fn main() {
         .workflow(with_input::Workflow)
         .workflow(no_input::Workflow)
         .workflow(child::Workflow)
-        .workflow(countdown::Workflow);
+        .workflow(countdown::Workflow)
+        .workflow(nightly::Workflow);
     let _ = start_them;
     const _: () = assert!(<no_input::Workflow as workflow::WorkflowDef>::PRIORITY == -5);
     const _: () = assert!(<child::Workflow as workflow::WorkflowDef>::PRIORITY == 0);
     const _: () = assert!(matches!(<child::Workflow as workflow::WorkflowDef>::CONCURRENCY, Some(3)));
+    const _: () = assert!(matches!(
+        <nightly::Workflow as workflow::WorkflowDef>::RATE,
+        Some(workflow::RateLimit { limit: 10, period_ms: 60_000 })
+    ));
+    const _: () = assert!(<child::Workflow as workflow::WorkflowDef>::RATE.is_none());
     const _: () = assert!(<no_input::Workflow as workflow::WorkflowDef>::CONCURRENCY.is_none());
 }

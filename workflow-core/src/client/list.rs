@@ -97,7 +97,10 @@ impl Client {
         let more = records.len() > page_size;
         records.truncate(page_size);
         let continuation = if more { records.last().map(|last| encode_token(last.created_at, &last.id)) } else { None };
-        Ok(InstancePage { instances: records.into_iter().map(InstanceStatus::from).collect(), continuation })
+        Ok(InstancePage {
+            instances: records.into_iter().map(|record| self.noting_limits(record.into())).collect(),
+            continuation,
+        })
     }
 
     /// Every instance matching `query` (its `after` and `limit` are set here), read a page at

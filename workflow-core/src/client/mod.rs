@@ -189,7 +189,19 @@ impl Client {
     /// The instance's current state.
     pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
         validate_instance_id(instance_id)?;
-        found(instance_id, self.store.instance(instance_id).await?)
+        found(instance_id, self.store.instance(instance_id).await?).map(|status| self.noting_limits(status))
+    }
+
+    /// `status` with the flow control it waits behind, if it waits to be claimed (Pending,
+    /// unowned) and this client's runtime limits its workflow.
+    pub(crate) fn noting_limits(&self, mut status: InstanceStatus) -> InstanceStatus {
+        if status.status == RuntimeStatus::Pending {
+            status.limits = self.engine().and_then(|engine| {
+                let cap = engine.caps().iter().find(|cap| cap.workflow == status.workflow)?;
+                Some(describe_limits(cap.concurrency, cap.rate, "running at once in all", "in all"))
+            });
+        }
+        status
     }
 
     /// The instance's activity calls in the store's task queue, waiting or running (see
@@ -214,15 +226,12 @@ impl Client {
                 };
                 let limits = self.engine().and_then(|engine| {
                     let cap = engine.activity_caps().iter().find(|cap| cap.activity == task.name)?;
-                    let mut said = Vec::new();
-                    let per = if task.concurrency_key.is_empty() { "in all" } else { "per key" };
-                    if let Some(n) = cap.concurrency {
-                        said.push(format!("at most {n} at once {per}"));
-                    }
-                    if let Some(rate) = cap.rate {
-                        said.push(format!("at most {} starts per {} ms {per}", rate.limit, rate.period_ms));
-                    }
-                    Some(said.join("; "))
+                    let (at_once, per) = if task.concurrency_key.is_empty() {
+                        ("at once in all", "in all")
+                    } else {
+                        ("at once per key", "per key")
+                    };
+                    Some(describe_limits(cap.concurrency, cap.rate, at_once, per))
                 });
                 QueuedActivity {
                     activity: task.name,
@@ -289,4 +298,17 @@ impl Client {
             other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
         }
     }
+}
+
+/// Flow control as status and queue listings say it: `"at most 4 {at_once}; at most 10 starts
+/// per 1000 ms {per}"`.
+fn describe_limits(concurrency: Option<u32>, rate: Option<crate::RateLimit>, at_once: &str, per: &str) -> String {
+    let mut said = Vec::new();
+    if let Some(n) = concurrency {
+        said.push(format!("at most {n} {at_once}"));
+    }
+    if let Some(rate) = rate {
+        said.push(format!("at most {} starts per {} ms {per}", rate.limit, rate.period_ms));
+    }
+    said.join("; ")
 }

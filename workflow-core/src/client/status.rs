@@ -32,6 +32,11 @@ pub struct InstanceStatus {
     /// When the store makes it claimable again, if it waits for a time: a debounced start's due
     /// time (Pending), or the next wake-up of an instance waiting out of memory.
     pub wake_at: Option<Millis>,
+    /// The flow control it waits behind while Pending and unclaimed (its workflow's concurrency
+    /// cap, its rate), as the client's runtime registered the workflow: `"at most 4 running at
+    /// once in all; at most 10 starts per 1000 ms"`. `None` otherwise, and from a client without
+    /// a runtime.
+    pub limits: Option<String>,
 }
 
 impl From<InstanceRecord> for InstanceStatus {
@@ -49,6 +54,7 @@ impl From<InstanceRecord> for InstanceStatus {
             updated_at: record.updated_at,
             priority: record.priority,
             wake_at: record.wake_at,
+            limits: None,
         }
     }
 }
@@ -150,6 +156,7 @@ impl Ending {
             updated_at: now,
             priority: record.priority,
             wake_at: None,
+            limits: None,
         }
     }
 }

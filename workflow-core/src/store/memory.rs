@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use crate::store::{cap_room, key_room, ActivityCap, Debounce};
+use crate::store::{key_room, ActivityCap, Debounce};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
@@ -25,6 +25,8 @@ struct Tables {
     /// The claims of rate-limited activities' tasks within their periods: (activity, concurrency
     /// key, when).
     starts: Vec<(String, String, Millis)>,
+    /// The starts of rate-limited workflows within their periods: (workflow, when).
+    workflow_starts: Vec<(String, Millis)>,
     /// The instance each (workflow, debounce key) last created.
     debounces: HashMap<(String, String), String>,
     probes: u64,
@@ -167,10 +169,24 @@ fn claim_locked(
     lease_until: Millis,
     limit: usize,
 ) -> Vec<InstanceRecord> {
+    claim_some(tables, worker, workflows, &[RuntimeStatus::Pending, RuntimeStatus::Running], now, lease_until, limit)
+}
+
+/// Claims as [`claim_locked`] does, of the instances in one of `statuses` only (starts are the
+/// Pending ones, resumptions the Running ones).
+fn claim_some(
+    tables: &mut Tables,
+    worker: &str,
+    workflows: &[String],
+    statuses: &[RuntimeStatus],
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+) -> Vec<InstanceRecord> {
     let mut candidates: Vec<&mut InstanceRecord> = tables
         .instances
         .values_mut()
-        .filter(|i| matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running))
+        .filter(|i| statuses.contains(&i.status))
         .filter(|i| workflows.contains(&i.workflow))
         .filter(|i| i.wake_at.is_none_or(|wake| wake <= now))
         .filter(|i| match (&i.owner, i.lease_until) {
@@ -379,10 +395,27 @@ impl Store for MemoryStore {
             }
         }
         let mut claimed = Vec::new();
-        for (workflow, room) in cap_room(caps, &running) {
-            let want = room.min(limit - claimed.len());
-            if want > 0 && workflows.iter().any(|w| w == workflow) {
-                claimed.extend(claim_locked(&mut tables, worker, &[workflow.to_owned()], now, lease_until, want));
+        for cap in caps.iter().filter(|cap| workflows.contains(&cap.workflow)) {
+            let only = [cap.workflow.clone()];
+            let mut started = 0;
+            if let Some(rate) = cap.rate {
+                let since = now.saturating_sub(rate.period_ms);
+                tables.workflow_starts.retain(|(workflow, at)| workflow != &cap.workflow || *at > since);
+                started = tables.workflow_starts.iter().filter(|(workflow, _)| workflow == &cap.workflow).count();
+            }
+            let room = cap.room(running.get(&cap.workflow).copied().unwrap_or(0), started as u64);
+            let want = room.total.min(limit - claimed.len());
+            match room.starts {
+                None => claimed.extend(claim_locked(&mut tables, worker, &only, now, lease_until, want)),
+                Some(starts) => {
+                    let running = [RuntimeStatus::Running];
+                    let resumed = claim_some(&mut tables, worker, &only, &running, now, lease_until, want);
+                    let want = starts.min(want - resumed.len());
+                    let pending = [RuntimeStatus::Pending];
+                    let begun = claim_some(&mut tables, worker, &only, &pending, now, lease_until, want);
+                    tables.workflow_starts.extend(begun.iter().map(|_| (cap.workflow.clone(), now)));
+                    claimed.extend(resumed.into_iter().chain(begun));
+                }
             }
         }
         let uncapped: Vec<String> =

@@ -173,27 +173,40 @@ pub enum WriteOp {
     },
 }
 
-/// At most `limit` instances of `workflow` may hold a lease at once, across every worker (see
+/// The flow control of one workflow's instances, across every worker (see
 /// [`Store::claim_capped`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowCap {
     /// The workflow's name.
     pub workflow: String,
-    /// The most instances of it that run at once (at least 1).
-    pub limit: u32,
+    /// The most instances of it that hold a lease at once (at least 1), if capped.
+    pub concurrency: Option<u32>,
+    /// The most instances of it that start (are claimed while Pending: never run before) in any
+    /// window of the period, if limited. Resuming a started instance is not a start.
+    pub rate: Option<RateLimit>,
 }
 
-/// How many more instances of each capped workflow in `caps` may be claimed, given `running`
-/// (instances holding a lease now, by workflow): each cap less what runs, never negative. The
-/// one place every store computes a capped claim's room.
-pub fn cap_room<'a>(caps: &'a [WorkflowCap], running: &HashMap<String, u64>) -> Vec<(&'a str, usize)> {
-    caps.iter()
-        .map(|cap| {
-            let held = running.get(&cap.workflow).copied().unwrap_or(0);
-            let room = u64::from(cap.limit).saturating_sub(held);
-            (cap.workflow.as_str(), usize::try_from(room).unwrap_or(usize::MAX))
-        })
-        .collect()
+/// What a claim may take of one flow-controlled workflow (see [`WorkflowCap::room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkflowRoom {
+    /// How many of its instances the claim may take in all.
+    pub total: usize,
+    /// How many of those may be starts (Pending instances), when its starts are rate-limited;
+    /// `None`: starts and resumptions are taken alike, in claim order.
+    pub starts: Option<usize>,
+}
+
+impl WorkflowCap {
+    /// What a claim may take of this workflow, given `running` (its instances holding a lease
+    /// now) and `started` (its starts within the rate's period): the cap less what runs, and the
+    /// rate less what started, never negative. The one place every store computes a capped
+    /// claim's room.
+    pub fn room(&self, running: u64, started: u64) -> WorkflowRoom {
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let total = self.concurrency.map_or(usize::MAX, |limit| to_usize(u64::from(limit).saturating_sub(running)));
+        let starts = self.rate.map(|rate| to_usize(u64::from(rate.limit).saturating_sub(started)).min(total));
+        WorkflowRoom { total, starts }
+    }
 }
 
 /// A rate limit: at most `limit` starts in any window of `period_ms` milliseconds.
@@ -542,12 +555,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError>;
 
-    /// Claims as [`Store::claim`] does, but never so that more instances of a workflow in `caps`
-    /// run at once than its cap allows, across every worker on the store: of such a workflow it
-    /// takes at most its cap less the instances of it that hold a lease at `now` (Pending or
-    /// Running, owned, `lease_until` not before `now`), counted and taken atomically with every
-    /// other capped claim of that workflow. The claim order holds within each workflow; the
-    /// result is in claim order. Without caps it is [`Store::claim`].
+    /// Claims as [`Store::claim`] does, but within the flow control of each workflow in `caps`,
+    /// across every worker on the store, counted and taken atomically with every other capped
+    /// claim of that workflow:
+    /// - With a `concurrency` cap, it takes at most the cap less the instances of the workflow
+    ///   that hold a lease at `now` (Pending or Running, owned, `lease_until` not before `now`).
+    /// - With a `rate`, it takes at most the limit less the workflow's starts recorded within
+    ///   `(now - period, now]` of Pending instances (starts), and records each start it makes at
+    ///   `now`, forgetting those a period old. Running instances (resumptions) are not starts:
+    ///   they are taken first, then starts, each in claim order.
+    ///
+    /// The claim order holds within each workflow; the result is in claim order. Without caps it
+    /// is [`Store::claim`]. See [`WorkflowCap::room`].
     ///
     /// The default refuses caps (a [`StoreError::Config`]): a store that cannot count and claim
     /// atomically must not pretend to enforce them.

@@ -107,8 +107,13 @@ impl Engine {
         let caps = workflow_names
             .iter()
             .filter_map(|name| {
-                let limit = settings.registry.workflow(name)?.concurrency?;
-                Some(WorkflowCap { workflow: name.clone(), limit })
+                let entry = settings.registry.workflow(name)?;
+                let (concurrency, rate) = (entry.concurrency, entry.rate);
+                (concurrency.is_some() || rate.is_some()).then(|| WorkflowCap {
+                    workflow: name.clone(),
+                    concurrency,
+                    rate,
+                })
             })
             .collect();
         let mut activity_caps: Vec<ActivityCap> = settings
@@ -203,8 +208,9 @@ impl Engine {
         &self.registry
     }
 
-    /// The concurrency caps of the workflows this worker claims (see [`Store::claim_capped`]).
-    pub(super) fn caps(&self) -> &[WorkflowCap] {
+    /// The flow control (caps, rates) of the workflows this worker claims (see
+    /// [`Store::claim_capped`]).
+    pub(crate) fn caps(&self) -> &[WorkflowCap] {
         &self.caps
     }
 
@@ -214,10 +220,15 @@ impl Engine {
         &self.activity_caps
     }
 
-    /// Whether instances of `workflow` have a concurrency cap here: they run only once a
-    /// claim, which counts them, takes them.
+    /// Whether instances of `workflow` have a concurrency cap or a rate here: they run only once
+    /// a claim, which counts them, takes them.
     fn is_capped(&self, workflow: &str) -> bool {
         self.caps.iter().any(|cap| cap.workflow == workflow)
+    }
+
+    /// The rate limit of `workflow`'s starts here, if it has one.
+    pub(super) fn workflow_rate(&self, workflow: &str) -> Option<crate::RateLimit> {
+        self.caps.iter().find(|cap| cap.workflow == workflow)?.rate
     }
 
     pub(super) fn workflow_names(&self) -> &[String] {
@@ -498,37 +509,44 @@ impl Engine {
             return Err(Error::ShutDown);
         }
         let id = record.id.clone();
-        let Some(token) = self.mark_running(&id) else {
-            return Err(Error::InstanceExists(id));
-        };
         // A capped workflow's instance waits for a claim, which counts what runs; otherwise it
         // runs here at once when a slot is free.
         let permit =
             if self.is_capped(&record.workflow) { None } else { self.instance_slots.clone().try_acquire_owned().ok() };
-        if permit.is_some() {
-            // It runs here from this commit on: created Running, which saves the first turn a
-            // commit of its own for the Pending-to-Running change.
-            record.status = RuntimeStatus::Running;
-            record.owner = Some(self.owner.clone());
-            record.lease_until = Some(self.lease_until());
-        }
+        // Only an instance that runs here is marked running: one left to a claim must not hold a
+        // mark a claim would find (the claim would hand it back, and a rate-limited workflow's
+        // claim would have spent a start on it). Its commit finds an existing id all the same.
+        let run_here = match permit {
+            Some(permit) => {
+                let Some(token) = self.mark_running(&id) else {
+                    return Err(Error::InstanceExists(id));
+                };
+                // It runs here from this commit on: created Running, which saves the first turn a
+                // commit of its own for the Pending-to-Running change.
+                record.status = RuntimeStatus::Running;
+                record.owner = Some(self.owner.clone());
+                record.lease_until = Some(self.lease_until());
+                Some((permit, token))
+            }
+            None => None,
+        };
         let mut ops = vec![WriteOp::CreateInstance(record.clone())];
         ops.extend(extra);
-        match self.commit(ops).await {
-            Ok(outcome) if outcome.existing.is_empty() => {}
-            Ok(_) => {
-                self.unmark_running(&id, token);
-                return Err(Error::InstanceExists(id));
-            }
-            Err(error) => {
-                self.unmark_running(&id, token);
-                return Err(error.into());
-            }
-        }
-        match permit {
-            Some(permit) => self.spawn_driver(record, Journal::Fresh, permit, token),
+        let committed = match self.commit(ops).await {
+            Ok(outcome) if outcome.existing.is_empty() => Ok(()),
+            Ok(_) => Err(Error::InstanceExists(id.clone())),
+            Err(error) => Err(error.into()),
+        };
+        match (committed, run_here) {
+            (Ok(()), Some((permit, token))) => self.spawn_driver(record, Journal::Fresh, permit, token),
             // Created unowned: the commit woke the claimer for it.
-            None => self.unmark_running(&id, token),
+            (Ok(()), None) => {}
+            (Err(error), run_here) => {
+                if let Some((_, token)) = run_here {
+                    self.unmark_running(&id, token);
+                }
+                return Err(error);
+            }
         }
         Ok(())
     }

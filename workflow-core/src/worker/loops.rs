@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use super::driver::Journal;
 use super::engine::Engine;
 use crate::client::{Client, RetentionPolicy};
-use crate::store::{InstanceRecord, JournalRecord, WakeSignal, WriteOp};
+use crate::store::{InstanceRecord, JournalRecord, RuntimeStatus, WakeSignal, WriteOp};
 
 /// How far a backlog grows the claim batch: up to this many times the configured one.
 const BACKLOG_BATCH_GROWTH: usize = 8;
@@ -39,6 +39,15 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                     full_batch = records.len() >= free;
                     engine.set_backlog(full_batch);
                     let mut runnable = Vec::with_capacity(records.len());
+                    for record in &records {
+                        // A rated workflow's starts leave its window a period after this claim:
+                        // look again then, so a backlog starts at the full rate.
+                        if record.status == RuntimeStatus::Pending {
+                            if let Some(rate) = engine.workflow_rate(&record.workflow) {
+                                engine.wake_claimer_at(now.saturating_add(rate.period_ms));
+                            }
+                        }
+                    }
                     for record in records {
                         let Some(token) = engine.mark_running(&record.id) else {
                             // Claimable means its owner was cleared or its lease lapsed: a run

@@ -35,6 +35,8 @@ pub(crate) struct WorkflowEntry {
     pub(crate) priority: i32,
     /// The most of its instances that run at once, across workers.
     pub(crate) concurrency: Option<u32>,
+    /// The most of its instances that start per period, across workers.
+    pub(crate) rate: Option<crate::RateLimit>,
 }
 
 /// Everything a runtime can run, by name.
@@ -129,6 +131,7 @@ impl Registry {
             check_input: check_input::<W::Input>,
             priority: W::PRIORITY,
             concurrency: W::CONCURRENCY.filter(|limit| *limit > 0),
+            rate: W::RATE.filter(|rate| rate.limit > 0 && rate.period_ms > 0),
         };
         if self.workflows.insert(W::NAME.to_owned(), entry).is_some() {
             return Err(format!("workflow `{}` is registered twice", W::NAME));

@@ -297,6 +297,11 @@ pub trait WorkflowDef: Send + Sync + 'static {
     /// holds a lease (in memory on some worker, waiting there too); one evicted while it waits
     /// frees its place until it is claimed again.
     const CONCURRENCY: Option<u32> = None;
+    /// The most instances of it that start in any window of the period across every worker on
+    /// the store (`#[workflow(rate = "10/1s")]`); `None` (the default): no limit. A start is the
+    /// first claim of an instance that has not run yet; a claim that resumes one (after a wait,
+    /// an eviction or a crash) is not.
+    const RATE: Option<crate::RateLimit> = None;
     /// Runs (or replays) the workflow body.
     fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
 }

@@ -12,12 +12,13 @@ use workflow_core::store::{
 };
 
 use super::checks::check_completion;
-use super::retry::{failed, retrying, retrying_idempotent};
+use super::retry::{failed, retrying, retrying_idempotent, Failure};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_STARTS, CUSTOM_PLANS,
-    FAIL_DAMAGED, FORGET_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RELEASE_LEASES, RENEW_LEASES,
-    SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
+    CLAIM, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING,
+    COUNT_STARTS, COUNT_WORKFLOW_STARTS, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS, FORGET_WORKFLOW_STARTS, LOCK_CAP,
+    LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
+    SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -112,26 +113,56 @@ pub(super) async fn claim_capped(
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("locking a workflow's cap"))?;
-            let running: i64 = sqlx::query_scalar(COUNT_RUNNING)
-                .bind(cap.workflow.as_str())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed("counting running instances"))?;
-            let room = i64::from(cap.limit).saturating_sub(running).max(0);
-            let want = to_i64(left).min(room);
-            let rows = if want == 0 {
-                Vec::new()
-            } else {
-                sqlx::query(&CLAIM)
-                    .bind(worker)
-                    .bind(lease_until)
-                    .bind([cap.workflow.as_str()])
+            let running: i64 = match cap.concurrency {
+                Some(_) => sqlx::query_scalar(COUNT_RUNNING)
+                    .bind(cap.workflow.as_str())
                     .bind(now)
-                    .bind(want)
-                    .fetch_all(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
-                    .map_err(failed("claiming instances"))?
+                    .map_err(failed("counting running instances"))?,
+                None => 0,
+            };
+            let started: i64 = match cap.rate {
+                Some(rate) => {
+                    // Starts a period old no longer count: forgotten here, so the table holds one
+                    // period.
+                    sqlx::query(FORGET_WORKFLOW_STARTS)
+                        .bind(cap.workflow.as_str())
+                        .bind(now.saturating_sub(rate.period_ms))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed("forgetting old starts"))?;
+                    sqlx::query_scalar(COUNT_WORKFLOW_STARTS)
+                        .bind(cap.workflow.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(failed("counting recent starts"))?
+                }
+                None => 0,
+            };
+            let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+            let room = cap.room(to_u64(running), to_u64(started));
+            let want = left.min(room.total);
+            let workflow = cap.workflow.as_str();
+            let rows = match room.starts {
+                None => claim_one(&mut tx, &CLAIM, worker, lease_until, workflow, now, want).await?,
+                Some(starts) => {
+                    let mut rows =
+                        claim_one(&mut tx, &CLAIM_RESUMPTIONS, worker, lease_until, workflow, now, want).await?;
+                    let want = starts.min(want - rows.len());
+                    let begun = claim_one(&mut tx, &CLAIM_STARTS, worker, lease_until, workflow, now, want).await?;
+                    if !begun.is_empty() {
+                        sqlx::query(RECORD_WORKFLOW_STARTS)
+                            .bind(cap.workflow.as_str())
+                            .bind(now)
+                            .bind(to_i64(begun.len()))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed("recording rate-limited starts"))?;
+                    }
+                    rows.extend(begun);
+                    rows
+                }
             };
             tx.commit().await.map_err(failed("committing a capped claim"))?;
             Ok(rows)
@@ -147,6 +178,32 @@ pub(super) async fn claim_capped(
     }
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
+}
+
+/// Claims up to `want` instances of `workflow` with `statement` (one of the claims, [`CLAIM`] and
+/// its kinds) in the open transaction.
+#[allow(clippy::too_many_arguments)]
+async fn claim_one(
+    tx: &mut sqlx::PgConnection,
+    statement: &str,
+    worker: &str,
+    lease_until: Millis,
+    workflow: &str,
+    now: Millis,
+    want: usize,
+) -> Result<Vec<PgRow>, Failure> {
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query(statement)
+        .bind(worker)
+        .bind(lease_until)
+        .bind([workflow])
+        .bind(now)
+        .bind(to_i64(want))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("claiming instances"))
 }
 
 /// Sets aside a claimed row that did not decode (`error`): undoes `worker`'s claim with a later

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use super::signals::MAX_NOTICE;
 use crate::shared::rows::{EVENT_COLUMNS, INSTANCE_COLUMNS, JOURNAL_COLUMNS, TASK_COLUMNS};
+use crate::shared::Claimable;
 
 /// The rows a batch's checks read, locked until the commit so the checks hold: those only fenced
 /// (`$1`) FOR SHARE, so a concurrent claim (FOR UPDATE SKIP LOCKED) cannot move them meanwhile
@@ -177,8 +178,20 @@ pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHE
 /// sort every due instance on each claim (a backlog of 10,000 woken instances made each claim
 /// cost milliseconds). The picks of both sets are then served in priority order, oldest first
 /// within a priority.
-pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
-    let free = "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4)";
+pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| claim(Claimable::Any));
+
+/// [`CLAIM`] of the starts (Pending instances) only: a rate-limited workflow's claim.
+pub(super) static CLAIM_STARTS: LazyLock<String> = LazyLock::new(|| claim(Claimable::Starts));
+
+/// [`CLAIM`] of the resumptions (Running instances) only: a rate-limited workflow's claim.
+pub(super) static CLAIM_RESUMPTIONS: LazyLock<String> = LazyLock::new(|| claim(Claimable::Resumptions));
+
+/// The claim of `which` instances (see [`CLAIM`]).
+fn claim(which: Claimable) -> String {
+    let free = format!(
+        "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4){}",
+        which.condition()
+    );
     format!(
         "WITH ready AS (SELECT id, created_at, priority FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
@@ -192,7 +205,7 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
          WHERE i.id = picked.id RETURNING {}",
         qualified("i", INSTANCE_COLUMNS)
     )
-});
+}
 
 /// Plans every statement of a capped task claim's transaction for its own parameters and the
 /// table as it is now. A claim's statements are prepared once per connection; a generic plan
@@ -205,6 +218,17 @@ pub(super) const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_
 /// Takes the transaction's advisory lock on workflow `$1`'s concurrency cap: every capped claim of
 /// that workflow takes it before it counts and claims (see `claims::claim_capped`).
 pub(super) const LOCK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('workflow-cap:' || $1::text, 0))";
+
+/// Forgets workflow `$1`'s starts at or before `$2` (a rate's period ago).
+pub(super) const FORGET_WORKFLOW_STARTS: &str = "DELETE FROM workflow_starts WHERE workflow = $1 AND started_at <= $2";
+
+/// Workflow `$1`'s starts within the period (what remains after `FORGET_WORKFLOW_STARTS`).
+pub(super) const COUNT_WORKFLOW_STARTS: &str =
+    "SELECT coalesce(sum(starts), 0)::int8 FROM workflow_starts WHERE workflow = $1";
+
+/// Records `$3` starts of workflow `$1` at `$2`.
+pub(super) const RECORD_WORKFLOW_STARTS: &str =
+    "INSERT INTO workflow_starts (workflow, started_at, starts) VALUES ($1, $2, $3)";
 
 /// Serializes the claims of capped activity `$1` (held to the end of the claim's transaction).
 pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('activity-cap:' || $1::text, 0))";

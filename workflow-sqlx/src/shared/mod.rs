@@ -9,6 +9,27 @@ pub(crate) mod plan;
 pub(crate) mod quarantine;
 pub(crate) mod rows;
 
+/// Which runnable instances a claim takes: all of them, or the starts (Pending: never run) and
+/// the resumptions (Running) apart, as a claim of a workflow whose starts are rate-limited does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claimable {
+    Any,
+    Starts,
+    Resumptions,
+}
+
+impl Claimable {
+    /// The condition this adds to a claim's candidate sets, after their own status test (kept as
+    /// the partial indexes spell it, so they still apply).
+    pub(crate) fn condition(self) -> &'static str {
+        match self {
+            Claimable::Any => "",
+            Claimable::Starts => " AND status = 'Pending'",
+            Claimable::Resumptions => " AND status = 'Running'",
+        }
+    }
+}
+
 /// `value` as a SQL integer: `i64::MAX` if it is larger.
 pub(crate) fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

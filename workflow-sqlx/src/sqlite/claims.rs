@@ -8,7 +8,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use workflow_core::store::{
-    cap_room, key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskCompletion, TaskOutcome, TaskRecord,
+    key_room, ActivityCap, InstanceRecord, Millis, RateLimit, StoreError, TaskCompletion, TaskOutcome, TaskRecord,
     WakeSignal, WorkflowCap,
 };
 
@@ -17,7 +17,7 @@ use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::quarantine::SetAside;
 use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
-use crate::shared::to_i64;
+use crate::shared::{to_i64, Claimable};
 
 /// The claim's two candidate sets, as conditions: instances ready now (no wake-up) and instances
 /// whose wake-up has come; together, every runnable instance. `?1` is `now`, the workflow names
@@ -26,17 +26,20 @@ use crate::shared::to_i64;
 /// Each set has its own partial index (`instances_ready`, already in claim order, and
 /// `instances_due`, by wake-up time), whose status and wake-up tests are spelled exactly as here so
 /// SQLite uses them. An instance waiting for a later wake-up is in neither scan.
-fn claimable(workflows: usize) -> (String, String) {
+fn claimable(workflows: usize, which: Claimable) -> (String, String) {
     let names: Vec<String> = (0..workflows).map(|i| format!("?{}", i + 3)).collect();
-    let free =
-        format!("workflow IN ({}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)", names.join(", "));
+    let free = format!(
+        "workflow IN ({}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1){}",
+        names.join(", "),
+        which.condition()
+    );
     (
         format!("status IN ('Pending', 'Running') AND wake_at IS NULL AND {free}"),
         format!("status IN ('Pending', 'Running') AND wake_at <= ?1 AND {free}"),
     )
 }
 
-/// The claim's two statements for `workflows` names: the probe a reader runs first (is anything
+/// The claim's two statements for `workflows` names (and `which` of their instances): the probe a reader runs first (is anything
 /// claimable?) and the claim itself (`?1` now, `?2` the limit, the names from `?3`, then the
 /// worker and the lease's end).
 ///
@@ -49,8 +52,8 @@ fn claimable(workflows: usize) -> (String, String) {
 /// order); the due set in wake-up order, its index's (ordering it otherwise would sort every due
 /// instance on each claim); the picks of both sets are then served in priority order, oldest first
 /// within a priority.
-fn claim_statements(workflows: usize) -> (String, String) {
-    let (ready, due) = claimable(workflows);
+fn claim_statements(workflows: usize, which: Claimable) -> (String, String) {
+    let (ready, due) = claimable(workflows, which);
     let ready_scan = format!("FROM instances INDEXED BY instances_ready WHERE {ready}");
     let due_scan = format!("FROM instances INDEXED BY instances_due WHERE {due}");
     let probe = format!("SELECT 1 {ready_scan} UNION ALL SELECT 1 {due_scan} LIMIT ?2");
@@ -100,7 +103,10 @@ pub(super) async fn claim(
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a claim").await?;
     let mut taken = Taken::default();
-    let claimed = claim_in_transaction(store, &mut conn, worker, workflows, now, lease_until, limit, &mut taken).await;
+    let claimed =
+        claim_in_transaction(store, &mut conn, worker, workflows, Claimable::Any, now, lease_until, limit, &mut taken)
+            .await
+            .map(|_| ());
     let () = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
     Ok(taken.finish(store))
 }
@@ -131,27 +137,77 @@ pub(super) async fn claim_capped(
     let mut taken = Taken::default();
     let claimed = async {
         let running = running_of(&mut conn, caps, now).await?;
-        for (workflow, room) in cap_room(caps, &running) {
-            let want = room.min(limit - taken.claimed.len());
-            if want > 0 && workflows.iter().any(|w| w == workflow) {
-                let only = [workflow.to_owned()];
-                claim_in_transaction(store, &mut conn, worker, &only, now, lease_until, want, &mut taken).await?;
+        for cap in caps.iter().filter(|cap| workflows.contains(&cap.workflow)) {
+            let started = match cap.rate {
+                Some(rate) => started_of(&mut conn, &cap.workflow, rate, now).await?,
+                None => 0,
+            };
+            let room = cap.room(running.get(&cap.workflow).copied().unwrap_or(0), started);
+            let want = room.total.min(limit - taken.claimed.len());
+            let only = [cap.workflow.clone()];
+            let (conn, taken) = (&mut *conn, &mut taken);
+            match room.starts {
+                None => {
+                    let which = Claimable::Any;
+                    claim_in_transaction(store, conn, worker, &only, which, now, lease_until, want, taken).await?;
+                }
+                Some(starts) => {
+                    let which = Claimable::Resumptions;
+                    let resumed =
+                        claim_in_transaction(store, conn, worker, &only, which, now, lease_until, want, taken).await?;
+                    let (which, want) = (Claimable::Starts, starts.min(want - resumed));
+                    let begun =
+                        claim_in_transaction(store, conn, worker, &only, which, now, lease_until, want, taken).await?;
+                    if begun > 0 {
+                        sqlx::query("INSERT INTO workflow_starts (workflow, started_at, starts) VALUES (?, ?, ?)")
+                            .bind(cap.workflow.as_str())
+                            .bind(now)
+                            .bind(to_i64(begun))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(backend("recording rate-limited starts"))?;
+                    }
+                }
             }
         }
         let uncapped: Vec<String> =
             workflows.iter().filter(|w| !caps.iter().any(|cap| &cap.workflow == *w)).cloned().collect();
         let rest = limit - taken.claimed.len();
-        claim_in_transaction(store, &mut conn, worker, &uncapped, now, lease_until, rest, &mut taken).await
+        claim_in_transaction(store, &mut conn, worker, &uncapped, Claimable::Any, now, lease_until, rest, &mut taken)
+            .await
+            .map(|_| ())
     }
     .await;
     let () = store.end_immediate(&mut conn, claimed, "committing a claim").await?;
     Ok(taken.finish(store))
 }
 
+/// The starts of rate-limited `workflow` within `rate`'s period before `now`, after forgetting
+/// those a period old (so the table holds one period).
+async fn started_of(
+    conn: &mut SqliteConnection,
+    workflow: &str,
+    rate: RateLimit,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    sqlx::query("DELETE FROM workflow_starts WHERE workflow = ? AND started_at <= ?")
+        .bind(workflow)
+        .bind(now.saturating_sub(rate.period_ms))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("forgetting old starts"))?;
+    let started: i64 = sqlx::query_scalar("SELECT coalesce(sum(starts), 0) FROM workflow_starts WHERE workflow = ?")
+        .bind(workflow)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend("counting recent starts"))?;
+    Ok(u64::try_from(started).unwrap_or(0))
+}
+
 /// Whether any instance of `workflows` is claimable at `now`, looked up on a reader before a
 /// claim takes the write lock: an idle poll costs a read, not a commit.
 async fn anything_claimable(store: &SqliteStore, workflows: &[String], now: Millis) -> Result<bool, StoreError> {
-    let (probe, _) = claim_statements(workflows.len());
+    let (probe, _) = claim_statements(workflows.len(), Claimable::Any);
     let mut query = sqlx::query(&probe).bind(now).bind(1_i64);
     for workflow in workflows {
         query = query.bind(workflow.as_str());
@@ -196,8 +252,8 @@ impl Taken {
     }
 }
 
-/// Claims up to `limit` instances of `workflows` in the open write transaction, into `taken`.
-/// Each row is decoded on its own: a damaged one is set aside (see `shared::quarantine`) before
+/// Claims up to `limit` instances (`which` of them) of `workflows` in the open write transaction,
+/// into `taken`, and returns how many rows it claimed. Each row is decoded on its own: a damaged one is set aside (see `shared::quarantine`) before
 /// the commit, so the claim never leaves a row owned that it does not return.
 #[allow(clippy::too_many_arguments)]
 async fn claim_in_transaction(
@@ -205,15 +261,16 @@ async fn claim_in_transaction(
     conn: &mut SqliteConnection,
     worker: &str,
     workflows: &[String],
+    which: Claimable,
     now: Millis,
     lease_until: Millis,
     limit: usize,
     taken: &mut Taken,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     if workflows.is_empty() || limit == 0 {
-        return Ok(());
+        return Ok(0);
     }
-    let (_, claim) = claim_statements(workflows.len());
+    let (_, claim) = claim_statements(workflows.len(), which);
     let mut query = sqlx::query(&claim).bind(now).bind(to_i64(limit));
     for workflow in workflows {
         query = query.bind(workflow.as_str());
@@ -226,7 +283,7 @@ async fn claim_in_transaction(
             Err(error) => taken.failed.extend(set_aside(store, conn, row, &error, now).await?),
         }
     }
-    Ok(())
+    Ok(rows.len())
 }
 
 /// Sets aside a claimed row that did not decode (`error`), in the claim's transaction: undoes its
@@ -654,8 +711,10 @@ mod tests {
     #[tokio::test]
     async fn a_claim_reads_only_the_ready_and_due_indexes() {
         let store = SqliteStore::open("sqlite::memory:").await.expect("open");
-        let (probe, claim) = claim_statements(1);
-        for statement in [probe, claim] {
+        let (probe, claim) = claim_statements(1, Claimable::Any);
+        let (_, starts) = claim_statements(1, Claimable::Starts);
+        let (_, resumptions) = claim_statements(1, Claimable::Resumptions);
+        for statement in [probe, claim, starts, resumptions] {
             let plan = plan(&store, &statement).await;
             assert!(plan.contains("INDEX instances_ready"), "{plan}");
             assert!(plan.contains("INDEX instances_due (wake_at<?)"), "{plan}");

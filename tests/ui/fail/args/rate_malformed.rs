@@ -30,8 +30,13 @@ async fn two_keys(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
     Ok(n)
 }
 
-#[workflow(rate = "5/1s")]
-async fn rated_workflow(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
+#[workflow(rate(limit = "5/1s", key = |n: &u32| n.to_string()))]
+async fn keyed_rated_workflow(_ctx: WorkflowContext, _n: u32) -> Result<(), WorkflowError> {
+    Ok(())
+}
+
+#[workflow(rate = "0/1s")]
+async fn zero_rated_workflow(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{Debounce, InstanceRecord, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
+use crate::store::{Debounce, InstanceRecord, RateLimit, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
 
 use super::{add_event, create, event_names, evict, finish_of, get, ids, instance, names, set_wake, with_status};
 
@@ -186,7 +186,7 @@ pub async fn check_claim_priority(store: &dyn Store) {
 /// takes uncapped workflows as a plain claim does, and claims more once a running one ends.
 pub async fn check_claim_caps(store: &dyn Store) {
     let (capped, free, now) = ("cap_wf", "cap_free_wf", 1_000);
-    let cap = [WorkflowCap { workflow: capped.to_owned(), limit: 2 }];
+    let cap = [WorkflowCap { workflow: capped.to_owned(), concurrency: Some(2), rate: None }];
     let at = |id: &str, workflow: &str, created_at: i64| instance(id, workflow, created_at);
     let held = |id: &str, until: i64| InstanceRecord {
         owner: Some("cap-other".into()),
@@ -215,11 +215,47 @@ pub async fn check_claim_caps(store: &dyn Store) {
     let next = store.claim_capped("cap-w", &workflows, &cap, now + 1, 5_000, 10).await.unwrap();
     assert_eq!(ids(&next), ["cap/1"]);
     // Without caps, a plain claim; a cap of a workflow not asked for changes nothing.
-    let other = [WorkflowCap { workflow: "cap_unrelated_wf".to_owned(), limit: 1 }];
+    let other = [WorkflowCap { workflow: "cap_unrelated_wf".to_owned(), concurrency: Some(1), rate: None }];
     let rest = store.claim_capped("cap-w", &names(&[capped]), &other, now + 1, 5_000, 2).await.unwrap();
     assert_eq!(ids(&rest), ["cap/2", "cap/3"]);
     let last = store.claim_capped("cap-w", &names(&[capped]), &[], now + 1, 5_000, 10).await.unwrap();
     assert_eq!(ids(&last), ["cap/4"]);
+}
+
+/// A rate-limited workflow's claims start (take while Pending) at most its limit in any window of
+/// its period, across claims and workers; resumptions (Running instances) are taken first and
+/// never count; a start a period old no longer counts; a cap still bounds the whole claim.
+pub async fn check_claim_rate(store: &dyn Store) {
+    let (rated, now) = ("rate_wf", 10_000);
+    let rate = Some(RateLimit { limit: 2, period_ms: 1_000 });
+    let caps = [WorkflowCap { workflow: rated.to_owned(), concurrency: None, rate }];
+    let workflows = names(&[rated]);
+    let resumable = |id: &str, created_at: i64| with_status(instance(id, rated, created_at), RuntimeStatus::Running);
+    let mut ops: Vec<WriteOp> = (1..=5).map(|n| create(instance(&format!("rate/{n}"), rated, n))).collect();
+    ops.push(create(resumable("rate/resumed-a", 10)));
+    ops.push(create(resumable("rate/resumed-b", 11)));
+    store.write(&ops).await.unwrap();
+
+    // The resumptions first, then two starts, oldest first.
+    let first = store.claim_capped("rate-w", &workflows, &caps, now, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&first), ["rate/1", "rate/2", "rate/resumed-a", "rate/resumed-b"]);
+    // Within the period: no start, by this worker or another.
+    assert!(store.claim_capped("rate-w", &workflows, &caps, now + 999, now + 60_000, 10).await.unwrap().is_empty());
+    assert!(store.claim_capped("rate-x", &workflows, &caps, now + 500, now + 60_000, 10).await.unwrap().is_empty());
+    // A resumption is taken within the period all the same.
+    store.write(&[create(resumable("rate/resumed-c", 12))]).await.unwrap();
+    let resumed = store.claim_capped("rate-x", &workflows, &caps, now + 999, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&resumed), ["rate/resumed-c"]);
+    // A period on, two more; a claim of one records one.
+    let one = store.claim_capped("rate-x", &workflows, &caps, now + 1_000, now + 60_000, 1).await.unwrap();
+    assert_eq!(ids(&one), ["rate/3"]);
+    let two = store.claim_capped("rate-w", &workflows, &caps, now + 1_000, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&two), ["rate/4"]);
+    // With a cap too: the cap bounds the starts (all seven instances hold leases, cap 8).
+    let capped = [WorkflowCap { workflow: rated.to_owned(), concurrency: Some(8), rate }];
+    store.write(&[create(instance("rate/6", rated, 6))]).await.unwrap();
+    let last = store.claim_capped("rate-w", &workflows, &capped, now + 2_000, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&last), ["rate/5"]);
 }
 
 /// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.
