@@ -2,7 +2,8 @@
 //! when. A newsletter for a big tenant (12 mails) and one for a small tenant (3 mails) are sent
 //! at once under "at most 2 mails at once per tenant": the small tenant does not wait behind the
 //! big one. Then 12 charges go to a payment provider that allows 5 calls a second: they start 5,
-//! 5 and 2, a second apart. Both limits hold across every worker process on the database.
+//! 5 and 2, a second apart. Last, 6 report workflows are started at once, and at most 2 of them
+//! may start a second. The limits hold across every worker process on the database.
 //!
 //! Run: `cargo run --example flow_control` (SQLite file in a temporary directory, no set-up).
 
@@ -39,6 +40,18 @@ async fn charge(_ctx: ActivityContext, order: u32) -> Result<(), ActivityError> 
     Ok(())
 }
 
+/// Writes one report: its workflow starts at most 2 a second.
+#[activity]
+async fn write_report(_ctx: ActivityContext, n: u32) -> Result<(), ActivityError> {
+    println!("  {:>5} ms  report {n} starts", at());
+    Ok(())
+}
+
+#[workflow(rate = "2/1s")]
+async fn report(ctx: WorkflowContext, n: u32) -> Result<(), WorkflowError> {
+    write_report::call(&ctx, n).await
+}
+
 #[workflow]
 async fn newsletter(ctx: WorkflowContext, (tenant, count): (String, u32)) -> Result<(), WorkflowError> {
     send_mail::fan_out(&ctx, (0..count).map(|n| Mail { tenant: tenant.clone(), n })).await?;
@@ -60,6 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(SqliteStore::open(&url).await?)
         .workflow(newsletter::Workflow)
         .workflow(billing::Workflow)
+        .workflow(report::Workflow)
+        .activity(write_report::Activity)
         .activity(send_mail::Activity)
         .activity(charge::Activity)
         .poll_interval(Duration::from_millis(50))
@@ -79,6 +94,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("12 charges, at most 5 a second:");
     billing::start(&client, 12).await?.result().await?;
     println!("  {:>5} ms  all charged", at());
+
+    println!("6 reports started at once, at most 2 starting a second:");
+    let mut reports = Vec::new();
+    for n in 0..6 {
+        reports.push(report::start(&client, n).await?);
+    }
+    let waiting = reports[5].status().await?;
+    println!("  {:>5} ms  report 5 is {:?}, behind: {}", at(), waiting.status, waiting.limits.unwrap_or_default());
+    for handle in reports {
+        handle.result().await?;
+    }
+    println!("  {:>5} ms  all reports written", at());
 
     runtime.shutdown(Duration::from_secs(5)).await?;
     std::fs::remove_dir_all(&dir)?;

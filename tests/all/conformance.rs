@@ -393,6 +393,12 @@ async fn check_sqlite_purge_rows(store: &SqliteStore) {
         .unwrap();
     let used = store.events(id).await.unwrap()[0].event_id;
     store.write(&[consume(id, used, 0, 1)]).await.unwrap();
+    // A debounce key pointing at it goes with it.
+    sqlx::query("INSERT INTO debounces (workflow, key, instance_id) VALUES ('sqlpurge_wf', 'k', ?)")
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let count = || async {
         let mut counts = Vec::new();
         for sql in [
@@ -400,14 +406,15 @@ async fn check_sqlite_purge_rows(store: &SqliteStore) {
             "SELECT count(*) FROM journal WHERE instance_id = ?",
             "SELECT count(*) FROM events WHERE instance_id = ?",
             "SELECT count(*) FROM activity_tasks WHERE instance_id = ?",
+            "SELECT count(*) FROM debounces WHERE instance_id = ?",
         ] {
             counts.push(sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(store.pool()).await.unwrap());
         }
         counts
     };
-    assert_eq!(count().await, [1, 2, 2, 2]);
+    assert_eq!(count().await, [1, 2, 2, 2, 1]);
     store.write(&[purge(id)]).await.unwrap();
-    assert_eq!(count().await, [0, 0, 0, 0]);
+    assert_eq!(count().await, [0, 0, 0, 0, 0]);
 
     store.write(&[create(instance(id, "sqlpurge_wf", 1))]).await.unwrap();
     sqlx::query("UPDATE instances SET status = 'Exploded' WHERE id = ?").bind(id).execute(store.pool()).await.unwrap();
@@ -615,6 +622,12 @@ mod postgres {
             .unwrap();
         let used = store.events(id).await.unwrap()[0].event_id;
         store.write(&[consume(id, used, 0, 1)]).await.unwrap();
+        // A debounce key pointing at it goes with it.
+        sqlx::query("INSERT INTO debounces (workflow, key, instance_id) VALUES ('pgpurge_wf', 'k', $1)")
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
         let count = || async {
             let mut counts = Vec::new();
             for sql in [
@@ -622,14 +635,15 @@ mod postgres {
                 "SELECT count(*) FROM journal WHERE instance_id = $1",
                 "SELECT count(*) FROM events WHERE instance_id = $1",
                 "SELECT count(*) FROM activity_tasks WHERE instance_id = $1",
+                "SELECT count(*) FROM debounces WHERE instance_id = $1",
             ] {
                 counts.push(sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(store.pool()).await.unwrap());
             }
             counts
         };
-        assert_eq!(count().await, [1, 2, 2, 2]);
+        assert_eq!(count().await, [1, 2, 2, 2, 1]);
         store.write(&[purge(id)]).await.unwrap();
-        assert_eq!(count().await, [0, 0, 0, 0]);
+        assert_eq!(count().await, [0, 0, 0, 0, 0]);
 
         store.write(&[create(instance(id, "pgpurge_wf", 1))]).await.unwrap();
         sqlx::query("UPDATE instances SET status = 'Exploded' WHERE id = $1")

@@ -150,6 +150,7 @@ fn apply(tables: &mut Tables, op: &WriteOp, outcome: &mut WriteOutcome) {
             tables.journal.retain(|(owner, _), _| owner != id);
             tables.events.retain(|_, (event, _)| &event.instance_id != id);
             tables.tasks.retain(|(instance, _, _), _| instance != id);
+            tables.debounces.retain(|_, instance| instance != id);
         }
         WriteOp::SetCustomStatus { id, custom_status, updated_at } => {
             if let Some(instance) = tables.instances.get_mut(id) {

@@ -157,7 +157,7 @@ pub enum WriteOp {
         max_bytes: u64,
     },
     /// Delete an instance and every row of it: the instance, its journal (every generation), its
-    /// events and its tasks.
+    /// events, its tasks, and the debounce keys pointing at it.
     Purge {
         /// The instance id.
         id: String,

@@ -160,11 +160,12 @@ pub(super) const CONTINUE_AS_NEW: &str = "WITH continued AS (\
      SELECT count(*) FROM continued";
 
 /// Deletes the named instances and every row of theirs: the journal of every generation, the
-/// events (consumed or not) and the tasks, in one statement (each delete sees the rows earlier
+/// events (consumed or not), the tasks and the debounce keys pointing at them, in one statement (each delete sees the rows earlier
 /// statements of the batch wrote).
 pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHERE id = ANY($1::text[])), \
      journal_rows AS (DELETE FROM journal WHERE instance_id = ANY($1::text[])), \
-     event_rows AS (DELETE FROM events WHERE instance_id = ANY($1::text[])) \
+     event_rows AS (DELETE FROM events WHERE instance_id = ANY($1::text[])), \
+     debounce_rows AS (DELETE FROM debounces WHERE instance_id = ANY($1::text[])) \
      DELETE FROM activity_tasks WHERE instance_id = ANY($1::text[])";
 
 /// The claim: the first `$5` runnable instances of the workflows `$3` at `$4` (highest priority

@@ -93,7 +93,14 @@ impl<'a> Plan<'a> {
             }
             // An event id of a purged instance is not handed out again: the next ones follow
             // `sqlite_sequence`, which remembers the largest id ever used.
-            for shape in [Shape::PurgeJournal, Shape::PurgeEvents, Shape::FinishTasks, Shape::PurgeInstance] {
+            let purges = [
+                Shape::PurgeJournal,
+                Shape::PurgeEvents,
+                Shape::FinishTasks,
+                Shape::PurgeDebounces,
+                Shape::PurgeInstance,
+            ];
+            for shape in purges {
                 add_steps(&mut steps, shape, &layer.purges, bind_id);
             }
         }

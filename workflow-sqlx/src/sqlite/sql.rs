@@ -37,10 +37,12 @@ pub(super) enum Shape {
     PurgeInstance,
     PurgeJournal,
     PurgeEvents,
+    /// The debounce keys pointing at the named instances.
+    PurgeDebounces,
 }
 
 impl Shape {
-    const ALL: [Shape; 22] = [
+    const ALL: [Shape; 23] = [
         Shape::Create,
         Shape::Put,
         Shape::SetStatus,
@@ -63,6 +65,7 @@ impl Shape {
         Shape::PurgeInstance,
         Shape::PurgeJournal,
         Shape::PurgeEvents,
+        Shape::PurgeDebounces,
     ];
 
     fn columns(self) -> usize {
@@ -83,7 +86,8 @@ impl Shape {
             | Shape::ContinuedTasks
             | Shape::PurgeInstance
             | Shape::PurgeJournal
-            | Shape::PurgeEvents => 1,
+            | Shape::PurgeEvents
+            | Shape::PurgeDebounces => 1,
             Shape::Fence => 2,
             // The id, and a slot per status (see `bind_assert`).
             Shape::Assert => 1 + RuntimeStatus::ALL.len(),
@@ -142,6 +146,7 @@ impl Shape {
             Shape::PurgeInstance => "DELETE FROM instances WHERE id IN (VALUES ",
             Shape::PurgeJournal => "DELETE FROM journal WHERE instance_id IN (VALUES ",
             Shape::PurgeEvents => "DELETE FROM events WHERE instance_id IN (VALUES ",
+            Shape::PurgeDebounces => "DELETE FROM debounces WHERE instance_id IN (VALUES ",
         }
     }
 
@@ -217,7 +222,8 @@ impl Shape {
             | Shape::FinishTasks
             | Shape::PurgeInstance
             | Shape::PurgeJournal
-            | Shape::PurgeEvents => ")",
+            | Shape::PurgeEvents
+            | Shape::PurgeDebounces => ")",
         }
     }
 
