@@ -322,6 +322,37 @@ async fn event_waits_do_not_poll_on_their_own() {
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Instances evicted while they wait for an event, then woken by it: each resumed wait finds its
+/// event in the front of the inbox read beside the journals at the claim, for all of them at
+/// once, and reads no inbox of its own.
+#[tokio::test]
+async fn a_resumed_wait_takes_its_event_from_the_claim() {
+    const WAITING: usize = 5;
+    let store = Arc::new(InboxCounter::default());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(awaits_go::Workflow)
+        .evict_idle_after(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let ids: Vec<String> = (0..WAITING).map(|n| format!("resumed-{n}")).collect();
+    for id in &ids {
+        awaits_go::start(&client).id(id.clone()).await.unwrap();
+    }
+    wait_until("every instance evicted while it waits", || async { runtime.instances_in_memory() == 0 }).await;
+    let reads = store.observer.named_reads.load(Ordering::SeqCst);
+    for (n, id) in ids.iter().enumerate() {
+        client.raise_event(id, "go", &(n as u32)).await.unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(client.result::<u32>(id, Some(Duration::from_secs(20))).await.unwrap(), n as u32);
+    }
+    assert_eq!(store.observer.named_reads.load(Ordering::SeqCst), reads, "a resumed wait read its inbox itself");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 #[workflow]
 async fn awaits_go_a_while(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
     // A timeout shorter than `evict_idle_after` keeps the wait in memory and journals it.

@@ -223,6 +223,9 @@ impl<O: Observer> Store for ObservedStore<O> {
     async fn journals(&self, instances: &[(String, u32)]) -> Result<Vec<JournalRecord>, StoreError> {
         self.inner.journals(instances).await
     }
+    async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.inboxes(ids, per_instance).await
+    }
     async fn claim(
         &self,
         worker: &str,

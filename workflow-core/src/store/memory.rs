@@ -452,6 +452,25 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let tables = self.lock()?;
+        let mut taken: HashMap<&str, usize> = ids.iter().map(|id| (id.as_str(), 0)).collect();
+        let mut events = Vec::new();
+        // In event id order: arrival order within each instance.
+        for (event, consumed) in tables.events.values() {
+            if *consumed {
+                continue;
+            }
+            if let Some(count) = taken.get_mut(event.instance_id.as_str()) {
+                if *count < per_instance {
+                    *count += 1;
+                    events.push(event.clone());
+                }
+            }
+        }
+        Ok(events)
+    }
+
     async fn events_named(
         &self,
         id: &str,

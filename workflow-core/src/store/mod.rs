@@ -647,6 +647,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(heads)
     }
 
+    /// The first `per_instance` unconsumed events of each of the instances `ids`, in arrival
+    /// order within each instance (the instances in any order): what a worker reads beside the
+    /// journals of the instances it claimed, so that an event wait resumed by an event finds it
+    /// without a read of its own. The default reads each inbox.
+    async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut events = Vec::new();
+        for id in ids {
+            events.extend(self.events(id).await?.into_iter().take(per_instance));
+        }
+        Ok(events)
+    }
+
     /// Extends every lease `worker` holds, on instances and on unfinished tasks, to
     /// `lease_until`; returns how many.
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;

@@ -14,7 +14,7 @@ use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
 use crate::model::time::millis;
-use crate::store::{InstanceRecord, JournalRecord, RuntimeStatus, StoreError, WriteOp};
+use crate::store::{EventRecord, InstanceRecord, JournalRecord, RuntimeStatus, StoreError, WriteOp};
 use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
 
 /// Where a driver's first run gets its journal.
@@ -23,8 +23,9 @@ pub(crate) enum Journal {
     Fresh,
     /// Read from the store.
     Read,
-    /// Read already, with other claimed instances' journals in one round trip.
-    Prefetched(Vec<JournalRecord>),
+    /// Read already, with other claimed instances' journals in one round trip, and the front of
+    /// its inbox beside it (see [`Store::inboxes`](crate::store::Store::inboxes)).
+    Prefetched { journal: Vec<JournalRecord>, inbox: Vec<EventRecord> },
 }
 
 /// Runs a claimed (and marked running) instance on a task of its own.
@@ -65,11 +66,11 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
     };
     let inbox = Arc::new(Notify::new());
     loop {
-        let journal = match std::mem::replace(&mut first, Journal::Read) {
-            Journal::Fresh => Vec::new(),
-            Journal::Prefetched(journal) => journal,
+        let (journal, inbox_front) = match std::mem::replace(&mut first, Journal::Read) {
+            Journal::Fresh => (Vec::new(), Vec::new()),
+            Journal::Prefetched { journal, inbox } => (journal, inbox),
             Journal::Read => match engine.store().journal(&record.id, record.generation).await {
-                Ok(journal) => journal,
+                Ok(journal) => (journal, Vec::new()),
                 Err(StoreError::Corrupt(error)) => {
                     unreadable_journal(engine, &record, &error, token).await;
                     break;
@@ -88,6 +89,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
             record.id.as_str().into(),
             record.generation,
             journal,
+            inbox_front,
             status_change,
             inbox.clone(),
         );

@@ -11,7 +11,10 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use super::driver::Journal;
 use super::engine::Engine;
 use crate::client::{Client, RetentionPolicy};
-use crate::store::{InstanceRecord, JournalRecord, RuntimeStatus, WakeSignal, WriteOp};
+use crate::store::{EventRecord, InstanceRecord, JournalRecord, RuntimeStatus, WakeSignal, WriteOp};
+
+/// How many of a claimed instance's first events are read beside its journal.
+const INBOX_FRONT: usize = 16;
 
 /// How far a backlog grows the claim batch: up to this many times the configured one.
 const BACKLOG_BATCH_GROWTH: usize = 8;
@@ -102,12 +105,16 @@ struct Claimed {
     permit: OwnedSemaphorePermit,
 }
 
-/// Reads the claimed instances' journals (in one store read) and runs each.
+/// Reads the claimed instances' journals and the fronts of their inboxes (a store read each, for
+/// all of them) and runs each.
 async fn start_drivers(engine: Arc<Engine>, claimed: Vec<Claimed>) {
-    let mut journals = read_journals(&engine, &claimed).await;
+    let (mut journals, mut inboxes) = tokio::join!(read_journals(&engine, &claimed), read_inboxes(&engine, &claimed));
     for Claimed { record, token, permit } in claimed {
         let journal = match journals.as_mut() {
-            Some(journals) => Journal::Prefetched(journals.remove(&record.id).unwrap_or_default()),
+            Some(journals) => Journal::Prefetched {
+                journal: journals.remove(&record.id).unwrap_or_default(),
+                inbox: inboxes.remove(&record.id).unwrap_or_default(),
+            },
             None => Journal::Read,
         };
         engine.spawn_driver(record, journal, permit, token);
@@ -132,6 +139,23 @@ async fn read_journals(engine: &Engine, claimed: &[Claimed]) -> Option<HashMap<S
             None
         }
     }
+}
+
+/// The first events of the claimed instances' inboxes, in one store read, by instance id: an
+/// instance woken by an event finds it there. Empty when the read failed (each wait then reads
+/// the inbox, as it does for anything not there).
+async fn read_inboxes(engine: &Engine, claimed: &[Claimed]) -> HashMap<String, Vec<EventRecord>> {
+    let ids: Vec<String> = claimed.iter().map(|claimed| claimed.record.id.clone()).collect();
+    let mut inboxes: HashMap<String, Vec<EventRecord>> = HashMap::new();
+    match engine.store().inboxes(&ids, INBOX_FRONT).await {
+        Ok(events) => {
+            for event in events {
+                inboxes.entry(event.instance_id.clone()).or_default().push(event);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading the claimed instances' inboxes failed; each wait reads its own"),
+    }
+    inboxes
 }
 
 /// Purges finished instances older than `policy` allows, every `every`.

@@ -22,6 +22,22 @@ pub(super) const EVENT_PAGE: usize = 16;
 /// reads only events of that name (never the payloads of the others the inbox holds), a page
 /// at a time past those already taken. `None` if there is none now.
 async fn take_next(ctx: &WorkflowContext, store: &dyn Store, name: &str) -> Result<Option<EventRecord>, StoreError> {
+    {
+        // Read beside the journal at the claim: the oldest of its name there, if any, is the
+        // oldest in the inbox (the front holds every event older than its last).
+        let mut state = ctx.state();
+        let state = &mut *state;
+        let front = state
+            .inbox_front
+            .iter()
+            .position(|event| event.name.eq_ignore_ascii_case(name) && !state.taken_events.contains(&event.event_id));
+        if let Some(at) = front {
+            let event = state.inbox_front.remove(at);
+            state.seen_events.insert(event.event_id);
+            state.taken_events.insert(event.event_id);
+            return Ok(Some(event));
+        }
+    }
     let mut after = i64::MIN;
     loop {
         let page = store.events_named(ctx.instance_id(), name, after, EVENT_PAGE).await?;

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::WorkflowContext;
 use crate::error::FailureDetails;
-use crate::store::{JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp};
+use crate::store::{EventRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp};
 use crate::worker::Engine;
 
 /// What stops an instance's run from the inside.
@@ -54,6 +54,9 @@ pub(super) struct InstanceState {
     pub(super) event_waits: BTreeMap<u32, String>,
     /// Events this run has taken (so two waits never take the same one).
     pub(super) taken_events: HashSet<i64>,
+    /// The front of the inbox as read beside the journal when the instance was claimed: a wait
+    /// takes its event from here when it is here, without a read of its own.
+    pub(super) inbox_front: Vec<EventRecord>,
     /// Every event id this run's waits have read from the inbox (ids need not become visible in
     /// order: PostgreSQL assigns them before commit).
     pub(super) seen_events: HashSet<i64>,
@@ -121,6 +124,7 @@ impl WorkflowContext {
         instance_id: Arc<str>,
         generation: u32,
         journal: Vec<JournalRecord>,
+        inbox_front: Vec<EventRecord>,
         status_change: Option<RuntimeStatus>,
         inbox_signal: Arc<Notify>,
     ) -> Self {
@@ -141,6 +145,7 @@ impl WorkflowContext {
             children: BTreeMap::new(),
             event_waits: BTreeMap::new(),
             taken_events: HashSet::new(),
+            inbox_front,
             seen_events: HashSet::new(),
             custom_status: None,
             parallel_groups: BTreeMap::new(),

@@ -44,8 +44,8 @@ use workflow_core::store::{
 use self::cache::StatementCache;
 use self::retry::{failed, retrying, retrying_idempotent};
 use self::sql::{
-    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INSTANCE, SELECT_INSTANCES, SELECT_JOURNAL,
-    SELECT_JOURNALS, WATCH,
+    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INBOXES, SELECT_INSTANCE, SELECT_INSTANCES,
+    SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
 };
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
@@ -55,6 +55,7 @@ use crate::shared::rows::{
     INSTANCE_COLUMNS_WITHOUT_PAYLOADS, TASK_COLUMNS,
 };
 use crate::shared::rows::{key_from_row, KEY_COLUMNS};
+use crate::shared::to_i64;
 
 pub use self::options::PostgresOptions;
 
@@ -352,6 +353,23 @@ impl Store for PostgresStore {
             .map_err(failed("reading inbox heads"))
         })
         .await
+    }
+
+    async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let per_instance = to_i64(per_instance);
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(&SELECT_INBOXES)
+                .bind(ids)
+                .bind(per_instance)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading inboxes"))
+        })
+        .await?;
+        rows.iter().map(|row| event_from_row(row, "of a claimed instance")).collect()
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {

@@ -357,6 +357,17 @@ pub(super) static SELECT_EVENTS_NAMED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The first `$2` unconsumed events of each of the instances `$1`, in arrival order within each:
+/// one probe of the unconsumed index per instance, however full its inbox.
+pub(super) static SELECT_INBOXES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM UNNEST($1::text[]) AS i (id) CROSS JOIN LATERAL \
+         (SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = i.id AND consumed_by_seq IS NULL \
+         ORDER BY seq LIMIT $2) AS e",
+        qualified("e", EVENT_COLUMNS)
+    )
+});
+
 pub(super) static SELECT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {EVENT_COLUMNS} FROM events WHERE instance_id = $1 AND consumed_by_seq IS NULL ORDER BY seq")
 });

@@ -42,6 +42,7 @@ use crate::shared::rows::{
     INSTANCE_COLUMNS, INSTANCE_COLUMNS_WITHOUT_PAYLOADS, JOURNAL_COLUMNS, TASK_COLUMNS,
 };
 use crate::shared::rows::{key_from_row, KEY_COLUMNS};
+use crate::shared::to_i64;
 
 pub use self::options::{SqliteOptions, Synchronous};
 
@@ -316,6 +317,18 @@ impl Store for SqliteStore {
                 Ok((id, head))
             })
             .collect()
+    }
+
+    async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let select = format!(
+            "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS}, \
+             row_number() OVER (PARTITION BY instance_id ORDER BY seq) AS n \
+             FROM events WHERE consumed_by_seq IS NULL AND instance_id IN"
+        );
+        let rest = format!(") WHERE n <= {} ORDER BY instance_id, seq", to_i64(per_instance));
+        let rows = self.rows_where_in(&select, &rest, &ids, "reading inboxes").await?;
+        rows.iter().map(|row| event_from_row(row, "of a claimed instance")).collect()
     }
 
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {

@@ -206,3 +206,31 @@ pub async fn check_inbox_heads(store: &dyn Store) {
     assert_eq!(store.inbox_heads(&asked).await.unwrap(), vec![(a.to_owned(), oldest_a)]);
     assert!(store.inbox_heads(&[]).await.unwrap().is_empty());
 }
+
+/// `inboxes` returns the first N unconsumed events of each instance asked about, in arrival
+/// order within each, and nothing of the instances not asked about or without events.
+pub async fn check_inboxes(store: &dyn Store) {
+    let (a, b, c, other) = ("fronts/a", "fronts/b", "fronts/c", "fronts/other");
+    let created = [a, b, c, other].map(|id| create(instance(id, "fronts_wf", 1)));
+    store.write(&created).await.unwrap();
+    let mut ops = vec![add_event(a, "x", "1", 10), add_event(a, "y", "2", 11), add_event(a, "x", "3", 12)];
+    ops.extend((0..5).map(|n| add_event(b, "x", &n.to_string(), 20 + n)));
+    ops.push(add_event(other, "x", "9", 30));
+    store.write(&ops).await.unwrap();
+    // a's first event is consumed: its front starts at the second.
+    let first_a = store.events(a).await.unwrap()[0].event_id;
+    store.write(&[consume(a, first_a, 0, 0)]).await.unwrap();
+    let asked: Vec<String> = [a, b, c, "fronts/unknown"].iter().map(|id| (*id).to_owned()).collect();
+    let events = store.inboxes(&asked, 3).await.unwrap();
+    let of = |id: &str| -> Vec<String> {
+        events.iter().filter(|event| event.instance_id == id).map(|event| event.payload.clone()).collect()
+    };
+    assert_eq!(of(a), ["2", "3"]);
+    assert_eq!(of(b), ["0", "1", "2"], "the first 3, in arrival order");
+    assert_eq!(events.len(), 5, "nothing of c, of unknown ids, or of instances not asked about");
+    let ids = |id: &str| -> Vec<i64> {
+        events.iter().filter(|event| event.instance_id == id).map(|event| event.event_id).collect()
+    };
+    assert!(ids(b).windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(store.inboxes(&[], 3).await.unwrap().is_empty());
+}

@@ -57,7 +57,7 @@ pub use claims::{
     check_claim_caps, check_claim_filters, check_claim_order_and_limit, check_claim_priority, check_claim_rate,
     check_claim_wake, check_concurrent_claims, check_debounce, check_evict, check_set_wake,
 };
-pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, room};
+pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, check_inboxes, room};
 pub use instances::{
     check_continue_as_new, check_create_and_read, check_custom_status, check_duplicate_create, check_payloads_verbatim,
     check_set_status_and_finish,
@@ -161,6 +161,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_events(store).await;
     check_events_named(store).await;
     check_inbox_heads(store).await;
+    check_inboxes(store).await;
     check_inbox_room(store).await;
     check_claim_wake(store).await;
     check_claim_priority(store).await;
