@@ -177,6 +177,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "priority": status.priority,
         "wakeAt": status.wake_at.map(rfc3339),
         "limits": status.limits,
+        "nextStartAt": status.next_start_at.map(rfc3339),
         "properties": properties,
     })
 }
@@ -428,6 +429,7 @@ async fn queued_activities(State(client): State<Client>, params: PathOf<(String,
                     "worker": worker,
                     "leaseUntil": lease_until,
                     "limits": call.limits,
+                    "nextStartAt": call.next_start_at.map(rfc3339),
                 })
             })
             .collect();

@@ -398,7 +398,8 @@ async fn a_rate_limit_follows_the_virtual_clock() {
         .build()
         .await
         .unwrap();
-    let handle = paced_batch::start(&runtime.client(), (run.clone(), 12)).id(&run).await.unwrap();
+    let client = runtime.client();
+    let handle = paced_batch::start(&client, (run.clone(), 12)).id(&run).await.unwrap();
     let started = |run: &str| paced_runs().lock().unwrap().get(run).map(|(_, s)| s.len()).unwrap_or(0);
     for (second, expected) in [(0, 5), (1, 10), (2, 12)] {
         let run = run.as_str();
@@ -406,6 +407,13 @@ async fn a_rate_limit_follows_the_virtual_clock() {
             (started(run) >= expected).then_some(())
         })
         .await;
+        if second == 0 {
+            // The other 7 wait, and say until when: a period after the first 5 started.
+            let queued = client.queued_activities(run).await.unwrap();
+            let waiting: Vec<_> = queued.iter().filter(|call| call.state == QueuedState::Waiting).collect();
+            assert_eq!(waiting.len(), 7, "{queued:?}");
+            assert!(waiting.iter().all(|call| call.next_start_at == Some(1_001_000)), "{waiting:?}");
+        }
         clock.advance(Duration::from_secs(1));
     }
     assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), (0..12).sum::<u32>());
@@ -481,6 +489,7 @@ async fn workflow_rate_follows_the_virtual_clock(run: &str, store: Arc<dyn Store
             let waiting = client.status(&format!("{run}-11")).await.unwrap();
             assert_eq!(waiting.status, RuntimeStatus::Pending, "{run}");
             assert_eq!(waiting.limits.as_deref(), Some("at most 5 starts per 1000 ms in all"), "{run}");
+            assert_eq!(waiting.next_start_at, Some(2_001_000), "{run}: the window has room again a period on");
         }
         clock.advance(Duration::from_secs(1));
     }

@@ -226,6 +226,13 @@ impl<O: Observer> Store for ObservedStore<O> {
     async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.inner.inboxes(ids, per_instance).await
     }
+    async fn recent_starts(
+        &self,
+        scope: workflow::store::StartScope<'_>,
+        since: Millis,
+    ) -> Result<Vec<(Millis, u64)>, StoreError> {
+        self.inner.recent_starts(scope, since).await
+    }
     async fn claim(
         &self,
         worker: &str,

@@ -97,10 +97,9 @@ impl Client {
         let more = records.len() > page_size;
         records.truncate(page_size);
         let continuation = if more { records.last().map(|last| encode_token(last.created_at, &last.id)) } else { None };
-        Ok(InstancePage {
-            instances: records.into_iter().map(|record| self.noting_limits(record.into())).collect(),
-            continuation,
-        })
+        let mut instances: Vec<InstanceStatus> = records.into_iter().map(InstanceStatus::from).collect();
+        self.note_flow(&mut instances).await;
+        Ok(InstancePage { instances, continuation })
     }
 
     /// Every instance matching `query` (its `after` and `limit` are set here), read a page at

@@ -6,6 +6,7 @@
 //! - `manage.rs`: terminate, suspend, resume, purge, rerun, history, diagrams, retention;
 //! - `list.rs`: listing and paging.
 
+mod flow;
 mod handle;
 mod list;
 mod manage;
@@ -189,61 +190,10 @@ impl Client {
     /// The instance's current state.
     pub async fn status(&self, instance_id: &str) -> Result<InstanceStatus, Error> {
         validate_instance_id(instance_id)?;
-        found(instance_id, self.store.instance(instance_id).await?).map(|status| self.noting_limits(status))
-    }
-
-    /// `status` with the flow control it waits behind, if it waits to be claimed (Pending,
-    /// unowned) and this client's runtime limits its workflow.
-    pub(crate) fn noting_limits(&self, mut status: InstanceStatus) -> InstanceStatus {
-        if status.status == RuntimeStatus::Pending {
-            status.limits = self.engine().and_then(|engine| {
-                let cap = engine.caps().iter().find(|cap| cap.workflow == status.workflow)?;
-                Some(describe_limits(cap.concurrency, cap.rate, "running at once in all", "in all"))
-            });
-        }
-        status
-    }
-
-    /// The instance's activity calls in the store's task queue, waiting or running (see
-    /// [`QueuedActivity`]): capped, rate-limited and shared-dispatch calls, with the limits they
-    /// wait behind. [`Error::InstanceNotFound`] for an unknown instance.
-    pub async fn queued_activities(&self, instance_id: &str) -> Result<Vec<QueuedActivity>, Error> {
-        validate_instance_id(instance_id)?;
-        if self.store.instance(instance_id).await?.is_none() {
-            return Err(Error::InstanceNotFound(instance_id.to_owned()));
-        }
-        let now = self.now();
-        let tasks = self.store.tasks_of(instance_id).await?;
-        Ok(tasks
-            .into_iter()
-            .map(|task| {
-                let state = match (&task.outcome, &task.owner, task.lease_until) {
-                    (Some(_), _, _) => QueuedState::Finished,
-                    (None, Some(worker), Some(until)) if until >= now => {
-                        QueuedState::Running { worker: worker.clone(), lease_until: until }
-                    }
-                    _ => QueuedState::Waiting,
-                };
-                let limits = self.engine().and_then(|engine| {
-                    let cap = engine.activity_caps().iter().find(|cap| cap.activity == task.name)?;
-                    let (at_once, per) = if task.concurrency_key.is_empty() {
-                        ("at once in all", "in all")
-                    } else {
-                        ("at once per key", "per key")
-                    };
-                    Some(describe_limits(cap.concurrency, cap.rate, at_once, per))
-                });
-                QueuedActivity {
-                    activity: task.name,
-                    seq: task.seq,
-                    attempt: task.attempt,
-                    concurrency_key: task.concurrency_key,
-                    queued_at: task.visible_at,
-                    state,
-                    limits,
-                }
-            })
-            .collect())
+        let mut status = [found(instance_id, self.store.instance(instance_id).await?)?];
+        self.note_flow(&mut status).await;
+        let [status] = status;
+        Ok(status)
     }
 
     /// The instance's journal (its current generation), in seq order.
@@ -298,17 +248,4 @@ impl Client {
             other => Err(Error::NoResult { instance_id: status.instance_id, status: other }),
         }
     }
-}
-
-/// Flow control as status and queue listings say it: `"at most 4 {at_once}; at most 10 starts
-/// per 1000 ms {per}"`.
-fn describe_limits(concurrency: Option<u32>, rate: Option<crate::RateLimit>, at_once: &str, per: &str) -> String {
-    let mut said = Vec::new();
-    if let Some(n) = concurrency {
-        said.push(format!("at most {n} {at_once}"));
-    }
-    if let Some(rate) = rate {
-        said.push(format!("at most {} starts per {} ms {per}", rate.limit, rate.period_ms));
-    }
-    said.join("; ")
 }

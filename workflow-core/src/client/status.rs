@@ -37,6 +37,9 @@ pub struct InstanceStatus {
     /// once in all; at most 10 starts per 1000 ms"`. `None` otherwise, and from a client without
     /// a runtime.
     pub limits: Option<String>,
+    /// When its workflow's rate next admits a start, while the rate's window is full (it waits
+    /// to start until then at least); `None` otherwise, and from a client without a runtime.
+    pub next_start_at: Option<Millis>,
 }
 
 impl From<InstanceRecord> for InstanceStatus {
@@ -55,6 +58,7 @@ impl From<InstanceRecord> for InstanceStatus {
             priority: record.priority,
             wake_at: record.wake_at,
             limits: None,
+            next_start_at: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct QueuedActivity {
     /// The activity's limits across workers, as the client's runtime registered them (`None`
     /// when this client has no runtime that registers the activity): why a waiting call waits.
     pub limits: Option<String>,
+    /// When the activity's rate next admits a start of this call's key, while it waits and the
+    /// rate's window is full; `None` otherwise.
+    pub next_start_at: Option<Millis>,
 }
 
 /// Where a queued activity call stands.
@@ -157,6 +164,7 @@ impl Ending {
             priority: record.priority,
             wake_at: None,
             limits: None,
+            next_start_at: None,
         }
     }
 }

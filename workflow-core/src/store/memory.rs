@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use crate::store::{key_room, ActivityCap, Debounce};
+use crate::store::{key_room, ActivityCap, Debounce, StartScope};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
@@ -450,6 +450,34 @@ impl Store for MemoryStore {
             .filter(|(event, consumed)| event.instance_id == id && !consumed)
             .map(|(event, _)| event.clone())
             .collect())
+    }
+
+    async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
+        let tables = self.lock()?;
+        let mut starts: Vec<(Millis, u64)> = match scope {
+            StartScope::Workflow(name) => tables
+                .workflow_starts
+                .iter()
+                .filter(|(workflow, at)| workflow == name && *at > since)
+                .map(|(_, at)| (*at, 1))
+                .collect(),
+            StartScope::Activity { activity, key } => tables
+                .starts
+                .iter()
+                .filter(|(name, k, at)| name == activity && k == key && *at > since)
+                .map(|(_, _, at)| (*at, 1))
+                .collect(),
+        };
+        starts.sort_unstable();
+        // One entry per time, as the SQL stores group them.
+        let mut grouped: Vec<(Millis, u64)> = Vec::with_capacity(starts.len());
+        for (at, n) in starts {
+            match grouped.last_mut() {
+                Some((time, count)) if *time == at => *count += n,
+                _ => grouped.push((at, n)),
+            }
+        }
+        Ok(grouped)
     }
 
     async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {

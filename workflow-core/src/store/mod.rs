@@ -255,6 +255,41 @@ pub fn key_room<'a>(
         .collect()
 }
 
+/// Whose recorded starts a rate limit counts (see [`Store::recent_starts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartScope<'a> {
+    /// A rate-limited workflow's starts.
+    Workflow(&'a str),
+    /// A rate-limited activity's claims with one concurrency key.
+    Activity {
+        /// The activity's name.
+        activity: &'a str,
+        /// The concurrency key (`""` for none).
+        key: &'a str,
+    },
+}
+
+/// When `rate` next admits a start, given the `starts` recorded for it (as
+/// [`Store::recent_starts`] returns them: oldest first, with how many at each time) at `now`:
+/// `None` while its window has room, otherwise when enough of the window's starts will have left
+/// it for one more. What "rate-limited until T" says.
+pub fn next_start_at(rate: RateLimit, starts: &[(Millis, u64)], now: Millis) -> Option<Millis> {
+    let since = now.saturating_sub(rate.period_ms);
+    let in_window: Vec<(Millis, u64)> = starts.iter().copied().filter(|(at, _)| *at > since).collect();
+    let mut held: u64 = in_window.iter().map(|(_, n)| n).sum();
+    let limit = u64::from(rate.limit);
+    if held < limit {
+        return None;
+    }
+    for (at, n) in in_window {
+        held = held.saturating_sub(n);
+        if held < limit {
+            return Some(at.saturating_add(rate.period_ms));
+        }
+    }
+    None
+}
+
 /// A debounced start (see [`Store::debounce`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Debounce {
@@ -585,6 +620,18 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Config("this store does not enforce workflow concurrency caps".into()))
     }
 
+    /// The starts recorded for `scope`'s rate limit after `since` (what the rate-limited claims
+    /// of [`Store::claim_capped`] and [`Store::claim_tasks_capped`] record), oldest first, one
+    /// entry per time, as (time, how many started then): what a status reads to say when the rate next admits a
+    /// start ([`next_start_at`]).
+    ///
+    /// The default refuses (a [`StoreError::Config`]), as a store without rate limits records no
+    /// starts.
+    async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
+        let _ = (scope, since);
+        Err(StoreError::Config("this store does not record rate-limited starts".into()))
+    }
+
     /// Debounces a start, atomically with every other start of its workflow and key: if an
     /// instance of that workflow created by a debounced start with that key still waits to start
     /// (Pending, never claimed: no owner), it takes `start.record`'s input and is due at `due`,
@@ -784,4 +831,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commit counters.
     fn stats(&self) -> StoreStats;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_start_at, RateLimit};
+
+    /// 3 a second: room while fewer than 3 started in the last second; when full, the time the
+    /// oldest start that must leave the window for one more has left it.
+    #[test]
+    fn the_next_start_is_when_the_window_has_room() {
+        let rate = RateLimit { limit: 3, period_ms: 1_000 };
+        assert_eq!(next_start_at(rate, &[], 5_000), None);
+        assert_eq!(next_start_at(rate, &[(4_500, 2)], 5_000), None);
+        assert_eq!(next_start_at(rate, &[(4_500, 2), (4_800, 1)], 5_000), Some(5_500));
+        // Over the limit (a claim may record more than one): the second start must leave too.
+        assert_eq!(next_start_at(rate, &[(4_200, 1), (4_500, 2), (4_800, 2)], 5_000), Some(5_500));
+        // Starts a period old no longer count.
+        assert_eq!(next_start_at(rate, &[(4_000, 5), (4_800, 2)], 5_000), None);
+    }
 }

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StartScope,
     StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
     WorkflowCap, WriteOp, WriteOutcome,
 };
@@ -353,6 +353,29 @@ impl Store for PostgresStore {
             .map_err(failed("reading inbox heads"))
         })
         .await
+    }
+
+    async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = retrying_idempotent(|| async move {
+            let query = match scope {
+                StartScope::Workflow(workflow) => sqlx::query_as(
+                    "SELECT started_at, sum(starts)::int8 FROM workflow_starts WHERE workflow = $1 \
+                     AND started_at > $2 GROUP BY started_at ORDER BY started_at",
+                )
+                .bind(workflow)
+                .bind(since),
+                StartScope::Activity { activity, key } => sqlx::query_as(
+                    "SELECT started_at, count(*) FROM activity_starts WHERE name = $1 AND concurrency_key = $2 \
+                     AND started_at > $3 GROUP BY started_at ORDER BY started_at",
+                )
+                .bind(activity)
+                .bind(key)
+                .bind(since),
+            };
+            query.fetch_all(&self.pool).await.map_err(failed("reading recent starts"))
+        })
+        .await?;
+        Ok(rows.into_iter().map(|(at, n)| (at, u64::try_from(n).unwrap_or(0))).collect())
     }
 
     async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StartScope,
     StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
     WorkflowCap, WriteOp, WriteOutcome,
 };
@@ -317,6 +317,27 @@ impl Store for SqliteStore {
                 Ok((id, head))
             })
             .collect()
+    }
+
+    async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
+        let query = match scope {
+            StartScope::Workflow(workflow) => sqlx::query_as(
+                "SELECT started_at, sum(starts) FROM workflow_starts WHERE workflow = ? AND started_at > ? \
+                 GROUP BY started_at ORDER BY started_at",
+            )
+            .bind(workflow)
+            .bind(since),
+            StartScope::Activity { activity, key } => sqlx::query_as(
+                "SELECT started_at, count(*) FROM activity_starts WHERE name = ? AND concurrency_key = ? \
+                 AND started_at > ? GROUP BY started_at ORDER BY started_at",
+            )
+            .bind(activity)
+            .bind(key)
+            .bind(since),
+        };
+        let rows: Vec<(i64, i64)> =
+            query.fetch_all(&mut *self.reader().await?).await.map_err(backend("reading recent starts"))?;
+        Ok(rows.into_iter().map(|(at, n)| (at, u64::try_from(n).unwrap_or(0))).collect())
     }
 
     async fn inboxes(&self, ids: &[String], per_instance: usize) -> Result<Vec<EventRecord>, StoreError> {

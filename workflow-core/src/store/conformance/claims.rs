@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::store::{Debounce, InstanceRecord, RateLimit, RuntimeStatus, Store, WorkflowCap, WriteOp, NEVER};
+use crate::store::{
+    Debounce, InstanceRecord, RateLimit, RuntimeStatus, StartScope, Store, WorkflowCap, WriteOp, NEVER,
+};
 
 use super::{add_event, create, event_names, evict, finish_of, get, ids, instance, names, set_wake, with_status};
 
@@ -251,6 +253,11 @@ pub async fn check_claim_rate(store: &dyn Store) {
     assert_eq!(ids(&one), ["rate/3"]);
     let two = store.claim_capped("rate-w", &workflows, &caps, now + 1_000, now + 60_000, 10).await.unwrap();
     assert_eq!(ids(&two), ["rate/4"]);
+    // What a status reads to say when the next may start: the period's starts, oldest first, one
+    // entry per time with how many started then (here two claims).
+    let starts = store.recent_starts(StartScope::Workflow(rated), now).await.unwrap();
+    assert_eq!(starts, [(now + 1_000, 2)]);
+    assert!(store.recent_starts(StartScope::Workflow("rate_other_wf"), 0).await.unwrap().is_empty());
     // With a cap too: the cap bounds the starts (all seven instances hold leases, cap 8).
     let capped = [WorkflowCap { workflow: rated.to_owned(), concurrency: Some(8), rate }];
     store.write(&[create(instance("rate/6", rated, 6))]).await.unwrap();

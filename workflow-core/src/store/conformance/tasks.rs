@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::store::{ActivityCap, RateLimit, RuntimeStatus, Store, StoreError, TaskCompletion, TaskRecord, WriteOp};
+use crate::store::{
+    ActivityCap, RateLimit, RuntimeStatus, StartScope, Store, StoreError, TaskCompletion, TaskRecord, WriteOp,
+};
 
 use super::{
     claim_everything, claimed, continue_as_new, create, delete_task, enqueue, get, instance, names, outcome, task,
@@ -566,6 +568,12 @@ pub async fn check_tasks_rate(store: &dyn Store) {
     assert_eq!(ids(&next), ["taskrate/c2"]);
     assert!(store.complete_task("taskrate-w", "taskrate/c2", 0, 0, 1, &done).await.unwrap());
     assert!(claim(10_999).await.unwrap().is_empty(), "three of each key started within the period");
+    // What a status reads to say when the next may start: the starts of one key, oldest first.
+    let starts = |activity, key, since| store.recent_starts(StartScope::Activity { activity, key }, since);
+    assert_eq!(starts(act, "a", 9_999).await.unwrap(), [(10_000, 3)]);
+    assert_eq!(starts(both_act, "", 9_999).await.unwrap(), [(10_000, 1), (10_500, 1), (10_999, 1)]);
+    assert_eq!(starts(both_act, "", 10_500).await.unwrap(), [(10_999, 1)], "only those after `since`");
+    assert!(starts(act, "none", 0).await.unwrap().is_empty());
     // The claims at 10,000 are a period old at 11,000: they no longer count.
     let later = claim(11_000).await.unwrap();
     assert_eq!(ids(&later), ["taskrate/a3", "taskrate/c3", "taskrate/a4"]);

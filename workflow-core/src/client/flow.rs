@@ -1,0 +1,110 @@
+//! What statuses say about flow control: the limits an instance or an activity call waits behind
+//! (as the client's runtime registered them), and when a full rate window next admits a start.
+
+use std::collections::HashMap;
+
+use super::{validate_instance_id, Client, InstanceStatus, QueuedActivity, QueuedState};
+use crate::error::Error;
+use crate::store::{next_start_at, Millis, RateLimit, RuntimeStatus, StartScope};
+
+impl Client {
+    /// Notes on each Pending status of a workflow this client's runtime caps or rate-limits what
+    /// it waits behind, and, when its rate's window is full, when the next start may come. One
+    /// store read per rate-limited workflow among `statuses`.
+    pub(crate) async fn note_flow(&self, statuses: &mut [InstanceStatus]) {
+        let Some(engine) = self.engine() else { return };
+        let now = self.now();
+        let mut next_starts: HashMap<String, Option<Millis>> = HashMap::new();
+        for status in statuses.iter_mut().filter(|status| status.status == RuntimeStatus::Pending) {
+            let Some(cap) = engine.caps().iter().find(|cap| cap.workflow == status.workflow) else { continue };
+            status.limits = Some(describe_limits(cap.concurrency, cap.rate, "running at once in all", "in all"));
+            if let Some(rate) = cap.rate {
+                let scope = StartScope::Workflow(&cap.workflow);
+                if !next_starts.contains_key(&cap.workflow) {
+                    let next = self.next_start(scope, rate, now).await;
+                    next_starts.insert(cap.workflow.clone(), next);
+                }
+                status.next_start_at = next_starts.get(&cap.workflow).copied().flatten();
+            }
+        }
+    }
+
+    /// When `rate` next admits a start of `scope`, if its window is full now (`None` if it has
+    /// room, or if the store cannot say).
+    async fn next_start(&self, scope: StartScope<'_>, rate: RateLimit, now: Millis) -> Option<Millis> {
+        match self.store.recent_starts(scope, now.saturating_sub(rate.period_ms)).await {
+            Ok(starts) => next_start_at(rate, &starts, now),
+            Err(error) => {
+                tracing::debug!(%error, "could not read the recent starts of a rate limit");
+                None
+            }
+        }
+    }
+
+    /// The instance's activity calls in the store's task queue, waiting or running (see
+    /// [`QueuedActivity`]): capped, rate-limited and shared-dispatch calls, with the limits they
+    /// wait behind and, for a waiting call whose rate window is full, when the next may start.
+    /// [`Error::InstanceNotFound`] for an unknown instance.
+    pub async fn queued_activities(&self, instance_id: &str) -> Result<Vec<QueuedActivity>, Error> {
+        validate_instance_id(instance_id)?;
+        if self.store.instance(instance_id).await?.is_none() {
+            return Err(Error::InstanceNotFound(instance_id.to_owned()));
+        }
+        let now = self.now();
+        let tasks = self.store.tasks_of(instance_id).await?;
+        let mut next_starts: HashMap<(String, String), Option<Millis>> = HashMap::new();
+        let mut queued = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let state = match (&task.outcome, &task.owner, task.lease_until) {
+                (Some(_), _, _) => QueuedState::Finished,
+                (None, Some(worker), Some(until)) if until >= now => {
+                    QueuedState::Running { worker: worker.clone(), lease_until: until }
+                }
+                _ => QueuedState::Waiting,
+            };
+            let cap =
+                self.engine().and_then(|engine| engine.activity_caps().iter().find(|cap| cap.activity == task.name));
+            let limits = cap.map(|cap| {
+                let (at_once, per) = if task.concurrency_key.is_empty() {
+                    ("at once in all", "in all")
+                } else {
+                    ("at once per key", "per key")
+                };
+                describe_limits(cap.concurrency, cap.rate, at_once, per)
+            });
+            let mut next_start = None;
+            if let (QueuedState::Waiting, Some(rate)) = (&state, cap.and_then(|cap| cap.rate)) {
+                let key = (task.name.clone(), task.concurrency_key.clone());
+                if !next_starts.contains_key(&key) {
+                    let scope = StartScope::Activity { activity: &task.name, key: &task.concurrency_key };
+                    let next = self.next_start(scope, rate, now).await;
+                    next_starts.insert(key.clone(), next);
+                }
+                next_start = next_starts.get(&key).copied().flatten();
+            }
+            queued.push(QueuedActivity {
+                activity: task.name,
+                seq: task.seq,
+                attempt: task.attempt,
+                concurrency_key: task.concurrency_key,
+                queued_at: task.visible_at,
+                state,
+                limits,
+                next_start_at: next_start,
+            });
+        }
+        Ok(queued)
+    }
+}
+
+/// Flow control as statuses say it: `"at most 4 {at_once}; at most 10 starts per 1000 ms {per}"`.
+fn describe_limits(concurrency: Option<u32>, rate: Option<RateLimit>, at_once: &str, per: &str) -> String {
+    let mut said = Vec::new();
+    if let Some(n) = concurrency {
+        said.push(format!("at most {n} {at_once}"));
+    }
+    if let Some(rate) = rate {
+        said.push(format!("at most {} starts per {} ms {per}", rate.limit, rate.period_ms));
+    }
+    said.join("; ")
+}
