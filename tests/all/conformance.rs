@@ -28,6 +28,50 @@ async fn memory_store_conforms() {
     // fail midway, so there is no way to make a batch fail after its first op.
 }
 
+/// Everything on a memory store lives in this process, so it tells its subscribers of every
+/// change (a client without a runtime hears of ends instead of polling for them): a finish, a
+/// raise, a queued task and its outcome, released leases.
+#[tokio::test]
+async fn memory_store_signals_its_changes() {
+    use workflow::store::WakeSignal;
+    let store = MemoryStore::new();
+    let mut signals = store.wake_signals().expect("the memory store signals");
+    let id = "signals/a";
+    store.write(&[create(instance(id, "signals_wf", 1))]).await.unwrap();
+    store.write(&[add_event(id, "go", "1", 2), enqueue(task(id, 0, 0, "signals_act", 1, 1))]).await.unwrap();
+    let claimed = store.claim_tasks("signals-w", &names(&["signals_act"]), 10, 60_000, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store.complete_task("signals-w", id, 0, 0, 1, &outcome(true, "1", 10)).await.unwrap());
+    store.claim("signals-w", &names(&["signals_wf"]), 10, 60_000, 1).await.unwrap();
+    assert_eq!(store.release_leases("signals-w").await.unwrap(), 1);
+    store
+        .write(&[WriteOp::Finish {
+            id: id.to_owned(),
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            error: None,
+            updated_at: 20,
+        }])
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    while let Ok(signal) = signals.try_recv() {
+        heard.push(signal);
+    }
+    assert_eq!(
+        heard,
+        [
+            WakeSignal::Runnable,
+            WakeSignal::TaskQueued,
+            WakeSignal::Event(id.to_owned()),
+            WakeSignal::TaskDone(id.to_owned()),
+            WakeSignal::Runnable,
+            WakeSignal::TaskQueued,
+            WakeSignal::Finished(id.to_owned()),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
 // ---------------------------------------------------------------------------------------------

@@ -4,12 +4,37 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
 use crate::store::{key_room, ActivityCap, Debounce, StartScope};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
+
+/// How many change hints a subscriber may fall behind by before it misses some (and polls).
+const SIGNAL_CAPACITY: usize = 4096;
+
+/// Change hints for the runtimes and clients on this store: all in this process, so every change
+/// is heard (a client without a runtime learns of ends without polling for them).
+struct Signals(broadcast::Sender<WakeSignal>);
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self(broadcast::channel(SIGNAL_CAPACITY).0)
+    }
+}
+
+impl Signals {
+    fn send(&self, hints: impl IntoIterator<Item = WakeSignal>) {
+        if self.0.receiver_count() > 0 {
+            for hint in hints {
+                let _ = self.0.send(hint);
+            }
+        }
+    }
+}
 
 /// A task's key: (instance, generation, seq).
 type TaskKey = (String, u32, u32);
@@ -41,6 +66,7 @@ pub struct MemoryStore {
     /// that uses this store lives in this process, so a worker is alive while its mark, which
     /// holds what each `Weak` points to, is held (its runtime is not dropped).
     workers: Mutex<HashMap<String, Weak<()>>>,
+    signals: Signals,
 }
 
 impl MemoryStore {
@@ -350,6 +376,12 @@ impl Store for MemoryStore {
             apply(&mut tables, op, &mut outcome);
         }
         self.stats.record_commit(ops.len());
+        drop(tables);
+        let finished = ops.iter().filter_map(|op| match op {
+            WriteOp::Finish { id, .. } => Some(WakeSignal::Finished(id.clone())),
+            _ => None,
+        });
+        self.signals.send(WakeSignal::from_batch(ops).into_iter().chain(finished));
         Ok(outcome)
     }
 
@@ -536,7 +568,15 @@ impl Store for MemoryStore {
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        Ok(release(&mut *self.lock()?, worker))
+        let released = release(&mut *self.lock()?, worker);
+        if released > 0 {
+            self.signals.send([WakeSignal::Runnable, WakeSignal::TaskQueued]);
+        }
+        Ok(released)
+    }
+
+    fn wake_signals(&self) -> Option<broadcast::Receiver<WakeSignal>> {
+        Some(self.signals.0.subscribe())
     }
 
     async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
@@ -557,8 +597,14 @@ impl Store for MemoryStore {
             }
             dead
         };
-        let mut tables = self.lock()?;
-        Ok(dead.iter().map(|worker| release(&mut tables, worker)).sum())
+        let released: u64 = {
+            let mut tables = self.lock()?;
+            dead.iter().map(|worker| release(&mut tables, worker)).sum()
+        };
+        if released > 0 {
+            self.signals.send([WakeSignal::Runnable, WakeSignal::TaskQueued]);
+        }
+        Ok(released)
     }
 
     async fn claim_tasks(
@@ -656,6 +702,8 @@ impl Store for MemoryStore {
         }
         task.outcome = Some(outcome.clone());
         self.stats.record_commit(1);
+        drop(tables);
+        self.signals.send([WakeSignal::TaskDone(instance_id.to_owned())]);
         Ok(true)
     }
 
@@ -703,6 +751,9 @@ impl Store for MemoryStore {
         if done > 0 {
             self.stats.record_commit(done);
         }
+        drop(tables);
+        let finished = completions.iter().zip(&stored).filter(|(_, stored)| **stored);
+        self.signals.send(finished.map(|(c, _)| WakeSignal::TaskDone(c.instance_id.clone())));
         Ok(stored)
     }
 

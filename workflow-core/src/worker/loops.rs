@@ -141,12 +141,17 @@ async fn read_journals(engine: &Engine, claimed: &[Claimed]) -> Option<HashMap<S
     }
 }
 
-/// The first events of the claimed instances' inboxes, in one store read, by instance id: an
-/// instance woken by an event finds it there. Empty when the read failed (each wait then reads
-/// the inbox, as it does for anything not there).
+/// The first events of the inboxes of the claimed instances that resume (Running), in one store
+/// read, by instance id: an instance woken by an event finds it there. (An instance that starts
+/// seldom has events yet, and its waits read the inbox as before.) Empty when the read failed:
+/// each wait then reads the inbox, as it does for anything not there.
 async fn read_inboxes(engine: &Engine, claimed: &[Claimed]) -> HashMap<String, Vec<EventRecord>> {
-    let ids: Vec<String> = claimed.iter().map(|claimed| claimed.record.id.clone()).collect();
     let mut inboxes: HashMap<String, Vec<EventRecord>> = HashMap::new();
+    let resuming = claimed.iter().filter(|claimed| claimed.record.status == RuntimeStatus::Running);
+    let ids: Vec<String> = resuming.map(|claimed| claimed.record.id.clone()).collect();
+    if ids.is_empty() {
+        return inboxes;
+    }
     match engine.store().inboxes(&ids, INBOX_FRONT).await {
         Ok(events) => {
             for event in events {
