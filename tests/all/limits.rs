@@ -288,19 +288,7 @@ async fn sqlite_reads_inboxes_from_an_index() {
 #[tokio::test]
 async fn event_waits_do_not_poll_on_their_own() {
     const WAITING: usize = 30;
-    let store = Arc::new(InboxCounter::default());
-    let runtime = Runtime::builder()
-        .store(store.clone() as Arc<dyn Store>)
-        .workflow(awaits_go::Workflow)
-        .evict_idle_after(Duration::from_secs(3600))
-        .build()
-        .await
-        .unwrap();
-    let client = runtime.client();
-    let ids: Vec<String> = (0..WAITING).map(|n| format!("quiet-{n}")).collect();
-    for id in &ids {
-        awaits_go::start(&client).id(id.clone()).await.unwrap();
-    }
+    let (store, runtime, client, ids) = awaiting_go("quiet", WAITING, Duration::from_secs(3600)).await;
     wait_until("one inbox check of every waiting instance", || async {
         store.observer.head_reads.lock().unwrap().contains(&WAITING)
     })
@@ -312,14 +300,41 @@ async fn event_waits_do_not_poll_on_their_own() {
     wait_until("three more checks", || async { store.observer.head_reads.lock().unwrap().len() >= checks + 3 }).await;
     assert_eq!(store.observer.named_reads.load(Ordering::SeqCst), reads, "a wait read its inbox on its own");
     assert!(store.observer.head_reads.lock().unwrap().iter().all(|&ids| ids <= WAITING));
+    raise_go_and_await(&client, &ids).await;
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
 
+/// `count` instances of `awaits_go` started as `{prefix}-{n}` on a store that counts inbox reads,
+/// under a runtime that evicts a wait idle for `evict_idle_after`.
+async fn awaiting_go(
+    prefix: &str,
+    count: usize,
+    evict_idle_after: Duration,
+) -> (Arc<InboxCounter>, Runtime, Client, Vec<String>) {
+    let store = Arc::new(InboxCounter::default());
+    let runtime = Runtime::builder()
+        .store(store.clone() as Arc<dyn Store>)
+        .workflow(awaits_go::Workflow)
+        .evict_idle_after(evict_idle_after)
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let ids: Vec<String> = (0..count).map(|n| format!("{prefix}-{n}")).collect();
+    for id in &ids {
+        awaits_go::start(&client).id(id.clone()).await.unwrap();
+    }
+    (store, runtime, client, ids)
+}
+
+/// Raises "go" with payload `n` into the `n`th of `ids`, and checks each instance returns it.
+async fn raise_go_and_await(client: &Client, ids: &[String]) {
     for (n, id) in ids.iter().enumerate() {
         client.raise_event(id, "go", &(n as u32)).await.unwrap();
     }
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(client.result::<u32>(id, Some(Duration::from_secs(20))).await.unwrap(), n as u32);
     }
-    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 /// Instances evicted while they wait for an event, then woken by it: each resumed wait finds its
@@ -327,28 +342,10 @@ async fn event_waits_do_not_poll_on_their_own() {
 /// once, and reads no inbox of its own.
 #[tokio::test]
 async fn a_resumed_wait_takes_its_event_from_the_claim() {
-    const WAITING: usize = 5;
-    let store = Arc::new(InboxCounter::default());
-    let runtime = Runtime::builder()
-        .store(store.clone() as Arc<dyn Store>)
-        .workflow(awaits_go::Workflow)
-        .evict_idle_after(Duration::from_millis(20))
-        .build()
-        .await
-        .unwrap();
-    let client = runtime.client();
-    let ids: Vec<String> = (0..WAITING).map(|n| format!("resumed-{n}")).collect();
-    for id in &ids {
-        awaits_go::start(&client).id(id.clone()).await.unwrap();
-    }
+    let (store, runtime, client, ids) = awaiting_go("resumed", 5, Duration::from_millis(20)).await;
     wait_until("every instance evicted while it waits", || async { runtime.instances_in_memory() == 0 }).await;
     let reads = store.observer.named_reads.load(Ordering::SeqCst);
-    for (n, id) in ids.iter().enumerate() {
-        client.raise_event(id, "go", &(n as u32)).await.unwrap();
-    }
-    for (n, id) in ids.iter().enumerate() {
-        assert_eq!(client.result::<u32>(id, Some(Duration::from_secs(20))).await.unwrap(), n as u32);
-    }
+    raise_go_and_await(&client, &ids).await;
     assert_eq!(store.observer.named_reads.load(Ordering::SeqCst), reads, "a resumed wait read its inbox itself");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

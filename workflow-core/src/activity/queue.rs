@@ -83,15 +83,16 @@ impl TaskHub {
         self.deliver_outcome(&task.instance_id, (task.generation, task.seq, task.attempt), outcome);
     }
 
-    /// Hands `outcome` to the run here waiting for that attempt; returns whether one took it.
-    fn deliver_outcome(&self, instance_id: &str, call: CallKey, outcome: TaskOutcome) -> bool {
-        let Ok(mut waiters) = self.waiters.lock() else { return false };
-        let Some(calls) = waiters.get_mut(instance_id) else { return false };
-        let taken = calls.remove(&call).is_some_and(|sender| sender.send(outcome).is_ok());
+    /// Hands `outcome` to the run here waiting for that attempt, if one is.
+    fn deliver_outcome(&self, instance_id: &str, call: CallKey, outcome: TaskOutcome) {
+        let Ok(mut waiters) = self.waiters.lock() else { return };
+        let Some(calls) = waiters.get_mut(instance_id) else { return };
+        if let Some(sender) = calls.remove(&call) {
+            let _ = sender.send(outcome);
+        }
         if calls.is_empty() {
             waiters.remove(instance_id);
         }
-        taken
     }
 
     /// Queues an outcome for the store (see [`completion_loop`]).

@@ -64,7 +64,8 @@ impl From<InstanceRecord> for InstanceStatus {
 }
 
 /// An activity call of an instance waiting in the store's task queue, or running from it: the
-/// calls of capped, rate-limited and shared-dispatch activities ([`crate::Client::queued_activities`]).
+/// calls of capped, rate-limited and shared-dispatch activities
+/// ([`crate::Client::queued_activities`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedActivity {
     /// The activity's name.

@@ -693,18 +693,9 @@ impl Store for MemoryStore {
         attempt: u32,
         outcome: &TaskOutcome,
     ) -> Result<bool, StoreError> {
-        let mut tables = self.lock()?;
-        let Some(task) = tables.tasks.get_mut(&(instance_id.to_owned(), generation, seq)) else {
-            return Ok(false);
-        };
-        if task.attempt != attempt || task.owner.as_deref() != Some(worker) || task.outcome.is_some() {
-            return Ok(false);
-        }
-        task.outcome = Some(outcome.clone());
-        self.stats.record_commit(1);
-        drop(tables);
-        self.signals.send([WakeSignal::TaskDone(instance_id.to_owned())]);
-        Ok(true)
+        let completion =
+            TaskCompletion { instance_id: instance_id.to_owned(), generation, seq, attempt, outcome: outcome.clone() };
+        Ok(self.complete_tasks(worker, &[completion]).await?.first().copied().unwrap_or(false))
     }
 
     async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
@@ -734,17 +725,18 @@ impl Store for MemoryStore {
 
     async fn complete_tasks(&self, worker: &str, completions: &[TaskCompletion]) -> Result<Vec<bool>, StoreError> {
         let mut tables = self.lock()?;
+        // Stored only into the open attempt `worker` holds: a task taken over, withdrawn or
+        // already reported keeps what it has.
         let stored: Vec<bool> = completions
             .iter()
-            .map(|c| {
-                let Some(task) = tables.tasks.get_mut(&(c.instance_id.clone(), c.generation, c.seq)) else {
-                    return false;
-                };
-                if task.attempt != c.attempt || task.owner.as_deref() != Some(worker) || task.outcome.is_some() {
-                    return false;
+            .map(|c| match tables.tasks.get_mut(&(c.instance_id.clone(), c.generation, c.seq)) {
+                Some(task)
+                    if task.attempt == c.attempt && task.owner.as_deref() == Some(worker) && task.outcome.is_none() =>
+                {
+                    task.outcome = Some(c.outcome.clone());
+                    true
                 }
-                task.outcome = Some(c.outcome.clone());
-                true
+                _ => false,
             })
             .collect();
         let done = stored.iter().filter(|stored| **stored).count();

@@ -622,8 +622,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The starts recorded for `scope`'s rate limit after `since` (what the rate-limited claims
     /// of [`Store::claim_capped`] and [`Store::claim_tasks_capped`] record), oldest first, one
-    /// entry per time, as (time, how many started then): what a status reads to say when the rate next admits a
-    /// start ([`next_start_at`]).
+    /// entry per time, as (time, how many started then): what a status reads to say when the rate
+    /// next admits a start ([`next_start_at`]).
     ///
     /// The default refuses (a [`StoreError::Config`]), as a store without rate limits records no
     /// starts.
@@ -734,8 +734,9 @@ pub trait Store: Send + Sync + 'static {
     /// lease at `now` (unfinished, owned, `lease_until` not before `now`), and at most the rate
     /// less the claims of that activity and key in the period ending at `now` (`(now - period,
     /// now]`; every claim counts, a retry's and a takeover's too, and the store keeps them as long
-    /// as a period), counted and taken atomically with every other capped claim of that activity. Each key's tasks are taken oldest first, so a key with a long backlog never
-    /// holds back one with a short one beyond its own cap. The capped activities are served
+    /// as a period), counted and taken atomically with every other capped claim of that activity.
+    /// Each key's tasks are taken oldest first, so a key with a long backlog never holds back one
+    /// with a short one beyond its own cap. The capped activities are served
     /// first, in name order, each giving the worker's `limit` to its oldest picks across keys;
     /// the uncapped ones share what is left, as [`Store::claim_tasks`] would. The result is in
     /// claim order. Without caps it is [`Store::claim_tasks`].

@@ -153,7 +153,7 @@ pub(super) async fn claim_capped(
                     let begun = claim_one(&mut tx, &CLAIM_STARTS, worker, lease_until, workflow, now, want).await?;
                     if !begun.is_empty() {
                         sqlx::query(RECORD_WORKFLOW_STARTS)
-                            .bind(cap.workflow.as_str())
+                            .bind(workflow)
                             .bind(now)
                             .bind(to_i64(begun.len()))
                             .execute(&mut *tx)

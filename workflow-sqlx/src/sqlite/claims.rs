@@ -39,9 +39,9 @@ fn claimable(workflows: usize, which: Claimable) -> (String, String) {
     )
 }
 
-/// The claim's two statements for `workflows` names (and `which` of their instances): the probe a reader runs first (is anything
-/// claimable?) and the claim itself (`?1` now, `?2` the limit, the names from `?3`, then the
-/// worker and the lease's end).
+/// The claim's two statements for `workflows` names (and `which` of their instances): the probe
+/// a reader runs first (is anything claimable?) and the claim itself (`?1` now, `?2` the limit,
+/// the names from `?3`, then the worker and the lease's end).
 ///
 /// Both name their partial indexes (`INDEXED BY`): left to itself, SQLite's planner prefers the
 /// `(status, created_at, id)` index the status-filtered list reads, which walks every running
@@ -253,8 +253,9 @@ impl Taken {
 }
 
 /// Claims up to `limit` instances (`which` of them) of `workflows` in the open write transaction,
-/// into `taken`, and returns how many rows it claimed. Each row is decoded on its own: a damaged one is set aside (see `shared::quarantine`) before
-/// the commit, so the claim never leaves a row owned that it does not return.
+/// into `taken`, and returns how many rows it claimed. Each row is decoded on its own: a damaged
+/// one is set aside (see `shared::quarantine`) before the commit, so the claim never leaves a row
+/// owned that it does not return.
 #[allow(clippy::too_many_arguments)]
 async fn claim_in_transaction(
     store: &SqliteStore,
