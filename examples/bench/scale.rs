@@ -12,10 +12,14 @@
 //!   cap that binds, and W1 with capped activity steps.
 //! - W9 backlog: 1,000 and 100,000 instances queued behind a workflow cap; the rate of the first
 //!   1,000 admissions and the RSS growth.
+//! - W10 store growth: ten rounds of W1 at 1,000 workflows on one fresh store; the last round's
+//!   rate beside the first's, with generated ids and with random ones.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
 
+#[path = "w10_growth.rs"]
+mod w10_growth;
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
@@ -66,6 +70,9 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     }
     if wanted("w8") {
         rows.extend(w8_flow::measure(name, store.clone()).await?);
+    }
+    if wanted("w10") {
+        rows.extend(w10_growth::measure(name, dir).await?);
     }
     // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
     // it is the reference, not a store to measure at scale.

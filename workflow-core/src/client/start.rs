@@ -76,14 +76,18 @@ fn is_child_shaped(id: &str) -> bool {
     seq.strip_prefix('c').is_some_and(digits) && generation.strip_prefix('g').is_some_and(digits)
 }
 
-/// `id` once validated as a new instance's, or a new random id when `None`.
+/// `id` once validated as a new instance's, or a new id when `None`: a UUIDv7, whose leading bits
+/// are the time, so a store's inserts of new instances (and of their journals, tasks and events,
+/// keyed by instance id) land at the end of its indexes instead of at random pages. With random
+/// ids, each commit dirtied pages all over a growing store: on SQLite W1 ran 2.5x slower once the
+/// store held 10,000 finished instances. The 74 bits after the time stay random.
 pub(crate) fn id_or_new(id: Option<&str>) -> Result<String, Error> {
     match id {
         Some(id) => {
             validate_new_instance_id(id)?;
             Ok(id.to_owned())
         }
-        None => Ok(uuid::Uuid::new_v4().simple().to_string()),
+        None => Ok(uuid::Uuid::now_v7().simple().to_string()),
     }
 }
 
@@ -131,7 +135,9 @@ impl<T> std::fmt::Debug for Start<T> {
 }
 
 impl<T> Start<T> {
-    /// The instance id (letters, digits, `-`, `_`; at most 64); a random one when not set.
+    /// The instance id (letters, digits, `-`, `_`; at most 64); a new UUIDv7 when not set. Ids
+    /// that sort by creation time (a UUIDv7, a timestamp prefix) keep a large store's commits
+    /// cheap; random ones scatter each commit's rows over its indexes (bench W10).
     pub fn id(mut self, instance_id: impl Into<String>) -> Self {
         self.id = Some(instance_id.into());
         self
@@ -406,5 +412,14 @@ mod tests {
         for id in ["g0-c0", "P-g-c0", "P-g0-c", "P-gx-c0", "P-g0-c0x", "P_g0_c0", "order-1", "P-c0-g0"] {
             assert!(validate_new_instance_id(id).is_ok(), "{id}");
         }
+    }
+
+    /// New ids sort in the order they were made (so new rows land at the ends of the indexes)
+    /// and are valid instance ids.
+    #[test]
+    fn generated_ids_sort_by_creation() {
+        let ids: Vec<String> = (0..10_000).map(|_| id_or_new(None).expect("a new id")).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "generated ids are strictly increasing");
+        assert!(ids.iter().all(|id| validate_new_instance_id(id).is_ok()));
     }
 }
