@@ -175,6 +175,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "lastUpdatedAt": rfc3339(status.updated_at),
         "runtimeStatus": dapr_status_name(status.status),
         "priority": status.priority,
+        "concurrencyKey": status.concurrency_key,
         "wakeAt": status.wake_at.map(rfc3339),
         "limits": status.limits,
         "nextStartAt": status.next_start_at.map(rfc3339),

@@ -381,6 +381,7 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         custom_status: None,
         wake_at: None,
         priority: 0,
+        concurrency_key: String::new(),
     };
     let record = |id: &str, payload: &str| JournalRecord {
         instance_id: id.into(),

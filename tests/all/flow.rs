@@ -357,6 +357,102 @@ async fn activity_caps_hold_across_workers_on_postgres() {
     drop_schema(&url, &schema).await;
 }
 
+/// Counts its job in and out (see [`fly`]): the work of one `tenant_job` instance.
+#[activity]
+async fn tenant_work(_ctx: ActivityContext, job: Job) -> Result<u32, ActivityError> {
+    fly(&job).await;
+    Ok(job.n)
+}
+
+/// At most two instances of one tenant run at once, across every worker.
+#[workflow(concurrency(limit = 2, key = tenant_of))]
+async fn tenant_job(ctx: WorkflowContext, job: Job) -> Result<u32, WorkflowError> {
+    tenant_work::call(&ctx, job).await
+}
+
+/// Three workers on `stores` (one store object each, as three processes would have). 30
+/// instances of tenant "big" are started first, then 5 of tenant "small", through a client
+/// without a runtime (typed starts compute the key) and one untyped start through a runtime's
+/// client (its registry computes it): no tenant ever has more than two running, each has two at
+/// some point, and "small" is not queued behind "big"'s backlog. A Pending instance says what it
+/// waits behind.
+async fn workflow_key_cap_holds_across_workers(run: &str, stores: [Arc<dyn Store>; 3]) {
+    let queue = Client::new(stores[0].clone());
+    let mut all = jobs(run, "big", 30);
+    all.extend(jobs(run, "small", 4));
+    let mut handles = Vec::new();
+    for job in all {
+        handles.push(tenant_job::start(&queue, job).await.unwrap().instance_id().to_owned());
+    }
+    let mut runtimes = Vec::new();
+    for store in stores {
+        let runtime = Runtime::builder()
+            .store(store)
+            .workflow(tenant_job::Workflow)
+            .activity(tenant_work::Activity)
+            .poll_interval(Duration::from_millis(50))
+            .build()
+            .await
+            .unwrap();
+        runtimes.push(runtime);
+    }
+    let client = runtimes[0].client();
+    let untyped = serde_json::json!({ "run": run, "tenant": "small", "n": 4 }).to_string();
+    let last = client.start_untyped("tenant_job", untyped).await.unwrap();
+    let status = client.status(last.instance_id()).await.unwrap();
+    assert_eq!(status.concurrency_key, "small", "{run}: the registry computed the key of an untyped start");
+    if status.status == RuntimeStatus::Pending {
+        assert_eq!(status.limits.as_deref(), Some("at most 2 running at once per key"));
+    }
+    handles.push(last.instance_id().to_owned());
+    for id in &handles {
+        let handle = Handle::<u32>::new(client.clone(), id.as_str());
+        handle.result_timeout(Duration::from_secs(60)).await.unwrap();
+    }
+    let seen = flights().lock().unwrap().get(run).cloned().unwrap_or_default();
+    assert!(seen.now.values().all(|now| *now == 0), "{run}: all ended");
+    for tenant in ["big", "small"] {
+        assert_eq!(seen.most.get(tenant), Some(&2), "{run}: at most two of {tenant} at once, and two at some point");
+    }
+    // One cap over the workflow would run all 30 of "big" first (index 34 for the last
+    // "small"); per key, "small" runs beside it from the start.
+    let last_small = seen.order.iter().rposition(|tenant| tenant == "small").unwrap();
+    assert!(last_small < 20, "{run}: the small tenant waited behind the big one: {:?}", seen.order);
+    for runtime in runtimes {
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_workflow_key_cap_holds_across_workers_in_memory() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    workflow_key_cap_holds_across_workers("wkey-memory", [store.clone(), store.clone(), store]).await;
+}
+
+#[tokio::test]
+async fn a_workflow_key_cap_holds_across_workers_on_sqlite() {
+    let (_dir, url, first) = sqlite_store().await;
+    let second: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    let third: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+    workflow_key_cap_holds_across_workers("wkey-sqlite", [first, second, third]).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_workflow_key_cap_holds_across_workers_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_wkey");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let options = workflow::PostgresOptions::new().schema(&schema);
+        stores.push(Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>);
+    }
+    let stores: [Arc<dyn Store>; 3] = stores.try_into().unwrap_or_else(|_| unreachable!());
+    workflow_key_cap_holds_across_workers("wkey-postgres", stores).await;
+    drop_schema(&url, &schema).await;
+}
+
 /// Per run: the virtual clock the run's runtime uses, and the virtual times `paced` started at.
 type PacedRuns = Mutex<HashMap<String, (VirtualClock, Vec<i64>)>>;
 

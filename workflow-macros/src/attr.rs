@@ -1,7 +1,7 @@
 //! Parse: the attribute's arguments, `name = "..."` and `crate = "..."` for both macros,
-//! `concurrency = N` and `rate = "N/period"` for both, `priority = N` for `#[workflow]`, and
-//! `retry(...)`, `start_to_close = "..."`, `heartbeat_timeout = "..."`, `concurrency(limit = N,
-//! key = ...)` and `rate(limit = "N/period", key = ...)` for `#[activity]`.
+//! `concurrency = N`, `rate = "N/period"`, `concurrency(limit = N, key = ...)` and
+//! `rate(limit = "N/period", key = ...)` for both, `priority = N` for `#[workflow]`, and
+//! `retry(...)`, `start_to_close = "..."` and `heartbeat_timeout = "..."` for `#[activity]`.
 //! Every mistake is collected, so one build reports all of them.
 
 use syn::meta::ParseNestedMeta;
@@ -134,7 +134,7 @@ impl Args {
                 self.priority.set(meta, priority, errors);
             }
         } else if meta.path.is_ident(CONCURRENCY) {
-            if activity && meta.input.peek(syn::token::Paren) {
+            if meta.input.peek(syn::token::Paren) {
                 let usage = KeyedLimit {
                     setting: CONCURRENCY,
                     expected: "`limit = N` and, for a cap per key",
@@ -146,23 +146,11 @@ impl Args {
                     concurrency_limit(inner, LIMIT, "limit = 2", kind, errors)
                 };
                 keyed_limit(meta, &usage, &mut self.concurrency, &mut self.concurrency_key, errors, limit)?;
-            } else if !activity && meta.input.peek(syn::token::Paren) {
-                errors.push(meta.error(
-                    "`concurrency(...)` (a cap per key) applies to `#[activity]` for now: a workflow takes \
-                     `concurrency = N`",
-                ));
-                skip_value(meta)?;
             } else if let Some(n) = concurrency_limit(meta, CONCURRENCY, "concurrency = 4", kind, errors)? {
                 self.concurrency.set(meta, n, errors);
             }
         } else if meta.path.is_ident(RATE) {
-            if !activity && meta.input.peek(syn::token::Paren) {
-                errors.push(meta.error(
-                    "`rate(...)` (a limit per key) applies to `#[activity]` for now: a workflow takes \
-                     `rate = \"N/period\"`",
-                ));
-                skip_value(meta)?;
-            } else if meta.input.peek(syn::token::Paren) {
+            if meta.input.peek(syn::token::Paren) {
                 let usage = KeyedLimit {
                     setting: RATE,
                     expected: "`limit = \"N/period\"` and, for a limit per key",
@@ -214,7 +202,8 @@ impl Args {
             } else {
                 format!(
                     "unknown argument `{key}` of `#[workflow]`: expected `name = \"...\"`, `priority = N`, \
-                     `concurrency = N`, `rate = \"N/period\"` or `crate = \"...\"`"
+                     `concurrency = N`, `concurrency(limit = N, key = ...)`, `rate = \"N/period\"`, \
+                     `rate(limit = \"N/period\", key = ...)` or `crate = \"...\"`"
                 )
             };
             errors.push(meta.error(message));

@@ -188,16 +188,7 @@ fn expand_activity(
         .get()
         .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
     let rate = rate_const(&p, args);
-    // Coerced to a function pointer of the input type, so a key of the wrong input type (or a
-    // closure that captures) is a compile error at the attribute.
-    let concurrency_key = args.concurrency_key.get().map(|key| {
-        quote! {
-            fn concurrency_key(input: &#input) -> ::std::string::String {
-                let key: fn(&#input) -> ::std::string::String = #key;
-                key(input)
-            }
-        }
-    });
+    let concurrency_key = concurrency_key_fn(args, &input);
     let into_error = into_error(sig, &quote!(#p::ActivityError));
     let fan_out = sig.input.as_ref().map(|ty| {
         quote! {
@@ -281,6 +272,20 @@ fn retry_policy(p: &TokenStream, retry: &RetryArgs) -> TokenStream {
     }}
 }
 
+/// `fn concurrency_key` of a `key = ...` setting, on either kind. Coerced to a function pointer
+/// of the input type, so a key of the wrong input type (or a closure that captures) is a compile
+/// error at the attribute.
+fn concurrency_key_fn(args: &Args, input: &TokenStream) -> Option<TokenStream> {
+    args.concurrency_key.get().map(|key| {
+        quote! {
+            fn concurrency_key(input: &#input) -> ::std::string::String {
+                let key: fn(&#input) -> ::std::string::String = #key;
+                key(input)
+            }
+        }
+    })
+}
+
 /// `const RATE` of a `rate = "N/period"` setting, on either kind.
 fn rate_const(p: &TokenStream, args: &Args) -> Option<TokenStream> {
     args.rate.get().map(|(limit, period_ms)| {
@@ -305,6 +310,12 @@ fn expand_workflow(
         .get()
         .map(|limit| quote!(const CONCURRENCY: ::core::option::Option<u32> = ::core::option::Option::Some(#limit);));
     let rate = rate_const(&p, args);
+    let concurrency_key = concurrency_key_fn(args, &input);
+    let keyed = args.concurrency_key.get().map(|_| {
+        quote!(
+            const KEYED: bool = true;
+        )
+    });
     let output = &sig.output;
     let into_error = into_error(sig, &quote!(#p::WorkflowError));
     let (call_fn, fan_out_fn, start_fn) = (helper("call", ident), helper("fan_out", ident), helper("start", ident));
@@ -338,6 +349,9 @@ fn expand_workflow(
             #priority
             #concurrency
             #rate
+            #keyed
+
+            #concurrency_key
 
             fn run(
                 ctx: #p::WorkflowContext,

@@ -37,6 +37,22 @@ async fn nightly(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+fn tenant_of(tenant: &String) -> String {
+    tenant.clone()
+}
+
+/// At most 2 running at once per tenant (a closure), and 5 starts a second per tenant.
+#[workflow(concurrency(limit = 2, key = |tenant: &String| tenant.clone()), rate = "5/1s")]
+async fn per_tenant(_ctx: WorkflowContext, tenant: String) -> Result<String, WorkflowError> {
+    Ok(tenant)
+}
+
+/// A key given as the path of a function.
+#[workflow(concurrency(limit = 1, key = tenant_of))]
+async fn one_per_tenant(_ctx: WorkflowContext, tenant: String) -> Result<String, WorkflowError> {
+    Ok(tenant)
+}
+
 /// Restarts itself with new input.
 #[workflow]
 async fn countdown(ctx: WorkflowContext, (left, total): (u32, u32)) -> Result<u32, WorkflowError> {

@@ -14,17 +14,23 @@ impl Client {
     pub(crate) async fn note_flow(&self, statuses: &mut [InstanceStatus]) {
         let Some(engine) = self.engine() else { return };
         let now = self.now();
-        let mut next_starts: HashMap<String, Option<Millis>> = HashMap::new();
+        let mut next_starts: HashMap<(String, String), Option<Millis>> = HashMap::new();
         for status in statuses.iter_mut().filter(|status| status.status == RuntimeStatus::Pending) {
             let Some(cap) = engine.caps().iter().find(|cap| cap.workflow == status.workflow) else { continue };
-            status.limits = Some(describe_limits(cap.concurrency, cap.rate, "running at once in all", "in all"));
+            let (at_once, per, key) = if cap.keyed {
+                ("running at once per key", "per key", status.concurrency_key.clone())
+            } else {
+                ("running at once in all", "in all", String::new())
+            };
+            status.limits = Some(describe_limits(cap.concurrency, cap.rate, at_once, per));
             if let Some(rate) = cap.rate {
-                let scope = StartScope::Workflow(&cap.workflow);
-                if !next_starts.contains_key(&cap.workflow) {
-                    let next = self.next_start(scope, rate, now).await;
-                    next_starts.insert(cap.workflow.clone(), next);
+                let scope = (cap.workflow.clone(), key);
+                if !next_starts.contains_key(&scope) {
+                    let next =
+                        self.next_start(StartScope::Workflow { workflow: &scope.0, key: &scope.1 }, rate, now).await;
+                    next_starts.insert(scope.clone(), next);
                 }
-                status.next_start_at = next_starts.get(&cap.workflow).copied().flatten();
+                status.next_start_at = next_starts.get(&scope).copied().flatten();
             }
         }
     }

@@ -384,9 +384,13 @@ impl Client {
         let input = new_input.unwrap_or(&source.input);
         serde_json::from_str::<serde_json::Value>(input)
             .map_err(|e| Error::InvalidInput { workflow: source.workflow.clone(), message: e.to_string() })?;
+        // The key of the new input, if this process knows the workflow; the source's otherwise
+        // (the same input, or one no registry here can read).
+        let mut concurrency_key = source.concurrency_key.clone();
         if let Some(engine) = self.engine() {
-            match engine.registry().check_input(&source.workflow, input) {
-                Ok(()) | Err(Error::UnknownWorkflow(_)) => {}
+            match engine.registry().input_key(&source.workflow, input) {
+                Ok(key) => concurrency_key = key,
+                Err(Error::UnknownWorkflow(_)) => {}
                 Err(error) => return Err(error),
             }
         }
@@ -394,6 +398,7 @@ impl Client {
         let now = self.now();
         let record = InstanceRecord {
             priority: source.priority,
+            concurrency_key,
             ..InstanceRecord::pending(id.clone(), source.workflow.clone(), input, now)
         };
         let mut ops = vec![WriteOp::CreateInstance(record)];

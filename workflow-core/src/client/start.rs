@@ -14,7 +14,8 @@ use super::{Client, Handle};
 use crate::error::Error;
 use crate::model::time;
 use crate::model::BoxFuture;
-use crate::store::{Debounce, InstanceRecord, WriteOp};
+use crate::store::{Debounce, InstanceRecord, Millis, WriteOp};
+use crate::worker::Engine;
 use crate::workflow::WorkflowDef;
 
 /// The longest instance id accepted (as Dapr).
@@ -121,6 +122,9 @@ pub struct Start<T> {
     reuse: ReusePolicy,
     /// The claim priority; `None`: the workflow's default.
     priority: Option<i32>,
+    /// The concurrency key, when the start knows the workflow's type; `None`: computed from the
+    /// input by the runtime's registry.
+    concurrency_key: Option<String>,
     /// Debounce: the key, the delay, and the longest wait.
     debounce: Option<(String, Duration, Option<Duration>)>,
     /// The start under way, once polled.
@@ -195,10 +199,11 @@ impl<T: DeserializeOwned> Future for Start<T> {
             let workflow = std::mem::take(&mut this.workflow);
             let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
             let (id, reuse, priority) = (this.id.take(), this.reuse, this.priority);
-            let debounce = this.debounce.take();
+            let (debounce, concurrency_key) = (this.debounce.take(), this.concurrency_key.take());
             Box::pin(async move {
                 let input = input?;
-                let new = New { workflow: &workflow, input: &input, priority };
+                let new =
+                    New { workflow: &workflow, input: &input, priority, concurrency_key: concurrency_key.as_deref() };
                 match debounce {
                     Some(debounce) if id.is_none() => client.debounced(new, debounce).await,
                     Some(_) => Err(Error::InvalidArgument(
@@ -212,20 +217,54 @@ impl<T: DeserializeOwned> Future for Start<T> {
     }
 }
 
-/// What a start creates: the workflow, its input (JSON) and the priority asked for.
+/// What a start creates: the workflow, its input (JSON), the priority asked for and the
+/// concurrency key.
 #[derive(Clone, Copy)]
 struct New<'a> {
     workflow: &'a str,
     input: &'a str,
     /// `None`: the workflow's default.
     priority: Option<i32>,
+    /// `None`: unknown to the caller (an untyped start).
+    concurrency_key: Option<&'a str>,
+}
+
+impl New<'_> {
+    /// The instance `id` this start creates at `now`, Pending. `engine`'s registry checks the
+    /// input and knows the workflow's default priority and concurrency key; without a runtime,
+    /// the input need only be JSON, the priority defaults to 0, and an untyped start's key to
+    /// the empty one (see `WorkflowDef::concurrency_key`).
+    fn record(
+        &self,
+        engine: Option<&std::sync::Arc<Engine>>,
+        id: String,
+        now: Millis,
+    ) -> Result<InstanceRecord, Error> {
+        let (default, key) = match engine {
+            Some(engine) => {
+                let key = engine.registry().input_key(self.workflow, self.input)?;
+                (engine.registry().workflow(self.workflow).map_or(0, |entry| entry.priority), key)
+            }
+            None => {
+                serde_json::from_str::<serde_json::Value>(self.input)
+                    .map_err(|e| Error::InvalidInput { workflow: self.workflow.to_owned(), message: e.to_string() })?;
+                (0, String::new())
+            }
+        };
+        Ok(InstanceRecord {
+            priority: self.priority.unwrap_or(default),
+            concurrency_key: self.concurrency_key.map_or(key, str::to_owned),
+            ..InstanceRecord::pending(id, self.workflow, self.input, now)
+        })
+    }
 }
 
 impl Client {
     /// Starts workflow `W` with `input`. Prefer the generated `my_workflow::start(&client, input)`.
     pub fn start<W: WorkflowDef>(&self, input: &W::Input) -> Start<W::Output> {
+        let concurrency_key = Some(W::concurrency_key(input));
         let input = serde_json::to_string(input).map_err(Error::from);
-        Start { priority: Some(W::PRIORITY), ..self.start_request(W::NAME, input) }
+        Start { priority: Some(W::PRIORITY), concurrency_key, ..self.start_request(W::NAME, input) }
     }
 
     /// Starts a workflow by name with JSON input, for callers that know no Rust types (the HTTP
@@ -242,6 +281,7 @@ impl Client {
             id: None,
             reuse: ReusePolicy::default(),
             priority: None,
+            concurrency_key: None,
             debounce: None,
             running: None,
             _output: PhantomData,
@@ -312,28 +352,15 @@ impl Client {
     /// Creates the instance (and runs it at once when this client's runtime has a free slot);
     /// returns its id (generated when `None`).
     async fn create(&self, new: &New<'_>, instance_id: Option<&str>) -> Result<String, Error> {
-        let New { workflow, input, priority } = *new;
-        validate_workflow_name(workflow)?;
+        validate_workflow_name(new.workflow)?;
         let id = id_or_new(instance_id)?;
         let Some(engine) = self.engine() else {
-            serde_json::from_str::<serde_json::Value>(input)
-                .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
-            // With no runtime here to know the workflow's default, an untyped start without a
-            // priority starts at 0.
-            let record = InstanceRecord {
-                priority: priority.unwrap_or(0),
-                ..InstanceRecord::pending(id.clone(), workflow, input, time::now_ms())
-            };
+            let record = new.record(None, id.clone(), time::now_ms())?;
             // Through this client's group commit: many starts share a transaction.
             let outcome = self.write(vec![WriteOp::CreateInstance(record)]).await?;
             return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
         };
-        engine.registry().check_input(workflow, input)?;
-        let default = engine.registry().workflow(workflow).map_or(0, |entry| entry.priority);
-        let record = InstanceRecord {
-            priority: priority.unwrap_or(default),
-            ..InstanceRecord::pending(id.clone(), workflow, input, engine.now())
-        };
+        let record = new.record(Some(engine), id.clone(), engine.now())?;
         engine.start_instance(record, Vec::new()).await?;
         Ok(id)
     }
@@ -344,7 +371,7 @@ impl Client {
         new: New<'_>,
         (key, delay, max_wait): (String, Duration, Option<Duration>),
     ) -> Result<String, Error> {
-        let New { workflow, input, priority } = new;
+        let (workflow, input) = (new.workflow, new.input);
         validate_workflow_name(workflow)?;
         if key.is_empty() && delay.is_zero() {
             return Err(Error::InvalidArgument("`.max_wait(..)` goes with `.debounce(key, delay)`".into()));
@@ -361,21 +388,8 @@ impl Client {
             return Err(Error::InvalidArgument("a debounce's maximum wait must be at least its delay".into()));
         }
         self.limits.check_payload(input).map_err(|size| size.error(format!("the input of workflow `{workflow}`")))?;
-        let (now, default) = match self.engine() {
-            Some(engine) => {
-                engine.registry().check_input(workflow, input)?;
-                (engine.now(), engine.registry().workflow(workflow).map_or(0, |entry| entry.priority))
-            }
-            None => {
-                serde_json::from_str::<serde_json::Value>(input)
-                    .map_err(|e| Error::InvalidInput { workflow: workflow.to_owned(), message: e.to_string() })?;
-                (time::now_ms(), 0)
-            }
-        };
-        let record = InstanceRecord {
-            priority: priority.unwrap_or(default),
-            ..InstanceRecord::pending(id_or_new(None)?, workflow, input, now)
-        };
+        let now = self.engine().map_or_else(time::now_ms, |engine| engine.now());
+        let record = new.record(self.engine(), id_or_new(None)?, now)?;
         let start = Debounce {
             record,
             key,

@@ -29,6 +29,9 @@ pub struct InstanceStatus {
     pub updated_at: Millis,
     /// Its claim priority (higher is claimed first when work is backlogged).
     pub priority: i32,
+    /// Its concurrency key (empty for none): a workflow with a per-key cap or rate limits its
+    /// instances with the same key together (see `WorkflowDef::concurrency_key`).
+    pub concurrency_key: String,
     /// When the store makes it claimable again, if it waits for a time: a debounced start's due
     /// time (Pending), or the next wake-up of an instance waiting out of memory.
     pub wake_at: Option<Millis>,
@@ -56,6 +59,7 @@ impl From<InstanceRecord> for InstanceStatus {
             created_at: record.created_at,
             updated_at: record.updated_at,
             priority: record.priority,
+            concurrency_key: record.concurrency_key,
             wake_at: record.wake_at,
             limits: None,
             next_start_at: None,
@@ -163,6 +167,7 @@ impl Ending {
             created_at: record.created_at,
             updated_at: now,
             priority: record.priority,
+            concurrency_key: record.concurrency_key.clone(),
             wake_at: None,
             limits: None,
             next_start_at: None,

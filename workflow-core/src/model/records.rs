@@ -37,6 +37,10 @@ pub struct InstanceRecord {
     /// Its claim priority: of the instances claimable at once, a higher priority is claimed
     /// first, and within one priority the oldest first (0 by default; negative is lower).
     pub priority: i32,
+    /// Its concurrency key (see [`WorkflowDef::concurrency_key`](crate::WorkflowDef::concurrency_key)):
+    /// a workflow's per-key cap and rate count its instances by it. Empty for a workflow whose
+    /// limits are global (or that has none).
+    pub concurrency_key: String,
 }
 
 impl InstanceRecord {
@@ -58,6 +62,7 @@ impl InstanceRecord {
             custom_status: None,
             wake_at: None,
             priority: 0,
+            concurrency_key: String::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! An in-memory store for tests: the same semantics as the database stores, nothing durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -50,8 +50,9 @@ struct Tables {
     /// The claims of rate-limited activities' tasks within their periods: (activity, concurrency
     /// key, when).
     starts: Vec<(String, String, Millis)>,
-    /// The starts of rate-limited workflows within their periods: (workflow, when).
-    workflow_starts: Vec<(String, Millis)>,
+    /// The starts of rate-limited workflows within their periods: (workflow, concurrency key,
+    /// when).
+    workflow_starts: Vec<(String, String, Millis)>,
     /// The instance each (workflow, debounce key) last created.
     debounces: HashMap<(String, String), String>,
     probes: u64,
@@ -196,15 +197,16 @@ fn claim_locked(
     lease_until: Millis,
     limit: usize,
 ) -> Vec<InstanceRecord> {
-    claim_some(tables, worker, workflows, &[RuntimeStatus::Pending, RuntimeStatus::Running], now, lease_until, limit)
+    let statuses = [RuntimeStatus::Pending, RuntimeStatus::Running];
+    claim_some(tables, worker, (workflows, None), &statuses, now, lease_until, limit)
 }
 
 /// Claims as [`claim_locked`] does, of the instances in one of `statuses` only (starts are the
-/// Pending ones, resumptions the Running ones).
+/// Pending ones, resumptions the Running ones), and with concurrency key `key` only if given.
 fn claim_some(
     tables: &mut Tables,
     worker: &str,
-    workflows: &[String],
+    (workflows, key): (&[String], Option<&str>),
     statuses: &[RuntimeStatus],
     now: Millis,
     lease_until: Millis,
@@ -215,6 +217,7 @@ fn claim_some(
         .values_mut()
         .filter(|i| statuses.contains(&i.status))
         .filter(|i| workflows.contains(&i.workflow))
+        .filter(|i| key.is_none_or(|key| i.concurrency_key == key))
         .filter(|i| i.wake_at.is_none_or(|wake| wake <= now))
         .filter(|i| match (&i.owner, i.lease_until) {
             (None, _) => true,
@@ -420,34 +423,49 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut tables = self.lock()?;
-        let mut running: HashMap<String, u64> = HashMap::new();
-        for instance in tables.instances.values() {
-            let holds = instance.owner.is_some() && instance.lease_until.is_some_and(|until| until >= now);
-            if holds && matches!(instance.status, RuntimeStatus::Pending | RuntimeStatus::Running) {
-                *running.entry(instance.workflow.clone()).or_default() += 1;
-            }
-        }
         let mut claimed = Vec::new();
         for cap in caps.iter().filter(|cap| workflows.contains(&cap.workflow)) {
-            let only = [cap.workflow.clone()];
-            let mut started = 0;
+            // Unkeyed, every instance counts under the one key "".
+            let key_of = |i: &InstanceRecord| if cap.keyed { i.concurrency_key.clone() } else { String::new() };
+            let mut running: HashMap<String, u64> = HashMap::new();
+            let mut waiting: BTreeSet<String> = BTreeSet::new();
+            for instance in tables.instances.values().filter(|i| i.workflow == cap.workflow) {
+                if !matches!(instance.status, RuntimeStatus::Pending | RuntimeStatus::Running) {
+                    continue;
+                }
+                if instance.owner.is_some() && instance.lease_until.is_some_and(|until| until >= now) {
+                    *running.entry(key_of(instance)).or_default() += 1;
+                } else {
+                    waiting.insert(key_of(instance));
+                }
+            }
+            let mut started: HashMap<String, u64> = HashMap::new();
             if let Some(rate) = cap.rate {
                 let since = now.saturating_sub(rate.period_ms);
-                tables.workflow_starts.retain(|(workflow, at)| workflow != &cap.workflow || *at > since);
-                started = tables.workflow_starts.iter().filter(|(workflow, _)| workflow == &cap.workflow).count();
+                tables.workflow_starts.retain(|(workflow, _, at)| workflow != &cap.workflow || *at > since);
+                for (_, key, _) in tables.workflow_starts.iter().filter(|(workflow, ..)| workflow == &cap.workflow) {
+                    *started.entry(key.clone()).or_default() += 1;
+                }
             }
-            let room = cap.room(running.get(&cap.workflow).copied().unwrap_or(0), started as u64);
-            let want = room.total.min(limit - claimed.len());
-            match room.starts {
-                None => claimed.extend(claim_locked(&mut tables, worker, &only, now, lease_until, want)),
-                Some(starts) => {
-                    let running = [RuntimeStatus::Running];
-                    let resumed = claim_some(&mut tables, worker, &only, &running, now, lease_until, want);
-                    let want = starts.min(want - resumed.len());
-                    let pending = [RuntimeStatus::Pending];
-                    let begun = claim_some(&mut tables, worker, &only, &pending, now, lease_until, want);
-                    tables.workflow_starts.extend(begun.iter().map(|_| (cap.workflow.clone(), now)));
-                    claimed.extend(resumed.into_iter().chain(begun));
+            let only = [cap.workflow.clone()];
+            for key in waiting {
+                let room = cap.room(running.get(&key).copied().unwrap_or(0), started.get(&key).copied().unwrap_or(0));
+                let want = room.total.min(limit - claimed.len());
+                let scope = (&only[..], cap.keyed.then_some(key.as_str()));
+                match room.starts {
+                    None => {
+                        let statuses = [RuntimeStatus::Pending, RuntimeStatus::Running];
+                        claimed.extend(claim_some(&mut tables, worker, scope, &statuses, now, lease_until, want));
+                    }
+                    Some(starts) => {
+                        let running = [RuntimeStatus::Running];
+                        let resumed = claim_some(&mut tables, worker, scope, &running, now, lease_until, want);
+                        let want = starts.min(want - resumed.len());
+                        let pending = [RuntimeStatus::Pending];
+                        let begun = claim_some(&mut tables, worker, scope, &pending, now, lease_until, want);
+                        tables.workflow_starts.extend(begun.iter().map(|_| (cap.workflow.clone(), key.clone(), now)));
+                        claimed.extend(resumed.into_iter().chain(begun));
+                    }
                 }
             }
         }
@@ -487,11 +505,11 @@ impl Store for MemoryStore {
     async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
         let tables = self.lock()?;
         let mut starts: Vec<(Millis, u64)> = match scope {
-            StartScope::Workflow(name) => tables
+            StartScope::Workflow { workflow, key } => tables
                 .workflow_starts
                 .iter()
-                .filter(|(workflow, at)| workflow == name && *at > since)
-                .map(|(_, at)| (*at, 1))
+                .filter(|(name, k, at)| name == workflow && k == key && *at > since)
+                .map(|(_, _, at)| (*at, 1))
                 .collect(),
             StartScope::Activity { activity, key } => tables
                 .starts
@@ -706,6 +724,7 @@ impl Store for MemoryStore {
                 if waiting.status == RuntimeStatus::Pending && waiting.owner.is_none() {
                     let latest = start.max_wait_ms.map_or(Millis::MAX, |max| waiting.created_at.saturating_add(max));
                     waiting.input = start.record.input.clone();
+                    waiting.concurrency_key = start.record.concurrency_key.clone();
                     waiting.wake_at = Some(start.due.min(latest));
                     waiting.updated_at = start.record.updated_at;
                     self.stats.record_commit(1);

@@ -184,6 +184,9 @@ pub struct WorkflowCap {
     /// The most instances of it that start (are claimed while Pending: never run before) in any
     /// window of the period, if limited. Resuming a started instance is not a start.
     pub rate: Option<RateLimit>,
+    /// Whether the cap and the rate apply to each concurrency key apart
+    /// ([`InstanceRecord::concurrency_key`]) rather than to the workflow as a whole.
+    pub keyed: bool,
 }
 
 /// What a claim may take of one flow-controlled workflow (see [`WorkflowCap::room`]).
@@ -258,8 +261,13 @@ pub fn key_room<'a>(
 /// Whose recorded starts a rate limit counts (see [`Store::recent_starts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartScope<'a> {
-    /// A rate-limited workflow's starts.
-    Workflow(&'a str),
+    /// A rate-limited workflow's starts with one concurrency key.
+    Workflow {
+        /// The workflow's name.
+        workflow: &'a str,
+        /// The concurrency key (`""` for none).
+        key: &'a str,
+    },
     /// A rate-limited activity's claims with one concurrency key.
     Activity {
         /// The activity's name.

@@ -225,6 +225,7 @@ mod tests {
             custom_status: None,
             wake_at: None,
             priority: 0,
+            concurrency_key: String::new(),
         })
     }
 

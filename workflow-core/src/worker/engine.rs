@@ -108,11 +108,12 @@ impl Engine {
             .iter()
             .filter_map(|name| {
                 let entry = settings.registry.workflow(name)?;
-                let (concurrency, rate) = (entry.concurrency, entry.rate);
+                let (concurrency, rate, keyed) = (entry.concurrency, entry.rate, entry.keyed);
                 (concurrency.is_some() || rate.is_some()).then(|| WorkflowCap {
                     workflow: name.clone(),
                     concurrency,
                     rate,
+                    keyed,
                 })
             })
             .collect();

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-
 use crate::activity::{ActivityContext, ActivityDef};
 use crate::error::{ActivityError, WorkflowError};
 use crate::model::BoxFuture;
@@ -30,13 +28,16 @@ pub(crate) struct ActivityEntry {
 #[derive(Clone)]
 pub(crate) struct WorkflowEntry {
     pub(crate) run: ErasedWorkflow,
-    pub(crate) check_input: fn(&str) -> Result<(), String>,
+    /// Decodes an input (JSON) into the workflow's input type and returns its concurrency key.
+    pub(crate) input_key: fn(&str) -> Result<String, String>,
     /// The priority its instances start with unless a start sets one.
     pub(crate) priority: i32,
     /// The most of its instances that run at once, across workers.
     pub(crate) concurrency: Option<u32>,
     /// The most of its instances that start per period, across workers.
     pub(crate) rate: Option<crate::RateLimit>,
+    /// Whether the cap and the rate count per concurrency key.
+    pub(crate) keyed: bool,
 }
 
 /// Everything a runtime can run, by name.
@@ -46,8 +47,9 @@ pub(crate) struct Registry {
     activities: HashMap<String, ActivityEntry>,
 }
 
-fn check_input<T: DeserializeOwned>(json: &str) -> Result<(), String> {
-    serde_json::from_str::<T>(json).map(drop).map_err(|e| e.to_string())
+fn input_key<W: WorkflowDef>(json: &str) -> Result<String, String> {
+    let input: W::Input = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(W::concurrency_key(&input))
 }
 
 impl Registry {
@@ -73,10 +75,11 @@ impl Registry {
         self.activities.keys().map(String::as_str)
     }
 
-    /// Checks `input` (JSON) against workflow `name`'s input type.
-    pub(crate) fn check_input(&self, name: &str, input: &str) -> Result<(), crate::error::Error> {
+    /// Checks `input` (JSON) against workflow `name`'s input type; returns the concurrency key
+    /// an instance started with it has.
+    pub(crate) fn input_key(&self, name: &str, input: &str) -> Result<String, crate::error::Error> {
         let entry = self.workflows.get(name).ok_or_else(|| crate::error::Error::UnknownWorkflow(name.to_owned()))?;
-        (entry.check_input)(input)
+        (entry.input_key)(input)
             .map_err(|message| crate::error::Error::InvalidInput { workflow: name.to_owned(), message })
     }
 
@@ -128,10 +131,11 @@ impl Registry {
         });
         let entry = WorkflowEntry {
             run,
-            check_input: check_input::<W::Input>,
+            input_key: input_key::<W>,
             priority: W::PRIORITY,
             concurrency: W::CONCURRENCY.filter(|limit| *limit > 0),
             rate: W::RATE.filter(|rate| rate.limit > 0 && rate.period_ms > 0),
+            keyed: W::KEYED,
         };
         if self.workflows.insert(W::NAME.to_owned(), entry).is_some() {
             return Err(format!("workflow `{}` is registered twice", W::NAME));

@@ -17,6 +17,8 @@ pub struct ChildCall<W: WorkflowDef> {
     pub(crate) ctx: WorkflowContext,
     pub(crate) seq: u32,
     pub(crate) input: Result<String, WorkflowError>,
+    /// The child's concurrency key (see `WorkflowDef::concurrency_key`).
+    pub(crate) concurrency_key: String,
     pub(crate) recorded: Option<JournalRecord>,
     pub(crate) _workflow: PhantomData<fn() -> W>,
 }
@@ -51,7 +53,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
 
     fn into_future(self) -> Self::IntoFuture {
         let child_id = self.instance_id();
-        let Self { ctx, seq, input, recorded, .. } = self;
+        let Self { ctx, seq, input, concurrency_key, recorded, .. } = self;
         Box::pin(async move {
             if ctx.is_fatal() {
                 return std::future::pending().await;
@@ -77,6 +79,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                     let child = InstanceRecord {
                         parent_id: Some(ctx.instance_id().to_owned()),
                         priority: W::PRIORITY,
+                        concurrency_key,
                         ..InstanceRecord::pending(child_id.clone(), W::NAME, input, ctx.clock_now())
                     };
                     let link = ctx.new_record(

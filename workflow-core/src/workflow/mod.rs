@@ -128,11 +128,12 @@ impl WorkflowContext {
 
     /// Calls child workflow `W`. Prefer the generated `my_workflow::call(&ctx, input)`.
     pub fn call_child<W: WorkflowDef>(&self, input: W::Input) -> ChildCall<W> {
+        let concurrency_key = W::concurrency_key(&input);
         let input = serde_json::to_string(&input).map_err(|e| WorkflowError::Serialization(e.to_string()));
         let (seq, recorded) = self.reserve(StepKind::Child, W::NAME);
         let input =
             self.bounded_input(input, recorded.is_some(), || format!("the input of child workflow `{}`", W::NAME));
-        ChildCall { ctx: self.clone(), seq, input, recorded, _workflow: PhantomData }
+        ChildCall { ctx: self.clone(), seq, input, concurrency_key, recorded, _workflow: PhantomData }
     }
 
     /// Calls child workflow `W` once per input, in parallel. Prefer the generated
@@ -302,6 +303,18 @@ pub trait WorkflowDef: Send + Sync + 'static {
     /// first claim of an instance that has not run yet; a claim that resumes one (after a wait,
     /// an eviction or a crash) is not.
     const RATE: Option<crate::RateLimit> = None;
+    /// Whether its cap and rate count per concurrency key ([`WorkflowDef::concurrency_key`]):
+    /// set by `#[workflow(concurrency(limit = N, key = ...))]` or
+    /// `#[workflow(rate(limit = "N/period", key = ...))]`. `false` (the default): they count
+    /// every instance of the workflow together.
+    const KEYED: bool = false;
+    /// The concurrency key of an instance started with `input`, computed once at its start:
+    /// under a keyed cap or rate, instances with the same key share it and instances with
+    /// different keys are limited apart (one tenant cannot starve another). Empty by default.
+    fn concurrency_key(input: &Self::Input) -> String {
+        let _ = input;
+        String::new()
+    }
     /// Runs (or replays) the workflow body.
     fn run(ctx: WorkflowContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowError>>;
 }

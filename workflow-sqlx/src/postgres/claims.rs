@@ -15,10 +15,11 @@ use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent, Failure};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS, COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING,
-    COUNT_STARTS, COUNT_WORKFLOW_STARTS, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS, FORGET_WORKFLOW_STARTS, LOCK_CAP,
-    LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES, RENEW_LEASES, SET_ASIDE,
-    SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
+    CLAIM, CLAIM_KEY, CLAIM_KEY_RESUMPTIONS, CLAIM_KEY_STARTS, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS,
+    COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_RUNNING_PER_KEY, COUNT_STARTS,
+    COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_PER_KEY, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS,
+    FORGET_WORKFLOW_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES,
+    RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS, WORKFLOW_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
@@ -114,16 +115,16 @@ pub(super) async fn claim_capped(
                 .await
                 .map_err(failed("locking a workflow's cap"))?;
             let running: i64 = match cap.concurrency {
-                Some(_) => sqlx::query_scalar(COUNT_RUNNING)
+                Some(_) if !cap.keyed => sqlx::query_scalar(COUNT_RUNNING)
                     .bind(cap.workflow.as_str())
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(failed("counting running instances"))?,
-                None => 0,
+                _ => 0,
             };
             let started: i64 = match cap.rate {
-                Some(rate) => {
+                Some(rate) if !cap.keyed => {
                     // Starts a period old no longer count: forgotten here, so the table holds one
                     // period.
                     sqlx::query(FORGET_WORKFLOW_STARTS)
@@ -138,8 +139,13 @@ pub(super) async fn claim_capped(
                         .await
                         .map_err(failed("counting recent starts"))?
                 }
-                None => 0,
+                _ => 0,
             };
+            if cap.keyed {
+                let rows = claim_keyed(&mut tx, cap, worker, lease_until, now, left).await?;
+                tx.commit().await.map_err(failed("committing a capped claim"))?;
+                return Ok(rows);
+            }
             let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
             let room = cap.room(to_u64(running), to_u64(started));
             let want = left.min(room.total);
@@ -151,15 +157,7 @@ pub(super) async fn claim_capped(
                         claim_one(&mut tx, &CLAIM_RESUMPTIONS, worker, lease_until, workflow, now, want).await?;
                     let want = starts.min(want - rows.len());
                     let begun = claim_one(&mut tx, &CLAIM_STARTS, worker, lease_until, workflow, now, want).await?;
-                    if !begun.is_empty() {
-                        sqlx::query(RECORD_WORKFLOW_STARTS)
-                            .bind(workflow)
-                            .bind(now)
-                            .bind(to_i64(begun.len()))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed("recording rate-limited starts"))?;
-                    }
+                    record_starts(&mut tx, workflow, "", now, begun.len()).await?;
                     rows.extend(begun);
                     rows
                 }
@@ -178,6 +176,129 @@ pub(super) async fn claim_capped(
     }
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
+}
+
+/// Claims up to `limit` instances of the workflow of `cap`, whose limits apply per concurrency
+/// key, in the open transaction (which holds the workflow's advisory lock): the keys with
+/// instances that may run ([`WORKFLOW_KEYS`]), then each key with room from its front, as the
+/// unkeyed claim does for a whole workflow (resumptions first, then starts up to the rate's
+/// room). Keys are served in key order; a claim that runs out of `limit` leaves the later keys to
+/// the next one.
+async fn claim_keyed(
+    tx: &mut sqlx::PgConnection,
+    cap: &WorkflowCap,
+    worker: &str,
+    lease_until: Millis,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<PgRow>, Failure> {
+    let workflow = cap.workflow.as_str();
+    let per_key = |rows: Vec<(String, i64)>| -> HashMap<String, u64> {
+        rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
+    };
+    let running = per_key(
+        sqlx::query_as(COUNT_RUNNING_PER_KEY)
+            .bind(workflow)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("counting running instances per key"))?,
+    );
+    let started = match cap.rate {
+        Some(rate) => {
+            sqlx::query(FORGET_WORKFLOW_STARTS)
+                .bind(workflow)
+                .bind(now.saturating_sub(rate.period_ms))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("forgetting old starts"))?;
+            per_key(
+                sqlx::query_as(COUNT_WORKFLOW_STARTS_PER_KEY)
+                    .bind(workflow)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed("counting recent starts per key"))?,
+            )
+        }
+        None => HashMap::new(),
+    };
+    let keys: Vec<String> = sqlx::query_scalar(WORKFLOW_KEYS)
+        .bind(workflow)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("finding the concurrency keys with work"))?;
+    let mut rows = Vec::new();
+    for key in keys {
+        let left = limit - rows.len();
+        if left == 0 {
+            break;
+        }
+        let count = |counts: &HashMap<String, u64>| counts.get(&key).copied().unwrap_or(0);
+        let room = cap.room(count(&running), count(&started));
+        let want = room.total.min(left);
+        match room.starts {
+            None => rows.extend(claim_of_key(tx, &CLAIM_KEY, worker, lease_until, workflow, &key, now, want).await?),
+            Some(starts) => {
+                let resumed =
+                    claim_of_key(tx, &CLAIM_KEY_RESUMPTIONS, worker, lease_until, workflow, &key, now, want).await?;
+                let want = starts.min(want - resumed.len());
+                let begun = claim_of_key(tx, &CLAIM_KEY_STARTS, worker, lease_until, workflow, &key, now, want).await?;
+                record_starts(tx, workflow, &key, now, begun.len()).await?;
+                rows.extend(resumed);
+                rows.extend(begun);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Claims up to `want` instances of `workflow` with concurrency key `key` with `statement` (one
+/// of [`CLAIM_KEY`] and its kinds) in the open transaction.
+#[allow(clippy::too_many_arguments)]
+async fn claim_of_key(
+    tx: &mut sqlx::PgConnection,
+    statement: &str,
+    worker: &str,
+    lease_until: Millis,
+    workflow: &str,
+    key: &str,
+    now: Millis,
+    want: usize,
+) -> Result<Vec<PgRow>, Failure> {
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query(statement)
+        .bind(worker)
+        .bind(lease_until)
+        .bind([workflow])
+        .bind(now)
+        .bind(to_i64(want))
+        .bind(key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("claiming instances of a concurrency key"))
+}
+
+/// Records `begun` starts of `workflow` with concurrency `key` at `now`, against its rate.
+async fn record_starts(
+    tx: &mut sqlx::PgConnection,
+    workflow: &str,
+    key: &str,
+    now: Millis,
+    begun: usize,
+) -> Result<(), Failure> {
+    if begun > 0 {
+        sqlx::query(RECORD_WORKFLOW_STARTS)
+            .bind(workflow)
+            .bind(now)
+            .bind(to_i64(begun))
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("recording rate-limited starts"))?;
+    }
+    Ok(())
 }
 
 /// Claims up to `want` instances of `workflow` with `statement` (one of the claims, [`CLAIM`] and

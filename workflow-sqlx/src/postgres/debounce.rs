@@ -12,14 +12,15 @@ const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock(hashtextextended('debounce:
 
 const WAITING: &str = "SELECT instance_id FROM debounces WHERE workflow = $1 AND key = $2";
 
-/// Puts off the waiting instance `$5` with input `$1`, due `$3` or its creation plus `$2`.
-const PUT_OFF: &str = "UPDATE instances SET input = $1, updated_at = $4, \
+/// Puts off the waiting instance `$5` with input `$1` (and its concurrency key `$6`), due `$3` or
+/// its creation plus `$2`.
+const PUT_OFF: &str = "UPDATE instances SET input = $1, updated_at = $4, concurrency_key = $6, \
      wake_at = CASE WHEN $2::int8 IS NULL THEN $3 ELSE LEAST($3, created_at + $2::int8) END \
      WHERE id = $5 AND status = 'Pending' AND owner IS NULL RETURNING id";
 
 const CREATE_ONE: &str = "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, \
-     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority) \
-     VALUES ($1, $2, $3, $4, NULL, NULL, 0, $5, $5, NULL, NULL, NULL, NULL, $6, $7)";
+     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) \
+     VALUES ($1, $2, $3, $4, NULL, NULL, 0, $5, $5, NULL, NULL, NULL, NULL, $6, $7, $8)";
 
 const POINT: &str = "INSERT INTO debounces (workflow, key, instance_id) VALUES ($1, $2, $3) \
      ON CONFLICT (workflow, key) DO UPDATE SET instance_id = EXCLUDED.instance_id";
@@ -53,6 +54,7 @@ pub(super) async fn debounce(pool: &PgPool, start: &Debounce) -> Result<String, 
                 .bind(start.due)
                 .bind(record.updated_at)
                 .bind(id.as_str())
+                .bind(record.concurrency_key.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(failed("putting off a debounced start"))?;
@@ -69,6 +71,7 @@ pub(super) async fn debounce(pool: &PgPool, start: &Debounce) -> Result<String, 
             .bind(record.created_at)
             .bind(start.due)
             .bind(i64::from(record.priority))
+            .bind(record.concurrency_key.as_str())
             .execute(&mut *tx)
             .await
             .map_err(failed("creating a debounced instance"))?;

@@ -358,11 +358,12 @@ impl Store for PostgresStore {
     async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
         let rows: Vec<(i64, i64)> = retrying_idempotent(|| async move {
             let query = match scope {
-                StartScope::Workflow(workflow) => sqlx::query_as(
+                StartScope::Workflow { workflow, key } => sqlx::query_as(
                     "SELECT started_at, sum(starts)::int8 FROM workflow_starts WHERE workflow = $1 \
-                     AND started_at > $2 GROUP BY started_at ORDER BY started_at",
+                     AND concurrency_key = $2 AND started_at > $3 GROUP BY started_at ORDER BY started_at",
                 )
                 .bind(workflow)
+                .bind(key)
                 .bind(since),
                 StartScope::Activity { activity, key } => sqlx::query_as(
                     "SELECT started_at, count(*) FROM activity_starts WHERE name = $1 AND concurrency_key = $2 \

@@ -22,9 +22,10 @@ pub(super) const CHECK: &str =
 
 pub(super) const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-     parent_id, custom_status, wake_at, priority) \
+     parent_id, custom_status, wake_at, priority, concurrency_key) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[]) \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[], \
+     $16::text[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(super) const PUT: &str = "INSERT INTO journal \
@@ -227,9 +228,54 @@ pub(super) const FORGET_WORKFLOW_STARTS: &str = "DELETE FROM workflow_starts WHE
 pub(super) const COUNT_WORKFLOW_STARTS: &str =
     "SELECT coalesce(sum(starts), 0)::int8 FROM workflow_starts WHERE workflow = $1";
 
-/// Records `$3` starts of workflow `$1` at `$2`.
+/// Records `$3` starts of workflow `$1` with concurrency key `$4` at `$2`.
 pub(super) const RECORD_WORKFLOW_STARTS: &str =
-    "INSERT INTO workflow_starts (workflow, started_at, starts) VALUES ($1, $2, $3)";
+    "INSERT INTO workflow_starts (workflow, started_at, starts, concurrency_key) VALUES ($1, $2, $3, $4)";
+
+/// Workflow `$1`'s starts within the period, per concurrency key (a keyed rate's count).
+pub(super) const COUNT_WORKFLOW_STARTS_PER_KEY: &str =
+    "SELECT concurrency_key, coalesce(sum(starts), 0)::int8 FROM workflow_starts WHERE workflow = $1 \
+     GROUP BY concurrency_key";
+
+/// How many instances of workflow `$1` hold a lease at `$2`, per concurrency key (what a keyed
+/// cap counts).
+pub(super) const COUNT_RUNNING_PER_KEY: &str = "SELECT concurrency_key, count(*) FROM instances \
+     WHERE workflow = $1 AND owner IS NOT NULL AND lease_until >= $2 AND (status || '') IN ('Pending', 'Running') \
+     GROUP BY concurrency_key";
+
+/// The concurrency keys of workflow `$1` with instances that may still run, by skipping along
+/// `instances_keyed` (one index probe per key).
+pub(super) const WORKFLOW_KEYS: &str = "WITH RECURSIVE keys(k) AS (\
+     SELECT (SELECT concurrency_key FROM instances WHERE workflow = $1 AND status IN ('Pending', 'Running') \
+     ORDER BY concurrency_key LIMIT 1) \
+     UNION ALL SELECT (SELECT concurrency_key FROM instances WHERE workflow = $1 \
+     AND status IN ('Pending', 'Running') AND concurrency_key > keys.k ORDER BY concurrency_key LIMIT 1) \
+     FROM keys WHERE keys.k IS NOT NULL) \
+     SELECT k FROM keys WHERE k IS NOT NULL";
+
+/// [`CLAIM`] of one concurrency key `$6` of one workflow (`$3`, an array of one name), off the
+/// front of `instances_keyed`: a keyed cap's claim.
+pub(super) static CLAIM_KEY: LazyLock<String> = LazyLock::new(|| claim_key(Claimable::Any));
+
+/// [`CLAIM_KEY`] of the starts (Pending instances) only.
+pub(super) static CLAIM_KEY_STARTS: LazyLock<String> = LazyLock::new(|| claim_key(Claimable::Starts));
+
+/// [`CLAIM_KEY`] of the resumptions (Running instances) only.
+pub(super) static CLAIM_KEY_RESUMPTIONS: LazyLock<String> = LazyLock::new(|| claim_key(Claimable::Resumptions));
+
+/// The claim of `which` instances of one key (see [`CLAIM_KEY`]).
+fn claim_key(which: Claimable) -> String {
+    format!(
+        "WITH picked AS (SELECT id FROM instances \
+         WHERE workflow = ANY($3) AND concurrency_key = $6 AND status IN ('Pending', 'Running'){} \
+         AND (wake_at IS NULL OR wake_at <= $4) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4) \
+         ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
+         WHERE i.id = picked.id RETURNING {}",
+        which.condition(),
+        qualified("i", INSTANCE_COLUMNS)
+    )
+}
 
 /// Serializes the claims of capped activity `$1` (held to the end of the claim's transaction).
 pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('activity-cap:' || $1::text, 0))";

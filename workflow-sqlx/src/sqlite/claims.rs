@@ -138,6 +138,11 @@ pub(super) async fn claim_capped(
     let claimed = async {
         let running = running_of(&mut conn, caps, now).await?;
         for cap in caps.iter().filter(|cap| workflows.contains(&cap.workflow)) {
+            if cap.keyed {
+                let want = limit - taken.claimed.len();
+                claim_keyed(store, &mut conn, worker, cap, now, lease_until, want, &mut taken).await?;
+                continue;
+            }
             let started = match cap.rate {
                 Some(rate) => started_of(&mut conn, &cap.workflow, rate, now).await?,
                 None => 0,
@@ -158,15 +163,7 @@ pub(super) async fn claim_capped(
                     let (which, want) = (Claimable::Starts, starts.min(want - resumed));
                     let begun =
                         claim_in_transaction(store, conn, worker, &only, which, now, lease_until, want, taken).await?;
-                    if begun > 0 {
-                        sqlx::query("INSERT INTO workflow_starts (workflow, started_at, starts) VALUES (?, ?, ?)")
-                            .bind(cap.workflow.as_str())
-                            .bind(now)
-                            .bind(to_i64(begun))
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(backend("recording rate-limited starts"))?;
-                    }
+                    record_starts(conn, &cap.workflow, "", now, begun).await?;
                 }
             }
         }
@@ -182,6 +179,170 @@ pub(super) async fn claim_capped(
     Ok(taken.finish(store))
 }
 
+/// Claims up to `limit` instances of the workflow of `cap`, whose limits apply per concurrency
+/// key, in the open write transaction: the keys with instances that may run are found by
+/// skipping along `instances_keyed` (one probe per key), then each key with room is claimed from
+/// its front, as the unkeyed claim does for a whole workflow (resumptions first, then starts up
+/// to the rate's room). Keys are served in key order; a claim that runs out of `limit` leaves
+/// the later keys to the next one.
+#[allow(clippy::too_many_arguments)]
+async fn claim_keyed(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    worker: &str,
+    cap: &WorkflowCap,
+    now: Millis,
+    lease_until: Millis,
+    limit: usize,
+    taken: &mut Taken,
+) -> Result<(), StoreError> {
+    let workflow = cap.workflow.as_str();
+    let running = counts(
+        sqlx::query(
+            "SELECT concurrency_key, count(*) FROM instances INDEXED BY instances_owned WHERE workflow = ?1 \
+             AND owner IS NOT NULL AND lease_until >= ?2 AND status IN ('Pending', 'Running') GROUP BY concurrency_key",
+        )
+        .bind(workflow)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend("counting running instances per key"))?,
+    )?;
+    let started = match cap.rate {
+        Some(rate) => {
+            forget_old_starts(conn, workflow, rate, now).await?;
+            counts(
+                sqlx::query(
+                    "SELECT concurrency_key, sum(starts) FROM workflow_starts WHERE workflow = ? \
+                     GROUP BY concurrency_key",
+                )
+                .bind(workflow)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend("counting recent starts per key"))?,
+            )?
+        }
+        None => HashMap::new(),
+    };
+    let keys: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE keys(k) AS ( \
+         SELECT (SELECT concurrency_key FROM instances INDEXED BY instances_keyed \
+         WHERE workflow = ?1 AND status IN ('Pending', 'Running') ORDER BY concurrency_key LIMIT 1) \
+         UNION ALL SELECT (SELECT concurrency_key FROM instances INDEXED BY instances_keyed \
+         WHERE workflow = ?1 AND status IN ('Pending', 'Running') AND concurrency_key > keys.k \
+         ORDER BY concurrency_key LIMIT 1) FROM keys WHERE keys.k IS NOT NULL) \
+         SELECT k FROM keys WHERE k IS NOT NULL",
+    )
+    .bind(workflow)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend("finding the concurrency keys with work"))?;
+    for key in keys {
+        let left = limit - taken.claimed.len();
+        if left == 0 {
+            break;
+        }
+        let count = |counts: &HashMap<String, u64>| counts.get(&key).copied().unwrap_or(0);
+        let room = cap.room(count(&running), count(&started));
+        let want = room.total.min(left);
+        let scope = KeyScope { worker, workflow, key: &key, now, lease_until };
+        match room.starts {
+            None => {
+                claim_key(store, conn, &scope, Claimable::Any, want, taken).await?;
+            }
+            Some(starts) => {
+                let resumed = claim_key(store, conn, &scope, Claimable::Resumptions, want, taken).await?;
+                let begun =
+                    claim_key(store, conn, &scope, Claimable::Starts, starts.min(want - resumed), taken).await?;
+                record_starts(conn, workflow, &key, now, begun).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Which instances [`claim_key`] claims, and for whom.
+struct KeyScope<'a> {
+    worker: &'a str,
+    workflow: &'a str,
+    key: &'a str,
+    now: Millis,
+    lease_until: Millis,
+}
+
+/// Claims up to `limit` instances (`which` of them) of one workflow and concurrency key, highest
+/// priority first, then oldest first, into `taken`; returns how many rows it claimed.
+async fn claim_key(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    scope: &KeyScope<'_>,
+    which: Claimable,
+    limit: usize,
+    taken: &mut Taken,
+) -> Result<usize, StoreError> {
+    if limit == 0 {
+        return Ok(0);
+    }
+    let claim = format!(
+        "UPDATE instances SET owner = ?5, lease_until = ?6, wake_at = NULL WHERE id IN \
+         (SELECT id FROM instances INDEXED BY instances_keyed WHERE workflow = ?1 AND concurrency_key = ?2 \
+         AND status IN ('Pending', 'Running'){} AND (wake_at IS NULL OR wake_at <= ?3) \
+         AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?3) \
+         ORDER BY priority DESC, created_at, id LIMIT ?4) \
+         RETURNING rowid AS claimed_rowid, {INSTANCE_COLUMNS}",
+        which.condition()
+    );
+    let rows = sqlx::query(&claim)
+        .bind(scope.workflow)
+        .bind(scope.key)
+        .bind(scope.now)
+        .bind(to_i64(limit))
+        .bind(scope.worker)
+        .bind(scope.lease_until)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend("claiming instances of a concurrency key"))?;
+    take_rows(store, conn, &rows, scope.now, taken).await?;
+    Ok(rows.len())
+}
+
+/// Records `begun` starts of `workflow` with concurrency `key` at `now`, against its rate.
+async fn record_starts(
+    conn: &mut SqliteConnection,
+    workflow: &str,
+    key: &str,
+    now: Millis,
+    begun: usize,
+) -> Result<(), StoreError> {
+    if begun > 0 {
+        sqlx::query("INSERT INTO workflow_starts (workflow, concurrency_key, started_at, starts) VALUES (?, ?, ?, ?)")
+            .bind(workflow)
+            .bind(key)
+            .bind(now)
+            .bind(to_i64(begun))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("recording rate-limited starts"))?;
+    }
+    Ok(())
+}
+
+/// Forgets the starts of rate-limited `workflow` a period old (so the table holds one period).
+async fn forget_old_starts(
+    conn: &mut SqliteConnection,
+    workflow: &str,
+    rate: RateLimit,
+    now: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM workflow_starts WHERE workflow = ? AND started_at <= ?")
+        .bind(workflow)
+        .bind(now.saturating_sub(rate.period_ms))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("forgetting old starts"))?;
+    Ok(())
+}
+
 /// The starts of rate-limited `workflow` within `rate`'s period before `now`, after forgetting
 /// those a period old (so the table holds one period).
 async fn started_of(
@@ -190,12 +351,7 @@ async fn started_of(
     rate: RateLimit,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    sqlx::query("DELETE FROM workflow_starts WHERE workflow = ? AND started_at <= ?")
-        .bind(workflow)
-        .bind(now.saturating_sub(rate.period_ms))
-        .execute(&mut *conn)
-        .await
-        .map_err(backend("forgetting old starts"))?;
+    forget_old_starts(conn, workflow, rate, now).await?;
     let started: i64 = sqlx::query_scalar("SELECT coalesce(sum(starts), 0) FROM workflow_starts WHERE workflow = ?")
         .bind(workflow)
         .fetch_one(&mut *conn)
@@ -278,13 +434,25 @@ async fn claim_in_transaction(
     }
     let query = query.bind(worker).bind(lease_until);
     let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming instances"))?;
-    for row in &rows {
+    take_rows(store, conn, &rows, now, taken).await?;
+    Ok(rows.len())
+}
+
+/// Decodes claimed `rows` into `taken`, each on its own, setting aside those that do not decode.
+async fn take_rows(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    rows: &[SqliteRow],
+    now: Millis,
+    taken: &mut Taken,
+) -> Result<(), StoreError> {
+    for row in rows {
         match instance_from_row(row) {
             Ok(record) => taken.claimed.push(record),
             Err(error) => taken.failed.extend(set_aside(store, conn, row, &error, now).await?),
         }
     }
-    Ok(rows.len())
+    Ok(())
 }
 
 /// Sets aside a claimed row that did not decode (`error`), in the claim's transaction: undoes its

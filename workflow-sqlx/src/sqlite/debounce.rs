@@ -21,7 +21,7 @@ pub(super) async fn debounce(store: &SqliteStore, start: &Debounce) -> Result<St
                 .map_err(backend("reading a debounce key"))?;
         if let Some(id) = waiting {
             let updated = sqlx::query(
-                "UPDATE instances SET input = ?1, updated_at = ?4, \
+                "UPDATE instances SET input = ?1, updated_at = ?4, concurrency_key = ?6, \
                  wake_at = CASE WHEN ?2 IS NULL THEN ?3 ELSE MIN(?3, created_at + ?2) END \
                  WHERE id = ?5 AND status = 'Pending' AND owner IS NULL",
             )
@@ -30,6 +30,7 @@ pub(super) async fn debounce(store: &SqliteStore, start: &Debounce) -> Result<St
             .bind(start.due)
             .bind(start.record.updated_at)
             .bind(id.as_str())
+            .bind(start.record.concurrency_key.as_str())
             .execute(&mut *conn)
             .await
             .map_err(backend("putting off a debounced start"))?;
@@ -38,10 +39,10 @@ pub(super) async fn debounce(store: &SqliteStore, start: &Debounce) -> Result<St
             }
         }
         let record = InstanceRecord { wake_at: Some(start.due), ..start.record.clone() };
-        let marks = vec!["?"; 15].join(", ");
+        let marks = vec!["?"; 16].join(", ");
         let insert = format!(
             "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, updated_at, \
-             owner, lease_until, parent_id, custom_status, wake_at, priority) VALUES ({marks})"
+             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) VALUES ({marks})"
         );
         bind_create(sqlx::query(&insert), &(0, &record))
             .execute(&mut *conn)

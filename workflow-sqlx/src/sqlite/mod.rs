@@ -321,11 +321,12 @@ impl Store for SqliteStore {
 
     async fn recent_starts(&self, scope: StartScope<'_>, since: Millis) -> Result<Vec<(Millis, u64)>, StoreError> {
         let query = match scope {
-            StartScope::Workflow(workflow) => sqlx::query_as(
-                "SELECT started_at, sum(starts) FROM workflow_starts WHERE workflow = ? AND started_at > ? \
-                 GROUP BY started_at ORDER BY started_at",
+            StartScope::Workflow { workflow, key } => sqlx::query_as(
+                "SELECT started_at, sum(starts) FROM workflow_starts WHERE workflow = ? AND concurrency_key = ? \
+                 AND started_at > ? GROUP BY started_at ORDER BY started_at",
             )
             .bind(workflow)
+            .bind(key)
             .bind(since),
             StartScope::Activity { activity, key } => sqlx::query_as(
                 "SELECT started_at, count(*) FROM activity_starts WHERE name = ? AND concurrency_key = ? \

@@ -23,4 +23,11 @@ async fn not_text(_ctx: ActivityContext, order: Order) -> Result<(), ActivityErr
     Ok(())
 }
 
+// A workflow's key of another input type.
+#[workflow(rate(limit = "5/1s", key = by_number))]
+async fn wrong_workflow_input(_ctx: WorkflowContext, order: Order) -> Result<(), WorkflowError> {
+    let _ = order.tenant;
+    Ok(())
+}
+
 fn main() {}

@@ -10,8 +10,8 @@ async fn in_words(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
     Ok(())
 }
 
-#[workflow(concurrency(limit = 2))]
-async fn keyed_workflow(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
+#[workflow(concurrency(limit = 0, key = |n: &u32| n.to_string()))]
+async fn keyed_workflow(_ctx: WorkflowContext, _n: u32) -> Result<(), WorkflowError> {
     Ok(())
 }
 

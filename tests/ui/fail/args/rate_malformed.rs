@@ -30,7 +30,7 @@ async fn two_keys(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
     Ok(n)
 }
 
-#[workflow(rate(limit = "5/1s", key = |n: &u32| n.to_string()))]
+#[workflow(rate(limit = "5/0s", key = |n: &u32| n.to_string()))]
 async fn keyed_rated_workflow(_ctx: WorkflowContext, _n: u32) -> Result<(), WorkflowError> {
     Ok(())
 }

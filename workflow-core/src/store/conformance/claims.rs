@@ -188,7 +188,7 @@ pub async fn check_claim_priority(store: &dyn Store) {
 /// takes uncapped workflows as a plain claim does, and claims more once a running one ends.
 pub async fn check_claim_caps(store: &dyn Store) {
     let (capped, free, now) = ("cap_wf", "cap_free_wf", 1_000);
-    let cap = [WorkflowCap { workflow: capped.to_owned(), concurrency: Some(2), rate: None }];
+    let cap = [WorkflowCap { workflow: capped.to_owned(), concurrency: Some(2), rate: None, keyed: false }];
     let at = |id: &str, workflow: &str, created_at: i64| instance(id, workflow, created_at);
     let held = |id: &str, until: i64| InstanceRecord {
         owner: Some("cap-other".into()),
@@ -217,7 +217,8 @@ pub async fn check_claim_caps(store: &dyn Store) {
     let next = store.claim_capped("cap-w", &workflows, &cap, now + 1, 5_000, 10).await.unwrap();
     assert_eq!(ids(&next), ["cap/1"]);
     // Without caps, a plain claim; a cap of a workflow not asked for changes nothing.
-    let other = [WorkflowCap { workflow: "cap_unrelated_wf".to_owned(), concurrency: Some(1), rate: None }];
+    let other =
+        [WorkflowCap { workflow: "cap_unrelated_wf".to_owned(), concurrency: Some(1), rate: None, keyed: false }];
     let rest = store.claim_capped("cap-w", &names(&[capped]), &other, now + 1, 5_000, 2).await.unwrap();
     assert_eq!(ids(&rest), ["cap/2", "cap/3"]);
     let last = store.claim_capped("cap-w", &names(&[capped]), &[], now + 1, 5_000, 10).await.unwrap();
@@ -230,7 +231,7 @@ pub async fn check_claim_caps(store: &dyn Store) {
 pub async fn check_claim_rate(store: &dyn Store) {
     let (rated, now) = ("rate_wf", 10_000);
     let rate = Some(RateLimit { limit: 2, period_ms: 1_000 });
-    let caps = [WorkflowCap { workflow: rated.to_owned(), concurrency: None, rate }];
+    let caps = [WorkflowCap { workflow: rated.to_owned(), concurrency: None, rate, keyed: false }];
     let workflows = names(&[rated]);
     let resumable = |id: &str, created_at: i64| with_status(instance(id, rated, created_at), RuntimeStatus::Running);
     let mut ops: Vec<WriteOp> = (1..=5).map(|n| create(instance(&format!("rate/{n}"), rated, n))).collect();
@@ -255,14 +256,79 @@ pub async fn check_claim_rate(store: &dyn Store) {
     assert_eq!(ids(&two), ["rate/4"]);
     // What a status reads to say when the next may start: the period's starts, oldest first, one
     // entry per time with how many started then (here two claims).
-    let starts = store.recent_starts(StartScope::Workflow(rated), now).await.unwrap();
+    let starts = store.recent_starts(StartScope::Workflow { workflow: rated, key: "" }, now).await.unwrap();
     assert_eq!(starts, [(now + 1_000, 2)]);
-    assert!(store.recent_starts(StartScope::Workflow("rate_other_wf"), 0).await.unwrap().is_empty());
+    assert!(store
+        .recent_starts(StartScope::Workflow { workflow: "rate_other_wf", key: "" }, 0)
+        .await
+        .unwrap()
+        .is_empty());
     // With a cap too: the cap bounds the starts (all seven instances hold leases, cap 8).
-    let capped = [WorkflowCap { workflow: rated.to_owned(), concurrency: Some(8), rate }];
+    let capped = [WorkflowCap { workflow: rated.to_owned(), concurrency: Some(8), rate, keyed: false }];
     store.write(&[create(instance("rate/6", rated, 6))]).await.unwrap();
     let last = store.claim_capped("rate-w", &workflows, &capped, now + 2_000, now + 60_000, 10).await.unwrap();
     assert_eq!(ids(&last), ["rate/5"]);
+}
+
+/// A keyed cap and rate bound each concurrency key apart: a key at its cap (live leases of any
+/// worker count) or out of starts gets nothing while other keys are claimed, a backlog of one key
+/// does not hold back another, the empty key is a key like any other, and a key's room returns as
+/// its instances end or its starts age out of the period.
+pub async fn check_claim_keyed(store: &dyn Store) {
+    let (wf, now) = ("keyed_wf", 50_000);
+    let keyed = |concurrency: Option<u32>, rate: Option<RateLimit>| {
+        [WorkflowCap { workflow: wf.to_owned(), concurrency, rate, keyed: true }]
+    };
+    let at = |id: &str, key: &str, created_at: i64| InstanceRecord {
+        concurrency_key: key.to_owned(),
+        ..instance(id, wf, created_at)
+    };
+    let mut ops: Vec<WriteOp> = (1..=5).map(|n| create(at(&format!("keyed/a{n}"), "a", n))).collect();
+    ops.push(create(at("keyed/b1", "b", 10)));
+    ops.push(create(at("keyed/none", "", 11)));
+    // Another worker runs one of "c": c's room is 1.
+    ops.push(create(InstanceRecord {
+        owner: Some("keyed-other".into()),
+        lease_until: Some(now + 60_000),
+        ..with_status(at("keyed/c-held", "c", 12), RuntimeStatus::Running)
+    }));
+    ops.extend((1..=2).map(|n| create(at(&format!("keyed/c{n}"), "c", 12 + n))));
+    store.write(&ops).await.unwrap();
+    let workflows = names(&[wf]);
+    let cap = keyed(Some(2), None);
+
+    let first = store.claim_capped("keyed-w", &workflows, &cap, now, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&first), ["keyed/a1", "keyed/a2", "keyed/b1", "keyed/none", "keyed/c1"]);
+    assert!(store.claim_capped("keyed-w", &workflows, &cap, now, now + 60_000, 10).await.unwrap().is_empty());
+    // One of "a" ends: the next of "a", and only that.
+    store.write(&[finish_of("keyed/a1")]).await.unwrap();
+    let next = store.claim_capped("keyed-x", &workflows, &cap, now, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&next), ["keyed/a3"]);
+
+    // A keyed rate: two starts per key per second.
+    let (rated, now) = ("keyed_rate_wf", 90_000);
+    let rate = [WorkflowCap {
+        workflow: rated.to_owned(),
+        concurrency: None,
+        rate: Some(RateLimit { limit: 2, period_ms: 1_000 }),
+        keyed: true,
+    }];
+    let rated_at = |id: &str, key: &str, created_at: i64| InstanceRecord {
+        concurrency_key: key.to_owned(),
+        ..instance(id, rated, created_at)
+    };
+    let mut ops: Vec<WriteOp> = (1..=3).map(|n| create(rated_at(&format!("krate/x{n}"), "x", n))).collect();
+    ops.extend((1..=3).map(|n| create(rated_at(&format!("krate/y{n}"), "y", 10 + n))));
+    store.write(&ops).await.unwrap();
+    let workflows = names(&[rated]);
+    let first = store.claim_capped("krate-w", &workflows, &rate, now, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&first), ["krate/x1", "krate/x2", "krate/y1", "krate/y2"]);
+    assert!(store.claim_capped("krate-x", &workflows, &rate, now + 999, now + 60_000, 10).await.unwrap().is_empty());
+    let starts = store.recent_starts(StartScope::Workflow { workflow: rated, key: "x" }, now - 1).await.unwrap();
+    assert_eq!(starts, [(now, 2)]);
+    assert!(store.recent_starts(StartScope::Workflow { workflow: rated, key: "" }, 0).await.unwrap().is_empty());
+    let later = store.claim_capped("krate-x", &workflows, &rate, now + 1_000, now + 60_000, 10).await.unwrap();
+    assert_eq!(ids(&later), ["krate/x3", "krate/y3"]);
 }
 
 /// SetWake sets or clears the wake-up and nothing else; a no-op on an unknown id.

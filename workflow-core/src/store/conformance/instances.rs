@@ -26,6 +26,7 @@ pub async fn check_create_and_read(store: &dyn Store) {
         custom_status: Some(r#"{"stage":"shipping"}"#.into()),
         wake_at: Some(1_700_000_060_000),
         priority: 7,
+        concurrency_key: "tenant-7".into(),
     };
     let minimal = instance("create/minimal", "create_wf", 5);
     let extremes = InstanceRecord {

@@ -54,8 +54,8 @@ pub use batches::{
     check_assert_status, check_batch_in_order, check_batch_is_atomic, check_new_ops_in_order, check_stats,
 };
 pub use claims::{
-    check_claim_caps, check_claim_filters, check_claim_order_and_limit, check_claim_priority, check_claim_rate,
-    check_claim_wake, check_concurrent_claims, check_debounce, check_evict, check_set_wake,
+    check_claim_caps, check_claim_filters, check_claim_keyed, check_claim_order_and_limit, check_claim_priority,
+    check_claim_rate, check_claim_wake, check_concurrent_claims, check_debounce, check_evict, check_set_wake,
 };
 pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, check_inboxes, room};
 pub use instances::{
@@ -167,6 +167,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_claim_priority(store).await;
     check_claim_caps(store).await;
     check_claim_rate(store).await;
+    check_claim_keyed(store).await;
     check_debounce(store).await;
     check_set_wake(store).await;
     check_evict(store).await;
@@ -211,6 +212,7 @@ pub fn instance(id: &str, workflow: &str, created_at: i64) -> InstanceRecord {
         custom_status: None,
         wake_at: None,
         priority: 0,
+        concurrency_key: String::new(),
     }
 }
 
