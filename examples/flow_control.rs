@@ -2,8 +2,9 @@
 //! when. A newsletter for a big tenant (12 mails) and one for a small tenant (3 mails) are sent
 //! at once under "at most 2 mails at once per tenant": the small tenant does not wait behind the
 //! big one. Then 12 charges go to a payment provider that allows 5 calls a second: they start 5,
-//! 5 and 2, a second apart. Last, 6 report workflows are started at once, and at most 2 of them
-//! may start a second. The limits hold across every worker process on the database.
+//! 5 and 2, a second apart. Last, 6 report workflows for one region and 2 for another are started
+//! at once, and at most 2 of one region may start a second: the second region's start at once,
+//! beside the first's. The limits hold across every worker process on the database.
 //!
 //! Run: `cargo run --example flow_control` (SQLite file in a temporary directory, no set-up).
 
@@ -40,16 +41,16 @@ async fn charge(_ctx: ActivityContext, order: u32) -> Result<(), ActivityError> 
     Ok(())
 }
 
-/// Writes one report: its workflow starts at most 2 a second.
+/// Writes one report: its workflow starts at most 2 a second per region.
 #[activity]
-async fn write_report(_ctx: ActivityContext, n: u32) -> Result<(), ActivityError> {
-    println!("  {:>5} ms  report {n} starts", at());
+async fn write_report(_ctx: ActivityContext, (region, n): (String, u32)) -> Result<(), ActivityError> {
+    println!("  {:>5} ms  report {region} #{n} starts", at());
     Ok(())
 }
 
-#[workflow(rate = "2/1s")]
-async fn report(ctx: WorkflowContext, n: u32) -> Result<(), WorkflowError> {
-    write_report::call(&ctx, n).await
+#[workflow(rate(limit = "2/1s", key = |(region, _): &(String, u32)| region.clone()))]
+async fn report(ctx: WorkflowContext, (region, n): (String, u32)) -> Result<(), WorkflowError> {
+    write_report::call(&ctx, (region, n)).await
 }
 
 #[workflow]
@@ -95,13 +96,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     billing::start(&client, 12).await?.result().await?;
     println!("  {:>5} ms  all charged", at());
 
-    println!("6 reports started at once, at most 2 starting a second:");
+    println!("6 reports for eu and 2 for us started at once, at most 2 of a region starting a second:");
     let mut reports = Vec::new();
     for n in 0..6 {
-        reports.push(report::start(&client, n).await?);
+        reports.push(report::start(&client, ("eu".to_owned(), n)).await?);
+    }
+    for n in 0..2 {
+        reports.push(report::start(&client, ("us".to_owned(), n)).await?);
     }
     let waiting = reports[5].status().await?;
-    println!("  {:>5} ms  report 5 is {:?}, behind: {}", at(), waiting.status, waiting.limits.unwrap_or_default());
+    println!(
+        "  {:>5} ms  report eu #5 is {:?}, key {:?}, behind: {}",
+        at(),
+        waiting.status,
+        waiting.concurrency_key,
+        waiting.limits.unwrap_or_default()
+    );
     for handle in reports {
         handle.result().await?;
     }

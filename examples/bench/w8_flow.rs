@@ -1,8 +1,8 @@
 //! W8 flow control: what a workflow concurrency cap costs. W1 (200 workflows of 10 one-step
-//! activities, all started at once) three ways on one runtime: without a cap, with a cap equal to
+//! activities, all started at once) five ways on one runtime: without a cap, with a cap equal to
 //! the uncapped run's parallelism (200: it never binds, so the figure is the cost of counting and
 //! of claiming instead of running at start), with a rate of starts that never binds, and with a
-//! cap of 20 that binds. Rounds alternate;
+//! cap of 20 that binds, and with a cap of 20 per key over 10 keys (never binds). Rounds alternate;
 //! the row gives the medians. A second row: W1 whose steps are a capped activity (a global cap of
 //! 200, and 20 per key over 10 keys: neither binds; and a rate limit of a million a second, which
 //! does not bind either), whose attempts go through the store's task queue where the limits are
@@ -94,6 +94,12 @@ async fn w8_rate(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError>
     ten_steps(&ctx, start).await
 }
 
+/// Under a cap of 20 per key over 10 keys (`start / 100 % 10`): 200 in all, so it never binds.
+#[workflow(concurrency(limit = 20, key = |start: &u64| (start / 100 % 10).to_string()))]
+async fn w8_key_cap(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
+    ten_steps(&ctx, start).await
+}
+
 #[workflow(concurrency = 20)]
 async fn w8_cap_20(ctx: WorkflowContext, start: u64) -> Result<u64, WorkflowError> {
     ten_steps(&ctx, start).await
@@ -125,6 +131,7 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
         .workflow(w8_cap_200::Workflow)
         .workflow(w8_cap_20::Workflow)
         .workflow(w8_rate::Workflow)
+        .workflow(w8_key_cap::Workflow)
         .workflow(w8_capped_steps::Workflow)
         .workflow(w8_keyed_steps::Workflow)
         .workflow(w8_rated_steps::Workflow)
@@ -137,18 +144,21 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
         .await?;
     let client = runtime.client();
     let (mut free, mut same, mut binding, mut starts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut per_key = Vec::new();
     let (mut global, mut keyed, mut rated) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         free.push(round::<w8_free::Workflow>(&client).await?);
         same.push(round::<w8_cap_200::Workflow>(&client).await?);
         binding.push(round::<w8_cap_20::Workflow>(&client).await?);
         starts.push(round::<w8_rate::Workflow>(&client).await?);
+        per_key.push(round::<w8_key_cap::Workflow>(&client).await?);
         global.push(round::<w8_capped_steps::Workflow>(&client).await?);
         keyed.push(round::<w8_keyed_steps::Workflow>(&client).await?);
         rated.push(round::<w8_rated_steps::Workflow>(&client).await?);
     }
     runtime.shutdown(Duration::from_secs(5)).await?;
     let (free, same, binding, starts) = (median(free), median(same), median(binding), median(starts));
+    let per_key = median(per_key);
     let (global, keyed, rated) = (median(global), median(keyed), median(rated));
     let share = |figure: f64| 100.0 * figure / free;
     Ok(vec![
@@ -156,9 +166,11 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>) -> BenchResult<Ve
             workload: "W8 W1 under a workflow concurrency cap, workflows/s (median of rounds)",
             store: name.to_owned(),
             measured: format!(
-                "cap 200 (never binds): {same:.0} ({:.0}% of uncapped); rate 1M/s: {starts:.0} ({:.0}%)",
+                "cap 200 (never binds): {same:.0} ({:.0}% of uncapped); rate 1M/s: {starts:.0} ({:.0}%); \
+                 20 per key x 10 keys: {per_key:.0} ({:.0}%)",
                 share(same),
-                share(starts)
+                share(starts),
+                share(per_key)
             ),
             beside: format!("uncapped: {free:.0}; cap 20 (binds): {binding:.0}"),
         },
