@@ -4,7 +4,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=&priority=&debounce=&delayMs=&maxWaitMs=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
+//! | `POST /v1.0/workflows/{component}/{workflowName}/start[?instanceID=&priority=&delayMs=&debounce=&maxWaitMs=]` (body: input JSON) | start | 202 `{"instanceID": ...}` |
 //! | `GET /v1.0/workflows/{component}/{instanceId}` | status | 200 status JSON |
 //! | `POST .../{instanceId}/terminate[?non_recursive=true]` (optional body: reason) | terminate | 202 |
 //! | `POST .../{instanceId}/raiseEvent/{eventName}` (body: event JSON) | raise an event | 202 |
@@ -25,7 +25,9 @@
 //! start body is no input (`null`). `priority` (an extension of ours: a 32-bit integer, higher is
 //! claimed first when work is backlogged) defaults to the workflow's; the status JSON carries it
 //! as `priority`. `debounce=KEY&delayMs=N[&maxWaitMs=M]` (ours too) debounces the start
-//! (`Start::debounce`): the answer names the instance the starts of that key collapse into. A list with `omitPayloads=true` leaves out each instance's
+//! (`Start::debounce`): the answer names the instance the starts of that key collapse into;
+//! `delayMs=N` without `debounce` delays the start by N ms (`Start::delay`: Pending, with its due
+//! time as `wakeAt`, until then). A list with `omitPayloads=true` leaves out each instance's
 //! input, output and custom status (they are not even read).
 //!
 //! # Security: the router has no authentication
@@ -328,10 +330,9 @@ async fn start(
                 }
             }
             (Some(_), None) => return Err(bad_request("`debounce` needs `delayMs`")),
-            (None, _) if delay.is_some() || max_wait.is_some() => {
-                return Err(bad_request("`delayMs` and `maxWaitMs` go with `debounce`"));
-            }
-            (None, _) => {}
+            (None, _) if max_wait.is_some() => return Err(bad_request("`maxWaitMs` goes with `debounce`")),
+            (None, Some(delay)) => start = start.delay(delay),
+            (None, None) => {}
         }
         let handle = start.await.map_err(error_response)?;
         Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": handle.instance_id() }))).into_response())

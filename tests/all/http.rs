@@ -192,6 +192,12 @@ async fn debounced_starts_collapse_over_http() {
     assert!(status["limits"].is_null(), "no cap or rate holds it back: {status}");
     let (code, queued) = server.get(&format!("/v1.0/workflows/dapr/{id}/activities")).await;
     assert_eq!((code, queued.as_str()), (200, "[]"), "nothing queued before it runs");
+    // `delayMs` alone delays a start: Pending until its due time.
+    let (code, delayed) =
+        server.post("/v1.0/workflows/dapr/http_approval/start?delayMs=600000&instanceID=later-1", r#""x""#).await;
+    assert_eq!(code, 202, "{delayed}");
+    let status = server.wait_for("later-1", "PENDING").await;
+    assert!(status["wakeAt"].as_str().is_some_and(|at| at.ends_with('Z')), "its due time: {status}");
 }
 
 #[tokio::test]
@@ -206,7 +212,8 @@ async fn bad_requests_get_json_errors_and_never_a_panic() {
         ("POST", format!("{start}?instanceID=ok-3&priority=high"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?instanceID=ok-4&priority=3000000000"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?debounce=k"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
-        ("POST", format!("{start}?delayMs=5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?maxWaitMs=5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", format!("{start}?delayMs=soon"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?debounce=k&delayMs=soon"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?debounce=k&delayMs=0"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),
         ("POST", format!("{start}?debounce=k&delayMs=10&maxWaitMs=5"), r#""x""#, 400, "ERR_MALFORMED_REQUEST"),

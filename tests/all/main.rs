@@ -18,6 +18,7 @@ mod manage;
 #[cfg(feature = "postgres")]
 mod pg_restart;
 mod retention;
+mod schedules;
 mod spans;
 mod support;
 mod takeover;

@@ -125,6 +125,8 @@ pub struct Start<T> {
     /// The concurrency key, when the start knows the workflow's type; `None`: computed from the
     /// input by the runtime's registry.
     concurrency_key: Option<String>,
+    /// A delayed start: when the instance becomes claimable.
+    due: Option<Due>,
     /// Debounce: the key, the delay, and the longest wait.
     debounce: Option<(String, Duration, Option<Duration>)>,
     /// The start under way, once polled.
@@ -160,6 +162,22 @@ impl<T> Start<T> {
     /// ([`ReusePolicy::ReturnExisting`]) leaves the existing instance's priority as it is.
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = Some(priority);
+        self
+    }
+
+    /// Delays the start by `delay`: the instance is created now, Pending (its status says when
+    /// it is due, `InstanceStatus::wake_at`), and runs once `delay` has passed on the runtime's
+    /// clock, on whichever worker claims it then. Durable: a delayed start survives restarts of
+    /// every process, as any stored instance does. Not with [`Start::debounce`] (whose delay it
+    /// is already).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.due = Some(Due::After(delay));
+        self
+    }
+
+    /// Starts the instance at `at` (see [`Start::delay`]); a time already past starts it now.
+    pub fn at(mut self, at: std::time::SystemTime) -> Self {
+        self.due = Some(Due::At(at));
         self
     }
 
@@ -199,12 +217,16 @@ impl<T: DeserializeOwned> Future for Start<T> {
             let workflow = std::mem::take(&mut this.workflow);
             let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
             let (id, reuse, priority) = (this.id.take(), this.reuse, this.priority);
-            let (debounce, concurrency_key) = (this.debounce.take(), this.concurrency_key.take());
+            let (debounce, concurrency_key, due) = (this.debounce.take(), this.concurrency_key.take(), this.due);
             Box::pin(async move {
                 let input = input?;
-                let new =
-                    New { workflow: &workflow, input: &input, priority, concurrency_key: concurrency_key.as_deref() };
+                let concurrency_key = concurrency_key.as_deref();
+                let new = New { workflow: &workflow, input: &input, priority, concurrency_key, due };
                 match debounce {
+                    Some(_) if due.is_some() => Err(Error::InvalidArgument(
+                        "a debounced start is delayed by its debounce delay: it takes no `.delay(..)` or `.at(..)`"
+                            .into(),
+                    )),
                     Some(debounce) if id.is_none() => client.debounced(new, debounce).await,
                     Some(_) => Err(Error::InvalidArgument(
                         "a debounced start takes no id: its key finds the instance to run".into(),
@@ -227,6 +249,28 @@ struct New<'a> {
     priority: Option<i32>,
     /// `None`: unknown to the caller (an untyped start).
     concurrency_key: Option<&'a str>,
+    /// When a delayed start becomes claimable.
+    due: Option<Due>,
+}
+
+/// When a delayed start becomes claimable: after a delay from its creation, or at a time.
+#[derive(Clone, Copy, Debug)]
+enum Due {
+    After(Duration),
+    At(std::time::SystemTime),
+}
+
+impl Due {
+    /// The due time in ms since the Unix epoch, for a start created `now`.
+    fn at(self, now: Millis) -> Millis {
+        match self {
+            Due::After(delay) => now.saturating_add(time::millis(delay)),
+            Due::At(at) => match at.duration_since(std::time::UNIX_EPOCH) {
+                Ok(since) => time::millis(since),
+                Err(_) => 0,
+            },
+        }
+    }
 }
 
 impl New<'_> {
@@ -251,9 +295,12 @@ impl New<'_> {
                 (0, String::new())
             }
         };
+        // Due later: the claims skip it until then (as they skip a debounced start).
+        let wake_at = self.due.map(|due| due.at(now)).filter(|due| *due > now);
         Ok(InstanceRecord {
             priority: self.priority.unwrap_or(default),
             concurrency_key: self.concurrency_key.map_or(key, str::to_owned),
+            wake_at,
             ..InstanceRecord::pending(id, self.workflow, self.input, now)
         })
     }
@@ -282,6 +329,7 @@ impl Client {
             reuse: ReusePolicy::default(),
             priority: None,
             concurrency_key: None,
+            due: None,
             debounce: None,
             running: None,
             _output: PhantomData,

@@ -510,10 +510,14 @@ impl Engine {
             return Err(Error::ShutDown);
         }
         let id = record.id.clone();
-        // A capped workflow's instance waits for a claim, which counts what runs; otherwise it
-        // runs here at once when a slot is free.
-        let permit =
-            if self.is_capped(&record.workflow) { None } else { self.instance_slots.clone().try_acquire_owned().ok() };
+        // A capped workflow's instance waits for a claim, which counts what runs, and a delayed
+        // start waits for its due time; otherwise it runs here at once when a slot is free.
+        let due = record.wake_at.filter(|due| *due > self.now());
+        let permit = if self.is_capped(&record.workflow) || due.is_some() {
+            None
+        } else {
+            self.instance_slots.clone().try_acquire_owned().ok()
+        };
         // Only an instance that runs here is marked running: one left to a claim must not hold a
         // mark a claim would find (the claim would hand it back, and a rate-limited workflow's
         // claim would have spent a start on it). Its commit finds an existing id all the same.
@@ -540,8 +544,12 @@ impl Engine {
         };
         match (committed, run_here) {
             (Ok(()), Some((permit, token))) => self.spawn_driver(record, Journal::Fresh, permit, token),
-            // Created unowned: the commit woke the claimer for it.
-            (Ok(()), None) => {}
+            // Created unowned: the commit woke the claimer for it, or it is due later.
+            (Ok(()), None) => {
+                if let Some(due) = due {
+                    self.wake_claimer_at(due);
+                }
+            }
             (Err(error), run_here) => {
                 if let Some((_, token)) = run_here {
                     self.unmark_running(&id, token);
