@@ -219,6 +219,8 @@ fn problem(status: StatusCode, code: &'static str, message: String) -> ApiError 
 fn error_response(error: Error) -> ApiError {
     let (code, error_code) = match &error {
         Error::InstanceNotFound(_) => (StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND"),
+        Error::ScheduleNotFound(_) => (StatusCode::NOT_FOUND, "ERR_SCHEDULE_NOT_FOUND"),
+        Error::ScheduleExists(_) => (StatusCode::CONFLICT, "ERR_SCHEDULE_EXISTS"),
         Error::InvalidInstanceId { .. } => (StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_INVALID"),
         Error::UnknownWorkflow(_) => (StatusCode::BAD_REQUEST, "ERR_WORKFLOW_NAME_INVALID"),
         Error::InvalidInput { .. } | Error::InvalidArgument(_) | Error::Serialization(_) => {

@@ -8,11 +8,12 @@ compile_error!("enable at least one store feature of `workflow`: `sqlite` (the d
 pub use workflow_core::{diagram, store};
 pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
-    ActivityOptions, BoxFuture, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait, FailureDetails,
-    FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter, MemoryStore, Millis,
-    Payload, Purge, QueuedActivity, QueuedState, Race, RateLimit, RecordStatus, RetentionPolicy, RetryPolicy,
-    ReusePolicy, Runtime, RuntimeBuilder, RuntimeStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer,
-    VirtualClock, WorkflowContext, WorkflowDef, WorkflowError, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
+    ActivityOptions, BoxFuture, CatchUp, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait,
+    FailureDetails, FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter,
+    MemoryStore, Millis, Overlap, Payload, Purge, QueuedActivity, QueuedState, Race, RateLimit, RecordStatus,
+    RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder, RuntimeStatus, Schedule, ScheduleRun,
+    ScheduleStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
+    WorkflowDef, WorkflowError, MAX_CATCH_UP, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE, MAX_SCHEDULE_ID_LEN,
 };
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "http")]
@@ -28,7 +29,7 @@ pub mod prelude {
 
     pub use workflow_core::{
         ActivityContext, ActivityError, Client, Either, Handle, MemoryStore, RetryPolicy, ReusePolicy, Runtime,
-        RuntimeStatus, VirtualClock, WorkflowContext, WorkflowError,
+        RuntimeStatus, Schedule, VirtualClock, WorkflowContext, WorkflowError,
     };
     pub use workflow_macros::{activity, workflow};
     #[cfg(feature = "sqlite")]

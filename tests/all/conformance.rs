@@ -782,6 +782,7 @@ mod postgres {
                 "instances",
                 "journal",
                 "probe",
+                "schedules",
                 "workers",
                 "workflow_starts"
             ]

@@ -1,12 +1,14 @@
 //! Starts in the future: delayed starts (`Start::delay`, `Start::at`) wait in the store, Pending
-//! with their due time, and run once it has come on the runtime's clock, surviving restarts.
+//! with their due time, and run once it has come on the runtime's clock, surviving restarts; and
+//! cron schedules, fired once per tick, with their catch-up and overlap policies, managed through
+//! the client, on a virtual clock.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use workflow::prelude::*;
 use workflow::store::{MemoryStore, Store};
-use workflow::VirtualClock;
+use workflow::{Schedule, VirtualClock};
 
 use crate::support::{sqlite_store, wait_for_a_claim_pass};
 
@@ -94,4 +96,275 @@ async fn delayed_starts_wait_for_their_time_on_postgres() {
     let store = open(url.clone(), schema.clone()).await;
     delayed_starts_wait_for_their_time("delay-postgres", store, || open(url.clone(), schema.clone())).await;
     drop_schema(&url, &schema).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cron schedules
+// ---------------------------------------------------------------------------------------------
+
+/// 2026-01-01T00:00:00Z.
+const NEW_YEAR: i64 = 1_767_225_600_000;
+
+#[workflow]
+async fn tick_job(_ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    Ok(())
+}
+
+/// Runs until it gets the event "done" (a run that outlasts its schedule's interval).
+#[workflow]
+async fn long_job(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    ctx.wait_for_event::<()>("done").await?;
+    Ok(())
+}
+
+async fn schedule_runtime(store: &Arc<dyn Store>, clock: &VirtualClock, schedules: Vec<Schedule>) -> Runtime {
+    let mut builder = Runtime::builder()
+        .store(store.clone())
+        .clock(clock.clone())
+        .poll_interval(Duration::from_millis(10))
+        .workflow(tick_job::Workflow)
+        .workflow(long_job::Workflow);
+    for schedule in schedules {
+        builder = builder.schedule(schedule);
+    }
+    builder.build().await.unwrap()
+}
+
+/// The ids of the instances of `workflow` whose id starts with `prefix`, sorted.
+async fn instances_of(client: &Client, workflow: &str, prefix: &str) -> Vec<String> {
+    let filter = workflow::ListFilter { workflow: Some(workflow.to_owned()), ..Default::default() };
+    let page = client.list(&filter, 1_000, None).await.unwrap();
+    let mut ids: Vec<String> =
+        page.instances.into_iter().map(|s| s.instance_id).filter(|id| id.starts_with(prefix)).collect();
+    ids.sort();
+    ids
+}
+
+async fn wait_for_instance(store: &Arc<dyn Store>, id: &str) {
+    crate::support::wait_until(&format!("the tick's instance {id}"), || async {
+        store.instance(id).await.unwrap().is_some_and(|r| r.status == RuntimeStatus::Completed)
+    })
+    .await;
+}
+
+/// A schedule every second, declared on the builder, over ten virtual seconds: exactly one
+/// instance per tick, each with the id derived from its tick, none missing.
+async fn a_schedule_fires_each_tick_once(run: &str, store: Arc<dyn Store>) {
+    let clock = VirtualClock::new(NEW_YEAR);
+    let id = format!("{run}-every");
+    let every_second = Schedule::of::<tick_job::Workflow>(id.as_str(), "* * * * * *", &());
+    let runtime = schedule_runtime(&store, &clock, vec![every_second]).await;
+    let mut expected = Vec::new();
+    for second in 1..=10 {
+        clock.advance(Duration::from_secs(1));
+        let tick_id = format!("{id}-{}", NEW_YEAR + second * 1_000);
+        wait_for_instance(&store, &tick_id).await;
+        expected.push(tick_id);
+    }
+    let client = runtime.client();
+    assert_eq!(instances_of(&client, "tick_job", &id).await, expected, "{run}: one per tick, none missing");
+    let status = client.schedule(&id).await.unwrap();
+    assert_eq!(status.next_runs.first(), Some(&(NEW_YEAR + 11_000)), "{run}");
+    assert_eq!(status.recent_runs.last().and_then(|r| r.instance_id.clone()), expected.last().cloned(), "{run}");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_schedule_fires_each_tick_once_in_memory() {
+    a_schedule_fires_each_tick_once("sched-mem", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_schedule_fires_each_tick_once_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    a_schedule_fires_each_tick_once("sched-lite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_schedule_fires_each_tick_once_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_sched");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>;
+    a_schedule_fires_each_tick_once("sched-pg", store).await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Every process stopped for five ticks, then one started: each catch-up policy starts what it
+/// says (all five, the latest, or none of them), and the schedule goes on from the next tick.
+#[tokio::test]
+async fn catch_up_policies_after_a_stop() {
+    let cases: [(&str, workflow::CatchUp, &[i64]); 3] = [
+        ("cu-all", workflow::CatchUp::All { max: 10 }, &[2, 3, 4, 5, 6]),
+        ("cu-latest", workflow::CatchUp::Latest, &[6]),
+        ("cu-skip", workflow::CatchUp::Skip { grace_ms: 500 }, &[]),
+    ];
+    for (id, policy, caught_up) in cases {
+        let (_dir, url, store) = sqlite_store().await;
+        let clock = VirtualClock::new(NEW_YEAR);
+        let schedule = Schedule::of::<tick_job::Workflow>(id, "* * * * * *", &()).catch_up(policy);
+        let first = schedule_runtime(&store, &clock, vec![schedule.clone()]).await;
+        clock.advance(Duration::from_secs(1));
+        wait_for_instance(&store, &format!("{id}-{}", NEW_YEAR + 1_000)).await;
+        first.shutdown(Duration::from_secs(5)).await.unwrap();
+        // Five ticks pass with no process running (and half a second more).
+        clock.advance(Duration::from_millis(5_600));
+        let store: Arc<dyn Store> = Arc::new(workflow::SqliteStore::open(&url).await.unwrap());
+        let second = schedule_runtime(&store, &clock, vec![schedule]).await;
+        // The catch-up fire, at 6.6 s: the schedule then waits for the tick at 7 s.
+        crate::support::wait_until(&format!("{id}: the catch-up fire"), || async {
+            store.schedule(id).await.unwrap().and_then(|s| s.next_fire_at) == Some(NEW_YEAR + 7_000)
+        })
+        .await;
+        let mut expected: Vec<String> =
+            [1].iter().chain(caught_up).map(|s| format!("{id}-{}", NEW_YEAR + s * 1_000)).collect();
+        // Ended before the next tick, which the default overlap policy would skip otherwise.
+        for tick in &expected {
+            wait_for_instance(&store, tick).await;
+        }
+        clock.advance(Duration::from_millis(400));
+        let next = format!("{id}-{}", NEW_YEAR + 7_000);
+        wait_for_instance(&store, &next).await;
+        expected.push(next);
+        expected.sort();
+        assert_eq!(instances_of(&second.client(), "tick_job", id).await, expected, "{id}");
+        second.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// A run that outlasts the interval: under `Overlap::Skip` the ticks meanwhile start nothing
+/// (and say why), the tick after it ended starts again; under `Overlap::AllowAll` they start.
+#[tokio::test]
+async fn overlap_policies_with_a_long_run() {
+    for (id, policy) in [("ov-skip", workflow::Overlap::Skip), ("ov-all", workflow::Overlap::AllowAll)] {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let clock = VirtualClock::new(NEW_YEAR);
+        let schedule = Schedule::of::<long_job::Workflow>(id, "* * * * * *", &()).overlap(policy);
+        let runtime = schedule_runtime(&store, &clock, vec![schedule]).await;
+        let client = runtime.client();
+        let tick = |s: i64| format!("{id}-{}", NEW_YEAR + s * 1_000);
+        clock.advance(Duration::from_secs(1));
+        crate::support::wait_until("the first run", || async { store.instance(&tick(1)).await.unwrap().is_some() })
+            .await;
+        clock.advance(Duration::from_secs(1));
+        crate::support::wait_until("the second tick", || async {
+            client.schedule(id).await.unwrap().recent_runs.iter().any(|run| run.tick == NEW_YEAR + 2_000)
+        })
+        .await;
+        let second = client.schedule(id).await.unwrap().recent_runs.into_iter().find(|r| r.tick == NEW_YEAR + 2_000);
+        match policy {
+            workflow::Overlap::Skip => {
+                let second = second.unwrap();
+                assert_eq!(second.instance_id, None, "{id}");
+                assert!(second.skipped.unwrap().contains(&tick(1)), "{id}: says which run still went");
+                assert!(store.instance(&tick(2)).await.unwrap().is_none(), "{id}");
+            }
+            workflow::Overlap::AllowAll => assert_eq!(second.unwrap().instance_id, Some(tick(2)), "{id}"),
+        }
+        client.raise_event(&tick(1), "done", &()).await.unwrap();
+        wait_for_instance(&store, &tick(1)).await;
+        clock.advance(Duration::from_secs(1));
+        crate::support::wait_until("the third run", || async { store.instance(&tick(3)).await.unwrap().is_some() })
+            .await;
+        runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// Managed through the client: create, describe, pause (no tick while paused), resume (from the
+/// next tick), update (the new expression from its next tick), trigger now, delete (no further
+/// ticks); bad input gets a clear error. A witness schedule every second shows each scheduler
+/// pass has happened.
+#[tokio::test]
+async fn schedules_are_managed_through_the_client() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = VirtualClock::new(NEW_YEAR);
+    let witness = Schedule::of::<tick_job::Workflow>("witness", "* * * * * *", &());
+    let runtime = schedule_runtime(&store, &clock, vec![witness]).await;
+    let client = runtime.client();
+    let pass = |s: i64| {
+        let store = store.clone();
+        async move { wait_for_instance(&store, &format!("witness-{}", NEW_YEAR + s * 1_000)).await }
+    };
+    let managed = Schedule::of::<tick_job::Workflow>("managed", "* * * * * *", &());
+    client.create_schedule(managed.clone()).await.unwrap();
+    assert!(matches!(client.create_schedule(managed).await, Err(workflow::Error::ScheduleExists(_))));
+    let described = client.schedule("managed").await.unwrap();
+    assert_eq!((described.cron.as_str(), described.time_zone.as_str()), ("* * * * * *", "UTC"));
+    assert_eq!(described.next_runs[..2], [NEW_YEAR + 1_000, NEW_YEAR + 2_000]);
+
+    clock.advance(Duration::from_secs(1));
+    wait_for_instance(&store, &format!("managed-{}", NEW_YEAR + 1_000)).await;
+    client.pause_schedule("managed").await.unwrap();
+    assert!(client.schedule("managed").await.unwrap().next_runs.is_empty(), "paused: nothing next");
+    for s in 2..=3 {
+        clock.advance(Duration::from_secs(1));
+        pass(s).await;
+    }
+    client.resume_schedule("managed").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    pass(4).await;
+    wait_for_instance(&store, &format!("managed-{}", NEW_YEAR + 4_000)).await;
+    // Every two seconds from now on.
+    client.update_schedule(Schedule::of::<tick_job::Workflow>("managed", "*/2 * * * * *", &())).await.unwrap();
+    for s in 5..=8 {
+        clock.advance(Duration::from_secs(1));
+        pass(s).await;
+    }
+    wait_for_instance(&store, &format!("managed-{}", NEW_YEAR + 8_000)).await;
+    let ticks: Vec<i64> = [1, 4, 6, 8].to_vec();
+    let expected: Vec<String> = ticks.iter().map(|s| format!("managed-{}", NEW_YEAR + s * 1_000)).collect();
+    assert_eq!(instances_of(&client, "tick_job", "managed-1").await, expected, "none while paused, every 2 s after");
+
+    let triggered = client.trigger_schedule("managed").await.unwrap();
+    assert_eq!(triggered, format!("managed-manual-{}", NEW_YEAR + 8_000));
+    wait_for_instance(&store, &triggered).await;
+    client.delete_schedule("managed").await.unwrap();
+    for s in 9..=10 {
+        clock.advance(Duration::from_secs(1));
+        pass(s).await;
+    }
+    assert!(store.instance(&format!("managed-{}", NEW_YEAR + 10_000)).await.unwrap().is_none(), "deleted");
+    assert_eq!(client.schedules().await.unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["witness"]);
+
+    use workflow::Error;
+    let bad = |cron: &str| Schedule::of::<tick_job::Workflow>("bad", cron, &());
+    assert!(matches!(client.create_schedule(bad("every minute")).await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        client.create_schedule(bad("* * * * *").time_zone("Mars/Olympus")).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        client.create_schedule(Schedule::untyped("bad", "no_such_workflow", "* * * * *", "null")).await,
+        Err(Error::UnknownWorkflow(_))
+    ));
+    assert!(matches!(
+        client.create_schedule(Schedule::untyped("bad id", "tick_job", "* * * * *", "null")).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(client.pause_schedule("missing").await, Err(Error::ScheduleNotFound(_))));
+    assert!(matches!(client.delete_schedule("missing").await, Err(Error::ScheduleNotFound(_))));
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A daily schedule at 09:00 in Paris over 30 virtual days (stepping the clock six hours at a
+/// time): exactly 30 runs, at 08:00 UTC in winter, in milliseconds of real time.
+#[tokio::test]
+async fn thirty_virtual_days_fire_exactly_the_expected_ticks() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = VirtualClock::new(NEW_YEAR);
+    let daily = Schedule::of::<tick_job::Workflow>("daily", "0 0 9 * * *", &()).time_zone("Europe/Paris");
+    let runtime = schedule_runtime(&store, &clock, vec![daily]).await;
+    let expected: Vec<String> =
+        (0..30).map(|day| format!("daily-{}", NEW_YEAR + day * 86_400_000 + 8 * 3_600_000)).collect();
+    for step in 1..=(30 * 4) {
+        clock.advance(Duration::from_secs(6 * 3_600));
+        // Each day's tick is at 08:00 UTC: stepped past on the day's second step.
+        if step % 4 == 2 {
+            wait_for_instance(&store, &expected[(step / 4) as usize]).await;
+        }
+    }
+    assert_eq!(instances_of(&runtime.client(), "tick_job", "daily-").await, expected);
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -205,6 +205,12 @@ pub enum Error {
     /// No instance with this id exists.
     #[error("no instance with id `{0}` exists")]
     InstanceNotFound(String),
+    /// A schedule with this id already exists.
+    #[error("a schedule with id `{0}` already exists")]
+    ScheduleExists(String),
+    /// No schedule with this id exists.
+    #[error("no schedule with id `{0}` exists")]
+    ScheduleNotFound(String),
     /// Resume was asked of an instance that is not suspended.
     #[error("instance `{id}` is not suspended (it is {status:?})")]
     NotSuspended {

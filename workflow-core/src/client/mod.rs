@@ -10,6 +10,7 @@ mod flow;
 mod handle;
 mod list;
 mod manage;
+mod schedules;
 mod start;
 mod status;
 mod waiters;

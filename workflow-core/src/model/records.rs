@@ -155,3 +155,45 @@ pub struct TaskRecord {
     /// What the worker reported, once it finished.
     pub outcome: Option<TaskOutcome>,
 }
+
+/// One schedule as stored: what it starts and when it next fires. The engine reads and writes
+/// `spec` and `runs` (JSON); a store keeps them as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    /// The schedule id.
+    pub id: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// What it fires and how (JSON: the cron expression, time zone, input, policies).
+    pub spec: String,
+    /// Whether it is paused (a paused schedule never fires; resuming it fires from then on).
+    pub paused: bool,
+    /// When it next fires; `None` once it has no tick left (past its end).
+    pub next_fire_at: Option<Millis>,
+    /// Its latest runs (JSON: the tick times and the instances they started, or why none).
+    pub runs: String,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed (by a fire or a client).
+    pub updated_at: Millis,
+}
+
+/// A fire of a due schedule, for `Store::fire_schedules`: it takes only if the schedule is still
+/// due at `expected_next` (no other worker fired it meanwhile, no client changed it); then the
+/// schedule moves on to `next_fire_at` with `runs`, and `instance`, if any, is created (a tick's
+/// instance id is derived from the tick, so an instance that exists already is left as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleFire {
+    /// The schedule id.
+    pub id: String,
+    /// The `next_fire_at` the firing worker read.
+    pub expected_next: Millis,
+    /// When it fires next after this fire (`None`: never again).
+    pub next_fire_at: Option<Millis>,
+    /// Its runs after this fire (JSON).
+    pub runs: String,
+    /// When the fire happened.
+    pub fired_at: Millis,
+    /// The instances the fire starts (the ticks that run).
+    pub instances: Vec<InstanceRecord>,
+}

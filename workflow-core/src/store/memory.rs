@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::store::{key_room, ActivityCap, Debounce, StartScope};
+use crate::store::{key_room, ActivityCap, Debounce, ScheduleFire, ScheduleRecord, StartScope};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
@@ -55,6 +55,8 @@ struct Tables {
     workflow_starts: Vec<(String, String, Millis)>,
     /// The instance each (workflow, debounce key) last created.
     debounces: HashMap<(String, String), String>,
+    /// Schedules by id.
+    schedules: BTreeMap<String, ScheduleRecord>,
     probes: u64,
 }
 
@@ -714,6 +716,78 @@ impl Store for MemoryStore {
         let completion =
             TaskCompletion { instance_id: instance_id.to_owned(), generation, seq, attempt, outcome: outcome.clone() };
         Ok(self.complete_tasks(worker, &[completion]).await?.first().copied().unwrap_or(false))
+    }
+
+    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+        let mut tables = self.lock()?;
+        match tables.schedules.get_mut(&schedule.id) {
+            Some(_) if !replace => Ok(false),
+            Some(existing) => {
+                *existing = ScheduleRecord {
+                    runs: std::mem::take(&mut existing.runs),
+                    created_at: existing.created_at,
+                    ..schedule.clone()
+                };
+                self.stats.record_commit(1);
+                Ok(true)
+            }
+            None => {
+                tables.schedules.insert(schedule.id.clone(), schedule.clone());
+                self.stats.record_commit(1);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        Ok(self.lock()?.schedules.get(id).cloned())
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Ok(self.lock()?.schedules.values().cloned().collect())
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock()?.schedules.remove(id).is_some())
+    }
+
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let tables = self.lock()?;
+        let mut due: Vec<&ScheduleRecord> =
+            tables.schedules.values().filter(|s| !s.paused && s.next_fire_at.is_some_and(|next| next <= now)).collect();
+        due.sort_by(|a, b| (a.next_fire_at, &a.id).cmp(&(b.next_fire_at, &b.id)));
+        Ok(due.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut took = Vec::with_capacity(fires.len());
+        let mut created = false;
+        for fire in fires {
+            let Some(schedule) = tables.schedules.get_mut(&fire.id) else {
+                took.push(false);
+                continue;
+            };
+            if schedule.paused || schedule.next_fire_at != Some(fire.expected_next) {
+                took.push(false);
+                continue;
+            }
+            schedule.next_fire_at = fire.next_fire_at;
+            schedule.runs = fire.runs.clone();
+            schedule.updated_at = fire.fired_at;
+            for instance in &fire.instances {
+                if !tables.instances.contains_key(&instance.id) {
+                    tables.instances.insert(instance.id.clone(), instance.clone());
+                    created = true;
+                }
+            }
+            took.push(true);
+        }
+        self.stats.record_commit(fires.len());
+        if created {
+            self.signals.send([WakeSignal::Runnable]);
+        }
+        Ok(took)
     }
 
     async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {

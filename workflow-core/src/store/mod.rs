@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 pub use crate::model::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, TaskOutcome, TaskRecord,
-    NEVER,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, ScheduleFire, ScheduleRecord,
+    StepKind, TaskOutcome, TaskRecord, NEVER,
 };
 pub use memory::MemoryStore;
 
@@ -652,6 +652,48 @@ pub trait Store: Send + Sync + 'static {
     async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {
         let _ = start;
         Err(StoreError::Config("this store does not debounce starts".into()))
+    }
+
+    /// Creates `schedule`, or with `replace`, replaces the one with its id (its workflow, spec,
+    /// pause and next fire; its runs and creation time stay). Returns whether it was written:
+    /// `false` when it exists and `replace` is not set.
+    ///
+    /// The default refuses (a [`StoreError::Config`]), as do the other schedule methods.
+    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+        let _ = (schedule, replace);
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// The schedule `id`, if it exists.
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        let _ = id;
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// Every schedule, by id.
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// Deletes the schedule `id` (not the instances it started); returns whether it existed.
+    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// The schedules due at `now` (not paused, `next_fire_at <= now`), earliest first, at most
+    /// `limit`.
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let _ = (now, limit);
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// Applies `fires` in one transaction, each only if its schedule's `next_fire_at` is still
+    /// its `expected_next` and it is not paused (see [`ScheduleFire`]); returns, per fire, whether
+    /// it took. Two workers firing the same tick: one takes, the other changes nothing.
+    async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
+        let _ = fires;
+        Err(StoreError::Config("this store does not keep schedules".into()))
     }
 
     /// The instances matching `query`, ordered by (created_at, id), at most `query.limit`.

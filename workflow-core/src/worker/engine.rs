@@ -97,6 +97,10 @@ pub(crate) struct Engine {
     /// Whether runnable instances may be waiting in the store for a free slot.
     backlog: AtomicBool,
     wake_claimer: Notify,
+    /// Wakes the scheduler (a schedule changed here, or one falls due).
+    wake_scheduler: Notify,
+    /// The earliest wake of the scheduler waiting on the clock ([`Engine::wake_scheduler_at`]).
+    next_schedule_wake: Mutex<Option<Millis>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -165,6 +169,8 @@ impl Engine {
             drivers_idle: Notify::new(),
             backlog: AtomicBool::new(true),
             wake_claimer: Notify::new(),
+            wake_scheduler: Notify::new(),
+            next_schedule_wake: Mutex::default(),
             shutdown: watch::channel(false).0,
         }
     }
@@ -328,6 +334,41 @@ impl Engine {
                 engine.wake_claimer();
             }
         });
+    }
+
+    /// Tells the scheduler to look for due schedules now.
+    pub(crate) fn wake_scheduler(&self) {
+        self.wake_scheduler.notify_one();
+    }
+
+    /// Wakes the scheduler at `at` on the engine's clock (a schedule falls due then). One such
+    /// wake waits at a time, the earliest asked for.
+    pub(super) fn wake_scheduler_at(self: &Arc<Self>, at: Millis) {
+        {
+            let Ok(mut next) = self.next_schedule_wake.lock() else { return };
+            if next.is_some_and(|next| next <= at) {
+                return;
+            }
+            *next = Some(at);
+        }
+        let engine = Arc::downgrade(self);
+        let due = self.clock.sleep_until(at);
+        tokio::spawn(async move {
+            due.await;
+            if let Some(engine) = engine.upgrade() {
+                if let Ok(mut next) = engine.next_schedule_wake.lock() {
+                    if *next == Some(at) {
+                        *next = None;
+                    }
+                }
+                engine.wake_scheduler();
+            }
+        });
+    }
+
+    /// Resolves when the scheduler should look again.
+    pub(super) async fn scheduler_woken(&self) {
+        self.wake_scheduler.notified().await;
     }
 
     /// Resolves when the claimer should look again.

@@ -4,6 +4,7 @@
 //!
 //! - `runtime.rs`: `Runtime`, `RuntimeBuilder`; `engine.rs`: the shared state and its rules;
 //! - `driver.rs`: one instance's run; `loops.rs`: claims, renewals, retention, wake-ups;
+//! - `scheduler.rs`: firing due schedules;
 //! - `committer.rs`: group commit;
 //! - `clock.rs`: system and virtual clocks; `registry.rs`: workflows and activities by name.
 
@@ -14,6 +15,7 @@ mod engine;
 mod loops;
 mod registry;
 mod runtime;
+mod scheduler;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub(crate) use committer::Committer;

@@ -36,6 +36,8 @@ pub struct RuntimeBuilder {
     dispatch: ActivityDispatch,
     retention: Option<(RetentionPolicy, Duration)>,
     limits: Limits,
+    /// Schedules declared in code, written when the runtime starts.
+    schedules: Vec<crate::schedule::Schedule>,
 }
 
 impl Default for RuntimeBuilder {
@@ -57,6 +59,7 @@ impl Default for RuntimeBuilder {
             dispatch: ActivityDispatch::Local,
             retention: None,
             limits: Limits::default(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -184,6 +187,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares `schedule` (see [`Schedule`](crate::Schedule)): written to the store when the
+    /// runtime starts, created if new and replaced if its settings changed (as a deploy of new
+    /// code would change them), so every process may declare the same schedules. Its workflow
+    /// must be registered here; a bad expression or time zone fails `build`.
+    pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Purges finished instances older than `policy` allows, checking every `every` (see
     /// [`Client::purge_expired`](crate::Client::purge_expired): roots with their descendants, a
     /// page at a time). Several workers may do this on one store; a purge that loses a race
@@ -241,6 +253,7 @@ impl RuntimeBuilder {
             tokio::spawn(renew_loop(engine.clone())),
             tokio::spawn(activity::outcome_loop(engine.clone(), self.poll_interval)),
             tokio::spawn(inbox_poll_loop(engine.clone(), INBOX_POLL)),
+            tokio::spawn(super::scheduler::schedule_loop(engine.clone(), self.poll_interval)),
         ];
         if let Some((policy, every)) = self.retention {
             loops.push(tokio::spawn(retention_loop(engine.clone(), policy, every)));
@@ -255,7 +268,16 @@ impl RuntimeBuilder {
         if mark.is_some() {
             loops.push(tokio::spawn(liveness_loop(engine.clone(), LIVENESS_CHECK)));
         }
-        Ok(Runtime { engine, loops: Mutex::new(loops), mark: Mutex::new(mark) })
+        let runtime = Runtime { engine, loops: Mutex::new(loops), mark: Mutex::new(mark) };
+        let client = runtime.client();
+        for schedule in self.schedules {
+            if let Err(error) = client.declare_schedule(schedule).await {
+                let _ = runtime.shutdown(Duration::from_secs(5)).await;
+                return Err(error);
+            }
+        }
+        runtime.engine.wake_scheduler();
+        Ok(runtime)
     }
 }
 

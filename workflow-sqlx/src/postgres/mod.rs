@@ -25,6 +25,7 @@ mod debounce;
 mod liveness;
 mod options;
 mod retry;
+mod schedules;
 mod signals;
 mod sql;
 mod statement;
@@ -36,9 +37,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StartScope,
-    StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
-    WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome,
+    TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -447,6 +448,36 @@ impl Store for PostgresStore {
             self.stats.record_commit(1);
         }
         Ok(completed)
+    }
+
+    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+        let written = schedules::put(&self.pool, schedule, replace).await?;
+        self.stats.record_commit(1);
+        Ok(written)
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        schedules::get(&self.pool, id).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        schedules::all(&self.pool).await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = schedules::delete(&self.pool, id).await?;
+        self.stats.record_commit(1);
+        Ok(deleted)
+    }
+
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
+        schedules::due(&self.pool, now, limit).await
+    }
+
+    async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
+        let took = schedules::fire(&self.pool, &self.channel, fires).await?;
+        self.stats.record_commit(fires.len());
+        Ok(took)
     }
 
     async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {

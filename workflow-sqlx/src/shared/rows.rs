@@ -3,8 +3,8 @@
 //! [`StoreError::Corrupt`] naming the row.
 
 use workflow_core::store::{
-    EventRecord, InstanceKey, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, StepKind, StoreError,
-    TaskOutcome, TaskRecord,
+    EventRecord, InstanceKey, InstanceRecord, JournalRecord, RecordStatus, RuntimeStatus, ScheduleRecord, StepKind,
+    StoreError, TaskOutcome, TaskRecord,
 };
 
 /// The `instances` columns [`instance_from_row`] reads, in table order.
@@ -129,6 +129,30 @@ pub(crate) fn instance_from_row(row: &impl Columns) -> Result<InstanceRecord, St
         priority: i32::try_from(row.int(&name, "priority")?)
             .map_err(|error| corrupt(&name, "priority", format_args!("out of range: {error}")))?,
         concurrency_key: row.text(&name, "concurrency_key")?,
+        id,
+    })
+}
+
+/// The `schedules` columns [`schedule_from_row`] reads.
+pub(crate) const SCHEDULE_COLUMNS: &str = "id, workflow, spec, paused, next_fire_at, runs, created_at, updated_at";
+
+/// A `schedules` row (`paused` is an integer, 0 or 1, on both backends).
+pub(crate) fn schedule_from_row(row: &impl Columns) -> Result<ScheduleRecord, StoreError> {
+    let id = row.text("schedule (unreadable id)", "id")?;
+    let name = format!("schedule {id:?}");
+    let paused = match row.int(&name, "paused")? {
+        0 => false,
+        1 => true,
+        other => return Err(corrupt(&name, "paused", format_args!("{other} is not 0 or 1"))),
+    };
+    Ok(ScheduleRecord {
+        workflow: row.text(&name, "workflow")?,
+        spec: row.text(&name, "spec")?,
+        paused,
+        next_fire_at: row.maybe_int(&name, "next_fire_at")?,
+        runs: row.text(&name, "runs")?,
+        created_at: row.int(&name, "created_at")?,
+        updated_at: row.int(&name, "updated_at")?,
         id,
     })
 }

@@ -17,6 +17,7 @@ mod claims;
 mod debounce;
 mod liveness;
 mod options;
+mod schedules;
 mod sql;
 mod writer;
 
@@ -28,9 +29,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StartScope,
-    StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
-    WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
+    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome,
+    TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -403,6 +404,30 @@ impl Store for SqliteStore {
             self.signal([WakeSignal::TaskDone(instance_id.to_owned())]);
         }
         Ok(completed)
+    }
+
+    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+        schedules::put(self, schedule, replace).await
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        schedules::get(self, id).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        schedules::all(self).await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        schedules::delete(self, id).await
+    }
+
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
+        schedules::due(self, now, limit).await
+    }
+
+    async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
+        schedules::fire(self, fires).await
     }
 
     async fn debounce(&self, start: &Debounce) -> Result<String, StoreError> {

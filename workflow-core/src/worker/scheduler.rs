@@ -1,0 +1,143 @@
+//! The scheduler: fires the store's due schedules, on every runtime. A fire is one conditional
+//! store write per batch (`Store::fire_schedules`): it moves a schedule from the tick a worker
+//! read to its next, and creates the tick's instance, whose id is derived from the schedule and
+//! the tick; so when several workers see the same due tick, one fire takes and the others change
+//! nothing, and a tick never starts twice. The instances are then claimed as any other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::engine::Engine;
+use crate::schedule::{runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec};
+use crate::store::{Millis, ScheduleFire, ScheduleRecord, StoreError};
+
+/// The most due schedules one pass reads and fires (in one store read and one write).
+const FIRE_BATCH: usize = 512;
+
+/// Fires due schedules every `poll_interval` at the latest, at the next due tick on the
+/// engine's clock when it is sooner, and when a client in this process changes a schedule.
+pub(super) async fn schedule_loop(engine: Arc<Engine>, poll_interval: Duration) {
+    let mut compiled: HashMap<String, Arc<Compiled>> = HashMap::new();
+    loop {
+        if engine.is_shutting_down() {
+            return;
+        }
+        let mut full = false;
+        match fire_due(&engine, &mut compiled).await {
+            Ok(fired) => full = fired >= FIRE_BATCH,
+            Err(error) => tracing::warn!(%error, "firing due schedules failed"),
+        }
+        if full {
+            // More are due: fire them at once.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match engine.store().due_schedules(Millis::MAX, 1).await {
+            Ok(next) => {
+                if let Some(at) = next.first().and_then(|record| record.next_fire_at) {
+                    engine.wake_scheduler_at(at);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "reading the next due schedule failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = engine.scheduler_woken() => {}
+        }
+    }
+}
+
+/// Fires the schedules due now (a batch of them); returns how many were due.
+async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compiled>>) -> Result<usize, StoreError> {
+    let now = engine.now();
+    let due = engine.store().due_schedules(now, FIRE_BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    // The instances the latest runs started, for the overlap policy: one read for the batch.
+    let previous: Vec<String> = due.iter().filter_map(last_instance).collect();
+    let running: std::collections::HashSet<String> = if previous.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        let records = engine.store().instances(&previous).await?;
+        records.into_iter().filter(|r| !r.status.is_terminal()).map(|r| r.id).collect()
+    };
+    let mut fires = Vec::with_capacity(due.len());
+    let mut soonest_jitter: Option<Millis> = None;
+    for record in &due {
+        let Some(expected_next) = record.next_fire_at else { continue };
+        let Ok(spec) = serde_json::from_str::<Spec>(&record.spec) else {
+            tracing::warn!(schedule = %record.id, "a schedule's spec does not read; it is left as it is");
+            continue;
+        };
+        let schedule = match compiled.get(&record.spec) {
+            Some(schedule) => schedule.clone(),
+            None => match Compiled::new(&spec) {
+                Ok(schedule) => {
+                    let schedule = Arc::new(schedule);
+                    compiled.insert(record.spec.clone(), schedule.clone());
+                    schedule
+                }
+                Err(error) => {
+                    tracing::warn!(schedule = %record.id, %error, "a schedule's expression does not parse");
+                    continue;
+                }
+            },
+        };
+        let ticks = schedule.due_ticks(expected_next, now, spec.catch_up);
+        let still_running = last_instance(record).filter(|id| running.contains(id));
+        let (instances, runs) = match (spec.overlap, still_running, ticks.last()) {
+            (Overlap::Skip, Some(previous), Some(&latest)) => {
+                let skipped = ScheduleRun {
+                    tick: latest,
+                    instance_id: None,
+                    skipped: Some(format!("the previous run {previous} was still running")),
+                };
+                (Vec::new(), vec![skipped])
+            }
+            _ => {
+                let instances: Vec<_> = ticks.iter().map(|tick| tick_instance(record, &spec, *tick, now)).collect();
+                let runs = instances
+                    .iter()
+                    .zip(&ticks)
+                    .map(|(instance, tick)| ScheduleRun {
+                        tick: *tick,
+                        instance_id: Some(instance.id.clone()),
+                        skipped: None,
+                    })
+                    .collect();
+                (instances, runs)
+            }
+        };
+        for due_at in instances.iter().filter_map(|instance| instance.wake_at) {
+            soonest_jitter = Some(soonest_jitter.map_or(due_at, |soonest| soonest.min(due_at)));
+        }
+        fires.push(ScheduleFire {
+            id: record.id.clone(),
+            expected_next,
+            next_fire_at: schedule.next_after(now),
+            runs: runs_after(&record.runs, runs),
+            fired_at: now,
+            instances,
+        });
+    }
+    if compiled.len() > 4 * FIRE_BATCH {
+        compiled.clear();
+    }
+    let took = engine.store().fire_schedules(&fires).await?;
+    if fires.iter().zip(&took).any(|(fire, took)| *took && !fire.instances.is_empty()) {
+        engine.wake_claimer();
+        if let Some(at) = soonest_jitter {
+            engine.wake_claimer_at(at);
+        }
+    }
+    tracing::trace!(due = due.len(), fired = took.iter().filter(|t| **t).count(), "fired due schedules");
+    Ok(due.len())
+}
+
+/// The instance the schedule's latest run started, if any.
+fn last_instance(record: &ScheduleRecord) -> Option<String> {
+    let runs: Vec<ScheduleRun> = serde_json::from_str(&record.runs).ok()?;
+    runs.into_iter().rev().find_map(|run| run.instance_id)
+}

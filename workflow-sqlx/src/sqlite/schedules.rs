@@ -1,0 +1,123 @@
+//! Schedules: the rows, and firing due ones under the one write lock (see `Store::fire_schedules`).
+
+use workflow_core::store::{ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
+
+use super::bind::bind_create;
+use super::{backend, SqliteStore};
+use crate::shared::rows::{schedule_from_row, SCHEDULE_COLUMNS};
+use crate::shared::to_i64;
+
+const INSERT: &str = "INSERT INTO schedules (id, workflow, spec, paused, next_fire_at, runs, created_at, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+pub(super) async fn put(store: &SqliteStore, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+    let tail = if replace {
+        " ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow, spec = excluded.spec, \
+         paused = excluded.paused, next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at"
+    } else {
+        " ON CONFLICT (id) DO NOTHING"
+    };
+    let written = sqlx::query(&format!("{INSERT}{tail}"))
+        .bind(schedule.id.as_str())
+        .bind(schedule.workflow.as_str())
+        .bind(schedule.spec.as_str())
+        .bind(i64::from(schedule.paused))
+        .bind(schedule.next_fire_at)
+        .bind(schedule.runs.as_str())
+        .bind(schedule.created_at)
+        .bind(schedule.updated_at)
+        .execute(&mut *store.writer().await?)
+        .await
+        .map_err(backend("writing a schedule"))?;
+    store.stats.record_commit(1);
+    Ok(written.rows_affected() == 1)
+}
+
+pub(super) async fn get(store: &SqliteStore, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *store.reader().await?)
+        .await
+        .map_err(backend("reading a schedule"))?;
+    row.as_ref().map(schedule_from_row).transpose()
+}
+
+pub(super) async fn all(store: &SqliteStore) -> Result<Vec<ScheduleRecord>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id"))
+        .fetch_all(&mut *store.reader().await?)
+        .await
+        .map_err(backend("reading the schedules"))?;
+    rows.iter().map(schedule_from_row).collect()
+}
+
+pub(super) async fn delete(store: &SqliteStore, id: &str) -> Result<bool, StoreError> {
+    let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?")
+        .bind(id)
+        .execute(&mut *store.writer().await?)
+        .await
+        .map_err(backend("deleting a schedule"))?;
+    store.stats.record_commit(1);
+    Ok(deleted.rows_affected() == 1)
+}
+
+pub(super) async fn due(store: &SqliteStore, now: i64, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_due \
+         WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ? ORDER BY next_fire_at, id LIMIT ?"
+    ))
+    .bind(now)
+    .bind(to_i64(limit))
+    .fetch_all(&mut *store.reader().await?)
+    .await
+    .map_err(backend("reading the due schedules"))?;
+    rows.iter().map(schedule_from_row).collect()
+}
+
+pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
+    if fires.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a fire of schedules").await?;
+    let outcome = async {
+        let mut took = Vec::with_capacity(fires.len());
+        let insert = format!(
+            "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, updated_at, \
+             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) VALUES ({}) \
+             ON CONFLICT (id) DO NOTHING",
+            vec!["?"; 16].join(", ")
+        );
+        for fire in fires {
+            let moved = sqlx::query(
+                "UPDATE schedules SET next_fire_at = ?, runs = ?, updated_at = ? \
+                 WHERE id = ? AND paused = 0 AND next_fire_at = ?",
+            )
+            .bind(fire.next_fire_at)
+            .bind(fire.runs.as_str())
+            .bind(fire.fired_at)
+            .bind(fire.id.as_str())
+            .bind(fire.expected_next)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("moving a schedule to its next tick"))?;
+            let took_it = moved.rows_affected() == 1;
+            if took_it {
+                for instance in &fire.instances {
+                    bind_create(sqlx::query(&insert), &(0, instance))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(backend("creating a tick's instance"))?;
+                }
+            }
+            took.push(took_it);
+        }
+        Ok(took)
+    }
+    .await;
+    let took = store.end_immediate(&mut conn, outcome, "committing a fire of schedules").await?;
+    store.stats.record_commit(fires.len());
+    if took.iter().zip(fires).any(|(took, fire)| *took && !fire.instances.is_empty()) {
+        store.signal([WakeSignal::Runnable]);
+    }
+    Ok(took)
+}
