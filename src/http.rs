@@ -13,6 +13,7 @@
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
 //! | `GET .../{instanceId}/activities` (ours) | its activity calls in the task queue, waiting or running, with the limits they wait behind | 200 JSON list |
 //! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=&omitPayloads=` | list | 200 |
+//! | `GET`, `POST`, `PUT`, `DELETE /v1.0/schedules/{scheduleId}`, `POST .../pause`, `.../resume`, `.../trigger`, `GET /v1.0/schedules` (ours) | manage schedules (see the `schedules` routes below) | 200, 201, 202 |
 //!
 //! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
 //! name is accepted and ignored (Dapr's is `dapr`). Errors are JSON `{"errorCode", "message"}`:
@@ -61,6 +62,8 @@
 //! # let _ = app;
 //! # }
 //! ```
+
+mod schedules;
 
 use std::collections::HashMap;
 
@@ -120,7 +123,9 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
         .route("/workflows/{component}", get(list))
         .route("/workflows/{component}/{id}", get(status))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
-        .route("/workflows/{component}/{id}/activities", get(queued_activities));
+        .route("/workflows/{component}/{id}/activities", get(queued_activities))
+        .route("/schedules", get(schedules::list))
+        .route("/schedules/{id}", get(schedules::describe));
     if !options.read_only {
         api = api
             .route("/workflows/{component}/{id}/start", post(start))
@@ -128,7 +133,11 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
             .route("/workflows/{component}/{id}/raiseEvent/{event}", post(raise_event))
             .route("/workflows/{component}/{id}/pause", post(pause))
             .route("/workflows/{component}/{id}/resume", post(resume))
-            .route("/workflows/{component}/{id}/purge", post(purge));
+            .route("/workflows/{component}/{id}/purge", post(purge))
+            .route("/schedules/{id}", post(schedules::create).put(schedules::update).delete(schedules::delete))
+            .route("/schedules/{id}/pause", post(schedules::pause))
+            .route("/schedules/{id}/resume", post(schedules::resume))
+            .route("/schedules/{id}/trigger", post(schedules::trigger));
     }
     let api = api.layer(DefaultBodyLimit::max(options.body_limit)).with_state(client);
     Router::new().nest("/v1.0", api.clone()).nest("/v1.0-beta1", api.clone()).nest("/v1.0-alpha1", api).fallback(

@@ -68,6 +68,12 @@ impl Server {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        let response = request.header("content-type", "application/json").body(body.to_owned()).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     async fn get(&self, path: &str) -> (u16, String) {
         let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
@@ -402,4 +408,90 @@ async fn the_read_only_router_serves_gets_only() {
     assert!(store.events("ro-1").await.unwrap().is_empty(), "nothing was raised");
     let status = store.instance("ro-1").await.unwrap().unwrap().status;
     assert!(matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running), "{status:?}");
+}
+
+/// The schedule routes: create (201, then 409), describe with its next runs, list, pause,
+/// trigger (the instance runs), update, delete; bad bodies are JSON 400s, a missing schedule a
+/// 404, and a read-only router serves only the GETs.
+#[tokio::test]
+async fn schedules_over_http() {
+    use reqwest::Method;
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+    let server = serve_on(store.clone(), RouterOptions::default()).await;
+    let body = r#"{"workflowName": "http_approval", "cron": "0 0 9 * * MON-FRI", "timeZone": "Europe/Paris",
+        "input": "weekly", "catchUp": "all", "catchUpMax": 3, "overlap": "allowAll"}"#;
+    let (code, text) = server.post("/v1.0/schedules/standup", body).await;
+    assert_eq!(code, 201, "{text}");
+    let (code, text) = server.post("/v1.0/schedules/standup", body).await;
+    assert_eq!((code, error_code(&text).as_str()), (409, "ERR_SCHEDULE_EXISTS"));
+    let (code, text) = server.get("/v1.0/schedules/standup").await;
+    assert_eq!(code, 200, "{text}");
+    let described: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(described["workflowName"], "http_approval");
+    assert_eq!(described["timeZone"], "Europe/Paris");
+    assert_eq!((described["catchUp"].as_str(), described["catchUpMax"].as_u64()), (Some("all"), Some(3)));
+    assert_eq!(described["overlap"], "allowAll");
+    assert_eq!(described["input"], "weekly");
+    assert_eq!(described["nextRuns"].as_array().map(Vec::len), Some(5), "{described}");
+    assert!(described["nextRuns"][0].as_str().is_some_and(|at| at.ends_with(":00:00.000Z")), "{described}");
+
+    assert_eq!(server.post("/v1.0/schedules/standup/pause", "").await.0, 202);
+    let (_, text) = server.get("/v1.0/schedules").await;
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed[0]["paused"], true, "{listed}");
+    assert_eq!(listed[0]["nextRuns"].as_array().map(Vec::len), Some(0));
+    let (code, text) = server.post("/v1.0/schedules/standup/trigger", "").await;
+    assert_eq!(code, 202, "{text}");
+    let instance = serde_json::from_str::<Value>(&text).unwrap()["instanceID"].as_str().unwrap().to_owned();
+    assert!(instance.starts_with("standup-manual-"), "{instance}");
+    server.wait_for(&instance, "RUNNING").await;
+
+    let update = r#"{"workflowName": "http_approval", "cron": "*/5 * * * * *", "input": "daily"}"#;
+    assert_eq!(server.send(Method::PUT, "/v1.0/schedules/standup", update).await.0, 202);
+    let (_, text) = server.get("/v1.0/schedules/standup").await;
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["cron"], "*/5 * * * * *");
+    for (method, path, body, code, error) in [
+        (Method::POST, "/v1.0/schedules/bad", r#"{"cron": "* * * * *"}"#, 400, "ERR_MALFORMED_REQUEST"),
+        (
+            Method::POST,
+            "/v1.0/schedules/bad",
+            r#"{"workflowName": "http_approval", "cron": "often"}"#,
+            400,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            Method::POST,
+            "/v1.0/schedules/bad",
+            r#"{"workflowName": "nope", "cron": "* * * * *"}"#,
+            400,
+            "ERR_WORKFLOW_NAME_INVALID",
+        ),
+        (
+            Method::POST,
+            "/v1.0/schedules/bad",
+            r#"{"workflowName": "http_approval", "cron": "* * * * *", "catchUp": "some"}"#,
+            400,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (Method::POST, "/v1.0/schedules/bad", "[1]", 400, "ERR_MALFORMED_REQUEST"),
+        (
+            Method::POST,
+            "/v1.0/schedules/bad%20id",
+            r#"{"workflowName": "http_approval", "cron": "* * * * *"}"#,
+            400,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (Method::PUT, "/v1.0/schedules/missing", update, 404, "ERR_SCHEDULE_NOT_FOUND"),
+        (Method::GET, "/v1.0/schedules/missing", "", 404, "ERR_SCHEDULE_NOT_FOUND"),
+        (Method::POST, "/v1.0/schedules/missing/pause", "", 404, "ERR_SCHEDULE_NOT_FOUND"),
+    ] {
+        let (got, text) = server.send(method.clone(), path, body).await;
+        assert_eq!((got, error_code(&text)), (code, error.to_owned()), "{method} {path} {body}: {text}");
+    }
+    assert_eq!(server.send(Method::DELETE, "/v1.0/schedules/standup", "").await.0, 202);
+    assert_eq!(server.get("/v1.0/schedules").await.1, "[]");
+
+    let read_only = serve_on(store, RouterOptions::default().read_only(true)).await;
+    assert_eq!(read_only.get("/v1.0/schedules").await.0, 200);
+    assert_ne!(read_only.post("/v1.0/schedules/other", body).await.0, 201, "no writes through a read-only router");
 }
