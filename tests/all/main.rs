@@ -18,6 +18,8 @@ mod manage;
 #[cfg(feature = "postgres")]
 mod pg_restart;
 mod retention;
+#[cfg(feature = "postgres")]
+mod schedule_processes;
 mod schedules;
 mod spans;
 mod support;
