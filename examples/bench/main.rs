@@ -14,7 +14,7 @@
 //! `W3 commits` the same way on W3 (write transactions per workflow, start to result).
 //!
 //! `--scale` adds a second table of the workloads that show whether costs stay flat as the work
-//! grows (W4-W10, see `scale.rs`); they take minutes, so the default run leaves them out.
+//! grows (W4-W11, see `scale.rs`); they take minutes, so the default run leaves them out.
 
 mod scale;
 

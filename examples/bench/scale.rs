@@ -14,12 +14,16 @@
 //!   1,000 admissions and the RSS growth.
 //! - W10 store growth: ten rounds of W1 at 1,000 workflows on one fresh store; the last round's
 //!   rate beside the first's, with generated ids and with random ones.
+//! - W11 schedules: 10,000 schedules every second for 30 s (ticks started per second, lag from
+//!   due to created), and the CPU of 10,000 schedules not due.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
 
 #[path = "w10_growth.rs"]
 mod w10_growth;
+#[path = "w11_schedules.rs"]
+mod w11_schedules;
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
@@ -73,6 +77,9 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     }
     if wanted("w10") {
         rows.extend(w10_growth::measure(name, dir).await?);
+    }
+    if wanted("w11") {
+        rows.extend(w11_schedules::measure(name, dir).await?);
     }
     // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
     // it is the reference, not a store to measure at scale.

@@ -37,7 +37,7 @@ pub(super) async fn measure(name: &str, dir: &Path) -> BenchResult<Vec<ScaleRow>
     let mut rows = Vec::new();
     for random_ids in [false, true] {
         let tag = if random_ids { "v4" } else { "v7" };
-        let Some((store, cleanup)) = fresh_store(name, dir, tag).await? else {
+        let Some((store, cleanup)) = fresh_store(name, dir, &format!("w10_{tag}")).await? else {
             return Ok(rows);
         };
         let rounds = rounds(store, random_ids).await;
@@ -93,9 +93,9 @@ async fn rounds(store: Arc<dyn Store>, random_ids: bool) -> BenchResult<Vec<f64>
     Ok(rates)
 }
 
-type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+pub(super) type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
-async fn fresh_store(name: &str, dir: &Path, tag: &str) -> BenchResult<Option<(Arc<dyn Store>, Cleanup)>> {
+pub(super) async fn fresh_store(name: &str, dir: &Path, tag: &str) -> BenchResult<Option<(Arc<dyn Store>, Cleanup)>> {
     match name {
         "sqlite" | "sqlite-normal" => {
             let path = dir.join(format!("w10-{name}-{tag}.db"));
@@ -119,7 +119,7 @@ async fn postgres(tag: &str) -> BenchResult<Option<(Arc<dyn Store>, Cleanup)>> {
     let Ok(url) = std::env::var("DATABASE_URL") else {
         return Ok(None);
     };
-    let schema = format!("wf_bench_w10_{tag}_{}", std::process::id());
+    let schema = format!("wf_bench_{tag}_{}", std::process::id());
     let store = workflow::PostgresStore::open_with(&url, workflow::PostgresOptions::new().schema(&schema)).await?;
     let pool = store.pool().clone();
     let cleanup: Cleanup = Box::pin(async move {

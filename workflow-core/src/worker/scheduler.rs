@@ -13,7 +13,7 @@ use crate::schedule::{runs_after, tick_instance, Compiled, Overlap, ScheduleRun,
 use crate::store::{Millis, ScheduleFire, ScheduleRecord, StoreError};
 
 /// The most due schedules one pass reads and fires (in one store read and one write).
-const FIRE_BATCH: usize = 512;
+const FIRE_BATCH: usize = 2_048;
 
 /// Fires due schedules every `poll_interval` at the latest, at the next due tick on the
 /// engine's clock when it is sooner, and when a client in this process changes a schedule.
@@ -55,8 +55,23 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     if due.is_empty() {
         return Ok(0);
     }
-    // The instances the latest runs started, for the overlap policy: one read for the batch.
-    let previous: Vec<String> = due.iter().filter_map(last_instance).collect();
+    let specs: Vec<(&ScheduleRecord, Spec)> = due
+        .iter()
+        .filter_map(|record| match serde_json::from_str::<Spec>(&record.spec) {
+            Ok(spec) => Some((record, spec)),
+            Err(_) => {
+                tracing::warn!(schedule = %record.id, "a schedule's spec does not read; it is left as it is");
+                None
+            }
+        })
+        .collect();
+    // The instances the latest runs of the schedules that skip overlapping ticks started: one
+    // read for the batch.
+    let previous: Vec<String> = specs
+        .iter()
+        .filter(|(_, spec)| spec.overlap == Overlap::Skip)
+        .filter_map(|(record, _)| last_instance(record))
+        .collect();
     let running: std::collections::HashSet<String> = if previous.is_empty() {
         std::collections::HashSet::new()
     } else {
@@ -65,12 +80,8 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     };
     let mut fires = Vec::with_capacity(due.len());
     let mut soonest_jitter: Option<Millis> = None;
-    for record in &due {
+    for (record, spec) in specs {
         let Some(expected_next) = record.next_fire_at else { continue };
-        let Ok(spec) = serde_json::from_str::<Spec>(&record.spec) else {
-            tracing::warn!(schedule = %record.id, "a schedule's spec does not read; it is left as it is");
-            continue;
-        };
         let schedule = match compiled.get(&record.spec) {
             Some(schedule) => schedule.clone(),
             None => match Compiled::new(&spec) {

@@ -12,4 +12,4 @@ CREATE TABLE schedules (
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
-CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0 AND next_fire_at IS NOT NULL;
+CREATE INDEX schedules_due ON schedules (next_fire_at, id) WHERE paused = 0 AND next_fire_at IS NOT NULL;

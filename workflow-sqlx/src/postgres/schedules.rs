@@ -1,12 +1,15 @@
 //! Schedules: the rows, and firing due ones in one transaction whose conditional updates let
 //! only one of several workers take a tick (see `Store::fire_schedules`).
 
+use std::collections::HashSet;
+
 use sqlx::postgres::PgPool;
-use workflow_core::store::{ScheduleFire, ScheduleRecord, StoreError, WakeSignal, WriteOp};
+use workflow_core::store::{InstanceRecord, ScheduleFire, ScheduleRecord, StoreError, WakeSignal, WriteOp};
 
 use super::checks::check_text;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::notice;
+use super::sql::CREATE;
 use crate::shared::rows::{schedule_from_row, SCHEDULE_COLUMNS};
 use crate::shared::to_i64;
 
@@ -96,6 +99,12 @@ pub(super) async fn due(pool: &PgPool, now: i64, limit: usize) -> Result<Vec<Sch
     rows.iter().map(schedule_from_row).collect()
 }
 
+/// Moves the schedules of a batch of fires, each only if it is still at the tick its fire read;
+/// returns the ids moved.
+const MOVE: &str = "UPDATE schedules AS s SET next_fire_at = v.next, runs = v.runs, updated_at = v.at \
+     FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[]) AS v(id, next, runs, at, expected) \
+     WHERE s.id = v.id AND s.paused = 0 AND s.next_fire_at = v.expected RETURNING s.id";
+
 pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
     if fires.is_empty() {
         return Ok(Vec::new());
@@ -103,48 +112,43 @@ pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -
     let creates: Vec<WriteOp> =
         fires.iter().flat_map(|fire| fire.instances.iter().cloned().map(WriteOp::CreateInstance)).collect();
     check_text(&creates)?;
-    let insert = "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, \
-         updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) \
-         VALUES ($1, $2, $3, $4, NULL, NULL, 0, $5, $5, NULL, NULL, NULL, NULL, $6, $7, $8) \
-         ON CONFLICT (id) DO NOTHING";
     retrying(|| async {
         let mut tx = pool.begin().await.map_err(failed("beginning a fire of schedules"))?;
-        let mut took = Vec::with_capacity(fires.len());
-        let mut created = false;
-        for fire in fires {
-            let moved = sqlx::query(
-                "UPDATE schedules SET next_fire_at = $1, runs = $2, updated_at = $3 \
-                 WHERE id = $4 AND paused = 0 AND next_fire_at = $5",
-            )
-            .bind(fire.next_fire_at)
-            .bind(fire.runs.as_str())
-            .bind(fire.fired_at)
-            .bind(fire.id.as_str())
-            .bind(fire.expected_next)
-            .execute(&mut *tx)
+        let moved: Vec<String> = sqlx::query_scalar(MOVE)
+            .bind(fires.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
+            .bind(fires.iter().map(|f| f.next_fire_at).collect::<Vec<_>>())
+            .bind(fires.iter().map(|f| f.runs.as_str()).collect::<Vec<_>>())
+            .bind(fires.iter().map(|f| f.fired_at).collect::<Vec<_>>())
+            .bind(fires.iter().map(|f| f.expected_next).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
             .await
-            .map_err(failed("moving a schedule to its next tick"))?;
-            let took_it = moved.rows_affected() == 1;
-            if took_it {
-                for instance in &fire.instances {
-                    sqlx::query(insert)
-                        .bind(instance.id.as_str())
-                        .bind(instance.workflow.as_str())
-                        .bind(instance.status.as_str())
-                        .bind(instance.input.as_str())
-                        .bind(instance.created_at)
-                        .bind(instance.wake_at)
-                        .bind(i64::from(instance.priority))
-                        .bind(instance.concurrency_key.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed("creating a tick's instance"))?;
-                    created = true;
-                }
-            }
-            took.push(took_it);
-        }
-        if created {
+            .map_err(failed("moving schedules to their next ticks"))?;
+        let taken: HashSet<&str> = moved.iter().map(String::as_str).collect();
+        let instances: Vec<&InstanceRecord> =
+            fires.iter().filter(|f| taken.contains(f.id.as_str())).flat_map(|f| &f.instances).collect();
+        if !instances.is_empty() {
+            let text = |f: fn(&InstanceRecord) -> Option<&str>| instances.iter().map(|i| f(i)).collect::<Vec<_>>();
+            let int = |f: fn(&InstanceRecord) -> Option<i64>| instances.iter().map(|i| f(i)).collect::<Vec<_>>();
+            sqlx::query(CREATE)
+                .bind(text(|i| Some(i.id.as_str())))
+                .bind(text(|i| Some(i.workflow.as_str())))
+                .bind(text(|i| Some(i.status.as_str())))
+                .bind(text(|i| Some(i.input.as_str())))
+                .bind(text(|i| i.output.as_deref()))
+                .bind(text(|i| i.error.as_deref()))
+                .bind(int(|i| Some(i64::from(i.generation))))
+                .bind(int(|i| Some(i.created_at)))
+                .bind(int(|i| Some(i.updated_at)))
+                .bind(text(|i| i.owner.as_deref()))
+                .bind(int(|i| i.lease_until))
+                .bind(text(|i| i.parent_id.as_deref()))
+                .bind(text(|i| i.custom_status.as_deref()))
+                .bind(int(|i| i.wake_at))
+                .bind(int(|i| Some(i64::from(i.priority))))
+                .bind(text(|i| Some(i.concurrency_key.as_str())))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("creating the ticks' instances"))?;
             if let Some(runnable) = notice(&WakeSignal::Runnable) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(channel)
@@ -155,7 +159,7 @@ pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -
             }
         }
         tx.commit().await.map_err(failed("committing a fire of schedules"))?;
-        Ok(took)
+        Ok(fires.iter().map(|fire| taken.contains(fire.id.as_str())).collect())
     })
     .await
 }

@@ -1,6 +1,8 @@
 //! Schedules: the rows, and firing due ones under the one write lock (see `Store::fire_schedules`).
 
-use workflow_core::store::{ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
+use std::collections::HashSet;
+
+use workflow_core::store::{InstanceRecord, ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
 
 use super::bind::bind_create;
 use super::{backend, SqliteStore};
@@ -73,6 +75,11 @@ pub(super) async fn due(store: &SqliteStore, now: i64, limit: usize) -> Result<V
     rows.iter().map(schedule_from_row).collect()
 }
 
+/// Fires per statement: each fire binds 4 values, each instance 16, within SQLite's limit on a
+/// statement's variables.
+const FIRES_PER_STATEMENT: usize = 500;
+const INSTANCES_PER_STATEMENT: usize = 500;
+
 pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
     if fires.is_empty() {
         return Ok(Vec::new());
@@ -80,38 +87,42 @@ pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a fire of schedules").await?;
     let outcome = async {
-        let mut took = Vec::with_capacity(fires.len());
-        let insert = format!(
-            "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, updated_at, \
-             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) VALUES ({}) \
-             ON CONFLICT (id) DO NOTHING",
-            vec!["?"; 16].join(", ")
-        );
-        for fire in fires {
-            let moved = sqlx::query(
-                "UPDATE schedules SET next_fire_at = ?, runs = ?, updated_at = ? \
-                 WHERE id = ? AND paused = 0 AND next_fire_at = ?",
-            )
-            .bind(fire.next_fire_at)
-            .bind(fire.runs.as_str())
-            .bind(fire.fired_at)
-            .bind(fire.id.as_str())
-            .bind(fire.expected_next)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("moving a schedule to its next tick"))?;
-            let took_it = moved.rows_affected() == 1;
-            if took_it {
-                for instance in &fire.instances {
-                    bind_create(sqlx::query(&insert), &(0, instance))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(backend("creating a tick's instance"))?;
-                }
-            }
-            took.push(took_it);
+        // Each batch of fires moves its schedules in one statement (only those still at the tick
+        // the fire read), then creates the instances of the fires that took in a few.
+        let mut taken: HashSet<String> = HashSet::with_capacity(fires.len());
+        for chunk in fires.chunks(FIRES_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE schedules SET next_fire_at = v.column2, runs = v.column3, updated_at = v.column4 \
+                 FROM (VALUES {}) AS v WHERE schedules.id = v.column1 AND schedules.paused = 0 \
+                 AND schedules.next_fire_at = v.column5 RETURNING schedules.id",
+                vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let query = chunk.iter().fold(sqlx::query_scalar::<_, String>(&sql), |query, fire| {
+                query
+                    .bind(fire.id.as_str())
+                    .bind(fire.next_fire_at)
+                    .bind(fire.runs.as_str())
+                    .bind(fire.fired_at)
+                    .bind(fire.expected_next)
+            });
+            let moved = query.fetch_all(&mut *conn).await.map_err(backend("moving schedules to their next ticks"))?;
+            taken.extend(moved);
         }
-        Ok(took)
+        let instances: Vec<&InstanceRecord> =
+            fires.iter().filter(|fire| taken.contains(fire.id.as_str())).flat_map(|fire| &fire.instances).collect();
+        for chunk in instances.chunks(INSTANCES_PER_STATEMENT) {
+            let row = format!("({})", vec!["?"; 16].join(", "));
+            let sql = format!(
+                "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, \
+                 updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) \
+                 VALUES {} ON CONFLICT (id) DO NOTHING",
+                vec![row.as_str(); chunk.len()].join(", ")
+            );
+            let rows: Vec<(usize, &InstanceRecord)> = chunk.iter().map(|instance| (0, *instance)).collect();
+            let query = rows.iter().fold(sqlx::query(&sql), bind_create);
+            query.execute(&mut *conn).await.map_err(backend("creating the ticks' instances"))?;
+        }
+        Ok(fires.iter().map(|fire| taken.contains(fire.id.as_str())).collect::<Vec<bool>>())
     }
     .await;
     let took = store.end_immediate(&mut conn, outcome, "committing a fire of schedules").await?;
