@@ -12,7 +12,7 @@
 //!
 //! A schedule's body: `{"workflowName": "...", "cron": "*/5 * * * * *", "timeZone": "UTC",
 //! "input": <JSON>, "catchUp": "latest" | "skip" | "all", "catchUpGraceMs": N, "catchUpMax": N,
-//! "overlap": "skip" | "allowAll", "jitterMs": N, "paused": false}`; only `workflowName` and
+//! "overlap": "skip" | "allowAll" | "terminatePrevious", "jitterMs": N, "paused": false}`; only `workflowName` and
 //! `cron` are required.
 
 use axum::extract::State;
@@ -45,7 +45,11 @@ fn schedule_json(status: &ScheduleStatus) -> Value {
         "catchUp": catch_up,
         "catchUpGraceMs": grace,
         "catchUpMax": max,
-        "overlap": match status.overlap { Overlap::Skip => "skip", Overlap::AllowAll => "allowAll" },
+        "overlap": match status.overlap {
+            Overlap::Skip => "skip",
+            Overlap::AllowAll => "allowAll",
+            Overlap::TerminatePrevious => "terminatePrevious",
+        },
         "paused": status.paused,
         "nextRuns": status.next_runs.iter().map(|t| rfc3339(*t)).collect::<Vec<_>>(),
         "recentRuns": runs,
@@ -92,7 +96,10 @@ fn schedule_of(id: &str, body: &Body) -> Result<Schedule, super::ApiError> {
     let overlap = match text_field("overlap")? {
         None | Some("skip") => Overlap::Skip,
         Some("allowAll") => Overlap::AllowAll,
-        Some(other) => return Err(bad_request(format!("`overlap` is skip or allowAll, got {other:?}"))),
+        Some("terminatePrevious") => Overlap::TerminatePrevious,
+        Some(other) => {
+            return Err(bad_request(format!("`overlap` is skip, allowAll or terminatePrevious, got {other:?}")));
+        }
     };
     schedule = schedule.catch_up(catch_up).overlap(overlap);
     if let Some(ms) = number("jitterMs")? {

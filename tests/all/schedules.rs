@@ -235,10 +235,13 @@ async fn catch_up_policies_after_a_stop() {
 }
 
 /// A run that outlasts the interval: under `Overlap::Skip` the ticks meanwhile start nothing
-/// (and say why), the tick after it ended starts again; under `Overlap::AllowAll` they start.
+/// (and say why), the tick after it ended starts again; under `Overlap::AllowAll` they start;
+/// under `Overlap::TerminatePrevious` the next tick terminates the run and starts.
 #[tokio::test]
 async fn overlap_policies_with_a_long_run() {
-    for (id, policy) in [("ov-skip", workflow::Overlap::Skip), ("ov-all", workflow::Overlap::AllowAll)] {
+    use workflow::Overlap;
+    let policies = [("ov-skip", Overlap::Skip), ("ov-all", Overlap::AllowAll), ("ov-term", Overlap::TerminatePrevious)];
+    for (id, policy) in policies {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let clock = VirtualClock::new(NEW_YEAR);
         let schedule = Schedule::of::<long_job::Workflow>(id, "* * * * * *", &()).overlap(policy);
@@ -255,16 +258,25 @@ async fn overlap_policies_with_a_long_run() {
         .await;
         let second = client.schedule(id).await.unwrap().recent_runs.into_iter().find(|r| r.tick == NEW_YEAR + 2_000);
         match policy {
-            workflow::Overlap::Skip => {
+            Overlap::Skip => {
                 let second = second.unwrap();
                 assert_eq!(second.instance_id, None, "{id}");
                 assert!(second.skipped.unwrap().contains(&tick(1)), "{id}: says which run still went");
                 assert!(store.instance(&tick(2)).await.unwrap().is_none(), "{id}");
             }
-            workflow::Overlap::AllowAll => assert_eq!(second.unwrap().instance_id, Some(tick(2)), "{id}"),
+            Overlap::AllowAll => assert_eq!(second.unwrap().instance_id, Some(tick(2)), "{id}"),
+            Overlap::TerminatePrevious => {
+                assert_eq!(second.unwrap().instance_id, Some(tick(2)), "{id}");
+                let first = client.status(&tick(1)).await.unwrap();
+                assert_eq!(first.status, RuntimeStatus::Terminated, "{id}: the previous run was terminated");
+                // The third tick terminates the second in turn.
+                client.raise_event(&tick(2), "done", &()).await.unwrap();
+            }
         }
-        client.raise_event(&tick(1), "done", &()).await.unwrap();
-        wait_for_instance(&store, &tick(1)).await;
+        if policy != Overlap::TerminatePrevious {
+            client.raise_event(&tick(1), "done", &()).await.unwrap();
+            wait_for_instance(&store, &tick(1)).await;
+        }
         clock.advance(Duration::from_secs(1));
         crate::support::wait_until("the third run", || async { store.instance(&tick(3)).await.unwrap().is_some() })
             .await;

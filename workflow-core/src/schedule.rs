@@ -62,6 +62,8 @@ pub enum Overlap {
     Skip,
     /// Start it anyway: runs may overlap.
     AllowAll,
+    /// Terminate the previous run (with its children), then start the tick.
+    TerminatePrevious,
 }
 
 /// A schedule: start workflow `workflow` with `input` on every tick of a cron expression, in a

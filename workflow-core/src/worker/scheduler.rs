@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::Engine;
+use crate::client::Client;
+use crate::error::Error;
 use crate::schedule::{runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec};
-use crate::store::{Millis, ScheduleFire, ScheduleRecord, StoreError};
+use crate::store::{InstanceRecord, Millis, ScheduleFire, ScheduleRecord, StoreError};
 
 /// The most due schedules one pass reads and fires (in one store read and one write).
 const FIRE_BATCH: usize = 2_048;
@@ -69,7 +71,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     // read for the batch.
     let previous: Vec<String> = specs
         .iter()
-        .filter(|(_, spec)| spec.overlap == Overlap::Skip)
+        .filter(|(_, spec)| spec.overlap != Overlap::AllowAll)
         .filter_map(|(record, _)| last_instance(record))
         .collect();
     let running: std::collections::HashSet<String> = if previous.is_empty() {
@@ -107,19 +109,17 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
                 };
                 (Vec::new(), vec![skipped])
             }
-            _ => {
-                let instances: Vec<_> = ticks.iter().map(|tick| tick_instance(record, &spec, *tick, now)).collect();
-                let runs = instances
-                    .iter()
-                    .zip(&ticks)
-                    .map(|(instance, tick)| ScheduleRun {
-                        tick: *tick,
-                        instance_id: Some(instance.id.clone()),
-                        skipped: None,
-                    })
-                    .collect();
-                (instances, runs)
+            (Overlap::TerminatePrevious, Some(previous), Some(_)) => {
+                // Before the fire: a fire another worker takes first terminates it too, which
+                // changes nothing more.
+                let reason = format!("terminated by schedule {}: its next tick started", record.id);
+                match Client::local(engine.clone()).terminate(&previous, Some(&reason)).await {
+                    Ok(()) | Err(Error::InstanceFinished(_) | Error::InstanceNotFound(_)) => {}
+                    Err(error) => tracing::warn!(%error, schedule = %record.id, "terminating the previous run failed"),
+                }
+                tick_runs(record, &spec, &ticks, now)
             }
+            _ => tick_runs(record, &spec, &ticks, now),
         };
         for due_at in instances.iter().filter_map(|instance| instance.wake_at) {
             soonest_jitter = Some(soonest_jitter.map_or(due_at, |soonest| soonest.min(due_at)));
@@ -145,6 +145,22 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     }
     tracing::trace!(due = due.len(), fired = took.iter().filter(|t| **t).count(), "fired due schedules");
     Ok(due.len())
+}
+
+/// The instances `ticks` start and their runs.
+fn tick_runs(
+    record: &ScheduleRecord,
+    spec: &Spec,
+    ticks: &[Millis],
+    now: Millis,
+) -> (Vec<InstanceRecord>, Vec<ScheduleRun>) {
+    let instances: Vec<InstanceRecord> = ticks.iter().map(|tick| tick_instance(record, spec, *tick, now)).collect();
+    let runs = instances
+        .iter()
+        .zip(ticks)
+        .map(|(instance, tick)| ScheduleRun { tick: *tick, instance_id: Some(instance.id.clone()), skipped: None })
+        .collect();
+    (instances, runs)
 }
 
 /// The instance the schedule's latest run started, if any.
