@@ -314,8 +314,14 @@ impl Engine {
     /// earliest asked for; a later one is left to the polls (a stream of debounced starts does
     /// not pile up timers).
     pub(crate) fn wake_claimer_at(self: &Arc<Self>, at: Millis) {
+        self.wake_at(at, |engine| &engine.next_claim_wake, Engine::wake_claimer);
+    }
+
+    /// Calls `wake` at `at` on the engine's clock, unless a wake at or before `at` already waits
+    /// in `slot` (each kind of timed wake keeps one timer, the earliest asked for).
+    fn wake_at(self: &Arc<Self>, at: Millis, slot: fn(&Engine) -> &Mutex<Option<Millis>>, wake: fn(&Engine)) {
         {
-            let Ok(mut next) = self.next_claim_wake.lock() else { return };
+            let Ok(mut next) = slot(self).lock() else { return };
             if next.is_some_and(|next| next <= at) {
                 return;
             }
@@ -326,12 +332,12 @@ impl Engine {
         tokio::spawn(async move {
             due.await;
             if let Some(engine) = engine.upgrade() {
-                if let Ok(mut next) = engine.next_claim_wake.lock() {
+                if let Ok(mut next) = slot(&engine).lock() {
                     if *next == Some(at) {
                         *next = None;
                     }
                 }
-                engine.wake_claimer();
+                wake(&engine);
             }
         });
     }
@@ -344,26 +350,7 @@ impl Engine {
     /// Wakes the scheduler at `at` on the engine's clock (a schedule falls due then). One such
     /// wake waits at a time, the earliest asked for.
     pub(super) fn wake_scheduler_at(self: &Arc<Self>, at: Millis) {
-        {
-            let Ok(mut next) = self.next_schedule_wake.lock() else { return };
-            if next.is_some_and(|next| next <= at) {
-                return;
-            }
-            *next = Some(at);
-        }
-        let engine = Arc::downgrade(self);
-        let due = self.clock.sleep_until(at);
-        tokio::spawn(async move {
-            due.await;
-            if let Some(engine) = engine.upgrade() {
-                if let Ok(mut next) = engine.next_schedule_wake.lock() {
-                    if *next == Some(at) {
-                        *next = None;
-                    }
-                }
-                engine.wake_scheduler();
-            }
-        });
+        self.wake_at(at, |engine| &engine.next_schedule_wake, Engine::wake_scheduler);
     }
 
     /// Resolves when the scheduler should look again.

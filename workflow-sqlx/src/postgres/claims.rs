@@ -151,12 +151,14 @@ pub(super) async fn claim_capped(
             let want = left.min(room.total);
             let workflow = cap.workflow.as_str();
             let rows = match room.starts {
-                None => claim_one(&mut tx, &CLAIM, worker, lease_until, workflow, now, want).await?,
+                None => claim_one(&mut tx, &CLAIM, worker, lease_until, (workflow, None), now, want).await?,
                 Some(starts) => {
                     let mut rows =
-                        claim_one(&mut tx, &CLAIM_RESUMPTIONS, worker, lease_until, workflow, now, want).await?;
+                        claim_one(&mut tx, &CLAIM_RESUMPTIONS, worker, lease_until, (workflow, None), now, want)
+                            .await?;
                     let want = starts.min(want - rows.len());
-                    let begun = claim_one(&mut tx, &CLAIM_STARTS, worker, lease_until, workflow, now, want).await?;
+                    let begun =
+                        claim_one(&mut tx, &CLAIM_STARTS, worker, lease_until, (workflow, None), now, want).await?;
                     record_starts(&mut tx, workflow, "", now, begun.len()).await?;
                     rows.extend(begun);
                     rows
@@ -237,12 +239,16 @@ async fn claim_keyed(
         let room = cap.room(count(&running), count(&started));
         let want = room.total.min(left);
         match room.starts {
-            None => rows.extend(claim_of_key(tx, &CLAIM_KEY, worker, lease_until, workflow, &key, now, want).await?),
+            None => {
+                rows.extend(claim_one(tx, &CLAIM_KEY, worker, lease_until, (workflow, Some(&key)), now, want).await?)
+            }
             Some(starts) => {
                 let resumed =
-                    claim_of_key(tx, &CLAIM_KEY_RESUMPTIONS, worker, lease_until, workflow, &key, now, want).await?;
+                    claim_one(tx, &CLAIM_KEY_RESUMPTIONS, worker, lease_until, (workflow, Some(&key)), now, want)
+                        .await?;
                 let want = starts.min(want - resumed.len());
-                let begun = claim_of_key(tx, &CLAIM_KEY_STARTS, worker, lease_until, workflow, &key, now, want).await?;
+                let begun =
+                    claim_one(tx, &CLAIM_KEY_STARTS, worker, lease_until, (workflow, Some(&key)), now, want).await?;
                 record_starts(tx, workflow, &key, now, begun.len()).await?;
                 rows.extend(resumed);
                 rows.extend(begun);
@@ -250,34 +256,6 @@ async fn claim_keyed(
         }
     }
     Ok(rows)
-}
-
-/// Claims up to `want` instances of `workflow` with concurrency key `key` with `statement` (one
-/// of [`CLAIM_KEY`] and its kinds) in the open transaction.
-#[allow(clippy::too_many_arguments)]
-async fn claim_of_key(
-    tx: &mut sqlx::PgConnection,
-    statement: &str,
-    worker: &str,
-    lease_until: Millis,
-    workflow: &str,
-    key: &str,
-    now: Millis,
-    want: usize,
-) -> Result<Vec<PgRow>, Failure> {
-    if want == 0 {
-        return Ok(Vec::new());
-    }
-    sqlx::query(statement)
-        .bind(worker)
-        .bind(lease_until)
-        .bind([workflow])
-        .bind(now)
-        .bind(to_i64(want))
-        .bind(key)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(failed("claiming instances of a concurrency key"))
 }
 
 /// Records `begun` starts of `workflow` with concurrency `key` at `now`, against its rate.
@@ -302,29 +280,26 @@ async fn record_starts(
 }
 
 /// Claims up to `want` instances of `workflow` with `statement` (one of the claims, [`CLAIM`] and
-/// its kinds) in the open transaction.
+/// its kinds, or, with a concurrency `key`, [`CLAIM_KEY`] and its kinds) in the open transaction.
 #[allow(clippy::too_many_arguments)]
 async fn claim_one(
     tx: &mut sqlx::PgConnection,
     statement: &str,
     worker: &str,
     lease_until: Millis,
-    workflow: &str,
+    (workflow, key): (&str, Option<&str>),
     now: Millis,
     want: usize,
 ) -> Result<Vec<PgRow>, Failure> {
     if want == 0 {
         return Ok(Vec::new());
     }
-    sqlx::query(statement)
-        .bind(worker)
-        .bind(lease_until)
-        .bind([workflow])
-        .bind(now)
-        .bind(to_i64(want))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(failed("claiming instances"))
+    let query = sqlx::query(statement).bind(worker).bind(lease_until).bind([workflow]).bind(now).bind(to_i64(want));
+    let query = match key {
+        Some(key) => query.bind(key),
+        None => query,
+    };
+    query.fetch_all(&mut *tx).await.map_err(failed("claiming instances"))
 }
 
 /// Sets aside a claimed row that did not decode (`error`): undoes `worker`'s claim with a later
