@@ -28,6 +28,11 @@ pub(super) async fn schedule_loop(engine: Arc<Engine>, poll_interval: Duration) 
         let mut full = false;
         match fire_due(&engine, &mut compiled).await {
             Ok(fired) => full = fired >= FIRE_BATCH,
+            Err(StoreError::Config(reason)) => {
+                // A store that keeps no schedules (the trait's default): nothing to fire, ever.
+                tracing::debug!(%reason, "the store keeps no schedules; the scheduler stops");
+                return;
+            }
             Err(error) => tracing::warn!(%error, "firing due schedules failed"),
         }
         if full {
