@@ -78,7 +78,7 @@ pub struct Schedule {
 }
 
 /// A schedule's stored settings (JSON in the store).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub(crate) struct Spec {
     pub(crate) cron: String,
     pub(crate) time_zone: String,
@@ -115,16 +115,7 @@ impl Schedule {
         Self {
             id: id.into(),
             workflow: workflow.into(),
-            spec: Spec {
-                cron: cron.into(),
-                time_zone: "UTC".into(),
-                input: input.into(),
-                catch_up: CatchUp::default(),
-                overlap: Overlap::default(),
-                jitter_ms: 0,
-                start_at: None,
-                end_at: None,
-            },
+            spec: Spec { cron: cron.into(), time_zone: "UTC".into(), input: input.into(), ..Spec::default() },
             paused: false,
         }
     }
@@ -333,9 +324,9 @@ pub struct ScheduleRun {
     pub skipped: Option<String>,
 }
 
-/// `runs` (a record's JSON) with `new` appended, the latest [`RUNS_KEPT`] kept, as JSON.
-pub(crate) fn runs_after(runs: &str, new: impl IntoIterator<Item = ScheduleRun>) -> String {
-    let mut all: Vec<ScheduleRun> = serde_json::from_str(runs).unwrap_or_default();
+/// A schedule's `runs` (read from its record) with `new` appended, the latest [`RUNS_KEPT`]
+/// kept, as the record's JSON.
+pub(crate) fn runs_after(mut all: Vec<ScheduleRun>, new: impl IntoIterator<Item = ScheduleRun>) -> String {
     all.extend(new);
     let skip = all.len().saturating_sub(RUNS_KEPT);
     serde_json::to_string(&all[skip..]).unwrap_or_else(|_| "[]".into())
@@ -381,16 +372,7 @@ impl ScheduleStatus {
             }
             _ => Vec::new(),
         };
-        let spec = spec.unwrap_or(Spec {
-            cron: String::new(),
-            time_zone: String::new(),
-            input: String::new(),
-            catch_up: CatchUp::default(),
-            overlap: Overlap::default(),
-            jitter_ms: 0,
-            start_at: None,
-            end_at: None,
-        });
+        let spec = spec.unwrap_or_default();
         Self {
             recent_runs: serde_json::from_str(&record.runs).unwrap_or_default(),
             id: record.id,

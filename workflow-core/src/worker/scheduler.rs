@@ -62,10 +62,11 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     if due.is_empty() {
         return Ok(0);
     }
-    let specs: Vec<(&ScheduleRecord, Spec)> = due
+    // Each record's spec and runs, read once.
+    let specs: Vec<(&ScheduleRecord, Spec, Vec<ScheduleRun>)> = due
         .iter()
         .filter_map(|record| match serde_json::from_str::<Spec>(&record.spec) {
-            Ok(spec) => Some((record, spec)),
+            Ok(spec) => Some((record, spec, serde_json::from_str(&record.runs).unwrap_or_default())),
             Err(_) => {
                 tracing::warn!(schedule = %record.id, "a schedule's spec does not read; it is left as it is");
                 None
@@ -76,8 +77,8 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     // read for the batch.
     let previous: Vec<String> = specs
         .iter()
-        .filter(|(_, spec)| spec.overlap != Overlap::AllowAll)
-        .filter_map(|(record, _)| last_instance(record))
+        .filter(|(_, spec, _)| spec.overlap != Overlap::AllowAll)
+        .filter_map(|(_, _, runs)| last_instance(runs))
         .collect();
     let running: std::collections::HashSet<String> = if previous.is_empty() {
         std::collections::HashSet::new()
@@ -87,7 +88,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     };
     let mut fires = Vec::with_capacity(due.len());
     let mut soonest_jitter: Option<Millis> = None;
-    for (record, spec) in specs {
+    for (record, spec, past_runs) in specs {
         let Some(expected_next) = record.next_fire_at else { continue };
         let schedule = match compiled.get(&record.spec) {
             Some(schedule) => schedule.clone(),
@@ -104,7 +105,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
             },
         };
         let ticks = schedule.due_ticks(expected_next, now, spec.catch_up);
-        let still_running = last_instance(record).filter(|id| running.contains(id));
+        let still_running = last_instance(&past_runs).filter(|id| running.contains(id));
         let (instances, runs) = match (spec.overlap, still_running, ticks.last()) {
             (Overlap::Skip, Some(previous), Some(&latest)) => {
                 let skipped = ScheduleRun {
@@ -133,7 +134,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
             id: record.id.clone(),
             expected_next,
             next_fire_at: schedule.next_after(now),
-            runs: runs_after(&record.runs, runs),
+            runs: runs_after(past_runs, runs),
             fired_at: now,
             instances,
         });
@@ -169,7 +170,6 @@ fn tick_runs(
 }
 
 /// The instance the schedule's latest run started, if any.
-fn last_instance(record: &ScheduleRecord) -> Option<String> {
-    let runs: Vec<ScheduleRun> = serde_json::from_str(&record.runs).ok()?;
-    runs.into_iter().rev().find_map(|run| run.instance_id)
+fn last_instance(runs: &[ScheduleRun]) -> Option<String> {
+    runs.iter().rev().find_map(|run| run.instance_id.clone())
 }

@@ -7,8 +7,8 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 use workflow_core::store::{
-    key_room, ActivityCap, InstanceRecord, Millis, StoreError, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal,
-    WorkflowCap,
+    key_room, ActivityCap, InstanceRecord, Millis, RateLimit, StoreError, TaskCompletion, TaskOutcome, TaskRecord,
+    WakeSignal, WorkflowCap,
 };
 
 use super::checks::check_completion;
@@ -114,38 +114,31 @@ pub(super) async fn claim_capped(
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("locking a workflow's cap"))?;
+            if cap.keyed {
+                let rows = claim_keyed(&mut tx, cap, worker, lease_until, now, left).await?;
+                tx.commit().await.map_err(failed("committing a capped claim"))?;
+                return Ok(rows);
+            }
             let running: i64 = match cap.concurrency {
-                Some(_) if !cap.keyed => sqlx::query_scalar(COUNT_RUNNING)
+                Some(_) => sqlx::query_scalar(COUNT_RUNNING)
                     .bind(cap.workflow.as_str())
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(failed("counting running instances"))?,
-                _ => 0,
+                None => 0,
             };
             let started: i64 = match cap.rate {
-                Some(rate) if !cap.keyed => {
-                    // Starts a period old no longer count: forgotten here, so the table holds one
-                    // period.
-                    sqlx::query(FORGET_WORKFLOW_STARTS)
-                        .bind(cap.workflow.as_str())
-                        .bind(now.saturating_sub(rate.period_ms))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed("forgetting old starts"))?;
+                Some(rate) => {
+                    forget_workflow_starts(&mut tx, &cap.workflow, rate, now).await?;
                     sqlx::query_scalar(COUNT_WORKFLOW_STARTS)
                         .bind(cap.workflow.as_str())
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(failed("counting recent starts"))?
                 }
-                _ => 0,
+                None => 0,
             };
-            if cap.keyed {
-                let rows = claim_keyed(&mut tx, cap, worker, lease_until, now, left).await?;
-                tx.commit().await.map_err(failed("committing a capped claim"))?;
-                return Ok(rows);
-            }
             let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
             let room = cap.room(to_u64(running), to_u64(started));
             let want = left.min(room.total);
@@ -195,9 +188,6 @@ async fn claim_keyed(
     limit: usize,
 ) -> Result<Vec<PgRow>, Failure> {
     let workflow = cap.workflow.as_str();
-    let per_key = |rows: Vec<(String, i64)>| -> HashMap<String, u64> {
-        rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
-    };
     let running = per_key(
         sqlx::query_as(COUNT_RUNNING_PER_KEY)
             .bind(workflow)
@@ -208,12 +198,7 @@ async fn claim_keyed(
     );
     let started = match cap.rate {
         Some(rate) => {
-            sqlx::query(FORGET_WORKFLOW_STARTS)
-                .bind(workflow)
-                .bind(now.saturating_sub(rate.period_ms))
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("forgetting old starts"))?;
+            forget_workflow_starts(tx, workflow, rate, now).await?;
             per_key(
                 sqlx::query_as(COUNT_WORKFLOW_STARTS_PER_KEY)
                     .bind(workflow)
@@ -256,6 +241,28 @@ async fn claim_keyed(
         }
     }
     Ok(rows)
+}
+
+/// Counts per concurrency key, as the per-key counting statements return them.
+fn per_key(rows: Vec<(String, i64)>) -> HashMap<String, u64> {
+    rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
+}
+
+/// Forgets `workflow`'s starts a period of `rate` old: they no longer count, and the table holds
+/// one period.
+async fn forget_workflow_starts(
+    tx: &mut sqlx::PgConnection,
+    workflow: &str,
+    rate: RateLimit,
+    now: Millis,
+) -> Result<(), Failure> {
+    sqlx::query(FORGET_WORKFLOW_STARTS)
+        .bind(workflow)
+        .bind(now.saturating_sub(rate.period_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("forgetting old starts"))?;
+    Ok(())
 }
 
 /// Records `begun` starts of `workflow` with concurrency `key` at `now`, against its rate.
@@ -449,12 +456,9 @@ pub(super) async fn claim_tasks_capped(
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("locking an activity's cap"))?;
-            let as_map = |rows: Vec<(String, i64)>| -> HashMap<String, u64> {
-                rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
-            };
             let running = if cap.concurrency.is_some() {
                 let holding = sqlx::query_as(COUNT_HOLDING).bind(name).bind(now).fetch_all(&mut *tx).await;
-                as_map(holding.map_err(failed("counting running tasks"))?)
+                per_key(holding.map_err(failed("counting running tasks"))?)
             } else {
                 HashMap::new()
             };
@@ -468,7 +472,7 @@ pub(super) async fn claim_tasks_capped(
                         .await
                         .map_err(failed("forgetting old starts"))?;
                     let recent = sqlx::query_as(COUNT_STARTS).bind(name).fetch_all(&mut *tx).await;
-                    as_map(recent.map_err(failed("counting recent starts"))?)
+                    per_key(recent.map_err(failed("counting recent starts"))?)
                 }
                 None => HashMap::new(),
             };

@@ -373,18 +373,23 @@ async fn anything_claimable(store: &SqliteStore, workflows: &[String], now: Mill
     Ok(any.is_some())
 }
 
-/// The instances of the capped workflows that hold a lease at `now`, by workflow.
+/// The instances of the workflows capped as a whole (not per key: `claim_keyed` counts those)
+/// that hold a lease at `now`, by workflow.
 async fn running_of(
     conn: &mut SqliteConnection,
     caps: &[WorkflowCap],
     now: Millis,
 ) -> Result<HashMap<String, u64>, StoreError> {
-    let marks = vec!["?"; caps.len()].join(", ");
+    let whole: Vec<&str> = caps.iter().filter(|cap| !cap.keyed).map(|cap| cap.workflow.as_str()).collect();
+    if whole.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let marks = vec!["?"; whole.len()].join(", ");
     let sql = format!(
         "SELECT workflow, count(*) FROM instances INDEXED BY instances_owned WHERE owner IS NOT NULL \
          AND lease_until >= ? AND status IN ('Pending', 'Running') AND workflow IN ({marks}) GROUP BY workflow"
     );
-    let query = caps.iter().fold(sqlx::query(&sql).bind(now), |query, cap| query.bind(cap.workflow.as_str()));
+    let query = whole.iter().fold(sqlx::query(&sql).bind(now), |query, workflow| query.bind(*workflow));
     counts(query.fetch_all(&mut *conn).await.map_err(backend("counting running instances"))?)
 }
 
