@@ -12,7 +12,7 @@
 //!
 //! A schedule's body: `{"workflowName": "...", "cron": "*/5 * * * * *", "timeZone": "UTC",
 //! "input": <JSON>, "catchUp": "latest" | "skip" | "all", "catchUpGraceMs": N, "catchUpMax": N,
-//! "overlap": "skip" | "allowAll" | "terminatePrevious", "jitterMs": N, "paused": false}`; only `workflowName` and
+//! "overlap": "skip" | "allowAll" | "terminatePrevious" | "bufferOne", "jitterMs": N, "paused": false}`; only `workflowName` and
 //! `cron` are required.
 
 use axum::extract::State;
@@ -34,7 +34,9 @@ fn schedule_json(status: &ScheduleStatus) -> Value {
     let runs: Vec<Value> = status
         .recent_runs
         .iter()
-        .map(|run| json!({ "tick": rfc3339(run.tick), "instanceID": run.instance_id, "skipped": run.skipped }))
+        .map(|run| {
+            json!({ "tick": rfc3339(run.tick), "instanceID": run.instance_id, "skipped": run.skipped, "buffered": run.buffered })
+        })
         .collect();
     json!({
         "scheduleID": status.id,
@@ -49,6 +51,7 @@ fn schedule_json(status: &ScheduleStatus) -> Value {
             Overlap::Skip => "skip",
             Overlap::AllowAll => "allowAll",
             Overlap::TerminatePrevious => "terminatePrevious",
+            Overlap::BufferOne => "bufferOne",
         },
         "paused": status.paused,
         "nextRuns": status.next_runs.iter().map(|t| rfc3339(*t)).collect::<Vec<_>>(),
@@ -97,8 +100,11 @@ fn schedule_of(id: &str, body: &Body) -> Result<Schedule, super::ApiError> {
         None | Some("skip") => Overlap::Skip,
         Some("allowAll") => Overlap::AllowAll,
         Some("terminatePrevious") => Overlap::TerminatePrevious,
+        Some("bufferOne") => Overlap::BufferOne,
         Some(other) => {
-            return Err(bad_request(format!("`overlap` is skip, allowAll or terminatePrevious, got {other:?}")));
+            return Err(bad_request(format!(
+                "`overlap` is skip, allowAll, terminatePrevious or bufferOne, got {other:?}"
+            )));
         }
     };
     schedule = schedule.catch_up(catch_up).overlap(overlap);

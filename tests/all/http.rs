@@ -446,10 +446,12 @@ async fn schedules_over_http() {
     assert!(instance.starts_with("standup-manual-"), "{instance}");
     server.wait_for(&instance, "RUNNING").await;
 
-    let update = r#"{"workflowName": "http_approval", "cron": "*/5 * * * * *", "input": "daily"}"#;
+    let update =
+        r#"{"workflowName": "http_approval", "cron": "*/5 * * * * *", "input": "daily", "overlap": "bufferOne"}"#;
     assert_eq!(server.send(Method::PUT, "/v1.0/schedules/standup", update).await.0, 202);
     let (_, text) = server.get("/v1.0/schedules/standup").await;
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["cron"], "*/5 * * * * *");
+    let updated: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((updated["cron"].as_str(), updated["overlap"].as_str()), (Some("*/5 * * * * *"), Some("bufferOne")));
     for (method, path, body, code, error) in [
         (Method::POST, "/v1.0/schedules/bad", r#"{"cron": "* * * * *"}"#, 400, "ERR_MALFORMED_REQUEST"),
         (

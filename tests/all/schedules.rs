@@ -272,6 +272,7 @@ async fn overlap_policies_with_a_long_run() {
                 // The third tick terminates the second in turn.
                 client.raise_event(&tick(2), "done", &()).await.unwrap();
             }
+            Overlap::BufferOne => unreachable!("buffer_one_starts_the_waiting_tick_when_the_run_ends"),
         }
         if policy != Overlap::TerminatePrevious {
             client.raise_event(&tick(1), "done", &()).await.unwrap();
@@ -282,6 +283,69 @@ async fn overlap_policies_with_a_long_run() {
             .await;
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+}
+
+/// `Overlap::BufferOne` with a run that outlasts two ticks of a schedule every 10 s: the first
+/// tick it overlaps waits (a buffered run, no instance), the next is skipped, and the waiting
+/// tick starts within a second of the run's end (not at the next tick), under its own tick's id;
+/// with nothing running or waiting, the tick after starts at once.
+async fn buffer_one_starts_the_waiting_tick_when_the_run_ends(id: &str, store: Arc<dyn Store>) {
+    let clock = VirtualClock::new(NEW_YEAR);
+    let schedule = Schedule::of::<long_job::Workflow>(id, "*/10 * * * * *", &()).overlap(workflow::Overlap::BufferOne);
+    let runtime = schedule_runtime(&store, &clock, vec![schedule]).await;
+    let client = runtime.client();
+    let tick = |s: i64| format!("{id}-{}", NEW_YEAR + s * 1_000);
+    let run_at = |s: i64| {
+        let client = client.clone();
+        async move { client.schedule(id).await.unwrap().recent_runs.into_iter().find(|r| r.tick == NEW_YEAR + s * 1_000) }
+    };
+    let exists = |s: i64| {
+        let store = store.clone();
+        async move { store.instance(&tick(s)).await.unwrap().is_some() }
+    };
+    clock.advance(Duration::from_secs(10));
+    crate::support::wait_until("the first run", || exists(10)).await;
+    clock.advance(Duration::from_secs(10));
+    crate::support::wait_until("the second tick", || async { run_at(20).await.is_some() }).await;
+    let waiting = run_at(20).await.unwrap();
+    assert!(waiting.buffered && waiting.instance_id.is_none() && waiting.skipped.is_none(), "{id}: {waiting:?}");
+    assert!(!exists(20).await, "{id}: a buffered tick has no instance yet");
+    clock.advance(Duration::from_secs(10));
+    crate::support::wait_until("the third tick", || async { run_at(30).await.is_some() }).await;
+    let skipped = run_at(30).await.unwrap();
+    assert!(!skipped.buffered && skipped.instance_id.is_none(), "{id}: one waits at most: {skipped:?}");
+    assert!(skipped.skipped.unwrap().contains(&tick(10)), "{id}: says which run still went");
+    assert!(run_at(20).await.unwrap().buffered, "{id}: the first waiting tick keeps its place");
+
+    // The run ends at 30 s: the buffered tick starts by 31 s, long before the tick at 40 s.
+    client.raise_event(&tick(10), "done", &()).await.unwrap();
+    wait_for_instance(&store, &tick(10)).await;
+    clock.advance(Duration::from_millis(1_000));
+    crate::support::wait_until("the buffered run", || exists(20)).await;
+    let started = run_at(20).await.unwrap();
+    assert_eq!((started.buffered, started.instance_id), (false, Some(tick(20))), "{id}");
+    assert_eq!(client.schedule(id).await.unwrap().next_runs.first(), Some(&(NEW_YEAR + 40_000)), "{id}");
+    client.raise_event(&tick(20), "done", &()).await.unwrap();
+    wait_for_instance(&store, &tick(20)).await;
+    clock.advance(Duration::from_secs(9));
+    crate::support::wait_until("the run at 40 s", || exists(40)).await;
+    assert_eq!(
+        instances_of(&client, "long_job", id).await,
+        vec![tick(10), tick(20), tick(40)],
+        "{id}: the skipped tick never ran"
+    );
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn buffer_one_starts_the_waiting_tick_when_the_run_ends_in_memory() {
+    buffer_one_starts_the_waiting_tick_when_the_run_ends("buf-mem", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn buffer_one_starts_the_waiting_tick_when_the_run_ends_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    buffer_one_starts_the_waiting_tick_when_the_run_ends("buf-lite", store).await;
 }
 
 /// Managed through the client: create, describe, pause (no tick while paused), resume (from the

@@ -28,6 +28,10 @@ pub const MAX_SCHEDULE_ID_LEN: usize = 40;
 /// How many of a schedule's latest runs it remembers (for `describe`).
 const RUNS_KEPT: usize = 10;
 
+/// How often a schedule with a buffered tick ([`Overlap::BufferOne`]) looks whether the run it
+/// waits for has ended.
+pub(crate) const BUFFER_RECHECK_MS: Millis = 1_000;
+
 /// The most ticks one fire starts under [`CatchUp::All`].
 pub const MAX_CATCH_UP: u32 = 1_000;
 
@@ -64,6 +68,10 @@ pub enum Overlap {
     AllowAll,
     /// Terminate the previous run (with its children), then start the tick.
     TerminatePrevious,
+    /// Keep one tick waiting and start it as soon as the previous run ends (within a second of
+    /// its end); further ticks while one waits are skipped. At most one run at a time, and no
+    /// long run loses the tick after it.
+    BufferOne,
 }
 
 /// A schedule: start workflow `workflow` with `input` on every tick of a cron expression, in a
@@ -322,14 +330,36 @@ pub struct ScheduleRun {
     /// Why it started none (the previous run still went, under [`Overlap::Skip`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Whether it waits for the previous run to end ([`Overlap::BufferOne`]); it starts then,
+    /// and this run then names its instance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub buffered: bool,
+}
+
+impl ScheduleRun {
+    /// A tick that started `instance_id`.
+    pub(crate) fn started(tick: Millis, instance_id: &str) -> Self {
+        Self { tick, instance_id: Some(instance_id.to_owned()), skipped: None, buffered: false }
+    }
+
+    /// A tick that waits for the previous run to end.
+    pub(crate) fn buffered(tick: Millis) -> Self {
+        Self { tick, instance_id: None, skipped: None, buffered: true }
+    }
+
+    /// A tick that started nothing, and why.
+    pub(crate) fn skipped(tick: Millis, why: String) -> Self {
+        Self { tick, instance_id: None, skipped: Some(why), buffered: false }
+    }
 }
 
 /// A schedule's `runs` (read from its record) with `new` appended, the latest [`RUNS_KEPT`]
-/// kept, as the record's JSON.
+/// kept (and a buffered run however old: it has yet to start), as the record's JSON.
 pub(crate) fn runs_after(mut all: Vec<ScheduleRun>, new: impl IntoIterator<Item = ScheduleRun>) -> String {
     all.extend(new);
     let skip = all.len().saturating_sub(RUNS_KEPT);
-    serde_json::to_string(&all[skip..]).unwrap_or_else(|_| "[]".into())
+    let kept: Vec<&ScheduleRun> = all[..skip].iter().filter(|run| run.buffered).chain(all[skip..].iter()).collect();
+    serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into())
 }
 
 /// What a schedule is and what it did: [`Client::schedule`](crate::Client::schedule) and
@@ -364,12 +394,10 @@ impl ScheduleStatus {
     pub(crate) fn from_record(record: ScheduleRecord) -> Self {
         let spec: Option<Spec> = serde_json::from_str(&record.spec).ok();
         let compiled = spec.as_ref().and_then(|spec| Compiled::new(spec).ok());
+        // From just before its next fire, which may be a buffered tick's recheck rather than a
+        // tick (a recheck is never later than the next tick).
         let next_runs = match (&compiled, record.next_fire_at) {
-            (Some(compiled), Some(next)) if !record.paused => {
-                let mut runs = vec![next];
-                runs.extend(compiled.upcoming(next, 4));
-                runs
-            }
+            (Some(compiled), Some(next)) if !record.paused => compiled.upcoming(next.saturating_sub(1), 5),
             _ => Vec::new(),
         };
         let spec = spec.unwrap_or_default();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::engine::Engine;
 use crate::client::Client;
 use crate::error::Error;
-use crate::schedule::{runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec};
+use crate::schedule::{runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec, BUFFER_RECHECK_MS};
 use crate::store::{InstanceRecord, Millis, ScheduleFire, ScheduleRecord, StoreError};
 
 /// The most due schedules one pass reads and fires (in one store read and one write).
@@ -88,7 +88,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     };
     let mut fires = Vec::with_capacity(due.len());
     let mut soonest_jitter: Option<Millis> = None;
-    for (record, spec, past_runs) in specs {
+    for (record, spec, mut past_runs) in specs {
         let Some(expected_next) = record.next_fire_at else { continue };
         let schedule = match compiled.get(&record.spec) {
             Some(schedule) => schedule.clone(),
@@ -106,13 +106,20 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
         };
         let ticks = schedule.due_ticks(expected_next, now, spec.catch_up);
         let still_running = last_instance(&past_runs).filter(|id| running.contains(id));
+        let mut next_fire_at = schedule.next_after(now);
         let (instances, runs) = match (spec.overlap, still_running, ticks.last()) {
+            (Overlap::BufferOne, previous, _) => {
+                let (instances, runs, waiting) = buffer_one(record, &spec, &mut past_runs, previous, &ticks, now);
+                if waiting {
+                    // Look again soon whether the run it waits for has ended (never later than
+                    // the next tick, so no tick is passed over).
+                    let recheck = now.saturating_add(BUFFER_RECHECK_MS);
+                    next_fire_at = Some(next_fire_at.map_or(recheck, |next| next.min(recheck)));
+                }
+                (instances, runs)
+            }
             (Overlap::Skip, Some(previous), Some(&latest)) => {
-                let skipped = ScheduleRun {
-                    tick: latest,
-                    instance_id: None,
-                    skipped: Some(format!("the previous run {previous} was still running")),
-                };
+                let skipped = ScheduleRun::skipped(latest, format!("the previous run {previous} was still running"));
                 (Vec::new(), vec![skipped])
             }
             (Overlap::TerminatePrevious, Some(previous), Some(_)) => {
@@ -127,13 +134,19 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
             }
             _ => tick_runs(record, &spec, &ticks, now),
         };
+        if spec.overlap != Overlap::BufferOne {
+            // A tick buffered under an earlier overlap policy starts no more.
+            for run in past_runs.iter_mut().filter(|run| run.buffered) {
+                *run = ScheduleRun::skipped(run.tick, "the overlap policy changed while it waited".into());
+            }
+        }
         for due_at in instances.iter().filter_map(|instance| instance.wake_at) {
             soonest_jitter = Some(soonest_jitter.map_or(due_at, |soonest| soonest.min(due_at)));
         }
         fires.push(ScheduleFire {
             id: record.id.clone(),
             expected_next,
-            next_fire_at: schedule.next_after(now),
+            next_fire_at,
             runs: runs_after(past_runs, runs),
             fired_at: now,
             instances,
@@ -161,12 +174,54 @@ fn tick_runs(
     now: Millis,
 ) -> (Vec<InstanceRecord>, Vec<ScheduleRun>) {
     let instances: Vec<InstanceRecord> = ticks.iter().map(|tick| tick_instance(record, spec, *tick, now)).collect();
-    let runs = instances
-        .iter()
-        .zip(ticks)
-        .map(|(instance, tick)| ScheduleRun { tick: *tick, instance_id: Some(instance.id.clone()), skipped: None })
-        .collect();
+    let runs = instances.iter().zip(ticks).map(|(instance, tick)| ScheduleRun::started(*tick, &instance.id)).collect();
     (instances, runs)
+}
+
+/// Under [`Overlap::BufferOne`]: the instances and new runs of a fire at `now`, and whether a
+/// tick is left waiting. A tick buffered earlier starts once `previous` (the latest run, while
+/// it still goes) has ended, and its run in `past_runs` then names its instance; each due tick
+/// then starts if nothing runs, waits if nothing waits, and is skipped otherwise.
+fn buffer_one(
+    record: &ScheduleRecord,
+    spec: &Spec,
+    past_runs: &mut [ScheduleRun],
+    previous: Option<String>,
+    ticks: &[Millis],
+    now: Millis,
+) -> (Vec<InstanceRecord>, Vec<ScheduleRun>, bool) {
+    let mut instances = Vec::new();
+    let mut busy = previous;
+    let buffered = past_runs.iter().position(|run| run.buffered);
+    let mut waiting = buffered.map(|at| past_runs[at].tick);
+    if let (None, Some(at)) = (&busy, buffered) {
+        // The run it waited for has ended: the buffered tick starts now.
+        let instance = tick_instance(record, spec, past_runs[at].tick, now);
+        past_runs[at] = ScheduleRun::started(past_runs[at].tick, &instance.id);
+        busy = Some(instance.id.clone());
+        waiting = None;
+        instances.push(instance);
+    }
+    let mut runs = Vec::with_capacity(ticks.len());
+    for &tick in ticks {
+        match (&busy, waiting) {
+            (None, _) => {
+                let instance = tick_instance(record, spec, tick, now);
+                runs.push(ScheduleRun::started(tick, &instance.id));
+                busy = Some(instance.id.clone());
+                instances.push(instance);
+            }
+            (Some(_), None) => {
+                runs.push(ScheduleRun::buffered(tick));
+                waiting = Some(tick);
+            }
+            (Some(running), Some(buffered)) => runs.push(ScheduleRun::skipped(
+                tick,
+                format!("the previous run {running} was still running and tick {buffered} already waited"),
+            )),
+        }
+    }
+    (instances, runs, waiting.is_some())
 }
 
 /// The instance the schedule's latest run started, if any.
