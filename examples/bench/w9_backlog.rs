@@ -75,6 +75,7 @@ async fn admit_tasks(store: &Arc<dyn Store>, count: u64) -> BenchResult<(f64, i6
                     name: "w9_keyed_step".to_owned(),
                     input: i.to_string(),
                     concurrency_key: (i % 10).to_string(),
+                    priority: 0,
                     attempt: 1,
                     start_to_close_ms: None,
                     heartbeat_timeout_ms: None,

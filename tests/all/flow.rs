@@ -97,6 +97,112 @@ async fn a_backlog_runs_highest_priority_first_on_postgres() {
     drop_schema(&url, &schema).await;
 }
 
+/// Per run: released when the test says, for the first `one_at_a_time` attempt to wait on.
+fn priority_gates() -> &'static Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>> {
+    static GATES: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>> = OnceLock::new();
+    GATES.get_or_init(Mutex::default)
+}
+
+/// One attempt at a time across every worker (so calls queue); records the order attempts
+/// start in, and the first of each run waits for its gate.
+#[activity(concurrency = 1)]
+async fn one_at_a_time(_ctx: ActivityContext, id: String) -> Result<(), ActivityError> {
+    let (run, rest) = id.split_once('/').unwrap_or((&id, ""));
+    started().lock().unwrap().entry(run.to_owned()).or_default().push(id.clone());
+    if rest == "low-00" {
+        let gate = priority_gates().lock().unwrap().get(run).cloned();
+        if let Some(gate) = gate {
+            gate.acquire().await.map_err(|_| ActivityError::non_retryable("gate closed"))?.forget();
+        }
+    }
+    Ok(())
+}
+
+#[workflow]
+async fn calls_one_at_a_time(ctx: WorkflowContext, id: String) -> Result<(), WorkflowError> {
+    one_at_a_time::call(&ctx, id).await
+}
+
+/// Priority of activity attempts: a queued attempt takes its instance's priority. Ten priority-1
+/// instances call an activity capped at one at a time (the first holds the slot until the test
+/// lets it go), then ten priority-10 instances call it; once all twenty calls are queued and the
+/// slot is free, every priority-10 call starts before the nine priority-1 calls queued earlier.
+async fn queued_calls_run_by_priority(run: &str, store: Arc<dyn Store>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    priority_gates().lock().unwrap().insert(run.to_owned(), gate.clone());
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .workflow(calls_one_at_a_time::Workflow)
+        .activity(one_at_a_time::Activity)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let mut ids = Vec::new();
+    for (rank, priority) in [("low", 1), ("high", 10)] {
+        for n in 0..10 {
+            let id = format!("{run}/{rank}-{n:02}");
+            let handle = calls_one_at_a_time::start(&client, id.clone()).priority(priority).await.unwrap();
+            ids.push((id, handle));
+        }
+        if rank == "low" {
+            wait_for_value(&format!("{run}: the first call holds the slot"), || async {
+                started().lock().unwrap().get(run).is_some_and(|order| !order.is_empty()).then_some(())
+            })
+            .await;
+        }
+    }
+    wait_for_value(&format!("{run}: all twenty calls queued"), || async {
+        for (_, handle) in &ids {
+            if store.tasks_of(handle.instance_id()).await.unwrap().is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    gate.add_permits(1);
+    for (id, handle) in &ids {
+        handle.result_timeout(Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{id}: {e}"));
+    }
+    let order = started().lock().unwrap().get(run).cloned().unwrap_or_default();
+    let rank = |id: &String| id.split_once('/').map(|(_, rest)| rest[..rest.len() - 3].to_owned()).unwrap_or_default();
+    let ranks: Vec<String> = order.iter().map(rank).collect();
+    let mut expected = vec!["low".to_owned()];
+    expected.extend(std::iter::repeat_n("high".to_owned(), 10));
+    expected.extend(std::iter::repeat_n("low".to_owned(), 9));
+    assert_eq!(ranks, expected, "{run}: {order:?}");
+    let lows: Vec<&String> = order.iter().filter(|id| rank(id) == "low").collect();
+    let mut queued_order = lows.clone();
+    queued_order.sort();
+    assert_eq!(lows, queued_order, "{run}: within one priority, the order of queueing");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn queued_calls_run_by_priority_in_memory() {
+    queued_calls_run_by_priority("aprio-memory", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn queued_calls_run_by_priority_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    queued_calls_run_by_priority("aprio-sqlite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn queued_calls_run_by_priority_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_aprio");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store: Arc<dyn Store> = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap());
+    queued_calls_run_by_priority("aprio-postgres", store).await;
+    drop_schema(&url, &schema).await;
+}
+
 /// Per run: the `occupy` attempts in flight now, and the most ever in flight at once.
 fn in_flight() -> &'static Mutex<HashMap<String, (u32, u32)>> {
     static IN_FLIGHT: OnceLock<Mutex<HashMap<String, (u32, u32)>>> = OnceLock::new();

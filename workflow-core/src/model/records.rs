@@ -140,13 +140,16 @@ pub struct TaskRecord {
     /// The call's concurrency key (empty for none): a capped activity's cap counts the running
     /// tasks of each key apart ([`crate::store::ActivityCap`]).
     pub concurrency_key: String,
+    /// Its claim priority, its instance's: of the tasks claimable at once, a higher priority is
+    /// claimed first, the oldest first within one priority.
+    pub priority: i32,
     /// The attempt this task runs, from 1.
     pub attempt: u32,
     /// The attempt's start-to-close timeout in milliseconds, if it has one.
     pub start_to_close_ms: Option<i64>,
     /// The attempt's heartbeat timeout in milliseconds, if it has one.
     pub heartbeat_timeout_ms: Option<i64>,
-    /// When it was queued; claims take the oldest first.
+    /// When it was queued; claims take the oldest first (within one priority).
     pub visible_at: Millis,
     /// The worker running it, if one claimed it.
     pub owner: Option<String>,

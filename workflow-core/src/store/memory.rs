@@ -1,5 +1,6 @@
 //! An in-memory store for tests: the same semantics as the database stores, nothing durable.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -254,11 +255,18 @@ fn claimable_task(task: &TaskRecord, now: Millis) -> bool {
         && (task.owner.is_none() || task.lease_until.is_none_or(|until| until < now))
 }
 
-/// Claims the first `limit` of `picks` in claim order (oldest `visible_at` first, ties by key)
-/// for `worker` until `lease_until`, and returns them in that order.
+/// A claimable task in claim order: highest priority first, then oldest `visible_at`, ties by key.
+type TaskPick = (Reverse<i32>, Millis, TaskKey);
+
+fn task_pick(key: &TaskKey, task: &TaskRecord) -> TaskPick {
+    (Reverse(task.priority), task.visible_at, key.clone())
+}
+
+/// Claims the first `limit` of `picks` in claim order for `worker` until `lease_until`, and
+/// returns them in that order.
 fn take_tasks(
     tables: &mut Tables,
-    mut picks: Vec<(Millis, TaskKey)>,
+    mut picks: Vec<TaskPick>,
     worker: &str,
     lease_until: Millis,
     limit: usize,
@@ -267,7 +275,7 @@ fn take_tasks(
     picks
         .into_iter()
         .take(limit)
-        .filter_map(|(_, key)| {
+        .filter_map(|(_, _, key)| {
             let task = tables.tasks.get_mut(&key)?;
             task.owner = Some(worker.to_owned());
             task.lease_until = Some(lease_until);
@@ -636,11 +644,11 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut tables = self.lock()?;
-        let picks: Vec<(Millis, TaskKey)> = tables
+        let picks: Vec<TaskPick> = tables
             .tasks
             .iter()
             .filter(|(_, t)| claimable_task(t, now) && activities.contains(&t.name))
-            .map(|(key, t)| (t.visible_at, key.clone()))
+            .map(|(key, t)| task_pick(key, t))
             .collect();
         Ok(take_tasks(&mut tables, picks, worker, lease_until, limit))
     }
@@ -659,14 +667,14 @@ impl Store for MemoryStore {
         capped.sort_by(|a, b| a.activity.cmp(&b.activity));
         let mut claimed = Vec::new();
         for cap in capped {
-            let mut picks: Vec<(Millis, TaskKey)> = Vec::new();
+            let mut picks: Vec<TaskPick> = Vec::new();
             let mut running: HashMap<String, u64> = HashMap::new();
-            let mut queued: BTreeMap<String, Vec<(Millis, TaskKey)>> = BTreeMap::new();
+            let mut queued: BTreeMap<String, Vec<TaskPick>> = BTreeMap::new();
             for (key, task) in tables.tasks.iter().filter(|(_, t)| t.name == cap.activity && t.outcome.is_none()) {
                 if task.owner.is_some() && task.lease_until.is_some_and(|until| until >= now) {
                     *running.entry(task.concurrency_key.clone()).or_default() += 1;
                 } else if claimable_task(task, now) {
-                    queued.entry(task.concurrency_key.clone()).or_default().push((task.visible_at, key.clone()));
+                    queued.entry(task.concurrency_key.clone()).or_default().push(task_pick(key, task));
                 }
             }
             let mut started: HashMap<String, u64> = HashMap::new();
@@ -696,11 +704,11 @@ impl Store for MemoryStore {
             .tasks
             .iter()
             .filter(|(_, t)| claimable_task(t, now) && activities.contains(&t.name) && !capped(&t.name))
-            .map(|(key, t)| (t.visible_at, key.clone()))
+            .map(|(key, t)| task_pick(key, t))
             .collect();
         let left = limit - claimed.len();
         claimed.extend(take_tasks(&mut tables, picks, worker, lease_until, left));
-        claimed.sort_by_key(|t| (t.visible_at, t.instance_id.clone(), t.generation, t.seq));
+        claimed.sort_by_key(|t| (Reverse(t.priority), t.visible_at, t.instance_id.clone(), t.generation, t.seq));
         Ok(claimed)
     }
 

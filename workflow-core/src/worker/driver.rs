@@ -83,16 +83,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
             },
         };
         engine.forget_unreadable(&record.id);
-        let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
-        let ctx = WorkflowContext::new(
-            engine.clone(),
-            record.id.as_str().into(),
-            record.generation,
-            journal,
-            inbox_front,
-            status_change,
-            inbox.clone(),
-        );
+        let ctx = WorkflowContext::new(engine.clone(), &record, journal, inbox_front, inbox.clone());
         engine.add_live(&record.id, &ctx, &inbox);
         let end = run_once(engine, &entry, &ctx, &record.input).await;
         match end {

@@ -254,6 +254,7 @@ async fn queued_attempt(
         name: name.to_owned(),
         input: input.to_owned(),
         concurrency_key: placement.concurrency_key.clone(),
+        priority: ctx.priority(),
         attempt,
         start_to_close_ms: options.start_to_close.map(millis),
         heartbeat_timeout_ms: options.heartbeat_timeout.map(millis),

@@ -15,7 +15,9 @@ use tokio::sync::Notify;
 
 use super::WorkflowContext;
 use crate::error::FailureDetails;
-use crate::store::{EventRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp};
+use crate::store::{
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp,
+};
 use crate::worker::Engine;
 
 /// What stops an instance's run from the inside.
@@ -71,6 +73,8 @@ pub(super) struct InstanceState {
 pub(super) struct InstanceShared {
     pub(super) instance_id: Arc<str>,
     generation: u32,
+    /// Its claim priority, which the activity attempts it queues take too.
+    priority: i32,
     engine: Arc<Engine>,
     state: Mutex<InstanceState>,
     fatal_signal: Notify,
@@ -119,15 +123,16 @@ impl IdleWaits {
 }
 
 impl WorkflowContext {
+    /// The context of a run of `record` (a Pending one becomes Running with its first commit).
     pub(crate) fn new(
         engine: Arc<Engine>,
-        instance_id: Arc<str>,
-        generation: u32,
+        record: &InstanceRecord,
         journal: Vec<JournalRecord>,
         inbox_front: Vec<EventRecord>,
-        status_change: Option<RuntimeStatus>,
         inbox_signal: Arc<Notify>,
     ) -> Self {
+        let instance_id: Arc<str> = record.id.as_str().into();
+        let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
         let replay = journal.into_iter().map(|record| (record.seq, record)).collect();
         let buffered = status_change
             .map(|status| WriteOp::SetStatus { id: instance_id.to_string(), status, updated_at: engine.now() })
@@ -154,7 +159,8 @@ impl WorkflowContext {
         Self {
             shared: Arc::new(InstanceShared {
                 instance_id,
-                generation,
+                generation: record.generation,
+                priority: record.priority,
                 engine,
                 state: Mutex::new(state),
                 fatal_signal: Notify::new(),
@@ -170,6 +176,11 @@ impl WorkflowContext {
 
     pub(crate) fn instance_id_arc(&self) -> Arc<str> {
         self.shared.instance_id.clone()
+    }
+
+    /// The instance's claim priority.
+    pub(crate) fn priority(&self) -> i32 {
+        self.shared.priority
     }
 
     pub(crate) fn generation(&self) -> u32 {

@@ -481,9 +481,9 @@ pub(super) async fn claim_tasks_capped(
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed("reading concurrency keys"))?;
-            let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
+            let mut picks: Vec<(i64, i64, String, i64, i64)> = Vec::new();
             for (key, room) in key_room(cap, &running, &started, &keys) {
-                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(PICK_KEYED)
+                let rows: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(PICK_KEYED)
                     .bind(name)
                     .bind(key)
                     .bind(now)
@@ -501,9 +501,9 @@ pub(super) async fn claim_tasks_capped(
                 sqlx::query(&TAKE_TASKS)
                     .bind(worker)
                     .bind(lease_until)
-                    .bind(picks.iter().map(|p| p.1.as_str()).collect::<Vec<_>>())
-                    .bind(picks.iter().map(|p| p.2).collect::<Vec<_>>())
+                    .bind(picks.iter().map(|p| p.2.as_str()).collect::<Vec<_>>())
                     .bind(picks.iter().map(|p| p.3).collect::<Vec<_>>())
+                    .bind(picks.iter().map(|p| p.4).collect::<Vec<_>>())
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await

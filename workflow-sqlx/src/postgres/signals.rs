@@ -185,6 +185,7 @@ mod tests {
             name: "n".into(),
             input: "1".into(),
             concurrency_key: String::new(),
+            priority: 0,
             attempt: 1,
             start_to_close_ms: None,
             heartbeat_timeout_ms: None,

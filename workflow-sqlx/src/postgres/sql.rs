@@ -95,14 +95,14 @@ pub(super) const WATCH: &str = "WITH marked AS (UPDATE instances SET watched = t
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
 pub(super) const ENQUEUE_TASK: &str = "INSERT INTO activity_tasks \
      (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at, \
-     concurrency_key) \
+     concurrency_key, priority) \
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-     $8::int8[], $9::int8[], $10::text[]) \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[]) \
      ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
      name = EXCLUDED.name, input = EXCLUDED.input, attempt = EXCLUDED.attempt, \
      start_to_close_ms = EXCLUDED.start_to_close_ms, heartbeat_timeout_ms = EXCLUDED.heartbeat_timeout_ms, \
-     visible_at = EXCLUDED.visible_at, concurrency_key = EXCLUDED.concurrency_key, owner = NULL, \
-     lease_until = NULL, outcome_succeeded = NULL, \
+     visible_at = EXCLUDED.visible_at, concurrency_key = EXCLUDED.concurrency_key, \
+     priority = EXCLUDED.priority, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
      outcome = NULL, finished_at = NULL \
      WHERE activity_tasks.attempt < EXCLUDED.attempt";
 
@@ -305,12 +305,13 @@ pub(super) const TASK_KEYS: &str = "WITH RECURSIVE keys(k) AS (\
      AND concurrency_key > keys.k ORDER BY concurrency_key LIMIT 1) FROM keys WHERE keys.k IS NOT NULL) \
      SELECT k FROM keys WHERE k IS NOT NULL";
 
-/// The oldest `$4` tasks of activity `$1` with concurrency key `$2` claimable at `$3`, off the
-/// front of `activity_tasks_keyed`.
-pub(super) const PICK_KEYED: &str = "SELECT visible_at, instance_id, generation, seq FROM activity_tasks \
+/// The first `$4` tasks (highest priority, then oldest) of activity `$1` with concurrency key `$2`
+/// claimable at `$3`, off the front of `activity_tasks_keyed`; the priority negated, so the
+/// picks of every key sort into claim order.
+pub(super) const PICK_KEYED: &str = "SELECT -priority, visible_at, instance_id, generation, seq FROM activity_tasks \
      WHERE name = $1 AND concurrency_key = $2 AND outcome IS NULL AND visible_at <= $3 \
      AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3) \
-     ORDER BY visible_at, instance_id, generation, seq LIMIT $4";
+     ORDER BY priority DESC, visible_at, instance_id, generation, seq LIMIT $4";
 
 /// Takes the picked tasks (`$3`..`$5`) for worker `$1` until `$2`, those still claimable at `$6`.
 pub(super) static TAKE_TASKS: LazyLock<String> = LazyLock::new(|| {
@@ -351,7 +352,8 @@ pub(super) const FAIL_DAMAGED: &str = "WITH failed AS (UPDATE instances SET stat
      parent AS (UPDATE instances SET wake_at = $4 WHERE id IN (SELECT parent_id FROM failed)) \
      SELECT count(*) FROM failed";
 
-/// The task claim: the oldest `$5` unfinished tasks of the activities `$3` visible at `$4`, unowned
+/// The task claim: the first `$5` (highest priority, then oldest) unfinished tasks of the
+/// activities `$3` visible at `$4`, unowned
 /// or with a lapsed lease, locked so that no concurrent claim takes them (it skips them instead of
 /// waiting), taken for worker `$1` until `$2`. The outcome test is spelled as in the partial index
 /// `activity_tasks_unfinished`, which is already in claim order.
@@ -360,7 +362,7 @@ pub(super) static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
         "WITH picked AS (SELECT instance_id, generation, seq FROM activity_tasks \
          WHERE outcome IS NULL AND visible_at <= $4 AND name = ANY($3) \
          AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4) \
-         ORDER BY visible_at, instance_id, generation, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         ORDER BY priority DESC, visible_at, instance_id, generation, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
          UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 FROM picked \
          WHERE t.instance_id = picked.instance_id AND t.generation = picked.generation AND t.seq = picked.seq \
          RETURNING {}",

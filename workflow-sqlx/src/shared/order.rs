@@ -12,7 +12,8 @@ pub(crate) fn task_key(task: &TaskRecord) -> (&str, u32, u32) {
     (task.instance_id.as_str(), task.generation, task.seq)
 }
 
-/// The order `claim_tasks` returns tasks in: oldest first, ties by key.
-pub(crate) fn task_order(task: &TaskRecord) -> (Millis, (&str, u32, u32)) {
-    (task.visible_at, task_key(task))
+/// The order `claim_tasks` returns tasks in: highest priority first, then oldest first, ties by
+/// key.
+pub(crate) fn task_order(task: &TaskRecord) -> (std::cmp::Reverse<i32>, Millis, (&str, u32, u32)) {
+    (std::cmp::Reverse(task.priority), task.visible_at, task_key(task))
 }

@@ -29,7 +29,8 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created
 
 /// The `activity_tasks` columns [`task_from_row`] reads.
 pub(crate) const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
-     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at, concurrency_key";
+     heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at, concurrency_key, \
+     priority";
 
 /// The column types the stores' tables use, read from a backend's row.
 pub(crate) trait Columns {
@@ -252,6 +253,8 @@ pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError
         name: row.text(&name, "name")?,
         input: row.text(&name, "input")?,
         concurrency_key: row.text(&name, "concurrency_key")?,
+        priority: i32::try_from(row.int(&name, "priority")?)
+            .map_err(|error| corrupt(&name, "priority", format_args!("out of range: {error}")))?,
         attempt: row.uint(&name, "attempt")?,
         start_to_close_ms: row.maybe_int(&name, "start_to_close_ms")?,
         heartbeat_timeout_ms: row.maybe_int(&name, "heartbeat_timeout_ms")?,
@@ -270,7 +273,7 @@ mod tests {
     #[test]
     fn column_lists_are_plain_names() {
         for (columns, count) in
-            [(INSTANCE_COLUMNS, 16), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 15)]
+            [(INSTANCE_COLUMNS, 16), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 16)]
         {
             let names: Vec<&str> = columns.split(", ").collect();
             assert_eq!(names.len(), count, "{columns}");

@@ -117,6 +117,7 @@ pub(super) fn bind_enqueue<'q>(query: Query<'q>, task: &'q &'q TaskRecord) -> Qu
         .bind(task.heartbeat_timeout_ms)
         .bind(task.visible_at)
         .bind(task.concurrency_key.as_str())
+        .bind(task.priority)
 }
 
 pub(super) fn bind_fence<'q>(query: Query<'q>, (id, owner): &'q (&'q str, &'q str)) -> Query<'q> {

@@ -5,6 +5,7 @@
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use workflow_core::store::{
@@ -81,6 +82,23 @@ fn claimable_tasks(activities: usize) -> String {
         "outcome IS NULL AND visible_at <= ?1 AND name IN ({}) \
          AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1)",
         names.join(", ")
+    )
+}
+
+/// The claim of the first `?2` claimable tasks (highest priority, then oldest) of `activities`
+/// names bound from `?3` on, for the worker and lease bound after them; read off the front of
+/// `activity_tasks_unfinished`, which is in that order (left to itself, SQLite seeks the name in
+/// `activity_tasks_keyed` and sorts every unfinished task of it).
+fn task_claim(activities: usize) -> String {
+    format!(
+        "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
+         WHERE (instance_id, generation, seq) IN \
+         (SELECT instance_id, generation, seq FROM activity_tasks INDEXED BY activity_tasks_unfinished \
+         WHERE {claimable} ORDER BY priority DESC, visible_at, instance_id, generation, seq LIMIT ?2) \
+         RETURNING {TASK_COLUMNS}",
+        claimable = claimable_tasks(activities),
+        worker = activities + 3,
+        until = activities + 4,
     )
 }
 
@@ -640,17 +658,7 @@ pub(super) async fn claim_tasks(
         let rest = limit - claimed.len();
         if rest > 0 && !uncapped.is_empty() {
             // Re-selected under the write lock, so exact however many workers raced.
-            let n = uncapped.len();
-            let claim = format!(
-                "UPDATE activity_tasks SET owner = ?{worker}, lease_until = ?{until} \
-                 WHERE (instance_id, generation, seq) IN \
-                 (SELECT instance_id, generation, seq FROM activity_tasks WHERE {claimable} \
-                 ORDER BY visible_at, instance_id, generation, seq LIMIT ?2) \
-                 RETURNING {TASK_COLUMNS}",
-                claimable = claimable_tasks(n),
-                worker = n + 3,
-                until = n + 4,
-            );
+            let claim = task_claim(uncapped.len());
             let query = uncapped.iter().fold(sqlx::query(&claim).bind(now).bind(to_i64(rest)), |query, activity| {
                 query.bind(activity.as_str())
             });
@@ -667,8 +675,8 @@ pub(super) async fn claim_tasks(
 }
 
 /// The keys of the tasks a capped activity's claim may take at `now`, at most `left`: per
-/// concurrency key, the oldest claimable tasks up to the cap less the tasks of that key holding
-/// a lease; of these, the oldest `left`. Reads indexes only: the owned tasks
+/// concurrency key, the first claimable tasks (highest priority, then oldest) up to the cap less
+/// the tasks of that key holding a lease; of these, the first `left`. Reads indexes only: the owned tasks
 /// (`activity_tasks_holding`), one seek per key with unfinished tasks and each key's front
 /// (`activity_tasks_keyed`), never the whole backlog.
 async fn capped_picks(
@@ -719,13 +727,14 @@ async fn capped_picks(
     .fetch_all(&mut *conn)
     .await
     .map_err(backend("reading concurrency keys"))?;
-    let mut picks: Vec<(i64, String, i64, i64)> = Vec::new();
+    let mut picks: Vec<(Reverse<i64>, i64, String, i64, i64)> = Vec::new();
     for (key, room) in key_room(cap, &running, &started, &keys) {
         let rows = sqlx::query(
-            "SELECT visible_at, instance_id, generation, seq FROM activity_tasks INDEXED BY activity_tasks_keyed \
+            "SELECT priority, visible_at, instance_id, generation, seq FROM activity_tasks \
+             INDEXED BY activity_tasks_keyed \
              WHERE name = ?1 AND concurrency_key = ?2 AND outcome IS NULL AND visible_at <= ?3 \
              AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?3) \
-             ORDER BY visible_at, instance_id, generation, seq LIMIT ?4",
+             ORDER BY priority DESC, visible_at, instance_id, generation, seq LIMIT ?4",
         )
         .bind(name)
         .bind(key)
@@ -735,15 +744,20 @@ async fn capped_picks(
         .await
         .map_err(backend("picking capped tasks"))?;
         for row in rows {
-            let pick = (row.try_get(0), row.try_get(1), row.try_get(2), row.try_get(3));
-            let (Ok(visible_at), Ok(instance_id), Ok(generation), Ok(seq)) = pick else {
+            let pick = (row.try_get(0), row.try_get(1), row.try_get(2), row.try_get(3), row.try_get(4));
+            let (Ok(priority), Ok(visible_at), Ok(instance_id), Ok(generation), Ok(seq)) = pick else {
                 return Err(StoreError::backend("reading a capped task's key"));
             };
-            picks.push((visible_at, instance_id, generation, seq));
+            picks.push((Reverse(priority), visible_at, instance_id, generation, seq));
         }
     }
+    // In claim order across the keys: highest priority, then oldest, first.
     picks.sort();
-    Ok(picks.into_iter().take(left).map(|(_, instance_id, generation, seq)| (instance_id, generation, seq)).collect())
+    Ok(picks
+        .into_iter()
+        .take(left)
+        .map(|(_, _, instance_id, generation, seq)| (instance_id, generation, seq))
+        .collect())
 }
 
 /// (key, count) rows as a map.
@@ -894,5 +908,15 @@ mod tests {
             assert!(plan.contains("INDEX instances_due (wake_at<?)"), "{plan}");
             assert!(!plan.contains("instances_status"), "{plan}");
         }
+    }
+
+    /// The task claim reads its picks off the front of `activity_tasks_unfinished`, in claim
+    /// order (priority, then age): no sort of the claimable backlog.
+    #[tokio::test]
+    async fn a_task_claim_reads_the_unfinished_index_in_order() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+        let plan = plan(&store, &task_claim(1)).await;
+        assert!(plan.contains("INDEX activity_tasks_unfinished"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }

@@ -78,7 +78,7 @@ impl Shape {
             Shape::InboxRoom => 5,
             Shape::Consume | Shape::ContinueAsNew => 4,
             Shape::SetWake | Shape::Evict => 2,
-            Shape::EnqueueTask => 10,
+            Shape::EnqueueTask => 11,
             Shape::DeleteTask => 3,
             Shape::FinishTasks
             | Shape::ContinuedJournal
@@ -130,7 +130,7 @@ impl Shape {
             Shape::EnqueueTask => {
                 "INSERT INTO activity_tasks \
                  (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, \
-                 visible_at, concurrency_key) VALUES "
+                 visible_at, concurrency_key, priority) VALUES "
             }
             Shape::DeleteTask => "DELETE FROM activity_tasks WHERE (instance_id, generation, seq) IN (VALUES ",
             Shape::FinishTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
@@ -214,8 +214,8 @@ impl Shape {
                 " ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
                  name = excluded.name, input = excluded.input, attempt = excluded.attempt, \
                  start_to_close_ms = excluded.start_to_close_ms, heartbeat_timeout_ms = excluded.heartbeat_timeout_ms, \
-                 visible_at = excluded.visible_at, concurrency_key = excluded.concurrency_key, owner = NULL, \
-                 lease_until = NULL, outcome_succeeded = NULL, outcome = NULL, finished_at = NULL \
+                 visible_at = excluded.visible_at, concurrency_key = excluded.concurrency_key, \
+                 priority = excluded.priority, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, outcome = NULL, finished_at = NULL \
                  WHERE activity_tasks.attempt < excluded.attempt"
             }
             Shape::DeleteTask

@@ -74,7 +74,7 @@ pub use tasks::{
     check_tasks, check_tasks_caps, check_tasks_claim_filters, check_tasks_complete, check_tasks_complete_many,
     check_tasks_concurrent_claims, check_tasks_continue_as_new, check_tasks_enqueue_and_claim,
     check_tasks_enqueue_attempts, check_tasks_finish, check_tasks_in_batch, check_tasks_leases, check_tasks_payloads,
-    check_tasks_rate,
+    check_tasks_priority, check_tasks_rate,
 };
 
 use crate::store::{
@@ -325,6 +325,7 @@ pub fn task(id: &str, generation: u32, seq: u32, name: &str, attempt: u32, visib
         name: name.to_owned(),
         input: format!(r#"{{"seq":{seq},"attempt":{attempt}}}"#),
         concurrency_key: String::new(),
+        priority: 0,
         attempt,
         start_to_close_ms: None,
         heartbeat_timeout_ms: None,

@@ -142,6 +142,7 @@ pub async fn check_matches_reference(store: &dyn Store) {
                     start_to_close_ms: Some(rng.below(100) as i64).filter(|_| rng.below(2) == 0),
                     heartbeat_timeout_ms: Some(rng.below(100) as i64).filter(|_| rng.below(2) == 0),
                     concurrency_key: ["", "k1", "k2"][rng.below(3) as usize].to_owned(),
+                    priority: rng.below(3) as i32 - 1,
                     // What an enqueue ignores.
                     owner: Some(worker_of(&mut rng)).filter(|_| rng.below(4) == 0),
                     lease_until: Some(clock).filter(|_| rng.below(4) == 0),

@@ -21,6 +21,7 @@ pub async fn check_tasks_enqueue_and_claim(store: &dyn Store) {
         input: r#"{"order":42,"ü":"🦀"}"#.into(),
         start_to_close_ms: Some(30_000),
         heartbeat_timeout_ms: Some(i64::MAX),
+        priority: i32::MAX,
         owner: Some("taskq-ghost".into()),
         lease_until: Some(1_000_000),
         outcome: Some(outcome(true, "1", 5)),
@@ -170,6 +171,7 @@ pub async fn check_tasks_enqueue_attempts(store: &dyn Store) {
         name: "taska_renamed_act".into(),
         input: "\"retry\"".into(),
         heartbeat_timeout_ms: Some(9),
+        priority: 7,
         owner: Some("taska-ghost".into()),
         lease_until: Some(i64::MAX),
         outcome: Some(done),
@@ -437,6 +439,57 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
     check_tasks_caps(store).await;
     check_tasks_complete_many(store).await;
     check_tasks_rate(store).await;
+    check_tasks_priority(store).await;
+}
+
+/// Of the tasks claimable at once, a higher priority is claimed first, the oldest first within
+/// one priority, by a plain claim and by a capped one (across its concurrency keys); a task not
+/// yet visible waits whatever its priority, and a retry carries its new attempt's priority.
+pub async fn check_tasks_priority(store: &dyn Store) {
+    let (act, capped, now) = ("taskp_act", "taskp_capped_act", 1_000);
+    let with = |id: &str, name: &str, key: &str, priority: i32, visible_at: i64| TaskRecord {
+        concurrency_key: key.to_owned(),
+        priority,
+        ..task(id, 0, 0, name, 1, visible_at)
+    };
+    let ids = |tasks: &[TaskRecord]| tasks.iter().map(|t| t.instance_id.clone()).collect::<Vec<_>>();
+    let plain = [
+        with("taskp/old-low", act, "", -1, 1),
+        with("taskp/old", act, "", 0, 2),
+        with("taskp/new-high", act, "", 5, 30),
+        with("taskp/newer-high", act, "", 5, 40),
+        with("taskp/top-unseen", act, "", 9, now + 1),
+        with("taskp/new", act, "", 0, 50),
+    ];
+    store.write(&plain.iter().cloned().map(enqueue).collect::<Vec<_>>()).await.unwrap();
+    let first = store.claim_tasks("taskp-w", &names(&[act]), now, 5_000, 3).await.unwrap();
+    assert_eq!(ids(&first), ["taskp/new-high", "taskp/newer-high", "taskp/old"], "priority, then age");
+    assert_eq!(first.iter().map(|t| t.priority).collect::<Vec<_>>(), [5, 5, 0], "as queued");
+    let rest = store.claim_tasks("taskp-w", &names(&[act]), now, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["taskp/new", "taskp/old-low"], "the invisible one waits");
+
+    // Capped at one per key: each key's front is its highest priority, and the worker's limit
+    // goes to the highest priorities across the keys.
+    let cap = [ActivityCap { activity: capped.to_owned(), concurrency: Some(1), rate: None }];
+    let queued = [
+        with("taskp/a-old", capped, "a", 0, 1),
+        with("taskp/a-high", capped, "a", 3, 20),
+        with("taskp/b-old", capped, "b", 0, 2),
+        with("taskp/c-high", capped, "c", 7, 30),
+    ];
+    store.write(&queued.iter().cloned().map(enqueue).collect::<Vec<_>>()).await.unwrap();
+    let both = names(&[capped]);
+    let picked = store.claim_tasks_capped("taskp-w", &both, &cap, now, 5_000, 2).await.unwrap();
+    assert_eq!(ids(&picked), ["taskp/c-high", "taskp/a-high"]);
+    let next = store.claim_tasks_capped("taskp-w", &both, &cap, now, 5_000, 10).await.unwrap();
+    assert_eq!(ids(&next), ["taskp/b-old"], "a and c are at their caps");
+
+    // A retry (the next attempt) takes the priority it is queued with.
+    let retry = TaskRecord { attempt: 2, ..with("taskp/b-old", capped, "b", 4, now) };
+    assert!(store.complete_task("taskp-w", "taskp/b-old", 0, 0, 1, &outcome(false, "\"no\"", now)).await.unwrap());
+    store.write(&[enqueue(retry)]).await.unwrap();
+    let retried = store.claim_tasks_capped("taskp-w", &both, &cap, now, 5_000, 10).await.unwrap();
+    assert_eq!(retried.iter().map(|t| (t.instance_id.as_str(), t.priority)).collect::<Vec<_>>(), [("taskp/b-old", 4)]);
 }
 
 /// A capped activity's claim takes, of each concurrency key, at most the cap less the tasks of
