@@ -579,6 +579,21 @@ pub(super) async fn release_leases(store: &SqliteStore, worker: &str) -> Result<
     store.end_immediate(&mut conn, released, "committing a release").await
 }
 
+/// Capped tasks taken (or their starts recorded) per statement: three variables each.
+const TAKES_PER_STATEMENT: usize = 500;
+
+/// Takes `picks` tasks, bound as (instance, generation, seq) from `?4` on, for worker `?1` until
+/// `?2`: those still claimable at `?3` (re-checked under the write lock), each by its key, in one
+/// statement.
+fn take_picks(picks: usize) -> String {
+    format!(
+        "UPDATE activity_tasks SET owner = ?1, lease_until = ?2 WHERE (instance_id, generation, seq) IN \
+         (VALUES {}) AND outcome IS NULL AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?3) \
+         RETURNING {TASK_COLUMNS}",
+        (0..picks).map(|i| format!("(?{}, ?{}, ?{})", 4 + 3 * i, 5 + 3 * i, 6 + 3 * i)).collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Claims up to `limit` tasks of `activities` visible at `now` for `worker` until `lease_until`,
 /// oldest first, taking no task of a capped activity past its cap (see
 /// `Store::claim_tasks_capped`): under the one write lock, so the tasks it counts cannot change
@@ -627,31 +642,26 @@ pub(super) async fn claim_tasks(
                 break;
             }
             let already = claimed.len();
-            for (instance_id, generation, seq) in capped_picks(&mut conn, cap, now, left).await? {
-                let take = format!(
-                    "UPDATE activity_tasks SET owner = ?, lease_until = ? WHERE instance_id = ? AND generation = ? \
-                     AND seq = ? AND outcome IS NULL AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) \
-                     RETURNING {TASK_COLUMNS}"
-                );
-                let query = sqlx::query(&take).bind(worker).bind(lease_until).bind(instance_id);
-                let rows = query
-                    .bind(generation)
-                    .bind(seq)
-                    .bind(now)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(backend("claiming a capped task"))?;
+            let picks = capped_picks(&mut conn, cap, now, left).await?;
+            for chunk in picks.chunks(TAKES_PER_STATEMENT) {
+                let take = take_picks(chunk.len());
+                let query = sqlx::query(&take).bind(worker).bind(lease_until).bind(now);
+                let query = chunk.iter().fold(query, |query, (instance_id, generation, seq)| {
+                    query.bind(instance_id.as_str()).bind(*generation).bind(*seq)
+                });
+                let rows = query.fetch_all(&mut *conn).await.map_err(backend("claiming capped tasks"))?;
                 decode_tasks(store, &mut conn, &rows, now, &mut claimed).await?;
             }
             if cap.rate.is_some() {
-                for task in &claimed[already..] {
-                    sqlx::query("INSERT INTO activity_starts (name, concurrency_key, started_at) VALUES (?, ?, ?)")
-                        .bind(cap.activity.as_str())
-                        .bind(task.concurrency_key.as_str())
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(backend("recording a rate-limited start"))?;
+                for chunk in claimed[already..].chunks(TAKES_PER_STATEMENT) {
+                    let record = format!(
+                        "INSERT INTO activity_starts (name, concurrency_key, started_at) VALUES {}",
+                        vec!["(?, ?, ?)"; chunk.len()].join(", ")
+                    );
+                    let query = chunk.iter().fold(sqlx::query(&record), |query, task| {
+                        query.bind(cap.activity.as_str()).bind(task.concurrency_key.as_str()).bind(now)
+                    });
+                    query.execute(&mut *conn).await.map_err(backend("recording rate-limited starts"))?;
                 }
             }
         }
@@ -918,5 +928,14 @@ mod tests {
         let plan = plan(&store, &task_claim(1)).await;
         assert!(plan.contains("INDEX activity_tasks_unfinished"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// A capped claim takes its picks by their keys, not by reading the unfinished tasks.
+    #[tokio::test]
+    async fn a_capped_claim_takes_its_picks_by_key() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+        let plan = plan(&store, &take_picks(3)).await;
+        assert!(plan.contains("PRIMARY KEY"), "{plan}");
+        assert!(!plan.contains("activity_tasks_unfinished") && !plan.contains("SCAN activity_tasks"), "{plan}");
     }
 }
