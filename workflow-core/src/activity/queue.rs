@@ -45,7 +45,18 @@ pub(crate) struct TaskHub {
     completions: Mutex<Vec<TaskCompletion>>,
     /// Woken when an outcome joins `completions`.
     completed: Notify,
+    /// Outcomes of attempts run here under a lease taken as they were queued, kept back from
+    /// the store while their run journals them (the commit that does deletes the task, and
+    /// drops the outcome here): reported only if that has not happened within [`HOLD`].
+    held: Mutex<HashMap<TaskKey, (TaskCompletion, tokio::time::Instant)>>,
 }
+
+/// (instance, generation, seq) of a task.
+type TaskKey = (String, u32, u32);
+
+/// How long an outcome of an attempt run here waits for its run to journal it before it is
+/// reported to the store (so an outcome whose run failed to commit still reaches the instance).
+const HOLD: Duration = Duration::from_secs(1);
 
 impl TaskHub {
     /// Registers interest in the outcome of one attempt (before it is queued, so none is missed).
@@ -61,6 +72,17 @@ impl TaskHub {
             waiters.entry(instance_id.to_owned()).or_default().insert((generation, seq, attempt), sender);
         }
         receiver
+    }
+
+    /// Forgets the interest [`TaskHub::wait_for`] registered (the attempt runs here instead).
+    pub(crate) fn forget(&self, instance_id: &str, generation: u32, seq: u32, attempt: u32) {
+        let Ok(mut waiters) = self.waiters.lock() else { return };
+        if let Some(calls) = waiters.get_mut(instance_id) {
+            calls.remove(&(generation, seq, attempt));
+            if calls.is_empty() {
+                waiters.remove(instance_id);
+            }
+        }
     }
 
     pub(crate) fn has_waiters(&self, instance_id: &str) -> bool {
@@ -95,8 +117,49 @@ impl TaskHub {
         }
     }
 
+    /// Holds back the outcome of an attempt this run journals itself (see `held`).
+    pub(crate) fn hold(&self, completion: TaskCompletion) {
+        let key = (completion.instance_id.clone(), completion.generation, completion.seq);
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(key, (completion, tokio::time::Instant::now()));
+        }
+    }
+
+    /// Drops the held outcomes of the tasks a committed batch deleted: journaled.
+    pub(crate) fn journaled(&self, ops: &[crate::store::WriteOp]) {
+        let Ok(mut held) = self.held.lock() else { return };
+        if held.is_empty() {
+            return;
+        }
+        for op in ops {
+            if let crate::store::WriteOp::DeleteTask { instance_id, generation, seq } = op {
+                held.remove(&(instance_id.clone(), *generation, *seq));
+            }
+        }
+    }
+
+    /// Reports the held outcomes older than [`HOLD`]; whether any are still held.
+    fn report_overdue(&self) -> bool {
+        let overdue: Vec<TaskCompletion> = match self.held.lock() {
+            Ok(mut held) => {
+                let now = tokio::time::Instant::now();
+                let keys: Vec<_> = held
+                    .iter()
+                    .filter(|(_, (_, at))| now.duration_since(*at) >= HOLD)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.into_iter().filter_map(|key| held.remove(&key)).map(|(completion, _)| completion).collect()
+            }
+            Err(_) => return false,
+        };
+        for completion in overdue {
+            self.report(completion);
+        }
+        self.held.lock().map(|held| !held.is_empty()).unwrap_or(false)
+    }
+
     /// Queues an outcome for the store (see [`completion_loop`]).
-    fn report(&self, completion: TaskCompletion) {
+    pub(crate) fn report(&self, completion: TaskCompletion) {
         if let Ok(mut completions) = self.completions.lock() {
             completions.push(completion);
         }
@@ -251,7 +314,12 @@ pub(crate) async fn completion_loop(engine: Arc<Engine>) {
     let hub = engine.tasks();
     let mut pause = Duration::from_millis(50);
     loop {
-        hub.completed.notified().await;
+        // Held outcomes are looked at every HOLD while there are any.
+        let holding = hub.report_overdue();
+        tokio::select! {
+            () = hub.completed.notified() => {}
+            () = tokio::time::sleep(HOLD), if holding => continue,
+        }
         loop {
             let batch: Vec<TaskCompletion> = match hub.completions.lock() {
                 Ok(mut completions) => std::mem::take(&mut *completions),

@@ -70,7 +70,7 @@ impl OwnWrites {
                 None => slot.insert(Committer::start(store.clone())).clone(),
             }
         };
-        committer.commit(ops).await
+        Ok(committer.commit(ops, Vec::new()).await?.0)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::store::{key_room, ActivityCap, Debounce, ScheduleFire, ScheduleRecord, StartScope};
+use crate::store::{key_room, ActivityCap, Debounce, ScheduleFire, ScheduleRecord, StartScope, TaskLease};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
     StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
@@ -284,6 +284,42 @@ fn take_tasks(
         .collect()
 }
 
+/// Takes `lease` if its task is queued unowned and unfinished at its attempt and its key has room
+/// under its cap (live leases and the window's starts, as a capped claim counts them); a rate-limited
+/// lease taken counts as a start.
+fn take_lease(tables: &mut Tables, lease: &TaskLease) -> bool {
+    let key = (lease.instance_id.clone(), lease.generation, lease.seq);
+    let cap = &lease.cap;
+    let Some(task) = tables.tasks.get(&key) else { return false };
+    if task.name != cap.activity || task.attempt != lease.attempt || task.outcome.is_some() || task.owner.is_some() {
+        return false;
+    }
+    let concurrency_key = task.concurrency_key.clone();
+    let same_key = |t: &&TaskRecord| t.name == cap.activity && t.concurrency_key == concurrency_key;
+    let held = tables
+        .tasks
+        .values()
+        .filter(same_key)
+        .filter(|t| t.outcome.is_none() && t.owner.is_some() && t.lease_until.is_some_and(|until| until >= lease.now))
+        .count();
+    if cap.concurrency.is_some_and(|limit| held as u64 >= u64::from(limit)) {
+        return false;
+    }
+    if let Some(rate) = cap.rate {
+        let since = lease.now.saturating_sub(rate.period_ms);
+        tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
+        let started = tables.starts.iter().filter(|(a, k, _)| a == &cap.activity && k == &concurrency_key).count();
+        if started as u64 >= u64::from(rate.limit) {
+            return false;
+        }
+        tables.starts.push((cap.activity.clone(), concurrency_key, lease.now));
+    }
+    let Some(task) = tables.tasks.get_mut(&key) else { return false };
+    task.owner = Some(lease.owner.clone());
+    task.lease_until = Some(lease.lease_until);
+    true
+}
+
 /// Drops every lease `worker` holds, on instances and unfinished tasks; returns how many.
 fn release(tables: &mut Tables, worker: &str) -> u64 {
     let mut released = 0;
@@ -373,6 +409,14 @@ fn matches(query: &InstanceQuery, instance: &InstanceRecord) -> bool {
 #[async_trait]
 impl Store for MemoryStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        Ok(self.write_leasing(ops, &[]).await?.0)
+    }
+
+    async fn write_leasing(
+        &self,
+        ops: &[WriteOp],
+        leases: &[TaskLease],
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let mut tables = self.lock()?;
         let fenced = fenced(&tables.instances, ops);
         if !fenced.is_empty() {
@@ -388,6 +432,7 @@ impl Store for MemoryStore {
         for op in ops {
             apply(&mut tables, op, &mut outcome);
         }
+        let taken = leases.iter().map(|lease| take_lease(&mut tables, lease)).collect();
         self.stats.record_commit(ops.len());
         drop(tables);
         let finished = ops.iter().filter_map(|op| match op {
@@ -395,7 +440,7 @@ impl Store for MemoryStore {
             _ => None,
         });
         self.signals.send(WakeSignal::from_batch(ops).into_iter().chain(finished));
-        Ok(outcome)
+        Ok((outcome, taken))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

@@ -235,6 +235,31 @@ pub struct ActivityCap {
     pub rate: Option<RateLimit>,
 }
 
+/// A lease a write asks for on a task it queues (see [`Store::write_leasing`]): the calling
+/// worker runs the attempt itself at once, with no claim, when the activity's limits have room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLease {
+    /// The task's instance.
+    pub instance_id: String,
+    /// Its generation.
+    pub generation: u32,
+    /// Its seq.
+    pub seq: u32,
+    /// The attempt the task must be queued at.
+    pub attempt: u32,
+    /// The task's concurrency key (a lease of a task queued under another key is not taken).
+    pub concurrency_key: String,
+    /// The worker taking it.
+    pub owner: String,
+    /// Until when.
+    pub lease_until: Millis,
+    /// The taker's clock: leases live at `now` count against the cap, and the rate's window ends
+    /// at `now`.
+    pub now: Millis,
+    /// The activity's limits.
+    pub cap: ActivityCap,
+}
+
 /// How many more tasks of each key in `keys` a claim may take under `cap`, given `running`
 /// (tasks holding a lease now, by key) and `started` (starts within the rate's period, by key):
 /// the least of what each limit leaves, never negative; keys without room are left out. The one
@@ -539,6 +564,21 @@ impl std::fmt::Debug for WorkerMark {
 pub trait Store: Send + Sync + 'static {
     /// Applies `ops` in one transaction, in order.
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError>;
+
+    /// Applies `ops` as [`Store::write`] does and then, in the same transaction, takes each of
+    /// `leases` in order, as a capped claim would take it (see [`Store::claim_tasks_capped`]):
+    /// only a task queued unowned and unfinished at the lease's attempt, and only while its key
+    /// has room under the lease's cap, counting the live leases and the window's starts then (an
+    /// earlier lease of the batch included); a rate-limited lease taken counts as a start. Says
+    /// which it took. The default takes none (the tasks stay queued for a claim to take): a store
+    /// that can count limits atomically within a write takes them, saving the claim's commit.
+    async fn write_leasing(
+        &self,
+        ops: &[WriteOp],
+        leases: &[TaskLease],
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+        Ok((self.write(ops).await?, vec![false; leases.len()]))
+    }
 
     /// Reads one instance.
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;

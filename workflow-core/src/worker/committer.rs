@@ -9,14 +9,19 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
+use crate::store::{Store, StoreError, TaskLease, WriteOp, WriteOutcome};
 
 /// The most ops one transaction takes; the rest wait for the next.
 const MAX_BATCH_OPS: usize = 4096;
 
+/// What a request gets back: the outcome of its ops, and which of its leases it took.
+type Reply = Result<(WriteOutcome, Vec<bool>), StoreError>;
+
 struct Request {
     ops: Vec<WriteOp>,
-    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    /// Leases on tasks its ops queue (see `Store::write_leasing`), taken after the whole batch.
+    leases: Vec<TaskLease>,
+    reply: oneshot::Sender<Reply>,
 }
 
 impl Request {
@@ -109,11 +114,12 @@ impl Committer {
         self.requests.is_closed()
     }
 
-    /// Writes `ops` durably (in a transaction it may share with other callers).
-    pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
+    /// Writes `ops` durably (in a transaction it may share with other callers), then takes
+    /// what it can of `leases` in that transaction; says which it took.
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>, leases: Vec<TaskLease>) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request { ops, reply })
+            .send(Request { ops, leases, reply })
             .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("the committer has stopped".into()))?
     }
@@ -153,25 +159,45 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
     }
 }
 
+/// Writes one request on its own.
+async fn write_one(store: &dyn Store, request: Request) {
+    let result = if request.leases.is_empty() {
+        store.write(&request.ops).await.map(|outcome| (outcome, Vec::new()))
+    } else {
+        store.write_leasing(&request.ops, &request.leases).await
+    };
+    let _ = request.reply.send(result);
+}
+
 async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
     if batch.len() == 1 {
         for request in batch {
-            let result = store.write(&request.ops).await;
-            let _ = request.reply.send(result);
+            write_one(store, request).await;
         }
         return;
     }
     let ops: Vec<WriteOp> = batch.iter().flat_map(|r| r.ops.iter().cloned()).collect();
-    match store.write(&ops).await {
-        Ok(outcome) => {
+    let leases: Vec<TaskLease> = batch.iter().flat_map(|r| r.leases.iter().cloned()).collect();
+    let written = if leases.is_empty() {
+        store.write(&ops).await.map(|outcome| (outcome, Vec::new()))
+    } else {
+        store.write_leasing(&ops, &leases).await
+    };
+    match written {
+        Ok((outcome, taken)) => {
+            // Each request's leases, in batch order.
+            let mut taken = taken.into_iter();
+            let mut taken_by: Vec<Vec<bool>> =
+                batch.iter().map(|request| taken.by_ref().take(request.leases.len()).collect()).collect();
             // Skips are handed out from the last request backwards: when two callers create the
             // same id in one batch, the first one in the batch created it.
             let mut skipped: HashMap<String, usize> = HashMap::new();
             for id in outcome.existing {
                 *skipped.entry(id).or_default() += 1;
             }
-            let mut replies: Vec<(oneshot::Sender<_>, Vec<String>)> = Vec::with_capacity(batch.len());
+            let mut replies: Vec<(oneshot::Sender<_>, Vec<String>, Vec<bool>)> = Vec::with_capacity(batch.len());
             for request in batch.into_iter().rev() {
+                let leased = taken_by.pop().unwrap_or_default();
                 let mut mine = Vec::new();
                 for op in request.ops.iter().rev() {
                     if let WriteOp::CreateInstance(record) = op {
@@ -181,10 +207,10 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
                         }
                     }
                 }
-                replies.push((request.reply, mine));
+                replies.push((request.reply, mine, leased));
             }
-            for (reply, existing) in replies {
-                let _ = reply.send(Ok(WriteOutcome { existing }));
+            for (reply, existing, leased) in replies {
+                let _ = reply.send(Ok((WriteOutcome { existing }, leased)));
             }
         }
         Err(error) => {
@@ -196,8 +222,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
                 tracing::warn!(%error, requests = batch.len(), "group commit failed; retrying requests one by one");
             }
             for request in batch {
-                let result = store.write(&request.ops).await;
-                let _ = request.reply.send(result);
+                write_one(store, request).await;
             }
         }
     }
@@ -251,8 +276,11 @@ mod tests {
         let committer = Committer::start(store.clone());
         let before = store.stats().commits;
         // Sent before the committer task runs (one thread): it finds all three at once.
-        let (a, b, c) =
-            tokio::join!(committer.commit(custom("x")), committer.commit(raise("y")), committer.commit(custom("z")));
+        let (a, b, c) = tokio::join!(
+            committer.commit(custom("x"), vec![]),
+            committer.commit(raise("y"), vec![]),
+            committer.commit(custom("z"), vec![])
+        );
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
         assert_eq!(store.stats().commits - before, 1, "three requests on three instances share a commit");
 
@@ -263,7 +291,8 @@ mod tests {
             error: None,
             updated_at: 3,
         };
-        let (finished, raised) = tokio::join!(committer.commit(vec![finish]), committer.commit(raise("x")));
+        let (finished, raised) =
+            tokio::join!(committer.commit(vec![finish], vec![]), committer.commit(raise("x"), vec![]));
         assert!(finished.is_ok());
         assert!(matches!(raised, Err(StoreError::Conflict { ref id, .. }) if id == "x"), "{raised:?}");
         assert!(store.events("x").await.unwrap().is_empty(), "the raise slipped past the finish");

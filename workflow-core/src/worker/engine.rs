@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::model::time::millis;
 use crate::store::{
-    ActivityCap, InstanceRecord, Millis, RuntimeStatus, Store, StoreError, WakeSignal, WorkflowCap, WriteOp,
+    ActivityCap, InstanceRecord, Millis, RuntimeStatus, Store, StoreError, TaskLease, WakeSignal, WorkflowCap, WriteOp,
     WriteOutcome,
 };
 use crate::workflow::WorkflowContext;
@@ -275,12 +275,24 @@ impl Engine {
 
     /// Writes `ops` durably (group commit), then wakes what the batch made runnable here.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
+        Ok(self.commit_leasing(ops, Vec::new()).await?.0)
+    }
+
+    /// Commits `ops` as [`Engine::commit`] does, then takes what it can of `leases` on tasks
+    /// they queue (see `Store::write_leasing`); says which it took.
+    pub(crate) async fn commit_leasing(
+        &self,
+        ops: Vec<WriteOp>,
+        leases: Vec<TaskLease>,
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let signals = WakeSignal::from_batch(&ops);
-        let outcome = self.committer.commit(ops).await?;
+        let deletes: Vec<WriteOp> = ops.iter().filter(|op| matches!(op, WriteOp::DeleteTask { .. })).cloned().collect();
+        let written = self.committer.commit(ops, leases).await?;
+        self.tasks.journaled(&deletes);
         for signal in signals {
             self.on_signal(signal);
         }
-        Ok(outcome)
+        Ok(written)
     }
 
     /// Acts on a change hint, from a batch committed here or (through the store) elsewhere.

@@ -14,7 +14,7 @@ use crate::error::{ActivityError, WorkflowError};
 use crate::model::codec::{self, StoredFailure};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
-use crate::store::{JournalRecord, RecordStatus, StepKind, TaskRecord, WriteOp};
+use crate::store::{JournalRecord, RecordStatus, StepKind, TaskCompletion, TaskLease, TaskRecord, WriteOp};
 use crate::worker::Engine;
 
 /// A pending activity call: await it, or set a retry policy first.
@@ -247,6 +247,24 @@ async fn queued_attempt(
     let options = placement.options;
     let generation = ctx.generation();
     let outcome = engine.tasks().wait_for(ctx.instance_id(), generation, seq, attempt);
+    // A capped activity registered here asks for the task's lease in the commit that queues it:
+    // when its limits have room, it runs here at once, with no claim (and no claim's commit).
+    let lease = placement
+        .capped
+        .then(|| engine.activity_caps().iter().find(|cap| cap.activity == name))
+        .flatten()
+        .filter(|_| engine.registry().has_activity(name))
+        .map(|cap| TaskLease {
+            instance_id: ctx.instance_id().to_owned(),
+            generation,
+            seq,
+            attempt,
+            concurrency_key: placement.concurrency_key.clone(),
+            owner: engine.owner().to_owned(),
+            lease_until: engine.lease_until(),
+            now: ctx.clock_now(),
+            cap: cap.clone(),
+        });
     let task = TaskRecord {
         instance_id: ctx.instance_id().to_owned(),
         generation,
@@ -263,8 +281,31 @@ async fn queued_attempt(
         lease_until: None,
         outcome: None,
     };
-    ctx.commit(vec![WriteOp::EnqueueTask(task)]).await.ok()?;
+    let leased = ctx.commit_leasing(vec![WriteOp::EnqueueTask(task)], lease.into_iter().collect()).await.ok()?;
     let _busy = ctx.busy();
+    if leased.first() == Some(&true) {
+        engine.tasks().forget(ctx.instance_id(), generation, seq, attempt);
+        let result = local_attempt(ctx, engine, seq, name, input, attempt, options).await;
+        let completion = TaskCompletion {
+            instance_id: ctx.instance_id().to_owned(),
+            generation,
+            seq,
+            attempt,
+            outcome: codec::encode_outcome(&result, engine.now()),
+        };
+        if ctx.busy_elsewhere() {
+            // The run commits next only once its other branches are done: the outcome goes to
+            // the store now, which ends the task's hold on its limits.
+            engine.tasks().report(completion);
+        } else {
+            // The run's next commit journals it and deletes the task (which drops it here);
+            // should that commit fail, it is reported after a short hold, so the outcome still
+            // reaches the instance's next run instead of a task held here for good.
+            engine.tasks().hold(completion);
+        }
+        ctx.buffer(WriteOp::DeleteTask { instance_id: ctx.instance_id().to_owned(), generation, seq });
+        return Some(result);
+    }
     let outcome = outcome.await.ok()?;
     // The task goes with the journal record that takes its place.
     ctx.buffer(WriteOp::DeleteTask { instance_id: ctx.instance_id().to_owned(), generation, seq });

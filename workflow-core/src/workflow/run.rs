@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use super::WorkflowContext;
 use crate::error::FailureDetails;
 use crate::store::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, WriteOp,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, TaskLease,
+    WriteOp,
 };
 use crate::worker::Engine;
 
@@ -293,13 +294,19 @@ impl WorkflowContext {
 
     /// Writes ops (after the buffered ones) durably; on a store failure the run is abandoned.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), ()> {
+        self.commit_leasing(ops, Vec::new()).await.map(|_| ())
+    }
+
+    /// Commits as [`WorkflowContext::commit`] does, then takes what it can of `leases` on tasks
+    /// the commit queues (see `Store::write_leasing`); says which it took.
+    pub(crate) async fn commit_leasing(&self, ops: Vec<WriteOp>, leases: Vec<TaskLease>) -> Result<Vec<bool>, ()> {
         let mut batch = self.take_fenced_batch();
         batch.extend(ops);
         let _busy = self.busy();
-        let result = self.shared.engine.commit(batch).await;
+        let result = self.shared.engine.commit_leasing(batch, leases).await;
         self.state().last_progress = tokio::time::Instant::now();
         match result {
-            Ok(_) => Ok(()),
+            Ok((_, taken)) => Ok(taken),
             Err(error @ crate::store::StoreError::Fenced(_)) => {
                 self.fail(Fatal::Superseded(format!("the store refused the journal write: {error}")));
                 Err(())
@@ -309,6 +316,12 @@ impl WorkflowContext {
                 Err(())
             }
         }
+    }
+
+    /// Whether more than one thing of the run is busy (this caller's guard is one): a branch of
+    /// a fan-out or a race still runs, so the run commits next only when that ends.
+    pub(crate) fn busy_elsewhere(&self) -> bool {
+        self.state().busy > 1
     }
 
     /// Marks the instance busy (not evictable) while the guard lives.

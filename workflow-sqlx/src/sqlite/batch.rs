@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Column, Row};
-use workflow_core::store::StoreError;
+use workflow_core::store::{StoreError, TaskLease};
 
 use super::backend;
 use super::bind::{
@@ -236,7 +236,14 @@ fn statement(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
 /// [`Shape::Fence`] and [`Shape::Assert`]), so nothing after them runs. A plan that adds events
 /// first reads the last event id under the write lock (the new ids follow it), and commits once it
 /// has counted them. A big plan runs statement by statement.
-pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Vec<usize>, Failure> {
+///
+/// `leases` (see `Store::write_leasing`) are taken after the plan's statements, one statement
+/// each, in order, before the commit; the plan then runs statement by statement.
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    leases: &[TaskLease],
+) -> Result<(Vec<usize>, Vec<bool>), Failure> {
     let adds_events = plan.events > 0;
     let last_event = if adds_events {
         let last: i64 = sqlx::query_scalar(BEGIN_READING_LAST_EVENT)
@@ -251,7 +258,8 @@ pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Resul
         0
     };
     let steps = plan.steps(last_event);
-    let returned = if steps.len() <= SCRIPT_STEPS && steps.iter().all(|step| step.rows <= SCRIPT_ROWS) {
+    let small = steps.len() <= SCRIPT_STEPS && steps.iter().all(|step| step.rows <= SCRIPT_ROWS);
+    let returned = if small && leases.is_empty() {
         // One statement is a transaction of its own.
         let alone = !adds_events && steps.len() == 1;
         let mut script = String::from(if adds_events || alone { "" } else { "BEGIN IMMEDIATE; " });
@@ -266,7 +274,7 @@ pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Resul
         let returned = query.fetch_all(&mut *conn).await.map_err(statement("writing a batch"))?;
         if !adds_events {
             // Committed: what came back only says which creates were skipped.
-            return Ok(plan.skipped(&returned)?);
+            return Ok((plan.skipped(&returned)?, Vec::new()));
         }
         returned
     } else {
@@ -282,6 +290,136 @@ pub(super) async fn apply(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Resul
         returned
     };
     let skipped = plan.skipped(&returned)?;
+    let taken = take_leases(conn, leases).await?;
     sqlx::query("COMMIT").execute(&mut *conn).await.map_err(statement("committing a write"))?;
-    Ok(skipped)
+    Ok((skipped, taken))
+}
+
+/// Takes what it can of `leases`, in order, in the open write transaction (see
+/// `Store::write_leasing`). Each key's live leases and starts in the rate's window are counted
+/// once (off `activity_tasks_holding` and `activity_starts_by_time`, as the capped claim counts
+/// them, after forgetting starts a period old); the leases that fit in what is left are taken in
+/// one statement per chunk, each only if its task is still queued unowned and unfinished at its
+/// attempt under its key, and the rate-limited ones taken are recorded as starts.
+async fn take_leases(conn: &mut SqliteConnection, leases: &[TaskLease]) -> Result<Vec<bool>, Failure> {
+    let mut room: HashMap<(&str, &str), u64> = HashMap::new();
+    let mut candidates: Vec<usize> = Vec::new();
+    for (index, lease) in leases.iter().enumerate() {
+        let key = (lease.cap.activity.as_str(), lease.concurrency_key.as_str());
+        let left = match room.get_mut(&key) {
+            Some(left) => left,
+            None => {
+                let left = key_room_now(conn, lease).await?;
+                room.entry(key).or_insert(left)
+            }
+        };
+        if *left > 0 {
+            *left -= 1;
+            candidates.push(index);
+        }
+    }
+    let mut taken = vec![false; leases.len()];
+    let same_owner = |a: &usize, b: &usize| leases[*a].owner == leases[*b].owner;
+    for chunk in candidates.chunk_by(same_owner).flat_map(|run| run.chunks(LEASES_PER_STATEMENT)) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let at = 3 + 6 * i;
+                format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{})", at, at + 1, at + 2, at + 3, at + 4, at + 5)
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE activity_tasks SET owner = ?1, lease_until = ?2 \
+             WHERE (instance_id, generation, seq, attempt, name, concurrency_key) IN (VALUES {}) \
+             AND outcome IS NULL AND owner IS NULL RETURNING instance_id, generation, seq, attempt",
+            rows.join(", ")
+        );
+        // One owner per chunk, until the latest of its leases.
+        let owner = leases[chunk[0]].owner.as_str();
+        let until = chunk.iter().map(|index| leases[*index].lease_until).max().unwrap_or_default();
+        let query = sqlx::query(&sql).bind(owner).bind(until);
+        let query = chunk.iter().map(|index| &leases[*index]).fold(query, |query, lease| {
+            query
+                .bind(lease.instance_id.as_str())
+                .bind(i64::from(lease.generation))
+                .bind(i64::from(lease.seq))
+                .bind(i64::from(lease.attempt))
+                .bind(lease.cap.activity.as_str())
+                .bind(lease.concurrency_key.as_str())
+        });
+        let returned = query.fetch_all(&mut *conn).await.map_err(statement("taking tasks' leases"))?;
+        for row in returned {
+            let read = |i: usize| row.try_get::<i64, _>(i).map_err(backend("reading a taken lease"));
+            let id: String = row.try_get(0).map_err(backend("reading a taken lease"))?;
+            let (generation, seq, attempt) = (read(1)?, read(2)?, read(3)?);
+            // The first lease of the chunk on that task and attempt took it.
+            let lease_of = chunk.iter().find(|index| {
+                let lease = &leases[**index];
+                !taken[**index]
+                    && lease.instance_id == id
+                    && i64::from(lease.generation) == generation
+                    && i64::from(lease.seq) == seq
+                    && i64::from(lease.attempt) == attempt
+            });
+            if let Some(index) = lease_of {
+                taken[*index] = true;
+            }
+        }
+    }
+    let starts: Vec<&TaskLease> = leases
+        .iter()
+        .zip(&taken)
+        .filter(|(lease, taken)| **taken && lease.cap.rate.is_some())
+        .map(|(l, _)| l)
+        .collect();
+    for chunk in starts.chunks(LEASES_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO activity_starts (name, concurrency_key, started_at) VALUES {}",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let query = chunk.iter().fold(sqlx::query(&sql), |query, lease| {
+            query.bind(lease.cap.activity.as_str()).bind(lease.concurrency_key.as_str()).bind(lease.now)
+        });
+        query.execute(&mut *conn).await.map_err(statement("recording starts"))?;
+    }
+    Ok(taken)
+}
+
+/// Leases taken per statement: six variables each.
+const LEASES_PER_STATEMENT: usize = 100;
+
+/// How many more leases `lease`'s activity and key may take now: its cap less the live leases,
+/// and its rate less the window's starts (those a period old forgotten first).
+async fn key_room_now(conn: &mut SqliteConnection, lease: &TaskLease) -> Result<u64, Failure> {
+    let (name, key) = (lease.cap.activity.as_str(), lease.concurrency_key.as_str());
+    let mut room = u64::MAX;
+    if let Some(limit) = lease.cap.concurrency {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM activity_tasks INDEXED BY activity_tasks_holding WHERE name = ? \
+             AND concurrency_key = ? AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(lease.now)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(statement("counting live leases"))?;
+        room = room.min(u64::from(limit).saturating_sub(u64::try_from(held).unwrap_or(0)));
+    }
+    if let Some(rate) = lease.cap.rate {
+        sqlx::query("DELETE FROM activity_starts WHERE name = ? AND started_at <= ?")
+            .bind(name)
+            .bind(lease.now.saturating_sub(rate.period_ms))
+            .execute(&mut *conn)
+            .await
+            .map_err(statement("forgetting old starts"))?;
+        let started: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM activity_starts WHERE name = ? AND concurrency_key = ?")
+                .bind(name)
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(statement("counting starts"))?;
+        room = room.min(u64::from(rate.limit).saturating_sub(u64::try_from(started).unwrap_or(0)));
+    }
+    Ok(room)
 }

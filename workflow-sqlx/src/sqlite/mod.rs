@@ -30,8 +30,8 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
-    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome,
-    TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskLease,
+    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use crate::shared::list::{list_statement, Dialect};
@@ -168,13 +168,21 @@ fn backend(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
+        Ok(self.write_leasing(ops, &[]).await?.0)
+    }
+
+    async fn write_leasing(
+        &self,
+        ops: &[WriteOp],
+        leases: &[TaskLease],
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let plan = Plan::new(ops);
         let mut conn = self.writer().await?;
         // From here until the commit or the rollback is through, the writer may be in a
         // transaction: should this future be dropped meanwhile, the writer's next user rolls it back.
         self.dangling.store(true, Ordering::Release);
-        match batch::apply(&mut conn, &plan).await {
-            Ok(skipped) => {
+        match batch::apply(&mut conn, &plan, leases).await {
+            Ok((skipped, taken)) => {
                 self.dangling.store(false, Ordering::Release);
                 self.stats.record_commit(ops.len());
                 let finished = ops.iter().filter_map(|op| match op {
@@ -182,7 +190,7 @@ impl Store for SqliteStore {
                     _ => None,
                 });
                 self.signal(WakeSignal::from_batch(ops).into_iter().chain(finished));
-                Ok(crate::shared::plan::outcome(ops, skipped))
+                Ok((crate::shared::plan::outcome(ops, skipped), taken))
             }
             Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),
         }

@@ -74,7 +74,7 @@ pub use tasks::{
     check_tasks, check_tasks_caps, check_tasks_claim_filters, check_tasks_complete, check_tasks_complete_many,
     check_tasks_concurrent_claims, check_tasks_continue_as_new, check_tasks_enqueue_and_claim,
     check_tasks_enqueue_attempts, check_tasks_finish, check_tasks_in_batch, check_tasks_leases, check_tasks_payloads,
-    check_tasks_priority, check_tasks_rate,
+    check_tasks_priority, check_tasks_rate, check_write_leasing,
 };
 
 use crate::store::{

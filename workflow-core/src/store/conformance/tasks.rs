@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use crate::store::{
-    ActivityCap, RateLimit, RuntimeStatus, StartScope, Store, StoreError, TaskCompletion, TaskRecord, WriteOp,
+    ActivityCap, RateLimit, RuntimeStatus, StartScope, Store, StoreError, TaskCompletion, TaskLease, TaskRecord,
+    WriteOp,
 };
 
 use super::{
@@ -440,6 +441,101 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
     check_tasks_complete_many(store).await;
     check_tasks_rate(store).await;
     check_tasks_priority(store).await;
+    check_write_leasing(store, false).await;
+}
+
+/// `write_leasing` takes a lease on a task its ops queue only while the task's key has room
+/// under the lease's cap (the live leases of other workers and of earlier leases in the batch
+/// counted, a lapsed one not), only for a task queued unowned at the lease's attempt under the
+/// lease's key, and counts a rate-limited lease as a start that claims then see; a lease refused
+/// leaves the task queued for a claim, and the ops apply either way. A store may take no lease
+/// at all (the trait's default): then every answer is `false` and the tasks stay queued. With
+/// `must_take`, the store must take them.
+pub async fn check_write_leasing(store: &dyn Store, must_take: bool) {
+    let (act, rated, now) = ("tlease_act", "tlease_rated_act", 1_000);
+    let cap = ActivityCap { activity: act.to_owned(), concurrency: Some(2), rate: None };
+    let lease = |id: &str, attempt: u32, key: &str, cap: &ActivityCap| TaskLease {
+        instance_id: id.to_owned(),
+        generation: 0,
+        seq: 0,
+        attempt,
+        concurrency_key: key.to_owned(),
+        owner: "tlease-w".to_owned(),
+        lease_until: now + 5_000,
+        now,
+        cap: cap.clone(),
+    };
+    let keyed = |id: &str, name: &str, key: &str| TaskRecord {
+        concurrency_key: key.to_owned(),
+        ..task(id, 0, 0, name, 1, now)
+    };
+
+    // Key "k" holds one live lease of another worker's claim (and one lapsed, which is free).
+    store.write(&[enqueue(keyed("tlease/held", act, "k")), enqueue(keyed("tlease/lapsed", act, "k"))]).await.unwrap();
+    assert_eq!(store.claim_tasks("tlease-other", &names(&[act]), now, now + 100, 1).await.unwrap().len(), 1);
+    assert_eq!(store.claim_tasks("tlease-other", &names(&[act]), now, now - 1, 1).await.unwrap().len(), 1);
+    let ops: Vec<WriteOp> =
+        ["tlease/a", "tlease/b", "tlease/c"].iter().map(|id| enqueue(keyed(id, act, "k"))).collect();
+    let mut ops = ops;
+    ops.push(enqueue(keyed("tlease/other-key", act, "j")));
+    let leases = [
+        lease("tlease/a", 1, "k", &cap),
+        lease("tlease/b", 1, "k", &cap),
+        lease("tlease/c", 1, "k", &cap),
+        lease("tlease/other-key", 1, "j", &cap),
+        lease("tlease/missing", 1, "k", &cap),
+        lease("tlease/other-key", 2, "j", &cap),
+    ];
+    let (_, taken) = store.write_leasing(&ops, &leases).await.unwrap();
+    if !must_take && taken.iter().all(|t| !t) {
+        // A store that takes no lease: the tasks are queued as a plain write queues them.
+        let queued = store.tasks_of("tlease/a").await.unwrap_or_default();
+        assert!(queued.iter().all(|t| t.owner.is_none()), "{queued:?}");
+        return;
+    }
+    assert_eq!(taken, [true, false, false, true, false, false], "room for one more under k (held counts, lapsed not)");
+    let owned = |id: &'static str| async move {
+        store.tasks_of(id).await.unwrap().first().and_then(|t| t.owner.clone().zip(t.lease_until))
+    };
+    assert_eq!(owned("tlease/a").await, Some(("tlease-w".to_owned(), now + 5_000)));
+    assert_eq!(owned("tlease/b").await, None, "a refused lease leaves the task queued");
+    // A capped claim now finds k full (a, held) and takes nothing of it.
+    let claimed = store
+        .claim_tasks_capped("tlease-other", &names(&[act]), std::slice::from_ref(&cap), now, now + 100, 10)
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|t| t.concurrency_key != "k"), "{claimed:?}");
+    // A task already leased is not leased again.
+    let (_, again) = store.write_leasing(&[], &[lease("tlease/a", 1, "k", &cap)]).await.unwrap();
+    assert_eq!(again, [false]);
+
+    // A rate of one start per 1,000 ms: the first lease takes it, the second does not, and a claim
+    // sees the start.
+    let rate = ActivityCap {
+        activity: rated.to_owned(),
+        concurrency: None,
+        rate: Some(RateLimit { limit: 1, period_ms: 1_000 }),
+    };
+    let ops = vec![enqueue(keyed("tlease/r1", rated, "")), enqueue(keyed("tlease/r2", rated, ""))];
+    let (_, taken) =
+        store.write_leasing(&ops, &[lease("tlease/r1", 1, "", &rate), lease("tlease/r2", 1, "", &rate)]).await.unwrap();
+    assert_eq!(taken, [true, false]);
+    let starts = store.recent_starts(StartScope::Activity { activity: rated, key: "" }, now - 1_000).await.unwrap();
+    assert_eq!(starts.iter().map(|(_, n)| n).sum::<u64>(), 1, "{starts:?}");
+    assert!(store
+        .claim_tasks_capped("tlease-other", &names(&[rated]), std::slice::from_ref(&rate), now, now + 100, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = store
+        .claim_tasks_capped("tlease-other", &names(&[rated]), &[rate], now + 1_000, now + 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        later.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>(),
+        ["tlease/r2"],
+        "once the window passed"
+    );
 }
 
 /// Of the tasks claimable at once, a higher priority is claimed first, the oldest first within
