@@ -643,6 +643,10 @@ mod postgres {
         check_rolled_back_event_ids(&store).await;
         disarm_poison(&store).await;
         check_schema_and_settings(&store, &schema).await;
+        // It takes leases on the tasks a write queues.
+        let leasing = open(&url, &fresh_schema()).await;
+        conformance::check_write_leasing(&leasing, true).await;
+        drop_schema(&leasing).await;
         check_list_plan(&store).await;
         check_corrupt_rows(&store).await;
         check_corrupt_task_rows(&store).await;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::{PgConnection, PgPool};
-use workflow_core::store::{StoreError, WakeSignal};
+use workflow_core::store::{Millis, StoreError, TaskLease, WakeSignal};
 
 use super::bind::{
     bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_puts,
@@ -14,8 +14,9 @@ use super::cache::StatementCache;
 use super::retry::{failed, Failure};
 use super::signals::notice;
 use super::sql::{
-    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
-    FINISH, LOCK_INBOXES, NOTIFY, PURGE, PUT, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
+    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_HOLDING, COUNT_INBOXES, COUNT_STARTS, CREATE, DELETE_TASK,
+    ENQUEUE_TASK, EVENT_IDS, EVICT, FINISH, FORGET_STARTS, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT,
+    RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE, TAKE_LEASES,
 };
 use super::statement::Single;
 use crate::shared::plan::{Checked, Inbox, Layer, Plan};
@@ -25,17 +26,34 @@ use crate::shared::to_i64;
 /// checks its fences and status assertions, applies its layers, sends its signals (`notices`, and
 /// the `Finished` of watched instances it finishes) and commits. Returns the indexes (in the batch)
 /// of the creates that were skipped.
+///
+/// `leases` (see `Store::write_leasing`) are taken after the layers, in the same transaction,
+/// behind each capped activity's advisory lock (the one its claims take, in name order);
+/// returns which it took.
 pub(super) async fn try_write(
     pool: &PgPool,
     channel: &str,
     statements: &StatementCache,
     plan: &Plan<'_>,
     notices: &[String],
-) -> Result<Vec<usize>, Failure> {
-    if let Some(single) = Single::new(plan, channel, notices, statements) {
-        return single.run(plan, pool).await;
+    leases: &[TaskLease],
+) -> Result<(Vec<usize>, Vec<bool>), Failure> {
+    if leases.is_empty() {
+        if let Some(single) = Single::new(plan, channel, notices, statements) {
+            return Ok((single.run(plan, pool).await?, Vec::new()));
+        }
     }
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
+    // The caps' locks before any row lock, as a claim takes them: a claim holding one never
+    // waits for a row this write holds while this write waits for its lock.
+    let activities = leased_activities(leases);
+    for activity in &activities {
+        sqlx::query(LOCK_TASK_CAP)
+            .bind(*activity)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("locking an activity's cap"))?;
+    }
     let (fenced, asserted) = plan.checked_ids();
     let mut found = std::collections::HashMap::new();
     if !fenced.is_empty() || !asserted.is_empty() {
@@ -57,6 +75,7 @@ pub(super) async fn try_write(
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
     let (skipped, watched) = apply(plan, &mut tx).await?;
+    let taken = take_leases(&mut tx, leases, activities).await?;
     let mut notices = notices.to_vec();
     notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
     if !notices.is_empty() {
@@ -68,7 +87,132 @@ pub(super) async fn try_write(
             .map_err(failed("sending wake signals"))?;
     }
     tx.commit().await.map_err(failed("committing a write"))?;
-    Ok(skipped)
+    Ok((skipped, taken))
+}
+
+/// The activities `leases` are of, in name order (the order their caps' locks are taken in).
+fn leased_activities(leases: &[TaskLease]) -> Vec<&str> {
+    let mut activities: Vec<&str> = leases.iter().map(|lease| lease.cap.activity.as_str()).collect();
+    activities.sort_unstable();
+    activities.dedup();
+    activities
+}
+
+/// Takes what it can of `leases`, in order, in the open transaction, which holds the locks of
+/// `activities` (theirs): per activity its live leases and its window's starts per key counted
+/// once (after forgetting starts a period old), the leases that fit in what is left taken in one
+/// statement per owner (each only if its task is still queued unowned and unfinished at its
+/// attempt under its key), and the rate-limited ones taken recorded as starts.
+async fn take_leases<'a>(
+    tx: &mut PgConnection,
+    leases: &'a [TaskLease],
+    activities: Vec<&'a str>,
+) -> Result<Vec<bool>, Failure> {
+    let mut taken = vec![false; leases.len()];
+    if leases.is_empty() {
+        return Ok(taken);
+    }
+    let mut room: HashMap<(&str, &str), u64> = HashMap::new();
+    for activity in activities {
+        let Some(cap) = leases.iter().map(|lease| &lease.cap).find(|cap| cap.activity == activity) else { continue };
+        let now = leases.iter().filter(|lease| lease.cap.activity == activity).map(|l| l.now).max().unwrap_or(0);
+        let held: HashMap<String, i64> = if cap.concurrency.is_some() {
+            let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_HOLDING)
+                .bind(activity)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("counting live leases"))?;
+            rows.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        let started: HashMap<String, i64> = match cap.rate {
+            Some(rate) => {
+                sqlx::query(FORGET_STARTS)
+                    .bind(activity)
+                    .bind(now.saturating_sub(rate.period_ms))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("forgetting old starts"))?;
+                let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_STARTS)
+                    .bind(activity)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed("counting starts"))?;
+                rows.into_iter().collect()
+            }
+            None => HashMap::new(),
+        };
+        for lease in leases.iter().filter(|lease| lease.cap.activity == activity) {
+            let key = lease.concurrency_key.as_str();
+            let used =
+                |counts: &HashMap<String, i64>| u64::try_from(counts.get(key).copied().unwrap_or(0)).unwrap_or(0);
+            let mut left = u64::MAX;
+            if let Some(limit) = cap.concurrency {
+                left = left.min(u64::from(limit).saturating_sub(used(&held)));
+            }
+            if let Some(rate) = cap.rate {
+                left = left.min(u64::from(rate.limit).saturating_sub(used(&started)));
+            }
+            room.entry((activity, key)).or_insert(left);
+        }
+    }
+    let mut candidates: Vec<usize> = Vec::new();
+    for (index, lease) in leases.iter().enumerate() {
+        if let Some(left) = room.get_mut(&(lease.cap.activity.as_str(), lease.concurrency_key.as_str())) {
+            if *left > 0 {
+                *left -= 1;
+                candidates.push(index);
+            }
+        }
+    }
+    let same_owner = |a: &usize, b: &usize| leases[*a].owner == leases[*b].owner;
+    for run in candidates.chunk_by(same_owner) {
+        let pick = |f: fn(&TaskLease) -> i64| run.iter().map(|index| f(&leases[*index])).collect::<Vec<_>>();
+        let owner = leases[run[0]].owner.as_str();
+        let until = run.iter().map(|index| leases[*index].lease_until).max().unwrap_or_default();
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(TAKE_LEASES)
+            .bind(owner)
+            .bind(until)
+            .bind(run.iter().map(|index| leases[*index].instance_id.as_str()).collect::<Vec<_>>())
+            .bind(pick(|lease| i64::from(lease.generation)))
+            .bind(pick(|lease| i64::from(lease.seq)))
+            .bind(pick(|lease| i64::from(lease.attempt)))
+            .bind(run.iter().map(|index| leases[*index].cap.activity.as_str()).collect::<Vec<_>>())
+            .bind(run.iter().map(|index| leases[*index].concurrency_key.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("taking tasks' leases"))?;
+        for (id, generation, seq, attempt) in rows {
+            // The first lease of the run on that task and attempt took it.
+            let lease_of = run.iter().find(|index| {
+                let lease = &leases[**index];
+                !taken[**index]
+                    && lease.instance_id == id
+                    && i64::from(lease.generation) == generation
+                    && i64::from(lease.seq) == seq
+                    && i64::from(lease.attempt) == attempt
+            });
+            if let Some(index) = lease_of {
+                taken[*index] = true;
+            }
+        }
+    }
+    let mut starts: HashMap<(&str, Millis), Vec<&str>> = HashMap::new();
+    for (lease, _) in leases.iter().zip(&taken).filter(|(lease, taken)| **taken && lease.cap.rate.is_some()) {
+        starts.entry((lease.cap.activity.as_str(), lease.now)).or_default().push(lease.concurrency_key.as_str());
+    }
+    for ((activity, now), keys) in starts {
+        sqlx::query(RECORD_STARTS)
+            .bind(activity)
+            .bind(keys)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("recording starts"))?;
+    }
+    Ok(taken)
 }
 
 /// What the inboxes the plan checks the room of held before it, read under their locks (see

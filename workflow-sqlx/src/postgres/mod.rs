@@ -38,8 +38,8 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
-    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome,
-    TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskLease,
+    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -172,17 +172,25 @@ impl From<PostgresStore> for std::sync::Arc<dyn Store> {
 #[async_trait]
 impl Store for PostgresStore {
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError> {
-        if ops.is_empty() {
+        Ok(self.write_leasing(ops, &[]).await?.0)
+    }
+
+    async fn write_leasing(
+        &self,
+        ops: &[WriteOp],
+        leases: &[TaskLease],
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+        if ops.is_empty() && leases.is_empty() {
             self.stats.record_commit(0);
-            return Ok(WriteOutcome::default());
+            return Ok((WriteOutcome::default(), Vec::new()));
         }
         checks::check_text(ops)?;
         let plan = Plan::new(ops);
         let notices = signals::batch_notices(ops);
-        let skipped =
-            retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices)).await?;
+        let (skipped, taken) =
+            retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices, leases)).await?;
         self.stats.record_commit(ops.len());
-        Ok(crate::shared::plan::outcome(ops, skipped))
+        Ok((crate::shared::plan::outcome(ops, skipped), taken))
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

@@ -292,6 +292,17 @@ pub(super) const FORGET_STARTS: &str = "DELETE FROM activity_starts WHERE name =
 pub(super) const COUNT_STARTS: &str =
     "SELECT concurrency_key, count(*) FROM activity_starts WHERE name = $1 GROUP BY concurrency_key";
 
+/// Takes for worker `$1` until `$2` the tasks (`$3`..`$8`: instance, generation, seq, attempt,
+/// activity, concurrency key) still queued unowned and unfinished at that attempt under that key
+/// (see `Store::write_leasing`); returns the taken ones' keys and attempts.
+pub(super) const TAKE_LEASES: &str = "UPDATE activity_tasks AS t SET owner = $1, lease_until = $2 \
+     FROM UNNEST($3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[]) \
+     AS v (instance_id, generation, seq, attempt, name, concurrency_key) \
+     WHERE t.instance_id = v.instance_id AND t.generation = v.generation AND t.seq = v.seq \
+     AND t.attempt = v.attempt AND t.name = v.name AND t.concurrency_key = v.concurrency_key \
+     AND t.outcome IS NULL AND t.owner IS NULL \
+     RETURNING t.instance_id, t.generation, t.seq, t.attempt";
+
 /// Records claims of activity `$1` with the keys `$2` at `$3`.
 pub(super) const RECORD_STARTS: &str = "INSERT INTO activity_starts (name, concurrency_key, started_at) \
      SELECT $1, k, $3 FROM UNNEST($2::text[]) AS k";
