@@ -63,7 +63,12 @@
 //! # }
 //! ```
 
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod schedules;
+
+#[cfg(feature = "prometheus")]
+pub use prometheus::{install_prometheus, prometheus};
 
 use std::collections::HashMap;
 

@@ -5,7 +5,7 @@ compile_error!("enable at least one store feature of `workflow`: `sqlite` (the d
 
 // The root is curated by hand: what workflow authors use. Store implementers' types live in
 // `store`, diagram types in `diagram`.
-pub use workflow_core::{diagram, store};
+pub use workflow_core::{diagram, metrics, store};
 pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
     ActivityOptions, BoxFuture, CatchUp, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait,

@@ -24,6 +24,9 @@
 mod w10_growth;
 #[path = "w11_schedules.rs"]
 mod w11_schedules;
+#[cfg(feature = "prometheus")]
+#[path = "w12_metrics.rs"]
+mod w12_metrics;
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
@@ -80,6 +83,10 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     }
     if wanted("w11") {
         rows.extend(w11_schedules::measure(name, dir).await?);
+    }
+    #[cfg(feature = "prometheus")]
+    if wanted("w12") {
+        rows.extend(w12_metrics::measure(name, dir).await?);
     }
     // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
     // it is the reference, not a store to measure at scale.

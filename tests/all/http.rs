@@ -497,3 +497,46 @@ async fn schedules_over_http() {
     assert_eq!(read_only.get("/v1.0/schedules").await.0, 200);
     assert_ne!(read_only.post("/v1.0/schedules/other", body).await.0, 201, "no writes through a read-only router");
 }
+
+/// The Prometheus route: once the recorder is installed, `GET /metrics` answers the engine's
+/// metrics in the text format, a finished instance counted under its workflow and status.
+#[cfg(feature = "prometheus")]
+#[tokio::test]
+async fn prometheus_metrics_over_http() {
+    let handle = workflow::http::install_prometheus().expect("the only recorder this process installs");
+    let runtime = Runtime::builder()
+        .store(MemoryStore::new())
+        .workflow(http_approval::Workflow)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let app = workflow::http::router(client.clone()).merge(workflow::http::prometheus(handle));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let order = http_approval::start(&client, "metered order".to_owned()).await.unwrap();
+    client.raise_event(order.instance_id(), "approve", &true).await.unwrap();
+    order.result_timeout(Duration::from_secs(20)).await.unwrap();
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    let text = response.text().await.unwrap();
+    let finished = text
+        .lines()
+        .find(|line| {
+            line.starts_with("workflow_instances_finished_total{")
+                && line.contains("workflow=\"http_approval\"")
+                && line.contains("status=\"Completed\"")
+        })
+        .unwrap_or_else(|| panic!("no finished count in:\n{text}"));
+    let count: f64 = finished.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    assert!(count >= 1.0, "{finished}");
+    assert!(text.contains("workflow_commits_total"), "{text}");
+    task.abort();
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -15,6 +15,7 @@ mod flow_processes;
 mod http;
 mod limits;
 mod manage;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod pg_restart;
 mod retention;

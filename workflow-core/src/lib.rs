@@ -20,6 +20,7 @@ mod client;
 pub mod diagram;
 mod error;
 mod limits;
+pub mod metrics;
 mod model;
 mod schedule;
 pub mod store;

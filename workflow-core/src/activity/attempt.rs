@@ -27,6 +27,13 @@ pub(crate) struct Attempt<'a> {
 
 /// Runs the attempt; the caller holds an activity slot for it. `Ok` holds the output JSON.
 pub(crate) async fn run_attempt(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
+    let (name, began) = (attempt.name, std::time::Instant::now());
+    let result = run_attempt_measured(engine, attempt).await;
+    crate::metrics::activity_attempt(name, result.is_ok(), began.elapsed());
+    result
+}
+
+async fn run_attempt_measured(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
     let name = attempt.name;
     let Some(entry) = engine.registry().activity(name) else {
         return Err(ActivityError::non_retryable(format!("activity `{name}` is not registered with this runtime")));

@@ -159,13 +159,21 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
     }
 }
 
+/// Writes `ops` and takes what it can of `leases` (measured: see `crate::metrics`).
+async fn write(store: &dyn Store, ops: &[WriteOp], leases: &[TaskLease]) -> Reply {
+    let began = std::time::Instant::now();
+    let written = if leases.is_empty() {
+        store.write(ops).await.map(|outcome| (outcome, Vec::new()))
+    } else {
+        store.write_leasing(ops, leases).await
+    };
+    crate::metrics::commit(ops.len(), began.elapsed());
+    written
+}
+
 /// Writes one request on its own.
 async fn write_one(store: &dyn Store, request: Request) {
-    let result = if request.leases.is_empty() {
-        store.write(&request.ops).await.map(|outcome| (outcome, Vec::new()))
-    } else {
-        store.write_leasing(&request.ops, &request.leases).await
-    };
+    let result = write(store, &request.ops, &request.leases).await;
     let _ = request.reply.send(result);
 }
 
@@ -178,12 +186,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
     }
     let ops: Vec<WriteOp> = batch.iter().flat_map(|r| r.ops.iter().cloned()).collect();
     let leases: Vec<TaskLease> = batch.iter().flat_map(|r| r.leases.iter().cloned()).collect();
-    let written = if leases.is_empty() {
-        store.write(&ops).await.map(|outcome| (outcome, Vec::new()))
-    } else {
-        store.write_leasing(&ops, &leases).await
-    };
-    match written {
+    match write(store, &ops, &leases).await {
         Ok((outcome, taken)) => {
             // Each request's leases, in batch order.
             let mut taken = taken.into_iter();

@@ -65,6 +65,9 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
         return;
     };
     let inbox = Arc::new(Notify::new());
+    if record.status == RuntimeStatus::Pending || matches!(first, Journal::Fresh) {
+        crate::metrics::instance_started(&record.workflow);
+    }
     loop {
         let (journal, inbox_front) = match std::mem::replace(&mut first, Journal::Read) {
             Journal::Fresh => (Vec::new(), Vec::new()),
@@ -310,7 +313,11 @@ async fn finish(
     ops.retain(|op| !matches!(op, WriteOp::SetStatus { id, .. } if *id == record.id));
     ops.extend(ending.ops(record, now));
     match engine.commit(ops).await {
-        Ok(_) => engine.notify_completion(&ending.status(record, custom_status, now)),
+        Ok(_) => {
+            let status = ending.status(record, custom_status, now);
+            crate::metrics::instance_finished(&record.workflow, status.status == RuntimeStatus::Completed);
+            engine.notify_completion(&status);
+        }
         Err(error @ StoreError::Fenced(_)) => {
             tracing::info!(%error, "could not record the instance's end: it changed elsewhere");
         }
