@@ -19,6 +19,7 @@ use super::sql::{
     RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE, TAKE_LEASES,
 };
 use super::statement::Single;
+use crate::shared::leases::{candidates, mark_taken, LeaseKey};
 use crate::shared::plan::{Checked, Inbox, Layer, Plan};
 use crate::shared::to_i64;
 
@@ -112,7 +113,7 @@ async fn take_leases<'a>(
     if leases.is_empty() {
         return Ok(taken);
     }
-    let mut room: HashMap<(&str, &str), u64> = HashMap::new();
+    let mut room: HashMap<LeaseKey<'_>, u64> = HashMap::new();
     for activity in activities {
         let Some(cap) = leases.iter().map(|lease| &lease.cap).find(|cap| cap.activity == activity) else { continue };
         let now = leases.iter().filter(|lease| lease.cap.activity == activity).map(|l| l.now).max().unwrap_or(0);
@@ -158,17 +159,7 @@ async fn take_leases<'a>(
             room.entry((activity, key)).or_insert(left);
         }
     }
-    let mut candidates: Vec<usize> = Vec::new();
-    for (index, lease) in leases.iter().enumerate() {
-        if let Some(left) = room.get_mut(&(lease.cap.activity.as_str(), lease.concurrency_key.as_str())) {
-            if *left > 0 {
-                *left -= 1;
-                candidates.push(index);
-            }
-        }
-    }
-    let same_owner = |a: &usize, b: &usize| leases[*a].owner == leases[*b].owner;
-    for run in candidates.chunk_by(same_owner) {
+    for run in &candidates(leases, room) {
         let pick = |f: fn(&TaskLease) -> i64| run.iter().map(|index| f(&leases[*index])).collect::<Vec<_>>();
         let owner = leases[run[0]].owner.as_str();
         let until = run.iter().map(|index| leases[*index].lease_until).max().unwrap_or_default();
@@ -185,18 +176,7 @@ async fn take_leases<'a>(
             .await
             .map_err(failed("taking tasks' leases"))?;
         for (id, generation, seq, attempt) in rows {
-            // The first lease of the run on that task and attempt took it.
-            let lease_of = run.iter().find(|index| {
-                let lease = &leases[**index];
-                !taken[**index]
-                    && lease.instance_id == id
-                    && i64::from(lease.generation) == generation
-                    && i64::from(lease.seq) == seq
-                    && i64::from(lease.attempt) == attempt
-            });
-            if let Some(index) = lease_of {
-                taken[*index] = true;
-            }
+            mark_taken(leases, run, &mut taken, (&id, generation, seq, attempt));
         }
     }
     let mut starts: HashMap<(&str, Millis), Vec<&str>> = HashMap::new();

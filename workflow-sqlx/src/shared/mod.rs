@@ -3,6 +3,7 @@
 //! with the column lists those read, the orders records are returned in ([`order`]), and what a
 //! claim does with a row that does not decode ([`quarantine`]).
 
+pub(crate) mod leases;
 pub(crate) mod list;
 pub(crate) mod order;
 pub(crate) mod plan;

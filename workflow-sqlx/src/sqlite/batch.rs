@@ -15,6 +15,7 @@ use super::bind::{
     Query,
 };
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
+use crate::shared::leases::{candidates, lease_key, lease_keys, mark_taken};
 use crate::shared::plan::{Checked, Inbox, Plan};
 
 /// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
@@ -302,25 +303,14 @@ pub(super) async fn apply(
 /// one statement per chunk, each only if its task is still queued unowned and unfinished at its
 /// attempt under its key, and the rate-limited ones taken are recorded as starts.
 async fn take_leases(conn: &mut SqliteConnection, leases: &[TaskLease]) -> Result<Vec<bool>, Failure> {
-    let mut room: HashMap<(&str, &str), u64> = HashMap::new();
-    let mut candidates: Vec<usize> = Vec::new();
-    for (index, lease) in leases.iter().enumerate() {
-        let key = (lease.cap.activity.as_str(), lease.concurrency_key.as_str());
-        let left = match room.get_mut(&key) {
-            Some(left) => left,
-            None => {
-                let left = key_room_now(conn, lease).await?;
-                room.entry(key).or_insert(left)
-            }
-        };
-        if *left > 0 {
-            *left -= 1;
-            candidates.push(index);
-        }
+    let mut room = HashMap::new();
+    for key in lease_keys(leases) {
+        let Some(lease) = leases.iter().find(|lease| lease_key(lease) == key) else { continue };
+        room.insert(key, key_room_now(conn, lease).await?);
     }
     let mut taken = vec![false; leases.len()];
-    let same_owner = |a: &usize, b: &usize| leases[*a].owner == leases[*b].owner;
-    for chunk in candidates.chunk_by(same_owner).flat_map(|run| run.chunks(LEASES_PER_STATEMENT)) {
+    let runs = candidates(leases, room);
+    for chunk in runs.iter().flat_map(|run| run.chunks(LEASES_PER_STATEMENT)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let at = 3 + 6 * i;
@@ -350,19 +340,7 @@ async fn take_leases(conn: &mut SqliteConnection, leases: &[TaskLease]) -> Resul
         for row in returned {
             let read = |i: usize| row.try_get::<i64, _>(i).map_err(backend("reading a taken lease"));
             let id: String = row.try_get(0).map_err(backend("reading a taken lease"))?;
-            let (generation, seq, attempt) = (read(1)?, read(2)?, read(3)?);
-            // The first lease of the chunk on that task and attempt took it.
-            let lease_of = chunk.iter().find(|index| {
-                let lease = &leases[**index];
-                !taken[**index]
-                    && lease.instance_id == id
-                    && i64::from(lease.generation) == generation
-                    && i64::from(lease.seq) == seq
-                    && i64::from(lease.attempt) == attempt
-            });
-            if let Some(index) = lease_of {
-                taken[*index] = true;
-            }
+            mark_taken(leases, chunk, &mut taken, (&id, read(1)?, read(2)?, read(3)?));
         }
     }
     let starts: Vec<&TaskLease> = leases
