@@ -125,6 +125,11 @@ impl TaskHub {
         }
     }
 
+    /// Whether any outcome is held back.
+    pub(crate) fn holds_any(&self) -> bool {
+        self.held.lock().map(|held| !held.is_empty()).unwrap_or(false)
+    }
+
     /// Drops the held outcomes of the tasks a committed batch deleted: journaled.
     pub(crate) fn journaled(&self, ops: &[crate::store::WriteOp]) {
         let Ok(mut held) = self.held.lock() else { return };

@@ -183,7 +183,7 @@ pub struct ScheduleRecord {
 
 /// A fire of a due schedule, for `Store::fire_schedules`: it takes only if the schedule is still
 /// due at `expected_next` (no other worker fired it meanwhile, no client changed it); then the
-/// schedule moves on to `next_fire_at` with `runs`, and `instance`, if any, is created (a tick's
+/// schedule moves on to `next_fire_at` with `runs`, and its `instances` are created (a tick's
 /// instance id is derived from the tick, so an instance that exists already is left as it is).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleFire {

@@ -294,30 +294,45 @@ fn take_lease(tables: &mut Tables, lease: &TaskLease) -> bool {
     if task.name != cap.activity || task.attempt != lease.attempt || task.outcome.is_some() || task.owner.is_some() {
         return false;
     }
-    let concurrency_key = task.concurrency_key.clone();
-    let same_key = |t: &&TaskRecord| t.name == cap.activity && t.concurrency_key == concurrency_key;
-    let held = tables
-        .tasks
-        .values()
-        .filter(same_key)
-        .filter(|t| t.outcome.is_none() && t.owner.is_some() && t.lease_until.is_some_and(|until| until >= lease.now))
-        .count();
-    if cap.concurrency.is_some_and(|limit| held as u64 >= u64::from(limit)) {
+    let keys = [task.concurrency_key.clone()];
+    let (running, started) = running_and_started(tables, cap, lease.now);
+    if key_room(cap, &running, &started, &keys).is_empty() {
         return false;
     }
-    if let Some(rate) = cap.rate {
-        let since = lease.now.saturating_sub(rate.period_ms);
-        tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
-        let started = tables.starts.iter().filter(|(a, k, _)| a == &cap.activity && k == &concurrency_key).count();
-        if started as u64 >= u64::from(rate.limit) {
-            return false;
-        }
+    let [concurrency_key] = keys;
+    if cap.rate.is_some() {
         tables.starts.push((cap.activity.clone(), concurrency_key, lease.now));
     }
     let Some(task) = tables.tasks.get_mut(&key) else { return false };
     task.owner = Some(lease.owner.clone());
     task.lease_until = Some(lease.lease_until);
     true
+}
+
+/// Per concurrency key, the tasks of `cap`'s activity holding a lease at `now`, and its starts in
+/// the rate's window (those a period old forgotten first): what a capped claim and a leasing
+/// write count.
+fn running_and_started(
+    tables: &mut Tables,
+    cap: &ActivityCap,
+    now: Millis,
+) -> (HashMap<String, u64>, HashMap<String, u64>) {
+    let mut running: HashMap<String, u64> = HashMap::new();
+    let live = |t: &&TaskRecord| {
+        t.name == cap.activity && t.outcome.is_none() && t.owner.is_some() && t.lease_until.is_some_and(|u| u >= now)
+    };
+    for task in tables.tasks.values().filter(live) {
+        *running.entry(task.concurrency_key.clone()).or_default() += 1;
+    }
+    let mut started: HashMap<String, u64> = HashMap::new();
+    if let Some(rate) = cap.rate {
+        let since = now.saturating_sub(rate.period_ms);
+        tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
+        for (_, key, _) in tables.starts.iter().filter(|(activity, _, _)| activity == &cap.activity) {
+            *started.entry(key.clone()).or_default() += 1;
+        }
+    }
+    (running, started)
 }
 
 /// Drops every lease `worker` holds, on instances and unfinished tasks; returns how many.
@@ -713,22 +728,10 @@ impl Store for MemoryStore {
         let mut claimed = Vec::new();
         for cap in capped {
             let mut picks: Vec<TaskPick> = Vec::new();
-            let mut running: HashMap<String, u64> = HashMap::new();
+            let (running, started) = running_and_started(&mut tables, cap, now);
             let mut queued: BTreeMap<String, Vec<TaskPick>> = BTreeMap::new();
-            for (key, task) in tables.tasks.iter().filter(|(_, t)| t.name == cap.activity && t.outcome.is_none()) {
-                if task.owner.is_some() && task.lease_until.is_some_and(|until| until >= now) {
-                    *running.entry(task.concurrency_key.clone()).or_default() += 1;
-                } else if claimable_task(task, now) {
-                    queued.entry(task.concurrency_key.clone()).or_default().push(task_pick(key, task));
-                }
-            }
-            let mut started: HashMap<String, u64> = HashMap::new();
-            if let Some(rate) = cap.rate {
-                let since = now.saturating_sub(rate.period_ms);
-                tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
-                for (_, key, _) in tables.starts.iter().filter(|(activity, _, _)| activity == &cap.activity) {
-                    *started.entry(key.clone()).or_default() += 1;
-                }
+            for (key, task) in tables.tasks.iter().filter(|(_, t)| t.name == cap.activity && claimable_task(t, now)) {
+                queued.entry(task.concurrency_key.clone()).or_default().push(task_pick(key, task));
             }
             let keys: Vec<String> = queued.keys().cloned().collect();
             for (key, room) in key_room(cap, &running, &started, &keys) {

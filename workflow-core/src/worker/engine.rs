@@ -286,7 +286,13 @@ impl Engine {
         leases: Vec<TaskLease>,
     ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let signals = WakeSignal::from_batch(&ops);
-        let deletes: Vec<WriteOp> = ops.iter().filter(|op| matches!(op, WriteOp::DeleteTask { .. })).cloned().collect();
+        // The task deletes that journal outcomes held back here (a hold is taken before its
+        // delete is buffered, so with none held, none of this batch's can journal one).
+        let deletes: Vec<WriteOp> = if self.tasks.holds_any() {
+            ops.iter().filter(|op| matches!(op, WriteOp::DeleteTask { .. })).cloned().collect()
+        } else {
+            Vec::new()
+        };
         let written = self.committer.commit(ops, leases).await?;
         self.tasks.journaled(&deletes);
         for signal in signals {

@@ -4,22 +4,23 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::{PgConnection, PgPool};
-use workflow_core::store::{Millis, StoreError, TaskLease, WakeSignal};
+use workflow_core::store::{ActivityCap, Millis, StoreError, TaskLease, WakeSignal};
 
 use super::bind::{
     bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_puts,
     bind_statuses, bind_task_keys, bind_wakes, last_puts, Args,
 };
 use super::cache::StatementCache;
+use super::claims::running_and_started;
 use super::retry::{failed, Failure};
 use super::signals::notice;
 use super::sql::{
-    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_HOLDING, COUNT_INBOXES, COUNT_STARTS, CREATE, DELETE_TASK,
-    ENQUEUE_TASK, EVENT_IDS, EVICT, FINISH, FORGET_STARTS, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT,
-    RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE, TAKE_LEASES,
+    ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
+    FINISH, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT, RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
+    TAKE_LEASES,
 };
 use super::statement::Single;
-use crate::shared::leases::{candidates, mark_taken, LeaseKey};
+use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of, LeaseKey};
 use crate::shared::plan::{Checked, Inbox, Layer, Plan};
 use crate::shared::to_i64;
 
@@ -48,9 +49,9 @@ pub(super) async fn try_write(
     // The caps' locks before any row lock, as a claim takes them: a claim holding one never
     // waits for a row this write holds while this write waits for its lock.
     let activities = leased_activities(leases);
-    for activity in &activities {
+    for (cap, _) in &activities {
         sqlx::query(LOCK_TASK_CAP)
-            .bind(*activity)
+            .bind(cap.activity.as_str())
             .execute(&mut *tx)
             .await
             .map_err(failed("locking an activity's cap"))?;
@@ -91,73 +92,24 @@ pub(super) async fn try_write(
     Ok((skipped, taken))
 }
 
-/// The activities `leases` are of, in name order (the order their caps' locks are taken in).
-fn leased_activities(leases: &[TaskLease]) -> Vec<&str> {
-    let mut activities: Vec<&str> = leases.iter().map(|lease| lease.cap.activity.as_str()).collect();
-    activities.sort_unstable();
-    activities.dedup();
-    activities
-}
-
 /// Takes what it can of `leases`, in order, in the open transaction, which holds the locks of
 /// `activities` (theirs): per activity its live leases and its window's starts per key counted
 /// once (after forgetting starts a period old), the leases that fit in what is left taken in one
 /// statement per owner (each only if its task is still queued unowned and unfinished at its
 /// attempt under its key), and the rate-limited ones taken recorded as starts.
-async fn take_leases<'a>(
+async fn take_leases(
     tx: &mut PgConnection,
-    leases: &'a [TaskLease],
-    activities: Vec<&'a str>,
+    leases: &[TaskLease],
+    activities: Vec<(&ActivityCap, Millis)>,
 ) -> Result<Vec<bool>, Failure> {
     let mut taken = vec![false; leases.len()];
     if leases.is_empty() {
         return Ok(taken);
     }
     let mut room: HashMap<LeaseKey<'_>, u64> = HashMap::new();
-    for activity in activities {
-        let Some(cap) = leases.iter().map(|lease| &lease.cap).find(|cap| cap.activity == activity) else { continue };
-        let now = leases.iter().filter(|lease| lease.cap.activity == activity).map(|l| l.now).max().unwrap_or(0);
-        let held: HashMap<String, i64> = if cap.concurrency.is_some() {
-            let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_HOLDING)
-                .bind(activity)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed("counting live leases"))?;
-            rows.into_iter().collect()
-        } else {
-            HashMap::new()
-        };
-        let started: HashMap<String, i64> = match cap.rate {
-            Some(rate) => {
-                sqlx::query(FORGET_STARTS)
-                    .bind(activity)
-                    .bind(now.saturating_sub(rate.period_ms))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("forgetting old starts"))?;
-                let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_STARTS)
-                    .bind(activity)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(failed("counting starts"))?;
-                rows.into_iter().collect()
-            }
-            None => HashMap::new(),
-        };
-        for lease in leases.iter().filter(|lease| lease.cap.activity == activity) {
-            let key = lease.concurrency_key.as_str();
-            let used =
-                |counts: &HashMap<String, i64>| u64::try_from(counts.get(key).copied().unwrap_or(0)).unwrap_or(0);
-            let mut left = u64::MAX;
-            if let Some(limit) = cap.concurrency {
-                left = left.min(u64::from(limit).saturating_sub(used(&held)));
-            }
-            if let Some(rate) = cap.rate {
-                left = left.min(u64::from(rate.limit).saturating_sub(used(&started)));
-            }
-            room.entry((activity, key)).or_insert(left);
-        }
+    for (cap, now) in activities {
+        let (running, started) = running_and_started(tx, cap, now).await?;
+        room.extend(room_of(leases, cap, &running, &started));
     }
     for run in &candidates(leases, room) {
         let pick = |f: fn(&TaskLease) -> i64| run.iter().map(|index| f(&leases[*index])).collect::<Vec<_>>();

@@ -244,6 +244,38 @@ async fn claim_keyed(
 }
 
 /// Counts per concurrency key, as the per-key counting statements return them.
+/// Per concurrency key, the tasks of `cap`'s activity holding a lease at `now` (if it is capped)
+/// and its starts in the rate's window (if it has a rate; those a period old are forgotten
+/// first, so the table holds one period): what a capped claim and a leasing write count, in a
+/// transaction holding the activity's advisory lock.
+pub(super) async fn running_and_started(
+    tx: &mut sqlx::PgConnection,
+    cap: &ActivityCap,
+    now: Millis,
+) -> Result<(HashMap<String, u64>, HashMap<String, u64>), Failure> {
+    let name = cap.activity.as_str();
+    let running = if cap.concurrency.is_some() {
+        let holding = sqlx::query_as(COUNT_HOLDING).bind(name).bind(now).fetch_all(&mut *tx).await;
+        per_key(holding.map_err(failed("counting running tasks"))?)
+    } else {
+        HashMap::new()
+    };
+    let started = match cap.rate {
+        Some(rate) => {
+            sqlx::query(FORGET_STARTS)
+                .bind(name)
+                .bind(now.saturating_sub(rate.period_ms))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("forgetting old starts"))?;
+            let recent = sqlx::query_as(COUNT_STARTS).bind(name).fetch_all(&mut *tx).await;
+            per_key(recent.map_err(failed("counting recent starts"))?)
+        }
+        None => HashMap::new(),
+    };
+    Ok((running, started))
+}
+
 fn per_key(rows: Vec<(String, i64)>) -> HashMap<String, u64> {
     rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
 }
@@ -456,26 +488,7 @@ pub(super) async fn claim_tasks_capped(
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("locking an activity's cap"))?;
-            let running = if cap.concurrency.is_some() {
-                let holding = sqlx::query_as(COUNT_HOLDING).bind(name).bind(now).fetch_all(&mut *tx).await;
-                per_key(holding.map_err(failed("counting running tasks"))?)
-            } else {
-                HashMap::new()
-            };
-            let started = match cap.rate {
-                Some(rate) => {
-                    // Claims a period old no longer count: forgotten here, so the table holds one period.
-                    sqlx::query(FORGET_STARTS)
-                        .bind(name)
-                        .bind(now.saturating_sub(rate.period_ms))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed("forgetting old starts"))?;
-                    let recent = sqlx::query_as(COUNT_STARTS).bind(name).fetch_all(&mut *tx).await;
-                    per_key(recent.map_err(failed("counting recent starts"))?)
-                }
-                None => HashMap::new(),
-            };
+            let (running, started) = running_and_started(&mut tx, cap, now).await?;
             let keys: Vec<String> = sqlx::query_scalar(TASK_KEYS)
                 .bind(name)
                 .fetch_all(&mut *tx)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use workflow_core::store::TaskLease;
+use workflow_core::store::{key_room, ActivityCap, Millis, TaskLease};
 
 /// An activity and a concurrency key.
 pub(crate) type LeaseKey<'a> = (&'a str, &'a str);
@@ -23,6 +23,35 @@ pub(crate) fn lease_keys(leases: &[TaskLease]) -> Vec<LeaseKey<'_>> {
         }
     }
     keys
+}
+
+/// The activities `leases` are of, in name order (the order their limits' locks are taken in),
+/// each with its limits and the latest of its leases' clocks (when its limits are counted).
+pub(crate) fn leased_activities(leases: &[TaskLease]) -> Vec<(&ActivityCap, Millis)> {
+    let mut activities: Vec<(&ActivityCap, Millis)> = Vec::new();
+    for lease in leases {
+        match activities.iter_mut().find(|(cap, _)| cap.activity == lease.cap.activity) {
+            Some((_, now)) => *now = (*now).max(lease.now),
+            None => activities.push((&lease.cap, lease.now)),
+        }
+    }
+    activities.sort_by(|a, b| a.0.activity.cmp(&b.0.activity));
+    activities
+}
+
+/// The room each key of `cap`'s activity among `leases` has, given its live leases and its
+/// window's starts per key (as `key_room` computes a claim's).
+pub(crate) fn room_of<'a>(
+    leases: &'a [TaskLease],
+    cap: &ActivityCap,
+    running: &HashMap<String, u64>,
+    started: &HashMap<String, u64>,
+) -> Vec<(LeaseKey<'a>, u64)> {
+    let keys: Vec<LeaseKey<'a>> =
+        lease_keys(leases).into_iter().filter(|(activity, _)| *activity == cap.activity).collect();
+    let names: Vec<String> = keys.iter().map(|(_, key)| (*key).to_owned()).collect();
+    let rooms: HashMap<&str, usize> = key_room(cap, running, started, &names).into_iter().collect();
+    keys.into_iter().map(|key| (key, rooms.get(key.1).map_or(0, |room| *room as u64))).collect()
 }
 
 /// The indexes of the leases to try, in order, in runs of one owner: as many of each key as

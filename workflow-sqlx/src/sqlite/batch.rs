@@ -14,8 +14,9 @@ use super::bind::{
     bind_fence, bind_finish, bind_finish_id, bind_id, bind_inbox_room, bind_put, bind_status, bind_task_key, bind_wake,
     Query,
 };
+use super::claims::running_and_started;
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
-use crate::shared::leases::{candidates, lease_key, lease_keys, mark_taken};
+use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of};
 use crate::shared::plan::{Checked, Inbox, Plan};
 
 /// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
@@ -304,9 +305,9 @@ pub(super) async fn apply(
 /// attempt under its key, and the rate-limited ones taken are recorded as starts.
 async fn take_leases(conn: &mut SqliteConnection, leases: &[TaskLease]) -> Result<Vec<bool>, Failure> {
     let mut room = HashMap::new();
-    for key in lease_keys(leases) {
-        let Some(lease) = leases.iter().find(|lease| lease_key(lease) == key) else { continue };
-        room.insert(key, key_room_now(conn, lease).await?);
+    for (cap, now) in leased_activities(leases) {
+        let (running, started) = running_and_started(conn, cap, now).await?;
+        room.extend(room_of(leases, cap, &running, &started));
     }
     let mut taken = vec![false; leases.len()];
     let runs = candidates(leases, room);
@@ -364,40 +365,3 @@ async fn take_leases(conn: &mut SqliteConnection, leases: &[TaskLease]) -> Resul
 
 /// Leases taken per statement: six variables each.
 const LEASES_PER_STATEMENT: usize = 100;
-
-/// How many more leases `lease`'s activity and key may take now: its cap less the live leases,
-/// and its rate less the window's starts (those a period old forgotten first).
-async fn key_room_now(conn: &mut SqliteConnection, lease: &TaskLease) -> Result<u64, Failure> {
-    let (name, key) = (lease.cap.activity.as_str(), lease.concurrency_key.as_str());
-    let mut room = u64::MAX;
-    if let Some(limit) = lease.cap.concurrency {
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM activity_tasks INDEXED BY activity_tasks_holding WHERE name = ? \
-             AND concurrency_key = ? AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?",
-        )
-        .bind(name)
-        .bind(key)
-        .bind(lease.now)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(statement("counting live leases"))?;
-        room = room.min(u64::from(limit).saturating_sub(u64::try_from(held).unwrap_or(0)));
-    }
-    if let Some(rate) = lease.cap.rate {
-        sqlx::query("DELETE FROM activity_starts WHERE name = ? AND started_at <= ?")
-            .bind(name)
-            .bind(lease.now.saturating_sub(rate.period_ms))
-            .execute(&mut *conn)
-            .await
-            .map_err(statement("forgetting old starts"))?;
-        let started: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM activity_starts WHERE name = ? AND concurrency_key = ?")
-                .bind(name)
-                .bind(key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(statement("counting starts"))?;
-        room = room.min(u64::from(rate.limit).saturating_sub(u64::try_from(started).unwrap_or(0)));
-    }
-    Ok(room)
-}

@@ -696,34 +696,7 @@ async fn capped_picks(
     left: usize,
 ) -> Result<Vec<(String, i64, i64)>, StoreError> {
     let name = cap.activity.as_str();
-    let running = if cap.concurrency.is_some() {
-        let holding = sqlx::query(
-            "SELECT concurrency_key, count(*) FROM activity_tasks INDEXED BY activity_tasks_holding \
-             WHERE name = ?1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?2 GROUP BY concurrency_key",
-        )
-        .bind(name)
-        .bind(now);
-        counts(holding.fetch_all(&mut *conn).await.map_err(backend("counting running tasks"))?)?
-    } else {
-        HashMap::new()
-    };
-    let started = match cap.rate {
-        Some(rate) => {
-            // Claims a period old no longer count: forgotten here, so the table holds one period.
-            sqlx::query("DELETE FROM activity_starts WHERE name = ? AND started_at <= ?")
-                .bind(name)
-                .bind(now.saturating_sub(rate.period_ms))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend("forgetting old starts"))?;
-            let recent = sqlx::query(
-                "SELECT concurrency_key, count(*) FROM activity_starts WHERE name = ? GROUP BY concurrency_key",
-            )
-            .bind(name);
-            counts(recent.fetch_all(&mut *conn).await.map_err(backend("counting recent starts"))?)?
-        }
-        None => HashMap::new(),
-    };
+    let (running, started) = running_and_started(conn, cap, now).await?;
     let keys: Vec<String> = sqlx::query_scalar(
         "WITH RECURSIVE keys(k) AS (\
          SELECT (SELECT concurrency_key FROM activity_tasks INDEXED BY activity_tasks_keyed \
@@ -768,6 +741,46 @@ async fn capped_picks(
         .take(left)
         .map(|(_, _, instance_id, generation, seq)| (instance_id, generation, seq))
         .collect())
+}
+
+/// Per concurrency key, the tasks of `cap`'s activity holding a lease at `now` (if it is capped,
+/// off `activity_tasks_holding`) and its starts in the rate's window (if it has a rate; those a
+/// period old are forgotten first, so the table holds one period): what a capped claim and a
+/// leasing write count, under the write lock.
+pub(super) async fn running_and_started(
+    conn: &mut SqliteConnection,
+    cap: &ActivityCap,
+    now: Millis,
+) -> Result<(HashMap<String, u64>, HashMap<String, u64>), StoreError> {
+    let name = cap.activity.as_str();
+    let running = if cap.concurrency.is_some() {
+        let holding = sqlx::query(
+            "SELECT concurrency_key, count(*) FROM activity_tasks INDEXED BY activity_tasks_holding \
+             WHERE name = ?1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= ?2 GROUP BY concurrency_key",
+        )
+        .bind(name)
+        .bind(now);
+        counts(holding.fetch_all(&mut *conn).await.map_err(backend("counting running tasks"))?)?
+    } else {
+        HashMap::new()
+    };
+    let started = match cap.rate {
+        Some(rate) => {
+            sqlx::query("DELETE FROM activity_starts WHERE name = ? AND started_at <= ?")
+                .bind(name)
+                .bind(now.saturating_sub(rate.period_ms))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("forgetting old starts"))?;
+            let recent = sqlx::query(
+                "SELECT concurrency_key, count(*) FROM activity_starts WHERE name = ? GROUP BY concurrency_key",
+            )
+            .bind(name);
+            counts(recent.fetch_all(&mut *conn).await.map_err(backend("counting recent starts"))?)?
+        }
+        None => HashMap::new(),
+    };
+    Ok((running, started))
 }
 
 /// (key, count) rows as a map.
