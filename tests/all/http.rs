@@ -131,6 +131,59 @@ async fn dapr_routes_start_poll_raise_and_complete() {
     assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
 }
 
+/// The history route pages an instance's history; rerun forks a finished instance with a new
+/// input and refuses one that still runs.
+#[tokio::test]
+async fn history_and_rerun_over_http() {
+    let server = serve().await;
+    assert_eq!(server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=desk-1", r#""desk""#).await.0, 202);
+    server.wait_for("desk-1", "RUNNING").await;
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0", "").await;
+    assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"), "a running instance is not rerun");
+    assert_eq!(server.post("/v1.0/workflows/dapr/desk-1/raiseEvent/approve", "true").await.0, 202);
+    server.wait_for("desk-1", "COMPLETED").await;
+
+    let (code, body) = server.get("/v1.0/workflows/dapr/desk-1/history").await;
+    assert_eq!(code, 200, "{body}");
+    let whole: Value = serde_json::from_str(&body).unwrap();
+    let items = whole["history"].as_array().unwrap();
+    assert_eq!(whole["total"], items.len());
+    assert_eq!((items[0]["type"].as_str(), items[0]["input"].as_str()), (Some("created"), Some(r#""desk""#)));
+    let wait = items.iter().find(|item| item["type"] == "step" && item["name"] == "approve").expect("the wait");
+    assert_eq!((wait["kind"].as_str(), wait["status"].as_str()), (Some("event"), Some("Completed")), "{wait}");
+    let last = items.last().unwrap();
+    assert_eq!((last["type"].as_str(), last["status"]["runtimeStatus"].as_str()), (Some("status"), Some("COMPLETED")));
+    let (code, body) = server.get("/v1.0/workflows/dapr/desk-1/history?offset=1&limit=1").await;
+    assert_eq!(code, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((page["history"].as_array().unwrap().len(), &page["total"]), (1, &whole["total"]));
+    assert_eq!(page["history"][0], items[1]);
+    for bad in ["limit=0", "limit=1001", "offset=-1"] {
+        let (code, body) = server.get(&format!("/v1.0/workflows/dapr/desk-1/history?{bad}")).await;
+        assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "{bad}: {body}");
+    }
+
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun", "").await;
+    assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "fromStep is required");
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0&newInstanceID=desk-2", "{").await;
+    assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "a bad input: {body}");
+    let (code, body) =
+        server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0&newInstanceID=desk-2", r#""chair""#).await;
+    assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"desk-2"}"#));
+    let rerun = server.wait_for("desk-2", "RUNNING").await;
+    assert_eq!(rerun["properties"]["dapr.workflow.input"], r#""chair""#);
+    assert_eq!(server.post("/v1.0/workflows/dapr/desk-2/raiseEvent/approve", "false").await.0, 202);
+    let done = server.wait_for("desk-2", "COMPLETED").await;
+    assert_eq!(done["properties"]["dapr.workflow.output"], r#""chair: rejected""#);
+    // Kept up to the end: the rerun replays the recorded event and gets the same output at once.
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=99&newInstanceID=desk-3", "").await;
+    assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"desk-3"}"#));
+    let replayed = server.wait_for("desk-3", "COMPLETED").await;
+    assert_eq!(replayed["properties"]["dapr.workflow.output"], r#""desk: approved""#);
+    let (code, body) = server.get("/v1.0/workflows/dapr/nobody/history").await;
+    assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
+}
+
 #[tokio::test]
 async fn pause_resume_terminate_and_list() {
     let server = serve().await;
