@@ -106,6 +106,13 @@ impl Client {
         Ok(InstancePage { instances, continuation })
     }
 
+    /// How many instances have each status, in [`RuntimeStatus::ALL`] order, each counted up to
+    /// `at_most` (a count of `at_most` reads "at least"): the cost is bounded by `at_most` per
+    /// status however large the store.
+    pub async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, Error> {
+        Ok(self.store().status_counts(at_most).await?)
+    }
+
     /// Every instance matching `query` (its `after` and `limit` are set here), read a page at
     /// a time.
     pub(super) async fn list_all(&self, mut query: InstanceQuery) -> Result<Vec<InstanceRecord>, Error> {
