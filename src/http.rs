@@ -68,10 +68,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "console")]
+mod console;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod schedules;
 
+#[cfg(feature = "console")]
+pub use console::{console, console_with};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{install_prometheus, prometheus};
 

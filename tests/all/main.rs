@@ -1,6 +1,8 @@
 //! The one integration-test binary: every module shares one compile.
 
 mod conformance;
+#[cfg(feature = "console")]
+mod console;
 mod corrupt;
 mod crash;
 #[cfg(feature = "postgres")]
