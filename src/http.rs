@@ -11,8 +11,12 @@
 //! | `POST .../{instanceId}/pause`, `.../resume` | suspend, resume | 202 |
 //! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
+//! | `GET .../{instanceId}/history[?offset=&limit=]` (ours) | the instance's history, a page of it: its creation, each journaled step, the events waiting in its inbox, its status | 200 `{"history": [...], "total": N}` |
+//! | `POST .../{instanceId}/rerun?fromStep=N[&newInstanceID=]` (ours; body: a new input, or empty for the source's) | fork a finished instance, replaying its steps before `N` | 202 `{"instanceID": ...}` |
 //! | `GET .../{instanceId}/activities` (ours) | its activity calls in the task queue, waiting or running, with the limits they wait behind | 200 JSON list |
-//! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&pageSize=&continuationToken=&omitPayloads=` | list | 200 |
+//! | `GET /v1.0/workflows/{component}?runtimeStatus=&workflowName=&parentInstanceID=&createdAfter=&createdBefore=&order=&pageSize=&continuationToken=&omitPayloads=` | list (`order=newest` for newest first; times in ms since the epoch) | 200 |
+//! | `GET /v1.0/instanceCounts[?atMost=]` (ours) | how many instances have each status, each counted up to `atMost` (10,000 by default; a count equal to it reads "at least") | 200 `{"counts": {"RUNNING": n, ...}, "atMost": n}` |
+//! | `GET /v1.0/queues` (ours) | every queue of work: per activity and concurrency key its attempts waiting and held, per workflow and key its Pending and Running instances, with the limits each waits behind | 200 JSON list |
 //! | `GET`, `POST`, `PUT`, `DELETE /v1.0/schedules/{scheduleId}`, `POST .../pause`, `.../resume`, `.../trigger`, `GET /v1.0/schedules` (ours) | manage schedules (see the `schedules` routes below) | 200, 201, 202 |
 //!
 //! The same routes answer under `/v1.0-alpha1` and `/v1.0-beta1`, as Dapr's do. The component
@@ -80,7 +84,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use workflow_core::{rfc3339, Client, Error, InstanceStatus, ListFilter, QueuedState, RuntimeStatus};
+use workflow_core::{
+    rfc3339, Client, Error, HistoryEvent, InstanceStatus, ListFilter, QueueKind, QueuedState, RuntimeStatus,
+};
 
 /// How the router is set up ([`router_with`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +135,9 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
         .route("/workflows/{component}/{id}", get(status))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
         .route("/workflows/{component}/{id}/activities", get(queued_activities))
+        .route("/workflows/{component}/{id}/history", get(history))
+        .route("/queues", get(queues))
+        .route("/instanceCounts", get(instance_counts))
         .route("/schedules", get(schedules::list))
         .route("/schedules/{id}", get(schedules::describe));
     if !options.read_only {
@@ -139,6 +148,7 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
             .route("/workflows/{component}/{id}/pause", post(pause))
             .route("/workflows/{component}/{id}/resume", post(resume))
             .route("/workflows/{component}/{id}/purge", post(purge))
+            .route("/workflows/{component}/{id}/rerun", post(rerun))
             .route("/schedules/{id}", post(schedules::create).put(schedules::update).delete(schedules::delete))
             .route("/schedules/{id}/pause", post(schedules::pause))
             .route("/schedules/{id}/resume", post(schedules::resume))
@@ -190,6 +200,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "createdAt": rfc3339(status.created_at),
         "lastUpdatedAt": rfc3339(status.updated_at),
         "runtimeStatus": dapr_status_name(status.status),
+        "parentInstanceID": status.parent_id,
         "priority": status.priority,
         "concurrencyKey": status.concurrency_key,
         "wakeAt": status.wake_at.map(rfc3339),
@@ -456,6 +467,130 @@ async fn queued_activities(State(client): State<Client>, params: PathOf<(String,
     .await
 }
 
+/// The most history items one page of the history route returns (and its default page).
+const MAX_HISTORY_PAGE: usize = 1000;
+
+/// One history item as JSON, tagged by `type`.
+fn history_json(event: &HistoryEvent) -> Value {
+    match event {
+        HistoryEvent::Created { at, workflow, input } => {
+            json!({ "type": "created", "at": rfc3339(*at), "workflowName": workflow, "input": input })
+        }
+        HistoryEvent::Step(step) => json!({
+            "type": "step",
+            "seq": step.seq,
+            "kind": step.kind.as_str(),
+            "name": step.name,
+            "status": step.status.as_str(),
+            "attempt": step.attempt,
+            "input": step.input,
+            "payload": step.payload,
+            "dueAt": step.due_at.map(rfc3339),
+            "recordedAt": rfc3339(step.recorded_at),
+            "parallelGroup": step.parallel_group,
+        }),
+        HistoryEvent::EventBuffered(event) => json!({
+            "type": "eventBuffered",
+            "eventId": event.event_id,
+            "name": event.name,
+            "payload": event.payload,
+            "at": rfc3339(event.created_at),
+        }),
+        HistoryEvent::Status(status) => json!({ "type": "status", "status": status_json(status) }),
+    }
+}
+
+async fn history(State(client): State<Client>, params: PathOf<(String, String)>, params_query: QueryMap) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let query = query(params_query)?;
+        let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+            query.get(name).map_or(Ok(default), |v| {
+                v.parse::<usize>().map_err(|_| bad_request(format!("`{name}` must be a whole number, got {v:?}")))
+            })
+        };
+        let (offset, limit) = (number("offset", 0)?, number("limit", MAX_HISTORY_PAGE)?);
+        if limit == 0 || limit > MAX_HISTORY_PAGE {
+            return Err(bad_request(format!("`limit` must be 1 to {MAX_HISTORY_PAGE}, got {limit}")));
+        }
+        let history = client.history(&id).await.map_err(error_response)?;
+        let page: Vec<Value> = history.iter().skip(offset).take(limit).map(history_json).collect();
+        Ok(Json(json!({ "history": page, "total": history.len() })).into_response())
+    })
+    .await
+}
+
+async fn rerun(
+    State(client): State<Client>,
+    params: PathOf<(String, String)>,
+    params_query: QueryMap,
+    body: Body,
+) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let query = query(params_query)?;
+        let from_step = query.get("fromStep").ok_or_else(|| bad_request("`fromStep` is required"))?;
+        let from_step = from_step
+            .parse::<u32>()
+            .map_err(|_| bad_request(format!("`fromStep` must be a step's seq (a whole number), got {from_step:?}")))?;
+        let empty = body.as_ref().is_ok_and(|bytes| bytes.iter().all(u8::is_ascii_whitespace));
+        let input = if empty { None } else { Some(json_body(&body, "input")?) };
+        let new_id = query.get("newInstanceID").or_else(|| query.get("newInstanceId"));
+        let instance_id =
+            client.rerun(&id, from_step, new_id.map(String::as_str), input.as_deref()).await.map_err(error_response)?;
+        Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": instance_id }))).into_response())
+    })
+    .await
+}
+
+/// What [`instance_counts`] counts up to when the request does not say.
+const DEFAULT_COUNT_BOUND: u64 = 10_000;
+
+async fn instance_counts(State(client): State<Client>, params_query: QueryMap) -> Response {
+    respond(async {
+        let query = query(params_query)?;
+        let at_most = match query.get("atMost") {
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad_request(format!("`atMost` must be a positive whole number, got {v:?}")))?,
+            None => DEFAULT_COUNT_BOUND,
+        };
+        let counts = client.status_counts(at_most).await.map_err(error_response)?;
+        let counts: Map<String, Value> =
+            counts.into_iter().map(|(status, n)| (dapr_status_name(status).to_owned(), json!(n))).collect();
+        Ok(Json(json!({ "counts": counts, "atMost": at_most })).into_response())
+    })
+    .await
+}
+
+async fn queues(State(client): State<Client>) -> Response {
+    respond(async {
+        let queues = client.queues().await.map_err(error_response)?;
+        let list: Vec<Value> = queues
+            .iter()
+            .map(|queue| {
+                json!({
+                    "kind": match queue.kind {
+                        QueueKind::Activity => "activity",
+                        QueueKind::Workflow => "workflow",
+                    },
+                    "name": queue.name,
+                    "concurrencyKey": queue.concurrency_key,
+                    "waiting": queue.waiting,
+                    "running": queue.running,
+                    "oldestWaitingSince": queue.oldest_waiting.map(rfc3339),
+                    "limits": queue.limits,
+                    "nextStartAt": queue.next_start_at.map(rfc3339),
+                })
+            })
+            .collect();
+        Ok(Json(Value::Array(list)).into_response())
+    })
+    .await
+}
+
 async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
     respond(async {
         let (_component, id) = path(params)?;
@@ -478,6 +613,12 @@ async fn list(State(client): State<Client>, params: PathOf<String>, params_query
             }
         }
         filter.workflow = query.get("workflowName").cloned();
+        filter.parent_id = query.get("parentInstanceID").or_else(|| query.get("parentInstanceId")).cloned();
+        filter.newest_first = match query.get("order").map(String::as_str) {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(other) => return Err(bad_request(format!("`order` must be newest or oldest, got {other:?}"))),
+        };
         let time = |key: &str| -> Result<Option<i64>, ApiError> {
             query
                 .get(key)

@@ -10,10 +10,10 @@ pub use workflow_core::{
     rfc3339, validate_instance_id, ActivityCall, ActivityContext, ActivityDef, ActivityDispatch, ActivityError,
     ActivityOptions, BoxFuture, CatchUp, ChildCall, Client, Clock, Either, Error, EventRecord, EventWait,
     FailureDetails, FanOut, Handle, HistoryEvent, InstancePage, InstanceStatus, JournalRecord, Limits, ListFilter,
-    MemoryStore, Millis, Overlap, Payload, Purge, QueuedActivity, QueuedState, Race, RateLimit, RecordStatus,
-    RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder, RuntimeStatus, Schedule, ScheduleRun,
-    ScheduleStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock, WorkflowContext,
-    WorkflowDef, WorkflowError, MAX_CATCH_UP, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE, MAX_SCHEDULE_ID_LEN,
+    MemoryStore, Millis, Overlap, Payload, Purge, QueueKind, QueueStatus, QueuedActivity, QueuedState, Race, RateLimit,
+    RecordStatus, RetentionPolicy, RetryPolicy, ReusePolicy, Runtime, RuntimeBuilder, RuntimeStatus, Schedule,
+    ScheduleRun, ScheduleStatus, Start, StepKind, StoreError, SystemClock, Terminate, Timer, VirtualClock,
+    WorkflowContext, WorkflowDef, WorkflowError, MAX_CATCH_UP, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE, MAX_SCHEDULE_ID_LEN,
 };
 pub use workflow_macros::{activity, workflow};
 #[cfg(feature = "http")]

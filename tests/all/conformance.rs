@@ -182,6 +182,28 @@ async fn check_sqlite_list_plan(store: &SqliteStore) {
         assert!(plan.contains("instances_created"), "{page}: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{page} sorts: {plan}");
     }
+    // Newest first reads the same indexes backwards, without a sort.
+    for (page, index) in [
+        (format!("SELECT {COLUMNS} FROM instances ORDER BY created_at DESC, id DESC LIMIT 10"), "instances_created"),
+        (
+            format!(
+                "SELECT {COLUMNS} FROM instances WHERE (created_at, id) < (?1, ?2) \
+                 ORDER BY created_at DESC, id DESC LIMIT 10"
+            ),
+            "instances_created",
+        ),
+        (
+            format!(
+                "SELECT {COLUMNS} FROM instances WHERE status = ?3 AND (created_at, id) < (?1, ?2) \
+                 ORDER BY created_at DESC, id DESC LIMIT 10"
+            ),
+            "instances_status (status=? AND (created_at,id)<(?,?))",
+        ),
+    ] {
+        let plan = plan_of(page.clone()).await;
+        assert!(plan.contains(index), "{page}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{page} sorts: {plan}");
+    }
     let one = status_page("?3");
     let plan = plan_of(one.clone()).await;
     assert!(

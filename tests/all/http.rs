@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use workflow::http::RouterOptions;
 use workflow::prelude::*;
 use workflow::store::Store;
@@ -14,6 +14,21 @@ async fn http_approval(ctx: WorkflowContext, order: String) -> Result<String, Wo
     ctx.set_custom_status(&"waiting for approval");
     let approved: bool = ctx.wait_for_event("approve").await?;
     Ok(format!("{order}: {}", if approved { "approved" } else { "rejected" }))
+}
+
+/// Released by `queues_counts_and_newest_first_over_http`: one permit per attempt to finish.
+static HELD: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// One attempt at a time across workers; each waits for a permit.
+#[activity(concurrency = 1)]
+async fn http_held(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    HELD.acquire().await.map_err(|_| ActivityError::non_retryable("closed"))?.forget();
+    Ok(n)
+}
+
+#[workflow]
+async fn http_capped(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    http_held::call(&ctx, n).await
 }
 
 struct Server {
@@ -42,6 +57,8 @@ async fn serve_limited(store: std::sync::Arc<dyn Store>, options: RouterOptions,
         .store(store)
         .limits(limits)
         .workflow(http_approval::Workflow)
+        .workflow(http_capped::Workflow)
+        .activity(http_held::Activity)
         .poll_interval(Duration::from_millis(20))
         .build()
         .await
@@ -129,6 +146,131 @@ async fn dapr_routes_start_poll_raise_and_complete() {
     assert_eq!(code, 202);
     let (code, body) = server.get("/v1.0/workflows/dapr/order-7").await;
     assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
+}
+
+/// The history route pages an instance's history; rerun forks a finished instance with a new
+/// input and refuses one that still runs.
+#[tokio::test]
+async fn history_and_rerun_over_http() {
+    let server = serve().await;
+    assert_eq!(server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=desk-1", r#""desk""#).await.0, 202);
+    server.wait_for("desk-1", "RUNNING").await;
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0", "").await;
+    assert_eq!((code, error_code(&body).as_str()), (409, "ERR_INSTANCE_STATE"), "a running instance is not rerun");
+    assert_eq!(server.post("/v1.0/workflows/dapr/desk-1/raiseEvent/approve", "true").await.0, 202);
+    server.wait_for("desk-1", "COMPLETED").await;
+
+    let (code, body) = server.get("/v1.0/workflows/dapr/desk-1/history").await;
+    assert_eq!(code, 200, "{body}");
+    let whole: Value = serde_json::from_str(&body).unwrap();
+    let items = whole["history"].as_array().unwrap();
+    assert_eq!(whole["total"], items.len());
+    assert_eq!((items[0]["type"].as_str(), items[0]["input"].as_str()), (Some("created"), Some(r#""desk""#)));
+    let wait = items.iter().find(|item| item["type"] == "step" && item["name"] == "approve").expect("the wait");
+    assert_eq!((wait["kind"].as_str(), wait["status"].as_str()), (Some("event"), Some("Completed")), "{wait}");
+    let last = items.last().unwrap();
+    assert_eq!((last["type"].as_str(), last["status"]["runtimeStatus"].as_str()), (Some("status"), Some("COMPLETED")));
+    let (code, body) = server.get("/v1.0/workflows/dapr/desk-1/history?offset=1&limit=1").await;
+    assert_eq!(code, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((page["history"].as_array().unwrap().len(), &page["total"]), (1, &whole["total"]));
+    assert_eq!(page["history"][0], items[1]);
+    for bad in ["limit=0", "limit=1001", "offset=-1"] {
+        let (code, body) = server.get(&format!("/v1.0/workflows/dapr/desk-1/history?{bad}")).await;
+        assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "{bad}: {body}");
+    }
+
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun", "").await;
+    assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "fromStep is required");
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0&newInstanceID=desk-2", "{").await;
+    assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "a bad input: {body}");
+    let (code, body) =
+        server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=0&newInstanceID=desk-2", r#""chair""#).await;
+    assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"desk-2"}"#));
+    let rerun = server.wait_for("desk-2", "RUNNING").await;
+    assert_eq!(rerun["properties"]["dapr.workflow.input"], r#""chair""#);
+    assert_eq!(server.post("/v1.0/workflows/dapr/desk-2/raiseEvent/approve", "false").await.0, 202);
+    let done = server.wait_for("desk-2", "COMPLETED").await;
+    assert_eq!(done["properties"]["dapr.workflow.output"], r#""chair: rejected""#);
+    // Kept up to the end: the rerun replays the recorded event and gets the same output at once.
+    let (code, body) = server.post("/v1.0/workflows/dapr/desk-1/rerun?fromStep=99&newInstanceID=desk-3", "").await;
+    assert_eq!((code, body.as_str()), (202, r#"{"instanceID":"desk-3"}"#));
+    let replayed = server.wait_for("desk-3", "COMPLETED").await;
+    assert_eq!(replayed["properties"]["dapr.workflow.output"], r#""desk: approved""#);
+    let (code, body) = server.get("/v1.0/workflows/dapr/nobody/history").await;
+    assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
+}
+
+/// The queues route shows the capped activity's attempts (one held, the rest waiting behind its
+/// limit) and the workflow's Running instances; the counts route counts per status up to its
+/// bound; a list can come newest first and filter by parent.
+#[tokio::test]
+async fn queues_counts_and_newest_first_over_http() {
+    let server = serve().await;
+    for n in 1..=3 {
+        let (code, body) =
+            server.post(&format!("/v1.0/workflows/dapr/http_capped/start?instanceID=q-{n}"), &n.to_string()).await;
+        assert_eq!(code, 202, "{body}");
+    }
+    let queues = wait_for_value("one attempt held and two waiting", || async {
+        let (code, body) = server.get("/v1.0/queues").await;
+        assert_eq!(code, 200, "{body}");
+        let queues: Value = serde_json::from_str(&body).unwrap();
+        let activity = queues.as_array()?.iter().find(|q| q["kind"] == "activity" && q["name"] == "http_held")?.clone();
+        (activity["running"] == 1 && activity["waiting"] == 2).then_some(queues)
+    })
+    .await;
+    let activity = &queues[0];
+    assert_eq!(activity["limits"], "at most 1 at once in all", "{queues}");
+    assert_eq!(activity["concurrencyKey"], "");
+    assert!(activity["oldestWaitingSince"].as_str().is_some_and(|at| at.ends_with('Z')), "{queues}");
+    let workflow = queues.as_array().unwrap().iter().find(|q| q["kind"] == "workflow").expect("the workflow's queue");
+    assert_eq!(
+        (workflow["name"].as_str(), &workflow["running"], &workflow["waiting"]),
+        (Some("http_capped"), &json!(3), &json!(0))
+    );
+    assert!(workflow["limits"].is_null() && workflow["oldestWaitingSince"].is_null(), "{workflow}");
+
+    let (code, body) = server.get("/v1.0/instanceCounts").await;
+    assert_eq!(code, 200, "{body}");
+    let counts: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&counts["counts"]["RUNNING"], &counts["counts"]["COMPLETED"], &counts["atMost"]),
+        (&json!(3), &json!(0), &json!(10_000))
+    );
+    let (_, body) = server.get("/v1.0/instanceCounts?atMost=2").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["counts"]["RUNNING"], 2, "{body}");
+    for bad in ["atMost=0", "atMost=x"] {
+        let (code, body) = server.get(&format!("/v1.0/instanceCounts?{bad}")).await;
+        assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"), "{bad}");
+    }
+
+    let ids = |body: &str| -> Vec<String> {
+        let page: Value = serde_json::from_str(body).unwrap();
+        page["instances"].as_array().unwrap().iter().map(|i| i["instanceID"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, oldest) = server.get("/v1.0/workflows/dapr?workflowName=http_capped").await;
+    let (_, newest) = server.get("/v1.0/workflows/dapr?workflowName=http_capped&order=newest").await;
+    assert_eq!(ids(&oldest), ["q-1", "q-2", "q-3"]);
+    assert_eq!(ids(&newest), ["q-3", "q-2", "q-1"]);
+    let (_, page) = server.get("/v1.0/workflows/dapr?workflowName=http_capped&order=newest&pageSize=2").await;
+    let token = serde_json::from_str::<Value>(&page).unwrap()["continuationToken"].as_str().unwrap().to_owned();
+    let (_, rest) = server
+        .get(&format!("/v1.0/workflows/dapr?workflowName=http_capped&order=newest&continuationToken={token}"))
+        .await;
+    assert_eq!(ids(&rest), ["q-1"]);
+    let (_, children) = server.get("/v1.0/workflows/dapr?parentInstanceID=q-1").await;
+    assert!(ids(&children).is_empty());
+    let (code, body) = server.get("/v1.0/workflows/dapr?order=sideways").await;
+    assert_eq!((code, error_code(&body).as_str()), (400, "ERR_MALFORMED_REQUEST"));
+    assert!(server.status("q-1").await["parentInstanceID"].is_null());
+
+    HELD.add_permits(3);
+    for n in 1..=3 {
+        server.wait_for(&format!("q-{n}"), "COMPLETED").await;
+    }
+    let (_, body) = server.get("/v1.0/queues").await;
+    assert_eq!(body, "[]", "nothing queued once all ran");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ mod workflow;
 
 pub use activity::{ActivityContext, ActivityDef, ActivityDispatch, ActivityOptions, RetryPolicy};
 pub use client::{
-    validate_instance_id, Client, Handle, HistoryEvent, InstancePage, InstanceStatus, ListFilter, Purge,
+    validate_instance_id, Client, Handle, HistoryEvent, InstancePage, InstanceStatus, ListFilter, Purge, QueueStatus,
     QueuedActivity, QueuedState, RetentionPolicy, ReusePolicy, Start, Terminate, MAX_INSTANCE_ID_LEN, MAX_PAGE_SIZE,
 };
 pub use error::{ActivityError, Error, FailureDetails, WorkflowError};
@@ -37,7 +37,7 @@ pub use limits::{Limits, DEFAULT_MAX_INBOX_BYTES, DEFAULT_MAX_INBOX_EVENTS, DEFA
 pub use model::time::rfc3339;
 pub use model::{BoxFuture, EventRecord, JournalRecord, Millis, Payload, RecordStatus, RuntimeStatus, StepKind};
 pub use schedule::{CatchUp, Overlap, Schedule, ScheduleRun, ScheduleStatus, MAX_CATCH_UP, MAX_SCHEDULE_ID_LEN};
-pub use store::{MemoryStore, RateLimit, StoreError};
+pub use store::{MemoryStore, QueueKind, RateLimit, StoreError};
 pub use worker::{Clock, Runtime, RuntimeBuilder, SystemClock, VirtualClock};
 pub use workflow::{ActivityCall, ChildCall, Either, EventWait, FanOut, Race, Timer, WorkflowContext, WorkflowDef};
 

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::{validate_instance_id, Client, InstanceStatus, QueuedActivity, QueuedState};
+use super::{validate_instance_id, Client, InstanceStatus, QueueStatus, QueuedActivity, QueuedState};
 use crate::error::Error;
-use crate::store::{next_start_at, Millis, RateLimit, RuntimeStatus, StartScope};
+use crate::store::{next_start_at, Millis, QueueKind, RateLimit, RuntimeStatus, StartScope};
 
 impl Client {
     /// Notes on each Pending status of a workflow this client's runtime caps or rate-limits what
@@ -100,6 +100,68 @@ impl Client {
             });
         }
         Ok(queued)
+    }
+}
+
+impl Client {
+    /// Every queue of work in the store: for each activity and concurrency key, its attempts in
+    /// the task queue (waiting, or held by a worker); for each workflow and key, its Pending and
+    /// Running instances. With the limits each waits behind, as this client's runtime registered
+    /// them, and, where a rate's window is full while items wait, when it next admits a start.
+    /// Activities first, then workflows, by name and key. One store read, plus one per queue of a
+    /// rate-limited name with items waiting.
+    pub async fn queues(&self) -> Result<Vec<QueueStatus>, Error> {
+        let now = self.now();
+        let depths = self.store.queue_depths(now).await?;
+        let mut queues = Vec::with_capacity(depths.len());
+        for depth in depths {
+            let keyed = !depth.concurrency_key.is_empty();
+            let (limits, rate) = match (depth.kind, self.engine()) {
+                (_, None) => (None, None),
+                (QueueKind::Activity, Some(engine)) => {
+                    match engine.activity_caps().iter().find(|cap| cap.activity == depth.name) {
+                        Some(cap) => {
+                            let (at_once, per) =
+                                if keyed { ("at once per key", "per key") } else { ("at once in all", "in all") };
+                            (Some(describe_limits(cap.concurrency, cap.rate, at_once, per)), cap.rate)
+                        }
+                        None => (None, None),
+                    }
+                }
+                (QueueKind::Workflow, Some(engine)) => {
+                    match engine.caps().iter().find(|cap| cap.workflow == depth.name) {
+                        Some(cap) => {
+                            let (at_once, per) = if cap.keyed {
+                                ("running at once per key", "per key")
+                            } else {
+                                ("running at once in all", "in all")
+                            };
+                            (Some(describe_limits(cap.concurrency, cap.rate, at_once, per)), cap.rate)
+                        }
+                        None => (None, None),
+                    }
+                }
+            };
+            let mut next_start = None;
+            if let (Some(rate), true) = (rate, depth.waiting > 0) {
+                let scope = match depth.kind {
+                    QueueKind::Activity => StartScope::Activity { activity: &depth.name, key: &depth.concurrency_key },
+                    QueueKind::Workflow => StartScope::Workflow { workflow: &depth.name, key: &depth.concurrency_key },
+                };
+                next_start = self.next_start(scope, rate, now).await;
+            }
+            queues.push(QueueStatus {
+                kind: depth.kind,
+                name: depth.name,
+                concurrency_key: depth.concurrency_key,
+                waiting: depth.waiting,
+                running: depth.running,
+                oldest_waiting: depth.oldest_waiting,
+                limits,
+                next_start_at: next_start,
+            });
+        }
+        Ok(queues)
     }
 }
 

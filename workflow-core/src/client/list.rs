@@ -19,6 +19,8 @@ pub struct ListFilter {
     pub created_before: Option<Millis>,
     /// Children of this instance only.
     pub parent_id: Option<String>,
+    /// Newest first ((created, id) descending) instead of oldest first.
+    pub newest_first: bool,
     /// Leave the payloads out of the page (not even read from the store): each status's `input`
     /// is empty and its `output` and `custom_status` are `None`. A page of up to
     /// [`MAX_PAGE_SIZE`] instances then costs their metadata only; read one instance's payloads
@@ -26,7 +28,8 @@ pub struct ListFilter {
     pub without_payloads: bool,
 }
 
-/// One page of [`Client::list`], oldest first.
+/// One page of [`Client::list`], in the filter's order (oldest first unless
+/// [`ListFilter::newest_first`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstancePage {
     /// The instances on this page.
@@ -62,7 +65,7 @@ fn decode_token(token: &str) -> Result<(Millis, String), Error> {
 }
 
 impl Client {
-    /// Instances matching `filter`, oldest first, at most `page_size` (1 to
+    /// Instances matching `filter`, oldest first (or newest first, as the filter says), at most `page_size` (1 to
     /// [`MAX_PAGE_SIZE`]) per page; pass the page's `continuation` back for the next.
     pub async fn list(
         &self,
@@ -89,6 +92,7 @@ impl Client {
             parent_id: filter.parent_id.clone(),
             updated_before: None,
             without_payloads: filter.without_payloads,
+            newest_first: filter.newest_first,
             after,
             // One more than asked tells whether another page follows.
             limit: page_size + 1,
@@ -100,6 +104,13 @@ impl Client {
         let mut instances: Vec<InstanceStatus> = records.into_iter().map(InstanceStatus::from).collect();
         self.note_flow(&mut instances).await;
         Ok(InstancePage { instances, continuation })
+    }
+
+    /// How many instances have each status, in [`RuntimeStatus::ALL`] order, each counted up to
+    /// `at_most` (a count of `at_most` reads "at least"): the cost is bounded by `at_most` per
+    /// status however large the store.
+    pub async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, Error> {
+        Ok(self.store().status_counts(at_most).await?)
     }
 
     /// Every instance matching `query` (its `after` and `limit` are set here), read a page at

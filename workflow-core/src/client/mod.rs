@@ -28,7 +28,7 @@ pub(crate) use start::{id_or_new, validate_workflow_name};
 pub use start::{validate_instance_id, ReusePolicy, Start, MAX_INSTANCE_ID_LEN};
 use status::found;
 pub(crate) use status::Ending;
-pub use status::{InstanceStatus, QueuedActivity, QueuedState};
+pub use status::{InstanceStatus, QueueStatus, QueuedActivity, QueuedState};
 pub(crate) use waiters::{Ended, ResultWaiters};
 
 use crate::error::{Error, FailureDetails};

@@ -2,7 +2,7 @@
 //! built ([`Ending`]): for a run that finished and for a terminate alike.
 
 use crate::error::{Error, FailureDetails};
-use crate::store::{InstanceRecord, Millis, RuntimeStatus, WriteOp};
+use crate::store::{InstanceRecord, Millis, QueueKind, RuntimeStatus, WriteOp};
 
 /// An instance's state, as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,32 @@ pub struct QueuedActivity {
     pub limits: Option<String>,
     /// When the activity's rate next admits a start of this call's key, while it waits and the
     /// rate's window is full; `None` otherwise.
+    pub next_start_at: Option<Millis>,
+}
+
+/// One queue of work and why it waits ([`crate::Client::queues`]): the activity attempts in the
+/// task queue for one activity and concurrency key, or the unfinished instances of one workflow
+/// and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Activity attempts or workflow instances.
+    pub kind: QueueKind,
+    /// The activity's or workflow's name.
+    pub name: String,
+    /// The concurrency key (empty when there is none).
+    pub concurrency_key: String,
+    /// Waiting: activity attempts no worker holds (due, or waiting for a retry's time), Pending
+    /// instances (not started yet).
+    pub waiting: u64,
+    /// Activity attempts a worker holds, Running instances (running, or waiting in a timer, an
+    /// event or a child).
+    pub running: u64,
+    /// When the oldest waiting item was queued, ms since the Unix epoch.
+    pub oldest_waiting: Option<Millis>,
+    /// The limits across workers the queue waits behind, as the client's runtime registered them
+    /// (`None` when it has none, or this client has no runtime that registers the name).
+    pub limits: Option<String>,
+    /// While items wait and the rate's window is full: when it next admits a start.
     pub next_start_at: Option<Millis>,
 }
 

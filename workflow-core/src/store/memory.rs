@@ -9,9 +9,9 @@ use tokio::sync::broadcast;
 
 use crate::store::{key_room, ActivityCap, Debounce, ScheduleFire, ScheduleRecord, StartScope, TaskLease};
 use crate::store::{
-    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, RuntimeStatus, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
-    WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth, QueueKind,
+    RuntimeStatus, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal,
+    WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 /// How many change hints a subscriber may fall behind by before it misses some (and polls).
@@ -418,7 +418,24 @@ fn matches(query: &InstanceQuery, instance: &InstanceRecord) -> bool {
         && query.created_before.is_none_or(|t| instance.created_at < t)
         && query.updated_before.is_none_or(|t| instance.updated_at < t)
         && query.parent_id.as_ref().is_none_or(|p| instance.parent_id.as_ref() == Some(p))
-        && query.after.as_ref().is_none_or(|(t, id)| (instance.created_at, &instance.id) > (*t, id))
+        && query.after.as_ref().is_none_or(|(t, id)| {
+            let place = (instance.created_at, &instance.id);
+            if query.newest_first {
+                place < (*t, id)
+            } else {
+                place > (*t, id)
+            }
+        })
+}
+
+/// The instances `query` matches, in its list order.
+fn listed<'a>(instances: &'a HashMap<String, InstanceRecord>, query: &InstanceQuery) -> Vec<&'a InstanceRecord> {
+    let mut found: Vec<&InstanceRecord> = instances.values().filter(|i| matches(query, i)).collect();
+    found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    if query.newest_first {
+        found.reverse();
+    }
+    found
 }
 
 #[async_trait]
@@ -549,17 +566,13 @@ impl Store for MemoryStore {
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
         let tables = self.lock()?;
-        let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
-        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let page = found.into_iter().take(query.limit).cloned();
+        let page = listed(&tables.instances, query).into_iter().take(query.limit).cloned();
         Ok(page.map(|record| if query.without_payloads { without_payloads(record) } else { record }).collect())
     }
 
     async fn list_keys(&self, query: &InstanceQuery) -> Result<Vec<InstanceKey>, StoreError> {
         let tables = self.lock()?;
-        let mut found: Vec<&InstanceRecord> = tables.instances.values().filter(|i| matches(query, i)).collect();
-        found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(found.into_iter().take(query.limit).map(InstanceKey::from).collect())
+        Ok(listed(&tables.instances, query).into_iter().take(query.limit).map(InstanceKey::from).collect())
     }
 
     async fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
@@ -901,6 +914,52 @@ impl Store for MemoryStore {
     async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let tables = self.lock()?;
         Ok(tables.tasks.iter().filter(|((id, _, _), _)| id == instance_id).map(|(_, task)| task.clone()).collect())
+    }
+
+    async fn queue_depths(&self, now: Millis) -> Result<Vec<QueueDepth>, StoreError> {
+        let tables = self.lock()?;
+        let mut queues: BTreeMap<(QueueKind, String, String), QueueDepth> = BTreeMap::new();
+        let mut count = |kind: QueueKind, name: &str, key: &str, waiting_since: Option<Millis>| {
+            let depth = queues.entry((kind, name.to_owned(), key.to_owned())).or_insert_with(|| QueueDepth {
+                kind,
+                name: name.to_owned(),
+                concurrency_key: key.to_owned(),
+                waiting: 0,
+                running: 0,
+                oldest_waiting: None,
+            });
+            match waiting_since {
+                Some(since) => {
+                    depth.waiting += 1;
+                    depth.oldest_waiting = Some(depth.oldest_waiting.map_or(since, |oldest| oldest.min(since)));
+                }
+                None => depth.running += 1,
+            }
+        };
+        for task in tables.tasks.values().filter(|task| task.outcome.is_none()) {
+            let leased = task.owner.is_some() && task.lease_until.is_some_and(|until| until >= now);
+            count(QueueKind::Activity, &task.name, &task.concurrency_key, (!leased).then_some(task.visible_at));
+        }
+        for instance in tables.instances.values() {
+            let waiting_since = match instance.status {
+                RuntimeStatus::Pending => Some(instance.created_at),
+                RuntimeStatus::Running => None,
+                _ => continue,
+            };
+            count(QueueKind::Workflow, &instance.workflow, &instance.concurrency_key, waiting_since);
+        }
+        Ok(queues.into_values().collect())
+    }
+
+    async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let tables = self.lock()?;
+        Ok(RuntimeStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let count = tables.instances.values().filter(|instance| instance.status == status).count();
+                (status, u64::try_from(count).unwrap_or(u64::MAX).min(at_most))
+            })
+            .collect())
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

@@ -453,6 +453,37 @@ impl From<&InstanceRecord> for InstanceKey {
     }
 }
 
+/// Which queue a [`QueueDepth`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QueueKind {
+    /// Activity attempts in the task queue (capped, rate-limited or shared-dispatch calls).
+    Activity,
+    /// Instances of a workflow that are not finished.
+    Workflow,
+}
+
+/// How much work one queue holds ([`Store::queue_depths`]): the unfinished tasks of one activity
+/// and concurrency key, or the Pending and Running instances of one workflow and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Activity tasks or workflow instances.
+    pub kind: QueueKind,
+    /// The activity's or workflow's name.
+    pub name: String,
+    /// The concurrency key (empty when the activity or workflow has none).
+    pub concurrency_key: String,
+    /// Activities: tasks that no live lease holds (due, or waiting for a retry's time); workflows:
+    /// Pending instances (not started yet: behind a limit, a delay or a debounce, or about to be
+    /// claimed).
+    pub waiting: u64,
+    /// Activities: tasks under a live lease (running in some worker); workflows: Running
+    /// instances (running, or waiting for a timer, an event or a child).
+    pub running: u64,
+    /// When the oldest waiting item was queued (a task's `visible_at`, a Pending instance's
+    /// `created_at`); `None` when none waits.
+    pub oldest_waiting: Option<Millis>,
+}
+
 /// Which instances [`Store::list`] returns: every filter given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceQuery {
@@ -473,6 +504,9 @@ pub struct InstanceQuery {
     pub after: Option<(Millis, String)>,
     /// At most this many (0 returns none).
     pub limit: usize,
+    /// Newest first: (created_at, id) descending, and `after` then returns the instances before
+    /// it in that order (the page after it, read backwards). Oldest first when false.
+    pub newest_first: bool,
     /// Leave the payloads out: each record's `input` is empty and its `output` and
     /// `custom_status` are `None` (a store should not even read them), so a page of many
     /// instances costs their metadata only.
@@ -877,6 +911,22 @@ pub trait Store: Send + Sync + 'static {
     async fn tasks_of(&self, instance_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let _ = instance_id;
         Err(StoreError::Config("this store does not list an instance's tasks".into()))
+    }
+
+    /// Every queue that holds work ([`QueueDepth`]), activities first, then workflows, each in
+    /// (name, concurrency key) order; a task's lease counts as live while `lease_until >= now`.
+    /// The default refuses (a [`StoreError::Config`]).
+    async fn queue_depths(&self, now: Millis) -> Result<Vec<QueueDepth>, StoreError> {
+        let _ = now;
+        Err(StoreError::Config("this store does not count its queues".into()))
+    }
+
+    /// How many instances have each status, in [`RuntimeStatus::ALL`] order, each count capped at
+    /// `at_most` (a count of `at_most` means "at least that many"), so the cost stays bounded
+    /// however many instances the store holds. The default refuses (a [`StoreError::Config`]).
+    async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let _ = at_most;
+        Err(StoreError::Config("this store does not count its instances".into()))
     }
 
     /// The tasks of these instances that have an outcome.

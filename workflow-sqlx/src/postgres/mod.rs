@@ -37,9 +37,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
-    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskLease,
-    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
+    RuntimeStatus, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats,
+    TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -48,6 +48,7 @@ use self::sql::{
     FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INBOXES, SELECT_INSTANCE, SELECT_INSTANCES,
     SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
 };
+use crate::shared::counts;
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::plan::Plan;
 use crate::shared::quarantine::Quarantine;
@@ -522,6 +523,29 @@ impl Store for PostgresStore {
         })
         .await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    async fn queue_depths(&self, now: Millis) -> Result<Vec<QueueDepth>, StoreError> {
+        let select = &counts::queue_depths_sql(Dialect::Postgres);
+        let rows = retrying_idempotent(|| async move {
+            sqlx::query(select).bind(now).fetch_all(&self.pool).await.map_err(failed("counting the queues"))
+        })
+        .await?;
+        Ok(counts::in_queue_order(rows.iter().map(counts::depth_from_row).collect::<Result<_, _>>()?))
+    }
+
+    async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let select = &counts::status_counts_sql(Dialect::Postgres);
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+        let row = retrying_idempotent(|| async move {
+            sqlx::query(select)
+                .bind(at_most)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed("counting instances per status"))
+        })
+        .await?;
+        counts::counts_from_row(&row)
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

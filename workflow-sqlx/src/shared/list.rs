@@ -1,7 +1,7 @@
 //! The statement of [`Store::list`](workflow_core::store::Store::list), for every backend: each filter
 //! the query sets is one condition on a bound value (no value of the query is ever written into
-//! the SQL), rows come in (created_at, id) order, and the keyset (`after`) is a row-value
-//! comparison in that order, which an index on (created_at, id), (status, created_at, id) or
+//! the SQL), rows come in (created_at, id) order (or its reverse), and the keyset (`after`) is a
+//! row-value comparison in that order, which an index on (created_at, id), (status, created_at, id) or
 //! (parent_id, created_at, id) answers as a range. A status filter is an equality per status, so
 //! the status index answers it as a range read; several statuses are a page per status, merged.
 
@@ -25,7 +25,7 @@ pub(crate) enum Dialect {
 
 impl Dialect {
     /// The `n`-th placeholder, from 1.
-    fn placeholder(self, n: usize) -> String {
+    pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
             Self::Sqlite => format!("?{n}"),
             Self::Postgres => format!("${n}"),
@@ -87,16 +87,18 @@ pub(crate) fn list_statement<'a>(query: &'a InstanceQuery, columns: &str, dialec
     if let Some(parent) = &query.parent_id {
         conditions.push(format!("parent_id = {}", next(Value::Text(parent))));
     }
+    // Newest first reads the same indexes backwards.
+    let (beyond, order) = if query.newest_first { ("<", "created_at DESC, id DESC") } else { (">", "created_at, id") };
     if let Some((created_at, id)) = &query.after {
         let created_at = next(Value::Int(*created_at));
-        conditions.push(format!("(created_at, id) > ({created_at}, {})", next(Value::Text(id))));
+        conditions.push(format!("(created_at, id) {beyond} ({created_at}, {})", next(Value::Text(id))));
     }
     let limit = next(Value::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     // One page of the instances that meet `status` (a condition, or none) and every other filter.
     let page = |status: Option<&str>| {
         let filter: Vec<String> = status.map(str::to_owned).into_iter().chain(conditions.iter().cloned()).collect();
         let filter = if filter.is_empty() { String::new() } else { format!(" WHERE {}", filter.join(" AND ")) };
-        format!("SELECT {columns} FROM instances{filter} ORDER BY created_at, id LIMIT {limit}")
+        format!("SELECT {columns} FROM instances{filter} ORDER BY {order} LIMIT {limit}")
     };
     let sql = match status_marks.as_slice() {
         [] => page(None),
@@ -121,7 +123,7 @@ pub(crate) fn list_statement<'a>(query: &'a InstanceQuery, columns: &str, dialec
                     format!("SELECT {columns} FROM ({}) AS s{arm}", page(Some(&format!("status = {mark}"))))
                 })
                 .collect();
-            format!("{} ORDER BY created_at, id LIMIT {limit}", arms.join(" UNION ALL "))
+            format!("{} ORDER BY {order} LIMIT {limit}", arms.join(" UNION ALL "))
         }
     };
     ListStatement { sql, values }
@@ -143,6 +145,7 @@ mod tests {
             without_payloads: false,
             after: Some((4, "x".into())),
             limit: 5,
+            newest_first: false,
         };
         let statement = list_statement(&query, "id, created_at", Dialect::Sqlite);
         assert_eq!(
@@ -224,6 +227,32 @@ mod tests {
              ORDER BY created_at, id LIMIT ?4"
         );
         assert_eq!(statement.values, [Value::Text("Running"), Value::Int(4), Value::Text("x"), Value::Int(5)]);
+    }
+
+    #[test]
+    fn newest_first_reads_backwards_before_the_keyset() {
+        let query = InstanceQuery {
+            statuses: vec![RuntimeStatus::Pending, RuntimeStatus::Running],
+            after: Some((4, "x".into())),
+            limit: 5,
+            newest_first: true,
+            ..InstanceQuery::default()
+        };
+        let statement = list_statement(&query, "id", Dialect::Sqlite);
+        let page = |status: &str| {
+            format!(
+                "SELECT id FROM instances WHERE status = {status} AND (created_at, id) < (?3, ?4) \
+                 ORDER BY created_at DESC, id DESC LIMIT ?5"
+            )
+        };
+        assert_eq!(
+            statement.sql,
+            format!(
+                "SELECT id FROM ({}) AS s0 UNION ALL SELECT id FROM ({}) AS s1 ORDER BY created_at DESC, id DESC LIMIT ?5",
+                page("?1"),
+                page("?2")
+            )
+        );
     }
 
     #[test]

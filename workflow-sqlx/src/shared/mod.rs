@@ -1,8 +1,9 @@
-//! What both backends use: the statement of a list query ([`list`]), the regrouping of a write
-//! batch into layers of multi-row statements ([`plan`]), reading rows back into records ([`rows`]),
-//! with the column lists those read, the orders records are returned in ([`order`]), and what a
+//! What both backends use: the statement of a list query ([`list`]), counts of queues and statuses
+//! ([`counts`]), the regrouping of a write batch into layers of multi-row statements ([`plan`]),
+//! reading rows back into records ([`rows`]), with the column lists those read, the orders records are returned in ([`order`]), and what a
 //! claim does with a row that does not decode ([`quarantine`]).
 
+pub(crate) mod counts;
 pub(crate) mod leases;
 pub(crate) mod list;
 pub(crate) mod order;

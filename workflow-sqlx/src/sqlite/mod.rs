@@ -29,11 +29,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis,
-    ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskLease,
-    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
+    RuntimeStatus, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats,
+    TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
 };
 
+use crate::shared::counts;
 use crate::shared::list::{list_statement, Dialect};
 use crate::shared::order::task_key;
 use crate::shared::plan::Plan;
@@ -469,6 +470,24 @@ impl Store for SqliteStore {
             .await
             .map_err(backend("reading an instance's tasks"))?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    async fn queue_depths(&self, now: Millis) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows = sqlx::query(&counts::queue_depths_sql(Dialect::Sqlite))
+            .bind(now)
+            .fetch_all(&mut *self.reader().await?)
+            .await
+            .map_err(backend("counting the queues"))?;
+        Ok(counts::in_queue_order(rows.iter().map(counts::depth_from_row).collect::<Result<_, _>>()?))
+    }
+
+    async fn status_counts(&self, at_most: u64) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let row = sqlx::query(&counts::status_counts_sql(Dialect::Sqlite))
+            .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
+            .fetch_one(&mut *self.reader().await?)
+            .await
+            .map_err(backend("counting instances per status"))?;
+        counts::counts_from_row(&row)
     }
 
     async fn finished_tasks(&self, instance_ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {

@@ -39,7 +39,8 @@ pub(super) async fn list_pages(store: &dyn Store, query: &InstanceQuery) -> Vec<
 /// inclusive; created_before and updated_before exclusive; workflow and parent exact), whole, in
 /// (created_at, id) order with ids compared byte for byte (ties on created_at broken by id),
 /// strictly after the keyset `after`, at most `limit` (0: none). Paging by the last row's
-/// (created_at, id) returns every match exactly once.
+/// (created_at, id) returns every match exactly once. Newest first is the exact reverse, the
+/// keyset then returning what comes before it.
 ///
 /// The store holds other checks' instances too: a query that does not name this check's workflow
 /// or parent is checked for returning only what passes, and this check's instances among them
@@ -178,6 +179,34 @@ pub async fn check_list(store: &dyn Store) {
     }
     let unique: HashSet<&str> = ids(&everything).into_iter().collect();
     assert_eq!(unique.len(), everything.len());
+
+    // Newest first: the reverse of list order, the keyset counting backwards, pages too.
+    let newest = |query: InstanceQuery| InstanceQuery { newest_first: true, ..query };
+    let reversed =
+        |found: &[InstanceRecord]| -> Vec<String> { ids(found).into_iter().rev().map(str::to_owned).collect() };
+    for query in [
+        all(q()),
+        statuses(&[Completed]),
+        statuses(&[Running, Terminated, Completed]),
+        children(p),
+        all(InstanceQuery { workflow: Some(wa.into()), created_after: Some(150), ..q() }),
+    ] {
+        let forward = listed(query.clone()).await;
+        let backward = store.list(&newest(query.clone())).await.unwrap();
+        assert_eq!(ids(&backward), reversed(&forward), "newest first: {query:?}");
+    }
+    let before_c3 = store.list(&newest(after(200, "list/c3"))).await.unwrap();
+    assert_eq!(mine(&before_c3), ["list/c1", "list/C2", "list/p"], "strictly before the keyset");
+    let unpaged_newest = reversed(&unpaged);
+    for page_size in [1, 2, 3] {
+        let paged: Vec<InstanceRecord> =
+            list_pages(store, &newest(InstanceQuery { limit: page_size, ..several.clone() }))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+        assert_eq!(ids(&paged), unpaged_newest, "newest first in pages of {page_size}");
+    }
 
     // Without payloads: the same records in the same order, input empty, output and custom
     // status left out (with one status, and with several, which some stores merge).

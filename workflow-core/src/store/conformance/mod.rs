@@ -40,6 +40,7 @@
 
 mod batches;
 mod claims;
+mod counts;
 mod events;
 mod instances;
 mod journal;
@@ -58,6 +59,7 @@ pub use claims::{
     check_claim_caps, check_claim_filters, check_claim_keyed, check_claim_order_and_limit, check_claim_priority,
     check_claim_rate, check_claim_wake, check_concurrent_claims, check_debounce, check_evict, check_set_wake,
 };
+pub use counts::{check_queue_depths, check_status_counts};
 pub use events::{check_events, check_events_named, check_inbox_heads, check_inbox_room, check_inboxes, room};
 pub use instances::{
     check_continue_as_new, check_create_and_read, check_custom_status, check_duplicate_create, check_payloads_verbatim,
@@ -185,6 +187,8 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_purge_in_batch(store).await;
     check_list(store).await;
     check_list_keys(store).await;
+    check_queue_depths(store).await;
+    check_status_counts(store).await;
     check_liveness(store).await;
     check_schedules(store).await;
     if let Some(poisoned_name) = &options.poisoned_name {

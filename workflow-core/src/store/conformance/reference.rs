@@ -214,6 +214,7 @@ pub async fn check_matches_reference(store: &dyn Store) {
             parent_id: Some(rng.pick(&ids).clone()).filter(|_| rng.below(5) == 0),
             after: time(&mut rng).map(|at| (at, rng.pick(&ids).clone())),
             limit: *rng.pick(&[0, 1, 3, 10, 1_000, 1_000, 1_000]),
+            newest_first: rng.below(3) == 0,
             without_payloads: false,
         };
         assert_eq!(
@@ -280,8 +281,12 @@ pub async fn check_matches_reference(store: &dyn Store) {
     }
     assert_eq!(store.finished_tasks(&ids).await.unwrap(), reference.finished_tasks(&ids).await.unwrap());
     for workflow in &workflows {
-        let query = InstanceQuery { workflow: Some(workflow.clone()), limit: 7, ..InstanceQuery::default() };
-        assert_eq!(list_pages(store, &query).await, list_pages(&reference, &query).await, "every page of {workflow}");
+        for newest_first in [false, true] {
+            let query =
+                InstanceQuery { workflow: Some(workflow.clone()), limit: 7, newest_first, ..Default::default() };
+            let pages = list_pages(store, &query).await;
+            assert_eq!(pages, list_pages(&reference, &query).await, "every page of {workflow}, {query:?}");
+        }
     }
     assert_eq!(
         claim_everything(store, "ref-final", &activities).await,
