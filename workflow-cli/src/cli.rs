@@ -157,6 +157,13 @@ whichever runtime serves the store.")]
         new_id: Option<String>,
     },
 
+    /// Show every queue of work: per activity and key its queued attempts, per workflow and key its
+    /// Pending and Running instances
+    #[command(after_help = "WAITING: activity attempts no worker holds, Pending instances; RUNNING: attempts a worker
+holds, Running instances. LIMITS and NEXT START (when a full rate next admits a start) come from
+the runtime behind an --http router; the database backend has no runtime and leaves them empty.")]
+    Queues,
+
     /// List schedules, or show, pause, resume, trigger or delete one
     #[command(after_help = "Examples:
   wfctl schedules
@@ -180,7 +187,7 @@ pub(crate) struct ListArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) workflow: Option<String>,
 
-    /// Only children of this instance (database backend only)
+    /// Only children of this instance
     #[arg(long, value_name = "ID")]
     pub(crate) parent: Option<String>,
 
@@ -207,6 +214,10 @@ pub(crate) struct ListArgs {
     /// Include inputs, outputs and custom statuses in --json (left out, and not read, by default)
     #[arg(long)]
     pub(crate) payloads: bool,
+
+    /// Newest first (oldest first by default)
+    #[arg(long)]
+    pub(crate) newest: bool,
 }
 
 /// What `schedules` does; listing when none is given.

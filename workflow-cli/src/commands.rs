@@ -100,6 +100,14 @@ pub(crate) async fn run(cli: Cli) -> Result<String, CliError> {
             let json = json!({ "instanceID": started, "sourceInstanceID": id, "action": "rerun" });
             Ok(done(as_json, started.clone(), json))
         }
+        Command::Queues => {
+            let queues = backend.queues().await?;
+            if as_json {
+                let all: Vec<Value> = queues.into_iter().map(|queue| queue.json).collect();
+                return Ok(output::json(&Value::Array(all)));
+            }
+            Ok(output::queues(&queues))
+        }
         Command::Schedules { action } => schedules(&backend, action.unwrap_or(ScheduleCommand::List), as_json).await,
     }
 }
@@ -114,6 +122,7 @@ async fn list(backend: &Backend, args: &ListArgs, as_json: bool) -> Result<Strin
         page_size: usize::try_from(args.limit).unwrap_or(1000),
         page_token: args.page_token.clone(),
         payloads: args.payloads,
+        newest_first: args.newest,
     };
     let mut page = backend.list(&query).await?;
     if args.all {

@@ -49,6 +49,22 @@ pub(crate) struct HistoryItem {
     pub(crate) json: Value,
 }
 
+/// One queue of work (the queues route): an activity's attempts or a workflow's unfinished
+/// instances, for one concurrency key.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Queue {
+    /// `activity` or `workflow`.
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) concurrency_key: String,
+    pub(crate) waiting: u64,
+    pub(crate) running: u64,
+    pub(crate) oldest_waiting: Option<String>,
+    pub(crate) limits: Option<String>,
+    pub(crate) next_start_at: Option<String>,
+    pub(crate) json: Value,
+}
+
 /// One run of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScheduleRun {
@@ -151,6 +167,24 @@ impl HistoryItem {
             attempt: number("attempt"),
             at,
             kind,
+            json,
+        })
+    }
+}
+
+impl Queue {
+    pub(crate) fn from_json(json: Value) -> Result<Self, CliError> {
+        const WHAT: &str = "a queue";
+        let count = |field: &str| json.get(field).and_then(Value::as_u64).ok_or_else(|| malformed(WHAT, field, &json));
+        Ok(Self {
+            kind: text(&json, "kind", WHAT)?,
+            name: text(&json, "name", WHAT)?,
+            concurrency_key: optional_text(&json, "concurrencyKey").unwrap_or_default(),
+            waiting: count("waiting")?,
+            running: count("running")?,
+            oldest_waiting: optional_text(&json, "oldestWaitingSince"),
+            limits: optional_text(&json, "limits"),
+            next_start_at: optional_text(&json, "nextStartAt"),
             json,
         })
     }

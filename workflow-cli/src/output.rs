@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::model::{HistoryItem, Instance, Schedule};
+use crate::model::{HistoryItem, Instance, Queue, Schedule};
 
 /// A cell as one line (control characters, such as newlines in a name, would break the columns).
 fn cell(text: &str) -> String {
@@ -115,6 +115,30 @@ pub(crate) fn history(items: &[HistoryItem]) -> String {
         })
         .collect();
     table(&["SEQ", "KIND", "NAME", "STATUS", "ATTEMPT", "RECORDED AT"], &rows)
+}
+
+/// Every queue of work, one row each.
+pub(crate) fn queues(queues: &[Queue]) -> String {
+    if queues.is_empty() {
+        return "no queues: no activity attempt is queued and no instance is unfinished\n".to_owned();
+    }
+    let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| NONE.to_owned());
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .map(|queue| {
+            vec![
+                queue.kind.clone(),
+                queue.name.clone(),
+                if queue.concurrency_key.is_empty() { NONE.to_owned() } else { queue.concurrency_key.clone() },
+                queue.waiting.to_string(),
+                queue.running.to_string(),
+                or_none(&queue.oldest_waiting),
+                or_none(&queue.next_start_at),
+                or_none(&queue.limits),
+            ]
+        })
+        .collect();
+    table(&["KIND", "NAME", "KEY", "WAITING", "RUNNING", "OLDEST WAITING", "NEXT START", "LIMITS"], &rows)
 }
 
 /// Every schedule, one row each.

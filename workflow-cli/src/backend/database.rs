@@ -1,17 +1,18 @@
 //! The database backend: the store opened in this process, driven through a [`Client`] without a
 //! runtime. Answers are built in the HTTP routes' JSON shapes ([`workflow::http::status_json`] and
-//! the same keys for history and schedules), then read into rows like the HTTP backend's.
+//! the same keys for history, queues and schedules), then read into rows like the HTTP backend's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use workflow::http::status_json;
 use workflow::store::Store;
-use workflow::{rfc3339, CatchUp, Client, HistoryEvent, ListFilter, Overlap, ScheduleStatus};
+use workflow::{rfc3339, CatchUp, Client, HistoryEvent, ListFilter, Overlap, QueueKind, QueueStatus, ScheduleStatus};
 
 use super::{ListQuery, Rerun};
 use crate::error::CliError;
-use crate::model::{HistoryItem, Instance, Page, Schedule};
+use crate::model::{HistoryItem, Instance, Page, Queue, Schedule};
 
 /// A store opened from `--database-url`.
 pub(crate) struct Database {
@@ -69,6 +70,31 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// Fails at once when the PostgreSQL server's TCP port refuses connections (the store's pool
+/// would retry for 30 s before giving up). A URL without a host (a Unix socket) is not checked.
+async fn check_reachable(url: &str) -> Result<(), CliError> {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return Ok(()) };
+    let host = match parsed.host_str() {
+        Some(host) if !host.is_empty() && !parsed.query_pairs().any(|(key, _)| key == "host") => {
+            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        }
+        _ => return Ok(()),
+    };
+    let port = parsed.port().unwrap_or(5432);
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(CliError::unreachable(format!(
+            "cannot reach the PostgreSQL server of {} at {host}:{port}: {error}",
+            redacted(url)
+        ))),
+        Err(_) => Err(CliError::unreachable(format!(
+            "cannot reach the PostgreSQL server of {} at {host}:{port}: no answer in 10 s",
+            redacted(url)
+        ))),
+    }
+}
+
 impl Database {
     /// Opens the store at `url`. A SQLite file must exist: the store would create an empty one,
     /// which no command wants.
@@ -94,6 +120,7 @@ impl Database {
                 CliError::unreachable(format!("cannot open the SQLite database {}: {error}", path.display()))
             })?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            check_reachable(url).await?;
             Arc::new(workflow::PostgresStore::open(url).await.map_err(|error| {
                 CliError::unreachable(format!("cannot open the PostgreSQL database {}: {error}", redacted(url)))
             })?)
@@ -114,6 +141,7 @@ impl Database {
             created_before: query.created_before,
             parent_id: query.parent.clone(),
             without_payloads: !query.payloads,
+            newest_first: query.newest_first,
         };
         let page = self.client.list(&filter, query.page_size, query.page_token.as_deref()).await?;
         let instances = page
@@ -172,6 +200,10 @@ impl Database {
         Ok(self.client.rerun(rerun.source, rerun.from_step, rerun.new_id, rerun.input).await?)
     }
 
+    pub(crate) async fn queues(&self) -> Result<Vec<Queue>, CliError> {
+        self.client.queues().await?.iter().map(|queue| Queue::from_json(queue_json(queue))).collect()
+    }
+
     pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, CliError> {
         self.client.schedules().await?.iter().map(|status| Schedule::from_json(schedule_json(status))).collect()
     }
@@ -195,16 +227,6 @@ impl Database {
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<(), CliError> {
         Ok(self.client.delete_schedule(id).await?)
     }
-}
-
-/// The status route's JSON, with the parent the store knows (`parentInstanceID`, null for none),
-/// which the HTTP status does not carry.
-fn status_json(status: &workflow::InstanceStatus) -> Value {
-    let mut json = workflow::http::status_json(status);
-    if let Some(fields) = json.as_object_mut() {
-        fields.insert("parentInstanceID".to_owned(), json!(status.parent_id));
-    }
-    json
 }
 
 /// One history item as the history route shows it, tagged by `type`.
@@ -235,6 +257,23 @@ fn history_json(event: &HistoryEvent) -> Value {
         }),
         HistoryEvent::Status(status) => json!({ "type": "status", "status": status_json(status) }),
     }
+}
+
+/// A queue as the queues route shows it.
+fn queue_json(queue: &QueueStatus) -> Value {
+    json!({
+        "kind": match queue.kind {
+            QueueKind::Activity => "activity",
+            QueueKind::Workflow => "workflow",
+        },
+        "name": queue.name,
+        "concurrencyKey": queue.concurrency_key,
+        "waiting": queue.waiting,
+        "running": queue.running,
+        "oldestWaitingSince": queue.oldest_waiting.map(rfc3339),
+        "limits": queue.limits,
+        "nextStartAt": queue.next_start_at.map(rfc3339),
+    })
 }
 
 /// A schedule as the schedule routes describe it.

@@ -1,5 +1,5 @@
 //! The HTTP backend: a server that mounts `workflow::http::router`, reached on its Dapr routes
-//! (component `dapr`) and its own (history, rerun, schedules). Its error answers
+//! (component `dapr`) and its own (history, rerun, queues, schedules). Its error answers
 //! (`{"errorCode", "message"}`) become the exit codes the database backend gives for the same
 //! library errors.
 
@@ -11,7 +11,7 @@ use workflow::http::dapr_status_name;
 
 use super::{ListQuery, Rerun};
 use crate::error::{CliError, Exit};
-use crate::model::{HistoryItem, Instance, Page, Schedule};
+use crate::model::{HistoryItem, Instance, Page, Queue, Schedule};
 
 /// The component name in the workflow routes (the router ignores it; Dapr's is `dapr`).
 const COMPONENT: &str = "dapr";
@@ -173,11 +173,6 @@ impl Http {
     }
 
     pub(crate) async fn list(&self, query: &ListQuery) -> Result<Page, CliError> {
-        if query.parent.is_some() {
-            return Err(CliError::failure(
-                "the HTTP API cannot list by parent (its list route has no such filter); use --database-url",
-            ));
-        }
         let mut params = vec![("pageSize", query.page_size.to_string())];
         if !query.statuses.is_empty() {
             let names: Vec<&str> = query.statuses.iter().map(|status| dapr_status_name(*status)).collect();
@@ -185,6 +180,12 @@ impl Http {
         }
         if let Some(workflow) = &query.workflow {
             params.push(("workflowName", workflow.clone()));
+        }
+        if let Some(parent) = &query.parent {
+            params.push(("parentInstanceID", parent.clone()));
+        }
+        if query.newest_first {
+            params.push(("order", "newest".to_owned()));
         }
         if let Some(after) = query.created_after {
             params.push(("createdAfter", after.to_string()));
@@ -279,6 +280,13 @@ impl Http {
             Err(refusal) => return Err(self.refused(refusal, &path)),
         };
         started_id(&bytes, &path)
+    }
+
+    pub(crate) async fn queues(&self) -> Result<Vec<Queue>, CliError> {
+        match self.call_json(Method::GET, self.url(&["queues"], &[]), None).await? {
+            Value::Array(items) => items.into_iter().map(Queue::from_json).collect(),
+            _ => Err(CliError::failure("the answer of /v1.0/queues is not a list of queues")),
+        }
     }
 
     pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, CliError> {

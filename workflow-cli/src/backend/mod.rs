@@ -8,7 +8,7 @@ mod http;
 use workflow::RuntimeStatus;
 
 use crate::error::CliError;
-use crate::model::{HistoryItem, Instance, Page, Schedule};
+use crate::model::{HistoryItem, Instance, Page, Queue, Schedule};
 
 /// Which backend, and its URL, as the command line or the environment chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub(crate) struct ListQuery {
     pub(crate) page_token: Option<String>,
     /// Read inputs, outputs and custom statuses too.
     pub(crate) payloads: bool,
+    /// Newest first (oldest first by default).
+    pub(crate) newest_first: bool,
 }
 
 /// A fork of a finished instance ([`Backend::rerun`]).
@@ -111,6 +113,11 @@ impl Backend {
     /// Forks a finished instance; the new instance's id.
     pub(crate) async fn rerun(&self, rerun: &Rerun<'_>) -> Result<String, CliError> {
         each!(self.rerun(rerun))
+    }
+
+    /// Every queue of work: activity attempts and unfinished instances, per name and key.
+    pub(crate) async fn queues(&self) -> Result<Vec<Queue>, CliError> {
+        each!(self.queues())
     }
 
     pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, CliError> {
