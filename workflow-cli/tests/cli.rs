@@ -589,7 +589,7 @@ async fn http_backend_runs_the_same_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_errors_from_a_router_that_is_not_there() {
+async fn http_errors_from_routes_that_are_not_there() {
     // A server that answers, but is no workflow router: its 404s are not "no such instance".
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -599,6 +599,22 @@ async fn http_errors_from_a_router_that_is_not_there() {
     });
     let run = wfctl(&["--http", &base], &["show", "x"]).await;
     assert!(run.failed(1).contains("no route"), "{run:?}");
+    task.abort();
+
+    // A read-only router reads, and refuses changes with a message that says why.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let client = Client::new(Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+    let app = workflow::http::router_with(client, workflow::http::RouterOptions::default().read_only(true));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    assert_eq!(wfctl(&["--http", &base], &["list"]).await.ok(), "no instances\n");
+    assert!(wfctl(&["--http", &base], &["show", "x"]).await.failed(3).contains("no instance with id `x`"));
+    for args in [&["terminate", "x"][..], &["schedules", "delete", "nightly"]] {
+        let run = wfctl(&["--http", &base], args).await;
+        assert!(run.failed(1).contains("read-only"), "{run:?}");
+    }
     task.abort();
 }
 

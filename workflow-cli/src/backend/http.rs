@@ -162,6 +162,11 @@ impl Http {
                     "the server has no route {path} (404): is it a workflow router, and not a read-only one?"
                 ));
             }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                return CliError::failure(format!(
+                    "the server does not allow this request on {path} (405): is it a read-only router?"
+                ));
+            }
             StatusCode::NOT_FOUND => Exit::NotFound,
             StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS => Exit::Conflict,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
