@@ -11,6 +11,7 @@
 //! | `POST .../{instanceId}/pause`, `.../resume` | suspend, resume | 202 |
 //! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
+//! | `GET .../{instanceId}/diagram.svg` (ours) | the same diagram as a picture (`image/svg+xml`) | 200 |
 //! | `GET .../{instanceId}/history[?offset=&limit=]` (ours) | the instance's history, a page of it: its creation, each journaled step, the events waiting in its inbox, its status | 200 `{"history": [...], "total": N}` |
 //! | `POST .../{instanceId}/rerun?fromStep=N[&newInstanceID=]` (ours; body: a new input, or empty for the source's) | fork a finished instance, replaying its steps before `N` | 202 `{"instanceID": ...}` |
 //! | `GET .../{instanceId}/activities` (ours) | its activity calls in the task queue, waiting or running, with the limits they wait behind | 200 JSON list |
@@ -134,6 +135,7 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
         .route("/workflows/{component}", get(list))
         .route("/workflows/{component}/{id}", get(status))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
+        .route("/workflows/{component}/{id}/diagram.svg", get(diagram_svg))
         .route("/workflows/{component}/{id}/activities", get(queued_activities))
         .route("/workflows/{component}/{id}/history", get(history))
         .route("/queues", get(queues))
@@ -596,6 +598,20 @@ async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>)
         let (_component, id) = path(params)?;
         let text = client.diagram(&id).await.map_err(error_response)?;
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    })
+    .await
+}
+
+async fn diagram_svg(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let svg = client.diagram_svg(&id).await.map_err(error_response)?;
+        // Opened on its own, the picture may not load or run anything.
+        let headers = [
+            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+        ];
+        Ok((headers, svg).into_response())
     })
     .await
 }

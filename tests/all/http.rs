@@ -141,6 +141,12 @@ async fn dapr_routes_start_poll_raise_and_complete() {
     assert_eq!(code, 200);
     assert!(diagram.starts_with("flowchart"), "{diagram}");
     assert!(diagram.contains("approve"), "{diagram}");
+    let response =
+        server.http.get(format!("{}/v1.0/workflows/dapr/order-7/diagram.svg", server.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml; charset=utf-8");
+    let svg = response.text().await.unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("approve") && svg.contains("order-7"), "{svg}");
 
     let (code, _) = server.post("/v1.0/workflows/dapr/order-7/purge", "").await;
     assert_eq!(code, 202);

@@ -27,6 +27,8 @@
 //! Recorded values (`now`, `random`, `uuid`, `patch`) are not drawn: they are replay bookkeeping,
 //! not steps anyone waits on.
 
+mod svg;
+
 use std::fmt::Write as _;
 
 use crate::model::codec::StoredFailure;
@@ -110,12 +112,23 @@ pub struct DiagramInstance<'a> {
 /// (`<seq>` being the fan-out's first step), `r<seq>` for a collapsed run and `x<seq>` for the
 /// "more steps" node of a capped diagram (`<seq>` being their first step).
 pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
+    draw(instance, steps).mermaid()
+}
+
+/// Renders an instance's history as a picture: the same nodes and arrows as [`render_mermaid`],
+/// laid out top to bottom (a fan-out's branches side by side) in a standalone SVG document, with
+/// every label escaped as XML text. Deterministic, like the Mermaid text.
+pub fn render_svg(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
+    svg::render(&draw(instance, steps))
+}
+
+/// The nodes and arrows of an instance's diagram, in drawing order.
+fn draw(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> Diagram {
     let mut visible: Vec<&DiagramStep<'_>> = steps.iter().filter(|step| !step.kind.is_recorded_value()).collect();
     visible.sort_by_key(|step| step.seq);
     visible.dedup_by_key(|step| step.seq);
 
     let mut out = Diagram::default();
-    out.line("flowchart TD");
     let start = vec![escape(instance.workflow), escape(instance.id)];
     out.node("start", Shape::Stadium, &start);
     let mut previous = "start".to_owned();
@@ -141,7 +154,7 @@ pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>])
     out.node("finish", Shape::Stadium, &end);
     out.class("finish", end_class(instance.status));
     out.edge(&previous, "finish", !instance.status.is_terminal());
-    out.finish()
+    out
 }
 
 /// What the diagram draws as one node (or, for a fan-out, one fork-to-join block).
@@ -251,13 +264,19 @@ impl Class {
         }
     }
 
-    fn style(self) -> &'static str {
+    /// Fill, stroke and text colours.
+    fn colors(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Completed => "fill:#d4edda,stroke:#28a745,color:#155724",
-            Self::Failed => "fill:#f8d7da,stroke:#dc3545,color:#721c24",
-            Self::Running => "fill:#fff3cd,stroke:#ffc107,color:#856404",
-            Self::Stopped => "fill:#e2e3e5,stroke:#6c757d,color:#383d41",
+            Self::Completed => ("#d4edda", "#28a745", "#155724"),
+            Self::Failed => ("#f8d7da", "#dc3545", "#721c24"),
+            Self::Running => ("#fff3cd", "#ffc107", "#856404"),
+            Self::Stopped => ("#e2e3e5", "#6c757d", "#383d41"),
         }
+    }
+
+    fn style(self) -> String {
+        let (fill, stroke, text) = self.colors();
+        format!("fill:{fill},stroke:{stroke},color:{text}")
     }
 
     fn of(status: RecordStatus) -> Self {
@@ -269,28 +288,33 @@ impl Class {
     }
 }
 
-/// The text being built, and which node has which class.
+/// What is drawn, in drawing order: nodes (with their label lines, already escaped for Mermaid)
+/// and arrows; and which node has which class.
 #[derive(Default)]
 struct Diagram {
-    text: String,
+    entries: Vec<Entry>,
     classes: Vec<(Class, String)>,
 }
 
-impl Diagram {
-    fn line(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-    }
+/// A node or an arrow of a [`Diagram`].
+enum Entry {
+    Node { id: String, shape: Shape, lines: Vec<String> },
+    Edge { from: String, to: String, dotted: bool },
+}
 
+impl Diagram {
     /// Declares a node; `lines` are already escaped.
     fn node(&mut self, id: &str, shape: Shape, lines: &[String]) {
-        let (open, close) = shape.brackets();
-        let _ = writeln!(self.text, "    {id}{open}{}{close}", lines.join("<br/>"));
+        self.entries.push(Entry::Node { id: id.to_owned(), shape, lines: lines.to_vec() });
     }
 
     fn edge(&mut self, from: &str, to: &str, dotted: bool) {
-        let arrow = if dotted { "-.->" } else { "-->" };
-        let _ = writeln!(self.text, "    {from} {arrow} {to}");
+        self.entries.push(Entry::Edge { from: from.to_owned(), to: to.to_owned(), dotted });
+    }
+
+    /// The class of node `id` (unstyled when it has none).
+    fn class_of(&self, id: &str) -> Option<Class> {
+        self.classes.iter().find(|(_, node)| node == id).map(|(class, _)| *class)
     }
 
     fn class(&mut self, id: &str, class: Class) {
@@ -367,17 +391,31 @@ impl Diagram {
         id
     }
 
-    fn finish(mut self) -> String {
+    /// The Mermaid flowchart (`flowchart TD`).
+    fn mermaid(&self) -> String {
+        let mut text = String::from("flowchart TD\n");
+        for entry in &self.entries {
+            match entry {
+                Entry::Node { id, shape, lines } => {
+                    let (open, close) = shape.brackets();
+                    let _ = writeln!(text, "    {id}{open}{}{close}", lines.join("<br/>"));
+                }
+                Entry::Edge { from, to, dotted } => {
+                    let arrow = if *dotted { "-.->" } else { "-->" };
+                    let _ = writeln!(text, "    {from} {arrow} {to}");
+                }
+            }
+        }
         for class in Class::ALL {
-            let _ = writeln!(self.text, "    classDef {} {}", class.name(), class.style());
+            let _ = writeln!(text, "    classDef {} {}", class.name(), class.style());
         }
         for class in Class::ALL {
             let ids: Vec<&str> = self.classes.iter().filter(|(c, _)| *c == class).map(|(_, id)| id.as_str()).collect();
             if !ids.is_empty() {
-                let _ = writeln!(self.text, "    class {} {}", ids.join(","), class.name());
+                let _ = writeln!(text, "    class {} {}", ids.join(","), class.name());
             }
         }
-        self.text
+        text
     }
 }
 
@@ -627,6 +665,48 @@ mod tests {
 
     fn has_line(out: &str, line: &str) -> bool {
         out.lines().any(|l| l.trim() == line)
+    }
+
+    /// The picture draws the Mermaid text's nodes and arrows, a fan-out's branches in one row,
+    /// and every label as escaped text.
+    #[test]
+    fn svg_draws_the_same_nodes_in_rows() {
+        let branch = |seq, status| DiagramStep { parallel_group: Some(1), ..step(seq, "activity", "resize", status) };
+        let steps = [
+            DiagramStep {
+                payload: Some(r#""<script>alert('x')</script>""#),
+                ..step(0, "activity", "list", RecordStatus::Completed)
+            },
+            branch(1, RecordStatus::Completed),
+            branch(2, RecordStatus::Failed),
+            branch(3, RecordStatus::Completed),
+            step(4, "timer", "sleep", RecordStatus::Scheduled),
+        ];
+        let failed = DiagramInstance { error_message: Some("boom & <b>bold</b>"), ..instance(RuntimeStatus::Running) };
+        let svg = render_svg(&failed, &steps);
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(!svg.contains("<script") && !svg.contains("<b>"), "labels are text: {svg}");
+        assert!(svg.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{svg}");
+        assert!(svg.contains("boom &amp; &lt;b&gt;bold&lt;/b&gt;"), "{svg}");
+        let mermaid = render_mermaid(&failed, &steps);
+        let arrows = mermaid.lines().filter(|line| line.contains("-->") || line.contains("-.->")).count();
+        assert_eq!(svg.matches("marker-end=").count(), arrows, "one arrow per Mermaid arrow");
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1, "the unfinished end's arrow is dotted");
+        // Where each node's outline starts (its first y coordinate).
+        let top = |id: &str| -> f64 {
+            let at = svg.find(&format!("data-id=\"{id}\"")).unwrap_or_else(|| panic!("no node {id}: {svg}"));
+            let rest = &svg[at..];
+            let y = rest.find(" y=\"").map(|i| &rest[i + 4..]).unwrap_or_else(|| panic!("{id} has no y"));
+            y[..y.find('"').unwrap()].parse().unwrap()
+        };
+        assert_eq!(top("s1"), top("s2"));
+        assert_eq!(top("s2"), top("s3"));
+        let order = ["start", "s0", "f1", "s1", "j1", "s4", "finish"];
+        for pair in order.windows(2) {
+            assert!(top(pair[0]) < top(pair[1]), "{} above {}", pair[0], pair[1]);
+        }
+        assert_eq!(svg, render_svg(&failed, &steps), "deterministic");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use super::{id_or_new, Client, Ending, InstanceStatus};
-use crate::diagram::{render_mermaid, DiagramInstance, DiagramStep};
+use crate::diagram::{render_mermaid, render_svg, DiagramInstance, DiagramStep};
 use crate::error::{Error, FailureDetails};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
@@ -418,6 +418,21 @@ impl Client {
     /// The instance's journal drawn as a Mermaid flowchart (steps in order, fan-outs side by
     /// side, retries, timers, events, children, failures).
     pub async fn diagram(&self, instance_id: &str) -> Result<String, Error> {
+        self.drawn(instance_id, render_mermaid).await
+    }
+
+    /// The same diagram as [`Client::diagram`], drawn as a standalone SVG picture (every label
+    /// escaped as XML text), for a page or a file.
+    pub async fn diagram_svg(&self, instance_id: &str) -> Result<String, Error> {
+        self.drawn(instance_id, render_svg).await
+    }
+
+    /// The instance's current journal, drawn by `render`.
+    async fn drawn(
+        &self,
+        instance_id: &str,
+        render: fn(&DiagramInstance<'_>, &[DiagramStep<'_>]) -> String,
+    ) -> Result<String, Error> {
         let record = self.instance_record(instance_id).await?;
         let journal = self.store().journal(instance_id, record.generation).await?;
         let failure = record.error.as_deref().map(FailureDetails::parse);
@@ -428,6 +443,6 @@ impl Client {
             error_message: failure.as_ref().map(|f| f.message.as_str()),
         };
         let steps: Vec<DiagramStep<'_>> = journal.iter().map(DiagramStep::from_record).collect();
-        Ok(render_mermaid(&instance, &steps))
+        Ok(render(&instance, &steps))
     }
 }
