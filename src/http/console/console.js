@@ -255,10 +255,8 @@
       el('label', {}, 'Created after', after),
       el('label', {}, 'Created before', before),
       el('label', {}, 'Parent', parent),
-      el('button', { type: 'button', id: 'filter-apply', onclick: apply }, 'Filter'),
-      el('span', { class: 'spacer' }),
-      el('label', {}, 'Instance id', search),
-      el('button', { type: 'button', id: 'search-open', onclick: open }, 'Open'));
+      el('button', { type: 'button', id: 'filter-apply', onclick: apply }, 'Filter'));
+    const finder = el('div', { class: 'finder' }, search, el('button', { type: 'button', id: 'search-open', onclick: open }, 'Open'));
     const results = el('div', { id: 'instances' });
     const pager = el('div', { class: 'pager' });
     // Continuation tokens of the pages before this one, and this page's.
@@ -310,7 +308,10 @@
         el('span', { class: 'muted' }, `page ${tokens.length + 1}`));
     }
 
-    return { nodes: [el('h1', {}, 'Instances'), counts, filters, results, pager], refresh: refreshList };
+    return {
+      nodes: [el('div', { class: 'title-row' }, el('h1', {}, 'Instances'), finder), counts, filters, results, pager],
+      refresh: refreshList,
+    };
   }
 
   // One instance: details, actions, payloads, diagram, children, queued calls, the timeline.
