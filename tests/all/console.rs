@@ -10,8 +10,8 @@ use std::time::Duration;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use workflow::http::RouterOptions;
-use workflow::ListFilter;
 use workflow::prelude::*;
+use workflow::ListFilter;
 
 use crate::support::{wait_for_value, wait_until};
 
