@@ -16,6 +16,9 @@
 //!   rate beside the first's, with generated ids and with random ones.
 //! - W11 schedules: 10,000 schedules every second for 30 s (ticks started per second, lag from
 //!   due to created), and the CPU of 10,000 schedules not due.
+//! - W12 metrics (feature `prometheus`): W1 with a Prometheus recorder beside without.
+//! - W13 console pages (feature `console`): the list page and a 10,000-step instance's page on a
+//!   store of 1M instances (100k on PostgreSQL), read over HTTP as the page reads them.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
@@ -27,6 +30,9 @@ mod w11_schedules;
 #[cfg(feature = "prometheus")]
 #[path = "w12_metrics.rs"]
 mod w12_metrics;
+#[cfg(feature = "console")]
+#[path = "w13_console.rs"]
+mod w13_console;
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
@@ -87,6 +93,10 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     #[cfg(feature = "prometheus")]
     if wanted("w12") {
         rows.extend(w12_metrics::measure(name, dir).await?);
+    }
+    #[cfg(feature = "console")]
+    if wanted("w13") {
+        rows.extend(w13_console::measure(name, dir).await?);
     }
     // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
     // it is the reference, not a store to measure at scale.

@@ -12,8 +12,18 @@
 //! | `workflow_commits_total` | counter | | group commits (store write transactions) of this process |
 //! | `workflow_commit_ops` | histogram | | ops per group commit |
 //! | `workflow_commit_seconds` | histogram | | how long each group commit took |
+//! | `workflow_queue_wait_seconds` | histogram | `kind` (`activity`, `workflow`), `name`, `key` | how long an item waited before a worker here took it: a queued activity attempt from when it became due to its claim, an instance from its start (or its due time) to its first run |
+//! | `workflow_queue_waiting` | gauge | `kind`, `name`, `key` | items waiting in each queue (activity attempts no worker holds, Pending instances), sampled every `RuntimeBuilder::queue_metrics` interval (off by default) |
+//! | `workflow_queue_running` | gauge | `kind`, `name`, `key` | items held in each queue (attempts under a live lease, Running instances), sampled likewise |
+//! | `workflow_dead_worker_leases_released_total` | counter | | leases of workers whose process died that this worker released for takeover |
+//!
+//! The queue gauges count the whole store, so every worker that samples them reports the same
+//! figures: aggregate them with `max`, not `sum`. A queue that empties is reported as 0 at the next
+//! sample after it was last seen.
 
 use std::time::Duration;
+
+use crate::store::{Millis, QueueDepth, QueueKind};
 
 /// Instances that began to run here.
 pub const INSTANCES_STARTED: &str = "workflow_instances_started_total";
@@ -31,6 +41,21 @@ pub const COMMITS: &str = "workflow_commits_total";
 pub const COMMIT_OPS: &str = "workflow_commit_ops";
 /// How long each group commit took, in seconds.
 pub const COMMIT_SECONDS: &str = "workflow_commit_seconds";
+/// How long a queued item waited before a worker here took it, in seconds.
+pub const QUEUE_WAIT_SECONDS: &str = "workflow_queue_wait_seconds";
+/// Items waiting in a queue (sampled).
+pub const QUEUE_WAITING: &str = "workflow_queue_waiting";
+/// Items held in a queue (sampled).
+pub const QUEUE_RUNNING: &str = "workflow_queue_running";
+/// Leases of dead workers released here for takeover.
+pub const DEAD_WORKER_LEASES_RELEASED: &str = "workflow_dead_worker_leases_released_total";
+
+fn kind_label(kind: QueueKind) -> &'static str {
+    match kind {
+        QueueKind::Activity => "activity",
+        QueueKind::Workflow => "workflow",
+    }
+}
 
 pub(crate) fn instance_started(workflow: &str) {
     metrics::counter!(INSTANCES_STARTED, "workflow" => workflow.to_owned()).increment(1);
@@ -55,4 +80,33 @@ pub(crate) fn commit(ops: usize, took: Duration) {
     metrics::counter!(COMMITS).increment(1);
     metrics::histogram!(COMMIT_OPS).record(ops as f64);
     metrics::histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
+}
+
+/// An item of queue `kind`/`name`/`key` taken at `now`, having been due since `since`.
+pub(crate) fn queue_wait(kind: QueueKind, name: &str, key: &str, since: Millis, now: Millis) {
+    let waited = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
+    let labels = [("kind", kind_label(kind).to_owned()), ("name", name.to_owned()), ("key", key.to_owned())];
+    metrics::histogram!(QUEUE_WAIT_SECONDS, &labels).record(waited.as_secs_f64());
+}
+
+/// Sets the queue gauges from one sample; `gone` are queues an earlier sample saw and this one
+/// does not (set to 0).
+pub(crate) fn queue_depths(depths: &[QueueDepth], gone: &[(QueueKind, String, String)]) {
+    let labels = |kind: QueueKind, name: &str, key: &str| {
+        [("kind", kind_label(kind).to_owned()), ("name", name.to_owned()), ("key", key.to_owned())]
+    };
+    for depth in depths {
+        let labels = labels(depth.kind, &depth.name, &depth.concurrency_key);
+        metrics::gauge!(QUEUE_WAITING, &labels).set(depth.waiting as f64);
+        metrics::gauge!(QUEUE_RUNNING, &labels).set(depth.running as f64);
+    }
+    for (kind, name, key) in gone {
+        let labels = labels(*kind, name, key);
+        metrics::gauge!(QUEUE_WAITING, &labels).set(0.0);
+        metrics::gauge!(QUEUE_RUNNING, &labels).set(0.0);
+    }
+}
+
+pub(crate) fn dead_worker_leases_released(released: u64) {
+    metrics::counter!(DEAD_WORKER_LEASES_RELEASED).increment(released);
 }

@@ -240,6 +240,8 @@ pub(crate) async fn task_loop(engine: Arc<Engine>, poll_interval: Duration, batc
                         rate_room_at = Some(rate_room_at.map_or(at, |known| known.min(at)).max(now));
                     }
                     for task in tasks {
+                        let kind = crate::store::QueueKind::Activity;
+                        crate::metrics::queue_wait(kind, &task.name, &task.concurrency_key, task.visible_at, now);
                         let engine = engine.clone();
                         // Taken before the next claim counts the room: claimed within it, so free
                         // unless a local attempt took one meanwhile.

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use super::driver::Journal;
 use super::engine::Engine;
 use crate::client::{Client, RetentionPolicy};
-use crate::store::{EventRecord, InstanceRecord, JournalRecord, RuntimeStatus, WakeSignal, WriteOp};
+use crate::store::{EventRecord, InstanceRecord, JournalRecord, QueueKind, RuntimeStatus, WakeSignal, WriteOp};
 
 /// How many of a claimed instance's first events are read beside its journal.
 const INBOX_FRONT: usize = 16;
@@ -216,11 +216,36 @@ pub(super) async fn liveness_loop(engine: Arc<Engine>, every: Duration) {
         match engine.store().release_dead_workers().await {
             Ok(0) => {}
             Ok(released) => {
+                crate::metrics::dead_worker_leases_released(released);
                 tracing::info!(released, "took over the leases of workers whose process died");
                 engine.on_signal(WakeSignal::Runnable);
                 engine.on_signal(WakeSignal::TaskQueued);
             }
             Err(error) => tracing::warn!(%error, "looking for dead workers failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Every `every`, samples the depth of every queue in the store into the queue gauges
+/// ([`crate::metrics::QUEUE_WAITING`], [`crate::metrics::QUEUE_RUNNING`]); a queue seen before and
+/// gone now is set to 0 once.
+pub(super) async fn queue_metrics_loop(engine: Arc<Engine>, every: Duration) {
+    let mut seen: HashSet<(QueueKind, String, String)> = HashSet::new();
+    loop {
+        if engine.is_shutting_down() {
+            return;
+        }
+        match engine.store().queue_depths(engine.now()).await {
+            Ok(depths) => {
+                let now_seen: HashSet<(QueueKind, String, String)> =
+                    depths.iter().map(|d| (d.kind, d.name.clone(), d.concurrency_key.clone())).collect();
+                let gone: Vec<(QueueKind, String, String)> =
+                    seen.into_iter().filter(|queue| !now_seen.contains(queue)).collect();
+                crate::metrics::queue_depths(&depths, &gone);
+                seen = now_seen;
+            }
+            Err(error) => tracing::warn!(%error, "sampling the queue depths failed"),
         }
         tokio::time::sleep(every).await;
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::clock::{Clock, SystemClock};
 use super::engine::{Engine, Settings};
 use super::loops::{
-    claim_loop, inbox_poll_loop, liveness_loop, renew_loop, retention_loop, wake_loop, INBOX_POLL, LIVENESS_CHECK,
+    claim_loop, inbox_poll_loop, liveness_loop, queue_metrics_loop, renew_loop, retention_loop, wake_loop, INBOX_POLL,
+    LIVENESS_CHECK,
 };
 use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
@@ -35,6 +36,7 @@ pub struct RuntimeBuilder {
     claim_batch: usize,
     dispatch: ActivityDispatch,
     retention: Option<(RetentionPolicy, Duration)>,
+    queue_metrics: Option<Duration>,
     limits: Limits,
     /// Schedules declared in code, written when the runtime starts.
     schedules: Vec<crate::schedule::Schedule>,
@@ -58,6 +60,7 @@ impl Default for RuntimeBuilder {
             claim_batch: 64,
             dispatch: ActivityDispatch::Local,
             retention: None,
+            queue_metrics: None,
             limits: Limits::default(),
             schedules: Vec::new(),
         }
@@ -205,6 +208,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Samples the depth of every queue in the store (activity attempts and unfinished instances
+    /// per name and concurrency key, as [`Client::queues`](crate::Client::queues) counts them)
+    /// every `every` into the gauges `workflow_queue_waiting` and `workflow_queue_running` (see
+    /// [`crate::metrics`]). Off by default: each sample is one grouped read of the store. Every
+    /// worker that samples reports the same store-wide figures.
+    pub fn queue_metrics(mut self, every: Duration) -> Self {
+        self.queue_metrics = Some(every.max(Duration::from_millis(100)));
+        self
+    }
+
     /// Bounds on payload sizes and inboxes ([`Limits::default`] if not set), for the instances
     /// this runtime runs and its clients' starts and raises.
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -257,6 +270,9 @@ impl RuntimeBuilder {
         ];
         if let Some((policy, every)) = self.retention {
             loops.push(tokio::spawn(retention_loop(engine.clone(), policy, every)));
+        }
+        if let Some(every) = self.queue_metrics {
+            loops.push(tokio::spawn(queue_metrics_loop(engine.clone(), every)));
         }
         if engine.registry().activity_names().next().is_some() {
             loops.push(tokio::spawn(activity::task_loop(engine.clone(), self.poll_interval, self.claim_batch)));

@@ -285,6 +285,8 @@ async fn queued_attempt(
     let leased = ctx.commit_leasing(vec![WriteOp::EnqueueTask(task)], lease.into_iter().collect()).await.ok()?;
     let _busy = ctx.busy();
     if leased.first() == Some(&true) {
+        let now = ctx.clock_now();
+        crate::metrics::queue_wait(crate::store::QueueKind::Activity, name, &placement.concurrency_key, now, now);
         engine.tasks().forget(ctx.instance_id(), generation, seq, attempt);
         let result = local_attempt(ctx, engine, seq, name, input, attempt, options).await;
         let completion = TaskCompletion {
