@@ -28,7 +28,8 @@
 //! it with [`router_with`]), 413 too for a payload over the runtime's
 //! [`Limits::max_payload_bytes`](workflow_core::Limits::max_payload_bytes), 429 for a raise into
 //! a full inbox ([`Limits::max_inbox_events`](workflow_core::Limits::max_inbox_events)). An empty
-//! start body is no input (`null`). `priority` (an extension of ours: a 32-bit integer, higher is
+//! start body is no input (`null`). A start's `traceparent` header (W3C trace context) is stored
+//! with the instance, whose status JSON carries its `traceparent`. `priority` (an extension of ours: a 32-bit integer, higher is
 //! claimed first when work is backlogged) defaults to the workflow's; the status JSON carries it
 //! as `priority`. `debounce=KEY&delayMs=N[&maxWaitMs=M]` (ours too) debounces the start
 //! (`Start::debounce`): the answer names the instance the starts of that key collapse into;
@@ -48,7 +49,7 @@
 //!
 //! ```no_run
 //! use axum::extract::Request;
-//! use axum::http::{header, StatusCode};
+//! use axum::http::{header, HeaderMap, StatusCode};
 //! use axum::middleware::{self, Next};
 //! use axum::response::Response;
 //!
@@ -84,7 +85,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -212,6 +213,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
         "wakeAt": status.wake_at.map(rfc3339),
         "limits": status.limits,
         "nextStartAt": status.next_start_at.map(rfc3339),
+        "traceparent": status.trace_context,
         "properties": properties,
     })
 }
@@ -328,6 +330,7 @@ async fn start(
     State(client): State<Client>,
     params: PathOf<(String, String)>,
     params_query: QueryMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     respond(async {
@@ -337,6 +340,12 @@ async fn start(
         let mut start = client.start_untyped(&workflow, input);
         if let Some(id) = query.get("instanceID").or_else(|| query.get("instanceId")) {
             start = start.id(id);
+        }
+        // The caller's trace continues in the instance (W3C trace context).
+        if let Some(traceparent) = headers.get("traceparent") {
+            let traceparent =
+                traceparent.to_str().map_err(|_| bad_request("the traceparent header is not visible ASCII"))?;
+            start = start.trace_parent(traceparent);
         }
         if let Some(priority) = query.get("priority") {
             let priority = priority

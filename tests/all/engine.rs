@@ -382,6 +382,7 @@ async fn a_corrupt_journal_payload_fails_only_its_instance_and_keeps_its_rows() 
         wake_at: None,
         priority: 0,
         concurrency_key: String::new(),
+        trace_context: None,
     };
     let record = |id: &str, payload: &str| JournalRecord {
         instance_id: id.into(),

@@ -154,6 +154,30 @@ async fn dapr_routes_start_poll_raise_and_complete() {
     assert_eq!((code, error_code(&body).as_str()), (404, "ERR_INSTANCE_ID_NOT_FOUND"));
 }
 
+/// A start's `traceparent` header is stored with the instance and shown in its status; a
+/// malformed one is a 400 and starts nothing.
+#[tokio::test]
+async fn a_start_continues_the_callers_trace() {
+    let server = serve().await;
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let start = |id: &str, traceparent: &str| {
+        let url = format!("{}/v1.0/workflows/dapr/http_approval/start?instanceID={id}", server.base);
+        server.http.post(url).header("traceparent", traceparent).body(r#""pen""#).send()
+    };
+    let response = start("traced-1", given).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(server.wait_for("traced-1", "RUNNING").await["traceparent"], given);
+    let response = start("traced-2", "00-not-a-trace-01").await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("traceparent"));
+    let (code, _) = server.get("/v1.0/workflows/dapr/traced-2").await;
+    assert_eq!(code, 404, "nothing was started");
+    // Without the header, the status still names the instance's (derived) trace.
+    assert_eq!(server.post("/v1.0/workflows/dapr/http_approval/start?instanceID=traced-3", r#""ink""#).await.0, 202);
+    let derived = server.status("traced-3").await["traceparent"].as_str().unwrap().to_owned();
+    assert!(derived.starts_with("00-") && derived.len() == 55, "{derived}");
+}
+
 /// The history route pages an instance's history; rerun forks a finished instance with a new
 /// input and refuses one that still runs.
 #[tokio::test]

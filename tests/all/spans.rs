@@ -13,6 +13,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use workflow::prelude::*;
 use workflow::store::Store;
+use workflow::SqliteStore;
 
 /// A span as opened: its name and fields.
 #[derive(Debug, Clone)]
@@ -181,4 +182,75 @@ async fn a_suspended_run_stops_without_an_error() {
     assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 31);
     let errors: Vec<Logged> = logged_in(&id).into_iter().filter(|event| event.level == Level::ERROR).collect();
     assert!(errors.is_empty(), "no error for an expected stop: {errors:?}");
+}
+
+#[workflow]
+async fn traced_parent(ctx: WorkflowContext, _input: ()) -> Result<u32, WorkflowError> {
+    traced::call(&ctx, ()).await
+}
+
+/// The trace of an instance is stored with it: its `workflow` spans carry the trace id its
+/// starter gave before and after a restart on a reopened store, and a child's spans carry its
+/// parent's trace id (with a span of its own). A malformed `traceparent` fails the start.
+#[tokio::test]
+async fn a_trace_continues_across_a_restart() {
+    install();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("trace.db").display());
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let build = |store: Arc<dyn Store>| async move {
+        Runtime::builder()
+            .store(store)
+            .workflow(traced::Workflow)
+            .workflow(traced_parent::Workflow)
+            .activity(traced_step::Activity)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap()
+    };
+    let first = build(Arc::new(SqliteStore::open(&url).await.unwrap())).await;
+    let client = first.client();
+    let bad = traced::start(&client, ()).trace_parent("00-zz-00f067aa0ba902b7-01").await;
+    assert!(matches!(bad, Err(workflow::Error::InvalidArgument(_))), "{bad:?}");
+    let traced_id = traced::start(&client, ()).trace_parent(given).await.unwrap().instance_id().to_owned();
+    let parent_id = traced_parent::start(&client, ()).await.unwrap().instance_id().to_owned();
+    crate::support::wait_for_journal(&client, &traced_id, |journal| !journal.is_empty()).await;
+    let children = workflow::ListFilter { parent_id: Some(parent_id.clone()), ..Default::default() };
+    let child_id = crate::support::wait_for_value("the child to run", || async {
+        let page = client.list(&children, 10, None).await.unwrap();
+        page.instances.first().map(|child| child.instance_id.clone())
+    })
+    .await;
+    crate::support::wait_for_journal(&client, &child_id, |journal| !journal.is_empty()).await;
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // A new runtime on the reopened file reads each instance's trace from the store.
+    let second = build(Arc::new(SqliteStore::open(&url).await.unwrap())).await;
+    let client = second.client();
+    for id in [&traced_id, &child_id] {
+        client.raise_event(id, "go", &1_u32).await.unwrap();
+    }
+    assert_eq!(client.result::<u32>(&traced_id, Some(Duration::from_secs(10))).await.unwrap(), 31);
+    assert_eq!(client.result::<u32>(&parent_id, Some(Duration::from_secs(10))).await.unwrap(), 31);
+
+    let field = |spans: &[HashMap<String, String>], name: &str| -> Vec<String> {
+        spans.iter().map(|span| span.get(name).cloned().unwrap_or_default()).collect()
+    };
+    let runs = spans_of(&traced_id, "workflow");
+    assert!(runs.len() >= 2, "a run before and one after the restart: {runs:?}");
+    assert!(field(&runs, "trace_id").iter().all(|id| id == "4bf92f3577b34da6a3ce929d0e0e4736"), "{runs:?}");
+    assert!(field(&runs, "parent_span_id").iter().all(|id| id == "00f067aa0ba902b7"), "{runs:?}");
+    assert_eq!(client.status(&traced_id).await.unwrap().trace_context, given);
+
+    let parent_trace = client.status(&parent_id).await.unwrap().trace_context;
+    let parent_trace_id = parent_trace.split('-').nth(1).unwrap().to_owned();
+    let (parent_runs, child_runs) = (spans_of(&parent_id, "workflow"), spans_of(&child_id, "workflow"));
+    assert!(parent_runs.len() >= 2 && child_runs.len() >= 2, "{parent_runs:?} {child_runs:?}");
+    for runs in [&parent_runs, &child_runs] {
+        assert!(field(runs, "trace_id").iter().all(|id| *id == parent_trace_id), "{runs:?}");
+    }
+    let child_trace = client.status(&child_id).await.unwrap().trace_context;
+    assert_eq!(child_trace.split('-').nth(1), Some(parent_trace_id.as_str()), "the child continues the trace");
+    assert_ne!(child_trace, parent_trace, "with a span of its own");
 }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::{Client, Handle};
 use crate::error::Error;
 use crate::model::time;
+use crate::model::trace::TraceContext;
 use crate::model::BoxFuture;
 use crate::store::{Debounce, InstanceRecord, Millis, WriteOp};
 use crate::worker::Engine;
@@ -129,6 +130,8 @@ pub struct Start<T> {
     due: Option<Due>,
     /// Debounce: the key, the delay, and the longest wait.
     debounce: Option<(String, Duration, Option<Duration>)>,
+    /// The caller's trace (a W3C `traceparent`), checked when the start runs.
+    trace_parent: Option<String>,
     /// The start under way, once polled.
     running: Option<BoxFuture<'static, Result<String, Error>>>,
     _output: PhantomData<fn() -> T>,
@@ -194,6 +197,17 @@ impl<T> Start<T> {
         self
     }
 
+    /// Continues the caller's trace: `traceparent` is a W3C trace context
+    /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`, such as an incoming request's
+    /// `traceparent` header, or what an OpenTelemetry propagator injects), stored with the
+    /// instance, so its runs' `workflow` spans carry that trace id, before and after any restart,
+    /// and its children continue it. A malformed one fails the start with
+    /// [`Error::InvalidArgument`]. Without it, the instance's trace is derived from its id.
+    pub fn trace_parent(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace_parent = Some(traceparent.into());
+        self
+    }
+
     /// With [`Start::debounce`]: the longest a steady stream of starts may put the run off,
     /// counted from the first start the run collapses (it runs then with the latest input, and
     /// later starts wait in a new instance). At least the delay. Without one, a stream of starts
@@ -218,10 +232,16 @@ impl<T: DeserializeOwned> Future for Start<T> {
             let input = std::mem::replace(&mut this.input, Err(Error::InvalidArgument("start polled twice".into())));
             let (id, reuse, priority) = (this.id.take(), this.reuse, this.priority);
             let (debounce, concurrency_key, due) = (this.debounce.take(), this.concurrency_key.take(), this.due);
+            let trace_parent = this.trace_parent.take();
             Box::pin(async move {
                 let input = input?;
                 let concurrency_key = concurrency_key.as_deref();
-                let new = New { workflow: &workflow, input: &input, priority, concurrency_key, due };
+                let trace_context = trace_parent
+                    .map(|given| TraceContext::parse(&given).map(|context| context.traceparent()))
+                    .transpose()
+                    .map_err(Error::InvalidArgument)?;
+                let trace_context = trace_context.as_deref();
+                let new = New { workflow: &workflow, input: &input, priority, concurrency_key, due, trace_context };
                 match debounce {
                     Some(_) if due.is_some() => Err(Error::InvalidArgument(
                         "a debounced start is delayed by its debounce delay: it takes no `.delay(..)` or `.at(..)`"
@@ -251,6 +271,8 @@ struct New<'a> {
     concurrency_key: Option<&'a str>,
     /// When a delayed start becomes claimable.
     due: Option<Due>,
+    /// The caller's trace, checked (a `traceparent`).
+    trace_context: Option<&'a str>,
 }
 
 /// When a delayed start becomes claimable: after a delay from its creation, or at a time.
@@ -301,6 +323,7 @@ impl New<'_> {
             priority: self.priority.unwrap_or(default),
             concurrency_key: self.concurrency_key.map_or(key, str::to_owned),
             wake_at,
+            trace_context: self.trace_context.map(str::to_owned),
             ..InstanceRecord::pending(id, self.workflow, self.input, now)
         })
     }
@@ -331,6 +354,7 @@ impl Client {
             concurrency_key: None,
             due: None,
             debounce: None,
+            trace_parent: None,
             running: None,
             _output: PhantomData,
         }

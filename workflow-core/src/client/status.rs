@@ -2,6 +2,7 @@
 //! built ([`Ending`]): for a run that finished and for a terminate alike.
 
 use crate::error::{Error, FailureDetails};
+use crate::model::trace::TraceContext;
 use crate::store::{InstanceRecord, Millis, QueueKind, RuntimeStatus, WriteOp};
 
 /// An instance's state, as a client sees it.
@@ -43,10 +44,16 @@ pub struct InstanceStatus {
     /// When its workflow's rate next admits a start, while the rate's window is full (it waits
     /// to start until then at least); `None` otherwise, and from a client without a runtime.
     pub next_start_at: Option<Millis>,
+    /// The W3C `traceparent` of the trace the instance belongs to: the one its starter gave
+    /// ([`Start::trace_parent`](crate::Start::trace_parent)), its parent's trace for a child, or
+    /// else one derived from its id and creation time. Its runs' `workflow` spans carry its trace
+    /// id, before and after any restart.
+    pub trace_context: String,
 }
 
 impl From<InstanceRecord> for InstanceStatus {
     fn from(record: InstanceRecord) -> Self {
+        let trace = TraceContext::of_instance(record.trace_context.as_deref(), &record.id, record.created_at);
         Self {
             failure: record.error.as_deref().map(FailureDetails::parse),
             custom_status: record.custom_status,
@@ -61,6 +68,7 @@ impl From<InstanceRecord> for InstanceStatus {
             priority: record.priority,
             concurrency_key: record.concurrency_key,
             wake_at: record.wake_at,
+            trace_context: trace.traceparent(),
             limits: None,
             next_start_at: None,
         }
@@ -195,6 +203,8 @@ impl Ending {
             priority: record.priority,
             concurrency_key: record.concurrency_key.clone(),
             wake_at: None,
+            trace_context: TraceContext::of_instance(record.trace_context.as_deref(), &record.id, record.created_at)
+                .traceparent(),
             limits: None,
             next_start_at: None,
         }

@@ -6,6 +6,7 @@ mod records;
 mod status;
 mod step;
 pub(crate) mod time;
+pub(crate) mod trace;
 
 use std::future::Future;
 use std::pin::Pin;

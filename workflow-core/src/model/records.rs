@@ -41,6 +41,10 @@ pub struct InstanceRecord {
     /// a workflow's per-key cap and rate count its instances by it. Empty for a workflow whose
     /// limits are global (or that has none).
     pub concurrency_key: String,
+    /// The W3C `traceparent` of the trace it belongs to, as its starter gave it (or its parent's
+    /// trace, for a child); `None` when none was given: its trace is then derived from its id and
+    /// creation time ([`InstanceStatus::trace_context`](crate::InstanceStatus::trace_context)).
+    pub trace_context: Option<String>,
 }
 
 impl InstanceRecord {
@@ -63,6 +67,7 @@ impl InstanceRecord {
             wake_at: None,
             priority: 0,
             concurrency_key: String::new(),
+            trace_context: None,
         }
     }
 }

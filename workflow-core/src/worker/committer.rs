@@ -254,6 +254,7 @@ mod tests {
             wake_at: None,
             priority: 0,
             concurrency_key: String::new(),
+            trace_context: None,
         })
     }
 

@@ -14,6 +14,7 @@ use super::registry::WorkflowEntry;
 use crate::client::Ending;
 use crate::error::{FailureDetails, WorkflowError};
 use crate::model::time::millis;
+use crate::model::trace::TraceContext;
 use crate::store::{EventRecord, InstanceRecord, JournalRecord, RuntimeStatus, StoreError, WriteOp};
 use crate::workflow::{Fatal, IdleWaits, WorkflowContext};
 
@@ -37,7 +38,15 @@ pub(super) fn spawn(
     token: u64,
 ) {
     let counted = engine.driver_started();
-    let span = tracing::info_span!("workflow", instance_id = %record.id, workflow = %record.workflow);
+    // The instance's trace, the same on every run: a trace continues across restarts.
+    let trace = TraceContext::of_instance(record.trace_context.as_deref(), &record.id, record.created_at);
+    let span = tracing::info_span!(
+        "workflow",
+        instance_id = %record.id,
+        workflow = %record.workflow,
+        trace_id = %trace.trace_id(),
+        parent_span_id = %trace.span_id(),
+    );
     tokio::spawn(
         async move {
             let id = record.id.clone();

@@ -80,6 +80,7 @@ impl<W: WorkflowDef> IntoFuture for ChildCall<W> {
                         parent_id: Some(ctx.instance_id().to_owned()),
                         priority: W::PRIORITY,
                         concurrency_key,
+                        trace_context: Some(ctx.trace().child(&child_id).traceparent()),
                         ..InstanceRecord::pending(child_id.clone(), W::NAME, input, ctx.clock_now())
                     };
                     let link = ctx.new_record(

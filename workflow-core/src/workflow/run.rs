@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::WorkflowContext;
 use crate::error::FailureDetails;
+use crate::model::trace::TraceContext;
 use crate::store::{
     EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, TaskLease,
     WriteOp,
@@ -76,6 +77,8 @@ pub(super) struct InstanceShared {
     generation: u32,
     /// Its claim priority, which the activity attempts it queues take too.
     priority: i32,
+    /// The trace it belongs to, which its children continue.
+    trace: TraceContext,
     engine: Arc<Engine>,
     state: Mutex<InstanceState>,
     fatal_signal: Notify,
@@ -162,6 +165,7 @@ impl WorkflowContext {
                 instance_id,
                 generation: record.generation,
                 priority: record.priority,
+                trace: TraceContext::of_instance(record.trace_context.as_deref(), &record.id, record.created_at),
                 engine,
                 state: Mutex::new(state),
                 fatal_signal: Notify::new(),
@@ -182,6 +186,11 @@ impl WorkflowContext {
     /// The instance's claim priority.
     pub(crate) fn priority(&self) -> i32 {
         self.shared.priority
+    }
+
+    /// The trace the instance belongs to.
+    pub(crate) fn trace(&self) -> &TraceContext {
+        &self.shared.trace
     }
 
     pub(crate) fn generation(&self) -> u32 {

@@ -84,7 +84,8 @@ pub(super) fn bind_creates(args: &mut Args, layer: &Layer<'_>) {
         .column(records.iter().map(|r| r.custom_status.as_deref()).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.wake_at).collect::<Vec<_>>())
         .column(records.iter().map(|r| i64::from(r.priority)).collect::<Vec<_>>())
-        .column(records.iter().map(|r| r.concurrency_key.as_str()).collect::<Vec<_>>());
+        .column(records.iter().map(|r| r.concurrency_key.as_str()).collect::<Vec<_>>())
+        .column(records.iter().map(|r| r.trace_context.as_deref()).collect::<Vec<_>>());
 }
 
 pub(super) fn bind_statuses(args: &mut Args, layer: &Layer<'_>) {

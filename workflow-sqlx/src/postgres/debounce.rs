@@ -19,8 +19,8 @@ const PUT_OFF: &str = "UPDATE instances SET input = $1, updated_at = $4, concurr
      WHERE id = $5 AND status = 'Pending' AND owner IS NULL RETURNING id";
 
 const CREATE_ONE: &str = "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, \
-     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) \
-     VALUES ($1, $2, $3, $4, NULL, NULL, 0, $5, $5, NULL, NULL, NULL, NULL, $6, $7, $8)";
+     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
+     VALUES ($1, $2, $3, $4, NULL, NULL, 0, $5, $5, NULL, NULL, NULL, NULL, $6, $7, $8, $9)";
 
 const POINT: &str = "INSERT INTO debounces (workflow, key, instance_id) VALUES ($1, $2, $3) \
      ON CONFLICT (workflow, key) DO UPDATE SET instance_id = EXCLUDED.instance_id";
@@ -72,6 +72,7 @@ pub(super) async fn debounce(pool: &PgPool, start: &Debounce) -> Result<String, 
             .bind(start.due)
             .bind(i64::from(record.priority))
             .bind(record.concurrency_key.as_str())
+            .bind(record.trace_context.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(failed("creating a debounced instance"))?;

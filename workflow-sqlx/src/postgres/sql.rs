@@ -22,10 +22,10 @@ pub(super) const CHECK: &str =
 
 pub(super) const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-     parent_id, custom_status, wake_at, priority, concurrency_key) \
+     parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
      $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[], \
-     $16::text[]) \
+     $16::text[], $17::text[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(super) const PUT: &str = "INSERT INTO journal \

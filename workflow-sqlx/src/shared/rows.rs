@@ -9,7 +9,7 @@ use workflow_core::store::{
 
 /// The `instances` columns [`instance_from_row`] reads, in table order.
 pub(crate) const INSTANCE_COLUMNS: &str = "id, workflow, status, input, output, error, generation, created_at, \
-     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key";
+     updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context";
 
 /// The `instances` columns [`key_from_row`] reads: the list order's, and the parent.
 pub(crate) const KEY_COLUMNS: &str = "id, created_at, parent_id";
@@ -18,7 +18,7 @@ pub(crate) const KEY_COLUMNS: &str = "id, created_at, parent_id";
 /// custom status) never read.
 pub(crate) const INSTANCE_COLUMNS_WITHOUT_PAYLOADS: &str = "id, workflow, status, '' AS input, \
      CAST(NULL AS TEXT) AS output, error, generation, created_at, updated_at, owner, lease_until, parent_id, \
-     CAST(NULL AS TEXT) AS custom_status, wake_at, priority, concurrency_key";
+     CAST(NULL AS TEXT) AS custom_status, wake_at, priority, concurrency_key, trace_context";
 
 /// The `journal` columns [`record_from_row`] reads.
 pub(crate) const JOURNAL_COLUMNS: &str =
@@ -130,6 +130,7 @@ pub(crate) fn instance_from_row(row: &impl Columns) -> Result<InstanceRecord, St
         priority: i32::try_from(row.int(&name, "priority")?)
             .map_err(|error| corrupt(&name, "priority", format_args!("out of range: {error}")))?,
         concurrency_key: row.text(&name, "concurrency_key")?,
+        trace_context: row.maybe_text(&name, "trace_context")?,
         id,
     })
 }
@@ -273,7 +274,7 @@ mod tests {
     #[test]
     fn column_lists_are_plain_names() {
         for (columns, count) in
-            [(INSTANCE_COLUMNS, 16), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 16)]
+            [(INSTANCE_COLUMNS, 17), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 16)]
         {
             let names: Vec<&str> = columns.split(", ").collect();
             assert_eq!(names.len(), count, "{columns}");

@@ -30,6 +30,7 @@ pub(super) fn bind_create<'q>(query: Query<'q>, (_, record): &'q (usize, &'q Ins
         .bind(record.wake_at)
         .bind(record.priority)
         .bind(record.concurrency_key.as_str())
+        .bind(record.trace_context.as_deref())
 }
 
 pub(super) fn bind_put<'q>(query: Query<'q>, record: &'q &'q JournalRecord) -> Query<'q> {

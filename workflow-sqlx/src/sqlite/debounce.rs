@@ -39,10 +39,11 @@ pub(super) async fn debounce(store: &SqliteStore, start: &Debounce) -> Result<St
             }
         }
         let record = InstanceRecord { wake_at: Some(start.due), ..start.record.clone() };
-        let marks = vec!["?"; 16].join(", ");
+        let marks = vec!["?"; 17].join(", ");
         let insert = format!(
             "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, updated_at, \
-             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) VALUES ({marks})"
+             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
+             VALUES ({marks})"
         );
         bind_create(sqlx::query(&insert), &(0, &record))
             .execute(&mut *conn)

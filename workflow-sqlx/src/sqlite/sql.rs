@@ -70,7 +70,7 @@ impl Shape {
 
     fn columns(self) -> usize {
         match self {
-            Shape::Create => 16,
+            Shape::Create => 17,
             Shape::Put => 12,
             Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
@@ -99,7 +99,7 @@ impl Shape {
             Shape::Create => {
                 "INSERT INTO instances \
                  (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-                 parent_id, custom_status, wake_at, priority, concurrency_key) \
+                 parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
                  VALUES "
             }
             Shape::Put => {

@@ -27,6 +27,7 @@ pub async fn check_create_and_read(store: &dyn Store) {
         wake_at: Some(1_700_000_060_000),
         priority: 7,
         concurrency_key: "tenant-7".into(),
+        trace_context: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     };
     let minimal = instance("create/minimal", "create_wf", 5);
     let extremes = InstanceRecord {

@@ -220,6 +220,7 @@ pub fn instance(id: &str, workflow: &str, created_at: i64) -> InstanceRecord {
         wake_at: None,
         priority: 0,
         concurrency_key: String::new(),
+        trace_context: None,
     }
 }
 
