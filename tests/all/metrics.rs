@@ -29,6 +29,9 @@ async fn metered(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
 /// A recorded metric: its name, its labels and its value.
 type Recorded = (String, Vec<(String, String)>, DebugValue);
 
+/// A histogram's samples taken by one snapshot: its name, its labels and how many.
+type Sampled = (String, Vec<(String, String)>, usize);
+
 /// The value of the metric `name` with exactly these labels, summed over what was recorded.
 fn value(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
     snapshot
@@ -128,7 +131,7 @@ async fn queues_are_metered() {
         handles.push(queued_metered::start(&client, n).await.unwrap());
     }
     // A snapshot takes the histograms' samples out of the recorder: their counts are kept here.
-    let samples: std::sync::Mutex<Vec<(String, Vec<(String, String)>, usize)>> = std::sync::Mutex::default();
+    let samples: std::sync::Mutex<Vec<Sampled>> = std::sync::Mutex::default();
     let snapshot = || -> Vec<Recorded> {
         let now: Vec<Recorded> = snapshotter
             .snapshot()
