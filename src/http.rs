@@ -79,6 +79,7 @@ mod schedules;
 pub use console::{console, console_with};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{install_prometheus, prometheus};
+pub use schedules::schedule_json;
 
 use std::collections::HashMap;
 
@@ -91,7 +92,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use workflow_core::{
-    rfc3339, Client, Error, HistoryEvent, InstanceStatus, ListFilter, QueueKind, QueuedState, RuntimeStatus,
+    rfc3339, Client, Error, HistoryEvent, InstanceStatus, ListFilter, QueueKind, QueueStatus, QueuedState,
+    RuntimeStatus,
 };
 
 /// How the router is set up ([`router_with`]).
@@ -485,8 +487,9 @@ async fn queued_activities(State(client): State<Client>, params: PathOf<(String,
 /// The most history items one page of the history route returns (and its default page).
 const MAX_HISTORY_PAGE: usize = 1000;
 
-/// One history item as JSON, tagged by `type`.
-fn history_json(event: &HistoryEvent) -> Value {
+/// One item of an instance's history as the history route shows it, tagged by `type`
+/// (`created`, `step`, `eventBuffered`, `status`).
+pub fn history_json(event: &HistoryEvent) -> Value {
     match event {
         HistoryEvent::Created { at, workflow, input } => {
             json!({ "type": "created", "at": rfc3339(*at), "workflowName": workflow, "input": input })
@@ -580,28 +583,27 @@ async fn instance_counts(State(client): State<Client>, params_query: QueryMap) -
     .await
 }
 
+/// A queue as the queues route shows it.
+pub fn queue_json(queue: &QueueStatus) -> Value {
+    json!({
+        "kind": match queue.kind {
+            QueueKind::Activity => "activity",
+            QueueKind::Workflow => "workflow",
+        },
+        "name": queue.name,
+        "concurrencyKey": queue.concurrency_key,
+        "waiting": queue.waiting,
+        "running": queue.running,
+        "oldestWaitingSince": queue.oldest_waiting.map(rfc3339),
+        "limits": queue.limits,
+        "nextStartAt": queue.next_start_at.map(rfc3339),
+    })
+}
+
 async fn queues(State(client): State<Client>) -> Response {
     respond(async {
         let queues = client.queues().await.map_err(error_response)?;
-        let list: Vec<Value> = queues
-            .iter()
-            .map(|queue| {
-                json!({
-                    "kind": match queue.kind {
-                        QueueKind::Activity => "activity",
-                        QueueKind::Workflow => "workflow",
-                    },
-                    "name": queue.name,
-                    "concurrencyKey": queue.concurrency_key,
-                    "waiting": queue.waiting,
-                    "running": queue.running,
-                    "oldestWaitingSince": queue.oldest_waiting.map(rfc3339),
-                    "limits": queue.limits,
-                    "nextStartAt": queue.next_start_at.map(rfc3339),
-                })
-            })
-            .collect();
-        Ok(Json(Value::Array(list)).into_response())
+        Ok(Json(Value::Array(queues.iter().map(queue_json).collect())).into_response())
     })
     .await
 }

@@ -24,8 +24,8 @@ use workflow_core::{rfc3339, CatchUp, Client, Overlap, Schedule, ScheduleStatus}
 
 use super::{accepted, bad_request, error_response, json_body, path, respond, Body, PathOf};
 
-/// A schedule's JSON.
-fn schedule_json(status: &ScheduleStatus) -> Value {
+/// A schedule as the schedules routes show it.
+pub fn schedule_json(status: &ScheduleStatus) -> Value {
     let (catch_up, grace, max) = match status.catch_up {
         CatchUp::Latest => ("latest", None, None),
         CatchUp::Skip { grace_ms } => ("skip", Some(grace_ms), None),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use workflow::prelude::*;
 use workflow::store::MemoryStore;
 
@@ -31,6 +31,20 @@ type Recorded = (String, Vec<(String, String)>, DebugValue);
 
 /// A histogram's samples taken by one snapshot: its name, its labels and how many.
 type Sampled = (String, Vec<(String, String)>, usize);
+
+/// What the recorder holds now (its histograms' samples are taken out).
+fn recorded(snapshotter: &Snapshotter) -> Vec<Recorded> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect()
+}
 
 /// The value of the metric `name` with exactly these labels, summed over what was recorded.
 fn value(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -68,16 +82,7 @@ async fn a_run_records_its_metrics() {
     assert!(failed.is_err());
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 
-    let snapshot: Vec<Recorded> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let key = key.key();
-            let labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
-            (key.name().to_owned(), labels, value)
-        })
-        .collect();
+    let snapshot = recorded(&snapshotter);
     use workflow::metrics::*;
     assert_eq!(value(&snapshot, INSTANCES_STARTED, &[("workflow", "metered")]), 2.0, "{snapshot:?}");
     let finished = |status| value(&snapshot, INSTANCES_FINISHED, &[("workflow", "metered"), ("status", status)]);
@@ -133,16 +138,7 @@ async fn queues_are_metered() {
     // A snapshot takes the histograms' samples out of the recorder: their counts are kept here.
     let samples: std::sync::Mutex<Vec<Sampled>> = std::sync::Mutex::default();
     let snapshot = || -> Vec<Recorded> {
-        let now: Vec<Recorded> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(key, _, _, value)| {
-                let key = key.key();
-                let labels = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
-                (key.name().to_owned(), labels, value)
-            })
-            .collect();
+        let now = recorded(&snapshotter);
         let histograms = now.iter().filter_map(|(name, labels, value)| match value {
             DebugValue::Histogram(taken) => Some((name.clone(), labels.clone(), taken.len())),
             _ => None,

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use workflow::http::status_json;
+use serde_json::Value;
+use workflow::http::{history_json, queue_json, schedule_json, status_json};
 use workflow::store::Store;
-use workflow::{rfc3339, CatchUp, Client, HistoryEvent, ListFilter, Overlap, QueueKind, QueueStatus, ScheduleStatus};
+use workflow::{Client, ListFilter};
 
 use super::{ListQuery, Rerun};
 use crate::error::CliError;
@@ -227,93 +227,6 @@ impl Database {
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<(), CliError> {
         Ok(self.client.delete_schedule(id).await?)
     }
-}
-
-/// One history item as the history route shows it, tagged by `type`.
-fn history_json(event: &HistoryEvent) -> Value {
-    match event {
-        HistoryEvent::Created { at, workflow, input } => {
-            json!({ "type": "created", "at": rfc3339(*at), "workflowName": workflow, "input": input })
-        }
-        HistoryEvent::Step(step) => json!({
-            "type": "step",
-            "seq": step.seq,
-            "kind": step.kind.as_str(),
-            "name": step.name,
-            "status": step.status.as_str(),
-            "attempt": step.attempt,
-            "input": step.input,
-            "payload": step.payload,
-            "dueAt": step.due_at.map(rfc3339),
-            "recordedAt": rfc3339(step.recorded_at),
-            "parallelGroup": step.parallel_group,
-        }),
-        HistoryEvent::EventBuffered(event) => json!({
-            "type": "eventBuffered",
-            "eventId": event.event_id,
-            "name": event.name,
-            "payload": event.payload,
-            "at": rfc3339(event.created_at),
-        }),
-        HistoryEvent::Status(status) => json!({ "type": "status", "status": status_json(status) }),
-    }
-}
-
-/// A queue as the queues route shows it.
-fn queue_json(queue: &QueueStatus) -> Value {
-    json!({
-        "kind": match queue.kind {
-            QueueKind::Activity => "activity",
-            QueueKind::Workflow => "workflow",
-        },
-        "name": queue.name,
-        "concurrencyKey": queue.concurrency_key,
-        "waiting": queue.waiting,
-        "running": queue.running,
-        "oldestWaitingSince": queue.oldest_waiting.map(rfc3339),
-        "limits": queue.limits,
-        "nextStartAt": queue.next_start_at.map(rfc3339),
-    })
-}
-
-/// A schedule as the schedule routes describe it.
-fn schedule_json(status: &ScheduleStatus) -> Value {
-    let (catch_up, grace, max) = match status.catch_up {
-        CatchUp::Latest => ("latest", None, None),
-        CatchUp::Skip { grace_ms } => ("skip", Some(grace_ms), None),
-        CatchUp::All { max } => ("all", None, Some(max)),
-    };
-    let runs: Vec<Value> = status
-        .recent_runs
-        .iter()
-        .map(|run| {
-            json!({
-                "tick": rfc3339(run.tick),
-                "instanceID": run.instance_id,
-                "skipped": run.skipped,
-                "buffered": run.buffered,
-            })
-        })
-        .collect();
-    json!({
-        "scheduleID": status.id,
-        "workflowName": status.workflow,
-        "cron": status.cron,
-        "timeZone": status.time_zone,
-        "input": serde_json::from_str::<Value>(&status.input).unwrap_or(Value::Null),
-        "catchUp": catch_up,
-        "catchUpGraceMs": grace,
-        "catchUpMax": max,
-        "overlap": match status.overlap {
-            Overlap::Skip => "skip",
-            Overlap::AllowAll => "allowAll",
-            Overlap::TerminatePrevious => "terminatePrevious",
-            Overlap::BufferOne => "bufferOne",
-        },
-        "paused": status.paused,
-        "nextRuns": status.next_runs.iter().map(|t| rfc3339(*t)).collect::<Vec<_>>(),
-        "recentRuns": runs,
-    })
 }
 
 #[cfg(test)]
