@@ -80,6 +80,19 @@ pub(super) async fn measure(name: &str, dir: &Path) -> BenchResult<Vec<ScaleRow>
     }
     let path = dir.join("w12.db");
     let url = format!("sqlite://{}", path.display());
+    // `--w12-mode on|off`: every round in one mode, for an instruction count of each
+    // (`valgrind --tool=callgrind`), which the machine's noise does not blur as it does rates.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(mode) = args.iter().position(|a| a == "--w12-mode").and_then(|i| args.get(i + 1)) {
+        let recorded = mode == "on";
+        let rates: Vec<f64> = (0..ROUNDS).map(|_| round(url.clone(), recorded)).collect::<BenchResult<_>>()?;
+        return Ok(vec![ScaleRow {
+            workload: "W12 one mode (for instruction counts)",
+            store: name.to_owned(),
+            measured: format!("recorder {}: {:.0} workflows/s", if recorded { "on" } else { "off" }, median(rates)),
+            beside: String::new(),
+        }]);
+    }
     let (mut off, mut on) = (Vec::new(), Vec::new());
     round(url.clone(), false)?; // warm-up
     for _ in 0..ROUNDS {

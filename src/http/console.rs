@@ -16,6 +16,9 @@
 //! # }
 //! ```
 //!
+//! Open it at the prefix itself (`http://127.0.0.1:8080/console`): axum's `nest` does not route
+//! `/console/`, with a trailing slash, to it.
+//!
 //! # Security
 //!
 //! Like the HTTP API, the console has no authentication of its own: anyone who can reach it can
