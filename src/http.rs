@@ -222,7 +222,7 @@ pub fn status_json(status: &InstanceStatus) -> Value {
 
 /// An instance as a list shows it: [`status_json`], without the payload properties when the
 /// list left them out.
-fn listed_json(status: &InstanceStatus, filter: &ListFilter) -> Value {
+pub fn listed_json(status: &InstanceStatus, filter: &ListFilter) -> Value {
     let mut json = status_json(status);
     if filter.without_payloads {
         if let Some(properties) = json.get_mut("properties").and_then(Value::as_object_mut) {

@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::Value;
-use workflow::http::{history_json, queue_json, schedule_json, status_json};
+use workflow::http::{history_json, listed_json, queue_json, schedule_json, status_json};
 use workflow::store::Store;
 use workflow::{Client, ListFilter};
 
@@ -147,17 +146,7 @@ impl Database {
         let instances = page
             .instances
             .iter()
-            .map(|status| {
-                let mut json = status_json(status);
-                if !query.payloads {
-                    if let Some(properties) = json.get_mut("properties").and_then(Value::as_object_mut) {
-                        for payload in ["dapr.workflow.input", "dapr.workflow.output", "dapr.workflow.custom_status"] {
-                            properties.remove(payload);
-                        }
-                    }
-                }
-                Instance::from_json(json)
-            })
+            .map(|status| Instance::from_json(listed_json(status, &filter)))
             .collect::<Result<_, _>>()?;
         Ok(Page { instances, continuation: page.continuation })
     }
