@@ -17,11 +17,18 @@
 //! | `workflow_queue_running` | gauge | `kind`, `name`, `key` | items held in each queue (attempts under a live lease, Running instances), sampled likewise |
 //! | `workflow_dead_worker_leases_released_total` | counter | | leases of workers whose process died that this worker released for takeover |
 //!
+//! Install the recorder before the runtime records anything: the engine registers each metric of
+//! a workflow, an activity and the group committer the first time it records it, and keeps the
+//! handle (recording is then an atomic add, not a lookup by name and labels).
+//!
 //! The queue gauges count the whole store, so every worker that samples them reports the same
 //! figures: aggregate them with `max`, not `sum`. A queue that empties is reported as 0 at the next
 //! sample after it was last seen.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use metrics::{Counter, Histogram};
 
 use crate::store::{Millis, QueueDepth, QueueKind};
 
@@ -57,29 +64,86 @@ fn kind_label(kind: QueueKind) -> &'static str {
     }
 }
 
-pub(crate) fn instance_started(workflow: &str) {
-    metrics::counter!(INSTANCES_STARTED, "workflow" => workflow.to_owned()).increment(1);
+/// One workflow's metrics. The engine keeps one per registered workflow and registers its
+/// handles the first time it records, so recording is an atomic add, not a lookup by name.
+#[derive(Default)]
+pub(crate) struct WorkflowMetrics(OnceLock<WorkflowHandles>);
+
+struct WorkflowHandles {
+    started: Counter,
+    completed: Counter,
+    failed: Counter,
 }
 
-pub(crate) fn instance_finished(workflow: &str, completed: bool) {
-    let status = if completed { "Completed" } else { "Failed" };
-    metrics::counter!(INSTANCES_FINISHED, "workflow" => workflow.to_owned(), "status" => status).increment(1);
+impl WorkflowMetrics {
+    fn handles(&self, workflow: &str) -> &WorkflowHandles {
+        self.0.get_or_init(|| WorkflowHandles {
+            started: metrics::counter!(INSTANCES_STARTED, "workflow" => workflow.to_owned()),
+            completed: metrics::counter!(INSTANCES_FINISHED, "workflow" => workflow.to_owned(), "status" => "Completed"),
+            failed: metrics::counter!(INSTANCES_FINISHED, "workflow" => workflow.to_owned(), "status" => "Failed"),
+        })
+    }
+
+    pub(crate) fn started(&self, workflow: &str) {
+        self.handles(workflow).started.increment(1);
+    }
+
+    pub(crate) fn finished(&self, workflow: &str, completed: bool) {
+        let handles = self.handles(workflow);
+        if completed { &handles.completed } else { &handles.failed }.increment(1);
+    }
 }
 
-pub(crate) fn activity_attempt(activity: &str, completed: bool, took: Duration) {
-    let outcome = if completed { "completed" } else { "failed" };
-    metrics::counter!(ACTIVITY_ATTEMPTS, "activity" => activity.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!(ACTIVITY_ATTEMPT_SECONDS, "activity" => activity.to_owned()).record(took.as_secs_f64());
+/// One activity's metrics, kept like [`WorkflowMetrics`].
+#[derive(Default)]
+pub(crate) struct ActivityMetrics(OnceLock<ActivityHandles>);
+
+struct ActivityHandles {
+    completed: Counter,
+    failed: Counter,
+    seconds: Histogram,
+    retries: Counter,
 }
 
+impl ActivityMetrics {
+    fn handles(&self, activity: &str) -> &ActivityHandles {
+        self.0.get_or_init(|| ActivityHandles {
+            completed: metrics::counter!(ACTIVITY_ATTEMPTS, "activity" => activity.to_owned(), "outcome" => "completed"),
+            failed: metrics::counter!(ACTIVITY_ATTEMPTS, "activity" => activity.to_owned(), "outcome" => "failed"),
+            seconds: metrics::histogram!(ACTIVITY_ATTEMPT_SECONDS, "activity" => activity.to_owned()),
+            retries: metrics::counter!(ACTIVITY_RETRIES, "activity" => activity.to_owned()),
+        })
+    }
+
+    pub(crate) fn attempt(&self, activity: &str, completed: bool, took: Duration) {
+        let handles = self.handles(activity);
+        if completed { &handles.completed } else { &handles.failed }.increment(1);
+        handles.seconds.record(took.as_secs_f64());
+    }
+
+    pub(crate) fn retry(&self, activity: &str) {
+        self.handles(activity).retries.increment(1);
+    }
+}
+
+/// A retry of an activity this process has not registered (its attempts run elsewhere).
 pub(crate) fn activity_retry(activity: &str) {
     metrics::counter!(ACTIVITY_RETRIES, "activity" => activity.to_owned()).increment(1);
 }
 
-pub(crate) fn commit(ops: usize, took: Duration) {
-    metrics::counter!(COMMITS).increment(1);
-    metrics::histogram!(COMMIT_OPS).record(ops as f64);
-    metrics::histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
+/// The group committer's metrics, kept like [`WorkflowMetrics`].
+#[derive(Default)]
+pub(crate) struct CommitMetrics(OnceLock<(Counter, Histogram, Histogram)>);
+
+impl CommitMetrics {
+    pub(crate) fn commit(&self, ops: usize, took: Duration) {
+        let (commits, sizes, times) = self.0.get_or_init(|| {
+            (metrics::counter!(COMMITS), metrics::histogram!(COMMIT_OPS), metrics::histogram!(COMMIT_SECONDS))
+        });
+        commits.increment(1);
+        sizes.record(ops as f64);
+        times.record(took.as_secs_f64());
+    }
 }
 
 /// An item of queue `kind`/`name`/`key` taken at `now`, having been due since `since`.

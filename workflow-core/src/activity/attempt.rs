@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{ActivityContext, ActivityOptions};
 use crate::error::ActivityError;
 use crate::model::time;
-use crate::worker::Engine;
+use crate::worker::{ActivityEntry, Engine};
 
 /// Which attempt of which call to run.
 pub(crate) struct Attempt<'a> {
@@ -27,17 +27,18 @@ pub(crate) struct Attempt<'a> {
 
 /// Runs the attempt; the caller holds an activity slot for it. `Ok` holds the output JSON.
 pub(crate) async fn run_attempt(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
-    let (name, began) = (attempt.name, std::time::Instant::now());
-    let result = run_attempt_measured(engine, attempt).await;
-    crate::metrics::activity_attempt(name, result.is_ok(), began.elapsed());
-    result
-}
-
-async fn run_attempt_measured(engine: &Engine, attempt: Attempt<'_>) -> Result<String, ActivityError> {
     let name = attempt.name;
     let Some(entry) = engine.registry().activity(name) else {
         return Err(ActivityError::non_retryable(format!("activity `{name}` is not registered with this runtime")));
     };
+    let began = std::time::Instant::now();
+    let result = run_registered(engine, &entry, attempt).await;
+    entry.metrics.attempt(name, result.is_ok(), began.elapsed());
+    result
+}
+
+async fn run_registered(engine: &Engine, entry: &ActivityEntry, attempt: Attempt<'_>) -> Result<String, ActivityError> {
+    let name = attempt.name;
     let heartbeat = Arc::new(AtomicI64::new(time::now_ms()));
     let context = ActivityContext::new(
         attempt.instance_id.clone(),

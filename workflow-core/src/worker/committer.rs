@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::CommitMetrics;
 use crate::store::{Store, StoreError, TaskLease, WriteOp, WriteOutcome};
 
 /// The most ops one transaction takes; the rest wait for the next.
@@ -126,6 +127,7 @@ impl Committer {
 }
 
 async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Request>) {
+    let sink = Sink { store, metrics: CommitMetrics::default() };
     let mut waiting: Option<Request> = None;
     loop {
         let first = match waiting.take() {
@@ -155,38 +157,45 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Reques
         if op_count > MAX_BATCH_OPS && batch.len() > 1 && waiting.is_none() {
             waiting = batch.pop();
         }
-        commit_batch(store.as_ref(), batch).await;
+        commit_batch(&sink, batch).await;
     }
 }
 
+/// Where batches go: the store, and the metrics of each commit.
+struct Sink {
+    store: Arc<dyn Store>,
+    metrics: CommitMetrics,
+}
+
 /// Writes `ops` and takes what it can of `leases` (measured: see `crate::metrics`).
-async fn write(store: &dyn Store, ops: &[WriteOp], leases: &[TaskLease]) -> Reply {
+async fn write(sink: &Sink, ops: &[WriteOp], leases: &[TaskLease]) -> Reply {
+    let store = sink.store.as_ref();
     let began = std::time::Instant::now();
     let written = if leases.is_empty() {
         store.write(ops).await.map(|outcome| (outcome, Vec::new()))
     } else {
         store.write_leasing(ops, leases).await
     };
-    crate::metrics::commit(ops.len(), began.elapsed());
+    sink.metrics.commit(ops.len(), began.elapsed());
     written
 }
 
 /// Writes one request on its own.
-async fn write_one(store: &dyn Store, request: Request) {
-    let result = write(store, &request.ops, &request.leases).await;
+async fn write_one(sink: &Sink, request: Request) {
+    let result = write(sink, &request.ops, &request.leases).await;
     let _ = request.reply.send(result);
 }
 
-async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
+async fn commit_batch(sink: &Sink, batch: Vec<Request>) {
     if batch.len() == 1 {
         for request in batch {
-            write_one(store, request).await;
+            write_one(sink, request).await;
         }
         return;
     }
     let ops: Vec<WriteOp> = batch.iter().flat_map(|r| r.ops.iter().cloned()).collect();
     let leases: Vec<TaskLease> = batch.iter().flat_map(|r| r.leases.iter().cloned()).collect();
-    match write(store, &ops, &leases).await {
+    match write(sink, &ops, &leases).await {
         Ok((outcome, taken)) => {
             // Each request's leases, in batch order.
             let mut taken = taken.into_iter();
@@ -225,7 +234,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Request>) {
                 tracing::warn!(%error, requests = batch.len(), "group commit failed; retrying requests one by one");
             }
             for request in batch {
-                write_one(store, request).await;
+                write_one(sink, request).await;
             }
         }
     }

@@ -75,7 +75,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
     };
     let inbox = Arc::new(Notify::new());
     if record.status == RuntimeStatus::Pending || matches!(first, Journal::Fresh) {
-        crate::metrics::instance_started(&record.workflow);
+        entry.metrics.started(&record.workflow);
         // Waiting since it was started, or since it fell due (a delayed or debounced start).
         let since = record.wake_at.unwrap_or(record.created_at).max(record.created_at);
         let kind = crate::store::QueueKind::Workflow;
@@ -328,7 +328,9 @@ async fn finish(
     match engine.commit(ops).await {
         Ok(_) => {
             let status = ending.status(record, custom_status, now);
-            crate::metrics::instance_finished(&record.workflow, status.status == RuntimeStatus::Completed);
+            if let Some(entry) = engine.registry().workflow(&record.workflow) {
+                entry.metrics.finished(&record.workflow, status.status == RuntimeStatus::Completed);
+            }
             engine.notify_completion(&status);
         }
         Err(error @ StoreError::Fenced(_)) => {

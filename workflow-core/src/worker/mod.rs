@@ -20,4 +20,5 @@ mod scheduler;
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub(crate) use committer::Committer;
 pub(crate) use engine::Engine;
+pub(crate) use registry::ActivityEntry;
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -22,6 +22,8 @@ pub(crate) struct ActivityEntry {
     pub(crate) concurrency: Option<u32>,
     /// The most of its attempts that start per period per concurrency key, across workers.
     pub(crate) rate: Option<crate::RateLimit>,
+    /// Its metrics' handles (shared by the entry's clones).
+    pub(crate) metrics: std::sync::Arc<crate::metrics::ActivityMetrics>,
 }
 
 /// A registered workflow, started by name with JSON.
@@ -38,6 +40,8 @@ pub(crate) struct WorkflowEntry {
     pub(crate) rate: Option<crate::RateLimit>,
     /// Whether the cap and the rate count per concurrency key.
     pub(crate) keyed: bool,
+    /// Its metrics' handles (shared by the entry's clones).
+    pub(crate) metrics: std::sync::Arc<crate::metrics::WorkflowMetrics>,
 }
 
 /// Everything a runtime can run, by name.
@@ -98,7 +102,10 @@ impl Registry {
         });
         if self
             .activities
-            .insert(A::NAME.to_owned(), ActivityEntry { run, concurrency: A::CONCURRENCY, rate: A::RATE })
+            .insert(
+                A::NAME.to_owned(),
+                ActivityEntry { run, concurrency: A::CONCURRENCY, rate: A::RATE, metrics: Default::default() },
+            )
             .is_some()
         {
             return Err(format!("activity `{}` is registered twice", A::NAME));
@@ -136,6 +143,7 @@ impl Registry {
             concurrency: W::CONCURRENCY.filter(|limit| *limit > 0),
             rate: W::RATE.filter(|rate| rate.limit > 0 && rate.period_ms > 0),
             keyed: W::KEYED,
+            metrics: Default::default(),
         };
         if self.workflows.insert(W::NAME.to_owned(), entry).is_some() {
             return Err(format!("workflow `{}` is registered twice", W::NAME));

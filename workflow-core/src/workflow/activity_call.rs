@@ -187,7 +187,10 @@ async fn outcome(
         let retry_in = if error.is_retryable() { policy.delay_after(attempt, elapsed) } else { None };
         match retry_in {
             Some(delay) => {
-                crate::metrics::activity_retry(name);
+                match engine.registry().activity(name) {
+                    Some(entry) => entry.metrics.retry(name),
+                    None => crate::metrics::activity_retry(name),
+                }
                 let next = ctx.clock_now().saturating_add(millis(delay));
                 tracing::info!(instance_id = %ctx.instance_id(), seq, activity = name, attempt, error = %error, retry_in_ms = delay.as_millis() as u64, "activity attempt failed; retrying");
                 let mut record = activity_record(ctx, seq, name, &input, RecordStatus::Retrying, payload, attempt);
