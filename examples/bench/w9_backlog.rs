@@ -83,6 +83,7 @@ async fn admit_tasks(store: &Arc<dyn Store>, count: u64) -> BenchResult<(f64, i6
                     owner: None,
                     lease_until: None,
                     outcome: None,
+                    trace_context: None,
                 })
             })
             .collect();

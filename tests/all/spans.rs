@@ -242,6 +242,9 @@ async fn a_trace_continues_across_a_restart() {
     assert!(field(&runs, "trace_id").iter().all(|id| id == "4bf92f3577b34da6a3ce929d0e0e4736"), "{runs:?}");
     assert!(field(&runs, "parent_span_id").iter().all(|id| id == "00f067aa0ba902b7"), "{runs:?}");
     assert_eq!(client.status(&traced_id).await.unwrap().trace_context, given);
+    let attempts = spans_of(&traced_id, "activity");
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert!(field(&attempts, "trace_id").iter().all(|id| id == "4bf92f3577b34da6a3ce929d0e0e4736"), "{attempts:?}");
 
     let parent_trace = client.status(&parent_id).await.unwrap().trace_context;
     let parent_trace_id = parent_trace.split('-').nth(1).unwrap().to_owned();
@@ -253,4 +256,34 @@ async fn a_trace_continues_across_a_restart() {
     let child_trace = client.status(&child_id).await.unwrap().trace_context;
     assert_eq!(child_trace.split('-').nth(1), Some(parent_trace_id.as_str()), "the child continues the trace");
     assert_ne!(child_trace, parent_trace, "with a span of its own");
+}
+
+/// An attempt queued in the store's task queue carries its instance's trace to the worker that
+/// runs it: its `activity` span has the instance's trace id.
+#[tokio::test]
+async fn queued_attempts_continue_the_instances_trace() {
+    install();
+    let runtime = Runtime::builder()
+        .store(MemoryStore::new())
+        .workflow(traced::Workflow)
+        .activity(traced_step::Activity)
+        .activity_dispatch(workflow::ActivityDispatch::Shared)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let handle = traced::start(&client, ()).trace_parent(given).await.unwrap();
+    crate::support::wait_for_journal(&client, handle.instance_id(), |journal| !journal.is_empty()).await;
+    client.raise_event(handle.instance_id(), "go", &1_u32).await.unwrap();
+    assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), 31);
+    let attempts = spans_of(handle.instance_id(), "activity");
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|span| span.get("trace_id").map(String::as_str) == Some("0af7651916cd43dd8448eb211c80319c")),
+        "{attempts:?}"
+    );
 }

@@ -23,6 +23,8 @@ pub(crate) struct Attempt<'a> {
     pub(crate) name: &'a str,
     pub(crate) input: &'a str,
     pub(crate) options: ActivityOptions,
+    /// The trace id of the instance that calls it (32 hex digits), for the attempt's span.
+    pub(crate) trace_id: Option<String>,
 }
 
 /// Runs the attempt; the caller holds an activity slot for it. `Ok` holds the output JSON.
@@ -56,6 +58,7 @@ async fn run_registered(engine: &Engine, entry: &ActivityEntry, attempt: Attempt
         seq = attempt.seq,
         attempt = attempt.attempt,
         worker_id = %engine.worker_id(),
+        trace_id = attempt.trace_id.as_deref(),
     );
     let mut task = AbortOnDrop(tokio::spawn((entry.run)(context, attempt.input.to_owned()).instrument(span)));
     let output = watch(&mut task, name, attempt.options, &heartbeat).await?;

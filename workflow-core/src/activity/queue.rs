@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 use super::attempt::{run_attempt, Attempt};
 use super::ActivityOptions;
 use crate::model::codec;
+use crate::model::trace::TraceContext;
 use crate::store::{TaskCompletion, TaskOutcome, TaskRecord};
 use crate::worker::Engine;
 
@@ -295,6 +296,12 @@ async fn execute(
             name: &task.name,
             input: &task.input,
             options,
+            // The queuing instance's trace, continued here whichever process this is.
+            trace_id: task
+                .trace_context
+                .as_deref()
+                .and_then(|stored| TraceContext::parse(stored).ok())
+                .map(|trace| trace.trace_id()),
         },
     )
     .await;

@@ -162,6 +162,9 @@ pub struct TaskRecord {
     pub lease_until: Option<Millis>,
     /// What the worker reported, once it finished.
     pub outcome: Option<TaskOutcome>,
+    /// The W3C `traceparent` of the instance that queued it, which the attempt's `activity` span
+    /// continues in whichever worker runs it.
+    pub trace_context: Option<String>,
 }
 
 /// One schedule as stored: what it starts and when it next fires. The engine reads and writes

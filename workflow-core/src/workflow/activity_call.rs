@@ -233,6 +233,7 @@ async fn local_attempt(
         name,
         input,
         options,
+        trace_id: Some(ctx.trace().trace_id()),
     };
     activity::run_attempt(engine, attempt).await
 }
@@ -284,6 +285,7 @@ async fn queued_attempt(
         owner: None,
         lease_until: None,
         outcome: None,
+        trace_context: Some(ctx.trace().traceparent()),
     };
     let leased = ctx.commit_leasing(vec![WriteOp::EnqueueTask(task)], lease.into_iter().collect()).await.ok()?;
     let _busy = ctx.busy();

@@ -56,7 +56,8 @@ pub(super) fn bind_enqueues(args: &mut Args, tasks: &[&'_ TaskRecord]) {
         .column(tasks.iter().map(|t| t.heartbeat_timeout_ms).collect::<Vec<_>>())
         .column(tasks.iter().map(|t| t.visible_at).collect::<Vec<_>>())
         .column(tasks.iter().map(|t| t.concurrency_key.as_str()).collect::<Vec<_>>())
-        .column(tasks.iter().map(|t| i64::from(t.priority)).collect::<Vec<_>>());
+        .column(tasks.iter().map(|t| i64::from(t.priority)).collect::<Vec<_>>())
+        .column(tasks.iter().map(|t| t.trace_context.as_deref()).collect::<Vec<_>>());
 }
 
 pub(super) fn bind_consumes(args: &mut Args, layer: &Layer<'_>) {

@@ -146,6 +146,7 @@ pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -
                 .bind(int(|i| i.wake_at))
                 .bind(int(|i| Some(i64::from(i.priority))))
                 .bind(text(|i| Some(i.concurrency_key.as_str())))
+                .bind(text(|i| i.trace_context.as_deref()))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed("creating the ticks' instances"))?;

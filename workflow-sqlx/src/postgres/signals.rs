@@ -193,6 +193,7 @@ mod tests {
             owner: None,
             lease_until: None,
             outcome: None,
+            trace_context: None,
         };
         let queued = [
             WriteOp::EnqueueTask(task.clone()),

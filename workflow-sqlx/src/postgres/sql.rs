@@ -95,14 +95,14 @@ pub(super) const WATCH: &str = "WITH marked AS (UPDATE instances SET watched = t
 /// reduces a layer's task ops to one change per key): one statement cannot upsert a key twice.
 pub(super) const ENQUEUE_TASK: &str = "INSERT INTO activity_tasks \
      (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, visible_at, \
-     concurrency_key, priority) \
+     concurrency_key, priority, trace_context) \
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-     $8::int8[], $9::int8[], $10::text[], $11::int8[]) \
+     $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[]) \
      ON CONFLICT (instance_id, generation, seq) DO UPDATE SET \
      name = EXCLUDED.name, input = EXCLUDED.input, attempt = EXCLUDED.attempt, \
      start_to_close_ms = EXCLUDED.start_to_close_ms, heartbeat_timeout_ms = EXCLUDED.heartbeat_timeout_ms, \
      visible_at = EXCLUDED.visible_at, concurrency_key = EXCLUDED.concurrency_key, \
-     priority = EXCLUDED.priority, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
+     priority = EXCLUDED.priority, trace_context = EXCLUDED.trace_context, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, \
      outcome = NULL, finished_at = NULL \
      WHERE activity_tasks.attempt < EXCLUDED.attempt";
 

@@ -30,7 +30,7 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, instance_id, name, payload, created
 /// The `activity_tasks` columns [`task_from_row`] reads.
 pub(crate) const TASK_COLUMNS: &str = "instance_id, generation, seq, name, input, attempt, start_to_close_ms, \
      heartbeat_timeout_ms, visible_at, owner, lease_until, outcome_succeeded, outcome, finished_at, concurrency_key, \
-     priority";
+     priority, trace_context";
 
 /// The column types the stores' tables use, read from a backend's row.
 pub(crate) trait Columns {
@@ -263,6 +263,7 @@ pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError
         owner: row.maybe_text(&name, "owner")?,
         lease_until: row.maybe_int(&name, "lease_until")?,
         outcome,
+        trace_context: row.maybe_text(&name, "trace_context")?,
         instance_id,
     })
 }
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn column_lists_are_plain_names() {
         for (columns, count) in
-            [(INSTANCE_COLUMNS, 17), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 16)]
+            [(INSTANCE_COLUMNS, 17), (KEY_COLUMNS, 3), (JOURNAL_COLUMNS, 12), (EVENT_COLUMNS, 5), (TASK_COLUMNS, 17)]
         {
             let names: Vec<&str> = columns.split(", ").collect();
             assert_eq!(names.len(), count, "{columns}");

@@ -119,6 +119,7 @@ pub(super) fn bind_enqueue<'q>(query: Query<'q>, task: &'q &'q TaskRecord) -> Qu
         .bind(task.visible_at)
         .bind(task.concurrency_key.as_str())
         .bind(task.priority)
+        .bind(task.trace_context.as_deref())
 }
 
 pub(super) fn bind_fence<'q>(query: Query<'q>, (id, owner): &'q (&'q str, &'q str)) -> Query<'q> {

@@ -4,6 +4,7 @@
 use workflow_core::store::{Debounce, InstanceRecord, StoreError};
 
 use super::bind::bind_create;
+use super::sql::{create_columns, CREATE_COLUMNS};
 use super::{backend, SqliteStore};
 
 /// See `Store::debounce`.
@@ -39,12 +40,9 @@ pub(super) async fn debounce(store: &SqliteStore, start: &Debounce) -> Result<St
             }
         }
         let record = InstanceRecord { wake_at: Some(start.due), ..start.record.clone() };
-        let marks = vec!["?"; 17].join(", ");
-        let insert = format!(
-            "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, updated_at, \
-             owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
-             VALUES ({marks})"
-        );
+        let marks = vec!["?"; CREATE_COLUMNS].join(", ");
+        let insert =
+            format!(concat!("INSERT INTO instances (", create_columns!(), ") VALUES ({marks})"), marks = marks);
         bind_create(sqlx::query(&insert), &(0, &record))
             .execute(&mut *conn)
             .await

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use workflow_core::store::{InstanceRecord, ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
 
 use super::bind::bind_create;
+use super::sql::{create_columns, CREATE_COLUMNS};
 use super::{backend, SqliteStore};
 use crate::shared::rows::{schedule_from_row, SCHEDULE_COLUMNS};
 use crate::shared::to_i64;
@@ -75,7 +76,7 @@ pub(super) async fn due(store: &SqliteStore, now: i64, limit: usize) -> Result<V
     rows.iter().map(schedule_from_row).collect()
 }
 
-/// Fires per statement: each fire binds 4 values, each instance 16, within SQLite's limit on a
+/// Fires per statement: each fire binds 4 values, each instance 17, within SQLite's limit on a
 /// statement's variables.
 const FIRES_PER_STATEMENT: usize = 500;
 const INSTANCES_PER_STATEMENT: usize = 500;
@@ -111,11 +112,9 @@ pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<
         let instances: Vec<&InstanceRecord> =
             fires.iter().filter(|fire| taken.contains(fire.id.as_str())).flat_map(|fire| &fire.instances).collect();
         for chunk in instances.chunks(INSTANCES_PER_STATEMENT) {
-            let row = format!("({})", vec!["?"; 16].join(", "));
+            let row = format!("({})", vec!["?"; CREATE_COLUMNS].join(", "));
             let sql = format!(
-                "INSERT INTO instances (id, workflow, status, input, output, error, generation, created_at, \
-                 updated_at, owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING",
+                concat!("INSERT INTO instances (", create_columns!(), ") VALUES {} ON CONFLICT (id) DO NOTHING"),
                 vec![row.as_str(); chunk.len()].join(", ")
             );
             let rows: Vec<(usize, &InstanceRecord)> = chunk.iter().map(|instance| (0, *instance)).collect();

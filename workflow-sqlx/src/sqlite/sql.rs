@@ -6,6 +6,19 @@ use std::sync::OnceLock;
 
 use workflow_core::store::RuntimeStatus;
 
+/// The `instances` columns an insert writes, in the order `bind_create` binds them; every
+/// statement that creates instances (a batch's, a debounce's, a schedule's) names them from here.
+macro_rules! create_columns {
+    () => {
+        "id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
+         parent_id, custom_status, wake_at, priority, concurrency_key, trace_context"
+    };
+}
+pub(super) use create_columns;
+
+/// How many columns [`create_columns`] names (and `bind_create` binds).
+pub(super) const CREATE_COLUMNS: usize = 17;
+
 /// Rows per statement at most; a power of two (see `add_steps` in [`batch`]).
 ///
 /// [`batch`]: super::batch
@@ -70,7 +83,7 @@ impl Shape {
 
     fn columns(self) -> usize {
         match self {
-            Shape::Create => 17,
+            Shape::Create => CREATE_COLUMNS,
             Shape::Put => 12,
             Shape::SetStatus | Shape::SetCustomStatus => 3,
             Shape::Finish => 6,
@@ -78,7 +91,7 @@ impl Shape {
             Shape::InboxRoom => 5,
             Shape::Consume | Shape::ContinueAsNew => 4,
             Shape::SetWake | Shape::Evict => 2,
-            Shape::EnqueueTask => 11,
+            Shape::EnqueueTask => 12,
             Shape::DeleteTask => 3,
             Shape::FinishTasks
             | Shape::ContinuedJournal
@@ -96,12 +109,7 @@ impl Shape {
 
     fn head(self) -> &'static str {
         match self {
-            Shape::Create => {
-                "INSERT INTO instances \
-                 (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-                 parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
-                 VALUES "
-            }
+            Shape::Create => concat!("INSERT INTO instances (", create_columns!(), ") VALUES "),
             Shape::Put => {
                 "INSERT INTO journal \
                  (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, \
@@ -130,7 +138,7 @@ impl Shape {
             Shape::EnqueueTask => {
                 "INSERT INTO activity_tasks \
                  (instance_id, generation, seq, name, input, attempt, start_to_close_ms, heartbeat_timeout_ms, \
-                 visible_at, concurrency_key, priority) VALUES "
+                 visible_at, concurrency_key, priority, trace_context) VALUES "
             }
             Shape::DeleteTask => "DELETE FROM activity_tasks WHERE (instance_id, generation, seq) IN (VALUES ",
             Shape::FinishTasks => "DELETE FROM activity_tasks WHERE instance_id IN (VALUES ",
@@ -215,7 +223,7 @@ impl Shape {
                  name = excluded.name, input = excluded.input, attempt = excluded.attempt, \
                  start_to_close_ms = excluded.start_to_close_ms, heartbeat_timeout_ms = excluded.heartbeat_timeout_ms, \
                  visible_at = excluded.visible_at, concurrency_key = excluded.concurrency_key, \
-                 priority = excluded.priority, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, outcome = NULL, finished_at = NULL \
+                 priority = excluded.priority, trace_context = excluded.trace_context, owner = NULL, lease_until = NULL, outcome_succeeded = NULL, outcome = NULL, finished_at = NULL \
                  WHERE activity_tasks.attempt < excluded.attempt"
             }
             Shape::DeleteTask

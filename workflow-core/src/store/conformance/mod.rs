@@ -338,6 +338,7 @@ pub fn task(id: &str, generation: u32, seq: u32, name: &str, attempt: u32, visib
         owner: None,
         lease_until: None,
         outcome: None,
+        trace_context: None,
     }
 }
 

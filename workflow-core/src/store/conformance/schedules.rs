@@ -1,7 +1,7 @@
 //! Schedules: the rows as written, what is due, and fires that take at most once per tick.
 
 use super::{get, instance};
-use crate::store::{ScheduleFire, ScheduleRecord, Store};
+use crate::store::{InstanceRecord, ScheduleFire, ScheduleRecord, Store};
 
 fn schedule(id: &str, next: Option<i64>) -> ScheduleRecord {
     ScheduleRecord {
@@ -90,4 +90,30 @@ pub async fn check_schedules(store: &dyn Store) {
         store.delete_schedule(id).await.unwrap();
     }
     assert!(store.schedules().await.unwrap().is_empty());
+
+    // A fire that starts several ticks (a catch-up) writes each instance whole, every field.
+    let many = schedule("sched-many", Some(7_000));
+    assert!(store.put_schedule(&many, false).await.unwrap());
+    let ticks: Vec<InstanceRecord> = (0..3)
+        .map(|i| InstanceRecord {
+            priority: i,
+            concurrency_key: format!("key-{i}"),
+            wake_at: Some(7_000 + i64::from(i)),
+            trace_context: (i == 1).then(|| "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+            ..instance(&format!("sched-many-{}", 5_000 + i), "sched_wf", 7_100)
+        })
+        .collect();
+    let fire = ScheduleFire {
+        id: "sched-many".into(),
+        expected_next: 7_000,
+        next_fire_at: Some(8_000),
+        runs: "[]".into(),
+        fired_at: 7_100,
+        instances: ticks.clone(),
+    };
+    assert_eq!(store.fire_schedules(&[fire]).await.unwrap(), [true]);
+    for tick in &ticks {
+        assert_eq!(&get(store, &tick.id).await, tick);
+    }
+    assert!(store.delete_schedule("sched-many").await.unwrap());
 }

@@ -26,6 +26,7 @@ pub async fn check_tasks_enqueue_and_claim(store: &dyn Store) {
         owner: Some("taskq-ghost".into()),
         lease_until: Some(1_000_000),
         outcome: Some(outcome(true, "1", 5)),
+        trace_context: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         ..task("taskq/a", u32::MAX, u32::MAX, act, u32::MAX, 10)
     };
     let minimal = task("taskq/b", 0, 0, act, 1, 20);
