@@ -12,7 +12,7 @@
 //! | `workflow_commits_total` | counter | | group commits (store write transactions) of this process |
 //! | `workflow_commit_ops` | histogram | | ops per group commit |
 //! | `workflow_commit_seconds` | histogram | | how long each group commit took |
-//! | `workflow_queue_wait_seconds` | histogram | `kind` (`activity`, `workflow`), `name`, `key` | how long an item waited before a worker here took it: a queued activity attempt from when it became due to its claim, an instance from its start (or its due time) to its first run |
+//! | `workflow_queue_wait_seconds` | histogram | `kind` (`activity`, `workflow`), `name`, `key` | how long an item waited before a worker here took it: a queued activity attempt from when it became due to its claim, an instance from its creation to its first run (a delayed or debounced start's delay included) |
 //! | `workflow_queue_waiting` | gauge | `kind`, `name`, `key` | items waiting in each queue (activity attempts no worker holds, Pending instances), sampled every `RuntimeBuilder::queue_metrics` interval (off by default) |
 //! | `workflow_queue_running` | gauge | `kind`, `name`, `key` | items held in each queue (attempts under a live lease, Running instances), sampled likewise |
 //! | `workflow_dead_worker_leases_released_total` | counter | | leases of workers whose process died that this worker released for takeover |

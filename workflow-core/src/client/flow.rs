@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{validate_instance_id, Client, InstanceStatus, QueueStatus, QueuedActivity, QueuedState};
 use crate::error::Error;
-use crate::store::{next_start_at, Millis, QueueKind, RateLimit, RuntimeStatus, StartScope};
+use crate::store::{next_start_at, ActivityCap, Millis, QueueKind, RateLimit, RuntimeStatus, StartScope, WorkflowCap};
 
 impl Client {
     /// Notes on each Pending status of a workflow this client's runtime caps or rate-limits what
@@ -17,12 +17,8 @@ impl Client {
         let mut next_starts: HashMap<(String, String), Option<Millis>> = HashMap::new();
         for status in statuses.iter_mut().filter(|status| status.status == RuntimeStatus::Pending) {
             let Some(cap) = engine.caps().iter().find(|cap| cap.workflow == status.workflow) else { continue };
-            let (at_once, per, key) = if cap.keyed {
-                ("running at once per key", "per key", status.concurrency_key.clone())
-            } else {
-                ("running at once in all", "in all", String::new())
-            };
-            status.limits = Some(describe_limits(cap.concurrency, cap.rate, at_once, per));
+            let key = if cap.keyed { status.concurrency_key.clone() } else { String::new() };
+            status.limits = Some(workflow_limits(cap));
             if let Some(rate) = cap.rate {
                 let scope = (cap.workflow.clone(), key);
                 if !next_starts.contains_key(&scope) {
@@ -70,14 +66,7 @@ impl Client {
             };
             let cap =
                 self.engine().and_then(|engine| engine.activity_caps().iter().find(|cap| cap.activity == task.name));
-            let limits = cap.map(|cap| {
-                let (at_once, per) = if task.concurrency_key.is_empty() {
-                    ("at once in all", "in all")
-                } else {
-                    ("at once per key", "per key")
-                };
-                describe_limits(cap.concurrency, cap.rate, at_once, per)
-            });
+            let limits = cap.map(|cap| activity_limits(cap, !task.concurrency_key.is_empty()));
             let mut next_start = None;
             if let (QueuedState::Waiting, Some(rate)) = (&state, cap.and_then(|cap| cap.rate)) {
                 let key = (task.name.clone(), task.concurrency_key.clone());
@@ -118,29 +107,16 @@ impl Client {
             let keyed = !depth.concurrency_key.is_empty();
             let (limits, rate) = match (depth.kind, self.engine()) {
                 (_, None) => (None, None),
-                (QueueKind::Activity, Some(engine)) => {
-                    match engine.activity_caps().iter().find(|cap| cap.activity == depth.name) {
-                        Some(cap) => {
-                            let (at_once, per) =
-                                if keyed { ("at once per key", "per key") } else { ("at once in all", "in all") };
-                            (Some(describe_limits(cap.concurrency, cap.rate, at_once, per)), cap.rate)
-                        }
-                        None => (None, None),
-                    }
-                }
-                (QueueKind::Workflow, Some(engine)) => {
-                    match engine.caps().iter().find(|cap| cap.workflow == depth.name) {
-                        Some(cap) => {
-                            let (at_once, per) = if cap.keyed {
-                                ("running at once per key", "per key")
-                            } else {
-                                ("running at once in all", "in all")
-                            };
-                            (Some(describe_limits(cap.concurrency, cap.rate, at_once, per)), cap.rate)
-                        }
-                        None => (None, None),
-                    }
-                }
+                (QueueKind::Activity, Some(engine)) => engine
+                    .activity_caps()
+                    .iter()
+                    .find(|cap| cap.activity == depth.name)
+                    .map_or((None, None), |cap| (Some(activity_limits(cap, keyed)), cap.rate)),
+                (QueueKind::Workflow, Some(engine)) => engine
+                    .caps()
+                    .iter()
+                    .find(|cap| cap.workflow == depth.name)
+                    .map_or((None, None), |cap| (Some(workflow_limits(cap)), cap.rate)),
             };
             let mut next_start = None;
             if let (Some(rate), true) = (rate, depth.waiting > 0) {
@@ -163,6 +139,19 @@ impl Client {
         }
         Ok(queues)
     }
+}
+
+/// What an activity's attempts wait behind, for a call with a concurrency key or without.
+fn activity_limits(cap: &ActivityCap, keyed: bool) -> String {
+    let (at_once, per) = if keyed { ("at once per key", "per key") } else { ("at once in all", "in all") };
+    describe_limits(cap.concurrency, cap.rate, at_once, per)
+}
+
+/// What a workflow's Pending instances wait behind.
+fn workflow_limits(cap: &WorkflowCap) -> String {
+    let (at_once, per) =
+        if cap.keyed { ("running at once per key", "per key") } else { ("running at once in all", "in all") };
+    describe_limits(cap.concurrency, cap.rate, at_once, per)
 }
 
 /// Flow control as statuses say it: `"at most 4 {at_once}; at most 10 starts per 1000 ms {per}"`.

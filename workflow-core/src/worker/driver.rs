@@ -76,10 +76,10 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
     let inbox = Arc::new(Notify::new());
     if record.status == RuntimeStatus::Pending || matches!(first, Journal::Fresh) {
         entry.metrics.started(&record.workflow);
-        // Waiting since it was started, or since it fell due (a delayed or debounced start).
-        let since = record.wake_at.unwrap_or(record.created_at).max(record.created_at);
+        // Waiting since it was created (a claim clears the due time of a delayed start, so its
+        // wait includes its delay).
         let kind = crate::store::QueueKind::Workflow;
-        crate::metrics::queue_wait(kind, &record.workflow, &record.concurrency_key, since, engine.now());
+        crate::metrics::queue_wait(kind, &record.workflow, &record.concurrency_key, record.created_at, engine.now());
     }
     loop {
         let (journal, inbox_front) = match std::mem::replace(&mut first, Journal::Read) {
