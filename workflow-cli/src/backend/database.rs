@@ -34,28 +34,9 @@ fn sqlite_target(url: &str) -> Option<SqliteTarget> {
     if database == ":memory:" || memory_mode {
         return Some(SqliteTarget::Memory);
     }
-    Some(SqliteTarget::File(PathBuf::from(percent_decode(database))))
-}
-
-/// `%XX` escapes decoded (a malformed escape is kept as it is).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
-        match (bytes[i], escape.and_then(|hex| u8::from_str_radix(hex, 16).ok())) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    Some(SqliteTarget::File(PathBuf::from(
+        percent_encoding::percent_decode_str(database).decode_utf8_lossy().into_owned(),
+    )))
 }
 
 /// The URL with its password (if any) hidden, for messages.
@@ -231,7 +212,7 @@ mod tests {
         assert_eq!(sqlite_target("sqlite::memory:"), Some(SqliteTarget::Memory));
         assert_eq!(sqlite_target("sqlite://x.db?mode=memory"), Some(SqliteTarget::Memory));
         assert_eq!(sqlite_target("postgres://localhost/db"), None);
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(sqlite_target("sqlite:100%.db"), file("100%.db"), "a malformed escape is kept");
     }
 
     #[test]
