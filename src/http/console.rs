@@ -17,7 +17,9 @@
 //! ```
 //!
 //! Open it at the prefix itself (`http://127.0.0.1:8080/console`): axum's `nest` does not route
-//! `/console/`, with a trailing slash, to it.
+//! `/console/`, with a trailing slash, to it. Behind a reverse proxy that serves it under a prefix
+//! of its own and strips that prefix, have the proxy send `X-Forwarded-Prefix` (the prefix it
+//! strips): the page then asks for its script, style and API under it.
 //!
 //! # Security
 //!
@@ -31,7 +33,7 @@
 //! pictures.
 
 use axum::extract::OriginalUri;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -60,7 +62,7 @@ pub fn console(client: Client) -> Router {
 pub fn console_with(client: Client, options: RouterOptions) -> Router {
     let read_only = options.read_only;
     Router::new()
-        .route("/", get(move |uri: OriginalUri| async move { page(&uri, read_only) }))
+        .route("/", get(move |uri: OriginalUri, headers: HeaderMap| async move { page(&uri, &headers, read_only) }))
         .route("/console.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
         .route("/console.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
         .nest("/api", router_with(client, options))
@@ -68,10 +70,17 @@ pub fn console_with(client: Client, options: RouterOptions) -> Router {
 
 /// The page, with the path it was read at (ending in `/`) written in as the base of its script,
 /// style and API calls, so they resolve under the prefix the console is mounted at, whatever
-/// that is (its own links are fragments: `#/instance/ID`).
-fn page(uri: &OriginalUri, read_only: bool) -> Response {
+/// that is (its own links are fragments: `#/instance/ID`). Behind a reverse proxy that strips a
+/// prefix of its own, the proxy's `X-Forwarded-Prefix` header (a path) goes in front.
+fn page(uri: &OriginalUri, headers: &HeaderMap, read_only: bool) -> Response {
     let path = uri.path();
-    let base = if path.ends_with('/') { path.to_owned() } else { format!("{path}/") };
+    let forwarded = headers
+        .get("x-forwarded-prefix")
+        .and_then(|value| value.to_str().ok())
+        .map(|prefix| prefix.trim().trim_end_matches('/'))
+        .filter(|prefix| prefix.starts_with('/') && !prefix.contains(['"', '<', '>', '?', '#', ' ']))
+        .unwrap_or("");
+    let base = if path.ends_with('/') { format!("{forwarded}{path}") } else { format!("{forwarded}{path}/") };
     let html =
         PAGE.replace("{{BASE}}", &attribute(&base)).replace("{{READ_ONLY}}", if read_only { "true" } else { "false" });
     let headers = [

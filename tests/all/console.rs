@@ -267,3 +267,35 @@ async fn a_read_only_console_offers_no_actions() {
     assert_eq!(response.status(), 404);
     browser.close().await.unwrap();
 }
+
+/// The page names its script, style and API under the path it is mounted at, and under a
+/// reverse proxy's `X-Forwarded-Prefix` in front of that; it is served with its security headers.
+#[tokio::test]
+async fn the_page_is_based_where_it_is_mounted() {
+    let (url, _runtime, _server) = serve_console(RouterOptions::default()).await;
+    let http = reqwest::Client::new();
+    let page = |prefix: Option<&'static str>| {
+        let request = http.get(&url);
+        match prefix {
+            Some(prefix) => request.header("x-forwarded-prefix", prefix),
+            None => request,
+        }
+        .send()
+    };
+    let response = page(None).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"data-base="/ops/""#) && html.contains(r#"src="/ops/console.js""#), "{html}");
+    let proxied = page(Some("/edge/")).await.unwrap().text().await.unwrap();
+    assert!(proxied.contains(r#"data-base="/edge/ops/""#) && proxied.contains(r#"href="/edge/ops/console.css""#));
+    let odd = page(Some(r#"/x"onload="alert(1)"#)).await.unwrap().text().await.unwrap();
+    assert!(odd.contains(r#"data-base="/ops/""#), "a prefix that is not a plain path is ignored: {odd}");
+    for (asset, kind) in [("console.js", "text/javascript"), ("console.css", "text/css")] {
+        let response = http.get(format!("{url}/{asset}")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind));
+    }
+    assert_eq!(http.get(format!("{url}/api/v1.0/queues")).send().await.unwrap().text().await.unwrap(), "[]");
+}
