@@ -12,6 +12,7 @@
 //! | `POST .../{instanceId}/purge[?non_recursive=true]` | purge | 202 |
 //! | `GET .../{instanceId}/diagram` | the Mermaid diagram (`text/plain`) | 200 |
 //! | `GET .../{instanceId}/diagram.svg` (ours) | the same diagram as a picture (`image/svg+xml`) | 200 |
+//! | `GET .../{instanceId}/diagram.txt` (ours) | the same diagram as text for a terminal (`text/plain`) | 200 |
 //! | `GET .../{instanceId}/history[?offset=&limit=]` (ours) | the instance's history, a page of it: its creation, each journaled step, the events waiting in its inbox, its status | 200 `{"history": [...], "total": N}` |
 //! | `POST .../{instanceId}/rerun?fromStep=N[&newInstanceID=]` (ours; body: a new input, or empty for the source's) | fork a finished instance, replaying its steps before `N` | 202 `{"instanceID": ...}` |
 //! | `GET .../{instanceId}/activities` (ours) | its activity calls in the task queue, waiting or running, with the limits they wait behind | 200 JSON list |
@@ -143,6 +144,7 @@ pub fn router_with(client: Client, options: RouterOptions) -> Router {
         .route("/workflows/{component}/{id}", get(status))
         .route("/workflows/{component}/{id}/diagram", get(diagram))
         .route("/workflows/{component}/{id}/diagram.svg", get(diagram_svg))
+        .route("/workflows/{component}/{id}/diagram.txt", get(diagram_text))
         .route("/workflows/{component}/{id}/activities", get(queued_activities))
         .route("/workflows/{component}/{id}/history", get(history))
         .route("/queues", get(queues))
@@ -612,6 +614,15 @@ async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>)
     respond(async {
         let (_component, id) = path(params)?;
         let text = client.diagram(&id).await.map_err(error_response)?;
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    })
+    .await
+}
+
+async fn diagram_text(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    respond(async {
+        let (_component, id) = path(params)?;
+        let text = client.diagram_text(&id).await.map_err(error_response)?;
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
     })
     .await

@@ -147,6 +147,9 @@ async fn dapr_routes_start_poll_raise_and_complete() {
     assert_eq!(response.headers()["content-type"], "image/svg+xml; charset=utf-8");
     let svg = response.text().await.unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("approve") && svg.contains("order-7"), "{svg}");
+    let (code, text) = server.get("/v1.0/workflows/dapr/order-7/diagram.txt").await;
+    assert_eq!(code, 200);
+    assert!(text.starts_with("http_approval · order-7\n") && text.ends_with("✓ Completed\n"), "{text}");
 
     let (code, _) = server.post("/v1.0/workflows/dapr/order-7/purge", "").await;
     assert_eq!(code, 202);

@@ -66,13 +66,18 @@ pub(crate) enum Command {
     List(ListArgs),
 
     /// Show an instance: its status, its history (one row per step) and its diagram
-    #[command(after_help = "The diagram is Mermaid text (paste it into a Mermaid viewer).")]
+    #[command(after_help = "The diagram is drawn as text, one line per step (✓ completed, ✗ failed, \
+… running or waiting, ■ stopped, ◇ a fork or join); --mermaid prints it as Mermaid instead \
+(paste it into a Mermaid viewer), as --json always does.")]
     Show {
         /// The instance id
         id: String,
-        /// Leave the Mermaid diagram out
+        /// Leave the diagram out
         #[arg(long)]
         no_diagram: bool,
+        /// Print the diagram as Mermaid text
+        #[arg(long, conflicts_with = "no_diagram")]
+        mermaid: bool,
     },
 
     /// Terminate an unfinished instance (and, by default, its running descendants)

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::backend::{Backend, ListQuery, Rerun, Target};
+use crate::backend::{Backend, DiagramFormat, ListQuery, Rerun, Target};
 use crate::cli::{Cli, Command, ListArgs, ScheduleCommand};
 use crate::error::CliError;
 use crate::model::Page;
@@ -71,7 +71,14 @@ pub(crate) async fn run(cli: Cli) -> Result<String, CliError> {
     let backend = Backend::open(&target).await?;
     match cli.command {
         Command::List(args) => list(&backend, &args, as_json).await,
-        Command::Show { id, no_diagram } => show(&backend, &id, !no_diagram, as_json).await,
+        Command::Show { id, no_diagram, mermaid } => {
+            let diagram = match (no_diagram, mermaid || as_json) {
+                (true, _) => None,
+                (false, true) => Some(DiagramFormat::Mermaid),
+                (false, false) => Some(DiagramFormat::Text),
+            };
+            show(&backend, &id, diagram, as_json).await
+        }
         Command::Terminate { id, reason, non_recursive } => {
             backend.terminate(&id, reason.as_deref(), !non_recursive).await?;
             Ok(done(as_json, format!("terminated {id}"), json!({ "instanceID": id, "action": "terminate" })))
@@ -143,12 +150,16 @@ async fn list(backend: &Backend, args: &ListArgs, as_json: bool) -> Result<Strin
     Ok(text)
 }
 
-async fn show(backend: &Backend, id: &str, with_diagram: bool, as_json: bool) -> Result<String, CliError> {
+async fn show(backend: &Backend, id: &str, diagram: Option<DiagramFormat>, as_json: bool) -> Result<String, CliError> {
     let instance = backend.status(id).await?;
     let history = backend.history(id).await?;
-    let diagram = if with_diagram { Some(backend.diagram(id).await?) } else { None };
+    let diagram = match diagram {
+        Some(format) => Some((format, backend.diagram(id, format).await?)),
+        None => None,
+    };
     if as_json {
         let history = history.map(|items| items.into_iter().map(|item| item.json).collect::<Vec<_>>());
+        let diagram = diagram.map(|(_, text)| text);
         return Ok(output::json(&json!({ "status": instance.json, "history": history, "diagram": diagram })));
     }
     let mut text = output::instance(&instance);
@@ -159,8 +170,11 @@ async fn show(backend: &Backend, id: &str, with_diagram: bool, as_json: bool) ->
         }
         None => text.push_str("\nHistory: not available (the router has no history route)\n"),
     }
-    if let Some(diagram) = diagram {
-        text.push_str("\nDiagram (Mermaid):\n");
+    if let Some((format, diagram)) = diagram {
+        text.push_str(match format {
+            DiagramFormat::Mermaid => "\nDiagram (Mermaid):\n",
+            DiagramFormat::Text => "\nDiagram:\n",
+        });
         text.push_str(diagram.trim_end());
         text.push('\n');
     }

@@ -284,7 +284,10 @@ async fn sqlite_show_prints_status_history_and_diagram() {
         "Parent:",
         "SEQ",
         "RECORDED AT",
-        "flowchart",
+        "Diagram:",
+        "✓ greet",
+        "✓ shout",
+        "✓ Completed",
     ] {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
@@ -297,8 +300,11 @@ async fn sqlite_show_prints_status_history_and_diagram() {
         })
     };
     assert!(step("0", "greet") && step("1", "shout"), "{text}");
+    assert!(!text.contains("flowchart"), "the text diagram, not Mermaid: {text}");
+    let mermaid = fx.wfctl(&["show", "done-1", "--mermaid"]).await;
+    assert!(mermaid.ok().contains("Diagram (Mermaid):") && mermaid.ok().contains("flowchart"), "{mermaid:?}");
     let no_diagram = fx.wfctl(&["show", "done-1", "--no-diagram"]).await;
-    assert!(!no_diagram.ok().contains("flowchart") && no_diagram.ok().contains("shout"), "{no_diagram:?}");
+    assert!(!no_diagram.ok().contains("Diagram") && no_diagram.ok().contains("shout"), "{no_diagram:?}");
 
     let failed = fx.wfctl(&["show", "failed-1", "--no-diagram"]).await;
     let error_line = failed.ok().lines().find(|line| line.starts_with("Error:")).unwrap_or_default().to_owned();
@@ -532,7 +538,7 @@ async fn http_backend_runs_the_same_commands() {
     assert_eq!(listed_ids(&page).len(), 5);
 
     let shown = wfctl(&http, &["show", "done-1"]).await;
-    for expected in ["COMPLETED", r#""HELLO ADA""#, "RECORDED AT", "greet", "shout", "flowchart"] {
+    for expected in ["COMPLETED", r#""HELLO ADA""#, "RECORDED AT", "✓ greet", "✓ shout"] {
         assert!(shown.ok().contains(expected), "no {expected:?} in {shown:?}");
     }
     let json_http = wfctl(&http, &["show", "done-1", "--json"]).await.json();
@@ -650,7 +656,7 @@ async fn postgres_list_show_and_terminate() {
     let running = wfctl(&backend, &["list", "--status", "RUNNING"]).await;
     assert_eq!(first_column(running.ok()), ["pg-waiting-1", "pg-waiting-2"]);
 
-    let shown = wfctl(&backend, &["show", "pg-done-1"]).await;
+    let shown = wfctl(&backend, &["show", "pg-done-1", "--mermaid"]).await;
     for expected in ["COMPLETED", r#""HELLO ADA""#, "greet", "shout", "flowchart"] {
         assert!(shown.ok().contains(expected), "no {expected:?} in {shown:?}");
     }

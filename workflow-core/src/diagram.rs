@@ -28,6 +28,7 @@
 //! not steps anyone waits on.
 
 mod svg;
+mod text;
 
 use std::fmt::Write as _;
 
@@ -120,6 +121,14 @@ pub fn render_mermaid(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>])
 /// every label escaped as XML text. Deterministic, like the Mermaid text.
 pub fn render_svg(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
     svg::render(&draw(instance, steps))
+}
+
+/// Renders an instance's history as text for a terminal: the same nodes top to bottom, a mark for
+/// each node's state (`✓` completed, `✗` failed, `…` running or waiting, `■` stopped, `◇` a
+/// fork or join), a fan-out's branches as a list under its fork, and `┆` before an end the
+/// instance has not reached yet.
+pub fn render_text(instance: &DiagramInstance<'_>, steps: &[DiagramStep<'_>]) -> String {
+    text::render(&draw(instance, steps))
 }
 
 /// The nodes and arrows of an instance's diagram, in drawing order.
@@ -317,6 +326,46 @@ impl Diagram {
         self.classes.iter().find(|(_, node)| node == id).map(|(class, _)| *class)
     }
 
+    /// The diagram as layers, for the renderers that place nodes themselves (SVG, text).
+    fn layered(&self) -> Layered<'_> {
+        let mut nodes: Vec<LayeredNode<'_>> = Vec::new();
+        let mut edges: Vec<(usize, usize, bool)> = Vec::new();
+        for entry in &self.entries {
+            match entry {
+                Entry::Node { id, shape, lines } => nodes.push(LayeredNode {
+                    id,
+                    shape: *shape,
+                    lines: lines.iter().map(|line| plain(line)).collect(),
+                    class: self.class_of(id),
+                }),
+                Entry::Edge { from, to, dotted } => {
+                    let index = |id: &str| nodes.iter().position(|node| node.id == id);
+                    if let (Some(from), Some(to)) = (index(from), index(to)) {
+                        edges.push((from, to, *dotted));
+                    }
+                }
+            }
+        }
+        // Rows: the longest path from the start. Arrows are drawn after their source, so a pass
+        // in drawing order settles every row; the loop only guards against an order that is not.
+        let mut row = vec![0_usize; nodes.len()];
+        for _ in 0..nodes.len() {
+            let mut changed = false;
+            for &(from, to, _) in &edges {
+                if row[to] <= row[from] {
+                    row[to] = row[from] + 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let count = row.iter().max().map_or(0, |last| last + 1);
+        let rows = (0..count).map(|r| (0..nodes.len()).filter(|&n| row[n] == r).collect()).collect();
+        Layered { nodes, edges, rows }
+    }
+
     fn class(&mut self, id: &str, class: Class) {
         self.classes.push((class, id.to_owned()));
     }
@@ -417,6 +466,54 @@ impl Diagram {
         }
         text
     }
+}
+
+/// A diagram as layers: its nodes in drawing order (labels as plain text), its arrows by node
+/// index, and its rows, each node in the row of its longest path from the start, in drawing order
+/// within a row.
+struct Layered<'d> {
+    nodes: Vec<LayeredNode<'d>>,
+    edges: Vec<(usize, usize, bool)>,
+    rows: Vec<Vec<usize>>,
+}
+
+struct LayeredNode<'d> {
+    id: &'d str,
+    shape: Shape,
+    lines: Vec<String>,
+    class: Option<Class>,
+}
+
+/// A Mermaid label line as plain text: its entity codes (`#quot;`, `#35;`, ...) turned back into
+/// the characters they stand for. [`escape`] writes every `#` of the text as `#35;`, so each `#`
+/// here starts a code.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find('#') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let code = rest[1..].find(';').map(|end| &rest[1..=end]);
+        let character = code.and_then(|code| match code {
+            "quot" => Some('"'),
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            number => number.parse::<u32>().ok().and_then(char::from_u32),
+        });
+        match (code, character) {
+            (Some(code), Some(character)) => {
+                out.push(character);
+                rest = &rest[code.len() + 2..];
+            }
+            _ => {
+                out.push('#');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Indices (ascending) of the branches a fan-out draws: all of them up to [`COLLAPSE_ABOVE`];
@@ -665,6 +762,31 @@ mod tests {
 
     fn has_line(out: &str, line: &str) -> bool {
         out.lines().any(|l| l.trim() == line)
+    }
+
+    #[test]
+    fn mermaid_codes_come_back_as_text() {
+        assert_eq!(plain("a #quot;b#quot; #35;1 #lt;x#gt; #123;#125; #amp; #96;"), "a \"b\" #1 <x> {} & `");
+        assert_eq!(plain("# #nope; #"), "# #nope; #", "what is not a code stays");
+        assert_eq!(plain(&escape("<b>#1 & \"q\" [x] {y} (z) | `w`</b>")), "<b>#1 & \"q\" [x] {y} (z) | `w`</b>");
+    }
+
+    /// The text draws the same nodes top to bottom, marked by state, a fan-out's branches as a
+    /// list under its fork, and a dotted line before an end not reached yet.
+    #[test]
+    fn text_lists_a_fan_out_under_its_fork() {
+        let branch = |seq, status| DiagramStep { parallel_group: Some(1), ..step(seq, "activity", "resize", status) };
+        let steps = [
+            DiagramStep { payload: Some("3"), ..step(0, "activity", "list", RecordStatus::Completed) },
+            branch(1, RecordStatus::Completed),
+            branch(2, RecordStatus::Failed),
+            branch(3, RecordStatus::Completed),
+            step(4, "timer", "sleep", RecordStatus::Scheduled),
+        ];
+        let text = render_text(&instance(RuntimeStatus::Running), &steps);
+        let expected = "order_flow · order-42\n│\n✓ list · → 3\n│\n◇ fan-out: 3 branches\n├── ✓ resize\n├── ✗ resize\n\
+                        └── ✓ resize\n✗ join: 3 branches · 2 completed, 1 failed\n│\n… sleep\n┆\n… Running\n";
+        assert_eq!(text, expected, "{text}");
     }
 
     /// The picture draws the Mermaid text's nodes and arrows, a fan-out's branches in one row,

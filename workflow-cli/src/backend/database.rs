@@ -9,7 +9,7 @@ use workflow::http::{history_json, listed_json, queue_json, schedule_json, statu
 use workflow::store::Store;
 use workflow::{Client, ListFilter};
 
-use super::{ListQuery, Rerun};
+use super::{DiagramFormat, ListQuery, Rerun};
 use crate::error::CliError;
 use crate::model::{HistoryItem, Instance, Page, Queue, Schedule};
 
@@ -141,8 +141,11 @@ impl Database {
         history.iter().map(|event| HistoryItem::from_json(history_json(event))).collect::<Result<_, _>>().map(Some)
     }
 
-    pub(crate) async fn diagram(&self, id: &str) -> Result<String, CliError> {
-        Ok(self.client.diagram(id).await?)
+    pub(crate) async fn diagram(&self, id: &str, format: DiagramFormat) -> Result<String, CliError> {
+        Ok(match format {
+            DiagramFormat::Mermaid => self.client.diagram(id).await?,
+            DiagramFormat::Text => self.client.diagram_text(id).await?,
+        })
     }
 
     pub(crate) async fn terminate(&self, id: &str, reason: Option<&str>, recursive: bool) -> Result<(), CliError> {

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use workflow::http::dapr_status_name;
 
-use super::{ListQuery, Rerun};
+use super::{DiagramFormat, ListQuery, Rerun};
 use crate::error::{CliError, Exit};
 use crate::model::{HistoryItem, Instance, Page, Queue, Schedule};
 
@@ -237,8 +237,12 @@ impl Http {
         }
     }
 
-    pub(crate) async fn diagram(&self, id: &str) -> Result<String, CliError> {
-        let bytes = self.call(Method::GET, self.instance_url(id, &["diagram"], &[]), None).await?;
+    pub(crate) async fn diagram(&self, id: &str, format: DiagramFormat) -> Result<String, CliError> {
+        let route = match format {
+            DiagramFormat::Mermaid => "diagram",
+            DiagramFormat::Text => "diagram.txt",
+        };
+        let bytes = self.call(Method::GET, self.instance_url(id, &[route], &[]), None).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -35,6 +35,15 @@ pub(crate) struct ListQuery {
     pub(crate) newest_first: bool,
 }
 
+/// How a diagram is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiagramFormat {
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Text for a terminal, one line per node.
+    Text,
+}
+
 /// A fork of a finished instance ([`Backend::rerun`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rerun<'a> {
@@ -84,9 +93,9 @@ impl Backend {
         each!(self.history(id))
     }
 
-    /// The instance's journal as a Mermaid flowchart.
-    pub(crate) async fn diagram(&self, id: &str) -> Result<String, CliError> {
-        each!(self.diagram(id))
+    /// The instance's journal drawn in `format`.
+    pub(crate) async fn diagram(&self, id: &str, format: DiagramFormat) -> Result<String, CliError> {
+        each!(self.diagram(id, format))
     }
 
     pub(crate) async fn terminate(&self, id: &str, reason: Option<&str>, recursive: bool) -> Result<(), CliError> {

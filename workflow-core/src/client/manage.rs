@@ -7,7 +7,7 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use super::{id_or_new, Client, Ending, InstanceStatus};
-use crate::diagram::{render_mermaid, render_svg, DiagramInstance, DiagramStep};
+use crate::diagram::{render_mermaid, render_svg, render_text, DiagramInstance, DiagramStep};
 use crate::error::{Error, FailureDetails};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
@@ -419,6 +419,12 @@ impl Client {
     /// side, retries, timers, events, children, failures).
     pub async fn diagram(&self, instance_id: &str) -> Result<String, Error> {
         self.drawn(instance_id, render_mermaid).await
+    }
+
+    /// The same diagram as [`Client::diagram`], as text for a terminal: one line per node, marked
+    /// by state, a fan-out's branches listed under its fork.
+    pub async fn diagram_text(&self, instance_id: &str) -> Result<String, Error> {
+        self.drawn(instance_id, render_text).await
     }
 
     /// The same diagram as [`Client::diagram`], drawn as a standalone SVG picture (every label

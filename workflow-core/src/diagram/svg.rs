@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Class, Diagram, Entry, Shape};
+use super::{Class, Diagram, Shape};
 
 /// The font size of labels, in pixels.
 const FONT_SIZE: f64 = 12.0;
@@ -32,7 +32,7 @@ const PLAIN: (&str, &str, &str) = ("#f8f9fa", "#6c757d", "#212529");
 struct Placed<'d> {
     id: &'d str,
     shape: Shape,
-    lines: Vec<String>,
+    lines: &'d [String],
     class: Option<Class>,
     x: f64,
     y: f64,
@@ -42,45 +42,29 @@ struct Placed<'d> {
 
 /// The SVG document of `diagram`.
 pub(super) fn render(diagram: &Diagram) -> String {
-    let mut nodes: Vec<Placed<'_>> = Vec::new();
-    let mut edges: Vec<(usize, usize, bool)> = Vec::new();
-    let index_of = |nodes: &[Placed<'_>], id: &str| nodes.iter().position(|node| node.id == id);
-    for entry in &diagram.entries {
-        match entry {
-            Entry::Node { id, shape, lines } => {
-                let lines: Vec<String> = lines.iter().map(|line| plain(line)).collect();
-                let widest = lines.iter().map(|line| line.chars().count()).max().unwrap_or(0);
-                let height = lines.len().max(1) as f64 * LINE_HEIGHT + 2.0 * PAD_Y;
-                let width = (widest as f64 * CHAR_WIDTH + 2.0 * PAD_X + shape_room(*shape, height)).max(MIN_WIDTH);
-                let class = diagram.class_of(id);
-                nodes.push(Placed { id, shape: *shape, lines, class, x: 0.0, y: 0.0, width, height });
+    let layered = diagram.layered();
+    let mut nodes: Vec<Placed<'_>> = layered
+        .nodes
+        .iter()
+        .map(|node| {
+            let widest = node.lines.iter().map(|line| line.chars().count()).max().unwrap_or(0);
+            let height = node.lines.len().max(1) as f64 * LINE_HEIGHT + 2.0 * PAD_Y;
+            let width = (widest as f64 * CHAR_WIDTH + 2.0 * PAD_X + shape_room(node.shape, height)).max(MIN_WIDTH);
+            Placed {
+                id: node.id,
+                shape: node.shape,
+                lines: &node.lines,
+                class: node.class,
+                x: 0.0,
+                y: 0.0,
+                width,
+                height,
             }
-            Entry::Edge { from, to, dotted } => {
-                if let (Some(from), Some(to)) = (index_of(&nodes, from), index_of(&nodes, to)) {
-                    edges.push((from, to, *dotted));
-                }
-            }
-        }
-    }
-
-    // Rows: the longest path from the start. Arrows are drawn after their source, so a pass in
-    // drawing order settles every row; the loop only guards against an order that is not.
-    let mut row = vec![0_usize; nodes.len()];
-    for _ in 0..nodes.len() {
-        let mut changed = false;
-        for &(from, to, _) in &edges {
-            if row[to] <= row[from] {
-                row[to] = row[from] + 1;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let rows = row.iter().max().map_or(0, |last| last + 1);
-    let members: Vec<Vec<usize>> = (0..rows).map(|r| (0..nodes.len()).filter(|&n| row[n] == r).collect()).collect();
-    let widths: Vec<f64> = members
+        })
+        .collect();
+    let edges = &layered.edges;
+    let widths: Vec<f64> = layered
+        .rows
         .iter()
         .map(|members| {
             members.iter().map(|&n| nodes[n].width).sum::<f64>() + GAP_X * members.len().saturating_sub(1) as f64
@@ -88,7 +72,7 @@ pub(super) fn render(diagram: &Diagram) -> String {
         .collect();
     let width = widths.iter().copied().fold(MIN_WIDTH, f64::max) + 2.0 * MARGIN;
     let mut y = MARGIN;
-    for (members, row_width) in members.iter().zip(&widths) {
+    for (members, row_width) in layered.rows.iter().zip(&widths) {
         let mut x = (width - row_width) / 2.0;
         let tallest = members.iter().map(|&n| nodes[n].height).fold(0.0, f64::max);
         for &n in members {
@@ -112,7 +96,7 @@ pub(super) fn render(diagram: &Diagram) -> String {
          </marker></defs>",
         xml(&title)
     );
-    for &(from, to, dotted) in &edges {
+    for &(from, to, dotted) in edges {
         let (a, b) = (&nodes[from], &nodes[to]);
         let (x1, y1, x2, y2) = (a.x + a.width / 2.0, a.y + a.height, b.x + b.width / 2.0, b.y);
         let middle = (y1 + y2) / 2.0;
@@ -196,38 +180,6 @@ fn outline(node: &Placed<'_>, paint: &str) -> String {
     }
 }
 
-/// A Mermaid label line as plain text: its entity codes (`#quot;`, `#35;`, ...) turned back into
-/// the characters they stand for. The Mermaid escaping writes every `#` of the text as `#35;`, so
-/// each `#` here starts a code.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(at) = rest.find('#') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let code = rest[1..].find(';').map(|end| &rest[1..=end]);
-        let character = code.and_then(|code| match code {
-            "quot" => Some('"'),
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            number => number.parse::<u32>().ok().and_then(char::from_u32),
-        });
-        match (code, character) {
-            (Some(code), Some(character)) => {
-                out.push(character);
-                rest = &rest[code.len() + 2..];
-            }
-            _ => {
-                out.push('#');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// `text` as XML character data or an attribute value.
 fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -249,9 +201,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mermaid_codes_come_back_as_text() {
-        assert_eq!(plain("a #quot;b#quot; #35;1 #lt;x#gt; #123;#125; #amp; #96;"), "a \"b\" #1 <x> {} & `");
-        assert_eq!(plain("# #nope; #"), "# #nope; #", "what is not a code stays");
+    fn xml_text_is_escaped() {
         assert_eq!(
             xml("<script>alert('x')</script> & \""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;"
