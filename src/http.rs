@@ -610,36 +610,41 @@ async fn queues(State(client): State<Client>) -> Response {
     .await
 }
 
-async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+/// How a diagram route draws an instance's journal.
+#[derive(Debug, Clone, Copy)]
+enum Drawing {
+    Mermaid,
+    Text,
+    Svg,
+}
+
+/// An instance's diagram, drawn as `drawing` asks, with its content type; a picture opened on
+/// its own may not load or run anything.
+async fn drawn(client: &Client, params: PathOf<(String, String)>, drawing: Drawing) -> Response {
     respond(async {
         let (_component, id) = path(params)?;
-        let text = client.diagram(&id).await.map_err(error_response)?;
-        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        let (drawn, content_type) = match drawing {
+            Drawing::Mermaid => (client.diagram(&id).await, "text/plain; charset=utf-8"),
+            Drawing::Text => (client.diagram_text(&id).await, "text/plain; charset=utf-8"),
+            Drawing::Svg => (client.diagram_svg(&id).await, "image/svg+xml; charset=utf-8"),
+        };
+        let drawn = drawn.map_err(error_response)?;
+        let policy = "default-src 'none'; style-src 'unsafe-inline'";
+        Ok(([(header::CONTENT_TYPE, content_type), (header::CONTENT_SECURITY_POLICY, policy)], drawn).into_response())
     })
     .await
+}
+
+async fn diagram(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
+    drawn(&client, params, Drawing::Mermaid).await
 }
 
 async fn diagram_text(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
-    respond(async {
-        let (_component, id) = path(params)?;
-        let text = client.diagram_text(&id).await.map_err(error_response)?;
-        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
-    })
-    .await
+    drawn(&client, params, Drawing::Text).await
 }
 
 async fn diagram_svg(State(client): State<Client>, params: PathOf<(String, String)>) -> Response {
-    respond(async {
-        let (_component, id) = path(params)?;
-        let svg = client.diagram_svg(&id).await.map_err(error_response)?;
-        // Opened on its own, the picture may not load or run anything.
-        let headers = [
-            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
-        ];
-        Ok((headers, svg).into_response())
-    })
-    .await
+    drawn(&client, params, Drawing::Svg).await
 }
 
 async fn list(State(client): State<Client>, params: PathOf<String>, params_query: QueryMap) -> Response {
