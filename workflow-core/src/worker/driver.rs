@@ -50,7 +50,7 @@ pub(super) fn spawn(
     tokio::spawn(
         async move {
             let id = record.id.clone();
-            drive(&engine, record, journal, token).await;
+            drive(&engine, record, journal, trace, token).await;
             engine.unmark_running(&id, token);
             drop(permit);
             drop(counted);
@@ -68,7 +68,7 @@ enum RunEnd {
 }
 
 /// Runs (replaying first, when not fresh) one instance until it ends, is evicted, or must stop.
-async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Journal, token: u64) {
+async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Journal, trace: TraceContext, token: u64) {
     let Some(entry) = engine.registry().workflow(&record.workflow) else {
         tracing::warn!(workflow = %record.workflow, "claimed an instance of an unregistered workflow; leaving it");
         return;
@@ -99,7 +99,7 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
             },
         };
         engine.forget_unreadable(&record.id);
-        let ctx = WorkflowContext::new(engine.clone(), &record, journal, inbox_front, inbox.clone());
+        let ctx = WorkflowContext::new(engine.clone(), &record, trace, journal, inbox_front, inbox.clone());
         engine.add_live(&record.id, &ctx, &inbox);
         let end = run_once(engine, &entry, &ctx, &record.input).await;
         match end {

@@ -131,6 +131,7 @@ impl WorkflowContext {
     pub(crate) fn new(
         engine: Arc<Engine>,
         record: &InstanceRecord,
+        trace: TraceContext,
         journal: Vec<JournalRecord>,
         inbox_front: Vec<EventRecord>,
         inbox_signal: Arc<Notify>,
@@ -165,7 +166,7 @@ impl WorkflowContext {
                 instance_id,
                 generation: record.generation,
                 priority: record.priority,
-                trace: TraceContext::of_instance(record.trace_context.as_deref(), &record.id, record.created_at),
+                trace,
                 engine,
                 state: Mutex::new(state),
                 fatal_signal: Notify::new(),
