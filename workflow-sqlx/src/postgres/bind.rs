@@ -70,6 +70,12 @@ pub(super) fn bind_consumes(args: &mut Args, layer: &Layer<'_>) {
 
 pub(super) fn bind_creates(args: &mut Args, layer: &Layer<'_>) {
     let records: Vec<&InstanceRecord> = layer.creates.iter().map(|(_, record)| *record).collect();
+    bind_instances(args, &records);
+}
+
+/// The columns of [`CREATE`](super::sql::CREATE) for `records`, in its order: every statement
+/// that creates instances (a batch's, a schedule fire's) binds them here.
+pub(super) fn bind_instances(args: &mut Args, records: &[&InstanceRecord]) {
     args.column(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())

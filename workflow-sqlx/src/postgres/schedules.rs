@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use sqlx::postgres::PgPool;
 use workflow_core::store::{InstanceRecord, ScheduleFire, ScheduleRecord, StoreError, WakeSignal, WriteOp};
 
+use super::bind::{bind_instances, Args};
 use super::checks::check_text;
 use super::retry::{failed, retrying, retrying_idempotent};
 use super::signals::notice;
@@ -127,29 +128,10 @@ pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -
         let instances: Vec<&InstanceRecord> =
             fires.iter().filter(|f| taken.contains(f.id.as_str())).flat_map(|f| &f.instances).collect();
         if !instances.is_empty() {
-            let text = |f: fn(&InstanceRecord) -> Option<&str>| instances.iter().map(|i| f(i)).collect::<Vec<_>>();
-            let int = |f: fn(&InstanceRecord) -> Option<i64>| instances.iter().map(|i| f(i)).collect::<Vec<_>>();
-            sqlx::query(CREATE)
-                .bind(text(|i| Some(i.id.as_str())))
-                .bind(text(|i| Some(i.workflow.as_str())))
-                .bind(text(|i| Some(i.status.as_str())))
-                .bind(text(|i| Some(i.input.as_str())))
-                .bind(text(|i| i.output.as_deref()))
-                .bind(text(|i| i.error.as_deref()))
-                .bind(int(|i| Some(i64::from(i.generation))))
-                .bind(int(|i| Some(i.created_at)))
-                .bind(int(|i| Some(i.updated_at)))
-                .bind(text(|i| i.owner.as_deref()))
-                .bind(int(|i| i.lease_until))
-                .bind(text(|i| i.parent_id.as_deref()))
-                .bind(text(|i| i.custom_status.as_deref()))
-                .bind(int(|i| i.wake_at))
-                .bind(int(|i| Some(i64::from(i.priority))))
-                .bind(text(|i| Some(i.concurrency_key.as_str())))
-                .bind(text(|i| i.trace_context.as_deref()))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed("creating the ticks' instances"))?;
+            let mut args = Args::default();
+            bind_instances(&mut args, &instances);
+            let context = "creating the ticks' instances";
+            sqlx::query_with(CREATE, args.finish(context)?).fetch_all(&mut *tx).await.map_err(failed(context))?;
             if let Some(runnable) = notice(&WakeSignal::Runnable) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(channel)
