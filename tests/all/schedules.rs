@@ -444,3 +444,125 @@ async fn thirty_virtual_days_fire_exactly_the_expected_ticks() {
     assert_eq!(instances_of(&runtime.client(), "tick_job", "daily-").await, expected);
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Ticks fired ahead of their time: a tick's instance is created up to a second before it,
+/// Pending and due at the tick (shown as the next run), and runs at its time, not before; an
+/// update cancels a tick fired ahead under the old settings and fires it again under the new
+/// (once), a pause and a delete cancel it, and nothing is fired while paused or once deleted.
+async fn ticks_fire_ahead_and_changes_cancel_them(run: &str, store: Arc<dyn Store>) {
+    let clock = VirtualClock::new(NEW_YEAR);
+    // A witness every second: the instance of its tick at `s` exists once a pass ran at s - 1.
+    let witness_id = format!("{run}-w");
+    let witness = Schedule::of::<tick_job::Workflow>(witness_id.as_str(), "* * * * * *", &())
+        .overlap(workflow::Overlap::AllowAll);
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .clock(clock.clone())
+        .poll_interval(Duration::from_millis(10))
+        .workflow(delayed_job::Workflow)
+        .workflow(tick_job::Workflow)
+        .schedule(witness)
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let at =
+        |ms: i64| clock.advance(Duration::from_millis(u64::try_from(ms - workflow::Clock::now_ms(&clock)).unwrap()));
+    let passed = |s: i64| {
+        let (store, id) = (store.clone(), format!("{witness_id}-{}", NEW_YEAR + (s + 1) * 1_000));
+        async move {
+            crate::support::wait_until(&format!("a scheduler pass at {s} s"), || async {
+                store.instance(&id).await.unwrap().is_some()
+            })
+            .await
+        }
+    };
+    let id = format!("{run}-ahead");
+    let tick = |s: i64| format!("{id}-{}", NEW_YEAR + s * 1_000);
+    let every_ten = |input: u32| Schedule::of::<delayed_job::Workflow>(id.as_str(), "*/10 * * * * *", &input);
+    client.create_schedule(every_ten(1)).await.unwrap();
+
+    // 9.2 s: the tick at 10 s is fired ahead, due at its time.
+    at(NEW_YEAR + 9_200);
+    passed(9).await;
+    let ahead = store.instance(&tick(10)).await.unwrap().expect("the tick at 10 s, fired ahead");
+    assert_eq!(
+        (ahead.status, ahead.wake_at, ahead.input.as_str()),
+        (RuntimeStatus::Pending, Some(NEW_YEAR + 10_000), "1")
+    );
+    assert!(ahead.created_at < NEW_YEAR + 10_000, "{run}: created before its tick");
+    let described = client.schedule(&id).await.unwrap();
+    assert_eq!(described.next_runs[..2], [NEW_YEAR + 10_000, NEW_YEAR + 20_000], "{run}: the tick to come is next");
+    wait_for_a_claim_pass(&store, "delayed_job", &format!("{run}-probe-1"), "0").await;
+    assert_eq!(client.status(&tick(10)).await.unwrap().status, RuntimeStatus::Pending, "{run}: not before its tick");
+    at(NEW_YEAR + 10_000);
+    let first = Handle::<u32>::new(client.clone(), tick(10));
+    assert_eq!(first.result_timeout(Duration::from_secs(20)).await.unwrap(), 2, "{run}: runs at its tick");
+
+    // 19.5 s: the tick at 20 s is fired ahead with input 1; an update to input 5 cancels it and
+    // fires it again with 5.
+    at(NEW_YEAR + 19_500);
+    passed(19).await;
+    assert_eq!(store.instance(&tick(20)).await.unwrap().map(|i| i.input), Some("1".to_owned()), "{run}");
+    client.update_schedule(every_ten(5)).await.unwrap();
+    crate::support::wait_until("the tick at 20 s fired again under the update", || async {
+        store.instance(&tick(20)).await.unwrap().is_some_and(|i| i.input == "5")
+    })
+    .await;
+    at(NEW_YEAR + 20_000);
+    let updated = Handle::<u32>::new(client.clone(), tick(20));
+    assert_eq!(updated.result_timeout(Duration::from_secs(20)).await.unwrap(), 6, "{run}: the new input");
+    let runs = client.schedule(&id).await.unwrap().recent_runs;
+    assert_eq!(runs.iter().filter(|r| r.tick == NEW_YEAR + 20_000).count(), 1, "{run}: one run of the tick: {runs:?}");
+
+    // 29.2 s: the tick at 30 s is fired ahead; a pause cancels it, and nothing fires until the
+    // resume, from the next tick on.
+    at(NEW_YEAR + 29_200);
+    passed(29).await;
+    assert!(store.instance(&tick(30)).await.unwrap().is_some(), "{run}: fired ahead");
+    client.pause_schedule(&id).await.unwrap();
+    assert_eq!(store.instance(&tick(30)).await.unwrap(), None, "{run}: the pause cancelled it");
+    let described = client.schedule(&id).await.unwrap();
+    assert!(described.next_runs.is_empty(), "{run}: paused");
+    assert!(described.recent_runs.iter().all(|r| r.tick != NEW_YEAR + 30_000), "{run}: {:?}", described.recent_runs);
+    at(NEW_YEAR + 31_000);
+    passed(31).await;
+    assert_eq!(store.instance(&tick(30)).await.unwrap(), None, "{run}: nothing fires while paused");
+    client.resume_schedule(&id).await.unwrap();
+
+    // 39.1 s: the tick at 40 s is fired ahead; a delete cancels it.
+    at(NEW_YEAR + 39_100);
+    passed(39).await;
+    assert!(store.instance(&tick(40)).await.unwrap().is_some(), "{run}: fired ahead after the resume");
+    client.delete_schedule(&id).await.unwrap();
+    assert_eq!(store.instance(&tick(40)).await.unwrap(), None, "{run}: the delete cancelled it");
+    at(NEW_YEAR + 41_000);
+    passed(41).await;
+    assert_eq!(store.instance(&tick(40)).await.unwrap(), None, "{run}: deleted");
+    let ran: Vec<String> = [10, 20].iter().map(|s| tick(*s)).collect();
+    assert_eq!(instances_of(&client, "delayed_job", &id).await, ran, "{run}");
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn ticks_fire_ahead_and_changes_cancel_them_in_memory() {
+    ticks_fire_ahead_and_changes_cancel_them("ahead-mem", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn ticks_fire_ahead_and_changes_cancel_them_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    ticks_fire_ahead_and_changes_cancel_them("ahead-lite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn ticks_fire_ahead_and_changes_cancel_them_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_ahead");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>;
+    ticks_fire_ahead_and_changes_cancel_them("ahead-pg", store).await;
+    drop_schema(&url, &schema).await;
+}

@@ -28,6 +28,14 @@ pub const MAX_SCHEDULE_ID_LEN: usize = 40;
 /// How many of a schedule's latest runs it remembers (for `describe`).
 const RUNS_KEPT: usize = 10;
 
+/// How long before its tick a schedule fires: the tick's instance is created then, due at the
+/// tick (a delayed start), so a tick starts on time however many fall due together (10,000
+/// schedules on one second take a few hundred ms to write). A schedule fires ahead only when no
+/// overlap decision is left for the tick to make: it allows overlapping runs, or its previous
+/// run has ended (which stays true), and never under [`Overlap::BufferOne`]. A change of the
+/// schedule (update, pause, delete) cancels a tick fired ahead that has not started.
+pub(crate) const FIRE_AHEAD_MS: Millis = 1_000;
+
 /// How often a schedule with a buffered tick ([`Overlap::BufferOne`]) looks whether the run it
 /// waits for has ended.
 pub(crate) const BUFFER_RECHECK_MS: Millis = 1_000;
@@ -362,6 +370,18 @@ pub(crate) fn runs_after(mut all: Vec<ScheduleRun>, new: impl IntoIterator<Item 
     serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into())
 }
 
+/// The ticks a schedule fired ahead of their time (the scheduler creates a tick's instance up to
+/// [`FIRE_AHEAD_MS`] before it, due at the tick): the runs of `runs` (a record's JSON) whose tick
+/// is after `now` and that started an instance. Returns the other runs (JSON) and those
+/// instances' ids, which a change of the schedule cancels.
+pub(crate) fn runs_ahead(runs: &str, now: Millis) -> (String, Vec<String>) {
+    let all: Vec<ScheduleRun> = serde_json::from_str(runs).unwrap_or_default();
+    let (ahead, kept): (Vec<ScheduleRun>, Vec<ScheduleRun>) =
+        all.into_iter().partition(|run| run.tick > now && run.instance_id.is_some());
+    let cancel = ahead.into_iter().filter_map(|run| run.instance_id).collect();
+    (serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into()), cancel)
+}
+
 /// What a schedule is and what it did: [`Client::schedule`](crate::Client::schedule) and
 /// [`Client::schedules`](crate::Client::schedules).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,20 +409,23 @@ pub struct ScheduleStatus {
 }
 
 impl ScheduleStatus {
-    /// The status of `record` (whose spec the engine wrote; a spec that does not read shows
-    /// what does).
-    pub(crate) fn from_record(record: ScheduleRecord) -> Self {
+    /// The status of `record` at `now` (whose spec the engine wrote; a spec that does not read
+    /// shows what does).
+    pub(crate) fn from_record(record: ScheduleRecord, now: Millis) -> Self {
         let spec: Option<Spec> = serde_json::from_str(&record.spec).ok();
         let compiled = spec.as_ref().and_then(|spec| Compiled::new(spec).ok());
+        let recent_runs: Vec<ScheduleRun> = serde_json::from_str(&record.runs).unwrap_or_default();
         // From just before its next fire, which may be a buffered tick's recheck rather than a
-        // tick (a recheck is never later than the next tick).
-        let next_runs = match (&compiled, record.next_fire_at) {
+        // tick (a recheck is never later than the next tick), or its first tick fired ahead that
+        // is still to come.
+        let ahead = recent_runs.iter().filter(|run| run.tick > now && run.instance_id.is_some()).map(|run| run.tick);
+        let next_runs = match (&compiled, ahead.chain(record.next_fire_at).min()) {
             (Some(compiled), Some(next)) if !record.paused => compiled.upcoming(next.saturating_sub(1), 5),
             _ => Vec::new(),
         };
         let spec = spec.unwrap_or_default();
         Self {
-            recent_runs: serde_json::from_str(&record.runs).unwrap_or_default(),
+            recent_runs,
             id: record.id,
             workflow: record.workflow,
             cron: spec.cron,

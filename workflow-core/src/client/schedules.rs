@@ -3,8 +3,23 @@
 
 use super::Client;
 use crate::error::Error;
-use crate::schedule::{validate_schedule_id, Compiled, Schedule, ScheduleStatus, Spec};
-use crate::store::{InstanceRecord, ScheduleRecord, WriteOp};
+use crate::schedule::{runs_ahead, validate_schedule_id, Compiled, Schedule, ScheduleStatus, Spec};
+use crate::store::{InstanceRecord, ScheduleChange, ScheduleRecord, StoreError, WriteOp};
+
+/// How many times a change of a schedule reads it again when a fire (or another client) changed
+/// it between the read and the write; a schedule fires at most once a second, so a change
+/// seldom needs a second try.
+const CHANGE_TRIES: usize = 16;
+
+/// What a change makes of a schedule as stored now.
+enum Edit {
+    /// Nothing to change.
+    Keep,
+    /// Its new settings (the runs and the version are the change's).
+    Replace(ScheduleRecord),
+    /// Delete it.
+    Delete,
+}
 
 impl Client {
     /// Creates `schedule`; [`Error::ScheduleExists`] if its id is taken. A bad expression, time
@@ -13,7 +28,7 @@ impl Client {
     /// fires at its first tick after now.
     pub async fn create_schedule(&self, schedule: Schedule) -> Result<(), Error> {
         let record = self.checked(&schedule)?;
-        if self.store().put_schedule(&record, false).await? {
+        if self.store().put_schedule(&record).await? {
             self.wake_scheduler();
             Ok(())
         } else {
@@ -22,14 +37,12 @@ impl Client {
     }
 
     /// Replaces the schedule with `schedule`'s id by `schedule` (its expression, zone, input,
-    /// policies and pause); it fires next at its new expression's first tick after now. Its
+    /// policies and pause); it fires next at its new expression's first tick after now (a tick
+    /// already fired ahead of its time is cancelled and fired again with the new settings). Its
     /// latest runs stay. [`Error::ScheduleNotFound`] if there is none.
     pub async fn update_schedule(&self, schedule: Schedule) -> Result<(), Error> {
         let record = self.checked(&schedule)?;
-        if self.store().schedule(&schedule.id).await?.is_none() {
-            return Err(Error::ScheduleNotFound(schedule.id));
-        }
-        self.store().put_schedule(&record, true).await?;
+        self.change(&schedule.id, |_| Ok(Edit::Replace(record.clone()))).await?;
         self.wake_scheduler();
         Ok(())
     }
@@ -39,18 +52,21 @@ impl Client {
     /// start. A schedule an operator paused or resumed keeps that state.
     pub(crate) async fn declare_schedule(&self, schedule: Schedule) -> Result<(), Error> {
         let record = self.checked(&schedule)?;
-        match self.store().schedule(&schedule.id).await? {
-            Some(existing) if existing.workflow == record.workflow && existing.spec == record.spec => {}
-            Some(existing) => {
+        loop {
+            let edit = |existing: &ScheduleRecord| {
+                if existing.workflow == record.workflow && existing.spec == record.spec {
+                    return Ok(Edit::Keep);
+                }
                 let next_fire_at = if existing.paused { existing.next_fire_at } else { record.next_fire_at };
-                let record = ScheduleRecord { paused: existing.paused, next_fire_at, ..record };
-                self.store().put_schedule(&record, true).await?;
-            }
-            None => {
-                self.store().put_schedule(&record, false).await?;
+                Ok(Edit::Replace(ScheduleRecord { paused: existing.paused, next_fire_at, ..record.clone() }))
+            };
+            match self.change(&schedule.id, edit).await {
+                Err(Error::ScheduleNotFound(_)) if self.store().put_schedule(&record).await? => return Ok(()),
+                // Created meanwhile by another process declaring it too: compare with that.
+                Err(Error::ScheduleNotFound(_)) => continue,
+                other => return other,
             }
         }
-        Ok(())
     }
 
     /// Pauses the schedule `id`: it fires nothing until resumed.
@@ -84,24 +100,22 @@ impl Client {
         Ok(instance_id)
     }
 
-    /// Deletes the schedule `id` (the instances it started stay).
+    /// Deletes the schedule `id` (the instances it started stay, but for a tick fired ahead of
+    /// its time that has not started: it is cancelled).
     pub async fn delete_schedule(&self, id: &str) -> Result<(), Error> {
         validate_schedule_id(id)?;
-        if self.store().delete_schedule(id).await? {
-            Ok(())
-        } else {
-            Err(Error::ScheduleNotFound(id.to_owned()))
-        }
+        self.change(id, |_| Ok(Edit::Delete)).await
     }
 
     /// The schedule `id`: its settings, its next ticks and its latest runs.
     pub async fn schedule(&self, id: &str) -> Result<ScheduleStatus, Error> {
-        Ok(ScheduleStatus::from_record(self.schedule_record(id).await?))
+        Ok(ScheduleStatus::from_record(self.schedule_record(id).await?, self.now()))
     }
 
     /// Every schedule, by id.
     pub async fn schedules(&self) -> Result<Vec<ScheduleStatus>, Error> {
-        Ok(self.store().schedules().await?.into_iter().map(ScheduleStatus::from_record).collect())
+        let now = self.now();
+        Ok(self.store().schedules().await?.into_iter().map(|record| ScheduleStatus::from_record(record, now)).collect())
     }
 
     async fn schedule_record(&self, id: &str) -> Result<ScheduleRecord, Error> {
@@ -110,17 +124,45 @@ impl Client {
     }
 
     async fn set_paused(&self, id: &str, paused: bool) -> Result<(), Error> {
-        let record = self.schedule_record(id).await?;
-        if record.paused == paused {
-            return Ok(());
-        }
-        let spec = spec_of(&record)?;
-        let compiled = Compiled::new(&spec).map_err(Error::InvalidArgument)?;
-        let next_fire_at = if paused { record.next_fire_at } else { compiled.next_after(self.now()) };
-        let updated = ScheduleRecord { paused, next_fire_at, updated_at: self.now(), ..record };
-        self.store().put_schedule(&updated, true).await?;
+        validate_schedule_id(id)?;
+        let now = self.now();
+        self.change(id, |record| {
+            if record.paused == paused {
+                return Ok(Edit::Keep);
+            }
+            let compiled = Compiled::new(&spec_of(record)?).map_err(Error::InvalidArgument)?;
+            let next_fire_at = if paused { record.next_fire_at } else { compiled.next_after(now) };
+            Ok(Edit::Replace(ScheduleRecord { paused, next_fire_at, ..record.clone() }))
+        })
+        .await?;
         self.wake_scheduler();
         Ok(())
+    }
+
+    /// Changes the schedule `id` to what `edit` makes of it as stored now, in one store write
+    /// that takes only if nothing changed it since it was read (read again otherwise). The
+    /// change cancels the ticks the schedule fired ahead of their time that have not come yet,
+    /// and drops their runs: they were fired under the settings being changed.
+    async fn change(&self, id: &str, edit: impl Fn(&ScheduleRecord) -> Result<Edit, Error>) -> Result<(), Error> {
+        for _ in 0..CHANGE_TRIES {
+            let record = self.schedule_record(id).await?;
+            let now = self.now();
+            // Every write moves `updated_at` on, so it versions the record.
+            let version = now.max(record.updated_at.saturating_add(1));
+            let (runs, cancel) = runs_ahead(&record.runs, now);
+            let to = match edit(&record)? {
+                Edit::Keep => return Ok(()),
+                Edit::Replace(to) => Some(ScheduleRecord { runs, updated_at: version, ..to }),
+                Edit::Delete => None,
+            };
+            let change = ScheduleChange { id: id.to_owned(), expected_updated_at: record.updated_at, to, cancel };
+            if self.store().change_schedule(&change).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::Store(StoreError::Backend(format!(
+            "schedule {id:?} changed under each of {CHANGE_TRIES} tries to change it"
+        ))))
     }
 
     /// `schedule` checked (and its workflow against this client's runtime, if it has one), as

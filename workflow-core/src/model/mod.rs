@@ -14,7 +14,9 @@ use std::pin::Pin;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use records::{EventRecord, InstanceRecord, JournalRecord, ScheduleFire, ScheduleRecord, TaskOutcome, TaskRecord};
+pub use records::{
+    EventRecord, InstanceRecord, JournalRecord, ScheduleChange, ScheduleFire, ScheduleRecord, TaskOutcome, TaskRecord,
+};
 pub use status::{RecordStatus, RuntimeStatus};
 pub use step::StepKind;
 

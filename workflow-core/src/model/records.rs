@@ -190,7 +190,8 @@ pub struct ScheduleRecord {
 }
 
 /// A fire of a due schedule, for `Store::fire_schedules`: it takes only if the schedule is still
-/// due at `expected_next` (no other worker fired it meanwhile, no client changed it); then the
+/// as the firing worker read it, due at `expected_next` and changed last at
+/// `expected_updated_at` (no other worker fired it meanwhile, no client changed it); then the
 /// schedule moves on to `next_fire_at` with `runs`, and its `instances` are created (a tick's
 /// instance id is derived from the tick, so an instance that exists already is left as it is).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,12 +200,35 @@ pub struct ScheduleFire {
     pub id: String,
     /// The `next_fire_at` the firing worker read.
     pub expected_next: Millis,
+    /// The `updated_at` the firing worker read: every write of a schedule moves it on, so it
+    /// versions the row.
+    pub expected_updated_at: Millis,
     /// When it fires next after this fire (`None`: never again).
     pub next_fire_at: Option<Millis>,
     /// Its runs after this fire (JSON).
     pub runs: String,
-    /// When the fire happened.
+    /// When the fire happened, its `updated_at` from then on (later than `expected_updated_at`).
     pub fired_at: Millis,
     /// The instances the fire starts (the ticks that run).
     pub instances: Vec<InstanceRecord>,
+}
+
+/// A client's change of an existing schedule (update, pause, resume, delete), for
+/// `Store::change_schedule`: it takes only if the schedule is still as the client read it
+/// (`updated_at` is `expected_updated_at`: no fire and no other change since), and then, in one
+/// transaction, the schedule becomes `to` (or is deleted) and each instance in `cancel` is
+/// deleted with every row of it while it is still Pending and unowned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleChange {
+    /// The schedule id.
+    pub id: String,
+    /// The `updated_at` the client read.
+    pub expected_updated_at: Millis,
+    /// What it becomes: its workflow, spec, pause, next fire, runs and `updated_at` (later than
+    /// `expected_updated_at`; its creation time stays); `None` deletes it.
+    pub to: Option<ScheduleRecord>,
+    /// Ticks the schedule fired ahead of their time (instances due later, not yet started) that
+    /// the change must not run: an update's new settings or a pause take effect from the next
+    /// tick, and a deleted schedule starts nothing more.
+    pub cancel: Vec<String>,
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::store::{key_room, ActivityCap, Debounce, ScheduleFire, ScheduleRecord, StartScope, TaskLease};
+use crate::store::{
+    key_room, ActivityCap, Debounce, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, TaskLease,
+};
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth, QueueKind,
     RuntimeStatus, StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal,
@@ -787,25 +789,37 @@ impl Store for MemoryStore {
         Ok(self.complete_tasks(worker, &[completion]).await?.first().copied().unwrap_or(false))
     }
 
-    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<bool, StoreError> {
         let mut tables = self.lock()?;
-        match tables.schedules.get_mut(&schedule.id) {
-            Some(_) if !replace => Ok(false),
-            Some(existing) => {
-                *existing = ScheduleRecord {
-                    runs: std::mem::take(&mut existing.runs),
-                    created_at: existing.created_at,
-                    ..schedule.clone()
-                };
-                self.stats.record_commit(1);
-                Ok(true)
-            }
+        if tables.schedules.contains_key(&schedule.id) {
+            return Ok(false);
+        }
+        tables.schedules.insert(schedule.id.clone(), schedule.clone());
+        self.stats.record_commit(1);
+        Ok(true)
+    }
+
+    async fn change_schedule(&self, change: &ScheduleChange) -> Result<bool, StoreError> {
+        let mut tables = self.lock()?;
+        let Some(existing) = tables.schedules.get_mut(&change.id) else { return Ok(false) };
+        if existing.updated_at != change.expected_updated_at {
+            return Ok(false);
+        }
+        match &change.to {
+            Some(to) => *existing = ScheduleRecord { created_at: existing.created_at, ..to.clone() },
             None => {
-                tables.schedules.insert(schedule.id.clone(), schedule.clone());
-                self.stats.record_commit(1);
-                Ok(true)
+                tables.schedules.remove(&change.id);
             }
         }
+        for id in &change.cancel {
+            let waiting =
+                tables.instances.get(id).is_some_and(|i| i.status == RuntimeStatus::Pending && i.owner.is_none());
+            if waiting {
+                apply(&mut tables, &WriteOp::Purge { id: id.clone() }, &mut WriteOutcome::default());
+            }
+        }
+        self.stats.record_commit(1);
+        Ok(true)
     }
 
     async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
@@ -814,10 +828,6 @@ impl Store for MemoryStore {
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         Ok(self.lock()?.schedules.values().cloned().collect())
-    }
-
-    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.lock()?.schedules.remove(id).is_some())
     }
 
     async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -837,7 +847,9 @@ impl Store for MemoryStore {
                 took.push(false);
                 continue;
             };
-            if schedule.paused || schedule.next_fire_at != Some(fire.expected_next) {
+            let moved =
+                schedule.next_fire_at != Some(fire.expected_next) || schedule.updated_at != fire.expected_updated_at;
+            if schedule.paused || moved {
                 took.push(false);
                 continue;
             }

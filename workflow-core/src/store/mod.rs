@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 pub use crate::model::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, ScheduleFire, ScheduleRecord,
-    StepKind, TaskOutcome, TaskRecord, NEVER,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, ScheduleChange, ScheduleFire,
+    ScheduleRecord, StepKind, TaskOutcome, TaskRecord, NEVER,
 };
 pub use memory::MemoryStore;
 
@@ -728,13 +728,19 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Config("this store does not debounce starts".into()))
     }
 
-    /// Creates `schedule`, or with `replace`, replaces the one with its id (its workflow, spec,
-    /// pause and next fire; its runs and creation time stay). Returns whether it was written:
-    /// `false` when it exists and `replace` is not set.
+    /// Creates `schedule`; returns whether it was written (`false` when its id is taken).
     ///
     /// The default refuses (a [`StoreError::Config`]), as do the other schedule methods.
-    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
-        let _ = (schedule, replace);
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<bool, StoreError> {
+        let _ = schedule;
+        Err(StoreError::Config("this store does not keep schedules".into()))
+    }
+
+    /// Applies `change` in one transaction if its schedule is still at its
+    /// `expected_updated_at` (see [`ScheduleChange`]); returns whether it took (`false` when the
+    /// schedule is gone or changed since: the caller reads it again).
+    async fn change_schedule(&self, change: &ScheduleChange) -> Result<bool, StoreError> {
+        let _ = change;
         Err(StoreError::Config("this store does not keep schedules".into()))
     }
 
@@ -749,12 +755,6 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Config("this store does not keep schedules".into()))
     }
 
-    /// Deletes the schedule `id` (not the instances it started); returns whether it existed.
-    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        let _ = id;
-        Err(StoreError::Config("this store does not keep schedules".into()))
-    }
-
     /// The schedules due at `now` (not paused, `next_fire_at <= now`), earliest first, at most
     /// `limit`.
     async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -762,9 +762,9 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Config("this store does not keep schedules".into()))
     }
 
-    /// Applies `fires` in one transaction, each only if its schedule's `next_fire_at` is still
-    /// its `expected_next` and it is not paused (see [`ScheduleFire`]); returns, per fire, whether
-    /// it took. Two workers firing the same tick: one takes, the other changes nothing.
+    /// Applies `fires` in one transaction, each only if its schedule's `next_fire_at` and
+    /// `updated_at` are still its `expected_next` and `expected_updated_at` and it is not paused
+    /// (see [`ScheduleFire`]); returns, per fire, whether it took. Two workers firing the same tick: one takes, the other changes nothing.
     async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
         let _ = fires;
         Err(StoreError::Config("this store does not keep schedules".into()))

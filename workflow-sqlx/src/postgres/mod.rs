@@ -38,8 +38,9 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats,
-    TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError,
+    StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -459,10 +460,16 @@ impl Store for PostgresStore {
         Ok(completed)
     }
 
-    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
-        let written = schedules::put(&self.pool, schedule, replace).await?;
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<bool, StoreError> {
+        let written = schedules::put(&self.pool, schedule).await?;
         self.stats.record_commit(1);
         Ok(written)
+    }
+
+    async fn change_schedule(&self, change: &ScheduleChange) -> Result<bool, StoreError> {
+        let took = schedules::change(&self.pool, change).await?;
+        self.stats.record_commit(1);
+        Ok(took)
     }
 
     async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
@@ -471,12 +478,6 @@ impl Store for PostgresStore {
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         schedules::all(&self.pool).await
-    }
-
-    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        let deleted = schedules::delete(&self.pool, id).await?;
-        self.stats.record_commit(1);
-        Ok(deleted)
     }
 
     async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {

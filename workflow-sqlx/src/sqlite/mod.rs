@@ -30,8 +30,9 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError, StoreStats,
-    TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp, WriteOutcome,
+    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError,
+    StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
+    WriteOutcome,
 };
 
 use crate::shared::counts;
@@ -415,8 +416,12 @@ impl Store for SqliteStore {
         Ok(completed)
     }
 
-    async fn put_schedule(&self, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
-        schedules::put(self, schedule, replace).await
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<bool, StoreError> {
+        schedules::put(self, schedule).await
+    }
+
+    async fn change_schedule(&self, change: &ScheduleChange) -> Result<bool, StoreError> {
+        schedules::change(self, change).await
     }
 
     async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
@@ -425,10 +430,6 @@ impl Store for SqliteStore {
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         schedules::all(self).await
-    }
-
-    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        schedules::delete(self, id).await
     }
 
     async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {

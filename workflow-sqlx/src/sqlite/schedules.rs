@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use workflow_core::store::{InstanceRecord, ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
+use workflow_core::store::{InstanceRecord, ScheduleChange, ScheduleFire, ScheduleRecord, StoreError, WakeSignal};
 
 use super::bind::bind_create;
 use super::sql::{create_columns, CREATE_COLUMNS};
@@ -13,14 +13,8 @@ use crate::shared::to_i64;
 const INSERT: &str = "INSERT INTO schedules (id, workflow, spec, paused, next_fire_at, runs, created_at, updated_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
-pub(super) async fn put(store: &SqliteStore, schedule: &ScheduleRecord, replace: bool) -> Result<bool, StoreError> {
-    let tail = if replace {
-        " ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow, spec = excluded.spec, \
-         paused = excluded.paused, next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at"
-    } else {
-        " ON CONFLICT (id) DO NOTHING"
-    };
-    let written = sqlx::query(&format!("{INSERT}{tail}"))
+pub(super) async fn put(store: &SqliteStore, schedule: &ScheduleRecord) -> Result<bool, StoreError> {
+    let written = sqlx::query(&format!("{INSERT} ON CONFLICT (id) DO NOTHING"))
         .bind(schedule.id.as_str())
         .bind(schedule.workflow.as_str())
         .bind(schedule.spec.as_str())
@@ -34,6 +28,55 @@ pub(super) async fn put(store: &SqliteStore, schedule: &ScheduleRecord, replace:
         .map_err(backend("writing a schedule"))?;
     store.stats.record_commit(1);
     Ok(written.rows_affected() == 1)
+}
+
+pub(super) async fn change(store: &SqliteStore, change: &ScheduleChange) -> Result<bool, StoreError> {
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a change of a schedule").await?;
+    let outcome = async {
+        let written = match &change.to {
+            Some(to) => sqlx::query(
+                "UPDATE schedules SET workflow = ?, spec = ?, paused = ?, next_fire_at = ?, runs = ?, updated_at = ? \
+                 WHERE id = ? AND updated_at = ?",
+            )
+            .bind(to.workflow.as_str())
+            .bind(to.spec.as_str())
+            .bind(i64::from(to.paused))
+            .bind(to.next_fire_at)
+            .bind(to.runs.as_str())
+            .bind(to.updated_at),
+            None => sqlx::query("DELETE FROM schedules WHERE id = ? AND updated_at = ?"),
+        }
+        .bind(change.id.as_str())
+        .bind(change.expected_updated_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("changing a schedule"))?;
+        if written.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for id in &change.cancel {
+            let cancelled = sqlx::query("DELETE FROM instances WHERE id = ? AND status = 'Pending' AND owner IS NULL")
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("cancelling a tick fired ahead"))?;
+            if cancelled.rows_affected() == 1 {
+                for table in ["journal", "events", "activity_tasks", "debounces"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = ?"))
+                        .bind(id.as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(backend("cancelling a tick fired ahead"))?;
+                }
+            }
+        }
+        Ok(true)
+    }
+    .await;
+    let took = store.end_immediate(&mut conn, outcome, "committing a change of a schedule").await?;
+    store.stats.record_commit(1);
+    Ok(took)
 }
 
 pub(super) async fn get(store: &SqliteStore, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
@@ -53,16 +96,6 @@ pub(super) async fn all(store: &SqliteStore) -> Result<Vec<ScheduleRecord>, Stor
     rows.iter().map(schedule_from_row).collect()
 }
 
-pub(super) async fn delete(store: &SqliteStore, id: &str) -> Result<bool, StoreError> {
-    let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?")
-        .bind(id)
-        .execute(&mut *store.writer().await?)
-        .await
-        .map_err(backend("deleting a schedule"))?;
-    store.stats.record_commit(1);
-    Ok(deleted.rows_affected() == 1)
-}
-
 pub(super) async fn due(store: &SqliteStore, now: i64, limit: usize) -> Result<Vec<ScheduleRecord>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_due \
@@ -76,7 +109,7 @@ pub(super) async fn due(store: &SqliteStore, now: i64, limit: usize) -> Result<V
     rows.iter().map(schedule_from_row).collect()
 }
 
-/// Fires per statement: each fire binds 4 values, each instance 17, within SQLite's limit on a
+/// Fires per statement: each fire binds 6 values, each instance 17, within SQLite's limit on a
 /// statement's variables.
 const FIRES_PER_STATEMENT: usize = 500;
 const INSTANCES_PER_STATEMENT: usize = 500;
@@ -95,8 +128,8 @@ pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<
             let sql = format!(
                 "UPDATE schedules SET next_fire_at = v.column2, runs = v.column3, updated_at = v.column4 \
                  FROM (VALUES {}) AS v WHERE schedules.id = v.column1 AND schedules.paused = 0 \
-                 AND schedules.next_fire_at = v.column5 RETURNING schedules.id",
-                vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                 AND schedules.next_fire_at = v.column5 AND schedules.updated_at = v.column6 RETURNING schedules.id",
+                vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let query = chunk.iter().fold(sqlx::query_scalar::<_, String>(&sql), |query, fire| {
                 query
@@ -105,6 +138,7 @@ pub(super) async fn fire(store: &SqliteStore, fires: &[ScheduleFire]) -> Result<
                     .bind(fire.runs.as_str())
                     .bind(fire.fired_at)
                     .bind(fire.expected_next)
+                    .bind(fire.expected_updated_at)
             });
             let moved = query.fetch_all(&mut *conn).await.map_err(backend("moving schedules to their next ticks"))?;
             taken.extend(moved);
