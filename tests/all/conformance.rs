@@ -27,6 +27,7 @@ async fn memory_store_conforms() {
     // It takes leases on the tasks a write queues (the check in `run_all` accepts a store that
     // takes none).
     conformance::check_write_leasing(&MemoryStore::new(), true).await;
+    conformance::check_slots(&MemoryStore::new(), true).await;
     // No atomicity check: the memory store applies a batch under one lock and has no op that can
     // fail midway, so there is no way to make a batch fail after its first op.
 }
@@ -122,6 +123,7 @@ async fn sqlite_file_store_conforms() {
 #[tokio::test]
 async fn sqlite_memory_store_conforms() {
     conformance::check_write_leasing(&SqliteStore::open("sqlite::memory:").await.unwrap(), true).await;
+    conformance::check_slots(&SqliteStore::open("sqlite::memory:").await.unwrap(), true).await;
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     arm_sqlite_poison(&store).await;
     conformance::run_all_with(&store, &Options::new().poisoned_name(POISON)).await;
@@ -669,6 +671,9 @@ mod postgres {
         let leasing = open(&url, &fresh_schema()).await;
         conformance::check_write_leasing(&leasing, true).await;
         drop_schema(&leasing).await;
+        let slots = open(&url, &fresh_schema()).await;
+        conformance::check_slots(&slots, true).await;
+        drop_schema(&slots).await;
         check_list_plan(&store).await;
         check_corrupt_rows(&store).await;
         check_corrupt_task_rows(&store).await;
@@ -805,6 +810,7 @@ mod postgres {
             tables,
             [
                 "_sqlx_migrations",
+                "activity_slots",
                 "activity_starts",
                 "activity_tasks",
                 "debounces",

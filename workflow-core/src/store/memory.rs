@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::store::{
-    key_room, ActivityCap, Debounce, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, TaskLease,
+    key_room, ActivityCap, Debounce, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, TaskLease,
 };
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth, QueueKind,
@@ -60,6 +60,9 @@ struct Tables {
     debounces: HashMap<(String, String), String>,
     /// Schedules by id.
     schedules: BTreeMap<String, ScheduleRecord>,
+    /// Activity slots ([`Store::reserve_slots`]): (activity, concurrency key, owner) to (slots,
+    /// until when).
+    slots: HashMap<(String, String, String), (u32, Millis)>,
     probes: u64,
 }
 
@@ -326,6 +329,11 @@ fn running_and_started(
     for task in tables.tasks.values().filter(live) {
         *running.entry(task.concurrency_key.clone()).or_default() += 1;
     }
+    for ((activity, key, _), (slots, until)) in &tables.slots {
+        if activity == &cap.activity && *until >= now {
+            *running.entry(key.clone()).or_default() += u64::from(*slots);
+        }
+    }
     let mut started: HashMap<String, u64> = HashMap::new();
     if let Some(rate) = cap.rate {
         let since = now.saturating_sub(rate.period_ms);
@@ -337,8 +345,10 @@ fn running_and_started(
     (running, started)
 }
 
-/// Drops every lease `worker` holds, on instances and unfinished tasks; returns how many.
+/// Drops every lease `worker` holds, on instances and unfinished tasks, and its activity slots;
+/// returns how many leases.
 fn release(tables: &mut Tables, worker: &str) -> u64 {
+    tables.slots.retain(|(_, _, owner), _| owner != worker);
     let mut released = 0;
     for instance in tables.instances.values_mut() {
         if instance.owner.as_deref() == Some(worker) {
@@ -667,7 +677,49 @@ impl Store for MemoryStore {
                 renewed += 1;
             }
         }
+        for ((_, _, owner), (_, until)) in tables.slots.iter_mut() {
+            if owner == worker {
+                *until = lease_until;
+                renewed += 1;
+            }
+        }
         Ok(renewed)
+    }
+
+    async fn reserve_slots(&self, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
+        let mut tables = self.lock()?;
+        let mut taken = Vec::with_capacity(requests.len());
+        for request in requests {
+            let key = request.concurrency_key.as_str();
+            let waiting = tables.tasks.values().any(|task| {
+                task.name == request.cap.activity && task.concurrency_key == key && claimable_task(task, request.now)
+            });
+            let (running, started) = running_and_started(&mut tables, &request.cap, request.now);
+            let keys = [key.to_owned()];
+            let room = key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room);
+            let take = if waiting { 0 } else { request.want.min(u32::try_from(room).unwrap_or(u32::MAX)) };
+            let pool = (request.cap.activity.clone(), key.to_owned(), request.owner.clone());
+            let held = tables.slots.get(&pool).filter(|(_, until)| *until >= request.now).map_or(0, |(n, _)| *n);
+            if held + take > 0 {
+                tables.slots.insert(pool, (held + take, request.lease_until));
+            }
+            taken.push(take);
+        }
+        Ok(taken)
+    }
+
+    async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
+        let mut tables = self.lock()?;
+        for (activity, key, count) in releases {
+            let pool = (activity.clone(), key.clone(), owner.to_owned());
+            if let Some((held, _)) = tables.slots.get_mut(&pool) {
+                *held = held.saturating_sub(*count);
+                if *held == 0 {
+                    tables.slots.remove(&pool);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {

@@ -260,6 +260,25 @@ pub struct TaskLease {
     pub cap: ActivityCap,
 }
 
+/// A worker's request for slots of a capped activity under one concurrency key (see
+/// [`Store::reserve_slots`]): a slot lets the worker run one attempt at a time of that activity
+/// and key itself, with no task row, while it counts against the cap as a running task does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRequest {
+    /// The activity's limits (a concurrency cap, and no rate limit).
+    pub cap: ActivityCap,
+    /// The concurrency key.
+    pub concurrency_key: String,
+    /// The worker asking.
+    pub owner: String,
+    /// How many more slots it wants.
+    pub want: u32,
+    /// Until when its slots (all of that activity and key) are its own, unless renewed.
+    pub lease_until: Millis,
+    /// The worker's clock: leases and slots live at `now` count against the cap.
+    pub now: Millis,
+}
+
 /// How many more tasks of each key in `keys` a claim may take under `cap`, given `running`
 /// (tasks holding a lease now, by key) and `started` (starts within the rate's period, by key):
 /// the least of what each limit leaves, never negative; keys without room are left out. The one
@@ -830,13 +849,35 @@ pub trait Store: Send + Sync + 'static {
         Ok(events)
     }
 
-    /// Extends every lease `worker` holds, on instances and on unfinished tasks, to
-    /// `lease_until`; returns how many.
+    /// Extends every lease `worker` holds, on instances, on unfinished tasks and on activity
+    /// slots ([`Store::reserve_slots`]), to `lease_until`; returns how many.
     async fn renew_leases(&self, worker: &str, lease_until: Millis) -> Result<u64, StoreError>;
 
     /// Drops every lease `worker` holds, on instances and on unfinished tasks, so another worker
-    /// may claim them at once; returns how many.
+    /// may claim them at once, and gives back its activity slots; returns how many.
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError>;
+
+    /// Takes activity slots for each request, in order, atomically with every capped claim and
+    /// leasing write of its activity: at most `want`, and no more than the activity's
+    /// concurrency cap leaves under the key, where every task lease and every slot live at the
+    /// request's `now` counts (a worker's own too); and none while a task of that activity and
+    /// key waits in the queue (claimable at `now`), so queued work is served first. The owner's
+    /// slots of that activity and key then last until `lease_until` ([`Store::renew_leases`]
+    /// extends them, [`Store::release_leases`] and [`Store::release_dead_workers`] drop them).
+    /// Returns how many each request took. Slots let a worker run capped attempts of its own
+    /// with no task row: a slot counts against the cap, in every claim and leasing write, as a
+    /// running task does.
+    ///
+    /// The default takes none (the attempts then go through the task queue).
+    async fn reserve_slots(&self, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
+        Ok(vec![0; requests.len()])
+    }
+
+    /// Gives back `count` of `owner`'s slots of each (activity, concurrency key, count).
+    async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
+        let _ = (owner, releases);
+        Ok(())
+    }
 
     /// Claims up to `limit` tasks of the given activities for `worker`: no outcome yet,
     /// `visible_at` not after `now`, unowned or with a lease that lapsed before `now`; oldest

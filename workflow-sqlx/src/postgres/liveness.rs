@@ -151,6 +151,7 @@ const RELEASE_DEAD: &str = "WITH dead AS (SELECT w.owner, w.lock_key FROM worker
      WHERE owner IN (SELECT owner FROM dead) RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
      WHERE owner IN (SELECT owner FROM dead) AND outcome IS NULL RETURNING 1), \
+     slots AS (DELETE FROM activity_slots WHERE owner IN (SELECT owner FROM dead)), \
      forgotten AS (DELETE FROM workers AS w USING dead \
      WHERE w.owner = dead.owner AND w.lock_key = dead.lock_key RETURNING 1), \
      counted AS (SELECT (SELECT count(*) FROM instances) AS instances, (SELECT count(*) FROM tasks) AS tasks, \

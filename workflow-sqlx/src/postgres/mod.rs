@@ -27,6 +27,7 @@ mod options;
 mod retry;
 mod schedules;
 mod signals;
+mod slots;
 mod sql;
 mod statement;
 
@@ -38,9 +39,9 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError,
-    StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
-    WriteOutcome,
+    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter, Store,
+    StoreError, StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
+    WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
@@ -413,6 +414,18 @@ impl Store for PostgresStore {
 
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         claims::release_leases(&self.pool, &self.channel, worker).await
+    }
+
+    async fn reserve_slots(&self, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
+        let taken = slots::reserve(&self.pool, requests).await?;
+        self.stats.record_commit(1);
+        Ok(taken)
+    }
+
+    async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
+        slots::release(&self.pool, owner, releases).await?;
+        self.stats.record_commit(1);
+        Ok(())
     }
 
     async fn claim_tasks(

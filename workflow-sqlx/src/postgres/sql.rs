@@ -285,6 +285,27 @@ pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextext
 pub(super) const COUNT_HOLDING: &str = "SELECT concurrency_key, count(*) FROM activity_tasks \
      WHERE name = $1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= $2 GROUP BY concurrency_key";
 
+/// How many slots of activity `$1` live at `$2`, per concurrency key (counted as running tasks).
+pub(super) const COUNT_SLOTS: &str = "SELECT concurrency_key, sum(slots)::int8 FROM activity_slots \
+     WHERE name = $1 AND lease_until >= $2 GROUP BY concurrency_key";
+
+/// Whether a task of activity `$1` with key `$2` is claimable at `$3`.
+pub(super) const TASK_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE name = $1 \
+     AND concurrency_key = $2 AND outcome IS NULL AND visible_at <= $3 AND (owner IS NULL OR lease_until < $3))";
+
+/// Adds `$4` slots to owner `$3`'s of activity `$1` and key `$2`, which last until `$5` (a count
+/// lapsed at `$6` starts again from none).
+pub(super) const ADD_SLOTS: &str = "INSERT INTO activity_slots (name, concurrency_key, owner, slots, lease_until) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, concurrency_key, owner) DO UPDATE SET \
+     slots = (CASE WHEN activity_slots.lease_until >= $6 THEN activity_slots.slots ELSE 0 END) + EXCLUDED.slots, \
+     lease_until = EXCLUDED.lease_until";
+
+/// Gives back `$4` of owner `$3`'s slots of activity `$1` and key `$2` (none left: the row goes).
+pub(super) const GIVE_BACK_SLOTS: &str = "WITH given AS (UPDATE activity_slots SET slots = greatest(slots - $4, 0) \
+     WHERE name = $1 AND concurrency_key = $2 AND owner = $3 RETURNING name, concurrency_key, owner, slots) \
+     DELETE FROM activity_slots AS s USING given WHERE given.slots = 0 AND s.name = given.name \
+     AND s.concurrency_key = given.concurrency_key AND s.owner = given.owner";
+
 /// Forgets activity `$1`'s claims at or before `$2` (a rate's period ago).
 pub(super) const FORGET_STARTS: &str = "DELETE FROM activity_starts WHERE name = $1 AND started_at <= $2";
 
@@ -438,8 +459,9 @@ pub(super) const NOTIFY: &str = "SELECT pg_notify($1, notice) FROM UNNEST($2::te
 /// many.
 pub(super) const RENEW_LEASES: &str =
     "WITH instances AS (UPDATE instances SET lease_until = $2 WHERE owner = $1 RETURNING 1), \
-     tasks AS (UPDATE activity_tasks SET lease_until = $2 WHERE owner = $1 AND outcome IS NULL RETURNING 1) \
-     SELECT (SELECT count(*) FROM instances) + (SELECT count(*) FROM tasks)";
+     tasks AS (UPDATE activity_tasks SET lease_until = $2 WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
+     slots AS (UPDATE activity_slots SET lease_until = $2 WHERE owner = $1 RETURNING 1) \
+     SELECT (SELECT count(*) FROM instances) + (SELECT count(*) FROM tasks) + (SELECT count(*) FROM slots)";
 
 /// Releases the leases of worker `$1`; returns how many, and sends signal `$3` (Runnable) on
 /// channel `$2` if it released an instance and `$4` (TaskQueued) if it released a task.
@@ -447,6 +469,7 @@ pub(super) const RELEASE_LEASES: &str =
     "WITH instances AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
      WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
+     slots AS (DELETE FROM activity_slots WHERE owner = $1), \
      counted AS (SELECT (SELECT count(*) FROM instances) AS instances, (SELECT count(*) FROM tasks) AS tasks) \
      SELECT instances + tasks, CASE WHEN instances > 0 THEN pg_notify($2, $3) END, \
      CASE WHEN tasks > 0 THEN pg_notify($2, $4) END FROM counted";

@@ -550,7 +550,13 @@ pub(super) async fn renew_leases(store: &SqliteStore, worker: &str, lease_until:
             .execute(&mut *conn)
             .await
             .map_err(backend("renewing task leases"))?;
-        Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
+        let slots = sqlx::query("UPDATE activity_slots SET lease_until = ? WHERE owner = ?")
+            .bind(lease_until)
+            .bind(worker)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("renewing slots"))?;
+        Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected() + slots.rows_affected())
     }
     .await;
     store.end_immediate(&mut conn, renewed, "committing a renewal").await
@@ -573,6 +579,11 @@ pub(super) async fn release_leases(store: &SqliteStore, worker: &str) -> Result<
         .execute(&mut *conn)
         .await
         .map_err(backend("releasing task leases"))?;
+        sqlx::query("DELETE FROM activity_slots WHERE owner = ?")
+            .bind(worker)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("releasing slots"))?;
         Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected())
     }
     .await;
@@ -760,7 +771,18 @@ pub(super) async fn running_and_started(
         )
         .bind(name)
         .bind(now);
-        counts(holding.fetch_all(&mut *conn).await.map_err(backend("counting running tasks"))?)?
+        let mut running = counts(holding.fetch_all(&mut *conn).await.map_err(backend("counting running tasks"))?)?;
+        // Workers' slots count as running tasks.
+        let slots = sqlx::query(
+            "SELECT concurrency_key, sum(slots) FROM activity_slots WHERE name = ?1 AND lease_until >= ?2 \
+             GROUP BY concurrency_key",
+        )
+        .bind(name)
+        .bind(now);
+        for (key, held) in counts(slots.fetch_all(&mut *conn).await.map_err(backend("counting slots"))?)? {
+            *running.entry(key).or_default() += held;
+        }
+        running
     } else {
         HashMap::new()
     };

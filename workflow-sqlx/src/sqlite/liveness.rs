@@ -154,6 +154,12 @@ pub(super) async fn release_dead_workers(store: &SqliteStore) -> Result<u64, Sto
             .execute(&mut *conn)
             .await
             .map_err(backend("releasing a dead worker's task leases"))?;
+            sqlx::query(&format!("DELETE FROM activity_slots WHERE owner = ?1 AND {registered}"))
+                .bind(owner)
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("releasing a dead worker's slots"))?;
             sqlx::query("DELETE FROM workers WHERE owner = ?1 AND lock_key = ?2")
                 .bind(owner)
                 .bind(key)

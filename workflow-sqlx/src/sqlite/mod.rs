@@ -18,6 +18,7 @@ mod debounce;
 mod liveness;
 mod options;
 mod schedules;
+mod slots;
 mod sql;
 mod writer;
 
@@ -30,9 +31,9 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, StartScope, StatsCounter, Store, StoreError,
-    StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap, WriteOp,
-    WriteOutcome,
+    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter, Store,
+    StoreError, StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
+    WriteOp, WriteOutcome,
 };
 
 use crate::shared::counts;
@@ -374,6 +375,14 @@ impl Store for SqliteStore {
             self.signal([WakeSignal::Runnable, WakeSignal::TaskQueued]);
         }
         Ok(released)
+    }
+
+    async fn reserve_slots(&self, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
+        slots::reserve(self, requests).await
+    }
+
+    async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
+        slots::release(self, owner, releases).await
     }
 
     async fn claim_tasks(

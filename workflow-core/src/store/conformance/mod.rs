@@ -50,6 +50,7 @@ mod list;
 mod purge;
 mod reference;
 mod schedules;
+mod slots;
 mod tasks;
 
 pub use batches::{
@@ -72,6 +73,7 @@ pub use list::check_list;
 pub use purge::{check_purge, check_purge_in_batch};
 pub use reference::check_matches_reference;
 pub use schedules::check_schedules;
+pub use slots::check_slots;
 pub use tasks::{
     check_tasks, check_tasks_caps, check_tasks_claim_filters, check_tasks_complete, check_tasks_complete_many,
     check_tasks_concurrent_claims, check_tasks_continue_as_new, check_tasks_enqueue_and_claim,
@@ -191,6 +193,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_status_counts(store).await;
     check_liveness(store).await;
     check_schedules(store).await;
+    check_slots(store, false).await;
     if let Some(poisoned_name) = &options.poisoned_name {
         check_batch_is_atomic(store, poisoned_name).await;
     }

@@ -1,0 +1,101 @@
+//! Activity slots (see `Store::reserve_slots`), taken under the one write lock, so they are
+//! counted and taken atomically with every capped claim and leasing write.
+
+use workflow_core::store::{key_room, SlotRequest, StoreError};
+
+use super::claims::running_and_started;
+use super::{backend, SqliteStore};
+
+/// Whether a task of the activity and key is claimable at `?3`.
+const WAITING: &str = "SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE name = ?1 AND concurrency_key = ?2 \
+     AND outcome IS NULL AND visible_at <= ?3 AND (owner IS NULL OR lease_until < ?3))";
+
+/// Adds `?4` slots to the owner's, which last until `?5` (a lapsed count starts again from none).
+const ADD: &str = "INSERT INTO activity_slots (name, concurrency_key, owner, slots, lease_until) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name, concurrency_key, owner) DO UPDATE SET \
+     slots = (CASE WHEN activity_slots.lease_until >= ?6 THEN activity_slots.slots ELSE 0 END) + excluded.slots, \
+     lease_until = excluded.lease_until";
+
+pub(super) async fn reserve(store: &SqliteStore, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a reservation of slots").await?;
+    let taken = async {
+        let mut taken = Vec::with_capacity(requests.len());
+        for request in requests {
+            let (name, key) = (request.cap.activity.as_str(), request.concurrency_key.as_str());
+            let waiting: bool = sqlx::query_scalar(WAITING)
+                .bind(name)
+                .bind(key)
+                .bind(request.now)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend("looking for queued tasks"))?;
+            let room = if waiting {
+                0
+            } else {
+                let (running, started) = running_and_started(&mut conn, &request.cap, request.now).await?;
+                let keys = [key.to_owned()];
+                key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room)
+            };
+            let take = request.want.min(u32::try_from(room).unwrap_or(u32::MAX));
+            if take > 0 {
+                sqlx::query(ADD)
+                    .bind(name)
+                    .bind(key)
+                    .bind(request.owner.as_str())
+                    .bind(i64::from(take))
+                    .bind(request.lease_until)
+                    .bind(request.now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend("taking slots"))?;
+            }
+            taken.push(take);
+        }
+        Ok::<_, StoreError>(taken)
+    }
+    .await;
+    let taken = store.end_immediate(&mut conn, taken, "committing a reservation of slots").await?;
+    store.stats.record_commit(1);
+    Ok(taken)
+}
+
+pub(super) async fn release(
+    store: &SqliteStore,
+    owner: &str,
+    releases: &[(String, String, u32)],
+) -> Result<(), StoreError> {
+    if releases.is_empty() {
+        return Ok(());
+    }
+    let mut conn = store.writer().await?;
+    store.begin_immediate(&mut conn, "beginning a release of slots").await?;
+    let released = async {
+        for (name, key, count) in releases {
+            sqlx::query(
+                "UPDATE activity_slots SET slots = max(slots - ?4, 0) WHERE name = ?1 AND concurrency_key = ?2 \
+                 AND owner = ?3",
+            )
+            .bind(name.as_str())
+            .bind(key.as_str())
+            .bind(owner)
+            .bind(i64::from(*count))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("giving slots back"))?;
+        }
+        sqlx::query("DELETE FROM activity_slots WHERE owner = ? AND slots = 0")
+            .bind(owner)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("giving slots back"))?;
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    store.end_immediate(&mut conn, released, "committing a release of slots").await?;
+    store.stats.record_commit(1);
+    Ok(())
+}
