@@ -153,8 +153,9 @@ async fn queued_calls_run_by_priority(run: &str, store: Arc<dyn Store>) {
             .await;
         }
     }
-    wait_for_value(&format!("{run}: all twenty calls queued"), || async {
-        for (_, handle) in &ids {
+    // The first runs in a slot of this worker's (no task row); the other nineteen are queued.
+    wait_for_value(&format!("{run}: the other nineteen calls queued"), || async {
+        for (_, handle) in ids.iter().skip(1) {
             if store.tasks_of(handle.instance_id()).await.unwrap().is_empty() {
                 return None;
             }
@@ -911,9 +912,10 @@ async fn gated_batch(ctx: WorkflowContext, count: u32) -> Result<u32, WorkflowEr
     Ok(gated::fan_out(&ctx, 0..count).await?.into_iter().sum())
 }
 
-/// Status says why calls wait: three calls of an activity capped at 1 show one running (on this
-/// worker, until its lease) and two waiting behind "at most 1 at once in all"; once they are
-/// through, nothing is queued. A debounced start shows as Pending with its due time.
+/// Status says why calls wait: of three calls of an activity capped at 1, one runs in this
+/// worker's slot (not in the queue, as an uncapped call runs) and two wait behind "at most 1 at
+/// once in all"; the next runs from the queue (shown running on this worker, until its lease);
+/// once they are through, nothing is queued. A debounced start shows as Pending with its due time.
 #[tokio::test]
 async fn status_shows_what_waits_and_why() {
     let runtime = Runtime::builder()
@@ -927,16 +929,18 @@ async fn status_shows_what_waits_and_why() {
     let client = runtime.client();
     let handle = gated_batch::start(&client, 3).await.unwrap();
     let id = handle.instance_id().to_owned();
-    let queued = wait_for_value("three calls queued, one running", || {
+    let queued_now = |running: usize, waiting: usize| {
         let (client, id) = (client.clone(), id.clone());
         async move {
             let queued = client.queued_activities(&id).await.unwrap();
-            let running = queued.iter().filter(|q| matches!(q.state, QueuedState::Running { .. })).count();
-            (queued.len() == 3 && running == 1).then_some(queued)
+            let running_now = queued.iter().filter(|q| matches!(q.state, QueuedState::Running { .. })).count();
+            (running_now == running && queued.len() == running + waiting).then_some(queued)
         }
-    })
-    .await;
-    for call in &queued {
+    };
+    let queued = wait_for_value("two calls queued, one running in a slot", || queued_now(0, 2)).await;
+    gate().add_permits(1);
+    let next = wait_for_value("one call running from the queue, one queued", || queued_now(1, 1)).await;
+    for call in queued.iter().chain(&next) {
         assert_eq!(call.activity, "gated");
         assert_eq!(call.limits.as_deref(), Some("at most 1 at once in all"));
         match &call.state {
@@ -944,7 +948,7 @@ async fn status_shows_what_waits_and_why() {
             state => assert_eq!(*state, QueuedState::Waiting),
         }
     }
-    gate().add_permits(3);
+    gate().add_permits(2);
     assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), 3);
     assert!(client.queued_activities(&id).await.unwrap().is_empty(), "all journaled");
     assert!(matches!(client.queued_activities("nobody").await, Err(Error::InstanceNotFound(_))));
@@ -970,4 +974,101 @@ async fn status_shows_what_waits_and_why() {
         assert!(matches!(error, Some(Error::InvalidArgument(_))), "{error:?}");
     }
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A run's `slotted` attempts: how many run now, the most that ever ran at once, and the gate
+/// they wait on.
+type SlottedRun = (u32, u32, Arc<tokio::sync::Semaphore>);
+
+/// Per run, its `slotted` attempts.
+fn slotted_runs() -> &'static Mutex<HashMap<String, SlottedRun>> {
+    static RUNS: OnceLock<Mutex<HashMap<String, SlottedRun>>> = OnceLock::new();
+    RUNS.get_or_init(Mutex::default)
+}
+
+/// At most three at once across every worker; counts itself in and out, and waits for the gate.
+#[activity(concurrency = 3)]
+async fn slotted(_ctx: ActivityContext, id: String) -> Result<(), ActivityError> {
+    let run = id.split_once('/').map_or(id.as_str(), |(run, _)| run).to_owned();
+    let gate = {
+        let mut runs = slotted_runs().lock().unwrap();
+        let (now, most, gate) = runs.get_mut(&run).expect("the run's gate");
+        *now += 1;
+        *most = (*most).max(*now);
+        gate.clone()
+    };
+    gate.acquire().await.map_err(|_| ActivityError::non_retryable("gate closed"))?.forget();
+    slotted_runs().lock().unwrap().get_mut(&run).expect("the run").0 -= 1;
+    Ok(())
+}
+
+#[workflow]
+async fn calls_slotted(ctx: WorkflowContext, id: String) -> Result<(), WorkflowError> {
+    slotted::call(&ctx, id).await
+}
+
+/// Capped calls run in the worker's slots while the cap has room: five calls of an activity
+/// capped at three run three at once with no task row (the store counts the three slots as
+/// running) and queue the other two as tasks; all five finish, never more than three at once;
+/// then the slots go back to the store (nothing counted as running).
+async fn capped_calls_run_in_slots(run: &str, store: Arc<dyn Store>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    slotted_runs().lock().unwrap().insert(run.to_owned(), (0, 0, gate.clone()));
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .workflow(calls_slotted::Workflow)
+        .activity(slotted::Activity)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let mut handles = Vec::new();
+    for n in 0..5 {
+        handles.push(calls_slotted::start(&client, format!("{run}/{n}")).await.unwrap());
+    }
+    let depth = || async {
+        let queues = store.queue_depths(Clock::now_ms(&workflow::SystemClock)).await.unwrap();
+        queues.into_iter().find(|q| q.name == "slotted").map(|q| (q.running, q.waiting))
+    };
+    wait_for_value(&format!("{run}: three running, two queued"), || async {
+        let running = slotted_runs().lock().unwrap()[run].0;
+        (running == 3 && depth().await == Some((3, 2))).then_some(())
+    })
+    .await;
+    let mut queued = 0;
+    for handle in &handles {
+        queued += store.tasks_of(handle.instance_id()).await.unwrap().len();
+    }
+    assert_eq!(queued, 2, "{run}: the three in slots have no task row");
+    gate.add_permits(5);
+    for handle in &handles {
+        handle.result_timeout(Duration::from_secs(30)).await.unwrap();
+    }
+    assert_eq!(slotted_runs().lock().unwrap()[run].1, 3, "{run}: never more than three at once");
+    wait_for_value(&format!("{run}: the slots given back"), || async { depth().await.is_none().then_some(()) }).await;
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn capped_calls_run_in_slots_in_memory() {
+    capped_calls_run_in_slots("slots-memory", Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn capped_calls_run_in_slots_on_sqlite() {
+    let (_dir, _url, store) = sqlite_store().await;
+    capped_calls_run_in_slots("slots-sqlite", store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn capped_calls_run_in_slots_on_postgres() {
+    use crate::support::{drop_schema, fresh_schema, postgres_url};
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_slots");
+    let options = workflow::PostgresOptions::new().schema(&schema);
+    let store = Arc::new(workflow::PostgresStore::open_with(&url, options).await.unwrap()) as Arc<dyn Store>;
+    capped_calls_run_in_slots("slots-postgres", store).await;
+    drop_schema(&url, &schema).await;
 }

@@ -3,6 +3,7 @@
 //! worker sharing the store.
 
 mod attempt;
+mod cap_slots;
 mod queue;
 mod retry;
 
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 pub(crate) use attempt::{run_attempt, Attempt};
+pub(crate) use cap_slots::{CapSlot, CapSlots};
 pub use queue::ActivityDispatch;
 pub(crate) use queue::{completion_loop, outcome_loop, task_loop, TaskHub};
 pub use retry::RetryPolicy;

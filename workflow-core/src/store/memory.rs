@@ -719,6 +719,8 @@ impl Store for MemoryStore {
                 }
             }
         }
+        // Queued tasks of those keys may have room now.
+        self.signals.send([WakeSignal::TaskQueued]);
         Ok(())
     }
 
@@ -1003,6 +1005,14 @@ impl Store for MemoryStore {
         for task in tables.tasks.values().filter(|task| task.outcome.is_none()) {
             let leased = task.owner.is_some() && task.lease_until.is_some_and(|until| until >= now);
             count(QueueKind::Activity, &task.name, &task.concurrency_key, (!leased).then_some(task.visible_at));
+        }
+        // Workers' live slots count as running (each runs an attempt, or is about to).
+        for ((activity, key, _), (slots, until)) in &tables.slots {
+            if *until >= now {
+                for _ in 0..*slots {
+                    count(QueueKind::Activity, activity, key, None);
+                }
+            }
         }
         for instance in tables.instances.values() {
             let waiting_since = match instance.status {

@@ -495,8 +495,9 @@ pub struct QueueDepth {
     /// Pending instances (not started yet: behind a limit, a delay or a debounce, or about to be
     /// claimed).
     pub waiting: u64,
-    /// Activities: tasks under a live lease (running in some worker); workflows: Running
-    /// instances (running, or waiting for a timer, an event or a child).
+    /// Activities: tasks under a live lease (running in some worker) and workers' live activity
+    /// slots (see [`Store::reserve_slots`]: each running an attempt with no task row, or about to);
+    /// workflows: Running instances (running, or waiting for a timer, an event or a child).
     pub running: u64,
     /// When the oldest waiting item was queued (a task's `visible_at`, a Pending instance's
     /// `created_at`); `None` when none waits.

@@ -16,7 +16,7 @@ use super::clock::Clock;
 use super::committer::Committer;
 use super::driver::Journal;
 use super::registry::Registry;
-use crate::activity::{ActivityDispatch, TaskHub};
+use crate::activity::{ActivityDispatch, CapSlots, TaskHub};
 use crate::client::{Ended, InstanceStatus, ResultWaiters};
 use crate::error::Error;
 use crate::limits::Limits;
@@ -80,6 +80,8 @@ pub(crate) struct Engine {
     limits: Limits,
     /// Queued attempts waited for here, and the task queue's wake-ups.
     tasks: TaskHub,
+    /// This worker's slots of capped activities.
+    cap_slots: Arc<CapSlots>,
     /// This process's waiters for instances' ends (shared with the runtime's clients).
     waiters: Arc<ResultWaiters>,
     /// Instances this process is running now, each with the token of its mark.
@@ -141,6 +143,7 @@ impl Engine {
             next_claim_wake: Mutex::new(None),
             committer: Committer::start(settings.store.clone()),
             waiters: ResultWaiters::new(settings.store.clone()),
+            cap_slots: CapSlots::new(settings.store.clone(), settings.owner.clone()),
             store: settings.store,
             clock: settings.clock,
             registry: settings.registry,
@@ -267,6 +270,11 @@ impl Engine {
 
     pub(super) fn instance_slots(&self) -> &Arc<Semaphore> {
         &self.instance_slots
+    }
+
+    /// This worker's slots of capped activities.
+    pub(crate) fn cap_slots(&self) -> &Arc<CapSlots> {
+        &self.cap_slots
     }
 
     pub(crate) fn tasks(&self) -> &TaskHub {

@@ -238,6 +238,26 @@ async fn local_attempt(
     activity::run_attempt(engine, attempt).await
 }
 
+/// A slot of this worker's ([`crate::activity::CapSlots`]) for an attempt of activity `name`,
+/// if it has a concurrency cap and no rate limit (a rate counts each start, which a slot's reuse
+/// would not), runs here (registered, and not queued for any worker by dispatch), and the store
+/// has room.
+async fn cap_slot(
+    ctx: &WorkflowContext,
+    engine: &Arc<Engine>,
+    name: &str,
+    placement: &Placement,
+) -> Option<crate::activity::CapSlot> {
+    if !placement.capped || engine.queues_attempt(name) || !engine.registry().has_activity(name) {
+        return None;
+    }
+    let cap = engine.activity_caps().iter().find(|cap| cap.activity == name)?;
+    if cap.concurrency.is_none() || cap.rate.is_some() {
+        return None;
+    }
+    engine.cap_slots().acquire(cap, &placement.concurrency_key, (ctx.clock_now(), engine.lease_until())).await
+}
+
 /// Queues one attempt for any worker (with whatever this run buffered, in one commit) and
 /// waits for its outcome; `None` when the commit failed and the run is abandoned.
 async fn queued_attempt(
@@ -250,6 +270,20 @@ async fn queued_attempt(
     placement: &Placement,
 ) -> Option<Result<String, ActivityError>> {
     let options = placement.options;
+    // When the attempt was ready: a queued task is claimed in that order within its priority,
+    // however long it took to learn that no slot was free.
+    let ready_at = ctx.clock_now();
+    if let Some(slot) = cap_slot(ctx, engine, name, placement).await {
+        // One of this worker's slots of the activity: it runs here as an uncapped attempt does,
+        // with no task row, once what the run learned so far is durable.
+        ctx.flush().await.ok()?;
+        let _busy = ctx.busy();
+        let now = ctx.clock_now();
+        crate::metrics::queue_wait(crate::store::QueueKind::Activity, name, &placement.concurrency_key, now, now);
+        let result = local_attempt(ctx, engine, seq, name, input, attempt, options).await;
+        drop(slot);
+        return Some(result);
+    }
     let generation = ctx.generation();
     let outcome = engine.tasks().wait_for(ctx.instance_id(), generation, seq, attempt);
     // A capped activity registered here asks for the task's lease in the commit that queues it:
@@ -281,7 +315,7 @@ async fn queued_attempt(
         attempt,
         start_to_close_ms: options.start_to_close.map(millis),
         heartbeat_timeout_ms: options.heartbeat_timeout.map(millis),
-        visible_at: ctx.clock_now(),
+        visible_at: ready_at,
         owner: None,
         lease_until: None,
         outcome: None,

@@ -423,7 +423,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
-        slots::release(&self.pool, owner, releases).await?;
+        slots::release(&self.pool, &self.channel, owner, releases).await?;
         self.stats.record_commit(1);
         Ok(())
     }

@@ -3,11 +3,12 @@
 //! them.
 
 use sqlx::postgres::PgPool;
-use workflow_core::store::{key_room, SlotRequest, StoreError};
+use workflow_core::store::{key_room, SlotRequest, StoreError, WakeSignal};
 
 use super::claims::running_and_started;
 use super::retry::{failed, retrying};
-use super::sql::{ADD_SLOTS, GIVE_BACK_SLOTS, LOCK_TASK_CAP, TASK_WAITING};
+use super::signals::notice;
+use super::sql::{ADD_SLOTS, FORGET_EMPTY_SLOTS, GIVE_BACK_SLOTS, LOCK_TASK_CAP, TASK_WAITING};
 
 pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
     if requests.is_empty() {
@@ -66,7 +67,13 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
     .await
 }
 
-pub(super) async fn release(pool: &PgPool, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
+/// Gives slots back, and signals (on `channel`) that queued tasks of their keys may have room.
+pub(super) async fn release(
+    pool: &PgPool,
+    channel: &str,
+    owner: &str,
+    releases: &[(String, String, u32)],
+) -> Result<(), StoreError> {
     if releases.is_empty() {
         return Ok(());
     }
@@ -81,6 +88,15 @@ pub(super) async fn release(pool: &PgPool, owner: &str, releases: &[(String, Str
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("giving slots back"))?;
+        }
+        sqlx::query(FORGET_EMPTY_SLOTS).bind(owner).execute(&mut *tx).await.map_err(failed("giving slots back"))?;
+        if let Some(queued) = notice(&WakeSignal::TaskQueued) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(queued)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("signalling slots given back"))?;
         }
         tx.commit().await.map_err(failed("committing a release of slots"))?;
         Ok(())

@@ -300,11 +300,12 @@ pub(super) const ADD_SLOTS: &str = "INSERT INTO activity_slots (name, concurrenc
      slots = (CASE WHEN activity_slots.lease_until >= $6 THEN activity_slots.slots ELSE 0 END) + EXCLUDED.slots, \
      lease_until = EXCLUDED.lease_until";
 
-/// Gives back `$4` of owner `$3`'s slots of activity `$1` and key `$2` (none left: the row goes).
-pub(super) const GIVE_BACK_SLOTS: &str = "WITH given AS (UPDATE activity_slots SET slots = greatest(slots - $4, 0) \
-     WHERE name = $1 AND concurrency_key = $2 AND owner = $3 RETURNING name, concurrency_key, owner, slots) \
-     DELETE FROM activity_slots AS s USING given WHERE given.slots = 0 AND s.name = given.name \
-     AND s.concurrency_key = given.concurrency_key AND s.owner = given.owner";
+/// Gives back `$4` of owner `$3`'s slots of activity `$1` and key `$2`.
+pub(super) const GIVE_BACK_SLOTS: &str = "UPDATE activity_slots SET slots = greatest(slots - $4, 0) \
+     WHERE name = $1 AND concurrency_key = $2 AND owner = $3";
+
+/// Forgets owner `$1`'s slot rows with none left.
+pub(super) const FORGET_EMPTY_SLOTS: &str = "DELETE FROM activity_slots WHERE owner = $1 AND slots = 0";
 
 /// Forgets activity `$1`'s claims at or before `$2` (a rate's period ago).
 pub(super) const FORGET_STARTS: &str = "DELETE FROM activity_starts WHERE name = $1 AND started_at <= $2";

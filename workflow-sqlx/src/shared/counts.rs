@@ -8,17 +8,24 @@ use super::list::Dialect;
 use super::rows::{corrupt, Columns};
 
 /// Every queue's depth in one statement (its one placeholder is the time a lease is live at):
-/// the unfinished tasks per (activity, key), read off the `WHERE outcome IS NULL` indexes, and the
-/// Pending and Running instances per (workflow, key), off the partial index of those statuses.
+/// the unfinished tasks per (activity, key), read off the `WHERE outcome IS NULL` indexes, with
+/// the workers' live activity slots counted as running (each runs an attempt, or is about to),
+/// and the Pending and Running instances per (workflow, key), off the partial index of those
+/// statuses.
 pub(crate) fn queue_depths_sql(dialect: Dialect) -> String {
     let now = dialect.placeholder(1);
     let live = format!("owner IS NOT NULL AND lease_until >= {now}");
     format!(
-        "SELECT 'activity' AS kind, name, concurrency_key, \
-             SUM(CASE WHEN {live} THEN 0 ELSE 1 END) AS waiting, \
-             SUM(CASE WHEN {live} THEN 1 ELSE 0 END) AS running, \
-             MIN(CASE WHEN {live} THEN NULL ELSE visible_at END) AS oldest_waiting \
-         FROM activity_tasks WHERE outcome IS NULL GROUP BY name, concurrency_key \
+        "SELECT 'activity' AS kind, name, concurrency_key, CAST(SUM(waiting) AS BIGINT) AS waiting, \
+             CAST(SUM(running) AS BIGINT) AS running, MIN(oldest_waiting) AS oldest_waiting FROM ( \
+             SELECT name, concurrency_key, \
+                 CASE WHEN {live} THEN 0 ELSE 1 END AS waiting, \
+                 CASE WHEN {live} THEN 1 ELSE 0 END AS running, \
+                 CASE WHEN {live} THEN NULL ELSE visible_at END AS oldest_waiting \
+             FROM activity_tasks WHERE outcome IS NULL \
+             UNION ALL \
+             SELECT name, concurrency_key, 0, slots, NULL FROM activity_slots WHERE lease_until >= {now} AND slots > 0 \
+         ) AS activity GROUP BY name, concurrency_key \
          UNION ALL \
          SELECT 'workflow' AS kind, workflow AS name, concurrency_key, \
              SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END) AS waiting, \

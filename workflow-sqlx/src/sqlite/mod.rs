@@ -382,7 +382,10 @@ impl Store for SqliteStore {
     }
 
     async fn release_slots(&self, owner: &str, releases: &[(String, String, u32)]) -> Result<(), StoreError> {
-        slots::release(self, owner, releases).await
+        slots::release(self, owner, releases).await?;
+        // Queued tasks of those keys may have room now.
+        self.signal([WakeSignal::TaskQueued]);
+        Ok(())
     }
 
     async fn claim_tasks(

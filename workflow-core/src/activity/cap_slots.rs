@@ -1,0 +1,270 @@
+//! This worker's slots of capped activities (see `Store::reserve_slots`): a share of an
+//! activity's concurrency cap under one key, taken in the store and then used here for one
+//! attempt after another with no task row, so a capped attempt costs what an uncapped one does
+//! while the cap has room.
+//!
+//! An attempt takes a free slot, or asks the store for more (one request for every attempt then
+//! waiting, and as many again as are held, so a burst needs few); when the store has none to give
+//! (the cap is full, or tasks of the key wait in the queue), the attempt goes through the task
+//! queue as before. Slots unused for [`IDLE`] go back to the store, so they do not hold the cap
+//! for nothing; and a worker's hold on a key ends after [`HOLD`]: it takes no free slot of it
+//! from then on and gives back each as it frees, so tasks queued elsewhere get their turn before
+//! its next request (which the store refuses while they wait).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::store::{ActivityCap, Millis, SlotRequest, Store};
+
+/// How long a free slot stays unused before it goes back to the store.
+const IDLE: Duration = Duration::from_millis(100);
+/// How long a worker holds slots of one key before it gives them back as they free.
+const HOLD: Duration = Duration::from_secs(1);
+/// How often free slots are looked at.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
+
+/// An activity and a concurrency key.
+type PoolKey = (String, String);
+
+/// The slots of capped activities this worker holds.
+pub(crate) struct CapSlots {
+    store: Arc<dyn Store>,
+    owner: String,
+    pools: Mutex<HashMap<PoolKey, Pool>>,
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// One activity and key's slots here.
+struct Pool {
+    /// Taken in the store.
+    held: u32,
+    /// Running an attempt.
+    in_use: u32,
+    /// Attempts waiting for a request in flight.
+    waiting: u32,
+    /// Whether a request is in flight.
+    requesting: bool,
+    /// Whether the last request got less than it asked for (the cap or the queue is full), and
+    /// when it was answered.
+    short: bool,
+    answered_at: Instant,
+    /// The hold has lasted [`HOLD`]: free slots go back instead of being used.
+    draining: bool,
+    /// When the first slot was taken, and when a slot was last used.
+    since: Instant,
+    last_used: Instant,
+    /// Bumped when a request ends (waiters look again).
+    answered: watch::Sender<u64>,
+}
+
+impl Pool {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            held: 0,
+            in_use: 0,
+            waiting: 0,
+            requesting: false,
+            short: false,
+            answered_at: now,
+            draining: false,
+            since: now,
+            last_used: now,
+            answered: watch::channel(0).0,
+        }
+    }
+
+    fn free(&self) -> u32 {
+        self.held.saturating_sub(self.in_use)
+    }
+}
+
+/// A slot in use: freed when dropped.
+pub(crate) struct CapSlot {
+    slots: Arc<CapSlots>,
+    key: PoolKey,
+}
+
+impl Drop for CapSlot {
+    fn drop(&mut self) {
+        let mut pools = self.slots.pools();
+        let Some(pool) = pools.get_mut(&self.key) else { return };
+        pool.in_use = pool.in_use.saturating_sub(1);
+        pool.last_used = Instant::now();
+        // Under contention (the store refused this worker more, so others' work likely waits
+        // for room) or at the end of a hold, the slot goes back at once rather than idling.
+        if (pool.short || pool.draining) && pool.free() > 0 && !pool.requesting && pool.waiting == 0 {
+            pool.held -= 1;
+            let (slots, key) = (self.slots.clone(), self.key.clone());
+            drop(pools);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { slots.give_back(vec![(key.0, key.1, 1)]).await });
+            }
+        }
+    }
+}
+
+impl CapSlots {
+    pub(crate) fn new(store: Arc<dyn Store>, owner: String) -> Arc<Self> {
+        Arc::new(Self { store, owner, pools: Mutex::default(), sweeper: Mutex::default() })
+    }
+
+    fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Pool>> {
+        // The counts stay consistent whatever panicked while holding them.
+        self.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot of `cap`'s activity under `key` for one attempt here, or `None` when the store has
+    /// none to give (the attempt then goes through the task queue). `clock` is `(now,
+    /// lease_until)` on the engine's clock, for a request.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        cap: &ActivityCap,
+        key: &str,
+        clock: (Millis, Millis),
+    ) -> Option<CapSlot> {
+        let pool_key: PoolKey = (cap.activity.clone(), key.to_owned());
+        // Whether this attempt is counted among a request's waiting ones, and whether a request
+        // (its own or one it waited for) has been answered since it began.
+        let (mut counted, mut answered) = (false, false);
+        loop {
+            let wait = {
+                let mut pools = self.pools();
+                let pool = pools.entry(pool_key.clone()).or_insert_with(Pool::new);
+                if std::mem::take(&mut counted) {
+                    pool.waiting = pool.waiting.saturating_sub(1);
+                }
+                if pool.draining {
+                    return None;
+                }
+                if pool.free() > 0 {
+                    pool.in_use += 1;
+                    pool.last_used = Instant::now();
+                    return Some(CapSlot { slots: self.clone(), key: pool_key });
+                }
+                // Refused lately: the cap is full or tasks wait, so go to the queue without asking
+                // the store again (it is asked at most once per `IDLE` while refused).
+                let refused_lately = pool.short && pool.answered_at.elapsed() < IDLE;
+                if (answered || refused_lately) && pool.short && !pool.requesting {
+                    return None;
+                }
+                if pool.requesting {
+                    pool.waiting += 1;
+                    counted = true;
+                    Some(pool.answered.subscribe())
+                } else {
+                    pool.requesting = true;
+                    None
+                }
+            };
+            match wait {
+                Some(mut request) => {
+                    let _ = request.changed().await;
+                }
+                None => self.request(cap, &pool_key, clock).await,
+            }
+            answered = true;
+        }
+    }
+
+    /// Asks the store for slots for every attempt waiting, and as many again as are held.
+    async fn request(self: &Arc<Self>, cap: &ActivityCap, key: &PoolKey, (now, lease_until): (Millis, Millis)) {
+        // The attempts waiting now (and this one), and as many again as are held, so a burst
+        // needs few requests.
+        let (demand, held) = {
+            let pools = self.pools();
+            pools.get(key).map_or((1, 0), |pool| (pool.waiting + 1, pool.held))
+        };
+        let limit = cap.concurrency.unwrap_or(u32::MAX);
+        let want = (demand + held).min(limit);
+        let request = SlotRequest {
+            cap: cap.clone(),
+            concurrency_key: key.1.clone(),
+            owner: self.owner.clone(),
+            want,
+            lease_until,
+            now,
+        };
+        let taken = match self.store.reserve_slots(std::slice::from_ref(&request)).await {
+            Ok(taken) => taken.first().copied().unwrap_or(0),
+            Err(error) => {
+                tracing::debug!(%error, activity = %key.0, "taking activity slots failed; the attempt is queued");
+                0
+            }
+        };
+        let mut pools = self.pools();
+        let pool = pools.entry(key.clone()).or_insert_with(Pool::new);
+        if pool.held == 0 && taken > 0 {
+            pool.since = Instant::now();
+        }
+        pool.held += taken;
+        // Refused what the waiting attempts needed (not the headroom): the cap is full, or
+        // tasks wait in the queue.
+        pool.short = taken < demand.min(want);
+        pool.answered_at = Instant::now();
+        pool.requesting = false;
+        pool.answered.send_modify(|n| *n += 1);
+        drop(pools);
+        if taken > 0 {
+            self.start_sweeper();
+        }
+    }
+
+    fn start_sweeper(self: &Arc<Self>) {
+        let mut sweeper = self.sweeper.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sweeper.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            *sweeper = Some(tokio::spawn(sweep(Arc::downgrade(self))));
+        }
+    }
+
+    /// The free slots to give back now: unused for [`IDLE`], or of a hold past [`HOLD`].
+    fn to_give_back(&self) -> Vec<(String, String, u32)> {
+        let mut pools = self.pools();
+        let mut releases = Vec::new();
+        for (key, pool) in pools.iter_mut() {
+            if !pool.draining && pool.held > 0 && pool.since.elapsed() >= HOLD {
+                pool.draining = true;
+            }
+            let free = pool.free();
+            if free > 0 && !pool.requesting && (pool.draining || pool.last_used.elapsed() >= IDLE) {
+                pool.held -= free;
+                releases.push((key.0.clone(), key.1.clone(), free));
+            }
+        }
+        // A pool with nothing held starts afresh (a new hold, no longer draining).
+        pools.retain(|_, pool| pool.held > 0 || pool.requesting || pool.waiting > 0);
+        releases
+    }
+}
+
+impl CapSlots {
+    /// Gives `releases` (activity, key, count) back to the store.
+    async fn give_back(&self, releases: Vec<(String, String, u32)>) {
+        if releases.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.release_slots(&self.owner, &releases).await {
+            // They lapse with the worker's leases if it stops renewing; until then they count
+            // against the cap (never more than are held).
+            tracing::warn!(%error, "giving activity slots back failed");
+        }
+    }
+}
+
+/// Gives free slots back to the store every [`SWEEP_EVERY`] while this worker holds any; ends
+/// when it holds none (the next request starts it again) or the engine is gone.
+async fn sweep(slots: Weak<CapSlots>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(slots) = slots.upgrade() else { return };
+        let releases = slots.to_give_back();
+        slots.give_back(releases).await;
+        if slots.pools().is_empty() {
+            return;
+        }
+    }
+}
