@@ -8,7 +8,7 @@ use workflow_core::store::{key_room, SlotRequest, StoreError, WakeSignal};
 use super::claims::running_and_started;
 use super::retry::{failed, retrying};
 use super::signals::notice;
-use super::sql::{ADD_SLOTS, FORGET_EMPTY_SLOTS, GIVE_BACK_SLOTS, LOCK_TASK_CAP, TASK_WAITING};
+use super::sql::{ADD_SLOTS, FORGET_EMPTY_SLOTS, FORGET_LAPSED_SLOTS, GIVE_BACK_SLOTS, LOCK_TASK_CAP, TASK_WAITING};
 
 pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
     if requests.is_empty() {
@@ -47,6 +47,14 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
                 key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room)
             };
             let take = request.want.min(u32::try_from(room).unwrap_or(u32::MAX));
+            // Lapsed slots (of a worker gone without a word) count no more; their rows go.
+            sqlx::query(FORGET_LAPSED_SLOTS)
+                .bind(name)
+                .bind(key)
+                .bind(request.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("forgetting lapsed slots"))?;
             if take > 0 {
                 sqlx::query(ADD_SLOTS)
                     .bind(name)

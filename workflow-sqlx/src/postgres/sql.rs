@@ -304,6 +304,10 @@ pub(super) const ADD_SLOTS: &str = "INSERT INTO activity_slots (name, concurrenc
 pub(super) const GIVE_BACK_SLOTS: &str = "UPDATE activity_slots SET slots = greatest(slots - $4, 0) \
      WHERE name = $1 AND concurrency_key = $2 AND owner = $3";
 
+/// Forgets the slots of activity `$1` and key `$2` that lapsed before `$3`.
+pub(super) const FORGET_LAPSED_SLOTS: &str =
+    "DELETE FROM activity_slots WHERE name = $1 AND concurrency_key = $2 AND lease_until < $3";
+
 /// Forgets owner `$1`'s slot rows with none left.
 pub(super) const FORGET_EMPTY_SLOTS: &str = "DELETE FROM activity_slots WHERE owner = $1 AND slots = 0";
 

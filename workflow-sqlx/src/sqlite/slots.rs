@@ -41,6 +41,14 @@ pub(super) async fn reserve(store: &SqliteStore, requests: &[SlotRequest]) -> Re
                 key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room)
             };
             let take = request.want.min(u32::try_from(room).unwrap_or(u32::MAX));
+            // Lapsed slots (of a worker gone without a word) count no more; their rows go.
+            sqlx::query("DELETE FROM activity_slots WHERE name = ? AND concurrency_key = ? AND lease_until < ?")
+                .bind(name)
+                .bind(key)
+                .bind(request.now)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("forgetting lapsed slots"))?;
             if take > 0 {
                 sqlx::query(ADD)
                     .bind(name)
