@@ -173,6 +173,9 @@ impl CapSlots {
 
     /// Asks the store for slots for every attempt waiting, and as many again as are held.
     async fn request(self: &Arc<Self>, cap: &ActivityCap, key: &PoolKey, (now, lease_until): (Millis, Millis)) {
+        // The attempts of a burst that are ready now join this request first (they wait for it
+        // once it is in flight), so a burst needs one request, not one for its first attempt.
+        tokio::task::yield_now().await;
         // The attempts waiting now (and this one), and as many again as are held, so a burst
         // needs few requests.
         let (demand, held) = {
