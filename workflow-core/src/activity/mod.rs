@@ -49,12 +49,13 @@ pub trait ActivityDef: Send + Sync + 'static {
     }
     /// The most attempts of this activity that run at once across every worker on the store, per
     /// concurrency key ([`ActivityDef::concurrency_key`]); `None` for no cap. A capped activity's
-    /// attempts always go through the store's task queue, where the cap is counted: set it with
-    /// `#[activity(concurrency = N)]` or `#[activity(concurrency(limit = N, key = ...))]`.
+    /// attempts run in a worker's slots of the cap while it has room (taken from the store, where
+    /// they are counted with everything else), and through the store's task queue otherwise: set
+    /// it with `#[activity(concurrency = N)]` or `#[activity(concurrency(limit = N, key = ...))]`.
     const CONCURRENCY: Option<u32> = None;
     /// The most attempts of this activity that start in any window of the period across every
-    /// worker, per concurrency key; `None` for no limit. Like a cap, it sends the attempts
-    /// through the task queue, where an attempt past the limit waits as a queued task: set it
+    /// worker, per concurrency key; `None` for no limit. It sends every attempt through the task
+    /// queue, where each start is counted and an attempt past the limit waits as a queued task: set it
     /// with `#[activity(rate = "50/1s")]` or `#[activity(rate(limit = "5/1s", key = ...))]`.
     const RATE: Option<crate::RateLimit> = None;
     /// The concurrency key of a call with `input`: under a cap, calls with the same key share

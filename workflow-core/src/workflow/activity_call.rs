@@ -111,8 +111,9 @@ fn activity_record(
 struct Placement {
     /// Each attempt's timeouts.
     options: ActivityOptions,
-    /// Whether the activity has a concurrency cap or a rate limit: its attempts then always go
-    /// through the task queue, whose claims count them against the limits across workers.
+    /// Whether the activity has a concurrency cap or a rate limit: its attempts then run in a
+    /// slot of this worker's (a cap with room) or go through the task queue, whose claims count
+    /// them against the limits across workers.
     capped: bool,
     /// The call's key under that cap.
     concurrency_key: String,
