@@ -3,19 +3,20 @@
 //! attempt after another with no task row, so a capped attempt costs what an uncapped one does
 //! while the cap has room.
 //!
-//! An attempt takes a free slot, or asks the store for more (one request for every attempt then
-//! waiting, and as many again as are held, so a burst needs few); when the store has none to give
+//! An attempt takes a free slot, or waits in line and asks the store for more (one request for
+//! every attempt then waiting, and as many again as are held, so a burst needs few); slots go to
+//! the waiting attempts in the order they came (a slot freed here too); when the store has none to give
 //! (the cap is full, or tasks of the key wait in the queue), the attempt goes through the task
 //! queue as before. Slots unused for [`IDLE`] go back to the store, so they do not hold the cap
 //! for nothing; and a worker's hold on a key ends after [`HOLD`]: it takes no free slot of it
 //! from then on and gives back each as it frees, so tasks queued elsewhere get their turn before
 //! its next request (which the store refuses while they wait).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::store::{ActivityCap, Millis, SlotRequest, Store};
@@ -42,10 +43,10 @@ pub(crate) struct CapSlots {
 struct Pool {
     /// Taken in the store.
     held: u32,
-    /// Running an attempt.
+    /// Running an attempt (or handed to a waiting one).
     in_use: u32,
-    /// Attempts waiting for a request in flight.
-    waiting: u32,
+    /// The attempts waiting for a slot, in the order they came: each is told whether it got one.
+    waiters: VecDeque<oneshot::Sender<bool>>,
     /// Whether a request is in flight.
     requesting: bool,
     /// Whether the last request got less than it asked for (the cap or the queue is full), and
@@ -57,8 +58,6 @@ struct Pool {
     /// When the first slot was taken, and when a slot was last used.
     since: Instant,
     last_used: Instant,
-    /// Bumped when a request ends (waiters look again).
-    answered: watch::Sender<u64>,
 }
 
 impl Pool {
@@ -67,19 +66,39 @@ impl Pool {
         Self {
             held: 0,
             in_use: 0,
-            waiting: 0,
+            waiters: VecDeque::new(),
             requesting: false,
             short: false,
             answered_at: now,
             draining: false,
             since: now,
             last_used: now,
-            answered: watch::channel(0).0,
         }
     }
 
     fn free(&self) -> u32 {
         self.held.saturating_sub(self.in_use)
+    }
+
+    /// Hands free slots to the waiting attempts, first come first served (one that gave up
+    /// meanwhile is passed over).
+    fn hand_out(&mut self) {
+        while self.free() > 0 && !self.draining {
+            let Some(waiter) = self.waiters.pop_front() else { break };
+            self.in_use += 1;
+            if waiter.send(true).is_err() {
+                self.in_use -= 1;
+            } else {
+                self.last_used = Instant::now();
+            }
+        }
+    }
+
+    /// Tells every waiting attempt that no slot comes (it goes through the task queue).
+    fn refuse_all(&mut self) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(false);
+        }
     }
 }
 
@@ -95,9 +114,15 @@ impl Drop for CapSlot {
         let Some(pool) = pools.get_mut(&self.key) else { return };
         pool.in_use = pool.in_use.saturating_sub(1);
         pool.last_used = Instant::now();
+        // The next attempt in line takes it, if one waits (none does once the hold drains).
+        pool.hand_out();
+        if pool.draining {
+            pool.refuse_all();
+        }
         // Under contention (the store refused this worker more, so others' work likely waits
-        // for room) or at the end of a hold, the slot goes back at once rather than idling.
-        if (pool.short || pool.draining) && pool.free() > 0 && !pool.requesting && pool.waiting == 0 {
+        // for room) or at the end of a hold, a slot nobody here waits for goes back at once
+        // rather than idling.
+        if (pool.short || pool.draining) && pool.free() > 0 && !pool.requesting {
             pool.held -= 1;
             let (slots, key) = (self.slots.clone(), self.key.clone());
             drop(pools);
@@ -128,62 +153,69 @@ impl CapSlots {
         clock: (Millis, Millis),
     ) -> Option<CapSlot> {
         let pool_key: PoolKey = (cap.activity.clone(), key.to_owned());
-        // Whether this attempt is counted among a request's waiting ones, and whether a request
-        // (its own or one it waited for) has been answered since it began.
-        let (mut counted, mut answered) = (false, false);
-        loop {
-            let wait = {
-                let mut pools = self.pools();
-                let pool = pools.entry(pool_key.clone()).or_insert_with(Pool::new);
-                if std::mem::take(&mut counted) {
-                    pool.waiting = pool.waiting.saturating_sub(1);
-                }
-                if pool.draining {
-                    return None;
-                }
-                if pool.free() > 0 {
-                    pool.in_use += 1;
-                    pool.last_used = Instant::now();
-                    return Some(CapSlot { slots: self.clone(), key: pool_key });
-                }
-                // Refused lately: the cap is full or tasks wait, so go to the queue without asking
-                // the store again (it is asked at most once per `IDLE` while refused).
-                let refused_lately = pool.short && pool.answered_at.elapsed() < IDLE;
-                if (answered || refused_lately) && pool.short && !pool.requesting {
-                    return None;
-                }
-                if pool.requesting {
-                    pool.waiting += 1;
-                    counted = true;
-                    Some(pool.answered.subscribe())
-                } else {
-                    pool.requesting = true;
-                    None
-                }
-            };
-            match wait {
-                Some(mut request) => {
-                    let _ = request.changed().await;
-                }
-                None => self.request(cap, &pool_key, clock).await,
+        let answer = {
+            let mut pools = self.pools();
+            let pool = pools.entry(pool_key.clone()).or_insert_with(Pool::new);
+            if pool.draining {
+                return None;
             }
-            answered = true;
+            if pool.free() > 0 && pool.waiters.is_empty() {
+                pool.in_use += 1;
+                pool.last_used = Instant::now();
+                return Some(CapSlot { slots: self.clone(), key: pool_key });
+            }
+            // Refused lately: the cap is full or tasks wait, so go to the queue without asking
+            // the store again (it is asked at most once per `IDLE` while refused).
+            if pool.short && pool.answered_at.elapsed() < IDLE && !pool.requesting {
+                return None;
+            }
+            let (sender, answer) = oneshot::channel();
+            pool.waiters.push_back(sender);
+            if !pool.requesting {
+                // On a task of its own, so it is answered even if this attempt is dropped.
+                pool.requesting = true;
+                let (slots, cap, key) = (self.clone(), cap.clone(), pool_key.clone());
+                tokio::spawn(async move { slots.request(&cap, &key, clock).await });
+            }
+            answer
+        };
+        match answer.await {
+            Ok(true) => Some(CapSlot { slots: self.clone(), key: pool_key }),
+            _ => None,
         }
     }
 
-    /// Asks the store for slots for every attempt waiting, and as many again as are held.
-    async fn request(self: &Arc<Self>, cap: &ActivityCap, key: &PoolKey, (now, lease_until): (Millis, Millis)) {
+    /// Asks the store for slots for every attempt waiting, and as many again as are held; hands
+    /// them out, and asks again for attempts that came meanwhile (or refuses them all when the
+    /// store gave less than was waiting).
+    async fn request(self: &Arc<Self>, cap: &ActivityCap, key: &PoolKey, clock: (Millis, Millis)) {
         // The attempts of a burst that are ready now join this request first (they wait for it
         // once it is in flight), so a burst needs one request, not one for its first attempt.
         tokio::task::yield_now().await;
-        // The attempts waiting now (and this one), and as many again as are held, so a burst
-        // needs few requests.
+        loop {
+            if !self.request_once(cap, key, clock).await {
+                return;
+            }
+        }
+    }
+
+    /// One request; returns whether another is needed (attempts still wait, and the store gave
+    /// all that was asked).
+    async fn request_once(
+        self: &Arc<Self>,
+        cap: &ActivityCap,
+        key: &PoolKey,
+        (now, lease_until): (Millis, Millis),
+    ) -> bool {
+        // The attempts waiting now, and as many again as are held, so a burst needs few requests.
         let (demand, held) = {
             let pools = self.pools();
-            pools.get(key).map_or((1, 0), |pool| (pool.waiting + 1, pool.held))
+            pools
+                .get(key)
+                .map_or((1, 0), |pool| (u32::try_from(pool.waiters.len()).unwrap_or(u32::MAX).max(1), pool.held))
         };
         let limit = cap.concurrency.unwrap_or(u32::MAX);
-        let want = (demand + held).min(limit);
+        let want = demand.saturating_add(held).min(limit);
         let request = SlotRequest {
             cap: cap.clone(),
             concurrency_key: key.1.clone(),
@@ -199,6 +231,9 @@ impl CapSlots {
                 0
             }
         };
+        if taken > 0 {
+            self.start_sweeper();
+        }
         let mut pools = self.pools();
         let pool = pools.entry(key.clone()).or_insert_with(Pool::new);
         if pool.held == 0 && taken > 0 {
@@ -209,12 +244,13 @@ impl CapSlots {
         // tasks wait in the queue.
         pool.short = taken < demand.min(want);
         pool.answered_at = Instant::now();
-        pool.requesting = false;
-        pool.answered.send_modify(|n| *n += 1);
-        drop(pools);
-        if taken > 0 {
-            self.start_sweeper();
+        pool.hand_out();
+        if pool.short || pool.draining {
+            pool.refuse_all();
         }
+        let again = !pool.waiters.is_empty();
+        pool.requesting = again;
+        again
     }
 
     fn start_sweeper(self: &Arc<Self>) {
@@ -231,15 +267,20 @@ impl CapSlots {
         for (key, pool) in pools.iter_mut() {
             if !pool.draining && pool.held > 0 && pool.since.elapsed() >= HOLD {
                 pool.draining = true;
+                pool.refuse_all();
             }
             let free = pool.free();
-            if free > 0 && !pool.requesting && (pool.draining || pool.last_used.elapsed() >= IDLE) {
+            if free > 0
+                && !pool.requesting
+                && pool.waiters.is_empty()
+                && (pool.draining || pool.last_used.elapsed() >= IDLE)
+            {
                 pool.held -= free;
                 releases.push((key.0.clone(), key.1.clone(), free));
             }
         }
         // A pool with nothing held starts afresh (a new hold, no longer draining).
-        pools.retain(|_, pool| pool.held > 0 || pool.requesting || pool.waiting > 0);
+        pools.retain(|_, pool| pool.held > 0 || pool.requesting || !pool.waiters.is_empty());
         releases
     }
 }

@@ -695,9 +695,7 @@ impl Store for MemoryStore {
                 task.name == request.cap.activity && task.concurrency_key == key && claimable_task(task, request.now)
             });
             let (running, started) = running_and_started(&mut tables, &request.cap, request.now);
-            let keys = [key.to_owned()];
-            let room = key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room);
-            let take = if waiting { 0 } else { request.want.min(u32::try_from(room).unwrap_or(u32::MAX)) };
+            let take = request.to_take(waiting, &running, &started);
             let pool = (request.cap.activity.clone(), key.to_owned(), request.owner.clone());
             let held = tables.slots.get(&pool).filter(|(_, until)| *until >= request.now).map_or(0, |(n, _)| *n);
             if held + take > 0 {

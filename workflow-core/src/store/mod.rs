@@ -279,6 +279,21 @@ pub struct SlotRequest {
     pub now: Millis,
 }
 
+impl SlotRequest {
+    /// How many slots the request takes: none while a task of its key waits in the queue (queued
+    /// work goes first), otherwise what its cap leaves under the key given `running` (task leases
+    /// and slots live now, by key) and `started` (by key), at most `want`. The one rule every
+    /// store's [`Store::reserve_slots`] applies.
+    pub fn to_take(&self, task_waiting: bool, running: &HashMap<String, u64>, started: &HashMap<String, u64>) -> u32 {
+        if task_waiting {
+            return 0;
+        }
+        let keys = [self.concurrency_key.clone()];
+        let room = key_room(&self.cap, running, started, &keys).first().map_or(0, |(_, room)| *room);
+        self.want.min(u32::try_from(room).unwrap_or(u32::MAX))
+    }
+}
+
 /// How many more tasks of each key in `keys` a claim may take under `cap`, given `running`
 /// (tasks holding a lease now, by key) and `started` (starts within the rate's period, by key):
 /// the least of what each limit leaves, never negative; keys without room are left out. The one

@@ -3,7 +3,7 @@
 //! them.
 
 use sqlx::postgres::PgPool;
-use workflow_core::store::{key_room, SlotRequest, StoreError, WakeSignal};
+use workflow_core::store::{SlotRequest, StoreError, WakeSignal};
 
 use super::claims::running_and_started;
 use super::retry::{failed, retrying};
@@ -39,14 +39,12 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(failed("looking for queued tasks"))?;
-            let room = if waiting {
+            let take = if waiting {
                 0
             } else {
                 let (running, started) = running_and_started(&mut tx, &request.cap, request.now).await?;
-                let keys = [key.to_owned()];
-                key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room)
+                request.to_take(waiting, &running, &started)
             };
-            let take = request.want.min(u32::try_from(room).unwrap_or(u32::MAX));
             // Lapsed slots (of a worker gone without a word) count no more; their rows go.
             sqlx::query(FORGET_LAPSED_SLOTS)
                 .bind(name)

@@ -1,7 +1,7 @@
 //! Activity slots (see `Store::reserve_slots`), taken under the one write lock, so they are
 //! counted and taken atomically with every capped claim and leasing write.
 
-use workflow_core::store::{key_room, SlotRequest, StoreError};
+use workflow_core::store::{SlotRequest, StoreError};
 
 use super::claims::running_and_started;
 use super::{backend, SqliteStore};
@@ -33,14 +33,12 @@ pub(super) async fn reserve(store: &SqliteStore, requests: &[SlotRequest]) -> Re
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(backend("looking for queued tasks"))?;
-            let room = if waiting {
+            let take = if waiting {
                 0
             } else {
                 let (running, started) = running_and_started(&mut conn, &request.cap, request.now).await?;
-                let keys = [key.to_owned()];
-                key_room(&request.cap, &running, &started, &keys).first().map_or(0, |(_, room)| *room)
+                request.to_take(waiting, &running, &started)
             };
-            let take = request.want.min(u32::try_from(room).unwrap_or(u32::MAX));
             // Lapsed slots (of a worker gone without a word) count no more; their rows go.
             sqlx::query("DELETE FROM activity_slots WHERE name = ? AND concurrency_key = ? AND lease_until < ?")
                 .bind(name)
