@@ -42,6 +42,35 @@ impl Signals {
 /// A task's key: (instance, generation, seq).
 type TaskKey = (String, u32, u32);
 
+/// One rate-limited activity's starts within its period: (concurrency key, when), oldest first
+/// (each is recorded at its taker's clock, which only moves on), with a count per key, so a
+/// claim counts a window's starts without reading them all.
+#[derive(Default)]
+struct ActivityStarts {
+    starts: std::collections::VecDeque<(String, Millis)>,
+    per_key: HashMap<String, u64>,
+}
+
+impl ActivityStarts {
+    fn record(&mut self, key: String, at: Millis) {
+        *self.per_key.entry(key.clone()).or_default() += 1;
+        self.starts.push_back((key, at));
+    }
+
+    /// Forgets the starts at or before `since`.
+    fn forget_until(&mut self, since: Millis) {
+        while let Some((key, _)) = self.starts.front().filter(|(_, at)| *at <= since) {
+            if let Some(count) = self.per_key.get_mut(key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_key.remove(key);
+                }
+            }
+            self.starts.pop_front();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tables {
     instances: HashMap<String, InstanceRecord>,
@@ -50,9 +79,8 @@ struct Tables {
     events: BTreeMap<i64, (EventRecord, bool)>,
     next_event_id: i64,
     tasks: BTreeMap<TaskKey, TaskRecord>,
-    /// The claims of rate-limited activities' tasks within their periods: (activity, concurrency
-    /// key, when).
-    starts: Vec<(String, String, Millis)>,
+    /// The claims of rate-limited activities' tasks within their periods, by activity.
+    starts: HashMap<String, ActivityStarts>,
     /// The starts of rate-limited workflows within their periods: (workflow, concurrency key,
     /// when).
     workflow_starts: Vec<(String, String, Millis)>,
@@ -306,7 +334,7 @@ fn take_lease(tables: &mut Tables, lease: &TaskLease) -> bool {
     }
     let [concurrency_key] = keys;
     if cap.rate.is_some() {
-        tables.starts.push((cap.activity.clone(), concurrency_key, lease.now));
+        tables.starts.entry(cap.activity.clone()).or_default().record(concurrency_key, lease.now);
     }
     let Some(task) = tables.tasks.get_mut(&key) else { return false };
     task.owner = Some(lease.owner.clone());
@@ -337,9 +365,9 @@ fn running_and_started(
     let mut started: HashMap<String, u64> = HashMap::new();
     if let Some(rate) = cap.rate {
         let since = now.saturating_sub(rate.period_ms);
-        tables.starts.retain(|(activity, _, at)| activity != &cap.activity || *at > since);
-        for (_, key, _) in tables.starts.iter().filter(|(activity, _, _)| activity == &cap.activity) {
-            *started.entry(key.clone()).or_default() += 1;
+        if let Some(starts) = tables.starts.get_mut(&cap.activity) {
+            starts.forget_until(since);
+            started.clone_from(&starts.per_key);
         }
     }
     (running, started)
@@ -608,9 +636,11 @@ impl Store for MemoryStore {
                 .collect(),
             StartScope::Activity { activity, key } => tables
                 .starts
-                .iter()
-                .filter(|(name, k, at)| name == activity && k == key && *at > since)
-                .map(|(_, _, at)| (*at, 1))
+                .get(activity)
+                .into_iter()
+                .flat_map(|starts| starts.starts.iter())
+                .filter(|(k, at)| k == key && *at > since)
+                .map(|(_, at)| (*at, 1))
                 .collect(),
         };
         starts.sort_unstable();
@@ -809,8 +839,10 @@ impl Store for MemoryStore {
             let left = limit - claimed.len();
             let taken = take_tasks(&mut tables, picks, worker, lease_until, left);
             if cap.rate.is_some() {
-                let starts = taken.iter().map(|task| (cap.activity.clone(), task.concurrency_key.clone(), now));
-                tables.starts.extend(starts.collect::<Vec<_>>());
+                let starts = tables.starts.entry(cap.activity.clone()).or_default();
+                for task in &taken {
+                    starts.record(task.concurrency_key.clone(), now);
+                }
             }
             claimed.extend(taken);
         }
