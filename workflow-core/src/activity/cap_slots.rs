@@ -5,10 +5,10 @@
 //!
 //! An attempt takes a free slot, or waits in line and asks the store for more (one request for
 //! every attempt then waiting, and as many again as are held, so a burst needs few); slots go to
-//! the waiting attempts in the order they came (a slot freed here too); when the store has none to give
-//! (the cap is full, or tasks of the key wait in the queue), the attempt goes through the task
-//! queue as before. Slots unused for [`IDLE`] go back to the store, so they do not hold the cap
-//! for nothing; and a worker's hold on a key ends after [`HOLD`]: it takes no free slot of it
+//! the waiting attempts in the order they came (a slot freed here too). When the store has none
+//! to give (the cap is full, or tasks of the key wait in the queue), the attempt goes through the
+//! task queue as before. Slots unused for [`IDLE`] go back to the store, so they do not hold the
+//! cap for nothing; and a worker's hold on a key ends after [`HOLD`]: it takes no free slot of it
 //! from then on and gives back each as it frees, so tasks queued elsewhere get their turn before
 //! its next request (which the store refuses while they wait).
 
