@@ -36,6 +36,13 @@ const RUNS_KEPT: usize = 10;
 /// schedule (update, pause, delete) cancels a tick fired ahead that has not started.
 pub(crate) const FIRE_AHEAD_MS: Millis = 1_000;
 
+/// The `updated_at` of a schedule written at `now` whose record read `updated_at`: every write
+/// (a fire or a client's change) moves it on, so it versions the record and a conditional write
+/// can tell the record changed since it was read.
+pub(crate) fn next_version(updated_at: Millis, now: Millis) -> Millis {
+    now.max(updated_at.saturating_add(1))
+}
+
 /// How often a schedule with a buffered tick ([`Overlap::BufferOne`]) looks whether the run it
 /// waits for has ended.
 pub(crate) const BUFFER_RECHECK_MS: Millis = 1_000;
@@ -80,6 +87,20 @@ pub enum Overlap {
     /// its end); further ticks while one waits are skipped. At most one run at a time, and no
     /// long run loses the tick after it.
     BufferOne,
+}
+
+impl Overlap {
+    /// Whether a tick still to come may be fired ahead of its time ([`FIRE_AHEAD_MS`]): only
+    /// when it has nothing left to decide at its time, that is when runs may overlap, or when
+    /// the previous run has ended already (which stays true); never under
+    /// [`Overlap::BufferOne`], whose waiting tick's recheck is not a tick either.
+    pub(crate) fn fires_ahead(self, previous_running: bool) -> bool {
+        match self {
+            Overlap::AllowAll => true,
+            Overlap::Skip | Overlap::TerminatePrevious => !previous_running,
+            Overlap::BufferOne => false,
+        }
+    }
 }
 
 /// A schedule: start workflow `workflow` with `input` on every tick of a cron expression, in a

@@ -3,7 +3,7 @@
 
 use super::Client;
 use crate::error::Error;
-use crate::schedule::{runs_ahead, validate_schedule_id, Compiled, Schedule, ScheduleStatus, Spec};
+use crate::schedule::{next_version, runs_ahead, validate_schedule_id, Compiled, Schedule, ScheduleStatus, Spec};
 use crate::store::{InstanceRecord, ScheduleChange, ScheduleRecord, StoreError, WriteOp};
 
 /// How many times a change of a schedule reads it again when a fire (or another client) changed
@@ -147,8 +147,7 @@ impl Client {
         for _ in 0..CHANGE_TRIES {
             let record = self.schedule_record(id).await?;
             let now = self.now();
-            // Every write moves `updated_at` on, so it versions the record.
-            let version = now.max(record.updated_at.saturating_add(1));
+            let version = next_version(record.updated_at, now);
             let (runs, cancel) = runs_ahead(&record.runs, now);
             let to = match edit(&record)? {
                 Edit::Keep => return Ok(()),

@@ -799,7 +799,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `fires` in one transaction, each only if its schedule's `next_fire_at` and
     /// `updated_at` are still its `expected_next` and `expected_updated_at` and it is not paused
-    /// (see [`ScheduleFire`]); returns, per fire, whether it took. Two workers firing the same tick: one takes, the other changes nothing.
+    /// (see [`ScheduleFire`]); returns, per fire, whether it took. Two workers firing the same
+    /// tick: one takes, the other changes nothing.
     async fn fire_schedules(&self, fires: &[ScheduleFire]) -> Result<Vec<bool>, StoreError> {
         let _ = fires;
         Err(StoreError::Config("this store does not keep schedules".into()))

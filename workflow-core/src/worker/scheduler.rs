@@ -16,7 +16,7 @@ use super::engine::Engine;
 use crate::client::Client;
 use crate::error::Error;
 use crate::schedule::{
-    runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec, BUFFER_RECHECK_MS, FIRE_AHEAD_MS,
+    next_version, runs_after, tick_instance, Compiled, Overlap, ScheduleRun, Spec, BUFFER_RECHECK_MS, FIRE_AHEAD_MS,
 };
 use crate::store::{InstanceRecord, Millis, ScheduleFire, ScheduleRecord, StoreError};
 
@@ -149,53 +149,16 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
         };
         let still_running = last_instance(&past_runs).filter(|id| running.contains(id));
         let (instances, runs, next_fire_at) = if expected_next > now {
-            // Its next tick is still to come: fire it ahead if the tick has nothing left to
-            // decide (a buffered tick's recheck is never fired ahead either).
-            let decided = match spec.overlap {
-                Overlap::AllowAll => true,
-                Overlap::Skip | Overlap::TerminatePrevious => still_running.is_none(),
-                Overlap::BufferOne => false,
-            };
-            if !decided {
+            // Its next tick is still to come: fired ahead if the tick has nothing left to decide.
+            if !spec.overlap.fires_ahead(still_running.is_some()) {
                 pass.deferred = Some(pass.deferred.map_or(expected_next, |d| d.min(expected_next)));
                 continue;
             }
             let (instances, runs) = tick_runs(record, &spec, &[expected_next], now);
             (instances, runs, schedule.next_after(expected_next))
         } else {
-            let ticks = schedule.due_ticks(expected_next, now, spec.catch_up);
-            let mut next_fire_at = schedule.next_after(now);
-            let (instances, runs) = match (spec.overlap, still_running, ticks.last()) {
-                (Overlap::BufferOne, previous, _) => {
-                    let (instances, runs, waiting) = buffer_one(record, &spec, &mut past_runs, previous, &ticks, now);
-                    if waiting {
-                        // Look again soon whether the run it waits for has ended (never later
-                        // than the next tick, so no tick is passed over).
-                        let recheck = now.saturating_add(BUFFER_RECHECK_MS);
-                        next_fire_at = Some(next_fire_at.map_or(recheck, |next| next.min(recheck)));
-                    }
-                    (instances, runs)
-                }
-                (Overlap::Skip, Some(previous), Some(&latest)) => {
-                    let skipped =
-                        ScheduleRun::skipped(latest, format!("the previous run {previous} was still running"));
-                    (Vec::new(), vec![skipped])
-                }
-                (Overlap::TerminatePrevious, Some(previous), Some(_)) => {
-                    // Before the fire: a fire another worker takes first terminates it too,
-                    // which changes nothing more.
-                    let reason = format!("terminated by schedule {}: its next tick started", record.id);
-                    match Client::local(engine.clone()).terminate(&previous, Some(&reason)).await {
-                        Ok(()) | Err(Error::InstanceFinished(_) | Error::InstanceNotFound(_)) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, schedule = %record.id, "terminating the previous run failed")
-                        }
-                    }
-                    tick_runs(record, &spec, &ticks, now)
-                }
-                _ => tick_runs(record, &spec, &ticks, now),
-            };
-            (instances, runs, next_fire_at)
+            let due = Due { record, spec: &spec, schedule: &schedule, expected_next, now };
+            due.fire(engine, &mut past_runs, still_running).await
         };
         if spec.overlap != Overlap::BufferOne {
             // A tick buffered under an earlier overlap policy starts no more.
@@ -215,8 +178,7 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
             expected_updated_at: record.updated_at,
             next_fire_at,
             runs: runs_after(past_runs, runs),
-            // Every write moves `updated_at` on, so it versions the record.
-            fired_at: now.max(record.updated_at.saturating_add(1)),
+            fired_at: next_version(record.updated_at, now),
             instances,
         });
     }
@@ -235,6 +197,58 @@ async fn fire_due(engine: &Arc<Engine>, compiled: &mut HashMap<String, Arc<Compi
     }
     tracing::trace!(due = due.len(), fired = took.iter().filter(|t| **t).count(), "fired due schedules");
     Ok(pass)
+}
+
+/// A schedule whose tick has come, as a pass read it.
+struct Due<'a> {
+    record: &'a ScheduleRecord,
+    spec: &'a Spec,
+    schedule: &'a Compiled,
+    expected_next: Millis,
+    now: Millis,
+}
+
+impl Due<'_> {
+    /// The instances, new runs and next fire of the ticks due now, under the schedule's
+    /// catch-up and overlap policies, given its earlier runs and its latest run if it still goes.
+    async fn fire(
+        &self,
+        engine: &Arc<Engine>,
+        past_runs: &mut [ScheduleRun],
+        still_running: Option<String>,
+    ) -> (Vec<InstanceRecord>, Vec<ScheduleRun>, Option<Millis>) {
+        let Self { record, spec, schedule, expected_next, now } = *self;
+        let ticks = schedule.due_ticks(expected_next, now, spec.catch_up);
+        let mut next_fire_at = schedule.next_after(now);
+        let (instances, runs) = match (spec.overlap, still_running, ticks.last()) {
+            (Overlap::BufferOne, previous, _) => {
+                let (instances, runs, waiting) = buffer_one(record, spec, past_runs, previous, &ticks, now);
+                if waiting {
+                    // Look again soon whether the run it waits for has ended (never later than
+                    // the next tick, so no tick is passed over).
+                    let recheck = now.saturating_add(BUFFER_RECHECK_MS);
+                    next_fire_at = Some(next_fire_at.map_or(recheck, |next| next.min(recheck)));
+                }
+                (instances, runs)
+            }
+            (Overlap::Skip, Some(previous), Some(&latest)) => {
+                let skipped = ScheduleRun::skipped(latest, format!("the previous run {previous} was still running"));
+                (Vec::new(), vec![skipped])
+            }
+            (Overlap::TerminatePrevious, Some(previous), Some(_)) => {
+                // Before the fire: a fire another worker takes first terminates it too, which
+                // changes nothing more.
+                let reason = format!("terminated by schedule {}: its next tick started", record.id);
+                match Client::local(engine.clone()).terminate(&previous, Some(&reason)).await {
+                    Ok(()) | Err(Error::InstanceFinished(_) | Error::InstanceNotFound(_)) => {}
+                    Err(error) => tracing::warn!(%error, schedule = %record.id, "terminating the previous run failed"),
+                }
+                tick_runs(record, spec, &ticks, now)
+            }
+            _ => tick_runs(record, spec, &ticks, now),
+        };
+        (instances, runs, next_fire_at)
+    }
 }
 
 /// The instances `ticks` start and their runs.
