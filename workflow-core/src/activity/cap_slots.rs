@@ -81,9 +81,13 @@ impl Pool {
     }
 
     /// Hands free slots to the waiting attempts, first come first served (one that gave up
-    /// meanwhile is passed over).
+    /// meanwhile is passed over); once the hold drains, none comes, and every one is told so.
     fn hand_out(&mut self) {
-        while self.free() > 0 && !self.draining {
+        if self.draining {
+            self.refuse_all();
+            return;
+        }
+        while self.free() > 0 {
             let Some(waiter) = self.waiters.pop_front() else { break };
             self.in_use += 1;
             if waiter.send(true).is_err() {
@@ -114,11 +118,8 @@ impl Drop for CapSlot {
         let Some(pool) = pools.get_mut(&self.key) else { return };
         pool.in_use = pool.in_use.saturating_sub(1);
         pool.last_used = Instant::now();
-        // The next attempt in line takes it, if one waits (none does once the hold drains).
+        // The next attempt in line takes it, if one waits.
         pool.hand_out();
-        if pool.draining {
-            pool.refuse_all();
-        }
         // Under contention (the store refused this worker more, so others' work likely waits
         // for room) or at the end of a hold, a slot nobody here waits for goes back at once
         // rather than idling.
@@ -245,7 +246,7 @@ impl CapSlots {
         pool.short = taken < demand.min(want);
         pool.answered_at = Instant::now();
         pool.hand_out();
-        if pool.short || pool.draining {
+        if pool.short {
             pool.refuse_all();
         }
         let again = !pool.waiters.is_empty();
@@ -267,7 +268,7 @@ impl CapSlots {
         for (key, pool) in pools.iter_mut() {
             if !pool.draining && pool.held > 0 && pool.since.elapsed() >= HOLD {
                 pool.draining = true;
-                pool.refuse_all();
+                pool.hand_out();
             }
             let free = pool.free();
             if free > 0
@@ -283,9 +284,7 @@ impl CapSlots {
         pools.retain(|_, pool| pool.held > 0 || pool.requesting || !pool.waiters.is_empty());
         releases
     }
-}
 
-impl CapSlots {
     /// Gives `releases` (activity, key, count) back to the store.
     async fn give_back(&self, releases: Vec<(String, String, u32)>) {
         if releases.is_empty() {

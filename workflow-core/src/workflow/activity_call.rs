@@ -14,7 +14,9 @@ use crate::error::{ActivityError, WorkflowError};
 use crate::model::codec::{self, StoredFailure};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
-use crate::store::{JournalRecord, RecordStatus, StepKind, TaskCompletion, TaskLease, TaskRecord, WriteOp};
+use crate::store::{
+    ActivityCap, JournalRecord, RecordStatus, StepKind, TaskCompletion, TaskLease, TaskRecord, WriteOp,
+};
 use crate::worker::Engine;
 
 /// A pending activity call: await it, or set a retry policy first.
@@ -239,6 +241,15 @@ async fn local_attempt(
     activity::run_attempt(engine, attempt).await
 }
 
+/// The limits of activity `name` when the call is capped and the activity runs here (this
+/// worker registers it): what a slot or a lease of this worker's is counted under.
+fn cap_here<'e>(engine: &'e Engine, name: &str, placement: &Placement) -> Option<&'e ActivityCap> {
+    if !placement.capped || !engine.registry().has_activity(name) {
+        return None;
+    }
+    engine.activity_caps().iter().find(|cap| cap.activity == name)
+}
+
 /// A slot of this worker's ([`crate::activity::CapSlots`]) for an attempt of activity `name`,
 /// if it has a concurrency cap and no rate limit (a rate counts each start, which a slot's reuse
 /// would not), runs here (registered, and not queued for any worker by dispatch), and the store
@@ -249,11 +260,8 @@ async fn cap_slot(
     name: &str,
     placement: &Placement,
 ) -> Option<crate::activity::CapSlot> {
-    if !placement.capped || engine.queues_attempt(name) || !engine.registry().has_activity(name) {
-        return None;
-    }
-    let cap = engine.activity_caps().iter().find(|cap| cap.activity == name)?;
-    if cap.concurrency.is_none() || cap.rate.is_some() {
+    let cap = cap_here(engine, name, placement).filter(|cap| cap.concurrency.is_some() && cap.rate.is_none())?;
+    if engine.queues_attempt(name) {
         return None;
     }
     engine.cap_slots().acquire(cap, &placement.concurrency_key, (ctx.clock_now(), engine.lease_until())).await
@@ -289,22 +297,17 @@ async fn queued_attempt(
     let outcome = engine.tasks().wait_for(ctx.instance_id(), generation, seq, attempt);
     // A capped activity registered here asks for the task's lease in the commit that queues it:
     // when its limits have room, it runs here at once, with no claim (and no claim's commit).
-    let lease = placement
-        .capped
-        .then(|| engine.activity_caps().iter().find(|cap| cap.activity == name))
-        .flatten()
-        .filter(|_| engine.registry().has_activity(name))
-        .map(|cap| TaskLease {
-            instance_id: ctx.instance_id().to_owned(),
-            generation,
-            seq,
-            attempt,
-            concurrency_key: placement.concurrency_key.clone(),
-            owner: engine.owner().to_owned(),
-            lease_until: engine.lease_until(),
-            now: ctx.clock_now(),
-            cap: cap.clone(),
-        });
+    let lease = cap_here(engine, name, placement).map(|cap| TaskLease {
+        instance_id: ctx.instance_id().to_owned(),
+        generation,
+        seq,
+        attempt,
+        concurrency_key: placement.concurrency_key.clone(),
+        owner: engine.owner().to_owned(),
+        lease_until: engine.lease_until(),
+        now: ctx.clock_now(),
+        cap: cap.clone(),
+    });
     let task = TaskRecord {
         instance_id: ctx.instance_id().to_owned(),
         generation,

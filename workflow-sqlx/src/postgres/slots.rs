@@ -39,12 +39,13 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(failed("looking for queued tasks"))?;
-            let take = if waiting {
-                0
+            // Nothing to count while a task waits: no slot is taken then.
+            let (running, started) = if waiting {
+                Default::default()
             } else {
-                let (running, started) = running_and_started(&mut tx, &request.cap, request.now).await?;
-                request.to_take(waiting, &running, &started)
+                running_and_started(&mut tx, &request.cap, request.now).await?
             };
+            let take = request.to_take(waiting, &running, &started);
             // Lapsed slots (of a worker gone without a word) count no more; their rows go.
             sqlx::query(FORGET_LAPSED_SLOTS)
                 .bind(name)

@@ -33,12 +33,13 @@ pub(super) async fn reserve(store: &SqliteStore, requests: &[SlotRequest]) -> Re
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(backend("looking for queued tasks"))?;
-            let take = if waiting {
-                0
+            // Nothing to count while a task waits: no slot is taken then.
+            let (running, started) = if waiting {
+                Default::default()
             } else {
-                let (running, started) = running_and_started(&mut conn, &request.cap, request.now).await?;
-                request.to_take(waiting, &running, &started)
+                running_and_started(&mut conn, &request.cap, request.now).await?
             };
+            let take = request.to_take(waiting, &running, &started);
             // Lapsed slots (of a worker gone without a word) count no more; their rows go.
             sqlx::query("DELETE FROM activity_slots WHERE name = ? AND concurrency_key = ? AND lease_until < ?")
                 .bind(name)
