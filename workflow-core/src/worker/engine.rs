@@ -451,9 +451,12 @@ impl Engine {
         self.running.lock().map(|running| running.contains_key(id)).unwrap_or(false)
     }
 
-    /// How many instances run (or wait) in memory here.
-    pub(super) fn running_count(&self) -> usize {
-        self.running.lock().map(|running| running.len()).unwrap_or(0)
+    /// How many instances run (or wait) in memory here: marked running, or still held by a
+    /// driver (one being evicted is unmarked before its eviction commits, and holds its state
+    /// until that write and the read after it are done).
+    pub(super) fn in_memory_count(&self) -> usize {
+        let marked = self.running.lock().map(|running| running.len()).unwrap_or(0);
+        marked.max(self.active_drivers.load(Ordering::SeqCst))
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -336,7 +336,7 @@ impl Runtime {
 
     /// How many instances this runtime holds in memory now (running or waiting, not evicted).
     pub fn instances_in_memory(&self) -> usize {
-        self.engine.running_count()
+        self.engine.in_memory_count()
     }
 
     /// Stops claiming, stops every running instance at its current step (what is committed stays
