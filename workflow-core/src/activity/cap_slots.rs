@@ -4,7 +4,8 @@
 //! while the cap has room.
 //!
 //! An attempt takes a free slot, or waits in line and asks the store for more (one request for
-//! every attempt then waiting, and as many again as are held, so a burst needs few); slots go to
+//! every attempt then waiting, and as many again as are held, so a burst needs few; the requests
+//! of every key and activity waiting at once go in one store call); slots go to
 //! the waiting attempts in the order they came (a slot freed here too). When the store has none
 //! to give (the cap is full, or tasks of the key wait in the queue), the attempt goes through the
 //! task queue as before. Slots unused for [`IDLE`] go back to the store, so they do not hold the
@@ -36,18 +37,25 @@ pub(crate) struct CapSlots {
     store: Arc<dyn Store>,
     owner: String,
     pools: Mutex<HashMap<PoolKey, Pool>>,
+    /// Whether the requester task runs (it asks for every pool whose attempts wait, in one store
+    /// call per round). Taken only while holding `pools`.
+    requester: Mutex<bool>,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// One activity and key's slots here.
 struct Pool {
+    /// The cap its requests ask under, and `(now, lease_until)` on the engine's clock at the
+    /// last attempt that asked.
+    cap: ActivityCap,
+    clock: (Millis, Millis),
     /// Taken in the store.
     held: u32,
     /// Running an attempt (or handed to a waiting one).
     in_use: u32,
     /// The attempts waiting for a slot, in the order they came: each is told whether it got one.
     waiters: VecDeque<oneshot::Sender<bool>>,
-    /// Whether a request is in flight.
+    /// Whether a request is in flight or due in the requester's next round.
     requesting: bool,
     /// Whether the last request got less than it asked for (the cap or the queue is full), and
     /// when it was answered.
@@ -61,9 +69,11 @@ struct Pool {
 }
 
 impl Pool {
-    fn new() -> Self {
+    fn new(cap: ActivityCap, clock: (Millis, Millis)) -> Self {
         let now = Instant::now();
         Self {
+            cap,
+            clock,
             held: 0,
             in_use: 0,
             waiters: VecDeque::new(),
@@ -136,7 +146,13 @@ impl Drop for CapSlot {
 
 impl CapSlots {
     pub(crate) fn new(store: Arc<dyn Store>, owner: String) -> Arc<Self> {
-        Arc::new(Self { store, owner, pools: Mutex::default(), sweeper: Mutex::default() })
+        Arc::new(Self {
+            store,
+            owner,
+            pools: Mutex::default(),
+            requester: Mutex::new(false),
+            sweeper: Mutex::default(),
+        })
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Pool>> {
@@ -156,7 +172,7 @@ impl CapSlots {
         let pool_key: PoolKey = (cap.activity.clone(), key.to_owned());
         let answer = {
             let mut pools = self.pools();
-            let pool = pools.entry(pool_key.clone()).or_insert_with(Pool::new);
+            let pool = pools.entry(pool_key.clone()).or_insert_with(|| Pool::new(cap.clone(), clock));
             if pool.draining {
                 return None;
             }
@@ -172,11 +188,13 @@ impl CapSlots {
             }
             let (sender, answer) = oneshot::channel();
             pool.waiters.push_back(sender);
-            if !pool.requesting {
+            pool.clock = clock;
+            pool.requesting = true;
+            let mut requester = self.requester.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !*requester {
                 // On a task of its own, so it is answered even if this attempt is dropped.
-                pool.requesting = true;
-                let (slots, cap, key) = (self.clone(), cap.clone(), pool_key.clone());
-                tokio::spawn(async move { slots.request(&cap, &key, clock).await });
+                *requester = true;
+                tokio::spawn(self.clone().request());
             }
             answer
         };
@@ -186,72 +204,84 @@ impl CapSlots {
         }
     }
 
-    /// Asks the store for slots for every attempt waiting, and as many again as are held; hands
-    /// them out, and asks again for attempts that came meanwhile (or refuses them all when the
-    /// store gave less than was waiting).
-    async fn request(self: &Arc<Self>, cap: &ActivityCap, key: &PoolKey, clock: (Millis, Millis)) {
-        // The attempts of a burst that are ready now join this request first (they wait for it
+    /// The requester: asks the store, in one call, for slots for every pool whose attempts wait
+    /// (for each, every attempt waiting and as many again as are held); hands them out, and asks
+    /// again for attempts that came meanwhile (or refuses a pool's attempts all when the store
+    /// gave less than was waiting). Ends when no attempt waits for a request.
+    async fn request(self: Arc<Self>) {
+        // The attempts of a burst that are ready now join this round first (they wait for it
         // once it is in flight), so a burst needs one request, not one for its first attempt.
         tokio::task::yield_now().await;
         loop {
-            if !self.request_once(cap, key, clock).await {
+            let asked = self.requests();
+            if asked.is_empty() {
                 return;
+            }
+            let requests: Vec<SlotRequest> = asked.iter().map(|(_, _, request)| request.clone()).collect();
+            let taken = match self.store.reserve_slots(&requests).await {
+                Ok(taken) => taken,
+                Err(error) => {
+                    tracing::debug!(%error, "taking activity slots failed; the attempts are queued");
+                    Vec::new()
+                }
+            };
+            if taken.iter().any(|taken| *taken > 0) {
+                self.start_sweeper();
+            }
+            let mut pools = self.pools();
+            for (index, (key, demand, request)) in asked.into_iter().enumerate() {
+                let taken = taken.get(index).copied().unwrap_or(0);
+                let pool =
+                    pools.entry(key).or_insert_with(|| Pool::new(request.cap, (request.now, request.lease_until)));
+                if pool.held == 0 && taken > 0 {
+                    pool.since = Instant::now();
+                }
+                pool.held += taken;
+                // Refused what the waiting attempts needed (not the headroom): the cap is full,
+                // or tasks wait in the queue.
+                pool.short = taken < demand.min(request.want);
+                pool.answered_at = Instant::now();
+                pool.hand_out();
+                if pool.short {
+                    pool.refuse_all();
+                }
+                pool.requesting = !pool.waiters.is_empty();
             }
         }
     }
 
-    /// One request; returns whether another is needed (attempts still wait, and the store gave
-    /// all that was asked).
-    async fn request_once(
-        self: &Arc<Self>,
-        cap: &ActivityCap,
-        key: &PoolKey,
-        (now, lease_until): (Millis, Millis),
-    ) -> bool {
-        // The attempts waiting now, and as many again as are held, so a burst needs few requests.
-        let (demand, held) = {
-            let pools = self.pools();
-            pools
-                .get(key)
-                .map_or((1, 0), |pool| (u32::try_from(pool.waiters.len()).unwrap_or(u32::MAX).max(1), pool.held))
-        };
-        let limit = cap.concurrency.unwrap_or(u32::MAX);
-        let want = demand.saturating_add(held).min(limit);
-        let request = SlotRequest {
-            cap: cap.clone(),
-            concurrency_key: key.1.clone(),
-            owner: self.owner.clone(),
-            want,
-            lease_until,
-            now,
-        };
-        let taken = match self.store.reserve_slots(std::slice::from_ref(&request)).await {
-            Ok(taken) => taken.first().copied().unwrap_or(0),
-            Err(error) => {
-                tracing::debug!(%error, activity = %key.0, "taking activity slots failed; the attempt is queued");
-                0
-            }
-        };
-        if taken > 0 {
-            self.start_sweeper();
-        }
+    /// The next round's requests: `(pool, attempts waiting, request)` for every pool whose
+    /// attempts wait for one. With none, the requester ends (under the same lock an attempt
+    /// takes to find it running).
+    fn requests(&self) -> Vec<(PoolKey, u32, SlotRequest)> {
         let mut pools = self.pools();
-        let pool = pools.entry(key.clone()).or_insert_with(Pool::new);
-        if pool.held == 0 && taken > 0 {
-            pool.since = Instant::now();
+        let mut asked = Vec::new();
+        for (key, pool) in pools.iter_mut() {
+            if !pool.requesting {
+                continue;
+            }
+            pool.waiters.retain(|waiter| !waiter.is_closed());
+            if pool.waiters.is_empty() {
+                pool.requesting = false;
+                continue;
+            }
+            let demand = u32::try_from(pool.waiters.len()).unwrap_or(u32::MAX);
+            let limit = pool.cap.concurrency.unwrap_or(u32::MAX);
+            let (now, lease_until) = pool.clock;
+            let request = SlotRequest {
+                cap: pool.cap.clone(),
+                concurrency_key: key.1.clone(),
+                owner: self.owner.clone(),
+                want: demand.saturating_add(pool.held).min(limit),
+                lease_until,
+                now,
+            };
+            asked.push((key.clone(), demand, request));
         }
-        pool.held += taken;
-        // Refused what the waiting attempts needed (not the headroom): the cap is full, or
-        // tasks wait in the queue.
-        pool.short = taken < demand.min(want);
-        pool.answered_at = Instant::now();
-        pool.hand_out();
-        if pool.short {
-            pool.refuse_all();
+        if asked.is_empty() {
+            *self.requester.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
         }
-        let again = !pool.waiters.is_empty();
-        pool.requesting = again;
-        again
+        asked
     }
 
     fn start_sweeper(self: &Arc<Self>) {

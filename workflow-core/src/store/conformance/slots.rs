@@ -8,8 +8,8 @@ use crate::store::{ActivityCap, SlotRequest, Store, TaskLease, TaskRecord};
 /// Slots of an activity capped at 3: two workers take what is left, never more; a claim and a
 /// leasing write under the full key take nothing, another key is free; a queued task of a key
 /// holds slots back until it is claimed; given-back, lapsed and released slots stop counting, and
-/// a renewal keeps them. A store that takes no slots (the trait's default) answers 0 to all.
-/// With `must_take`, the store must take them.
+/// a renewal keeps them; one call asks under several caps. A store that takes no slots (the
+/// trait's default) answers 0 to all. With `must_take`, the store must take them.
 pub async fn check_slots(store: &dyn Store, must_take: bool) {
     let (act, now) = ("slot_act", 1_000);
     let cap = ActivityCap { activity: act.to_owned(), concurrency: Some(3), rate: None };
@@ -69,4 +69,9 @@ pub async fn check_slots(store: &dyn Store, must_take: bool) {
     // Released with its owner's leases: w2's slots go.
     store.release_leases("slot-w2").await.unwrap();
     assert_eq!(reserve(vec![request("slot-w4", "k", 5, later), request("slot-w4", "j", 5, later)]).await, [1, 3]);
+    // One call for two activities (as a worker asks for all its waiting attempts): each counts
+    // under its own cap, and the answers come in the order asked.
+    let other = ActivityCap { activity: "slot_act2".to_owned(), concurrency: Some(2), rate: None };
+    let second = SlotRequest { cap: other, ..request("slot-w5", "k", 5, later) };
+    assert_eq!(reserve(vec![second, request("slot-w5", "j", 1, later)]).await, [2, 0], "j is w4's");
 }
