@@ -16,7 +16,7 @@ use super::retry::{failed, retrying, retrying_idempotent, Failure};
 use super::signals::{encode_signal, notice};
 use super::sql::{
     CLAIM, CLAIM_KEY, CLAIM_KEY_RESUMPTIONS, CLAIM_KEY_STARTS, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS,
-    COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_RUNNING_PER_KEY, COUNT_SLOTS, COUNT_STARTS,
+    COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_RUNNING_PER_KEY, COUNT_STARTS,
     COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_PER_KEY, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS,
     FORGET_WORKFLOW_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES,
     RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS, WORKFLOW_KEYS,
@@ -256,13 +256,7 @@ pub(super) async fn running_and_started(
     let name = cap.activity.as_str();
     let running = if cap.concurrency.is_some() {
         let holding = sqlx::query_as(COUNT_HOLDING).bind(name).bind(now).fetch_all(&mut *tx).await;
-        let mut running = per_key(holding.map_err(failed("counting running tasks"))?);
-        // Workers' slots count as running tasks.
-        let slots = sqlx::query_as(COUNT_SLOTS).bind(name).bind(now).fetch_all(&mut *tx).await;
-        for (key, held) in per_key(slots.map_err(failed("counting slots"))?) {
-            *running.entry(key).or_default() += held;
-        }
-        running
+        per_key(holding.map_err(failed("counting running tasks"))?)
     } else {
         HashMap::new()
     };

@@ -2,76 +2,92 @@
 //! the one capped claims and leasing writes take, so slots are counted and taken atomically with
 //! them.
 
+use std::collections::HashSet;
+
 use sqlx::postgres::PgPool;
 use workflow_core::store::{SlotRequest, StoreError, WakeSignal};
 
 use super::claims::running_and_started;
-use super::retry::{failed, retrying};
+use super::retry::{failed, retrying, Failure};
 use super::signals::notice;
-use super::sql::{ADD_SLOTS, FORGET_EMPTY_SLOTS, FORGET_LAPSED_SLOTS, GIVE_BACK_SLOTS, LOCK_TASK_CAP, TASK_WAITING};
+use super::sql::{ADD_SLOTS, FORGET_EMPTY_SLOTS, FORGET_LAPSED_SLOTS, GIVE_BACK_SLOTS, KEYS_WAITING, LOCK_TASK_CAP};
 
 pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<Vec<u32>, StoreError> {
     if requests.is_empty() {
         return Ok(Vec::new());
     }
     let mut order: Vec<usize> = (0..requests.len()).collect();
-    // The locks in name order, as claims take them.
+    // The locks in name order, as claims take them; each activity's requests together.
     order.sort_by(|a, b| requests[*a].cap.activity.cmp(&requests[*b].cap.activity));
     retrying(|| async {
         let mut tx = pool.begin().await.map_err(failed("beginning a reservation of slots"))?;
         let mut taken = vec![0; requests.len()];
-        let mut locked: Option<&str> = None;
-        for &index in &order {
-            let request = &requests[index];
-            let (name, key) = (request.cap.activity.as_str(), request.concurrency_key.as_str());
-            if locked != Some(name) {
-                sqlx::query(LOCK_TASK_CAP)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("locking an activity's cap"))?;
-                locked = Some(name);
+        for group in order.chunk_by(|a, b| requests[*a].cap.activity == requests[*b].cap.activity) {
+            for (index, take) in reserve_one_activity(&mut tx, requests, group).await? {
+                taken[index] = take;
             }
-            let waiting: bool = sqlx::query_scalar(TASK_WAITING)
-                .bind(name)
-                .bind(key)
-                .bind(request.now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed("looking for queued tasks"))?;
-            // Nothing to count while a task waits: no slot is taken then.
-            let (running, started) = if waiting {
-                Default::default()
-            } else {
-                running_and_started(&mut tx, &request.cap, request.now).await?
-            };
-            let take = request.to_take(waiting, &running, &started);
-            // Lapsed slots (of a worker gone without a word) count no more; their rows go.
-            sqlx::query(FORGET_LAPSED_SLOTS)
-                .bind(name)
-                .bind(key)
-                .bind(request.now)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("forgetting lapsed slots"))?;
-            if take > 0 {
-                sqlx::query(ADD_SLOTS)
-                    .bind(name)
-                    .bind(key)
-                    .bind(request.owner.as_str())
-                    .bind(i64::from(take))
-                    .bind(request.lease_until)
-                    .bind(request.now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("taking slots"))?;
-            }
-            taken[index] = take;
         }
         tx.commit().await.map_err(failed("committing a reservation of slots"))?;
         Ok(taken)
     })
     .await
+}
+
+/// The requests `group` (indexes into `requests`), all of one activity, behind its lock: the
+/// running count and the waiting keys are read once for all of them, and each request's slots
+/// count as running for the next. Returns `(index, slots taken)`.
+async fn reserve_one_activity(
+    tx: &mut sqlx::PgConnection,
+    requests: &[SlotRequest],
+    group: &[usize],
+) -> Result<Vec<(usize, u32)>, Failure> {
+    let first = &requests[group[0]];
+    let (name, now) = (first.cap.activity.as_str(), first.now);
+    sqlx::query(LOCK_TASK_CAP).bind(name).execute(&mut *tx).await.map_err(failed("locking an activity's cap"))?;
+    let keys: Vec<&str> = group.iter().map(|index| requests[*index].concurrency_key.as_str()).collect();
+    let waiting: HashSet<String> = sqlx::query_scalar(KEYS_WAITING)
+        .bind(name)
+        .bind(&keys)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("looking for queued tasks"))?
+        .into_iter()
+        .collect();
+    // Nothing to count when a task waits under every key asked for: no slot is taken then.
+    let (mut running, started) = if keys.iter().all(|key| waiting.contains(*key)) {
+        Default::default()
+    } else {
+        running_and_started(&mut *tx, &first.cap, now).await?
+    };
+    // Lapsed slots (of a worker gone without a word) count no more; their rows go.
+    sqlx::query(FORGET_LAPSED_SLOTS)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("forgetting lapsed slots"))?;
+    let mut taken = Vec::with_capacity(group.len());
+    for &index in group {
+        let request = &requests[index];
+        let key = request.concurrency_key.as_str();
+        let take = request.to_take(waiting.contains(key), &running, &started);
+        if take > 0 {
+            *running.entry(key.to_owned()).or_default() += u64::from(take);
+            sqlx::query(ADD_SLOTS)
+                .bind(name)
+                .bind(key)
+                .bind(request.owner.as_str())
+                .bind(i64::from(take))
+                .bind(request.lease_until)
+                .bind(request.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("taking slots"))?;
+        }
+        taken.push((index, take));
+    }
+    Ok(taken)
 }
 
 /// Gives slots back, and signals (on `channel`) that queued tasks of their keys may have room.

@@ -280,18 +280,18 @@ fn claim_key(which: Claimable) -> String {
 /// Serializes the claims of capped activity `$1` (held to the end of the claim's transaction).
 pub(super) const LOCK_TASK_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextextended('activity-cap:' || $1::text, 0))";
 
-/// How many tasks of activity `$1` hold a lease at `$2`, per concurrency key (what its cap
-/// counts), read off the partial index of owned tasks.
-pub(super) const COUNT_HOLDING: &str = "SELECT concurrency_key, count(*) FROM activity_tasks \
-     WHERE name = $1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= $2 GROUP BY concurrency_key";
+/// How many of activity `$1`'s attempts run at `$2`, per concurrency key (what its cap counts):
+/// its tasks that hold a lease, read off the partial index of owned tasks, and the workers'
+/// live slots, each counted as a running task; one round trip for both.
+pub(super) const COUNT_HOLDING: &str = "SELECT concurrency_key, sum(n)::int8 FROM ( \
+     SELECT concurrency_key, count(*) AS n FROM activity_tasks \
+     WHERE name = $1 AND outcome IS NULL AND owner IS NOT NULL AND lease_until >= $2 GROUP BY concurrency_key \
+     UNION ALL SELECT concurrency_key, sum(slots)::int8 FROM activity_slots \
+     WHERE name = $1 AND lease_until >= $2 GROUP BY concurrency_key) AS held GROUP BY concurrency_key";
 
-/// How many slots of activity `$1` live at `$2`, per concurrency key (counted as running tasks).
-pub(super) const COUNT_SLOTS: &str = "SELECT concurrency_key, sum(slots)::int8 FROM activity_slots \
-     WHERE name = $1 AND lease_until >= $2 GROUP BY concurrency_key";
-
-/// Whether a task of activity `$1` with key `$2` is claimable at `$3`.
-pub(super) const TASK_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE name = $1 \
-     AND concurrency_key = $2 AND outcome IS NULL AND visible_at <= $3 AND (owner IS NULL OR lease_until < $3))";
+/// Which of the keys `$2` of activity `$1` have a task claimable at `$3`.
+pub(super) const KEYS_WAITING: &str = "SELECT DISTINCT concurrency_key FROM activity_tasks WHERE name = $1 \
+     AND concurrency_key = ANY($2) AND outcome IS NULL AND visible_at <= $3 AND (owner IS NULL OR lease_until < $3)";
 
 /// Adds `$4` slots to owner `$3`'s of activity `$1` and key `$2`, which last until `$5` (a count
 /// lapsed at `$6` starts again from none).
@@ -304,9 +304,8 @@ pub(super) const ADD_SLOTS: &str = "INSERT INTO activity_slots (name, concurrenc
 pub(super) const GIVE_BACK_SLOTS: &str = "UPDATE activity_slots SET slots = greatest(slots - $4, 0) \
      WHERE name = $1 AND concurrency_key = $2 AND owner = $3";
 
-/// Forgets the slots of activity `$1` and key `$2` that lapsed before `$3`.
-pub(super) const FORGET_LAPSED_SLOTS: &str =
-    "DELETE FROM activity_slots WHERE name = $1 AND concurrency_key = $2 AND lease_until < $3";
+/// Forgets the slots of activity `$1` that lapsed before `$2`.
+pub(super) const FORGET_LAPSED_SLOTS: &str = "DELETE FROM activity_slots WHERE name = $1 AND lease_until < $2";
 
 /// Forgets owner `$1`'s slot rows with none left.
 pub(super) const FORGET_EMPTY_SLOTS: &str = "DELETE FROM activity_slots WHERE owner = $1 AND slots = 0";
