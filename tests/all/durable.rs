@@ -637,14 +637,12 @@ async fn ten_thousand_sleeping_instances_are_evicted_from_memory_and_wake_on_tim
         rt.instances_in_memory() == 0
     })
     .await;
-    // An eviction leaves memory just before its commit lands: wait for the store to show it.
-    let sample_id = handles[1234].instance_id();
-    wait_until_within(&format!("the eviction of {sample_id} to reach the store"), many, || async {
-        store.instance(sample_id).await.unwrap().unwrap().owner.is_none()
-    })
-    .await;
-    let sample = store.instance(sample_id).await.unwrap().unwrap();
-    assert_eq!(sample.owner, None);
+    // An instance leaves the count only once its eviction has reached the store.
+    for handle in &handles {
+        let record = store.instance(handle.instance_id()).await.unwrap().unwrap();
+        assert_eq!(record.owner, None, "{} left memory before its eviction was written", record.id);
+    }
+    let sample = store.instance(handles[1234].instance_id()).await.unwrap().unwrap();
     assert_eq!(sample.wake_at, Some(store.journal(&sample.id, 0).await.unwrap()[0].due_at.unwrap()));
     assert_eq!(count("evicted", "nap"), 0);
 
@@ -679,10 +677,11 @@ async fn a_long_sleep_leaves_memory_at_once_and_a_short_one_stays_warm() {
     let long = pause::start(&client, 3_600_000).await.unwrap();
     let long_id = long.instance_id().to_owned();
     wait_until_within("the hour-long sleep to leave memory and reach the store", Duration::from_secs(20), || async {
-        rt.instances_in_memory() == 0 && store.instance(&long_id).await.unwrap().unwrap().owner.is_none()
+        rt.instances_in_memory() == 0
     })
     .await;
     let record = store.instance(&long_id).await.unwrap().unwrap();
+    assert_eq!(record.owner, None, "out of memory only once the eviction is written");
     let due = store.journal(&long_id, 0).await.unwrap()[0].due_at;
     assert_eq!(record.wake_at, due, "evicted with its timer's due time as its wake-up");
     assert_eq!(count(&long_id, "pause_runs"), 1);
