@@ -255,6 +255,9 @@ impl CapSlots {
     /// takes to find it running).
     fn requests(&self) -> Vec<(PoolKey, u32, SlotRequest)> {
         let mut pools = self.pools();
+        // One clock for the round, the latest an attempt brought: the store counts every request
+        // of the call at the same moment.
+        let clock = pools.values().filter(|pool| pool.requesting).map(|pool| pool.clock).max();
         let mut asked = Vec::new();
         for (key, pool) in pools.iter_mut() {
             if !pool.requesting {
@@ -267,7 +270,7 @@ impl CapSlots {
             }
             let demand = u32::try_from(pool.waiters.len()).unwrap_or(u32::MAX);
             let limit = pool.cap.concurrency.unwrap_or(u32::MAX);
-            let (now, lease_until) = pool.clock;
+            let (now, lease_until) = clock.unwrap_or(pool.clock);
             let request = SlotRequest {
                 cap: pool.cap.clone(),
                 concurrency_key: key.1.clone(),

@@ -1,6 +1,6 @@
-//! Activity slots (see `Store::reserve_slots`): each request behind its activity's advisory lock,
-//! the one capped claims and leasing writes take, so slots are counted and taken atomically with
-//! them.
+//! Activity slots (see `Store::reserve_slots`): the requests of each activity behind its advisory
+//! lock, the one capped claims and leasing writes take, so slots are counted and taken atomically
+//! with them.
 
 use std::collections::HashSet;
 
@@ -34,8 +34,9 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
 }
 
 /// The requests `group` (indexes into `requests`), all of one activity, behind its lock: the
-/// running count and the waiting keys are read once for all of them, and each request's slots
-/// count as running for the next. Returns `(index, slots taken)`.
+/// running count and the waiting keys are read once for all of them, at the first one's `now` (a
+/// worker asks at one moment for all), and each request's slots count as running for the next.
+/// Returns `(index, slots taken)`.
 async fn reserve_one_activity(
     tx: &mut sqlx::PgConnection,
     requests: &[SlotRequest],
