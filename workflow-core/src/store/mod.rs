@@ -292,6 +292,37 @@ impl SlotRequest {
         let room = key_room(&self.cap, running, started, &keys).first().map_or(0, |(_, room)| *room);
         self.want.min(u32::try_from(room).unwrap_or(u32::MAX))
     }
+
+    /// The indexes of `requests` grouped by activity, the groups in name order (the order every
+    /// store takes activities' locks in) and each group in the order asked: how a store answers
+    /// one [`Store::reserve_slots`] call an activity at a time.
+    pub fn by_activity(requests: &[SlotRequest]) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by(|a, b| requests[*a].cap.activity.cmp(&requests[*b].cap.activity));
+        order.chunk_by(|a, b| requests[*a].cap.activity == requests[*b].cap.activity).map(<[usize]>::to_vec).collect()
+    }
+
+    /// How many slots each of `requests` (of one activity, counted at one moment) takes, decided
+    /// in turn by [`SlotRequest::to_take`], what the earlier ones took counted as running under
+    /// their keys; `waiting` says whether a task of a key waits in the queue.
+    pub fn take_in_turn<'a>(
+        requests: impl IntoIterator<Item = &'a SlotRequest>,
+        waiting: impl Fn(&str) -> bool,
+        running: &mut HashMap<String, u64>,
+        started: &HashMap<String, u64>,
+    ) -> Vec<u32> {
+        requests
+            .into_iter()
+            .map(|request| {
+                let key = request.concurrency_key.as_str();
+                let take = request.to_take(waiting(key), running, started);
+                if take > 0 {
+                    *running.entry(key.to_owned()).or_default() += u64::from(take);
+                }
+                take
+            })
+            .collect()
+    }
 }
 
 /// How many more tasks of each key in `keys` a claim may take under `cap`, given `running`

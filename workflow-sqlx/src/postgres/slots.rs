@@ -16,13 +16,12 @@ pub(super) async fn reserve(pool: &PgPool, requests: &[SlotRequest]) -> Result<V
     if requests.is_empty() {
         return Ok(Vec::new());
     }
-    let mut order: Vec<usize> = (0..requests.len()).collect();
     // The locks in name order, as claims take them; each activity's requests together.
-    order.sort_by(|a, b| requests[*a].cap.activity.cmp(&requests[*b].cap.activity));
+    let groups = SlotRequest::by_activity(requests);
     retrying(|| async {
         let mut tx = pool.begin().await.map_err(failed("beginning a reservation of slots"))?;
         let mut taken = vec![0; requests.len()];
-        for group in order.chunk_by(|a, b| requests[*a].cap.activity == requests[*b].cap.activity) {
+        for group in &groups {
             for (index, take) in reserve_one_activity(&mut tx, requests, group).await? {
                 taken[index] = take;
             }
@@ -68,16 +67,19 @@ async fn reserve_one_activity(
         .execute(&mut *tx)
         .await
         .map_err(failed("forgetting lapsed slots"))?;
+    let takes = SlotRequest::take_in_turn(
+        group.iter().map(|index| &requests[*index]),
+        |key| waiting.contains(key),
+        &mut running,
+        &started,
+    );
     let mut taken = Vec::with_capacity(group.len());
-    for &index in group {
+    for (&index, take) in group.iter().zip(takes) {
         let request = &requests[index];
-        let key = request.concurrency_key.as_str();
-        let take = request.to_take(waiting.contains(key), &running, &started);
         if take > 0 {
-            *running.entry(key.to_owned()).or_default() += u64::from(take);
             sqlx::query(ADD_SLOTS)
                 .bind(name)
-                .bind(key)
+                .bind(request.concurrency_key.as_str())
                 .bind(request.owner.as_str())
                 .bind(i64::from(take))
                 .bind(request.lease_until)

@@ -1,5 +1,8 @@
 //! Activity slots (see `Store::reserve_slots`), taken under the one write lock, so they are
-//! counted and taken atomically with every capped claim and leasing write.
+//! counted and taken atomically with every capped claim and leasing write; a call's requests are
+//! decided an activity at a time, as on PostgreSQL.
+
+use std::collections::HashSet;
 
 use workflow_core::store::{SlotRequest, StoreError};
 
@@ -23,44 +26,56 @@ pub(super) async fn reserve(store: &SqliteStore, requests: &[SlotRequest]) -> Re
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a reservation of slots").await?;
     let taken = async {
-        let mut taken = Vec::with_capacity(requests.len());
-        for request in requests {
-            let (name, key) = (request.cap.activity.as_str(), request.concurrency_key.as_str());
-            let waiting: bool = sqlx::query_scalar(WAITING)
-                .bind(name)
-                .bind(key)
-                .bind(request.now)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(backend("looking for queued tasks"))?;
-            // Nothing to count while a task waits: no slot is taken then.
-            let (running, started) = if waiting {
-                Default::default()
-            } else {
-                running_and_started(&mut conn, &request.cap, request.now).await?
-            };
-            let take = request.to_take(waiting, &running, &started);
+        let mut taken = vec![0; requests.len()];
+        for group in SlotRequest::by_activity(requests) {
+            let first = &requests[group[0]];
+            let (name, now) = (first.cap.activity.as_str(), first.now);
+            let mut waiting = HashSet::new();
+            for &index in &group {
+                let key = requests[index].concurrency_key.as_str();
+                let queued: bool = sqlx::query_scalar(WAITING)
+                    .bind(name)
+                    .bind(key)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(backend("looking for queued tasks"))?;
+                if queued {
+                    waiting.insert(key);
+                }
+            }
+            // Nothing to count when a task waits under every key asked for: no slot is taken.
+            let (mut running, started) =
+                if group.iter().all(|index| waiting.contains(requests[*index].concurrency_key.as_str())) {
+                    Default::default()
+                } else {
+                    running_and_started(&mut conn, &first.cap, now).await?
+                };
             // Lapsed slots (of a worker gone without a word) count no more; their rows go.
-            sqlx::query("DELETE FROM activity_slots WHERE name = ? AND concurrency_key = ? AND lease_until < ?")
+            sqlx::query("DELETE FROM activity_slots WHERE name = ? AND lease_until < ?")
                 .bind(name)
-                .bind(key)
-                .bind(request.now)
+                .bind(now)
                 .execute(&mut *conn)
                 .await
                 .map_err(backend("forgetting lapsed slots"))?;
-            if take > 0 {
-                sqlx::query(ADD)
-                    .bind(name)
-                    .bind(key)
-                    .bind(request.owner.as_str())
-                    .bind(i64::from(take))
-                    .bind(request.lease_until)
-                    .bind(request.now)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend("taking slots"))?;
+            let requested = group.iter().map(|index| &requests[*index]);
+            let takes = SlotRequest::take_in_turn(requested, |key| waiting.contains(key), &mut running, &started);
+            for (&index, take) in group.iter().zip(takes) {
+                let request = &requests[index];
+                if take > 0 {
+                    sqlx::query(ADD)
+                        .bind(name)
+                        .bind(request.concurrency_key.as_str())
+                        .bind(request.owner.as_str())
+                        .bind(i64::from(take))
+                        .bind(request.lease_until)
+                        .bind(request.now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(backend("taking slots"))?;
+                }
+                taken[index] = take;
             }
-            taken.push(take);
         }
         Ok::<_, StoreError>(taken)
     }
