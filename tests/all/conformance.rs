@@ -682,6 +682,67 @@ mod postgres {
         drop_schema(&store).await;
     }
 
+    /// Whether another transaction could lock instance `id` at once (it takes the lock and lets
+    /// it go), or someone holds it.
+    async fn lockable(store: &PostgresStore, id: &str) -> bool {
+        let mut probe = store.pool().begin().await.unwrap();
+        let locked = sqlx::query("SELECT 1 FROM instances WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(id)
+            .execute(&mut *probe)
+            .await
+            .is_ok();
+        probe.rollback().await.unwrap();
+        locked
+    }
+
+    /// A watch and a batch's fence take their instances' row locks in id order, whatever order
+    /// the rows lie in: held up at `b`, each holds `a` and not yet `c`. Two statements that locked
+    /// in the order their plans read (a watch beside a runtime's commits did) deadlocked, and
+    /// PostgreSQL broke each deadlock after a second by failing one of them.
+    #[tokio::test]
+    async fn postgres_locks_instances_in_id_order() {
+        let Some(url) = database_url() else { return };
+        let store = Arc::new(open(&url, &fresh_schema()).await);
+        // Written one by one, in reverse, so a plan that reads the table in its physical order
+        // meets `c` first.
+        for id in ["lock/c", "lock/b", "lock/a"] {
+            let owned = InstanceRecord {
+                owner: Some("w".to_owned()),
+                lease_until: Some(i64::MAX / 2),
+                status: RuntimeStatus::Running,
+                ..instance(id, "lock_wf", 1)
+            };
+            store.write(&[create(owned)]).await.unwrap();
+        }
+        let ids: Vec<String> = ["lock/c", "lock/b", "lock/a"].map(String::from).to_vec();
+        let fence = ids.iter().map(|id| WriteOp::AssertOwner { id: id.clone(), owner: "w".to_owned() });
+        let mut fenced = fence.collect::<Vec<_>>();
+        fenced.push(WriteOp::SetStatus { id: "lock/a".to_owned(), status: RuntimeStatus::Running, updated_at: 2 });
+        for what in ["watch", "fence"] {
+            let mut holder = store.pool().begin().await.unwrap();
+            sqlx::query("SELECT 1 FROM instances WHERE id = 'lock/b' FOR UPDATE").execute(&mut *holder).await.unwrap();
+            let (store2, ids2, fenced2) = (store.clone(), ids.clone(), fenced.clone());
+            let waiting = tokio::spawn(async move {
+                if what == "watch" {
+                    store2.watch(&ids2).await.map(|_| ())
+                } else {
+                    store2.write(&fenced2).await.map(|_| ())
+                }
+            });
+            crate::support::wait_until(&format!("the {what} to lock lock/a and wait for lock/b"), || async {
+                !lockable(&store, "lock/a").await
+            })
+            .await;
+            assert!(lockable(&store, "lock/c").await, "the {what} locked lock/c before lock/b");
+            holder.rollback().await.unwrap();
+            waiting.await.unwrap().unwrap();
+        }
+        let watched: Vec<bool> =
+            sqlx::query_scalar("SELECT watched FROM instances ORDER BY id").fetch_all(store.pool()).await.unwrap();
+        assert_eq!(watched, [true, true, true]);
+        drop_schema(&store).await;
+    }
+
     /// What the trait cannot show: a purge leaves no row of the instance in any table (consumed
     /// events included), and an assertion on a status the engine cannot have written is a corrupt
     /// row.

@@ -15,9 +15,13 @@ use crate::shared::Claimable;
 /// UPDATE, since the batch asserting a status changes it (or deletes the row): two batches that
 /// shared the lock would deadlock upgrading it, where this one waits for the other's commit and
 /// then reads the row it left.
+///
+/// Each set is locked in id order, as every statement that waits for several instances' row
+/// locks takes them (see [`WATCH`]): two such statements then never hold a row each that the
+/// other waits for.
 pub(super) const CHECK: &str =
-    "WITH fenced AS (SELECT id, owner, status FROM instances WHERE id = ANY($1) FOR SHARE), \
-     asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) FOR UPDATE) \
+    "WITH fenced AS (SELECT id, owner, status FROM instances WHERE id = ANY($1) ORDER BY id FOR SHARE), \
+     asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) ORDER BY id FOR UPDATE) \
      SELECT id, owner, status FROM fenced UNION ALL SELECT id, owner, status FROM asserted";
 
 pub(super) const CREATE: &str = "INSERT INTO instances \
@@ -85,10 +89,16 @@ pub(super) static FINISHED_NOTICE: LazyLock<String> = LazyLock::new(|| {
 /// asked for, waits for a signal: so a mark of instances that wait to be claimed signals on `$2`
 /// that they are runnable (a client without a runtime watches what it has just started).
 ///
+/// The rows are locked in id order before the update (an `UPDATE` locks in whatever order its
+/// plan reads), as a batch's fence locks its instances ([`CHECK`], and the one-statement batch's
+/// fence): marks and commits that wait for each other's rows then queue instead of deadlocking,
+/// which PostgreSQL would break only after `deadlock_timeout` (1 s) by failing one of them.
+///
 /// [`Store::watch`]: workflow_core::store::Store::watch
-pub(super) const WATCH: &str = "WITH marked AS (UPDATE instances SET watched = true \
+pub(super) const WATCH: &str = "WITH picked AS (SELECT id FROM instances \
      WHERE id = ANY($1) AND NOT watched AND status NOT IN ('Completed', 'Failed', 'Terminated') \
-     RETURNING owner) \
+     ORDER BY id FOR NO KEY UPDATE), \
+     marked AS (UPDATE instances AS i SET watched = true FROM picked WHERE i.id = picked.id RETURNING i.owner) \
      SELECT count(pg_notify($2, 'r')) FROM (SELECT 1 FROM marked WHERE owner IS NULL LIMIT 1) AS claimable";
 
 /// Queues tasks afresh, or replaces a task of an earlier attempt only. One row per key (the plan
@@ -460,17 +470,21 @@ pub(super) static SELECT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 pub(super) const NOTIFY: &str = "SELECT pg_notify($1, notice) FROM UNNEST($2::text[]) AS notice";
 
 /// Extends the leases of worker `$1` (of instances, and of unfinished tasks) to `$2`; returns how
-/// many.
+/// many. Its instances are locked in id order, as [`WATCH`] says why.
 pub(super) const RENEW_LEASES: &str =
-    "WITH instances AS (UPDATE instances SET lease_until = $2 WHERE owner = $1 RETURNING 1), \
+    "WITH owned AS (SELECT id FROM instances WHERE owner = $1 ORDER BY id FOR NO KEY UPDATE), \
+     instances AS (UPDATE instances AS i SET lease_until = $2 FROM owned WHERE i.id = owned.id RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET lease_until = $2 WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
      slots AS (UPDATE activity_slots SET lease_until = $2 WHERE owner = $1 RETURNING 1) \
      SELECT (SELECT count(*) FROM instances) + (SELECT count(*) FROM tasks) + (SELECT count(*) FROM slots)";
 
 /// Releases the leases of worker `$1`; returns how many, and sends signal `$3` (Runnable) on
-/// channel `$2` if it released an instance and `$4` (TaskQueued) if it released a task.
+/// channel `$2` if it released an instance and `$4` (TaskQueued) if it released a task. Its
+/// instances are locked in id order, as [`WATCH`] says why.
 pub(super) const RELEASE_LEASES: &str =
-    "WITH instances AS (UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = $1 RETURNING 1), \
+    "WITH owned AS (SELECT id FROM instances WHERE owner = $1 ORDER BY id FOR NO KEY UPDATE), \
+     instances AS (UPDATE instances AS i SET owner = NULL, lease_until = NULL FROM owned \
+     WHERE i.id = owned.id RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
      WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
      slots AS (DELETE FROM activity_slots WHERE owner = $1), \

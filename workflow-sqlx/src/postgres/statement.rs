@@ -32,7 +32,8 @@ use crate::shared::plan::{Layer, Plan};
 /// as [`CHECK`] does), no inbox check (locked first, then counted), no task key both deleted and queued, and no task op of
 /// an instance the batch finishes (whose task delete must see it). Every instance row is written by
 /// one CTE at most. The fence locks its instances `FOR SHARE` before any CTE writes (each waits for
-/// the verdict), so a concurrent claim cannot move them until the commit.
+/// the verdict), so a concurrent claim cannot move them until the commit; in id order, as
+/// [`WATCH`](super::sql::WATCH) says why.
 ///
 /// [`CHECK`]: super::sql::CHECK
 pub(super) struct Single {
@@ -131,7 +132,7 @@ impl Single {
                 1,
                 ids.len(),
                 || {
-                    "locked AS (SELECT id, owner FROM instances WHERE id = ANY($1::text[]) FOR SHARE), \
+                    "locked AS (SELECT id, owner FROM instances WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE), \
                      fenced AS (SELECT DISTINCT v.id FROM UNNEST($1::text[], $2::text[]) AS v (id, owner) \
                      WHERE NOT EXISTS (SELECT 1 FROM locked AS l WHERE l.id = v.id AND l.owner = v.owner)), \
                      verdict AS (SELECT NOT EXISTS (SELECT 1 FROM fenced) AS ok)"
