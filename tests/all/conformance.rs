@@ -682,6 +682,45 @@ mod postgres {
         drop_schema(&store).await;
     }
 
+    /// `table`'s row count as the last `ANALYZE` (or vacuum) left it; -1 before the first.
+    async fn counted_rows(store: &PostgresStore, table: &str) -> f32 {
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = $1::regclass")
+            .bind(table)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// The store analyzes its tables as they grow, so PostgreSQL plans its statements for the
+    /// tables as they are (this server runs no autovacuum: without it, they would be planned as
+    /// empty for good), and leaves them alone when told to.
+    #[tokio::test]
+    async fn postgres_analyzes_its_tables_as_they_grow() {
+        let Some(url) = database_url() else { return };
+        let on = open(&url, &fresh_schema()).await;
+        let options = PostgresOptions::new().schema(fresh_schema()).max_connections(4);
+        let off = PostgresStore::open_with(&url, options.analyze_as_tables_grow(false)).await.unwrap();
+        let autovacuum: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(on.pool()).await.unwrap();
+        for store in [&on, &off] {
+            assert_eq!(counted_rows(store, "journal").await, -1.0, "a fresh table was analyzed");
+            store.write(&[create(instance("grow/a", "grow_wf", 1))]).await.unwrap();
+            for batch in 0..12 {
+                let puts: Vec<WriteOp> =
+                    (batch * 100..(batch + 1) * 100).map(|seq| put(record("grow/a", 0, seq))).collect();
+                store.write(&puts).await.unwrap();
+            }
+        }
+        crate::support::wait_until("the store to analyze its tables", || async {
+            counted_rows(&on, "journal").await >= 1_000.0
+        })
+        .await;
+        if autovacuum == "off" {
+            assert_eq!(counted_rows(&off, "journal").await, -1.0, "analyzed with analyze_as_tables_grow(false)");
+        }
+        drop_schema(&on).await;
+        drop_schema(&off).await;
+    }
+
     /// Whether another transaction could lock instance `id` at once (it takes the lock and lets
     /// it go), or someone holds it.
     async fn lockable(store: &PostgresStore, id: &str) -> bool {
@@ -820,7 +859,9 @@ mod postgres {
     /// A list page (list order, after a keyset) can be read from the (created_at, id) index as a
     /// range, without a sort; a page of one status from the (status, created_at, id) index, and a
     /// page of several as a merge of a page of each, without a sort either. (Asked with sequential
-    /// scans priced out: on a table this small the planner would rightly read it all.)
+    /// scans priced out: on a table this small the planner would rightly read it all. The store
+    /// has analyzed this table, whose instances are mostly Pending: a page of Pending may then
+    /// be read off the (created_at, id) index instead, filtered, still in order.)
     async fn check_list_plan(store: &PostgresStore) {
         let mut tx = store.pool().begin().await.unwrap();
         sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.unwrap();
@@ -845,11 +886,13 @@ mod postgres {
                 1,
             ),
             (status_page("Running"), "instances_status", 1),
-            (several, "instances_status", 2),
+            (several, "instances_status", 1),
         ] {
             let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {page}")).fetch_all(&mut *tx).await.unwrap();
             let plan = plan.join("; ");
-            assert_eq!(plan.matches(&format!(" using {index} ")).count(), uses, "{page}: {plan}");
+            assert!(plan.matches(&format!(" using {index} ")).count() >= uses, "{page}: {plan}");
+            let branches = page.matches("UNION").count() + 1;
+            assert_eq!(plan.matches(" using instances_").count(), branches, "a branch reads no index: {plan}");
             assert!(!plan.contains("Sort  "), "{page} sorts: {plan}");
         }
         tx.rollback().await.unwrap();

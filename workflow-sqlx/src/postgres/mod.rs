@@ -30,6 +30,7 @@ mod signals;
 mod slots;
 mod sql;
 mod statement;
+mod statistics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,8 @@ pub struct PostgresStore {
     own_workers: Arc<Mutex<HashSet<String>>>,
     /// The claimed rows that did not decode, with their failed decodes in a row.
     quarantine: Quarantine,
+    /// Runs `ANALYZE` as the tables grow.
+    statistics: statistics::Statistics,
 }
 
 impl PostgresStore {
@@ -124,6 +127,7 @@ impl PostgresStore {
     /// Connects to the database at `url` (see [`PostgresStore::open`]) with `options`.
     pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let (pool, connect, schema) = options::connect(url, &options).await?;
+        let statistics = statistics::Statistics::new(options.analyzes());
         let channel = signals::channel_name(&schema);
         let (listener_pool, signals, listener) = signals::listen(connect.clone(), &channel).await?;
         Ok(Self {
@@ -138,6 +142,7 @@ impl PostgresStore {
             connect: liveness::Connect(connect),
             own_workers: Arc::default(),
             quarantine: Quarantine::default(),
+            statistics,
         })
     }
 
@@ -193,6 +198,7 @@ impl Store for PostgresStore {
         let (skipped, taken) =
             retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices, leases)).await?;
         self.stats.record_commit(ops.len());
+        self.statistics.committed(ops, &self.pool);
         Ok((crate::shared::plan::outcome(ops, skipped), taken))
     }
 

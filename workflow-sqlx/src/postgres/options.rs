@@ -27,11 +27,12 @@ pub(super) const MAX_IDENTIFIER: usize = 63;
 pub struct PostgresOptions {
     max_connections: u32,
     schema: Option<String>,
+    analyze_as_tables_grow: bool,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 10, schema: None }
+        Self { max_connections: 10, schema: None, analyze_as_tables_grow: true }
     }
 }
 
@@ -57,6 +58,22 @@ impl PostgresOptions {
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
         self
+    }
+
+    /// Whether the store runs `ANALYZE` on its tables as they grow (on by default): once the rows
+    /// it inserted since the last one reach what the tables held then (at least 1,000), so when
+    /// they have about doubled, one runs in the background. PostgreSQL plans the store's statements from those statistics;
+    /// without them (autovacuum off, or a fresh database before autovacuum's first pass) it plans
+    /// for the tables as small as they first were, and every commit reads whole tables as they
+    /// grow. Turn it off to leave statistics to autovacuum alone; a role that may not analyze the
+    /// tables turns it off by itself, with a warning.
+    pub fn analyze_as_tables_grow(mut self, on: bool) -> Self {
+        self.analyze_as_tables_grow = on;
+        self
+    }
+
+    pub(super) fn analyzes(&self) -> bool {
+        self.analyze_as_tables_grow
     }
 }
 /// Checks the scheme (so a SQLite URL is a configuration error, not a connection attempt) and
