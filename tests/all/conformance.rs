@@ -1196,12 +1196,18 @@ mod postgres {
         let mut signals = listener.wake_signals().expect("PostgreSQL sends wake signals");
         let mut own = writer.wake_signals().unwrap();
         let mut elsewhere = other.wake_signals().unwrap();
-        let (wf, x, y, q) = ("pgwake_wf", "pgwake/x", "pgwake/y", "pgwake/q");
+        let (wf, x, y, q, u) = ("pgwake_wf", "pgwake/x", "pgwake/y", "pgwake/q", "pgwake/u");
 
-        writer
-            .write(&[create(instance(x, wf, 1)), create(instance(y, wf, 2)), create(instance(q, wf, 3))])
-            .await
-            .unwrap();
+        // y, q and u are started by a runtime that runs them (under its lease: no signal, nobody
+        // watches them yet); y and q are then evicted, left for a claim. x is started by a client
+        // without a runtime: left for a claim, and watched from its creation.
+        let leased = |id: &str, created_at: i64| InstanceRecord {
+            owner: Some("pgwake-runner".to_owned()),
+            lease_until: Some(1_000_000),
+            ..instance(id, wf, created_at)
+        };
+        writer.write(&[create(leased(y, 2)), create(leased(q, 3)), create(leased(u, 4))]).await.unwrap();
+        writer.write(&[create(instance(x, wf, 1)), evict(y, 2), evict(q, 3)]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Runnable);
         assert_eq!(next_signal(&mut own).await, WakeSignal::Runnable, "the writing store hears itself too");
 
@@ -1256,8 +1262,11 @@ mod postgres {
 
         other.write(&[add_event("pgwake/z", "z", "1", 1)]).await.unwrap();
         assert_eq!(next_signal(&mut elsewhere).await, WakeSignal::Event("pgwake/z".into()));
-        // Nobody watches x: its finish sends nothing (the next signal is the next batch's).
+        // Created without an owner, x was watched from its creation: its finish is signalled.
         writer.write(&[finish_of(x)]).await.unwrap();
+        assert_eq!(next_signal(&mut signals).await, WakeSignal::Finished(x.into()));
+        // Nobody watches u: its finish sends nothing (the next signal is the next batch's).
+        writer.write(&[finish_of(u)]).await.unwrap();
         writer.write(&[add_event(x, "last", "1", 9)]).await.unwrap();
         assert_eq!(next_signal(&mut signals).await, WakeSignal::Event(x.into()));
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -24,12 +24,19 @@ pub(super) const CHECK: &str =
      asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) ORDER BY id FOR UPDATE) \
      SELECT id, owner, status FROM fenced UNION ALL SELECT id, owner, status FROM asserted";
 
+/// Creates instances; one created without an owner is watched from its creation (see [`WATCH`]):
+/// who starts an instance it leaves for a claim (a client without a runtime, above all) most
+/// likely waits for it elsewhere, and its waiter's watch then writes nothing and holds no row
+/// that the claim or the runner's commits want (those waits cost a W1 round through such a
+/// client about a fifth of its time). A runtime's own starts, under its lease, are watched only
+/// when someone asks.
 pub(super) const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
-     parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     parent_id, custom_status, wake_at, priority, concurrency_key, trace_context, watched) \
+     SELECT v.*, v.owner IS NULL FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
      $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[], \
-     $16::text[], $17::text[]) \
+     $16::text[], $17::text[]) AS v (id, workflow, status, input, output, error, generation, created_at, updated_at, \
+     owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 pub(super) const PUT: &str = "INSERT INTO journal \
