@@ -7,7 +7,10 @@
 //! Claims (of instances and of activity tasks) lock their candidates `FOR UPDATE SKIP LOCKED`, so
 //! claimers in this process or another never take the same instance or task and never wait for
 //! each other. A batch's checks (`AssertOwner`, `AssertStatus`) lock the rows they read until its
-//! commit, so what they checked still holds when it commits.
+//! commit, so what they checked still holds when it commits. Every statement that waits for
+//! several instances' row locks takes them in id order (see `sql::WATCH`), so two of them never
+//! deadlock; and the store keeps its tables' planner statistics fresh as they grow (see
+//! `statistics.rs`), so its statements are planned for the tables as they are.
 //!
 //! Wake signals are `NOTIFY`s on a channel named after the schema, sent inside the transaction
 //! that makes them true (PostgreSQL delivers them at commit, and drops them on rollback); one
