@@ -62,11 +62,12 @@ impl PostgresOptions {
 
     /// Whether the store runs `ANALYZE` on its tables as they grow (on by default): once the rows
     /// it inserted since the last one reach what the tables held then (at least 1,000), so when
-    /// they have about doubled, one runs in the background. PostgreSQL plans the store's statements from those statistics;
-    /// without them (autovacuum off, or a fresh database before autovacuum's first pass) it plans
-    /// for the tables as small as they first were, and every commit reads whole tables as they
-    /// grow. Turn it off to leave statistics to autovacuum alone; a role that may not analyze the
-    /// tables turns it off by itself, with a warning.
+    /// they have about doubled, one runs in the background. PostgreSQL plans the store's
+    /// statements from those statistics; without them (autovacuum off, or a fresh database
+    /// before autovacuum's first pass) it plans for the tables as small as they first were, and
+    /// every commit reads whole tables as they grow. Turn it off to leave statistics to
+    /// autovacuum alone; a role that may not analyze the tables turns it off by itself, with a
+    /// warning.
     pub fn analyze_as_tables_grow(mut self, on: bool) -> Self {
         self.analyze_as_tables_grow = on;
         self
