@@ -276,7 +276,12 @@ fn claim_some(
             instance.owner = Some(worker.to_owned());
             instance.lease_until = Some(lease_until);
             instance.wake_at = None;
-            instance.clone()
+            let claimed = instance.clone();
+            if instance.status == RuntimeStatus::Pending {
+                instance.status = RuntimeStatus::Running;
+                instance.updated_at = now;
+            }
+            claimed
         })
         .collect()
 }

@@ -723,7 +723,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` runnable instances of the given workflows for `worker`: status
     /// Pending or Running, unowned or with a lease that lapsed before `now`, and `wake_at` unset
-    /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, and returns them.
+    /// or not after `now`. Sets their owner and `lease_until`, clears `wake_at`, makes the Pending
+    /// ones Running (`updated_at` = `now`: the claim is their start, so their first commit has
+    /// no status to change), and returns them as it found them but for the owner, lease and
+    /// wake-up it set: the status they had tells a start (Pending) from a resumption (Running).
     /// Which ones: the first `limit` in claim order (highest `priority` first, then `created_at`,
     /// then id) of those without `wake_at` and the earliest `limit` (by `wake_at`, `created_at`,
     /// id) of those with it, then the first `limit` of these together in claim order, in which

@@ -81,6 +81,9 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
         let kind = crate::store::QueueKind::Workflow;
         crate::metrics::queue_wait(kind, &record.workflow, &record.concurrency_key, record.created_at, engine.now());
     }
+    // Running in the store from here on: the claim that found it Pending made it so, as a start
+    // here creates it.
+    record.status = RuntimeStatus::Running;
     loop {
         let (journal, inbox_front) = match std::mem::replace(&mut first, Journal::Read) {
             Journal::Fresh => (Vec::new(), Vec::new()),

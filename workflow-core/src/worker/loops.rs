@@ -59,10 +59,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             // moment), hand the claim back now: nothing would, and the renewals
                             // would keep it ours for good.
                             if !engine.supersede(&record.id, "the instance was handed out again") {
-                                let fence =
-                                    WriteOp::AssertOwner { id: record.id.clone(), owner: engine.owner().to_owned() };
-                                let release = WriteOp::Evict { id: record.id, wake_at: engine.now() };
-                                let _ = engine.commit(vec![fence, release]).await;
+                                let _ = engine.commit(hand_back(&engine, &record)).await;
                             }
                             continue;
                         };
@@ -71,8 +68,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             Err(_) => {
                                 // A local start took the slot meanwhile: hand the claim back.
                                 engine.unmark_running(&record.id, token);
-                                let release = WriteOp::Evict { id: record.id, wake_at: engine.now() };
-                                let _ = engine.commit(vec![release]).await;
+                                let _ = engine.commit(hand_back(&engine, &record)).await;
                             }
                         }
                     }
@@ -96,6 +92,21 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
             _ = engine.claimer_woken() => {}
         }
     }
+}
+
+/// What hands an instance this worker claimed but will not run back to the next claim, if it is
+/// still this worker's: as it was found, so a start the claim made Running is Pending again (and
+/// counts as a start when it is claimed next), unless something (a suspend, a terminate) changed
+/// its status meanwhile.
+fn hand_back(engine: &Engine, record: &InstanceRecord) -> Vec<WriteOp> {
+    let (id, now) = (record.id.clone(), engine.now());
+    let mut ops = vec![WriteOp::AssertOwner { id: id.clone(), owner: engine.owner().to_owned() }];
+    if record.status == RuntimeStatus::Pending {
+        ops.push(WriteOp::AssertStatus { id: id.clone(), allowed: vec![RuntimeStatus::Running] });
+        ops.push(WriteOp::SetStatus { id: id.clone(), status: RuntimeStatus::Pending, updated_at: now });
+    }
+    ops.push(WriteOp::Evict { id, wake_at: now });
+    ops
 }
 
 /// A claimed instance, marked running here, with its slot.

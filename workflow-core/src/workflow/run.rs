@@ -17,8 +17,7 @@ use super::WorkflowContext;
 use crate::error::FailureDetails;
 use crate::model::trace::TraceContext;
 use crate::store::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, RuntimeStatus, StepKind, Store, TaskLease,
-    WriteOp,
+    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, StepKind, Store, TaskLease, WriteOp,
 };
 use crate::worker::Engine;
 
@@ -127,7 +126,7 @@ impl IdleWaits {
 }
 
 impl WorkflowContext {
-    /// The context of a run of `record` (a Pending one becomes Running with its first commit).
+    /// The context of a run of `record` (Running in the store: its claim or its start made it so).
     pub(crate) fn new(
         engine: Arc<Engine>,
         record: &InstanceRecord,
@@ -137,16 +136,11 @@ impl WorkflowContext {
         inbox_signal: Arc<Notify>,
     ) -> Self {
         let instance_id: Arc<str> = record.id.as_str().into();
-        let status_change = (record.status == RuntimeStatus::Pending).then_some(RuntimeStatus::Running);
         let replay = journal.into_iter().map(|record| (record.seq, record)).collect();
-        let buffered = status_change
-            .map(|status| WriteOp::SetStatus { id: instance_id.to_string(), status, updated_at: engine.now() })
-            .into_iter()
-            .collect();
         let state = InstanceState {
             next_seq: 0,
             replay,
-            buffered,
+            buffered: Vec::new(),
             fatal: None,
             busy: 0,
             waits: 0,

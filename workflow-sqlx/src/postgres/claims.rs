@@ -352,13 +352,18 @@ async fn set_aside(pool: &PgPool, quarantine: &Quarantine, worker: &str, row: &P
     };
     let written = match quarantine.set_aside(&id, now, error) {
         SetAside::Later { wake_at } => {
+            // As the claim found it: a start it made Running is Pending again.
+            let status = row.try_get::<String, _>("status").ok();
+            let updated_at = row.try_get::<i64, _>("updated_at").ok();
             retrying_idempotent(|| {
-                let id = id.as_str();
+                let (id, status) = (id.as_str(), status.as_deref());
                 async move {
                     sqlx::query(SET_ASIDE)
                         .bind(id)
                         .bind(worker)
                         .bind(wake_at)
+                        .bind(status)
+                        .bind(updated_at)
                         .execute(pool)
                         .await
                         .map_err(failed("setting a damaged row aside"))

@@ -205,6 +205,21 @@ pub(super) static CLAIM_STARTS: LazyLock<String> = LazyLock::new(|| claim(Claima
 /// [`CLAIM`] of the resumptions (Running instances) only: a rate-limited workflow's claim.
 pub(super) static CLAIM_RESUMPTIONS: LazyLock<String> = LazyLock::new(|| claim(Claimable::Resumptions));
 
+/// The end of every instance claim: takes the rows of its `picked` (`id`, and `status` and
+/// `updated_at` as the claim found them, read under its row locks) for worker `$1` until `$2`,
+/// and makes the Pending ones Running as of `$4` (the claim is their start). Returns each as
+/// found, with the claim's owner and lease (see `Store::claim`).
+fn take_picked() -> String {
+    let returned = qualified("i", INSTANCE_COLUMNS)
+        .replace("i.status", "picked.status")
+        .replace("i.updated_at", "picked.updated_at");
+    format!(
+        "UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL, status = 'Running', \
+         updated_at = CASE WHEN i.status = 'Pending' THEN $4 ELSE i.updated_at END \
+         FROM picked WHERE i.id = picked.id RETURNING {returned}"
+    )
+}
+
 /// The claim of `which` instances (see [`CLAIM`]).
 fn claim(which: Claimable) -> String {
     let free = format!(
@@ -212,17 +227,16 @@ fn claim(which: Claimable) -> String {
         which.condition()
     );
     format!(
-        "WITH ready AS (SELECT id, created_at, priority FROM instances \
+        "WITH ready AS (SELECT id, created_at, priority, status, updated_at FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
          ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         due AS (SELECT id, created_at, priority FROM instances \
+         due AS (SELECT id, created_at, priority, status, updated_at FROM instances \
          WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
          ORDER BY wake_at, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         picked AS (SELECT id, created_at, priority FROM ready UNION ALL SELECT id, created_at, priority FROM due \
-         ORDER BY priority DESC, created_at, id LIMIT $5) \
-         UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
-         WHERE i.id = picked.id RETURNING {}",
-        qualified("i", INSTANCE_COLUMNS)
+         picked AS (SELECT id, created_at, priority, status, updated_at FROM ready \
+         UNION ALL SELECT id, created_at, priority, status, updated_at FROM due \
+         ORDER BY priority DESC, created_at, id LIMIT $5) {}",
+        take_picked()
     )
 }
 
@@ -283,14 +297,12 @@ pub(super) static CLAIM_KEY_RESUMPTIONS: LazyLock<String> = LazyLock::new(|| cla
 /// The claim of `which` instances of one key (see [`CLAIM_KEY`]).
 fn claim_key(which: Claimable) -> String {
     format!(
-        "WITH picked AS (SELECT id FROM instances \
+        "WITH picked AS (SELECT id, status, updated_at FROM instances \
          WHERE workflow = ANY($3) AND concurrency_key = $6 AND status IN ('Pending', 'Running'){} \
          AND (wake_at IS NULL OR wake_at <= $4) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4) \
-         ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-         UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL FROM picked \
-         WHERE i.id = picked.id RETURNING {}",
+         ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) {}",
         which.condition(),
-        qualified("i", INSTANCE_COLUMNS)
+        take_picked()
     )
 }
 
@@ -386,9 +398,10 @@ pub(super) const COUNT_RUNNING: &str = "SELECT count(*) FROM instances WHERE wor
      AND lease_until >= $2 AND (status || '') IN ('Pending', 'Running')";
 
 /// Undoes worker `$2`'s claim of the instance `$1`, whose row did not decode, until `$3` (see
-/// `shared::quarantine`).
-pub(super) const SET_ASIDE: &str =
-    "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = $3 WHERE id = $1 AND owner = $2";
+/// `shared::quarantine`), with the status `$4` and update time `$5` the claim found, where they
+/// read (a start the claim made Running is Pending again).
+pub(super) const SET_ASIDE: &str = "UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = $3, \
+     status = coalesce($4, status), updated_at = coalesce($5, updated_at) WHERE id = $1 AND owner = $2";
 
 /// Undoes worker `$4`'s claim of the task (`$1`, `$2`, `$3`), whose row did not decode, until `$5`
 /// (see `Quarantine::set_aside_task`).

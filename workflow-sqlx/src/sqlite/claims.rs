@@ -9,8 +9,8 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use workflow_core::store::{
-    key_room, ActivityCap, InstanceRecord, Millis, RateLimit, StoreError, TaskCompletion, TaskOutcome, TaskRecord,
-    WakeSignal, WorkflowCap,
+    key_room, ActivityCap, InstanceRecord, Millis, RateLimit, RuntimeStatus, StoreError, TaskCompletion, TaskOutcome,
+    TaskRecord, WakeSignal, WorkflowCap,
 };
 
 use super::{backend, SqliteStore};
@@ -461,7 +461,11 @@ async fn claim_in_transaction(
     Ok(rows.len())
 }
 
-/// Decodes claimed `rows` into `taken`, each on its own, setting aside those that do not decode.
+/// Decodes claimed `rows` into `taken`, each on its own, setting aside those that do not decode,
+/// and makes the Pending ones Running as of `now` (the claim is their start; they are returned
+/// Pending, as found: see `Store::claim`). SQLite's `RETURNING` gives only the new values, so the
+/// claim itself leaves the status alone and this second statement, in the same transaction, takes
+/// the starts by rowid.
 async fn take_rows(
     store: &SqliteStore,
     conn: &mut SqliteConnection,
@@ -469,11 +473,29 @@ async fn take_rows(
     now: Millis,
     taken: &mut Taken,
 ) -> Result<(), StoreError> {
+    let mut starts: Vec<i64> = Vec::new();
     for row in rows {
         match instance_from_row(row) {
-            Ok(record) => taken.claimed.push(record),
+            Ok(record) => {
+                if record.status == RuntimeStatus::Pending {
+                    starts.push(row.try_get("claimed_rowid").map_err(backend("reading a claimed row's rowid"))?);
+                }
+                taken.claimed.push(record);
+            }
             Err(error) => taken.failed.extend(set_aside(store, conn, row, &error, now).await?),
         }
+    }
+    if !starts.is_empty() {
+        // A JSON array of integers, which `json_each` reads as one parameter.
+        let rowids = format!("[{}]", starts.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+        sqlx::query(
+            "UPDATE instances SET status = 'Running', updated_at = ?1 WHERE rowid IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(now)
+        .bind(rowids)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("starting the claimed instances"))?;
     }
     Ok(())
 }

@@ -36,9 +36,15 @@ pub async fn check_claim_filters(store: &dyn Store) {
     assert_eq!(ids(&claimed), vec!["claimf/pending", "claimf/running"]);
     for record in &claimed {
         assert_eq!((record.owner.as_deref(), record.lease_until), (Some("w1"), Some(2_000)));
-        assert_eq!(&get(store, &record.id).await, record, "the claim is stored as returned");
     }
-    assert_eq!(claimed[1].status, RuntimeStatus::Running, "claiming does not change the status");
+    // A start: returned as found (Pending), stored Running as of the claim.
+    assert_eq!(claimed[0].status, RuntimeStatus::Pending, "returned with the status it had");
+    let started = InstanceRecord { status: RuntimeStatus::Running, updated_at: 1_000, ..claimed[0].clone() };
+    assert_eq!(get(store, "claimf/pending").await, started, "the claim started it");
+    // A resumption: stored as returned, status and update time untouched.
+    assert_eq!(claimed[1].status, RuntimeStatus::Running);
+    assert_eq!(claimed[1].updated_at, 20);
+    assert_eq!(get(store, "claimf/running").await, claimed[1], "the claim is stored as returned");
 
     // The lease is live until it lapses strictly before `now`.
     assert!(store.claim("w2", &names(&[wf]), 1_500, 3_000, 10).await.unwrap().is_empty());
@@ -370,7 +376,10 @@ pub async fn check_evict(store: &dyn Store) {
 
     store.write(&[evict(&a.id, 500), evict(&b.id, NEVER), evict("evict/nobody", 1)]).await.unwrap();
     assert_eq!(get(store, &a.id).await, InstanceRecord { wake_at: Some(500), ..a.clone() });
-    assert_eq!(get(store, &b.id).await, InstanceRecord { wake_at: Some(NEVER), ..b.clone() });
+    // b's claim started it (Running as of the claim); the evict leaves that alone.
+    let b_started =
+        InstanceRecord { status: RuntimeStatus::Running, updated_at: 10, wake_at: Some(NEVER), ..b.clone() };
+    assert_eq!(get(store, &b.id).await, b_started);
     assert_eq!(store.instance("evict/nobody").await.unwrap(), None);
     assert_eq!(store.renew_leases("evict-w1", 200_000).await.unwrap(), 0, "the evicting worker holds nothing");
 

@@ -80,7 +80,7 @@ pub async fn check_fencing(store: &dyn Store) {
         }
     }
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced one-fence batch is applied");
-    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Pending);
+    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Running, "as its claim left it, not finished");
 
     let refused = store
         .write(&[
@@ -108,7 +108,7 @@ pub async fn check_fencing(store: &dyn Store) {
         other => panic!("expected the batch to be fenced, got {other:?}"),
     }
     assert_eq!(store.journal(&a.id, 0).await.unwrap().len(), 1, "nothing of a fenced batch is applied");
-    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Pending);
+    assert_eq!(get(store, &a.id).await.status, RuntimeStatus::Running, "as its claim left it, not finished");
     big.pop();
     big.pop();
     store.write(&big).await.unwrap();
