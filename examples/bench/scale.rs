@@ -19,6 +19,8 @@
 //! - W12 metrics (feature `prometheus`): W1 with a Prometheus recorder beside without.
 //! - W13 console pages (feature `console`): the list page and a 10,000-step instance's page on a
 //!   store of 1M instances (100k on PostgreSQL), read over HTTP as the page reads them.
+//! - W14 claims beside held instances: 200 one-step workflows through `Client::new` (each waits
+//!   for a claim), with 10,000 instances held in the worker's memory beside none.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
 //! `--scale-only w4,w7` runs only the workloads named.
@@ -33,6 +35,8 @@ mod w12_metrics;
 #[cfg(feature = "console")]
 #[path = "w13_console.rs"]
 mod w13_console;
+#[path = "w14_held.rs"]
+mod w14_held;
 #[path = "w4_waiters.rs"]
 mod w4_waiters;
 #[path = "w7_takeover.rs"]
@@ -97,6 +101,9 @@ pub(crate) async fn measure(name: &str, store: Arc<dyn Store>, dir: &Path) -> Be
     #[cfg(feature = "console")]
     if wanted("w13") {
         rows.extend(w13_console::measure(name, dir).await?);
+    }
+    if wanted("w14") {
+        rows.extend(w14_held::measure(name, store.clone()).await?);
     }
     // Last: it leaves 99,000 instances queued. The memory store scans every instance per claim:
     // it is the reference, not a store to measure at scale.

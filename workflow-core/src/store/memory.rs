@@ -260,14 +260,18 @@ fn claim_some(
             (Some(_), until) => until.is_none_or(|until| until < now),
         })
         .collect();
-    // The claim rule of every store: the first `limit` ready instances in priority order
-    // (highest first, then oldest first) and the earliest-due `limit` woken ones, then the
+    // The claim rule of every store (see `Store::claim`): of the unowned, the first `limit` ready
+    // ones in priority order (highest first, then oldest first) and the earliest-due `limit`
+    // woken ones; of the owned (their lease lapsed), the `limit` that lapsed first; then the
     // first `limit` of those together in priority order.
-    let (mut ready, mut due): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.wake_at.is_none());
+    let (mut lapsed, unowned): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|i| i.owner.is_some());
+    let (mut ready, mut due): (Vec<_>, Vec<_>) = unowned.into_iter().partition(|i| i.wake_at.is_none());
     let order = |i: &InstanceRecord| (std::cmp::Reverse(i.priority), i.created_at, i.id.clone());
     ready.sort_by_key(|i| order(i));
     due.sort_by(|a, b| (a.wake_at, a.created_at, &a.id).cmp(&(b.wake_at, b.created_at, &b.id)));
-    candidates.extend(ready.into_iter().take(limit).chain(due.into_iter().take(limit)));
+    lapsed.sort_by(|a, b| (a.lease_until, a.created_at, &a.id).cmp(&(b.lease_until, b.created_at, &b.id)));
+    let picks = ready.into_iter().take(limit).chain(due.into_iter().take(limit));
+    candidates.extend(picks.chain(lapsed.into_iter().take(limit)));
     candidates.sort_by_key(|i| order(i));
     candidates
         .into_iter()

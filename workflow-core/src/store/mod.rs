@@ -727,11 +727,14 @@ pub trait Store: Send + Sync + 'static {
     /// ones Running (`updated_at` = `now`: the claim is their start, so their first commit has
     /// no status to change), and returns them as it found them but for the owner, lease and
     /// wake-up it set: the status they had tells a start (Pending) from a resumption (Running).
-    /// Which ones: the first `limit` in claim order (highest `priority` first, then `created_at`,
-    /// then id) of those without `wake_at` and the earliest `limit` (by `wake_at`, `created_at`,
-    /// id) of those with it, then the first `limit` of these together in claim order, in which
-    /// they are returned. (Ordering the woken ones otherwise would make a store sort every woken
-    /// instance on each claim.)
+    /// Which ones, from three sets: of the unowned, the first `limit` in claim order (highest
+    /// `priority` first, then `created_at`, then id) of those without `wake_at` and the earliest
+    /// `limit` (by `wake_at`, `created_at`, id) of those with it; of the owned (a lapsed lease),
+    /// the `limit` that lapsed first (by `lease_until`, none first, then `created_at`, id); then
+    /// the first `limit` of these together in claim order, in which they are returned. (Each set
+    /// is a range of an index in its own order: ordering the woken ones otherwise would make a
+    /// store sort every woken instance on each claim, and reading the ready ones with the owned
+    /// among them would make each claim read past every instance running in a worker.)
     async fn claim(
         &self,
         worker: &str,

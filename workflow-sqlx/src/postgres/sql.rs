@@ -190,13 +190,16 @@ pub(super) const PURGE: &str = "WITH instance_rows AS (DELETE FROM instances WHE
 /// first, then oldest first), locked so that no
 /// concurrent claim takes them (it skips them instead of waiting), taken for worker `$1` until `$2`.
 ///
-/// Candidates come from two sets, each with its own partial index: instances ready now (no
-/// wake-up, `instances_ready`, already in claim order: priority, then age) and instances whose wake-up has come
-/// (`instances_due`, by wake-up time). An instance waiting for a later wake-up is in neither scan.
-/// The due set is taken in wake-up order, the order of its index: ordering it by creation would
-/// sort every due instance on each claim (a backlog of 10,000 woken instances made each claim
-/// cost milliseconds). The picks of both sets are then served in priority order, oldest first
-/// within a priority.
+/// Candidates come from three sets, each a range of an index: unowned instances ready now (no
+/// wake-up, `instances_ready`, already in claim order: priority, then age), unowned instances
+/// whose wake-up has come (`instances_due`, by wake-up time), and owned ones whose lease lapsed
+/// (`instances_owned`, the lapsed range of each workflow's leases). An instance waiting for a
+/// later wake-up is in none. The due set is taken in wake-up order, the order of its index:
+/// ordering it by creation would sort every due instance on each claim (a backlog of 10,000
+/// woken instances made each claim cost milliseconds). The instances running in workers are in
+/// no set's range: when the ready set's index held them, a claim read past all of them (10,000
+/// held in memory made each claim read 10,000 rows). The picks of the sets are then served in
+/// priority order, oldest first within a priority.
 pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| claim(Claimable::Any));
 
 /// [`CLAIM`] of the starts (Pending instances) only: a rate-limited workflow's claim.
@@ -222,20 +225,22 @@ fn take_picked() -> String {
 
 /// The claim of `which` instances (see [`CLAIM`]).
 fn claim(which: Claimable) -> String {
-    let free = format!(
-        "workflow = ANY($3) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $4){}",
-        which.condition()
-    );
+    let which = which.condition();
+    let claimable = "status IN ('Pending', 'Running')";
+    let columns = "id, created_at, priority, status, updated_at";
     format!(
-        "WITH ready AS (SELECT id, created_at, priority, status, updated_at FROM instances \
-         WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND {free} \
+        "WITH ready AS (SELECT {columns} FROM instances \
+         WHERE {claimable} AND wake_at IS NULL AND owner IS NULL AND workflow = ANY($3){which} \
          ORDER BY priority DESC, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         due AS (SELECT id, created_at, priority, status, updated_at FROM instances \
-         WHERE status IN ('Pending', 'Running') AND wake_at <= $4 AND {free} \
+         due AS (SELECT {columns} FROM instances \
+         WHERE {claimable} AND wake_at <= $4 AND owner IS NULL AND workflow = ANY($3){which} \
          ORDER BY wake_at, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         picked AS (SELECT id, created_at, priority, status, updated_at FROM ready \
-         UNION ALL SELECT id, created_at, priority, status, updated_at FROM due \
-         ORDER BY priority DESC, created_at, id LIMIT $5) {}",
+         lapsed AS (SELECT {columns} FROM instances \
+         WHERE workflow = ANY($3) AND owner IS NOT NULL AND (lease_until IS NULL OR lease_until < $4) \
+         AND {claimable} AND (wake_at IS NULL OR wake_at <= $4){which} \
+         ORDER BY lease_until NULLS FIRST, created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         picked AS (SELECT {columns} FROM ready UNION ALL SELECT {columns} FROM due \
+         UNION ALL SELECT {columns} FROM lapsed ORDER BY priority DESC, created_at, id LIMIT $5) {}",
         take_picked()
     )
 }

@@ -20,51 +20,73 @@ use crate::shared::quarantine::SetAside;
 use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
 use crate::shared::{to_i64, Claimable};
 
-/// The claim's two candidate sets, as conditions: instances ready now (no wake-up) and instances
-/// whose wake-up has come; together, every runnable instance. `?1` is `now`, the workflow names
-/// are bound from `?3` on (`?2` is the limit in the queries that use these).
+/// The claim's three candidate sets, as scans: unowned instances ready now (no wake-up), unowned
+/// instances whose wake-up has come, and owned ones whose lease lapsed; together, every runnable
+/// instance. `?1` is `now`, the workflow names are bound from `?3` on (`?2` is the limit in the
+/// queries that use these).
 ///
-/// Each set has its own partial index (`instances_ready`, already in claim order, and
-/// `instances_due`, by wake-up time), whose status and wake-up tests are spelled exactly as here so
-/// SQLite uses them. An instance waiting for a later wake-up is in neither scan.
-fn claimable(workflows: usize, which: Claimable) -> (String, String) {
-    let names: Vec<String> = (0..workflows).map(|i| format!("?{}", i + 3)).collect();
-    let free = format!(
-        "workflow IN ({}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?1){}",
-        names.join(", "),
-        which.condition()
-    );
-    (
-        format!("status IN ('Pending', 'Running') AND wake_at IS NULL AND {free}"),
-        format!("status IN ('Pending', 'Running') AND wake_at <= ?1 AND {free}"),
-    )
+/// Each set is read through its own index (`instances_ready`, already in claim order;
+/// `instances_due`, by wake-up time; `instances_owned`, the lapsed range of each workflow's
+/// leases), named (`INDEXED BY`), with the partial indexes' tests spelled exactly as they are so
+/// SQLite can use them: left to itself, SQLite's planner prefers the `(status, created_at, id)`
+/// index the status-filtered list reads, which walks every running instance (those waiting on
+/// far-off timers and events too) and sorts them on each claim. An instance waiting for a later
+/// wake-up is in no set, nor is one running in a worker under a live lease: a claim never reads
+/// past the instances workers hold.
+struct ClaimScans {
+    ready: String,
+    due: String,
+    lapsed: String,
+}
+
+impl ClaimScans {
+    fn new(workflows: usize, which: Claimable) -> Self {
+        let names: Vec<String> = (0..workflows).map(|i| format!("?{}", i + 3)).collect();
+        let (names, which) = (names.join(", "), which.condition());
+        let claimable = "status IN ('Pending', 'Running')";
+        Self {
+            ready: format!(
+                "FROM instances INDEXED BY instances_ready \
+                 WHERE {claimable} AND wake_at IS NULL AND owner IS NULL AND workflow IN ({names}){which}"
+            ),
+            due: format!(
+                "FROM instances INDEXED BY instances_due \
+                 WHERE {claimable} AND wake_at <= ?1 AND owner IS NULL AND workflow IN ({names}){which}"
+            ),
+            // Two ranges, those with no lease and those whose lease lapsed: SQLite reads a
+            // condition that ORs them as every owned instance of the workflow.
+            lapsed: format!(
+                "FROM (SELECT * FROM (SELECT * {owned} AND lease_until IS NULL ORDER BY created_at, id LIMIT ?2) \
+                 UNION ALL SELECT * FROM (SELECT * {owned} AND lease_until < ?1 \
+                 ORDER BY lease_until, created_at, id LIMIT ?2))",
+                owned = format_args!(
+                    "FROM instances INDEXED BY instances_owned WHERE owner IS NOT NULL AND workflow IN ({names}) \
+                     AND {claimable} AND (wake_at IS NULL OR wake_at <= ?1){which}"
+                ),
+            ),
+        }
+    }
 }
 
 /// The claim's two statements for `workflows` names (and `which` of their instances): the probe
 /// a reader runs first (is anything claimable?) and the claim itself (`?1` now, `?2` the limit,
 /// the names from `?3`, then the worker and the lease's end).
 ///
-/// Both name their partial indexes (`INDEXED BY`): left to itself, SQLite's planner prefers the
-/// `(status, created_at, id)` index the status-filtered list reads, which walks every running
-/// instance (those waiting on far-off timers and events too) and sorts them on each claim.
-///
 /// The claim re-selects under the write lock, so it is exact however many workers raced to the
 /// same candidates. The ready set is taken highest priority first, then oldest first (its index's
 /// order); the due set in wake-up order, its index's (ordering it otherwise would sort every due
-/// instance on each claim); the picks of both sets are then served in priority order, oldest first
-/// within a priority.
+/// instance on each claim); the lapsed set by lease (none first); the picks of the sets are then
+/// served in priority order, oldest first within a priority.
 fn claim_statements(workflows: usize, which: Claimable) -> (String, String) {
-    let (ready, due) = claimable(workflows, which);
-    let ready_scan = format!("FROM instances INDEXED BY instances_ready WHERE {ready}");
-    let due_scan = format!("FROM instances INDEXED BY instances_due WHERE {due}");
-    let probe = format!("SELECT 1 {ready_scan} UNION ALL SELECT 1 {due_scan} LIMIT ?2");
+    let ClaimScans { ready, due, lapsed } = ClaimScans::new(workflows, which);
+    let probe = format!("SELECT 1 {ready} UNION ALL SELECT 1 {due} UNION ALL SELECT 1 {lapsed} LIMIT ?2");
+    let columns = "id, created_at, priority";
     let claim = format!(
         "UPDATE instances SET owner = ?{worker}, lease_until = ?{until}, wake_at = NULL WHERE id IN \
          (SELECT id FROM \
-         (SELECT id, created_at, priority FROM (SELECT id, created_at, priority {ready_scan} \
-         ORDER BY priority DESC, created_at, id LIMIT ?2) \
-         UNION ALL SELECT id, created_at, priority FROM (SELECT id, created_at, priority {due_scan} \
-         ORDER BY wake_at, created_at, id LIMIT ?2)) \
+         (SELECT {columns} FROM (SELECT {columns} {ready} ORDER BY priority DESC, created_at, id LIMIT ?2) \
+         UNION ALL SELECT {columns} FROM (SELECT {columns} {due} ORDER BY wake_at, created_at, id LIMIT ?2) \
+         UNION ALL SELECT {columns} FROM (SELECT {columns} {lapsed} ORDER BY lease_until, created_at, id LIMIT ?2)) \
          ORDER BY priority DESC, created_at, id LIMIT ?2) \
          RETURNING rowid AS claimed_rowid, {INSTANCE_COLUMNS}",
         worker = workflows + 3,
@@ -961,10 +983,11 @@ mod tests {
         rows.iter().map(|row| sqlx::Row::get::<String, _>(row, "detail")).collect::<Vec<_>>().join("; ")
     }
 
-    /// The probe and the claim read the ready and due sets through their partial indexes, never
-    /// the status index (whose `status = 'Running'` range holds every waiting instance).
+    /// The probe and the claim read the ready and due sets through their partial indexes, and
+    /// the lapsed leases as ranges of `instances_owned`; never the status index (whose
+    /// `status = 'Running'` range holds every waiting instance).
     #[tokio::test]
-    async fn a_claim_reads_only_the_ready_and_due_indexes() {
+    async fn a_claim_reads_only_the_ready_due_and_lapsed_ranges() {
         let store = SqliteStore::open("sqlite::memory:").await.expect("open");
         let (probe, claim) = claim_statements(1, Claimable::Any);
         let (_, starts) = claim_statements(1, Claimable::Starts);
@@ -973,6 +996,7 @@ mod tests {
             let plan = plan(&store, &statement).await;
             assert!(plan.contains("INDEX instances_ready"), "{plan}");
             assert!(plan.contains("INDEX instances_due (wake_at<?)"), "{plan}");
+            assert!(plan.contains("INDEX instances_owned (workflow=? AND lease_until<?)"), "{plan}");
             assert!(!plan.contains("instances_status"), "{plan}");
         }
     }
