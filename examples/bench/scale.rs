@@ -19,7 +19,7 @@
 //! - W12 metrics (feature `prometheus`): W1 with a Prometheus recorder beside without.
 //! - W13 console pages (feature `console`): the list page and a 10,000-step instance's page on a
 //!   store of 1M instances (100k on PostgreSQL), read over HTTP as the page reads them.
-//! - W14 claims beside held instances: 200 one-step workflows through `Client::new` (each waits
+//! - W14 claims beside held instances: rounds of 1,000 one-step workflows through `Client::new` (each waits
 //!   for a claim), with 10,000 instances held in the worker's memory beside none.
 //!
 //! Each workload is a function returning rows of one table: `| workload | store | measured | beside |`.
