@@ -19,13 +19,14 @@ use super::sql::{
     COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_RUNNING_PER_KEY, COUNT_STARTS,
     COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_PER_KEY, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS,
     FORGET_WORKFLOW_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES,
-    RENEW_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS, WORKFLOW_KEYS,
+    RENEW_INSTANCE_LEASES, RENEW_TASK_LEASES, SET_ASIDE, SET_ASIDE_TASK, STILL_OPEN, TAKE_TASKS, TASK_KEYS,
+    WORKFLOW_KEYS,
 };
 use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::quarantine::{Quarantine, SetAside};
 use crate::shared::rows::{instance_from_row, task_from_row};
-use crate::shared::to_i64;
+use crate::shared::{to_i64, RENEWAL_CHUNK};
 
 /// Claims up to `limit` runnable instances of `workflows` for `worker` until `lease_until`,
 /// oldest first. A claimed row that does not decode is set aside, not returned (see
@@ -396,15 +397,38 @@ async fn set_aside(pool: &PgPool, quarantine: &Quarantine, worker: &str, row: &P
 /// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;
 /// returns how many.
 pub(super) async fn renew_leases(pool: &PgPool, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
-    let renewed: i64 = retrying_idempotent(|| async move {
-        sqlx::query_scalar(RENEW_LEASES)
+    let mut renewed: i64 = retrying_idempotent(|| async move {
+        sqlx::query_scalar(RENEW_TASK_LEASES)
             .bind(worker)
             .bind(lease_until)
             .fetch_one(pool)
             .await
-            .map_err(failed("renewing leases"))
+            .map_err(failed("renewing task leases"))
     })
     .await?;
+    // The instances a chunk at a time, each chunk its own statement (see `RENEW_INSTANCE_LEASES`).
+    let mut after = String::new();
+    loop {
+        let (count, last): (i64, Option<String>) = retrying_idempotent(|| {
+            let after = after.as_str();
+            async move {
+                sqlx::query_as(RENEW_INSTANCE_LEASES)
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(after)
+                    .bind(to_i64(RENEWAL_CHUNK))
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed("renewing leases"))
+            }
+        })
+        .await?;
+        renewed += count;
+        match last {
+            Some(last) if count >= to_i64(RENEWAL_CHUNK) => after = last,
+            _ => break,
+        }
+    }
     Ok(u64::try_from(renewed).unwrap_or_default())
 }
 

@@ -18,7 +18,7 @@ use crate::shared::order::{instance_order, task_order};
 use crate::shared::plan::TaskKey;
 use crate::shared::quarantine::SetAside;
 use crate::shared::rows::{instance_from_row, task_from_row, INSTANCE_COLUMNS, TASK_COLUMNS};
-use crate::shared::{to_i64, Claimable};
+use crate::shared::{to_i64, Claimable, RENEWAL_CHUNK};
 
 /// The claim's three candidate sets, as scans: unowned instances ready now (no wake-up), unowned
 /// instances whose wake-up has come, and owned ones whose lease lapsed; together, every runnable
@@ -579,15 +579,40 @@ async fn set_aside(
 /// Extends every lease `worker` holds (of instances, and of unfinished tasks) to `lease_until`;
 /// returns how many.
 pub(super) async fn renew_leases(store: &SqliteStore, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
+    let mut renewed = renew_task_leases(store, worker, lease_until).await?;
+    // The instances a chunk at a time (by rowid, the order `instances_owner` keeps a worker's
+    // rows in), each chunk a transaction of its own: the write lock is held for a chunk's time,
+    // so the commits of other instances go on between chunks.
+    let mut after = 0_i64;
+    loop {
+        let mut conn = store.writer().await?;
+        store.begin_immediate(&mut conn, "beginning a renewal").await?;
+        let chunk = sqlx::query_scalar::<_, i64>(
+            "UPDATE instances SET lease_until = ?1 WHERE rowid IN \
+             (SELECT rowid FROM instances WHERE owner = ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4) RETURNING rowid",
+        )
+        .bind(lease_until)
+        .bind(worker)
+        .bind(after)
+        .bind(to_i64(RENEWAL_CHUNK))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend("renewing leases"));
+        let rowids = store.end_immediate(&mut conn, chunk, "committing a renewal").await?;
+        renewed += rowids.len() as u64;
+        match rowids.iter().max() {
+            Some(last) if rowids.len() >= RENEWAL_CHUNK => after = *last,
+            _ => return Ok(renewed),
+        }
+    }
+}
+
+/// Extends `worker`'s leases on unfinished tasks and on activity slots to `lease_until`; returns
+/// how many.
+async fn renew_task_leases(store: &SqliteStore, worker: &str, lease_until: Millis) -> Result<u64, StoreError> {
     let mut conn = store.writer().await?;
     store.begin_immediate(&mut conn, "beginning a renewal").await?;
     let renewed = async {
-        let instances = sqlx::query("UPDATE instances SET lease_until = ? WHERE owner = ?")
-            .bind(lease_until)
-            .bind(worker)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("renewing leases"))?;
         let tasks = sqlx::query("UPDATE activity_tasks SET lease_until = ? WHERE owner = ? AND outcome IS NULL")
             .bind(lease_until)
             .bind(worker)
@@ -600,7 +625,7 @@ pub(super) async fn renew_leases(store: &SqliteStore, worker: &str, lease_until:
             .execute(&mut *conn)
             .await
             .map_err(backend("renewing slots"))?;
-        Ok::<_, StoreError>(instances.rows_affected() + tasks.rows_affected() + slots.rows_affected())
+        Ok::<_, StoreError>(tasks.rows_affected() + slots.rows_affected())
     }
     .await;
     store.end_immediate(&mut conn, renewed, "committing a renewal").await

@@ -30,6 +30,20 @@ pub async fn check_renew(store: &dyn Store) {
     // Renewed leases hold past the old expiry; the unrenewed one lapses.
     let taken = store.claim("renew-w3", &names(&[wf_one, wf_two]), 2_000, 3_000, 10).await.unwrap();
     assert_eq!(ids(&taken), vec!["renew/c"]);
+
+    // A worker holding more instances than a store renews at once (the SQL stores renew a few
+    // thousand per statement) has every one renewed, and the count says so.
+    let many = 1_234;
+    let wf_many = "renew_wf_many";
+    let creates: Vec<WriteOp> =
+        (0..many).map(|n| create(instance(&format!("renew/many-{n:05}"), wf_many, 10 + n as i64))).collect();
+    store.write(&creates).await.unwrap();
+    assert_eq!(store.claim("renew-w4", &names(&[wf_many]), 100, 1_000, many).await.unwrap().len(), many);
+    assert_eq!(store.renew_leases("renew-w4", 7_000).await.unwrap(), many as u64);
+    let held = store.claim("renew-w5", &names(&[wf_many]), 2_000, 9_000, many).await.unwrap();
+    assert!(held.is_empty(), "a renewed lease was taken: {:?}", ids(&held).first());
+    let last = get(store, &format!("renew/many-{:05}", many - 1)).await;
+    assert_eq!((last.owner.as_deref(), last.lease_until), (Some("renew-w4"), Some(7_000)));
 }
 
 /// Releasing frees a worker's leases so another worker claims them at once.
