@@ -138,7 +138,6 @@ async fn drive(engine: &Arc<Engine>, mut record: InstanceRecord, mut first: Jour
                 tracing::debug!(generation, "continued as new");
                 record.generation = generation;
                 record.input = input;
-                record.status = RuntimeStatus::Running;
                 first = Journal::Fresh;
             }
             RunEnd::Fatal(Fatal::Fail(details)) => {
@@ -325,8 +324,6 @@ async fn finish(
     let now = engine.now();
     let custom_status = ctx.custom_status().unwrap_or_else(|| record.custom_status.clone());
     let mut ops = ctx.take_fenced_batch();
-    // The Finish sets the status: a Pending-to-Running change in the same batch is moot.
-    ops.retain(|op| !matches!(op, WriteOp::SetStatus { id, .. } if *id == record.id));
     ops.extend(ending.ops(record, now));
     match engine.commit(ops).await {
         Ok(_) => {

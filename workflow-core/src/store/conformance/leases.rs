@@ -31,8 +31,8 @@ pub async fn check_renew(store: &dyn Store) {
     let taken = store.claim("renew-w3", &names(&[wf_one, wf_two]), 2_000, 3_000, 10).await.unwrap();
     assert_eq!(ids(&taken), vec!["renew/c"]);
 
-    // A worker holding more instances than a store renews at once (the SQL stores renew a few
-    // thousand per statement) has every one renewed, and the count says so.
+    // A worker holding more instances than a store renews at once (the SQL stores renew 1,000
+    // per statement) has every one renewed, and the count says so.
     let many = 1_234;
     let wf_many = "renew_wf_many";
     let creates: Vec<WriteOp> =
