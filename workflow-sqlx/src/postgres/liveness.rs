@@ -148,8 +148,8 @@ const RELEASE_DEAD: &str = "WITH dead AS (SELECT w.owner, w.lock_key FROM worker
      AND l.objsubid = 1) \
      FOR UPDATE OF w SKIP LOCKED), \
      owned AS (SELECT id FROM instances WHERE owner IN (SELECT owner FROM dead) ORDER BY id FOR NO KEY UPDATE), \
-     instances AS (UPDATE instances AS i SET owner = NULL, lease_until = NULL FROM owned \
-     WHERE i.id = owned.id RETURNING 1), \
+     instances AS (UPDATE instances SET owner = NULL, lease_until = NULL \
+     WHERE id = ANY(ARRAY(SELECT id FROM owned)) RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
      WHERE owner IN (SELECT owner FROM dead) AND outcome IS NULL RETURNING 1), \
      slots AS (DELETE FROM activity_slots WHERE owner IN (SELECT owner FROM dead)), \

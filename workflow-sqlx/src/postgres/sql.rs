@@ -516,11 +516,12 @@ pub(super) const RENEW_TASK_LEASES: &str =
 
 /// Releases the leases of worker `$1`; returns how many, and sends signal `$3` (Runnable) on
 /// channel `$2` if it released an instance and `$4` (TaskQueued) if it released a task. Its
-/// instances are locked in id order, as [`WATCH`] says why.
+/// instances are locked in id order, as [`WATCH`] says why, then updated by primary key, as
+/// [`RENEW_INSTANCE_LEASES`] says why.
 pub(super) const RELEASE_LEASES: &str =
     "WITH owned AS (SELECT id FROM instances WHERE owner = $1 ORDER BY id FOR NO KEY UPDATE), \
-     instances AS (UPDATE instances AS i SET owner = NULL, lease_until = NULL FROM owned \
-     WHERE i.id = owned.id RETURNING 1), \
+     instances AS (UPDATE instances SET owner = NULL, lease_until = NULL \
+     WHERE id = ANY(ARRAY(SELECT id FROM owned)) RETURNING 1), \
      tasks AS (UPDATE activity_tasks SET owner = NULL, lease_until = NULL \
      WHERE owner = $1 AND outcome IS NULL RETURNING 1), \
      slots AS (DELETE FROM activity_slots WHERE owner = $1), \
