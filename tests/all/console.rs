@@ -142,10 +142,21 @@ async fn wait_for_text(browser: &Browser, css: &str, wanted: &str) {
     .await;
 }
 
+/// Clicks the first element `css` finds, once there is one. The page re-renders as what it
+/// shows changes, so an element found may be gone by the click (a stale reference): then it is
+/// found again, until the deadline.
 async fn click(browser: &Browser, css: &str) {
-    let element =
-        wait_for_value(&format!("{css} to click"), || async { browser.find(Locator::Css(css)).await.ok() }).await;
-    element.click().await.unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+    wait_until(&format!("{css} to click"), || async {
+        match browser.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(()) => true,
+                Err(error) if error.to_string().contains("stale element") => false,
+                Err(error) => panic!("clicking {css}: {error}"),
+            },
+            Err(_) => false,
+        }
+    })
+    .await;
 }
 
 async fn type_into(browser: &Browser, css: &str, text: &str) {
