@@ -28,6 +28,7 @@ async fn memory_store_conforms() {
     // takes none).
     conformance::check_write_leasing(&MemoryStore::new(), true).await;
     conformance::check_slots(&MemoryStore::new(), true).await;
+    conformance::check_start_leasing(&MemoryStore::new(), true).await;
     // No atomicity check: the memory store applies a batch under one lock and has no op that can
     // fail midway, so there is no way to make a batch fail after its first op.
 }
@@ -124,6 +125,7 @@ async fn sqlite_file_store_conforms() {
 async fn sqlite_memory_store_conforms() {
     conformance::check_write_leasing(&SqliteStore::open("sqlite::memory:").await.unwrap(), true).await;
     conformance::check_slots(&SqliteStore::open("sqlite::memory:").await.unwrap(), true).await;
+    conformance::check_start_leasing(&SqliteStore::open("sqlite::memory:").await.unwrap(), true).await;
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     arm_sqlite_poison(&store).await;
     conformance::run_all_with(&store, &Options::new().poisoned_name(POISON)).await;
@@ -674,6 +676,9 @@ mod postgres {
         let slots = open(&url, &fresh_schema()).await;
         conformance::check_slots(&slots, true).await;
         drop_schema(&slots).await;
+        let starts = open(&url, &fresh_schema()).await;
+        conformance::check_start_leasing(&starts, true).await;
+        drop_schema(&starts).await;
         check_list_plan(&store).await;
         check_claim_indexes(&store).await;
         check_corrupt_rows(&store).await;

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::store::{
-    key_room, ActivityCap, Debounce, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, TaskLease,
+    key_room, ActivityCap, Debounce, Lease, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartGroup,
+    StartLease, StartScope, TaskLease,
 };
 use crate::store::{
     EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth, QueueKind,
@@ -351,6 +352,62 @@ fn take_lease(tables: &mut Tables, lease: &TaskLease) -> bool {
     true
 }
 
+/// Takes what it can of `leases` (see [`Lease::Start`]): of each workflow and key, while nothing
+/// else of it waits for a claim, as many as its limits have room for, each only if this write
+/// created its instance (not in `existing`) and it is still unowned, Pending and due.
+fn take_starts(tables: &mut Tables, leases: &[StartLease], existing: &[String]) -> Vec<bool> {
+    let mut taken = vec![false; leases.len()];
+    for group in StartGroup::of(leases) {
+        let (cap, key, now) = (group.cap, group.key, group.now);
+        let ours: Vec<&str> = group.ids(leases).into_iter().filter(|id| !existing.iter().any(|e| e == id)).collect();
+        let in_scope = |i: &InstanceRecord| {
+            i.workflow == cap.workflow
+                && (!cap.keyed || i.concurrency_key == key)
+                && matches!(i.status, RuntimeStatus::Pending | RuntimeStatus::Running)
+        };
+        let scoped = || tables.instances.values().filter(|i| in_scope(i));
+        let running = scoped().filter(|i| i.owner.is_some() && i.lease_until.is_some_and(|u| u >= now)).count();
+        let others_wait = scoped()
+            .any(|i| i.owner.is_none() && i.wake_at.is_none_or(|wake| wake <= now) && !ours.contains(&i.id.as_str()));
+        let mut started = 0;
+        if let Some(rate) = cap.rate {
+            let since = now.saturating_sub(rate.period_ms);
+            tables.workflow_starts.retain(|(workflow, _, at)| workflow != &cap.workflow || *at > since);
+            let in_key =
+                |(workflow, k, _): &&(String, String, Millis)| workflow == &cap.workflow && (!cap.keyed || k == key);
+            started = tables.workflow_starts.iter().filter(in_key).count();
+        }
+        let mut left = group.to_take(running as u64, started as u64, others_wait);
+        for index in group.leases.iter().copied() {
+            let lease = &leases[index];
+            if left == 0 {
+                break;
+            }
+            if !ours.contains(&lease.instance_id.as_str()) {
+                continue;
+            }
+            let Some(instance) = tables.instances.get_mut(&lease.instance_id) else { continue };
+            let startable = instance.owner.is_none()
+                && instance.status == RuntimeStatus::Pending
+                && instance.wake_at.is_none_or(|wake| wake <= now);
+            if !startable {
+                continue;
+            }
+            instance.owner = Some(lease.owner.clone());
+            instance.lease_until = Some(lease.lease_until);
+            instance.wake_at = None;
+            instance.status = RuntimeStatus::Running;
+            instance.updated_at = lease.now;
+            if cap.rate.is_some() {
+                tables.workflow_starts.push((cap.workflow.clone(), instance.concurrency_key.clone(), lease.now));
+            }
+            taken[index] = true;
+            left -= 1;
+        }
+    }
+    taken
+}
+
 /// Per concurrency key, the tasks of `cap`'s activity holding a lease at `now`, and its starts in
 /// the rate's window (those a period old forgotten first): what a capped claim and a leasing
 /// write count.
@@ -493,11 +550,7 @@ impl Store for MemoryStore {
         Ok(self.write_leasing(ops, &[]).await?.0)
     }
 
-    async fn write_leasing(
-        &self,
-        ops: &[WriteOp],
-        leases: &[TaskLease],
-    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+    async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let mut tables = self.lock()?;
         let fenced = fenced(&tables.instances, ops);
         if !fenced.is_empty() {
@@ -513,14 +566,18 @@ impl Store for MemoryStore {
         for op in ops {
             apply(&mut tables, op, &mut outcome);
         }
-        let taken = leases.iter().map(|lease| take_lease(&mut tables, lease)).collect();
+        let (tasks, starts) = Lease::split(leases);
+        let started = take_starts(&mut tables, &starts, &outcome.existing);
+        let tasks = tasks.iter().map(|lease| take_lease(&mut tables, lease)).collect();
+        let taken = Lease::merge(leases, tasks, started);
         self.stats.record_commit(ops.len());
         drop(tables);
         let finished = ops.iter().filter_map(|op| match op {
             WriteOp::Finish { id, .. } => Some(WakeSignal::Finished(id.clone())),
             _ => None,
         });
-        self.signals.send(WakeSignal::from_batch(ops).into_iter().chain(finished));
+        let started = Lease::started(leases, &taken);
+        self.signals.send(WakeSignal::from_leased_batch(ops, &started).into_iter().chain(finished));
         Ok((outcome, taken))
     }
 

@@ -260,6 +260,141 @@ pub struct TaskLease {
     pub cap: ActivityCap,
 }
 
+/// A lease a write asks for on an instance it creates (see [`Store::write_leasing`]): the calling
+/// worker starts a flow-controlled workflow's instance itself at once, with no claim, when the
+/// workflow's limits have room and none of its instances waits ahead of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartLease {
+    /// The instance the write creates (Pending, unowned).
+    pub instance_id: String,
+    /// Its concurrency key (counted under it when the cap is keyed).
+    pub concurrency_key: String,
+    /// Its priority: of a batch's leases on one workflow (and key), the higher are taken first.
+    pub priority: i32,
+    /// The worker taking it.
+    pub owner: String,
+    /// Until when.
+    pub lease_until: Millis,
+    /// The taker's clock: leases live at `now` count against the cap, the rate's window ends at
+    /// `now`, and instances due by `now` wait ahead.
+    pub now: Millis,
+    /// The workflow's limits.
+    pub cap: WorkflowCap,
+}
+
+impl StartLease {
+    /// The key this lease counts under: its concurrency key when the cap is keyed, else `""`.
+    pub fn counted_key(&self) -> &str {
+        if self.cap.keyed {
+            &self.concurrency_key
+        } else {
+            ""
+        }
+    }
+}
+
+/// The start leases of one workflow and counted key in a write (see [`Lease::Start`]): a store
+/// counts their limits once and takes them together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartGroup<'a> {
+    /// The workflow's limits.
+    pub cap: &'a WorkflowCap,
+    /// The key they count under ([`StartLease::counted_key`]).
+    pub key: &'a str,
+    /// The latest of their clocks: when the limits are counted.
+    pub now: Millis,
+    /// Their indexes (in the leases given), in the order they are taken: higher priority first,
+    /// then in order.
+    pub leases: Vec<usize>,
+}
+
+impl<'a> StartGroup<'a> {
+    /// The groups of `leases`, by workflow name, then key (the order a store takes the workflows'
+    /// locks in). The one place every store groups and orders start leases.
+    pub fn of(leases: &'a [StartLease]) -> Vec<StartGroup<'a>> {
+        let mut groups: Vec<StartGroup<'a>> = Vec::new();
+        for (index, lease) in leases.iter().enumerate() {
+            let (workflow, key) = (lease.cap.workflow.as_str(), lease.counted_key());
+            match groups.iter_mut().find(|g| g.cap.workflow == workflow && g.key == key) {
+                Some(group) => {
+                    group.now = group.now.max(lease.now);
+                    group.leases.push(index);
+                }
+                None => groups.push(StartGroup { cap: &lease.cap, key, now: lease.now, leases: vec![index] }),
+            }
+        }
+        for group in &mut groups {
+            group.leases.sort_by_key(|index| (std::cmp::Reverse(leases[*index].priority), *index));
+        }
+        groups.sort_by(|a, b| (a.cap.workflow.as_str(), a.key).cmp(&(b.cap.workflow.as_str(), b.key)));
+        groups
+    }
+
+    /// How many of the group to take, given the live leases under its key (`running`), its
+    /// starts in the rate's window (`started`), and whether an instance it does not hold waits
+    /// for a claim (`others_wait`: then none, so a backlog is not overtaken).
+    pub fn to_take(&self, running: u64, started: u64, others_wait: bool) -> usize {
+        if others_wait {
+            return 0;
+        }
+        let room = self.cap.room(running, started);
+        room.starts.unwrap_or(room.total).min(self.leases.len())
+    }
+
+    /// The ids of the group's instances, in the order they are taken.
+    pub fn ids<'l>(&self, leases: &'l [StartLease]) -> Vec<&'l str> {
+        self.leases.iter().map(|index| leases[*index].instance_id.as_str()).collect()
+    }
+}
+
+/// A lease a write asks for after its ops (see [`Store::write_leasing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// On an activity task the write queues.
+    Task(TaskLease),
+    /// On a flow-controlled workflow's instance the write creates.
+    Start(StartLease),
+}
+
+impl Lease {
+    /// `leases` split by kind, each kind in order (a store takes each kind its own way).
+    pub fn split(leases: &[Lease]) -> (Vec<TaskLease>, Vec<StartLease>) {
+        let (mut tasks, mut starts) = (Vec::new(), Vec::new());
+        for lease in leases {
+            match lease {
+                Lease::Task(task) => tasks.push(task.clone()),
+                Lease::Start(start) => starts.push(start.clone()),
+            }
+        }
+        (tasks, starts)
+    }
+
+    /// Which of `leases` were taken, in their order, from the answers for each kind (as
+    /// [`Lease::split`] split them).
+    pub fn merge(leases: &[Lease], tasks: Vec<bool>, starts: Vec<bool>) -> Vec<bool> {
+        let (mut tasks, mut starts) = (tasks.into_iter(), starts.into_iter());
+        leases
+            .iter()
+            .map(|lease| match lease {
+                Lease::Task(_) => tasks.next().unwrap_or(false),
+                Lease::Start(_) => starts.next().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// The instances whose start leases were `taken`: what their write does not wake others for.
+    pub fn started<'a>(leases: &'a [Lease], taken: &[bool]) -> Vec<&'a str> {
+        leases
+            .iter()
+            .zip(taken)
+            .filter_map(|(lease, taken)| match lease {
+                Lease::Start(start) if *taken => Some(start.instance_id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A worker's request for slots of a capped activity under one concurrency key (see
 /// [`Store::reserve_slots`]): a slot lets the worker run one attempt at a time of that activity
 /// and key itself, with no task row, while it counts against the cap as a running task does.
@@ -606,6 +741,12 @@ impl WakeSignal {
     /// from it after each commit, and a store with signals (PostgreSQL) sends the same hints to
     /// every other process.
     pub fn from_batch(ops: &[WriteOp]) -> Vec<WakeSignal> {
+        Self::from_leased_batch(ops, &[])
+    }
+
+    /// [`WakeSignal::from_batch`] of a batch whose writer took the start leases of `started`
+    /// (see [`Lease::Start`]): their creates are not `Runnable`, as their owner runs them.
+    pub fn from_leased_batch(ops: &[WriteOp], started: &[&str]) -> Vec<WakeSignal> {
         let mut runnable = false;
         let mut queued = false;
         let mut events: Vec<&str> = Vec::new();
@@ -614,6 +755,7 @@ impl WakeSignal {
                 WriteOp::Evict { wake_at: NEVER, .. } | WriteOp::SetWake { wake_at: Some(NEVER), .. } => {}
                 // Created under a lease (a worker starting it itself): nobody else may claim it now.
                 WriteOp::CreateInstance(record) if record.owner.is_some() && record.lease_until.is_some() => {}
+                WriteOp::CreateInstance(record) if started.contains(&record.id.as_str()) => {}
                 WriteOp::CreateInstance(_)
                 | WriteOp::Evict { .. }
                 | WriteOp::SetWake { .. }
@@ -665,18 +807,30 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `ops` in one transaction, in order.
     async fn write(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StoreError>;
 
-    /// Applies `ops` as [`Store::write`] does and then, in the same transaction, takes each of
-    /// `leases` in order, as a capped claim would take it (see [`Store::claim_tasks_capped`]):
-    /// only a task queued unowned and unfinished at the lease's attempt, and only while its key
-    /// has room under the lease's cap, counting the live leases and the window's starts then (an
-    /// earlier lease of the batch included); a rate-limited lease taken counts as a start. Says
-    /// which it took. The default takes none (the tasks stay queued for a claim to take): a store
-    /// that can count limits atomically within a write takes them, saving the claim's commit.
-    async fn write_leasing(
-        &self,
-        ops: &[WriteOp],
-        leases: &[TaskLease],
-    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+    /// Applies `ops` as [`Store::write`] does and then, in the same transaction, takes what it
+    /// can of `leases`, counted and taken atomically with the capped claims of their activities
+    /// and workflows; says which it took, in order. The default takes none (the tasks and
+    /// instances stay for a claim to take): a store that can count limits atomically within a
+    /// write takes them, saving the claim's commit.
+    ///
+    /// - A [`Lease::Task`] is taken as a capped claim would take it (see
+    ///   [`Store::claim_tasks_capped`]): only a task queued unowned and unfinished at the lease's
+    ///   attempt, and only while its key has room under the lease's cap, counting the live leases
+    ///   and the window's starts then (an earlier lease of the batch included); a rate-limited
+    ///   lease taken counts as a start.
+    /// - A [`Lease::Start`] is taken as a capped claim would take it (see
+    ///   [`Store::claim_capped`]), and only if nothing a claim would take first waits: only an
+    ///   instance this write created (not one it found existing), still unowned and Pending with
+    ///   no wake-up after the lease's `now`; only while its workflow (its key, when the cap is
+    ///   keyed) has room under the cap and the rate, counting the live leases and the window's
+    ///   starts then (the batch's earlier leases included); and only when no other instance of
+    ///   that workflow (and key) waits unowned, ready or due, for a claim (the batch's own leased
+    ///   instances aside): a backlog is served in claim order, never overtaken. Of one workflow's
+    ///   (and key's) leases in a batch, the higher priority are taken first, then in order. A
+    ///   start taken is owned until `lease_until`, Running (`updated_at` = `now`, its wake-up
+    ///   cleared), and counted as a start when rated. (An instance whose owner's lease lapsed is
+    ///   not counted as waiting: its takeover waits for a claim.)
+    async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         Ok((self.write(ops).await?, vec![false; leases.len()]))
     }
 

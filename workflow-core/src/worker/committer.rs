@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::CommitMetrics;
-use crate::store::{Store, StoreError, TaskLease, WriteOp, WriteOutcome};
+use crate::store::{Lease, Store, StoreError, WriteOp, WriteOutcome};
 
 /// The most ops one transaction takes; the rest wait for the next.
 const MAX_BATCH_OPS: usize = 4096;
@@ -20,8 +20,9 @@ type Reply = Result<(WriteOutcome, Vec<bool>), StoreError>;
 
 struct Request {
     ops: Vec<WriteOp>,
-    /// Leases on tasks its ops queue (see `Store::write_leasing`), taken after the whole batch.
-    leases: Vec<TaskLease>,
+    /// Leases on tasks its ops queue and instances they create (see `Store::write_leasing`), taken
+    /// after the whole batch.
+    leases: Vec<Lease>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -117,7 +118,7 @@ impl Committer {
 
     /// Writes `ops` durably (in a transaction it may share with other callers), then takes
     /// what it can of `leases` in that transaction; says which it took.
-    pub(crate) async fn commit(&self, ops: Vec<WriteOp>, leases: Vec<TaskLease>) -> Reply {
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>, leases: Vec<Lease>) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request { ops, leases, reply })
@@ -168,7 +169,7 @@ struct Sink {
 }
 
 /// Writes `ops` and takes what it can of `leases` (measured: see `crate::metrics`).
-async fn write(sink: &Sink, ops: &[WriteOp], leases: &[TaskLease]) -> Reply {
+async fn write(sink: &Sink, ops: &[WriteOp], leases: &[Lease]) -> Reply {
     let store = sink.store.as_ref();
     let began = std::time::Instant::now();
     let written = if leases.is_empty() {
@@ -194,7 +195,7 @@ async fn commit_batch(sink: &Sink, batch: Vec<Request>) {
         return;
     }
     let ops: Vec<WriteOp> = batch.iter().flat_map(|r| r.ops.iter().cloned()).collect();
-    let leases: Vec<TaskLease> = batch.iter().flat_map(|r| r.leases.iter().cloned()).collect();
+    let leases: Vec<Lease> = batch.iter().flat_map(|r| r.leases.iter().cloned()).collect();
     match write(sink, &ops, &leases).await {
         Ok((outcome, taken)) => {
             // Each request's leases, in batch order.

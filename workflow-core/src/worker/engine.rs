@@ -22,8 +22,8 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::model::time::millis;
 use crate::store::{
-    ActivityCap, InstanceRecord, Millis, RuntimeStatus, Store, StoreError, TaskLease, WakeSignal, WorkflowCap, WriteOp,
-    WriteOutcome,
+    ActivityCap, InstanceRecord, Lease, Millis, RuntimeStatus, StartLease, Store, StoreError, WakeSignal, WorkflowCap,
+    WriteOp, WriteOutcome,
 };
 use crate::workflow::WorkflowContext;
 
@@ -230,10 +230,10 @@ impl Engine {
         &self.activity_caps
     }
 
-    /// Whether instances of `workflow` have a concurrency cap or a rate here: they run only once
-    /// a claim, which counts them, takes them.
-    fn is_capped(&self, workflow: &str) -> bool {
-        self.caps.iter().any(|cap| cap.workflow == workflow)
+    /// The flow control of `workflow` here, if it has a concurrency cap or a rate: its instances
+    /// run only once the store, which counts them, leases them.
+    fn cap_of(&self, workflow: &str) -> Option<&WorkflowCap> {
+        self.caps.iter().find(|cap| cap.workflow == workflow)
     }
 
     /// The rate limit of `workflow`'s starts here, if it has one.
@@ -287,13 +287,15 @@ impl Engine {
     }
 
     /// Commits `ops` as [`Engine::commit`] does, then takes what it can of `leases` on tasks
-    /// they queue (see `Store::write_leasing`); says which it took.
+    /// they queue and instances they create (see `Store::write_leasing`); says which it took.
     pub(crate) async fn commit_leasing(
         &self,
         ops: Vec<WriteOp>,
-        leases: Vec<TaskLease>,
+        leases: Vec<Lease>,
     ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
-        let signals = WakeSignal::from_batch(&ops);
+        // With start leases, what the batch wakes depends on which were taken.
+        let mut signals = WakeSignal::from_batch(&ops);
+        let leased_ops = leases.iter().any(|lease| matches!(lease, Lease::Start(_))).then(|| ops.clone());
         // The task deletes that journal outcomes held back here (a hold is taken before its
         // delete is buffered, so with none held, none of this batch's can journal one).
         let deletes: Vec<WriteOp> = if self.tasks.holds_any() {
@@ -301,7 +303,14 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let written = self.committer.commit(ops, leases).await?;
+        let written = match leased_ops {
+            None => self.committer.commit(ops, leases).await?,
+            Some(leased_ops) => {
+                let written = self.committer.commit(ops, leases.clone()).await?;
+                signals = WakeSignal::from_leased_batch(&leased_ops, &Lease::started(&leases, &written.1));
+                written
+            }
+        };
         self.tasks.journaled(&deletes);
         for signal in signals {
             self.on_signal(signal);
@@ -557,7 +566,8 @@ impl Engine {
     }
 
     /// Creates an instance (with `extra` ops in the same transaction) and runs it here at once
-    /// when a slot is free; otherwise it waits in the store for a claim.
+    /// when a slot is free (a flow-controlled workflow's, when the store leases it to this worker
+    /// in that transaction); otherwise it waits in the store for a claim.
     pub(crate) async fn start_instance(
         self: &Arc<Self>,
         mut record: InstanceRecord,
@@ -567,48 +577,77 @@ impl Engine {
             return Err(Error::ShutDown);
         }
         let id = record.id.clone();
-        // A capped workflow's instance waits for a claim, which counts what runs, and a delayed
-        // start waits for its due time; otherwise it runs here at once when a slot is free.
+        // A delayed start waits for its due time; otherwise it runs here at once when a slot is
+        // free.
         let due = record.wake_at.filter(|due| *due > self.now());
-        let permit = if self.is_capped(&record.workflow) || due.is_some() {
-            None
-        } else {
-            self.instance_slots.clone().try_acquire_owned().ok()
+        let permit = match due {
+            Some(_) => None,
+            None => self.instance_slots.clone().try_acquire_owned().ok(),
         };
-        // Only an instance that runs here is marked running: one left to a claim must not hold a
-        // mark a claim would find (the claim would hand it back, and a rate-limited workflow's
-        // claim would have spent a start on it). Its commit finds an existing id all the same.
-        let run_here = match permit {
-            Some(permit) => {
+        let mut leases = Vec::new();
+        let placed = match (permit, self.cap_of(&record.workflow)) {
+            (None, _) => Placed::Claim,
+            // A capped (or rated) workflow's instance is created unowned, and the store leases it
+            // to this worker in the same transaction if its limits have room and nothing of it
+            // waits ahead: the store counts what runs, across every worker. It is marked running
+            // only once leased: one left to a claim must not hold a mark a claim would find (the
+            // claim would hand it back, and a rated workflow's claim would have spent a start).
+            (Some(permit), Some(cap)) => {
+                leases.push(Lease::Start(StartLease {
+                    instance_id: id.clone(),
+                    concurrency_key: record.concurrency_key.clone(),
+                    priority: record.priority,
+                    owner: self.owner.clone(),
+                    lease_until: self.lease_until(),
+                    now: self.now(),
+                    cap: cap.clone(),
+                }));
+                Placed::IfLeased(permit)
+            }
+            (Some(permit), None) => {
                 let Some(token) = self.mark_running(&id) else {
                     return Err(Error::InstanceExists(id));
                 };
-                // It runs here from this commit on: created Running, which saves the first turn a
-                // commit of its own for the Pending-to-Running change.
+                // It runs here from this commit on: created Running, which saves the first turn
+                // a commit of its own for the Pending-to-Running change.
                 record.status = RuntimeStatus::Running;
                 record.owner = Some(self.owner.clone());
                 record.lease_until = Some(self.lease_until());
-                Some((permit, token))
+                Placed::Here(permit, token)
             }
-            None => None,
         };
         let mut ops = vec![WriteOp::CreateInstance(record.clone())];
         ops.extend(extra);
-        let committed = match self.commit(ops).await {
-            Ok(outcome) if outcome.existing.is_empty() => Ok(()),
-            Ok(_) => Err(Error::InstanceExists(id.clone())),
+        let committed = match self.commit_leasing(ops, leases.clone()).await {
+            Ok((outcome, _)) if !outcome.existing.is_empty() => Err(Error::InstanceExists(id.clone())),
+            Ok((_, taken)) => Ok(taken.first().copied().unwrap_or(false)),
             Err(error) => Err(error.into()),
         };
-        match (committed, run_here) {
-            (Ok(()), Some((permit, token))) => self.spawn_driver(record, Journal::Fresh, permit, token),
-            // Created unowned: the commit woke the claimer for it, or it is due later.
-            (Ok(()), None) => {
+        match (committed, placed) {
+            (Ok(_), Placed::Here(permit, token)) => self.spawn_driver(record, Journal::Fresh, permit, token),
+            (Ok(true), Placed::IfLeased(permit)) => {
+                let Some(Lease::Start(lease)) = leases.first() else { return Ok(()) };
+                let Some(token) = self.mark_running(&id) else {
+                    // Only a stale run of an earlier instance of this id could hold the mark:
+                    // give the lease back for a claim to take.
+                    tracing::warn!(instance_id = %id, "a leased start found its id running here; handing it back");
+                    let _ = self.commit(super::loops::hand_back(self, &record)).await;
+                    return Ok(());
+                };
+                record.status = RuntimeStatus::Running;
+                record.owner = Some(lease.owner.clone());
+                record.lease_until = Some(lease.lease_until);
+                record.updated_at = lease.now;
+                self.spawn_driver(record, Journal::Fresh, permit, token);
+            }
+            // Left unowned: the commit woke the claimers for it, or it is due later.
+            (Ok(_), _) => {
                 if let Some(due) = due {
                     self.wake_claimer_at(due);
                 }
             }
-            (Err(error), run_here) => {
-                if let Some((_, token)) = run_here {
+            (Err(error), placed) => {
+                if let Placed::Here(_, token) = placed {
                     self.unmark_running(&id, token);
                 }
                 return Err(error);
@@ -637,6 +676,16 @@ pub(super) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
     if map.capacity() > KEEP && map.len() < map.capacity() / 4 {
         map.shrink_to((map.len() * 2).max(KEEP));
     }
+}
+
+/// Where a start runs, as far as its creating commit decides.
+enum Placed {
+    /// Here, created Running under this worker's lease (marked running, with its slot).
+    Here(OwnedSemaphorePermit, u64),
+    /// Here if the store leases it in the creating commit (with the slot it would take).
+    IfLeased(OwnedSemaphorePermit),
+    /// Wherever a claim takes it.
+    Claim,
 }
 
 /// Counts a running driver out when dropped.

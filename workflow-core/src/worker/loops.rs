@@ -98,7 +98,7 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
 /// still this worker's: as it was found, so a start the claim made Running is Pending again (and
 /// counts as a start when it is claimed next), unless something (a suspend, a terminate) changed
 /// its status meanwhile.
-fn hand_back(engine: &Engine, record: &InstanceRecord) -> Vec<WriteOp> {
+pub(super) fn hand_back(engine: &Engine, record: &InstanceRecord) -> Vec<WriteOp> {
     let (id, now) = (record.id.clone(), engine.now());
     let mut ops = vec![WriteOp::AssertOwner { id: id.clone(), owner: engine.owner().to_owned() }];
     if record.status == RuntimeStatus::Pending {

@@ -15,7 +15,7 @@ use crate::model::codec::{self, StoredFailure};
 use crate::model::time::millis;
 use crate::model::BoxFuture;
 use crate::store::{
-    ActivityCap, JournalRecord, RecordStatus, StepKind, TaskCompletion, TaskLease, TaskRecord, WriteOp,
+    ActivityCap, JournalRecord, Lease, RecordStatus, StepKind, TaskCompletion, TaskLease, TaskRecord, WriteOp,
 };
 use crate::worker::Engine;
 
@@ -325,7 +325,10 @@ async fn queued_attempt(
         outcome: None,
         trace_context: Some(ctx.trace().traceparent()),
     };
-    let leased = ctx.commit_leasing(vec![WriteOp::EnqueueTask(task)], lease.into_iter().collect()).await.ok()?;
+    let leased = ctx
+        .commit_leasing(vec![WriteOp::EnqueueTask(task)], lease.into_iter().map(Lease::Task).collect())
+        .await
+        .ok()?;
     let _busy = ctx.busy();
     if leased.first() == Some(&true) {
         let now = ctx.clock_now();

@@ -16,9 +16,7 @@ use tokio::sync::Notify;
 use super::WorkflowContext;
 use crate::error::FailureDetails;
 use crate::model::trace::TraceContext;
-use crate::store::{
-    EventRecord, InstanceRecord, JournalRecord, Millis, RecordStatus, StepKind, Store, TaskLease, WriteOp,
-};
+use crate::store::{EventRecord, InstanceRecord, JournalRecord, Lease, Millis, RecordStatus, StepKind, Store, WriteOp};
 use crate::worker::Engine;
 
 /// What stops an instance's run from the inside.
@@ -303,7 +301,7 @@ impl WorkflowContext {
 
     /// Commits as [`WorkflowContext::commit`] does, then takes what it can of `leases` on tasks
     /// the commit queues (see `Store::write_leasing`); says which it took.
-    pub(crate) async fn commit_leasing(&self, ops: Vec<WriteOp>, leases: Vec<TaskLease>) -> Result<Vec<bool>, ()> {
+    pub(crate) async fn commit_leasing(&self, ops: Vec<WriteOp>, leases: Vec<Lease>) -> Result<Vec<bool>, ()> {
         let mut batch = self.take_fenced_batch();
         batch.extend(ops);
         let _busy = self.busy();

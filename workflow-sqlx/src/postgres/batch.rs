@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::{PgConnection, PgPool};
-use workflow_core::store::{ActivityCap, Millis, StoreError, TaskLease, WakeSignal};
+use workflow_core::store::{ActivityCap, Lease, Millis, StoreError, TaskLease, WakeSignal, WriteOp};
 
 use super::bind::{
     bind_consumes, bind_continues, bind_creates, bind_customs, bind_enqueues, bind_events, bind_finishes, bind_puts,
@@ -13,12 +13,13 @@ use super::bind::{
 use super::cache::StatementCache;
 use super::claims::running_and_started;
 use super::retry::{failed, Failure};
-use super::signals::notice;
+use super::signals::{batch_notices, notice};
 use super::sql::{
     ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
     FINISH, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT, RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
     TAKE_LEASES,
 };
+use super::starts::{lock_workflows, take_starts};
 use super::statement::Single;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of, LeaseKey};
 use crate::shared::plan::{Checked, Inbox, Layer, Plan};
@@ -29,25 +30,32 @@ use crate::shared::to_i64;
 /// the `Finished` of watched instances it finishes) and commits. Returns the indexes (in the batch)
 /// of the creates that were skipped.
 ///
-/// `leases` (see `Store::write_leasing`) are taken after the layers, in the same transaction,
-/// behind each capped activity's advisory lock (the one its claims take, in name order);
-/// returns which it took.
+/// `leases` (see `Store::write_leasing`) on `ops`' tasks and instances are taken after the
+/// layers, in the same transaction, behind each capped workflow's and activity's advisory lock
+/// (the one its claims take; the workflows' in name order, then the activities'); returns which it
+/// took. The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
+/// leased.
 pub(super) async fn try_write(
     pool: &PgPool,
     channel: &str,
     statements: &StatementCache,
     plan: &Plan<'_>,
-    notices: &[String],
-    leases: &[TaskLease],
+    ops: &[WriteOp],
+    leases: &[Lease],
 ) -> Result<(Vec<usize>, Vec<bool>), Failure> {
     if leases.is_empty() {
-        if let Some(single) = Single::new(plan, channel, notices, statements) {
+        let notices = batch_notices(ops, &[]);
+        if let Some(single) = Single::new(plan, channel, &notices, statements) {
             return Ok((single.run(plan, pool).await?, Vec::new()));
         }
     }
+    let all_leases = leases;
+    let (tasks, starts) = Lease::split(leases);
+    let leases = tasks.as_slice();
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
     // The caps' locks before any row lock, as a claim takes them: a claim holding one never
     // waits for a row this write holds while this write waits for its lock.
+    lock_workflows(&mut tx, &starts).await?;
     let activities = leased_activities(leases);
     for (cap, _) in &activities {
         sqlx::query(LOCK_TASK_CAP)
@@ -77,8 +85,22 @@ pub(super) async fn try_write(
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
     let (skipped, watched) = apply(plan, &mut tx).await?;
+    let started = if starts.is_empty() {
+        Vec::new()
+    } else {
+        let existing: HashSet<&str> = skipped
+            .iter()
+            .filter_map(|index| match ops.get(*index) {
+                Some(WriteOp::CreateInstance(record)) => Some(record.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        take_starts(&mut tx, &starts, &existing).await?
+    };
     let taken = take_leases(&mut tx, leases, activities).await?;
-    let mut notices = notices.to_vec();
+    let leases = all_leases;
+    let taken = Lease::merge(leases, taken, started);
+    let mut notices = batch_notices(ops, &Lease::started(leases, &taken));
     notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
     if !notices.is_empty() {
         sqlx::query(NOTIFY)

@@ -32,6 +32,7 @@ mod schedules;
 mod signals;
 mod slots;
 mod sql;
+mod starts;
 mod statement;
 mod statistics;
 
@@ -42,9 +43,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Lease, Millis,
+    QueueDepth, RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter,
+    Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
     WriteOp, WriteOutcome,
 };
 
@@ -186,20 +187,15 @@ impl Store for PostgresStore {
         Ok(self.write_leasing(ops, &[]).await?.0)
     }
 
-    async fn write_leasing(
-        &self,
-        ops: &[WriteOp],
-        leases: &[TaskLease],
-    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+    async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         if ops.is_empty() && leases.is_empty() {
             self.stats.record_commit(0);
             return Ok((WriteOutcome::default(), Vec::new()));
         }
         checks::check_text(ops)?;
         let plan = Plan::new(ops);
-        let notices = signals::batch_notices(ops);
         let (skipped, taken) =
-            retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, &notices, leases)).await?;
+            retrying(|| batch::try_write(&self.pool, &self.channel, &self.statements, &plan, ops, leases)).await?;
         self.stats.record_commit(ops.len());
         self.statistics.committed(ops, &self.pool);
         Ok((crate::shared::plan::outcome(ops, skipped), taken))

@@ -64,14 +64,15 @@ pub(super) fn notice(signal: &WakeSignal) -> Option<String> {
     fits.then_some(notice)
 }
 
-/// The signals a batch makes true ([`WakeSignal::from_batch`], the same rule the engine wakes its
-/// own claimer by), encoded. A signal too long for a `NOTIFY` (an instance id of about 8000 bytes)
+/// The signals a batch makes true ([`WakeSignal::from_leased_batch`], the same rule the engine
+/// wakes its own claimer by: none for the creates whose writer leased their starts, `started`),
+/// encoded. A signal too long for a `NOTIFY` (an instance id of about 8000 bytes)
 /// is dropped: signals are hints, and the engine still polls. `Finished` is sent by the statement
 /// that finishes a watched instance ([`FINISHED_NOTICE`]), which alone can tell it is watched.
 ///
 /// [`FINISHED_NOTICE`]: super::sql::FINISHED_NOTICE
-pub(super) fn batch_notices(ops: &[WriteOp]) -> Vec<String> {
-    WakeSignal::from_batch(ops).iter().filter_map(notice).collect()
+pub(super) fn batch_notices(ops: &[WriteOp], started: &[&str]) -> Vec<String> {
+    WakeSignal::from_leased_batch(ops, started).iter().filter_map(notice).collect()
 }
 
 /// Forwards the listener's notifications to the store's subscribers until the store stops it.
@@ -177,7 +178,7 @@ mod tests {
             event(&"x".repeat(MAX_NOTICE)),
         ];
         // Finishes send their signal from SQL, for watched instances only.
-        assert_eq!(batch_notices(&ops), ["r", "e:a"]);
+        assert_eq!(batch_notices(&ops, &[]), ["r", "e:a"]);
         let task = TaskRecord {
             instance_id: "a".into(),
             generation: 0,
@@ -201,26 +202,36 @@ mod tests {
             WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 1 },
             WriteOp::EnqueueTask(task),
         ];
-        assert_eq!(batch_notices(&queued), ["q"], "one TaskQueued per batch");
-        assert!(batch_notices(&[WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 0 }]).is_empty());
+        assert_eq!(batch_notices(&queued, &[]), ["q"], "one TaskQueued per batch");
+        assert!(
+            batch_notices(&[WriteOp::DeleteTask { instance_id: "a".into(), generation: 0, seq: 0 }], &[]).is_empty()
+        );
         let waiting = [
             WriteOp::Evict { id: "a".into(), wake_at: NEVER },
             WriteOp::SetWake { id: "b".into(), wake_at: Some(NEVER) },
             event("c"),
         ];
-        assert_eq!(batch_notices(&waiting), ["e:c"], "an instance waiting for NEVER is not runnable");
-        assert_eq!(batch_notices(&[WriteOp::SetWake { id: "b".into(), wake_at: None }]), ["r"]);
+        assert_eq!(batch_notices(&waiting, &[]), ["e:c"], "an instance waiting for NEVER is not runnable");
+        assert_eq!(batch_notices(&[WriteOp::SetWake { id: "b".into(), wake_at: None }], &[]), ["r"]);
         let pending = InstanceRecord::pending("a", "wf", "1", 1);
         let owned = InstanceRecord { owner: Some("w".into()), lease_until: Some(100), ..pending.clone() };
         let ownerless = InstanceRecord { owner: Some("w".into()), ..pending.clone() };
-        assert!(batch_notices(&[WriteOp::CreateInstance(owned.clone())]).is_empty(), "its owner runs it");
-        assert_eq!(batch_notices(&[WriteOp::CreateInstance(owned), WriteOp::CreateInstance(pending)]), ["r"]);
-        assert_eq!(batch_notices(&[WriteOp::CreateInstance(ownerless)]), ["r"], "no lease: claimable");
-        assert!(batch_notices(&[WriteOp::SetStatus {
-            id: "a".into(),
-            status: workflow_core::store::RuntimeStatus::Running,
-            updated_at: 1
-        }])
+        assert!(batch_notices(&[WriteOp::CreateInstance(owned.clone())], &[]).is_empty(), "its owner runs it");
+        let both = [WriteOp::CreateInstance(owned), WriteOp::CreateInstance(pending.clone())];
+        assert_eq!(batch_notices(&both, &[]), ["r"]);
+        assert!(batch_notices(&both, &["a"]).is_empty(), "its start was leased: its creator runs it");
+        let other = InstanceRecord { id: "b".into(), ..pending };
+        let leased_and_not = [both[1].clone(), WriteOp::CreateInstance(other)];
+        assert_eq!(batch_notices(&leased_and_not, &["a"]), ["r"], "b was not leased");
+        assert_eq!(batch_notices(&[WriteOp::CreateInstance(ownerless)], &[]), ["r"], "no lease: claimable");
+        assert!(batch_notices(
+            &[WriteOp::SetStatus {
+                id: "a".into(),
+                status: workflow_core::store::RuntimeStatus::Running,
+                updated_at: 1
+            }],
+            &[]
+        )
         .is_empty());
     }
 

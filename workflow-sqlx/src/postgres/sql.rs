@@ -402,6 +402,31 @@ pub(super) static TAKE_TASKS: LazyLock<String> = LazyLock::new(|| {
 pub(super) const COUNT_RUNNING: &str = "SELECT count(*) FROM instances WHERE workflow = $1 AND owner IS NOT NULL \
      AND lease_until >= $2 AND (status || '') IN ('Pending', 'Running')";
 
+/// [`COUNT_RUNNING`] of concurrency key `$3` only (a keyed start lease's count).
+pub(super) const COUNT_RUNNING_OF_KEY: &str = "SELECT count(*) FROM instances WHERE workflow = $1 \
+     AND owner IS NOT NULL AND lease_until >= $2 AND (status || '') IN ('Pending', 'Running') AND concurrency_key = $3";
+
+/// Workflow `$1`'s starts within the period under concurrency key `$2` (a keyed start lease's
+/// count).
+pub(super) const COUNT_WORKFLOW_STARTS_OF_KEY: &str =
+    "SELECT coalesce(sum(starts), 0)::int8 FROM workflow_starts WHERE workflow = $1 AND concurrency_key = $2";
+
+/// Whether an instance of workflow `$1` other than those of `$3` (with concurrency key `$4`,
+/// unless it is null) waits unowned for a claim, ready or due at `$2`: the predicates of the
+/// claim's ranges (`instances_ready`, `instances_due`), spelled as their indexes spell them.
+pub(super) const OTHERS_WAIT: &str = "SELECT EXISTS (SELECT 1 FROM instances \
+     WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND owner IS NULL AND workflow = $1 \
+     AND id <> ALL($3) AND ($4::text IS NULL OR concurrency_key = $4)) \
+     OR EXISTS (SELECT 1 FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
+     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 AND id <> ALL($3) \
+     AND ($4::text IS NULL OR concurrency_key = $4))";
+
+/// Leases the instances of `$4` to worker `$1` until `$2` and starts them at `$3`, each only if it
+/// is still unowned, Pending and due (see `Store::write_leasing`); returns the ids it took.
+pub(super) const TAKE_STARTS: &str = "UPDATE instances SET owner = $1, lease_until = $2, status = 'Running', \
+     updated_at = $3, wake_at = NULL WHERE id = ANY($4) AND owner IS NULL AND status = 'Pending' \
+     AND (wake_at IS NULL OR wake_at <= $3) RETURNING id";
+
 /// Undoes worker `$2`'s claim of the instance `$1`, whose row did not decode, until `$3` (see
 /// `shared::quarantine`), with the status `$4` and update time `$5` the claim found, where they
 /// read (a start the claim made Running is Pending again).

@@ -2,11 +2,11 @@
 //! of two rows), sent as one script when small, in one `BEGIN IMMEDIATE` transaction; what came
 //! back read for the creates that were skipped; and why the checks refused it, when they did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Column, Row};
-use workflow_core::store::{StoreError, TaskLease};
+use workflow_core::store::{Lease, StoreError, TaskLease, WriteOp};
 
 use super::backend;
 use super::bind::{
@@ -16,6 +16,7 @@ use super::bind::{
 };
 use super::claims::running_and_started;
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
+use super::starts::take_starts;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of};
 use crate::shared::plan::{Checked, Inbox, Plan};
 
@@ -239,12 +240,13 @@ fn statement(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
 /// first reads the last event id under the write lock (the new ids follow it), and commits once it
 /// has counted them. A big plan runs statement by statement.
 ///
-/// `leases` (see `Store::write_leasing`) are taken after the plan's statements, one statement
-/// each, in order, before the commit; the plan then runs statement by statement.
+/// `leases` (see `Store::write_leasing`) on `ops`' tasks and instances are taken after the plan's
+/// statements, before the commit; the plan then runs statement by statement.
 pub(super) async fn apply(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
-    leases: &[TaskLease],
+    ops: &[WriteOp],
+    leases: &[Lease],
 ) -> Result<(Vec<usize>, Vec<bool>), Failure> {
     let adds_events = plan.events > 0;
     let last_event = if adds_events {
@@ -292,7 +294,16 @@ pub(super) async fn apply(
         returned
     };
     let skipped = plan.skipped(&returned)?;
-    let taken = take_leases(conn, leases).await?;
+    let (tasks, starts) = Lease::split(leases);
+    let existing: HashSet<&str> = skipped
+        .iter()
+        .filter_map(|index| match ops.get(*index) {
+            Some(WriteOp::CreateInstance(record)) => Some(record.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let started = if starts.is_empty() { Vec::new() } else { take_starts(conn, &starts, &existing).await? };
+    let taken = Lease::merge(leases, take_leases(conn, &tasks).await?, started);
     sqlx::query("COMMIT").execute(&mut *conn).await.map_err(statement("committing a write"))?;
     Ok((skipped, taken))
 }

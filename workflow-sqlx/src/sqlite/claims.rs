@@ -347,7 +347,7 @@ async fn claim_key(
 }
 
 /// Records `begun` starts of `workflow` with concurrency `key` at `now`, against its rate.
-async fn record_starts(
+pub(super) async fn record_starts(
     conn: &mut SqliteConnection,
     workflow: &str,
     key: &str,
@@ -368,7 +368,7 @@ async fn record_starts(
 }
 
 /// Forgets the starts of rate-limited `workflow` a period old (so the table holds one period).
-async fn forget_old_starts(
+pub(super) async fn forget_old_starts(
     conn: &mut SqliteConnection,
     workflow: &str,
     rate: RateLimit,

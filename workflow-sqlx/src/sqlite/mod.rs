@@ -20,6 +20,7 @@ mod options;
 mod schedules;
 mod slots;
 mod sql;
+mod starts;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -30,9 +31,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::broadcast;
 use workflow_core::store::{
-    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, QueueDepth,
-    RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter, Store,
-    StoreError, StoreStats, TaskCompletion, TaskLease, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
+    ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Lease, Millis,
+    QueueDepth, RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter,
+    Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
     WriteOp, WriteOutcome,
 };
 
@@ -174,17 +175,13 @@ impl Store for SqliteStore {
         Ok(self.write_leasing(ops, &[]).await?.0)
     }
 
-    async fn write_leasing(
-        &self,
-        ops: &[WriteOp],
-        leases: &[TaskLease],
-    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
+    async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let plan = Plan::new(ops);
         let mut conn = self.writer().await?;
         // From here until the commit or the rollback is through, the writer may be in a
         // transaction: should this future be dropped meanwhile, the writer's next user rolls it back.
         self.dangling.store(true, Ordering::Release);
-        match batch::apply(&mut conn, &plan, leases).await {
+        match batch::apply(&mut conn, &plan, ops, leases).await {
             Ok((skipped, taken)) => {
                 self.dangling.store(false, Ordering::Release);
                 self.stats.record_commit(ops.len());
@@ -192,7 +189,8 @@ impl Store for SqliteStore {
                     WriteOp::Finish { id, .. } => Some(WakeSignal::Finished(id.clone())),
                     _ => None,
                 });
-                self.signal(WakeSignal::from_batch(ops).into_iter().chain(finished));
+                let started = Lease::started(leases, &taken);
+                self.signal(WakeSignal::from_leased_batch(ops, &started).into_iter().chain(finished));
                 Ok((crate::shared::plan::outcome(ops, skipped), taken))
             }
             Err(failure) => Err(self.abandon(&mut conn, &plan, failure).await),

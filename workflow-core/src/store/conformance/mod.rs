@@ -51,6 +51,7 @@ mod purge;
 mod reference;
 mod schedules;
 mod slots;
+mod starts;
 mod tasks;
 
 pub use batches::{
@@ -74,6 +75,7 @@ pub use purge::{check_purge, check_purge_in_batch};
 pub use reference::check_matches_reference;
 pub use schedules::check_schedules;
 pub use slots::check_slots;
+pub use starts::check_start_leasing;
 pub use tasks::{
     check_tasks, check_tasks_caps, check_tasks_claim_filters, check_tasks_complete, check_tasks_complete_many,
     check_tasks_concurrent_claims, check_tasks_continue_as_new, check_tasks_enqueue_and_claim,
@@ -194,6 +196,7 @@ pub async fn run_all_with(store: &dyn Store, options: &Options) {
     check_liveness(store).await;
     check_schedules(store).await;
     check_slots(store, false).await;
+    check_start_leasing(store, false).await;
     if let Some(poisoned_name) = &options.poisoned_name {
         check_batch_is_atomic(store, poisoned_name).await;
     }

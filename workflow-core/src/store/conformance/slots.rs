@@ -3,7 +3,7 @@
 //! tasks are, renewed, given back and dropped with their owner's leases.
 
 use super::{enqueue, names, task};
-use crate::store::{ActivityCap, SlotRequest, Store, TaskLease, TaskRecord};
+use crate::store::{ActivityCap, Lease, SlotRequest, Store, TaskLease, TaskRecord};
 
 /// Slots of an activity capped at 3: two workers take what is left, never more; a claim and a
 /// leasing write under the full key take nothing, another key is free; a queued task of a key
@@ -52,7 +52,7 @@ pub async fn check_slots(store: &dyn Store, must_take: bool) {
         now,
         cap: cap.clone(),
     };
-    let (_, taken) = store.write_leasing(&[enqueue(keyed("slot/leased-k", "k"))], &[lease]).await.unwrap();
+    let (_, taken) = store.write_leasing(&[enqueue(keyed("slot/leased-k", "k"))], &[Lease::Task(lease)]).await.unwrap();
     assert_eq!(taken, [false], "no lease under a full key");
 
     // One given back: the queued tasks of k go first, and slots wait for them.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::store::{
-    ActivityCap, RateLimit, RuntimeStatus, StartScope, Store, StoreError, TaskCompletion, TaskLease, TaskRecord,
+    ActivityCap, Lease, RateLimit, RuntimeStatus, StartScope, Store, StoreError, TaskCompletion, TaskLease, TaskRecord,
     WriteOp,
 };
 
@@ -455,16 +455,18 @@ pub async fn check_tasks(store: &dyn Store, nul: Nul) {
 pub async fn check_write_leasing(store: &dyn Store, must_take: bool) {
     let (act, rated, now) = ("tlease_act", "tlease_rated_act", 1_000);
     let cap = ActivityCap { activity: act.to_owned(), concurrency: Some(2), rate: None };
-    let lease = |id: &str, attempt: u32, key: &str, cap: &ActivityCap| TaskLease {
-        instance_id: id.to_owned(),
-        generation: 0,
-        seq: 0,
-        attempt,
-        concurrency_key: key.to_owned(),
-        owner: "tlease-w".to_owned(),
-        lease_until: now + 5_000,
-        now,
-        cap: cap.clone(),
+    let lease = |id: &str, attempt: u32, key: &str, cap: &ActivityCap| {
+        Lease::Task(TaskLease {
+            instance_id: id.to_owned(),
+            generation: 0,
+            seq: 0,
+            attempt,
+            concurrency_key: key.to_owned(),
+            owner: "tlease-w".to_owned(),
+            lease_until: now + 5_000,
+            now,
+            cap: cap.clone(),
+        })
     };
     let keyed = |id: &str, name: &str, key: &str| TaskRecord {
         concurrency_key: key.to_owned(),

@@ -1,0 +1,122 @@
+//! Taking start leases in a write (`Store::write_leasing`, `Lease::Start`): a flow-controlled
+//! workflow's instance created by the write is leased to its creator at once when the workflow's
+//! limits have room and nothing of it waits for a claim, under the write lock that every capped
+//! claim takes too.
+
+use std::collections::HashSet;
+
+use sqlx::sqlite::SqliteConnection;
+use workflow_core::store::{StartGroup, StartLease, StoreError};
+
+use super::backend;
+use super::claims::{forget_old_starts, record_starts};
+
+/// Takes what it can of `leases` in the open write transaction, after the batch's ops (see
+/// `Store::write_leasing`): per workflow and counted key, its live leases and its window's starts
+/// counted once, and nothing taken while an instance it does not hold waits for a claim (read off
+/// the claim's own ready and due indexes); then the first of the group that fit, each only if its
+/// instance is one this write created (not in `existing`) and still unowned, Pending and due.
+pub(super) async fn take_starts(
+    conn: &mut SqliteConnection,
+    leases: &[StartLease],
+    existing: &HashSet<&str>,
+) -> Result<Vec<bool>, StoreError> {
+    let mut taken = vec![false; leases.len()];
+    for group in StartGroup::of(leases) {
+        let ours: Vec<usize> =
+            group.leases.iter().copied().filter(|i| !existing.contains(leases[*i].instance_id.as_str())).collect();
+        if ours.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = ours.iter().map(|i| leases[*i].instance_id.as_str()).collect();
+        let running = match group.cap.concurrency {
+            Some(_) => running(conn, &group).await?,
+            None => 0,
+        };
+        let started = match group.cap.rate {
+            Some(rate) => {
+                forget_old_starts(conn, &group.cap.workflow, rate, group.now).await?;
+                started(conn, &group).await?
+            }
+            None => 0,
+        };
+        let others_wait = others_wait(conn, &group, &ids).await?;
+        let want = group.to_take(running, started, others_wait).min(ours.len());
+        let mut begun = 0;
+        for chunk in ours[..want].chunk_by(|a, b| leases[*a].owner == leases[*b].owner) {
+            let owner = leases[chunk[0]].owner.as_str();
+            let until = chunk.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
+            let chunk_ids: Vec<&str> = chunk.iter().map(|i| leases[*i].instance_id.as_str()).collect();
+            let returned: Vec<String> = sqlx::query_scalar(
+                "UPDATE instances SET owner = ?1, lease_until = ?2, status = 'Running', updated_at = ?3, \
+                 wake_at = NULL WHERE id IN (SELECT value FROM json_each(?4)) AND owner IS NULL \
+                 AND status = 'Pending' AND (wake_at IS NULL OR wake_at <= ?3) RETURNING id",
+            )
+            .bind(owner)
+            .bind(until)
+            .bind(group.now)
+            .bind(json_ids(&chunk_ids))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend("taking start leases"))?;
+            for index in chunk {
+                if returned.iter().any(|id| *id == leases[*index].instance_id) {
+                    taken[*index] = true;
+                    begun += 1;
+                }
+            }
+        }
+        if group.cap.rate.is_some() {
+            record_starts(conn, &group.cap.workflow, group.key, group.now, begun).await?;
+        }
+    }
+    Ok(taken)
+}
+
+/// The group's workflow's instances holding a lease at its `now` (under its key, when keyed), as
+/// a capped claim counts them.
+async fn running(conn: &mut SqliteConnection, group: &StartGroup<'_>) -> Result<u64, StoreError> {
+    let keyed = if group.cap.keyed { " AND concurrency_key = ?3" } else { "" };
+    let sql = format!(
+        "SELECT count(*) FROM instances INDEXED BY instances_owned WHERE workflow = ?1 AND owner IS NOT NULL \
+         AND lease_until >= ?2 AND status IN ('Pending', 'Running'){keyed}"
+    );
+    let query = sqlx::query_scalar(&sql).bind(group.cap.workflow.as_str()).bind(group.now);
+    let query = if group.cap.keyed { query.bind(group.key) } else { query };
+    let count: i64 = query.fetch_one(&mut *conn).await.map_err(backend("counting running instances"))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// The group's workflow's starts in its rate's window (under its key, when keyed), once those a
+/// period old are forgotten.
+async fn started(conn: &mut SqliteConnection, group: &StartGroup<'_>) -> Result<u64, StoreError> {
+    let keyed = if group.cap.keyed { " AND concurrency_key = ?2" } else { "" };
+    let sql = format!("SELECT coalesce(sum(starts), 0) FROM workflow_starts WHERE workflow = ?1{keyed}");
+    let query = sqlx::query_scalar(&sql).bind(group.cap.workflow.as_str());
+    let query = if group.cap.keyed { query.bind(group.key) } else { query };
+    let count: i64 = query.fetch_one(&mut *conn).await.map_err(backend("counting recent starts"))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Whether an instance of the group's workflow (and key, when keyed) other than `ours` waits
+/// unowned for a claim, ready or due at the group's `now`: read off the ranges a claim reads
+/// (`instances_ready`, `instances_due`), named as the claim names them.
+async fn others_wait(conn: &mut SqliteConnection, group: &StartGroup<'_>, ours: &[&str]) -> Result<bool, StoreError> {
+    let keyed = if group.cap.keyed { " AND concurrency_key = ?4" } else { "" };
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM instances INDEXED BY instances_ready WHERE status IN ('Pending', 'Running') \
+         AND wake_at IS NULL AND owner IS NULL AND workflow = ?1 AND id NOT IN (SELECT value FROM json_each(?3)){keyed}) \
+         OR EXISTS (SELECT 1 FROM instances INDEXED BY instances_due WHERE status IN ('Pending', 'Running') \
+         AND wake_at IS NOT NULL AND owner IS NULL AND wake_at <= ?2 AND workflow = ?1 \
+         AND id NOT IN (SELECT value FROM json_each(?3)){keyed})"
+    );
+    let query = sqlx::query_scalar(&sql).bind(group.cap.workflow.as_str()).bind(group.now).bind(json_ids(ours));
+    let query = if group.cap.keyed { query.bind(group.key) } else { query };
+    let waiting: bool = query.fetch_one(&mut *conn).await.map_err(backend("looking for waiting instances"))?;
+    Ok(waiting)
+}
+
+/// `ids` as a JSON array, for `json_each`.
+fn json_ids(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
