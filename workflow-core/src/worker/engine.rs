@@ -293,9 +293,12 @@ impl Engine {
         ops: Vec<WriteOp>,
         leases: Vec<Lease>,
     ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
-        // With start leases, what the batch wakes depends on which were taken.
-        let mut signals = WakeSignal::from_batch(&ops);
-        let leased_ops = leases.iter().any(|lease| matches!(lease, Lease::Start(_))).then(|| ops.clone());
+        let signals = WakeSignal::from_batch(&ops);
+        // With start leases, what the batch wakes depends on which were taken: with all of them,
+        // nothing for their creates (this worker runs them); with any left, a claim must look.
+        let starts: Vec<usize> = (0..leases.len()).filter(|i| matches!(leases[*i], Lease::Start(_))).collect();
+        let if_all_started = (!starts.is_empty())
+            .then(|| WakeSignal::from_leased_batch(&ops, &Lease::started(&leases, &vec![true; leases.len()])));
         // The task deletes that journal outcomes held back here (a hold is taken before its
         // delete is buffered, so with none held, none of this batch's can journal one).
         let deletes: Vec<WriteOp> = if self.tasks.holds_any() {
@@ -303,13 +306,10 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let written = match leased_ops {
-            None => self.committer.commit(ops, leases).await?,
-            Some(leased_ops) => {
-                let written = self.committer.commit(ops, leases.clone()).await?;
-                signals = WakeSignal::from_leased_batch(&leased_ops, &Lease::started(&leases, &written.1));
-                written
-            }
+        let written = self.committer.commit(ops, leases).await?;
+        let signals = match if_all_started {
+            Some(fewer) if starts.iter().all(|i| written.1.get(*i).copied().unwrap_or(false)) => fewer,
+            _ => signals,
         };
         self.tasks.journaled(&deletes);
         for signal in signals {

@@ -22,7 +22,7 @@ use super::sql::{
 use super::starts::{lock_workflows, take_starts};
 use super::statement::Single;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of, LeaseKey};
-use crate::shared::plan::{Checked, Inbox, Layer, Plan};
+use crate::shared::plan::{skipped_ids, Checked, Inbox, Layer, Plan};
 use crate::shared::to_i64;
 
 /// Writes `plan` once: as one statement where it allows ([`Single`]), else in a transaction that
@@ -49,14 +49,12 @@ pub(super) async fn try_write(
             return Ok((single.run(plan, pool).await?, Vec::new()));
         }
     }
-    let all_leases = leases;
     let (tasks, starts) = Lease::split(leases);
-    let leases = tasks.as_slice();
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
     // The caps' locks before any row lock, as a claim takes them: a claim holding one never
     // waits for a row this write holds while this write waits for its lock.
     lock_workflows(&mut tx, &starts).await?;
-    let activities = leased_activities(leases);
+    let activities = leased_activities(&tasks);
     for (cap, _) in &activities {
         sqlx::query(LOCK_TASK_CAP)
             .bind(cap.activity.as_str())
@@ -85,21 +83,11 @@ pub(super) async fn try_write(
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
     let (skipped, watched) = apply(plan, &mut tx).await?;
-    let started = if starts.is_empty() {
-        Vec::new()
-    } else {
-        let existing: HashSet<&str> = skipped
-            .iter()
-            .filter_map(|index| match ops.get(*index) {
-                Some(WriteOp::CreateInstance(record)) => Some(record.id.as_str()),
-                _ => None,
-            })
-            .collect();
-        take_starts(&mut tx, &starts, &existing).await?
+    let started = match starts.is_empty() {
+        true => Vec::new(),
+        false => take_starts(&mut tx, &starts, &skipped_ids(ops, &skipped)).await?,
     };
-    let taken = take_leases(&mut tx, leases, activities).await?;
-    let leases = all_leases;
-    let taken = Lease::merge(leases, taken, started);
+    let taken = Lease::merge(leases, take_leases(&mut tx, &tasks, activities).await?, started);
     let mut notices = batch_notices(ops, &Lease::started(leases, &taken));
     notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
     if !notices.is_empty() {

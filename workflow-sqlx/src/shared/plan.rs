@@ -408,6 +408,17 @@ pub(crate) struct Checked {
     pub(crate) status: String,
 }
 
+/// The ids of the creates at the `skipped` indexes of `ops` (the instances a write found existing).
+pub(crate) fn skipped_ids<'a>(ops: &'a [WriteOp], skipped: &[usize]) -> std::collections::HashSet<&'a str> {
+    skipped
+        .iter()
+        .filter_map(|index| match ops.get(*index) {
+            Some(WriteOp::CreateInstance(record)) => Some(record.id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The outcome of a batch whose `CreateInstance` ops at these indices were skipped.
 pub(crate) fn outcome(ops: &[WriteOp], skipped: Vec<usize>) -> workflow_core::store::WriteOutcome {
     let existing = skipped

@@ -2,7 +2,7 @@
 //! of two rows), sent as one script when small, in one `BEGIN IMMEDIATE` transaction; what came
 //! back read for the creates that were skipped; and why the checks refused it, when they did.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Column, Row};
@@ -18,7 +18,7 @@ use super::claims::running_and_started;
 use super::sql::{Shape, BEGIN_READING_LAST_EVENT, FENCED, MAX_ROWS};
 use super::starts::take_starts;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of};
-use crate::shared::plan::{Checked, Inbox, Plan};
+use crate::shared::plan::{skipped_ids, Checked, Inbox, Plan};
 
 /// One statement of a write: a shape, its number of rows (a power of two) and what binds them.
 struct Step<'q> {
@@ -295,14 +295,10 @@ pub(super) async fn apply(
     };
     let skipped = plan.skipped(&returned)?;
     let (tasks, starts) = Lease::split(leases);
-    let existing: HashSet<&str> = skipped
-        .iter()
-        .filter_map(|index| match ops.get(*index) {
-            Some(WriteOp::CreateInstance(record)) => Some(record.id.as_str()),
-            _ => None,
-        })
-        .collect();
-    let started = if starts.is_empty() { Vec::new() } else { take_starts(conn, &starts, &existing).await? };
+    let started = match starts.is_empty() {
+        true => Vec::new(),
+        false => take_starts(conn, &starts, &skipped_ids(ops, &skipped)).await?,
+    };
     let taken = Lease::merge(leases, take_leases(conn, &tasks).await?, started);
     sqlx::query("COMMIT").execute(&mut *conn).await.map_err(statement("committing a write"))?;
     Ok((skipped, taken))
