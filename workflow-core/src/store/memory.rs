@@ -1,7 +1,7 @@
 //! An in-memory store for tests: the same semantics as the database stores, nothing durable.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -357,9 +357,10 @@ fn take_lease(tables: &mut Tables, lease: &TaskLease) -> bool {
 /// created its instance (not in `existing`) and it is still unowned, Pending and due.
 fn take_starts(tables: &mut Tables, leases: &[StartLease], existing: &[String]) -> Vec<bool> {
     let mut taken = vec![false; leases.len()];
-    for group in StartGroup::of(leases) {
+    let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
+    for group in StartGroup::of(leases, &existing) {
         let (cap, key, now) = (group.cap, group.key, group.now);
-        let ours: Vec<&str> = group.ids(leases).into_iter().filter(|id| !existing.iter().any(|e| e == id)).collect();
+        let ours = group.ids(leases);
         let in_scope = |i: &InstanceRecord| {
             i.workflow == cap.workflow
                 && (!cap.keyed || i.concurrency_key == key)
@@ -382,9 +383,6 @@ fn take_starts(tables: &mut Tables, leases: &[StartLease], existing: &[String]) 
             let lease = &leases[index];
             if left == 0 {
                 break;
-            }
-            if !ours.contains(&lease.instance_id.as_str()) {
-                continue;
             }
             let Some(instance) = tables.instances.get_mut(&lease.instance_id) else { continue };
             let startable = instance.owner.is_none()

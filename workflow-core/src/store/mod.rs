@@ -11,7 +11,7 @@
 pub mod conformance;
 mod memory;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -309,11 +309,15 @@ pub struct StartGroup<'a> {
 }
 
 impl<'a> StartGroup<'a> {
-    /// The groups of `leases`, by workflow name, then key (the order a store takes the workflows'
-    /// locks in). The one place every store groups and orders start leases.
-    pub fn of(leases: &'a [StartLease]) -> Vec<StartGroup<'a>> {
+    /// The groups of `leases` on instances the write created (those in `existing`, which it
+    /// found existing, are never taken), by workflow name, then key (the order a store takes the
+    /// workflows' locks in). The one place every store groups and orders start leases.
+    pub fn of(leases: &'a [StartLease], existing: &HashSet<&str>) -> Vec<StartGroup<'a>> {
         let mut groups: Vec<StartGroup<'a>> = Vec::new();
         for (index, lease) in leases.iter().enumerate() {
+            if existing.contains(lease.instance_id.as_str()) {
+                continue;
+            }
             let (workflow, key) = (lease.cap.workflow.as_str(), lease.counted_key());
             match groups.iter_mut().find(|g| g.cap.workflow == workflow && g.key == key) {
                 Some(group) => {
@@ -344,6 +348,26 @@ impl<'a> StartGroup<'a> {
     /// The ids of the group's instances, in the order they are taken.
     pub fn ids<'l>(&self, leases: &'l [StartLease]) -> Vec<&'l str> {
         self.leases.iter().map(|index| leases[*index].instance_id.as_str()).collect()
+    }
+
+    /// The first `count` of the group's leases, in runs of one owner (a store takes a run in one
+    /// statement, until the latest of its leases).
+    pub fn runs(&self, leases: &[StartLease], count: usize) -> Vec<Vec<usize>> {
+        let first = &self.leases[..count.min(self.leases.len())];
+        first.chunk_by(|a, b| leases[*a].owner == leases[*b].owner).map(<[usize]>::to_vec).collect()
+    }
+
+    /// Marks taken the leases of `run` whose instances a taking statement `returned`; says how
+    /// many (the starts to record against a rate).
+    pub fn mark_taken(leases: &[StartLease], run: &[usize], returned: &[String], taken: &mut [bool]) -> usize {
+        let mut marked = 0;
+        for index in run {
+            if returned.iter().any(|id| *id == leases[*index].instance_id) {
+                taken[*index] = true;
+                marked += 1;
+            }
+        }
+        marked
     }
 }
 

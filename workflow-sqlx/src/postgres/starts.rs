@@ -39,12 +39,7 @@ pub(super) async fn take_starts(
     existing: &HashSet<&str>,
 ) -> Result<Vec<bool>, Failure> {
     let mut taken = vec![false; leases.len()];
-    for group in StartGroup::of(leases) {
-        let ours: Vec<usize> =
-            group.leases.iter().copied().filter(|i| !existing.contains(leases[*i].instance_id.as_str())).collect();
-        if ours.is_empty() {
-            continue;
-        }
+    for group in StartGroup::of(leases, existing) {
         let workflow = group.cap.workflow.as_str();
         let key = group.cap.keyed.then_some(group.key);
         let running: i64 = match group.cap.concurrency {
@@ -73,35 +68,27 @@ pub(super) async fn take_starts(
             }
             None => 0,
         };
-        let ids: Vec<&str> = ours.iter().map(|i| leases[*i].instance_id.as_str()).collect();
         let others_wait: bool = sqlx::query_scalar(OTHERS_WAIT)
             .bind(workflow)
             .bind(group.now)
-            .bind(&ids)
+            .bind(group.ids(leases))
             .bind(key)
             .fetch_one(&mut *tx)
             .await
             .map_err(failed("looking for waiting instances"))?;
         let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
-        let want = group.to_take(to_u64(running), to_u64(started), others_wait).min(ours.len());
         let mut begun = 0;
-        for chunk in ours[..want].chunk_by(|a, b| leases[*a].owner == leases[*b].owner) {
-            let until = chunk.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
-            let chunk_ids: Vec<&str> = chunk.iter().map(|i| leases[*i].instance_id.as_str()).collect();
+        for run in group.runs(leases, group.to_take(to_u64(running), to_u64(started), others_wait)) {
+            let until = run.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
             let returned: Vec<String> = sqlx::query_scalar(TAKE_STARTS)
-                .bind(leases[chunk[0]].owner.as_str())
+                .bind(leases[run[0]].owner.as_str())
                 .bind(until)
                 .bind(group.now)
-                .bind(&chunk_ids)
+                .bind(run.iter().map(|i| leases[*i].instance_id.as_str()).collect::<Vec<_>>())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed("taking start leases"))?;
-            for index in chunk {
-                if returned.iter().any(|id| *id == leases[*index].instance_id) {
-                    taken[*index] = true;
-                    begun += 1;
-                }
-            }
+            begun += StartGroup::mark_taken(leases, &run, &returned, &mut taken);
         }
         if group.cap.rate.is_some() && begun > 0 {
             sqlx::query(RECORD_WORKFLOW_STARTS)

@@ -22,13 +22,7 @@ pub(super) async fn take_starts(
     existing: &HashSet<&str>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut taken = vec![false; leases.len()];
-    for group in StartGroup::of(leases) {
-        let ours: Vec<usize> =
-            group.leases.iter().copied().filter(|i| !existing.contains(leases[*i].instance_id.as_str())).collect();
-        if ours.is_empty() {
-            continue;
-        }
-        let ids: Vec<&str> = ours.iter().map(|i| leases[*i].instance_id.as_str()).collect();
+    for group in StartGroup::of(leases, existing) {
         let running = match group.cap.concurrency {
             Some(_) => running(conn, &group).await?,
             None => 0,
@@ -40,31 +34,24 @@ pub(super) async fn take_starts(
             }
             None => 0,
         };
-        let others_wait = others_wait(conn, &group, &ids).await?;
-        let want = group.to_take(running, started, others_wait).min(ours.len());
+        let others_wait = others_wait(conn, &group, &group.ids(leases)).await?;
         let mut begun = 0;
-        for chunk in ours[..want].chunk_by(|a, b| leases[*a].owner == leases[*b].owner) {
-            let owner = leases[chunk[0]].owner.as_str();
-            let until = chunk.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
-            let chunk_ids: Vec<&str> = chunk.iter().map(|i| leases[*i].instance_id.as_str()).collect();
+        for run in group.runs(leases, group.to_take(running, started, others_wait)) {
+            let until = run.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
+            let ids: Vec<&str> = run.iter().map(|i| leases[*i].instance_id.as_str()).collect();
             let returned: Vec<String> = sqlx::query_scalar(
                 "UPDATE instances SET owner = ?1, lease_until = ?2, status = 'Running', updated_at = ?3, \
                  wake_at = NULL WHERE id IN (SELECT value FROM json_each(?4)) AND owner IS NULL \
                  AND status = 'Pending' AND (wake_at IS NULL OR wake_at <= ?3) RETURNING id",
             )
-            .bind(owner)
+            .bind(leases[run[0]].owner.as_str())
             .bind(until)
             .bind(group.now)
-            .bind(json_ids(&chunk_ids))
+            .bind(json_ids(&ids))
             .fetch_all(&mut *conn)
             .await
             .map_err(backend("taking start leases"))?;
-            for index in chunk {
-                if returned.iter().any(|id| *id == leases[*index].instance_id) {
-                    taken[*index] = true;
-                    begun += 1;
-                }
-            }
+            begun += StartGroup::mark_taken(leases, &run, &returned, &mut taken);
         }
         if group.cap.rate.is_some() {
             record_starts(conn, &group.cap.workflow, group.key, group.now, begun).await?;
