@@ -634,6 +634,11 @@ impl Engine {
                     let _ = self.commit(super::loops::hand_back(self, &record)).await;
                     return Ok(());
                 };
+                // As after a claim's starts: a rated workflow's start leaves its window a period
+                // on, so look again then (starts it held back wait for that).
+                if let Some(rate) = lease.cap.rate {
+                    self.wake_claimer_at(lease.now.saturating_add(rate.period_ms));
+                }
                 record.status = RuntimeStatus::Running;
                 record.owner = Some(lease.owner.clone());
                 record.lease_until = Some(lease.lease_until);
