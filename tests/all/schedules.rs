@@ -162,10 +162,16 @@ async fn a_schedule_fires_each_tick_once(run: &str, store: Arc<dyn Store>) {
         expected.push(tick_id);
     }
     let client = runtime.client();
-    assert_eq!(instances_of(&client, "tick_job", &id).await, expected, "{run}: one per tick, none missing");
+    // The tick at 11 s may be fired ahead already (the 10th run has ended): it is no tick passed.
+    let next = format!("{id}-{}", NEW_YEAR + 11_000);
+    let (ticked, ahead): (Vec<String>, Vec<String>) =
+        instances_of(&client, "tick_job", &id).await.into_iter().partition(|tick| *tick < next);
+    assert_eq!(ticked, expected, "{run}: one per tick, none missing");
+    assert!(ahead.is_empty() || ahead == [next], "{run}: nothing fired past the next tick: {ahead:?}");
     let status = client.schedule(&id).await.unwrap();
     assert_eq!(status.next_runs.first(), Some(&(NEW_YEAR + 11_000)), "{run}");
-    assert_eq!(status.recent_runs.last().and_then(|r| r.instance_id.clone()), expected.last().cloned(), "{run}");
+    let last_passed = status.recent_runs.iter().rfind(|r| r.tick <= NEW_YEAR + 10_000);
+    assert_eq!(last_passed.and_then(|r| r.instance_id.clone()), expected.last().cloned(), "{run}");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
