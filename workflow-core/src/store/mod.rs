@@ -850,9 +850,10 @@ pub trait Store: Send + Sync + 'static {
     ///   starts then (the batch's earlier leases included); and only when no other instance of
     ///   that workflow (and key) waits unowned, ready or due, for a claim (the batch's own leased
     ///   instances aside): a backlog is served in claim order, never overtaken. Of one workflow's
-    ///   (and key's) leases in a batch, the higher priority are taken first, then in order. A
-    ///   start taken is owned until `lease_until`, Running (`updated_at` = `now`, its wake-up
-    ///   cleared), and counted as a start when rated. (An instance whose owner's lease lapsed is
+    ///   (and key's) leases in a batch, the higher priority are taken first, then in order, all
+    ///   counted at the latest of their `now`s. A start taken is owned until `lease_until`,
+    ///   Running (`updated_at` = that `now`, its wake-up cleared), and counted as a start when
+    ///   rated. (An instance whose owner's lease lapsed is
     ///   not counted as waiting: its takeover waits for a claim.)
     async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         Ok((self.write(ops).await?, vec![false; leases.len()]))
