@@ -232,7 +232,8 @@ async fn capped(ctx: WorkflowContext, run: String) -> Result<(), WorkflowError> 
 
 /// Three workers on `stores` (one store object each, as three processes would have), 20 capped
 /// instances queued: all complete, and never more than two ran at once (counted by the activity
-/// bodies, not by the engine), while two did at some point. Without the cap all 20 would.
+/// bodies, not by the engine), while two did at some point. Without the cap all 20 would. The
+/// same for 30 started by the workers themselves (leased at their creation when there is room).
 async fn cap_holds_across_workers(run: &str, stores: [Arc<dyn Store>; 3]) {
     let queue = Client::new(stores[0].clone());
     let handles = futures::future::try_join_all(
@@ -257,6 +258,20 @@ async fn cap_holds_across_workers(run: &str, stores: [Arc<dyn Store>; 3]) {
     }
     let (now, most) = in_flight().lock().unwrap().get(run).copied().unwrap_or_default();
     assert_eq!((now, most), (0, 2), "{run}: at most two at once, and two at some point");
+    // Then each worker starts ten itself, all at once: a start is leased in the write that
+    // creates it while the cap has room, racing the other workers' leases and claims.
+    let leased = format!("{run}-leased");
+    let clients: Vec<Client> = runtimes.iter().map(Runtime::client).collect();
+    let starts = clients.iter().enumerate().flat_map(|(worker, client)| {
+        let leased = leased.clone();
+        (0..10).map(move |n| capped::start(client, leased.clone()).id(format!("{leased}-{worker}-{n:02}")))
+    });
+    let handles = futures::future::try_join_all(starts).await.unwrap();
+    for handle in &handles {
+        handle.result_timeout(Duration::from_secs(60)).await.unwrap();
+    }
+    let (now, most) = in_flight().lock().unwrap().get(&leased).copied().unwrap_or_default();
+    assert_eq!((now, most), (0, 2), "{leased}: at most two at once, and two at some point");
     for runtime in runtimes {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     }
@@ -525,6 +540,28 @@ async fn workflow_key_cap_holds_across_workers(run: &str, stores: [Arc<dyn Store
     // "small"); per key, "small" runs beside it from the start.
     let last_small = seen.order.iter().rposition(|tenant| tenant == "small").unwrap();
     assert!(last_small < 20, "{run}: the small tenant waited behind the big one: {:?}", seen.order);
+    // Then each worker starts four of each tenant itself, all at once: leased at their creation
+    // while their key has room, racing the other workers' leases and claims.
+    let leased = format!("{run}-leased");
+    let clients: Vec<Client> = runtimes.iter().map(Runtime::client).collect();
+    let mine = |worker: usize| {
+        let mut batch = jobs(&leased, "big", 4);
+        batch.extend(jobs(&leased, "small", 4));
+        batch.into_iter().map(move |job| Job { n: job.n + 10 * worker as u32, ..job })
+    };
+    let starts = clients
+        .iter()
+        .enumerate()
+        .flat_map(|(worker, client)| mine(worker).map(move |job| tenant_job::start(client, job)));
+    let handles = futures::future::try_join_all(starts).await.unwrap();
+    for handle in &handles {
+        handle.result_timeout(Duration::from_secs(60)).await.unwrap();
+    }
+    let seen = flights().lock().unwrap().get(&leased).cloned().unwrap_or_default();
+    assert!(seen.now.values().all(|now| *now == 0), "{leased}: all ended");
+    for tenant in ["big", "small"] {
+        assert_eq!(seen.most.get(tenant), Some(&2), "{leased}: at most two of {tenant} at once, and two at some point");
+    }
     for runtime in runtimes {
         runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     }
