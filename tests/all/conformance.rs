@@ -885,6 +885,14 @@ mod postgres {
             .unwrap();
             assert!(definition.contains("(owner IS NULL)"), "{definition}");
         }
+        // What a start lease probes for a backlog of its workflow (or key): its unowned ready ones.
+        let waiting: String = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'instances_waiting'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert!(waiting.contains("(workflow, concurrency_key)") && waiting.contains("(owner IS NULL)"), "{waiting}");
     }
 
     async fn check_list_plan(store: &PostgresStore) {

@@ -412,14 +412,17 @@ pub(super) const COUNT_WORKFLOW_STARTS_OF_KEY: &str =
     "SELECT coalesce(sum(starts), 0)::int8 FROM workflow_starts WHERE workflow = $1 AND concurrency_key = $2";
 
 /// Whether an instance of workflow `$1` other than those of `$3` (with concurrency key `$4`,
-/// unless it is null) waits unowned for a claim, ready or due at `$2`: the predicates of the
-/// claim's ranges (`instances_ready`, `instances_due`), spelled as their indexes spell them.
-pub(super) const OTHERS_WAIT: &str = "SELECT EXISTS (SELECT 1 FROM instances \
+/// unless it is null) waits unowned for a claim, ready or due at `$2`: a probe of the ready ones
+/// by workflow and key (`instances_waiting`) and of the due ones (`instances_due`, the claim's
+/// range). Each is the first row in its index's order, not an `EXISTS`: for an `EXISTS`, the
+/// planner expects a match early in a sequential scan of a table full of the workflow's finished
+/// instances, and reads all of them.
+pub(super) const OTHERS_WAIT: &str = "SELECT (SELECT id FROM instances \
      WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND owner IS NULL AND workflow = $1 \
-     AND id <> ALL($3) AND ($4::text IS NULL OR concurrency_key = $4)) \
-     OR EXISTS (SELECT 1 FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
+     AND id <> ALL($3) AND ($4::text IS NULL OR concurrency_key = $4) ORDER BY workflow, concurrency_key LIMIT 1) \
+     IS NOT NULL OR (SELECT id FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
      AND owner IS NULL AND wake_at <= $2 AND workflow = $1 AND id <> ALL($3) \
-     AND ($4::text IS NULL OR concurrency_key = $4))";
+     AND ($4::text IS NULL OR concurrency_key = $4) ORDER BY wake_at LIMIT 1) IS NOT NULL";
 
 /// Leases the instances of `$4` to worker `$1` until `$2` and starts them at `$3`, each only if it
 /// is still unowned, Pending and due (see `Store::write_leasing`); returns the ids it took.

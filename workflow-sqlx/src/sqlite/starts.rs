@@ -86,24 +86,61 @@ async fn started(conn: &mut SqliteConnection, group: &StartGroup<'_>) -> Result<
 }
 
 /// Whether an instance of the group's workflow (and key, when keyed) other than `ours` waits
-/// unowned for a claim, ready or due at the group's `now`: read off the ranges a claim reads
-/// (`instances_ready`, `instances_due`), named as the claim names them.
+/// unowned for a claim, ready or due at the group's `now`: the ready ones by workflow and key
+/// (`instances_waiting`), the due ones off the claim's range (`instances_due`), each index named.
 async fn others_wait(conn: &mut SqliteConnection, group: &StartGroup<'_>, ours: &[&str]) -> Result<bool, StoreError> {
-    let keyed = if group.cap.keyed { " AND concurrency_key = ?4" } else { "" };
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM instances INDEXED BY instances_ready WHERE status IN ('Pending', 'Running') \
-         AND wake_at IS NULL AND owner IS NULL AND workflow = ?1 AND id NOT IN (SELECT value FROM json_each(?3)){keyed}) \
-         OR EXISTS (SELECT 1 FROM instances INDEXED BY instances_due WHERE status IN ('Pending', 'Running') \
-         AND wake_at IS NOT NULL AND owner IS NULL AND wake_at <= ?2 AND workflow = ?1 \
-         AND id NOT IN (SELECT value FROM json_each(?3)){keyed})"
-    );
+    let sql = others_wait_sql(group.cap.keyed);
     let query = sqlx::query_scalar(&sql).bind(group.cap.workflow.as_str()).bind(group.now).bind(json_ids(ours));
     let query = if group.cap.keyed { query.bind(group.key) } else { query };
     let waiting: bool = query.fetch_one(&mut *conn).await.map_err(backend("looking for waiting instances"))?;
     Ok(waiting)
 }
 
+/// [`others_wait`]'s statement: workflow `?1`, `now` `?2`, the ids to leave out `?3` (JSON) and,
+/// when `keyed`, the key `?4`.
+fn others_wait_sql(keyed: bool) -> String {
+    let keyed = if keyed { " AND concurrency_key = ?4" } else { "" };
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM instances INDEXED BY instances_waiting WHERE status IN ('Pending', 'Running') \
+         AND wake_at IS NULL AND owner IS NULL AND workflow = ?1 AND id NOT IN (SELECT value FROM json_each(?3)){keyed}) \
+         OR EXISTS (SELECT 1 FROM instances INDEXED BY instances_due WHERE status IN ('Pending', 'Running') \
+         AND wake_at IS NOT NULL AND owner IS NULL AND wake_at <= ?2 AND workflow = ?1 \
+         AND id NOT IN (SELECT value FROM json_each(?3)){keyed})"
+    )
+}
+
 /// `ids` as a JSON array, for `json_each`.
 fn json_ids(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::others_wait_sql;
+    use crate::sqlite::SqliteStore;
+
+    /// What SQLite's planner does with `sql`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&explain).fetch_all(&mut *store.reader().await.unwrap()).await.unwrap();
+        rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A start lease asks whether anything of its workflow waits with one probe of each index,
+    /// by workflow (and key), never a scan of the workflow's instances.
+    #[tokio::test]
+    async fn a_start_lease_probes_the_waiting_and_due_indexes() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        for keyed in [false, true] {
+            let plan = plan(&store, &others_wait_sql(keyed)).await;
+            let key = if keyed { " AND concurrency_key=?" } else { "" };
+            assert!(
+                plan.contains(&format!("SEARCH instances USING INDEX instances_waiting (workflow=?{key})")),
+                "{plan}"
+            );
+            assert!(plan.contains("SEARCH instances USING INDEX instances_due (wake_at>? AND wake_at<?)"), "{plan}");
+            assert!(!plan.contains("SCAN instances"), "{plan}");
+        }
+    }
 }
