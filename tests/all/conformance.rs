@@ -892,7 +892,10 @@ mod postgres {
         .fetch_one(store.pool())
         .await
         .unwrap();
-        assert!(waiting.contains("(workflow, concurrency_key)") && waiting.contains("(owner IS NULL)"), "{waiting}");
+        assert!(
+            waiting.contains("(workflow, concurrency_key, created_at)") && waiting.contains("(owner IS NULL)"),
+            "{waiting}"
+        );
     }
 
     async fn check_list_plan(store: &PostgresStore) {

@@ -301,7 +301,7 @@ pub struct StartGroup<'a> {
     pub cap: &'a WorkflowCap,
     /// The key they count under ([`StartLease::counted_key`]).
     pub key: &'a str,
-    /// The latest of their clocks: when the limits are counted.
+    /// The latest clock of the write's leases on the workflow: when its limits are counted.
     pub now: Millis,
     /// Their indexes (in the leases given), in the order they are taken: higher priority first,
     /// then in order.
@@ -327,7 +327,13 @@ impl<'a> StartGroup<'a> {
                 None => groups.push(StartGroup { cap: &lease.cap, key, now: lease.now, leases: vec![index] }),
             }
         }
-        for group in &mut groups {
+        // One clock per workflow, the latest: a store may count all of its keys at once.
+        let latest = |workflow: &str, groups: &[StartGroup<'_>]| {
+            groups.iter().filter(|g| g.cap.workflow == workflow).map(|g| g.now).max().unwrap_or_default()
+        };
+        let clocks: Vec<Millis> = groups.iter().map(|g| latest(&g.cap.workflow, &groups)).collect();
+        for (group, now) in groups.iter_mut().zip(clocks) {
+            group.now = now;
             group.leases.sort_by_key(|index| (std::cmp::Reverse(leases[*index].priority), *index));
         }
         groups.sort_by(|a, b| (a.cap.workflow.as_str(), a.key).cmp(&(b.cap.workflow.as_str(), b.key)));
@@ -851,7 +857,7 @@ pub trait Store: Send + Sync + 'static {
     ///   that workflow (and key) waits unowned, ready or due, for a claim (the batch's own leased
     ///   instances aside): a backlog is served in claim order, never overtaken. Of one workflow's
     ///   (and key's) leases in a batch, the higher priority are taken first, then in order, all
-    ///   counted at the latest of their `now`s. A start taken is owned until `lease_until`,
+    ///   counted at the latest `now` of the batch's leases on that workflow. A start taken is owned until `lease_until`,
     ///   Running (`updated_at` = that `now`, its wake-up cleared), and counted as a start when
     ///   rated. (An instance whose owner's lease lapsed is
     ///   not counted as waiting: its takeover waits for a claim.)
