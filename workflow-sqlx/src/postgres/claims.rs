@@ -15,7 +15,7 @@ use super::checks::check_completion;
 use super::retry::{failed, retrying, retrying_idempotent, Failure};
 use super::signals::{encode_signal, notice};
 use super::sql::{
-    CLAIM, CLAIM_KEY, CLAIM_KEY_RESUMPTIONS, CLAIM_KEY_STARTS, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS,
+    CLAIM, CLAIMABLE, CLAIM_KEY, CLAIM_KEY_RESUMPTIONS, CLAIM_KEY_STARTS, CLAIM_RESUMPTIONS, CLAIM_STARTS, CLAIM_TASKS,
     COMPLETE_TASK, COMPLETE_TASKS, COUNT_HOLDING, COUNT_RUNNING, COUNT_RUNNING_PER_KEY, COUNT_STARTS,
     COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_PER_KEY, CUSTOM_PLANS, FAIL_DAMAGED, FORGET_STARTS,
     FORGET_WORKFLOW_STARTS, LOCK_CAP, LOCK_TASK_CAP, PICK_KEYED, RECORD_STARTS, RECORD_WORKFLOW_STARTS, RELEASE_LEASES,
@@ -107,6 +107,16 @@ pub(super) async fn claim_capped(
         let left = limit - claimed.len();
         if left == 0 {
             break;
+        }
+        // A look without the lock first: a worker looks whenever one of its instances ends (a
+        // place under the cap may have opened), and with nothing waiting that look costs a read,
+        // not a transaction holding the lock the workflow's claims and start leases wait for.
+        let claimable = retrying_idempotent(|| async move {
+            let probe = sqlx::query_scalar(CLAIMABLE).persistent(false).bind(cap.workflow.as_str()).bind(now);
+            probe.fetch_one(pool).await.map_err(failed("looking for claimable instances"))
+        });
+        if !claimable.await? {
+            continue;
         }
         let rows = retrying(|| async move {
             let mut tx = pool.begin().await.map_err(failed("beginning a capped claim"))?;
