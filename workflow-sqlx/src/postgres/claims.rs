@@ -92,6 +92,7 @@ async fn decoded(
 pub(super) async fn claim_capped(
     pool: &PgPool,
     quarantine: &Quarantine,
+    backlogs: &CapBacklogs,
     worker: &str,
     workflows: &[String],
     caps: &[WorkflowCap],
@@ -108,17 +109,20 @@ pub(super) async fn claim_capped(
         if left == 0 {
             break;
         }
-        // A look without the lock first: a worker looks whenever one of its instances ends (a
-        // place under the cap may have opened), and with nothing waiting that look costs a read,
-        // not a transaction holding the lock the workflow's claims and start leases wait for.
-        let claimable = retrying_idempotent(|| async move {
-            let probe = sqlx::query_scalar(CLAIMABLE).persistent(false).bind(cap.workflow.as_str()).bind(now);
-            probe.fetch_one(pool).await.map_err(failed("looking for claimable instances"))
-        });
-        if !claimable.await? {
-            continue;
+        // A look without the lock first, unless the last claim here left a backlog: a worker
+        // looks whenever one of its instances ends (a place under the cap may have opened), and
+        // with nothing waiting that look costs a read, not a transaction holding the lock the
+        // workflow's claims and start leases wait for.
+        if !backlogs.likely(&cap.workflow) {
+            let claimable = retrying_idempotent(|| async move {
+                let probe = sqlx::query_scalar(CLAIMABLE).persistent(false).bind(cap.workflow.as_str()).bind(now);
+                probe.fetch_one(pool).await.map_err(failed("looking for claimable instances"))
+            });
+            if !claimable.await? {
+                continue;
+            }
         }
-        let rows = retrying(|| async move {
+        let (rows, more) = retrying(|| async move {
             let mut tx = pool.begin().await.map_err(failed("beginning a capped claim"))?;
             sqlx::query(LOCK_CAP)
                 .bind(cap.workflow.as_str())
@@ -128,7 +132,8 @@ pub(super) async fn claim_capped(
             if cap.keyed {
                 let rows = claim_keyed(&mut tx, cap, worker, lease_until, now, left).await?;
                 tx.commit().await.map_err(failed("committing a capped claim"))?;
-                return Ok(rows);
+                let more = !rows.is_empty();
+                return Ok((rows, more));
             }
             let running: i64 = match cap.concurrency {
                 Some(_) => sqlx::query_scalar(COUNT_RUNNING)
@@ -169,9 +174,12 @@ pub(super) async fn claim_capped(
                 }
             };
             tx.commit().await.map_err(failed("committing a capped claim"))?;
-            Ok(rows)
+            // All it was let take (none, at the cap): more may wait.
+            let more = rows.len() >= want;
+            Ok((rows, more))
         })
         .await?;
+        backlogs.note(&cap.workflow, more);
         claimed.extend(decoded(pool, quarantine, worker, &rows, now).await);
     }
     let uncapped: Vec<String> =
@@ -182,6 +190,26 @@ pub(super) async fn claim_capped(
     }
     claimed.sort_by(|a, b| instance_order(a).cmp(&instance_order(b)));
     Ok(claimed)
+}
+
+/// The capped workflows whose last claim here took all it was let take (none, when at the cap):
+/// more may wait, so the next claim goes straight to the lock. The others' claims look first.
+#[derive(Debug, Default)]
+pub(super) struct CapBacklogs(std::sync::Mutex<HashSet<String>>);
+
+impl CapBacklogs {
+    fn likely(&self, workflow: &str) -> bool {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(workflow)
+    }
+
+    fn note(&self, workflow: &str, more: bool) {
+        let mut likely = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if more {
+            likely.insert(workflow.to_owned());
+        } else {
+            likely.remove(workflow);
+        }
+    }
 }
 
 /// Claims up to `limit` instances of the workflow of `cap`, whose limits apply per concurrency

@@ -113,6 +113,8 @@ pub struct PostgresStore {
     own_workers: Arc<Mutex<HashSet<String>>>,
     /// The claimed rows that did not decode, with their failed decodes in a row.
     quarantine: Quarantine,
+    /// The capped workflows whose claims here last left a backlog.
+    cap_backlogs: claims::CapBacklogs,
     /// Runs `ANALYZE` as the tables grow.
     statistics: statistics::Statistics,
 }
@@ -146,6 +148,7 @@ impl PostgresStore {
             connect: liveness::Connect(connect),
             own_workers: Arc::default(),
             quarantine: Quarantine::default(),
+            cap_backlogs: claims::CapBacklogs::default(),
             statistics,
         })
     }
@@ -292,7 +295,8 @@ impl Store for PostgresStore {
         if caps.is_empty() {
             return self.claim(worker, workflows, now, lease_until, limit).await;
         }
-        claims::claim_capped(&self.pool, &self.quarantine, worker, workflows, caps, now, lease_until, limit).await
+        let (pool, quarantine, backlogs) = (&self.pool, &self.quarantine, &self.cap_backlogs);
+        claims::claim_capped(pool, quarantine, backlogs, worker, workflows, caps, now, lease_until, limit).await
     }
 
     async fn list(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
