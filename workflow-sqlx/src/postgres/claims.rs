@@ -85,9 +85,10 @@ async fn decoded(
 /// Claims as [`claim`] does, taking no instance of a capped workflow past its cap (see
 /// `Store::claim_capped`). Each capped workflow is claimed in a transaction of its own that first
 /// takes the workflow's advisory lock ([`LOCK_CAP`]), so capped claims of one workflow, in any
-/// process, count and claim one after the other; claims of other workflows do not wait. Then the
-/// uncapped workflows are claimed with what is left of `limit`, so a capped backlog never crowds
-/// them out.
+/// process, count and claim one after the other; claims of other workflows do not wait. A
+/// workflow with nothing claimable costs one read and no lock ([`CLAIMABLE`], skipped while its
+/// last claim here left a backlog: [`CapBacklogs`]). Then the uncapped workflows are claimed with
+/// what is left of `limit`, so a capped backlog never crowds them out.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn claim_capped(
     pool: &PgPool,
