@@ -283,7 +283,6 @@ async fn claim_keyed(
     Ok(rows)
 }
 
-/// Counts per concurrency key, as the per-key counting statements return them.
 /// Per concurrency key, the tasks of `cap`'s activity holding a lease at `now` (if it is capped)
 /// and its starts in the rate's window (if it has a rate; those a period old are forgotten
 /// first, so the table holds one period): what a capped claim and a leasing write count, in a
@@ -316,13 +315,14 @@ pub(super) async fn running_and_started(
     Ok((running, started))
 }
 
-fn per_key(rows: Vec<(String, i64)>) -> HashMap<String, u64> {
+/// Counts per concurrency key, as the per-key counting statements return them.
+pub(super) fn per_key(rows: Vec<(String, i64)>) -> HashMap<String, u64> {
     rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
 }
 
 /// Forgets `workflow`'s starts a period of `rate` old: they no longer count, and the table holds
 /// one period.
-async fn forget_workflow_starts(
+pub(super) async fn forget_workflow_starts(
     tx: &mut sqlx::PgConnection,
     workflow: &str,
     rate: RateLimit,

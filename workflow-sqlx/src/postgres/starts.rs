@@ -8,10 +8,11 @@ use std::collections::{HashMap, HashSet};
 use sqlx::postgres::PgConnection;
 use workflow_core::store::{Millis, StartGroup, StartLease};
 
+use super::claims::{forget_workflow_starts, per_key};
 use super::retry::{failed, Failure};
 use super::sql::{
-    COUNT_RUNNING, COUNT_RUNNING_OF_KEYS, COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_OF_KEYS, FORGET_WORKFLOW_STARTS,
-    KEYS_OTHERS_WAIT_UNDER, LOCK_CAP, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS, TAKE_STARTS,
+    COUNT_RUNNING, COUNT_RUNNING_OF_KEYS, COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_OF_KEYS, KEYS_OTHERS_WAIT_UNDER,
+    LOCK_CAP, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS, TAKE_STARTS,
 };
 use crate::shared::to_i64;
 
@@ -54,12 +55,7 @@ pub(super) async fn take_starts(
         let started = match cap.rate {
             None => HashMap::new(),
             Some(rate) => {
-                sqlx::query(FORGET_WORKFLOW_STARTS)
-                    .bind(workflow)
-                    .bind(now.saturating_sub(rate.period_ms))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("forgetting old starts"))?;
+                forget_workflow_starts(tx, workflow, rate, now).await?;
                 let statements = (COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_OF_KEYS);
                 counted(tx, cap.keyed, statements, (workflow, None, &keys)).await?
             }
@@ -116,10 +112,9 @@ pub(super) async fn take_starts(
 async fn counted(
     tx: &mut PgConnection,
     keyed: bool,
-    (whole, per_key): (&str, &str),
+    (whole, each_key): (&str, &str),
     (workflow, now, keys): (&str, Option<Millis>, &[&str]),
 ) -> Result<HashMap<String, u64>, Failure> {
-    let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
     if !keyed {
         let query = sqlx::query_scalar(whole).bind(workflow);
         let query = match now {
@@ -127,14 +122,13 @@ async fn counted(
             None => query,
         };
         let n: i64 = query.fetch_one(&mut *tx).await.map_err(failed("counting a workflow's limits"))?;
-        return Ok(HashMap::from([(String::new(), to_u64(n))]));
+        return Ok(per_key(vec![(String::new(), n)]));
     }
-    let query = sqlx::query_as(per_key).bind(workflow);
+    let query = sqlx::query_as(each_key).bind(workflow);
     let query = match now {
         Some(now) => query.bind(now),
         None => query,
     };
-    let rows: Vec<(String, i64)> =
-        query.bind(keys).fetch_all(&mut *tx).await.map_err(failed("counting a workflow's limits per key"))?;
-    Ok(rows.into_iter().map(|(key, n)| (key, to_u64(n))).collect())
+    let rows = query.bind(keys).fetch_all(&mut *tx).await.map_err(failed("counting a workflow's limits per key"))?;
+    Ok(per_key(rows))
 }
