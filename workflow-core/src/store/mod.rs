@@ -173,6 +173,30 @@ pub enum WriteOp {
     },
 }
 
+impl WriteOp {
+    /// The instance this op writes to or checks (each op concerns exactly one).
+    pub fn instance_id(&self) -> &str {
+        match self {
+            WriteOp::CreateInstance(record) => &record.id,
+            WriteOp::PutRecord(record) => &record.instance_id,
+            WriteOp::EnqueueTask(task) => &task.instance_id,
+            WriteOp::AddEvent { instance_id, .. }
+            | WriteOp::ConsumeEvent { instance_id, .. }
+            | WriteOp::DeleteTask { instance_id, .. } => instance_id,
+            WriteOp::SetStatus { id, .. }
+            | WriteOp::Finish { id, .. }
+            | WriteOp::SetWake { id, .. }
+            | WriteOp::Evict { id, .. }
+            | WriteOp::ContinueAsNew { id, .. }
+            | WriteOp::AssertOwner { id, .. }
+            | WriteOp::AssertStatus { id, .. }
+            | WriteOp::AssertInboxRoom { id, .. }
+            | WriteOp::Purge { id }
+            | WriteOp::SetCustomStatus { id, .. } => id,
+        }
+    }
+}
+
 /// The flow control of one workflow's instances, across every worker (see
 /// [`Store::claim_capped`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,29 +38,7 @@ impl Request {
 
     /// Every instance this request's ops write to or check.
     fn touched(&self) -> impl Iterator<Item = &str> {
-        self.ops.iter().map(op_instance)
-    }
-}
-
-/// The instance an op writes to or checks (each op concerns exactly one).
-fn op_instance(op: &WriteOp) -> &str {
-    match op {
-        WriteOp::CreateInstance(record) => &record.id,
-        WriteOp::PutRecord(record) => &record.instance_id,
-        WriteOp::EnqueueTask(task) => &task.instance_id,
-        WriteOp::AddEvent { instance_id, .. }
-        | WriteOp::ConsumeEvent { instance_id, .. }
-        | WriteOp::DeleteTask { instance_id, .. } => instance_id,
-        WriteOp::SetStatus { id, .. }
-        | WriteOp::Finish { id, .. }
-        | WriteOp::SetWake { id, .. }
-        | WriteOp::Evict { id, .. }
-        | WriteOp::ContinueAsNew { id, .. }
-        | WriteOp::AssertOwner { id, .. }
-        | WriteOp::AssertStatus { id, .. }
-        | WriteOp::AssertInboxRoom { id, .. }
-        | WriteOp::Purge { id }
-        | WriteOp::SetCustomStatus { id, .. } => id,
+        self.ops.iter().map(WriteOp::instance_id)
     }
 }
 

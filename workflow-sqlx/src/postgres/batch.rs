@@ -19,7 +19,7 @@ use super::sql::{
     FINISH, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT, RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
     TAKE_LEASES,
 };
-use super::starts::{lock_workflows, take_starts};
+use super::starts::{decide, lock_workflows, LeasedCreate};
 use super::statement::Single;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of, LeaseKey};
 use crate::shared::plan::{skipped_ids, Checked, Inbox, Layer, Plan};
@@ -30,10 +30,10 @@ use crate::shared::to_i64;
 /// the `Finished` of watched instances it finishes) and commits. Returns the indexes (in the batch)
 /// of the creates that were skipped.
 ///
-/// `leases` (see `Store::write_leasing`) on `ops`' tasks and instances are taken after the
-/// layers, in the same transaction, behind each capped workflow's and activity's advisory lock
-/// (the one its claims take; the workflows' in name order, then the activities'); returns which it
-/// took. The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
+/// `leases` (see `Store::write_leasing`) on `ops`' tasks and instances are taken in the same
+/// transaction, behind each capped workflow's and activity's advisory lock (the one its claims
+/// take; the workflows' in name order, then the activities'): the starts decided before the
+/// layers (their creates insert them owned), the tasks' taken after them; returns which it took. The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
 /// leased.
 pub(super) async fn try_write(
     pool: &PgPool,
@@ -82,10 +82,15 @@ pub(super) async fn try_write(
     if !fenced.is_empty() || !asserted.is_empty() || !plan.inboxes.is_empty() {
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
-    let (skipped, watched) = apply(plan, &mut tx).await?;
-    let started = match starts.is_empty() {
-        true => Vec::new(),
-        false => take_starts(&mut tx, &starts, &skipped_ids(ops, &skipped)).await?,
+    let decision = match starts.is_empty() {
+        true => None,
+        false => Some(decide(&mut tx, &starts, ops).await?),
+    };
+    let leased = decision.as_ref().map(|decision| decision.leased_creates(&starts)).unwrap_or_default();
+    let (skipped, watched) = apply(plan, &leased, &mut tx).await?;
+    let started = match decision {
+        None => Vec::new(),
+        Some(decision) => decision.taken(&mut tx, &starts, &skipped_ids(ops, &skipped)).await?,
     };
     let taken = Lease::merge(leases, take_leases(&mut tx, &tasks, activities).await?, started);
     let mut notices = batch_notices(ops, &Lease::started(leases, &taken));
@@ -177,9 +182,14 @@ async fn inboxes(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<HashMap<Str
     Ok(inboxes)
 }
 
-/// Applies `plan` in the open transaction `conn`; returns the indexes (in the batch) of the
-/// creates that were skipped, and the ids of the finished instances someone watches.
-async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Vec<usize>, Vec<String>), Failure> {
+/// Applies `plan` in the open transaction `conn`, its creates of `leased` inserted owned (start
+/// leases taken); returns the indexes (in the batch) of the creates that were skipped, and the
+/// ids of the finished instances someone watches.
+async fn apply(
+    plan: &Plan<'_>,
+    leased: &HashMap<&str, LeasedCreate<'_>>,
+    conn: &mut PgConnection,
+) -> Result<(Vec<usize>, Vec<String>), Failure> {
     let event_ids = if plan.events > 0 { take_event_ids(&mut *conn, plan.events).await? } else { Vec::new() };
     let mut skipped = Vec::new();
     let mut watched = Vec::new();
@@ -198,7 +208,8 @@ async fn apply(plan: &Plan<'_>, conn: &mut PgConnection) -> Result<(Vec<usize>, 
             run(&mut *conn, CONSUME, |query| bind_consumes(query, layer), "consuming events").await?;
         }
         if !layer.creates.is_empty() {
-            let rows = run(&mut *conn, CREATE, |query| bind_creates(query, layer), "creating instances").await?;
+            let rows =
+                run(&mut *conn, CREATE, |query| bind_creates(query, layer, leased), "creating instances").await?;
             let created = rows
                 .iter()
                 .map(|row| sqlx::Row::try_get::<String, _>(row, 0))

@@ -1,12 +1,14 @@
 //! Binding a layer's rows: each column as one array parameter (or, in a one-row statement, as its
 //! one value), through [`Args`], which keeps the first value that fails to encode.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::{PgArguments, Postgres};
 use workflow_core::store::{InstanceRecord, JournalRecord, StoreError, TaskRecord};
 
 use super::retry::Failure;
+use super::starts::LeasedCreate;
 use crate::shared::plan::{Layer, TaskKey, Wake};
 
 /// The journal records of `layer` to write: the last put of each key only (the one that would win
@@ -68,9 +70,15 @@ pub(super) fn bind_consumes(args: &mut Args, layer: &Layer<'_>) {
         .column(consumes.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>());
 }
 
-pub(super) fn bind_creates(args: &mut Args, layer: &Layer<'_>) {
-    let records: Vec<&InstanceRecord> = layer.creates.iter().map(|(_, record)| *record).collect();
-    bind_instances(args, &records);
+/// `layer`'s creates, those of `leased` (start leases taken) as their leases insert them.
+pub(super) fn bind_creates(args: &mut Args, layer: &Layer<'_>, leased: &HashMap<&str, LeasedCreate<'_>>) {
+    let records: Vec<Cow<'_, InstanceRecord>> = (layer.creates.iter())
+        .map(|(_, record)| match leased.get(record.id.as_str()) {
+            Some(lease) => Cow::Owned(lease.apply(record)),
+            None => Cow::Borrowed(*record),
+        })
+        .collect();
+    bind_instances(args, &records.iter().map(AsRef::as_ref).collect::<Vec<_>>());
 }
 
 /// The columns of [`CREATE`](super::sql::CREATE) for `records`, in its order: every statement

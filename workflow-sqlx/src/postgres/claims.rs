@@ -116,7 +116,7 @@ pub(super) async fn claim_capped(
         // workflow's claims and start leases wait for.
         if !backlogs.likely(&cap.workflow) {
             let claimable = retrying_idempotent(|| async move {
-                let probe = sqlx::query_scalar(CLAIMABLE).persistent(false).bind(cap.workflow.as_str()).bind(now);
+                let probe = sqlx::query_scalar(&CLAIMABLE).persistent(false).bind(cap.workflow.as_str()).bind(now);
                 probe.fetch_one(pool).await.map_err(failed("looking for claimable instances"))
             });
             if !claimable.await? {

@@ -417,48 +417,45 @@ pub(super) const RECORD_WORKFLOW_STARTS_OF_KEYS: &str = "INSERT INTO workflow_st
      (workflow, started_at, starts, concurrency_key) SELECT $1, $2, n, k FROM unnest($3::int8[], $4::text[]) AS u(n, k) \
      WHERE n > 0";
 
-/// Whether an instance of workflow `$1` other than those of `$3` waits unowned for a claim,
-/// ready or due at `$2`: a probe of the ready ones by workflow (`instances_waiting`) and of the
-/// due ones (`instances_due`, the claim's range). Each is the first row in its index's order, not
-/// an `EXISTS`: for an `EXISTS` (or a first row in an order the filter makes constant), the
-/// planner expects a match early in a sequential scan of a table full of the workflow's finished
-/// instances, and reads all of them (26 ms beside 100,000; the probe takes 0.03-0.09 ms).
-pub(super) const OTHERS_WAIT: &str = "SELECT (SELECT id FROM instances \
-     WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND owner IS NULL AND workflow = $1 \
-     AND id <> ALL($3) ORDER BY concurrency_key, created_at LIMIT 1) IS NOT NULL \
-     OR (SELECT id FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
-     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 AND id <> ALL($3) ORDER BY wake_at LIMIT 1) IS NOT NULL";
-
-/// Whether workflow `$1` has an instance a claim at `$2` could take: unowned and ready, unowned
-/// and due, or owned under a lease that lapsed (one before `$2`, or none at all). Each a probe of
-/// the first row of a range of its index (`instances_waiting`, `instances_due`, the lapsed ranges
-/// of `instances_owned`), without a lock: what a capped claim asks before it takes its workflow's
-/// lock and counts. Planned for its parameters each time (not prepared): a generic plan reads the
-/// lapsed set off every lease of the workflow (20,000 held: 6 ms, 0.04 ms planned for them).
-pub(super) const CLAIMABLE: &str = "SELECT (SELECT id FROM instances \
+/// Whether an instance of workflow `$1` waits unowned for a claim, ready or due at `$2`: a probe
+/// of the ready ones by workflow (`instances_waiting`) and of the due ones (`instances_due`, the
+/// claim's range). Each is the first row in its index's order, not an `EXISTS`: for an `EXISTS`
+/// (or a first row in an order the filter makes constant), the planner expects a match early in
+/// a sequential scan of a table full of the workflow's finished instances, and reads all of them
+/// (26 ms beside 100,000; the probe takes 0.03-0.09 ms).
+const WAITING: &str = "(SELECT id FROM instances \
      WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND owner IS NULL AND workflow = $1 \
      ORDER BY concurrency_key, created_at LIMIT 1) IS NOT NULL \
      OR (SELECT id FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
-     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 ORDER BY wake_at LIMIT 1) IS NOT NULL \
-     OR (SELECT id FROM instances WHERE workflow = $1 AND owner IS NOT NULL \
-     AND (lease_until IS NULL OR lease_until < $2) AND status IN ('Pending', 'Running') \
-     AND (wake_at IS NULL OR wake_at <= $2) ORDER BY lease_until NULLS FIRST, created_at, id LIMIT 1) IS NOT NULL";
+     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 ORDER BY wake_at LIMIT 1) IS NOT NULL";
 
-/// [`OTHERS_WAIT`] per concurrency key: the keys of `$4` under which an instance of workflow `$1`
-/// other than those of `$3` waits, each probed by workflow and key.
+/// [`WAITING`]'s answer: whether a start lease of workflow `$1` at `$2` would overtake a backlog.
+pub(super) static OTHERS_WAIT: LazyLock<String> = LazyLock::new(|| format!("SELECT {WAITING}"));
+
+/// Whether workflow `$1` has an instance a claim at `$2` could take: unowned and ready, unowned
+/// and due ([`WAITING`]), or owned under a lease that lapsed (one before `$2`, or none at all),
+/// each a probe of the first row of a range of its index (the lapsed ranges of
+/// `instances_owned`), without a lock: what a capped claim asks before it takes its workflow's
+/// lock and counts. Planned for its parameters each time (not prepared): a generic plan reads the
+/// lapsed set off every lease of the workflow (20,000 held: 6 ms, 0.04 ms planned for them).
+pub(super) static CLAIMABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {WAITING} \
+         OR (SELECT id FROM instances WHERE workflow = $1 AND owner IS NOT NULL \
+         AND (lease_until IS NULL OR lease_until < $2) AND status IN ('Pending', 'Running') \
+         AND (wake_at IS NULL OR wake_at <= $2) ORDER BY lease_until NULLS FIRST, created_at, id LIMIT 1) IS NOT NULL"
+    )
+});
+
+/// [`OTHERS_WAIT`] per concurrency key: the keys of `$3` under which an instance of workflow `$1`
+/// waits, each probed by workflow and key.
 pub(super) const KEYS_OTHERS_WAIT_UNDER: &str =
-    "SELECT k FROM unnest($4::text[]) AS k WHERE (SELECT id FROM instances \
+    "SELECT k FROM unnest($3::text[]) AS k WHERE (SELECT id FROM instances \
      WHERE status IN ('Pending', 'Running') AND wake_at IS NULL AND owner IS NULL AND workflow = $1 \
-     AND concurrency_key = k AND id <> ALL($3) ORDER BY created_at LIMIT 1) IS NOT NULL \
+     AND concurrency_key = k ORDER BY created_at LIMIT 1) IS NOT NULL \
      OR (SELECT id FROM instances WHERE status IN ('Pending', 'Running') AND wake_at IS NOT NULL \
-     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 AND concurrency_key = k AND id <> ALL($3) \
+     AND owner IS NULL AND wake_at <= $2 AND workflow = $1 AND concurrency_key = k \
      ORDER BY wake_at LIMIT 1) IS NOT NULL";
-
-/// Leases the instances of `$4` to worker `$1` until `$2` and starts them at `$3`, each only if it
-/// is still unowned, Pending and due (see `Store::write_leasing`); returns the ids it took.
-pub(super) const TAKE_STARTS: &str = "UPDATE instances SET owner = $1, lease_until = $2, status = 'Running', \
-     updated_at = $3, wake_at = NULL WHERE id = ANY($4) AND owner IS NULL AND status = 'Pending' \
-     AND (wake_at IS NULL OR wake_at <= $3) RETURNING id";
 
 /// Undoes worker `$2`'s claim of the instance `$1`, whose row did not decode, until `$3` (see
 /// `shared::quarantine`), with the status `$4` and update time `$5` the claim found, where they

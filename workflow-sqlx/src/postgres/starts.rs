@@ -2,17 +2,22 @@
 //! workflow's instance created by the write is leased to its creator at once when the workflow's
 //! limits have room and nothing of it waits for a claim, behind the workflow's advisory lock that
 //! every capped claim of it takes too.
+//!
+//! The leases are decided before the write's creates ([`decide`]), so a start taken is inserted
+//! owned and Running: one write of its row and its indexes, as an uncapped start's, where a lease
+//! taken after an unowned insert rewrote the row it had just written (on PostgreSQL, an update
+//! that changes indexed columns writes a new version of the row into every index).
 
 use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgConnection;
-use workflow_core::store::{Millis, StartGroup, StartLease};
+use workflow_core::store::{InstanceRecord, Millis, RuntimeStatus, StartGroup, StartLease, WriteOp};
 
 use super::claims::{forget_workflow_starts, per_key};
 use super::retry::{failed, Failure};
 use super::sql::{
     COUNT_RUNNING, COUNT_RUNNING_OF_KEYS, COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_OF_KEYS, KEYS_OTHERS_WAIT_UNDER,
-    LOCK_CAP, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS, TAKE_STARTS,
+    LOCK_CAP, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS,
 };
 use crate::shared::to_i64;
 
@@ -28,20 +33,102 @@ pub(super) async fn lock_workflows(tx: &mut PgConnection, leases: &[StartLease])
     Ok(())
 }
 
-/// Takes what it can of `leases` in the open transaction, which holds their workflows' locks
-/// ([`lock_workflows`]), after the batch's ops (see `Store::write_leasing`). Per workflow, a few
-/// statements whatever the number of its keys: its live leases and its window's starts counted
-/// per counted key, the keys an instance this write does not hold waits under (none is taken
-/// there), then the first of each key's group that fit, taken in one statement per owner (each
-/// only if its instance is one this write created, not in `existing`, and still unowned,
-/// Pending and due), and the rated ones recorded as starts in one.
-pub(super) async fn take_starts(
+/// How a create whose start lease is taken is inserted: owned by `owner` until `lease_until`,
+/// Running since `at`, with no wake-up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LeasedCreate<'a> {
+    pub(super) owner: &'a str,
+    pub(super) lease_until: Millis,
+    pub(super) at: Millis,
+}
+
+impl LeasedCreate<'_> {
+    /// `record` as this lease inserts it.
+    pub(super) fn apply(&self, record: &InstanceRecord) -> InstanceRecord {
+        InstanceRecord {
+            owner: Some(self.owner.to_owned()),
+            lease_until: Some(self.lease_until),
+            status: RuntimeStatus::Running,
+            updated_at: self.at,
+            wake_at: None,
+            ..record.clone()
+        }
+    }
+}
+
+/// The start leases a write takes, decided before its creates, under its workflows' locks.
+pub(super) struct Decision<'a> {
+    groups: Vec<StartGroup<'a>>,
+    /// Per lease (in order): taken, if its create inserts (an id found existing is not).
+    chosen: Vec<bool>,
+}
+
+impl<'a> Decision<'a> {
+    /// The creates to insert owned and Running, by instance id.
+    pub(super) fn leased_creates(&self, leases: &'a [StartLease]) -> HashMap<&'a str, LeasedCreate<'a>> {
+        let mut creates = HashMap::new();
+        for group in &self.groups {
+            for index in group.leases.iter().filter(|index| self.chosen[**index]) {
+                let lease = &leases[*index];
+                let create = LeasedCreate { owner: &lease.owner, lease_until: lease.lease_until, at: group.now };
+                creates.insert(lease.instance_id.as_str(), create);
+            }
+        }
+        creates
+    }
+
+    /// Which leases were taken once the creates ran (`existing`: the ids they found existing and
+    /// left as they were), recording the rated workflows' starts in the open transaction.
+    pub(super) async fn taken(
+        self,
+        tx: &mut PgConnection,
+        leases: &[StartLease],
+        existing: &HashSet<&str>,
+    ) -> Result<Vec<bool>, Failure> {
+        let taken: Vec<bool> = (self.chosen.iter().zip(leases))
+            .map(|(chosen, lease)| *chosen && !existing.contains(lease.instance_id.as_str()))
+            .collect();
+        for groups in self.groups.chunk_by(|a, b| a.cap.workflow == b.cap.workflow) {
+            let (cap, now) = (groups[0].cap, groups[0].now);
+            let begun: Vec<i64> =
+                groups.iter().map(|group| to_i64(group.leases.iter().filter(|i| taken[**i]).count())).collect();
+            if cap.rate.is_none() || begun.iter().all(|n| *n == 0) {
+                continue;
+            }
+            let keys: Vec<&str> = groups.iter().map(|group| group.key).collect();
+            sqlx::query(RECORD_WORKFLOW_STARTS_OF_KEYS)
+                .bind(cap.workflow.as_str())
+                .bind(now)
+                .bind(&begun)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("recording rate-limited starts"))?;
+        }
+        Ok(taken)
+    }
+}
+
+/// Decides which of `leases` the write of `ops` takes, in the open transaction, which holds their
+/// workflows' locks ([`lock_workflows`]), before the creates (see `Store::write_leasing`). A lease
+/// is a candidate only if the batch creates its instance unowned, Pending and due, and no other op
+/// of the batch names it (a terminate or an event in the same batch leaves it to a claim). Per
+/// workflow, a few statements whatever the number of its keys: its live leases and its window's
+/// starts counted per counted key, and the keys under which an instance waits for a claim (in the
+/// store, or created unleased by this batch): none is taken there. Then the first of each key's
+/// group that fit.
+pub(super) async fn decide<'a>(
     tx: &mut PgConnection,
-    leases: &[StartLease],
-    existing: &HashSet<&str>,
-) -> Result<Vec<bool>, Failure> {
-    let mut taken = vec![false; leases.len()];
-    let groups = StartGroup::of(leases, existing);
+    leases: &'a [StartLease],
+    ops: &[WriteOp],
+) -> Result<Decision<'a>, Failure> {
+    let batch = BatchCreates::of(ops);
+    let candidates: HashSet<&str> =
+        leases.iter().filter(|lease| batch.is_candidate(lease, leases)).map(|l| l.instance_id.as_str()).collect();
+    let never: HashSet<&str> =
+        leases.iter().map(|lease| lease.instance_id.as_str()).filter(|id| !candidates.contains(id)).collect();
+    let groups = StartGroup::of(leases, &never);
+    let mut chosen = vec![false; leases.len()];
     for groups in groups.chunk_by(|a, b| a.cap.workflow == b.cap.workflow) {
         let (cap, now) = (groups[0].cap, groups[0].now);
         let workflow = cap.workflow.as_str();
@@ -60,12 +147,11 @@ pub(super) async fn take_starts(
                 counted(tx, cap.keyed, statements, (workflow, None, &keys)).await?
             }
         };
-        let ours: Vec<&str> = groups.iter().flat_map(|group| group.ids(leases)).collect();
         let waiting: Vec<String> = if cap.keyed {
-            let query = sqlx::query_scalar(KEYS_OTHERS_WAIT_UNDER).bind(workflow).bind(now).bind(&ours).bind(&keys);
+            let query = sqlx::query_scalar(KEYS_OTHERS_WAIT_UNDER).bind(workflow).bind(now).bind(&keys);
             query.fetch_all(&mut *tx).await.map_err(failed("looking for waiting instances"))?
         } else {
-            let query = sqlx::query_scalar(OTHERS_WAIT).bind(workflow).bind(now).bind(&ours);
+            let query = sqlx::query_scalar(&OTHERS_WAIT).bind(workflow).bind(now);
             let any: bool = query.fetch_one(&mut *tx).await.map_err(failed("looking for waiting instances"))?;
             if any {
                 vec![String::new()]
@@ -74,36 +160,71 @@ pub(super) async fn take_starts(
             }
         };
         let count = |counts: &HashMap<String, u64>, key: &str| counts.get(key).copied().unwrap_or(0);
-        let chosen: Vec<Vec<usize>> = groups
-            .iter()
-            .map(|group| {
-                let others_wait = waiting.iter().any(|key| key == group.key);
-                let take = group.to_take(count(&running, group.key), count(&started, group.key), others_wait);
-                group.leases[..take].to_vec()
-            })
-            .collect();
-        let all: Vec<usize> = chosen.concat();
-        let mut returned: Vec<String> = Vec::new();
-        for run in all.chunk_by(|a, b| leases[*a].owner == leases[*b].owner) {
-            let until = run.iter().map(|i| leases[*i].lease_until).max().unwrap_or_default();
-            let ids: Vec<&str> = run.iter().map(|i| leases[*i].instance_id.as_str()).collect();
-            let query = sqlx::query_scalar(TAKE_STARTS).bind(leases[run[0]].owner.as_str()).bind(until).bind(now);
-            returned.extend(query.bind(ids).fetch_all(&mut *tx).await.map_err(failed("taking start leases"))?);
-        }
-        let begun: Vec<i64> =
-            chosen.iter().map(|run| to_i64(StartGroup::mark_taken(leases, run, &returned, &mut taken))).collect();
-        if cap.rate.is_some() && begun.iter().any(|n| *n > 0) {
-            sqlx::query(RECORD_WORKFLOW_STARTS_OF_KEYS)
-                .bind(workflow)
-                .bind(now)
-                .bind(&begun)
-                .bind(&keys)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("recording rate-limited starts"))?;
+        for group in groups {
+            let key = cap.keyed.then_some(group.key);
+            let others_wait =
+                waiting.iter().any(|key| key == group.key) || batch.waits_unleased(leases, workflow, key, now);
+            let take = group.to_take(count(&running, group.key), count(&started, group.key), others_wait);
+            for index in &group.leases[..take] {
+                chosen[*index] = true;
+            }
         }
     }
-    Ok(taken)
+    Ok(Decision { groups, chosen })
+}
+
+/// The instances a batch creates, and those its other ops name.
+struct BatchCreates<'o> {
+    /// The first create of each id.
+    creates: HashMap<&'o str, &'o InstanceRecord>,
+    /// Ids another op names (a second create among them).
+    named: HashSet<&'o str>,
+}
+
+impl<'o> BatchCreates<'o> {
+    fn of(ops: &'o [WriteOp]) -> Self {
+        let (mut creates, mut named) = (HashMap::new(), HashSet::new());
+        for op in ops {
+            match op {
+                WriteOp::CreateInstance(record) if !creates.contains_key(record.id.as_str()) => {
+                    creates.insert(record.id.as_str(), record);
+                }
+                op => {
+                    named.insert(op.instance_id());
+                }
+            }
+        }
+        Self { creates, named }
+    }
+
+    /// Whether `lease` may be taken: the batch creates its instance (of its workflow) unowned,
+    /// Pending and due at the lease's clock, nothing else in the batch names it, and it is the
+    /// only lease of its instance.
+    fn is_candidate(&self, lease: &StartLease, leases: &[StartLease]) -> bool {
+        let id = lease.instance_id.as_str();
+        let Some(record) = self.creates.get(id) else { return false };
+        record.workflow == lease.cap.workflow
+            && is_waiting(record, lease.now)
+            && !self.named.contains(id)
+            && leases.iter().filter(|other| other.instance_id == id).count() == 1
+    }
+
+    /// Whether the batch creates an instance of `workflow` (under `key`, when the workflow's
+    /// limits are keyed) that waits for a claim at `now` with no lease asked for it: a lease taken
+    /// beside it would overtake it.
+    fn waits_unleased(&self, leases: &[StartLease], workflow: &str, key: Option<&str>, now: Millis) -> bool {
+        self.creates.values().any(|record| {
+            record.workflow == workflow
+                && key.is_none_or(|key| record.concurrency_key == key)
+                && is_waiting(record, now)
+                && !leases.iter().any(|lease| lease.instance_id == record.id)
+        })
+    }
+}
+
+/// Whether `record`, as created, waits for a claim at `now`: unowned, Pending and due.
+fn is_waiting(record: &InstanceRecord, now: Millis) -> bool {
+    record.owner.is_none() && record.status == RuntimeStatus::Pending && record.wake_at.is_none_or(|at| at <= now)
 }
 
 /// Per counted key, what `statements` count for `workflow` (`now` bound second when given): the

@@ -2,7 +2,7 @@
 //! ([`Single`]), its text cached by shape, and the rewriting of a one-row statement's arrays into
 //! plain values ([`one_row`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
@@ -185,7 +185,7 @@ impl Single {
                     6,
                     layer.creates.len(),
                     || format!("created AS ({})", gated_insert(CREATE, gate)),
-                    |args| bind_creates(args, layer),
+                    |args| bind_creates(args, layer, &HashMap::new()),
                 );
             }
             if !layer.statuses.is_empty() {

@@ -85,6 +85,24 @@ pub async fn check_start_leasing(store: &dyn Store, must_take: bool) {
     assert_eq!(get(store, "slease/due").await.wake_at, None, "a start taken has no wake-up left");
     assert_eq!(get(store, "slease/later").await.wake_at, Some(now + 500));
 
+    // In one batch: a start created with no lease asked for waits ahead of a leased one, which
+    // does not overtake it; and a start the batch also finishes is not taken.
+    let batched =
+        WorkflowCap { workflow: "slease_batch_wf".to_owned(), concurrency: Some(10), rate: None, keyed: false };
+    let ops = vec![
+        create(instance("slease/unleased", &batched.workflow, now)),
+        create(instance("slease/leased", &batched.workflow, now)),
+    ];
+    let (_, taken) = store.write_leasing(&ops, &[lease("slease/leased", 0, &batched)]).await.unwrap();
+    assert_eq!(taken, [false], "the batch's start without a lease waits ahead");
+    assert_eq!(get(store, "slease/leased").await.owner, None);
+    let ended = WorkflowCap { workflow: "slease_ended_wf".to_owned(), ..batched.clone() };
+    let ops = vec![create(instance("slease/ended", &ended.workflow, now)), finish_of("slease/ended")];
+    let (_, taken) = store.write_leasing(&ops, &[lease("slease/ended", 0, &ended)]).await.unwrap();
+    assert_eq!(taken, [false], "a start the batch finishes is not taken");
+    let finished = get(store, "slease/ended").await;
+    assert_eq!((finished.owner, finished.status), (None, RuntimeStatus::Completed));
+
     // A keyed rate of one start per 1,000 ms: one lease per key, and the claims see the starts.
     let rated = WorkflowCap {
         workflow: "slease_rated_wf".to_owned(),
