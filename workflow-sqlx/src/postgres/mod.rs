@@ -221,7 +221,9 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let rows = retrying_idempotent(|| async move {
-            sqlx::query(&SELECT_INSTANCES).bind(ids).fetch_all(&self.pool).await.map_err(failed("reading instances"))
+            let (least, greatest) = id_range(ids);
+            let query = sqlx::query(&SELECT_INSTANCES).bind(ids).bind(least).bind(greatest);
+            query.fetch_all(&self.pool).await.map_err(failed("reading instances"))
         })
         .await?;
         rows.iter().map(instance_from_row).collect()
@@ -260,7 +262,9 @@ impl Store for PostgresStore {
         let ids: Vec<&str> = wanted.keys().copied().collect();
         let ids = &ids;
         let rows = retrying_idempotent(|| async move {
-            sqlx::query(&SELECT_JOURNALS).bind(ids).fetch_all(&self.pool).await.map_err(failed("reading journals"))
+            let (least, greatest) = id_range(ids);
+            let query = sqlx::query(&SELECT_JOURNALS).bind(ids).bind(least).bind(greatest);
+            query.fetch_all(&self.pool).await.map_err(failed("reading journals"))
         })
         .await?;
         let mut records = Vec::with_capacity(rows.len());
@@ -610,4 +614,12 @@ impl Store for PostgresStore {
     fn stats(&self) -> StoreStats {
         self.stats.snapshot()
     }
+}
+
+/// The least and greatest of `ids` (none empty): the range a read by ids also names, so that the
+/// planner sees how much of the table they span (see [`SELECT_INSTANCES`]).
+fn id_range<S: AsRef<str>>(ids: &[S]) -> (&str, &str) {
+    let mut ids = ids.iter().map(AsRef::as_ref);
+    let first = ids.next().unwrap_or_default();
+    ids.fold((first, first), |(least, greatest), id| (least.min(id), greatest.max(id)))
 }

@@ -506,11 +506,23 @@ pub(super) static FINISHED_TASKS: LazyLock<String> = LazyLock::new(|| {
 pub(super) static SELECT_INSTANCE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"));
 
+/// The instances of `$1`, whose ids lie between `$2` and `$3` (the least and greatest of them).
+///
+/// The range says nothing the list does not, but it tells the planner what the list cannot: how
+/// much of the table the ids span. A batch's ids (claimed together, ended together) were made
+/// together, and generated ids sort by creation, so they span the table's newest sliver, which
+/// the planner measures off the index itself even beyond its statistics. For a list alone it
+/// reckons each id's share of the table, and reads the whole of a table of a few thousand to a
+/// hundred thousand rows rather than the index (a claim's journal read: 0.4 ms at 2,000 rows, 8 ms
+/// at 18,000, on the critical path of every instance the claim took).
 pub(super) static SELECT_INSTANCES: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1)"));
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1) AND id BETWEEN $2 AND $3"));
 
-pub(super) static SELECT_JOURNALS: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = ANY($1)"));
+/// The journals of the instances of `$1`, whose ids lie between `$2` and `$3`: see
+/// [`SELECT_INSTANCES`] for why the range.
+pub(super) static SELECT_JOURNALS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE instance_id = ANY($1) AND instance_id BETWEEN $2 AND $3")
+});
 
 /// `columns` (a list of column names, as [`INSTANCE_COLUMNS`]) qualified with `table`'s alias.
 fn qualified(table: &str, columns: &str) -> String {
