@@ -212,6 +212,11 @@ pub(super) static CLAIM_RESUMPTIONS: LazyLock<String> = LazyLock::new(|| claim(C
 /// `updated_at` as the claim found them, read under its row locks) for worker `$1` until `$2`,
 /// and makes the Pending ones Running as of `$4` (the claim is their start). Returns each as
 /// found, with the claim's owner and lease (see `Store::claim`).
+///
+/// The rows are also named by primary key (`id = ANY(ARRAY(...))`), which says nothing the join
+/// does not: joined to `picked` alone, the planner hashes `picked` and reads the whole table to
+/// probe it on every claim until the table is large (5,000 instances: 1.2 ms, 15,000: 2.5-4.4 ms
+/// of a claim of 128 that took 4.5 ms by the primary key).
 fn take_picked() -> String {
     let returned = qualified("i", INSTANCE_COLUMNS)
         .replace("i.status", "picked.status")
@@ -219,7 +224,7 @@ fn take_picked() -> String {
     format!(
         "UPDATE instances AS i SET owner = $1, lease_until = $2, wake_at = NULL, status = 'Running', \
          updated_at = CASE WHEN i.status = 'Pending' THEN $4 ELSE i.updated_at END \
-         FROM picked WHERE i.id = picked.id RETURNING {returned}"
+         FROM picked WHERE i.id = picked.id AND i.id = ANY(ARRAY(SELECT id FROM picked)) RETURNING {returned}"
     )
 }
 
