@@ -884,7 +884,9 @@ pub trait Store: Send + Sync + 'static {
     ///   counted at the latest `now` of the batch's leases on that workflow. A start taken is owned until `lease_until`,
     ///   Running (`updated_at` = that `now`, its wake-up cleared), and counted as a start when
     ///   rated. (An instance whose owner's lease lapsed is
-    ///   not counted as waiting: its takeover waits for a claim.)
+    ///   not counted as waiting: its takeover waits for a claim.) A store may take fewer: one that
+    ///   decides the starts before the creates, to insert those taken owned at once (PostgreSQL),
+    ///   leaves to a claim a start that another op of the batch names.
     async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         Ok((self.write(ops).await?, vec![false; leases.len()]))
     }
