@@ -33,7 +33,8 @@ use crate::shared::to_i64;
 /// `leases` (see `Store::write_leasing`) on `ops`' tasks and instances are taken in the same
 /// transaction, behind each capped workflow's and activity's advisory lock (the one its claims
 /// take; the workflows' in name order, then the activities'): the starts decided before the
-/// layers (their creates insert them owned), the tasks' taken after them; returns which it took. The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
+/// layers (their creates insert them owned), the tasks' taken after them; returns which it took.
+/// The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
 /// leased.
 pub(super) async fn try_write(
     pool: &PgPool,

@@ -122,9 +122,9 @@ pub(super) async fn decide<'a>(
     leases: &'a [StartLease],
     ops: &[WriteOp],
 ) -> Result<Decision<'a>, Failure> {
-    let batch = BatchCreates::of(ops);
+    let batch = BatchCreates::of(ops, leases);
     let candidates: HashSet<&str> =
-        leases.iter().filter(|lease| batch.is_candidate(lease, leases)).map(|l| l.instance_id.as_str()).collect();
+        leases.iter().filter(|lease| batch.is_candidate(lease)).map(|l| l.instance_id.as_str()).collect();
     let never: HashSet<&str> =
         leases.iter().map(|lease| lease.instance_id.as_str()).filter(|id| !candidates.contains(id)).collect();
     let groups = StartGroup::of(leases, &never);
@@ -162,8 +162,7 @@ pub(super) async fn decide<'a>(
         let count = |counts: &HashMap<String, u64>, key: &str| counts.get(key).copied().unwrap_or(0);
         for group in groups {
             let key = cap.keyed.then_some(group.key);
-            let others_wait =
-                waiting.iter().any(|key| key == group.key) || batch.waits_unleased(leases, workflow, key, now);
+            let others_wait = waiting.iter().any(|key| key == group.key) || batch.waits_unleased(workflow, key, now);
             let take = group.to_take(count(&running, group.key), count(&started, group.key), others_wait);
             for index in &group.leases[..take] {
                 chosen[*index] = true;
@@ -173,17 +172,19 @@ pub(super) async fn decide<'a>(
     Ok(Decision { groups, chosen })
 }
 
-/// The instances a batch creates, and those its other ops name.
+/// The instances a batch creates, those its other ops name, and how many leases ask for each.
 struct BatchCreates<'o> {
     /// The first create of each id.
     creates: HashMap<&'o str, &'o InstanceRecord>,
     /// Ids another op names (a second create among them).
     named: HashSet<&'o str>,
+    /// The number of start leases asked for each id.
+    leased: HashMap<&'o str, usize>,
 }
 
 impl<'o> BatchCreates<'o> {
-    fn of(ops: &'o [WriteOp]) -> Self {
-        let (mut creates, mut named) = (HashMap::new(), HashSet::new());
+    fn of(ops: &'o [WriteOp], leases: &'o [StartLease]) -> Self {
+        let (mut creates, mut named, mut leased) = (HashMap::new(), HashSet::new(), HashMap::new());
         for op in ops {
             match op {
                 WriteOp::CreateInstance(record) if !creates.contains_key(record.id.as_str()) => {
@@ -194,30 +195,33 @@ impl<'o> BatchCreates<'o> {
                 }
             }
         }
-        Self { creates, named }
+        for lease in leases {
+            *leased.entry(lease.instance_id.as_str()).or_insert(0) += 1;
+        }
+        Self { creates, named, leased }
     }
 
     /// Whether `lease` may be taken: the batch creates its instance (of its workflow) unowned,
     /// Pending and due at the lease's clock, nothing else in the batch names it, and it is the
     /// only lease of its instance.
-    fn is_candidate(&self, lease: &StartLease, leases: &[StartLease]) -> bool {
+    fn is_candidate(&self, lease: &StartLease) -> bool {
         let id = lease.instance_id.as_str();
         let Some(record) = self.creates.get(id) else { return false };
         record.workflow == lease.cap.workflow
             && is_waiting(record, lease.now)
             && !self.named.contains(id)
-            && leases.iter().filter(|other| other.instance_id == id).count() == 1
+            && self.leased.get(id) == Some(&1)
     }
 
     /// Whether the batch creates an instance of `workflow` (under `key`, when the workflow's
     /// limits are keyed) that waits for a claim at `now` with no lease asked for it: a lease taken
     /// beside it would overtake it.
-    fn waits_unleased(&self, leases: &[StartLease], workflow: &str, key: Option<&str>, now: Millis) -> bool {
+    fn waits_unleased(&self, workflow: &str, key: Option<&str>, now: Millis) -> bool {
         self.creates.values().any(|record| {
             record.workflow == workflow
                 && key.is_none_or(|key| record.concurrency_key == key)
                 && is_waiting(record, now)
-                && !leases.iter().any(|lease| lease.instance_id == record.id)
+                && !self.leased.contains_key(record.id.as_str())
         })
     }
 }
