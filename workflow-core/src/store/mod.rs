@@ -390,9 +390,10 @@ impl<'a> StartGroup<'a> {
     /// Marks taken the leases of `run` whose instances a taking statement `returned`; says how
     /// many (the starts to record against a rate).
     pub fn mark_taken(leases: &[StartLease], run: &[usize], returned: &[String], taken: &mut [bool]) -> usize {
+        let returned: HashSet<&str> = returned.iter().map(String::as_str).collect();
         let mut marked = 0;
         for index in run {
-            if returned.iter().any(|id| *id == leases[*index].instance_id) {
+            if returned.contains(leases[*index].instance_id.as_str()) {
                 taken[*index] = true;
                 marked += 1;
             }
@@ -881,12 +882,12 @@ pub trait Store: Send + Sync + 'static {
     ///   that workflow (and key) waits unowned, ready or due, for a claim (the batch's own leased
     ///   instances aside): a backlog is served in claim order, never overtaken. Of one workflow's
     ///   (and key's) leases in a batch, the higher priority are taken first, then in order, all
-    ///   counted at the latest `now` of the batch's leases on that workflow. A start taken is owned until `lease_until`,
-    ///   Running (`updated_at` = that `now`, its wake-up cleared), and counted as a start when
-    ///   rated. (An instance whose owner's lease lapsed is
-    ///   not counted as waiting: its takeover waits for a claim.) A store may take fewer: one that
-    ///   decides the starts before the creates, to insert those taken owned at once (PostgreSQL),
-    ///   leaves to a claim a start that another op of the batch names.
+    ///   counted at the latest `now` of the batch's leases on that workflow. A start taken is
+    ///   owned until `lease_until`, Running (`updated_at` = that `now`, its wake-up cleared), and
+    ///   counted as a start when rated. (An instance whose owner's lease lapsed is not counted as
+    ///   waiting: its takeover waits for a claim.) A store may take fewer: one that decides the
+    ///   starts before the creates, to insert those taken owned at once (PostgreSQL), leaves to a
+    ///   claim a start that another op of the batch names.
     async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         Ok((self.write(ops).await?, vec![false; leases.len()]))
     }

@@ -123,10 +123,8 @@ pub(super) async fn decide<'a>(
     ops: &[WriteOp],
 ) -> Result<Decision<'a>, Failure> {
     let batch = BatchCreates::of(ops, leases);
-    let candidates: HashSet<&str> =
-        leases.iter().filter(|lease| batch.is_candidate(lease)).map(|l| l.instance_id.as_str()).collect();
     let never: HashSet<&str> =
-        leases.iter().map(|lease| lease.instance_id.as_str()).filter(|id| !candidates.contains(id)).collect();
+        leases.iter().filter(|lease| !batch.is_candidate(lease)).map(|l| l.instance_id.as_str()).collect();
     let groups = StartGroup::of(leases, &never);
     let mut chosen = vec![false; leases.len()];
     for groups in groups.chunk_by(|a, b| a.cap.workflow == b.cap.workflow) {
