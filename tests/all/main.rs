@@ -1,5 +1,7 @@
 //! The one integration-test binary: every module shares one compile.
 
+#[cfg(feature = "postgres")]
+mod assigned;
 mod conformance;
 #[cfg(feature = "console")]
 mod console;

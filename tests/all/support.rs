@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use workflow::store::{
-    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, Store, StoreError, StoreStats,
-    TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
+    EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Millis, StartTaker, Store, StoreError,
+    StoreStats, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WriteOp, WriteOutcome,
 };
 use workflow::{Client, MemoryStore, RecordStatus, RuntimeStatus, SqliteStore};
 
@@ -290,8 +290,14 @@ impl<O: Observer> Store for ObservedStore<O> {
     async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         self.inner.release_leases(worker).await
     }
-    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
-        self.inner.register_worker(worker).await
+    async fn register_worker(&self, worker: &str, takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
+        self.inner.register_worker(worker, takes_starts).await
+    }
+    async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
+        self.inner.start_takers().await
+    }
+    async fn held_instances(&self, worker: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.held_instances(worker).await
     }
     async fn release_dead_workers(&self) -> Result<u64, StoreError> {
         self.inner.release_dead_workers().await

@@ -4,8 +4,10 @@
 //!   policies; `handle.rs`: [`Handle`], a typed instance with its actions;
 //! - `status.rs`: [`InstanceStatus`] and the one place a final status is built;
 //! - `manage.rs`: terminate, suspend, resume, purge, rerun, history, diagrams, retention;
-//! - `list.rs`: listing and paging.
+//! - `list.rs`: listing and paging;
+//! - `assign.rs`: a runtime-less client's starts handed straight to a live worker.
 
+mod assign;
 mod flow;
 mod handle;
 mod list;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) use assign::ASSIGNED_LEASE;
 pub use handle::Handle;
 pub use list::{InstancePage, ListFilter, MAX_PAGE_SIZE};
 pub use manage::{HistoryEvent, Purge, RetentionPolicy, Terminate};
@@ -34,7 +37,7 @@ pub(crate) use waiters::{Ended, ResultWaiters};
 use crate::error::{Error, FailureDetails};
 use crate::limits::Limits;
 use crate::model::time;
-use crate::store::{JournalRecord, Millis, RuntimeStatus, Store, StoreError, WriteOp, WriteOutcome};
+use crate::store::{JournalRecord, Lease, Millis, RuntimeStatus, Store, StoreError, WriteOp, WriteOutcome};
 use crate::worker::{Committer, Engine};
 
 /// Starts and inspects workflow instances.
@@ -50,6 +53,8 @@ pub struct Client {
     waiters: Arc<ResultWaiters>,
     /// Group commit for a client without a runtime, shared by its clones.
     own_writes: Arc<OwnWrites>,
+    /// The workers a client without a runtime assigns its starts to, shared by its clones.
+    takers: Arc<assign::StartTakers>,
     /// Payload and inbox bounds: the runtime's, or this client's own without one.
     limits: Limits,
 }
@@ -63,6 +68,15 @@ struct OwnWrites {
 
 impl OwnWrites {
     async fn write(&self, store: &Arc<dyn Store>, ops: Vec<WriteOp>) -> Result<WriteOutcome, StoreError> {
+        Ok(self.write_leasing(store, ops, Vec::new()).await?.0)
+    }
+
+    async fn write_leasing(
+        &self,
+        store: &Arc<dyn Store>,
+        ops: Vec<WriteOp>,
+        leases: Vec<Lease>,
+    ) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         let committer = {
             let mut slot = self.committer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match slot.as_ref().filter(|committer| !committer.is_closed()) {
@@ -70,7 +84,7 @@ impl OwnWrites {
                 None => slot.insert(Committer::start(store.clone())).clone(),
             }
         };
-        Ok(committer.commit(ops, Vec::new()).await?.0)
+        committer.commit(ops, leases).await
     }
 }
 
@@ -87,6 +101,7 @@ impl Client {
         let store = store.into();
         Self {
             waiters: ResultWaiters::new(store.clone()),
+            takers: assign::StartTakers::new(store.clone()),
             store,
             engine: None,
             own_writes: Arc::default(),
@@ -112,6 +127,7 @@ impl Client {
             store: engine.store().clone(),
             waiters: engine.waiters().clone(),
             limits: *engine.limits(),
+            takers: assign::StartTakers::new(engine.store().clone()),
             engine: Some(engine),
             own_writes: Arc::default(),
         }
@@ -128,6 +144,20 @@ impl Client {
     /// Now on the runtime's clock (the system clock without a runtime).
     pub(crate) fn now(&self) -> Millis {
         self.engine.as_ref().map_or_else(time::now_ms, |engine| engine.now())
+    }
+
+    /// The workers this client (without a runtime) assigns starts to.
+    pub(crate) fn takers(&self) -> &Arc<assign::StartTakers> {
+        &self.takers
+    }
+
+    /// Writes one batch (without a runtime) with `leases`, in this client's group commit.
+    pub(crate) async fn write_leasing(
+        &self,
+        ops: Vec<WriteOp>,
+        leases: Vec<Lease>,
+    ) -> Result<(WriteOutcome, Vec<bool>), Error> {
+        Ok(self.own_writes.write_leasing(&self.store, ops, leases).await?)
     }
 
     /// Writes one batch, in a group commit: the local runtime's, or this client's own.

@@ -427,9 +427,13 @@ impl Client {
         validate_workflow_name(new.workflow)?;
         let id = id_or_new(instance_id)?;
         let Some(engine) = self.engine() else {
-            let record = new.record(None, id.clone(), time::now_ms())?;
+            let now = time::now_ms();
+            let record = new.record(None, id.clone(), now)?;
+            // Handed to a live worker that takes the workflow's starts where the store offers
+            // one (`assign.rs`), else left for a claim.
+            let leases = self.takers().assign(&record, now).await.into_iter().collect();
             // Through this client's group commit: many starts share a transaction.
-            let outcome = self.write(vec![WriteOp::CreateInstance(record)]).await?;
+            let (outcome, _) = self.write_leasing(vec![WriteOp::CreateInstance(record)], leases).await?;
             return if outcome.existing.is_empty() { Ok(id) } else { Err(Error::InstanceExists(id)) };
         };
         let record = new.record(Some(engine), id.clone(), engine.now())?;

@@ -828,7 +828,7 @@ impl Store for MemoryStore {
         Some(self.signals.0.subscribe())
     }
 
-    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+    async fn register_worker(&self, worker: &str, _takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
         let alive = Arc::new(());
         let mut workers = self.workers.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
         workers.insert(worker.to_owned(), Arc::downgrade(&alive));

@@ -284,6 +284,34 @@ pub struct TaskLease {
     pub cap: ActivityCap,
 }
 
+/// A start a write assigns to a live worker as it creates it (see [`Store::write_leasing`]): a
+/// client without a runtime hands its start straight to a worker that takes its workflow's starts
+/// ([`Store::start_takers`]), which runs it when the store signals it ([`WakeSignal::Assigned`]),
+/// instead of leaving it for a claim: no claim rewrites the row, as a runtime's own start needs
+/// none. Only workflows without flow control are assigned (a worker offers no others), so there
+/// are no limits to count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignLease {
+    /// The instance the write creates (Pending, unowned).
+    pub instance_id: String,
+    /// The worker it is assigned to (its owner, as registered).
+    pub owner: String,
+    /// Until when, unless the worker renews it.
+    pub lease_until: Millis,
+    /// The writer's clock: the start is Running since `now`, and must be due by then.
+    pub now: Millis,
+}
+
+/// A live worker that takes the starts of `workflows` assigned to it at their creation (see
+/// [`Store::start_takers`], [`AssignLease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartTaker {
+    /// The worker's owner, as registered ([`Store::register_worker`]).
+    pub owner: String,
+    /// The workflows whose starts it takes.
+    pub workflows: Vec<String>,
+}
+
 /// A lease a write asks for on an instance it creates (see [`Store::write_leasing`]): the calling
 /// worker starts a flow-controlled workflow's instance itself at once, with no claim, when the
 /// workflow's limits have room and none of its instances waits ahead of it.
@@ -409,23 +437,37 @@ pub enum Lease {
     Task(TaskLease),
     /// On a flow-controlled workflow's instance the write creates.
     Start(StartLease),
+    /// On an instance the write creates, for another worker (a client's assigned start).
+    Assign(AssignLease),
 }
 
 impl Lease {
-    /// `leases` split by kind, each kind in order (a store takes each kind its own way).
+    /// `leases`' task and start leases, each kind in order (a store takes each kind its own
+    /// way); the assigned starts are in neither (see [`Lease::assigns`]).
     pub fn split(leases: &[Lease]) -> (Vec<TaskLease>, Vec<StartLease>) {
         let (mut tasks, mut starts) = (Vec::new(), Vec::new());
         for lease in leases {
             match lease {
                 Lease::Task(task) => tasks.push(task.clone()),
                 Lease::Start(start) => starts.push(start.clone()),
+                Lease::Assign(_) => {}
             }
         }
         (tasks, starts)
     }
 
+    /// `leases`' assigned starts, each with its index in `leases`.
+    pub fn assigns(leases: &[Lease]) -> Vec<(usize, &AssignLease)> {
+        (leases.iter().enumerate())
+            .filter_map(|(index, lease)| match lease {
+                Lease::Assign(assign) => Some((index, assign)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Which of `leases` were taken, in their order, from the answers for each kind (as
-    /// [`Lease::split`] split them).
+    /// [`Lease::split`] split them); the assigned starts not (a store that takes them sets theirs).
     pub fn merge(leases: &[Lease], tasks: Vec<bool>, starts: Vec<bool>) -> Vec<bool> {
         let (mut tasks, mut starts) = (tasks.into_iter(), starts.into_iter());
         leases
@@ -433,17 +475,20 @@ impl Lease {
             .map(|lease| match lease {
                 Lease::Task(_) => tasks.next().unwrap_or(false),
                 Lease::Start(_) => starts.next().unwrap_or(false),
+                Lease::Assign(_) => false,
             })
             .collect()
     }
 
-    /// The instances whose start leases were `taken`: what their write does not wake others for.
+    /// The instances whose start leases (and assigned starts) were `taken`: what their write does
+    /// not wake claims for.
     pub fn started<'a>(leases: &'a [Lease], taken: &[bool]) -> Vec<&'a str> {
         leases
             .iter()
             .zip(taken)
             .filter_map(|(lease, taken)| match lease {
                 Lease::Start(start) if *taken => Some(start.instance_id.as_str()),
+                Lease::Assign(assign) if *taken => Some(assign.instance_id.as_str()),
                 _ => None,
             })
             .collect()
@@ -784,6 +829,13 @@ pub enum WakeSignal {
     TaskQueued,
     /// A task of this instance has an outcome.
     TaskDone(String),
+    /// These instances were created assigned to worker `owner` ([`AssignLease`]): it runs them.
+    Assigned {
+        /// The worker they are assigned to.
+        owner: String,
+        /// The instances.
+        ids: Vec<String>,
+    },
 }
 
 impl WakeSignal {
@@ -888,6 +940,16 @@ pub trait Store: Send + Sync + 'static {
     ///   waiting: its takeover waits for a claim.) A store may take fewer: one that decides the
     ///   starts before the creates, to insert those taken owned at once (PostgreSQL), leaves to a
     ///   claim a start that another op of the batch names.
+    /// - A [`Lease::Assign`] is taken only where the store offers start takers
+    ///   ([`Store::start_takers`]): only for an instance this write created (not one it found
+    ///   existing), unowned and Pending with no wake-up after the lease's `now`, named by no other
+    ///   op of the batch and by no other lease, and only while its worker is registered
+    ///   ([`Store::register_worker`]), checked so that [`Store::release_dead_workers`] cannot
+    ///   forget the worker between the check and the commit (it then releases the start with the
+    ///   worker's other leases). A start taken is inserted owned by the worker until
+    ///   `lease_until`, Running (`updated_at` = `now`), watched ([`Store::watch`]: its creator most
+    ///   likely waits for it), and signalled to its worker ([`WakeSignal::Assigned`]) instead of
+    ///   made claimable ([`WakeSignal::Runnable`]). One not taken is created as the write says.
     async fn write_leasing(&self, ops: &[WriteOp], leases: &[Lease]) -> Result<(WriteOutcome, Vec<bool>), StoreError> {
         Ok((self.write(ops).await?, vec![false; leases.len()]))
     }
@@ -1250,9 +1312,28 @@ pub trait Store: Send + Sync + 'static {
     /// new at each build, so no two runtimes register the same one: a restarted process gets its
     /// dead predecessor's leases through `release_dead_workers`, not by sharing its owner. A
     /// worker registering an owner a dead process registered takes the registration over.
-    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
-        let _ = worker;
+    ///
+    /// `takes_starts` are the workflows whose starts the worker takes assigned at their creation
+    /// (see [`Lease::Assign`]); a store that assigns starts offers the worker for them in
+    /// [`Store::start_takers`] while its mark is held.
+    async fn register_worker(&self, worker: &str, takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
+        let _ = (worker, takes_starts);
         Ok(None)
+    }
+
+    /// The live registered workers that take assigned starts, with their workflows, for a writer
+    /// to assign a start to ([`Lease::Assign`]). `None` (the default): this store assigns no
+    /// starts (it cannot signal a worker in another process), and writers leave starts to claims.
+    async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
+        Ok(None)
+    }
+
+    /// The unfinished instances on which `worker` holds a lease, by id: what a worker compares
+    /// with what it runs, to take up a start assigned to it whose signal it missed (its renewals
+    /// would otherwise keep it for good). The default: none (a store that assigns no starts).
+    async fn held_instances(&self, worker: &str) -> Result<Vec<String>, StoreError> {
+        let _ = worker;
+        Ok(Vec::new())
     }
 
     /// Drops every lease held by a worker that registered ([`Store::register_worker`]) and whose

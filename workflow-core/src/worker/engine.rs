@@ -104,6 +104,10 @@ pub(crate) struct Engine {
     /// The earliest wake of the scheduler waiting on the clock ([`Engine::wake_scheduler_at`]).
     next_schedule_wake: Mutex<Option<Millis>>,
     shutdown: watch::Sender<bool>,
+    /// Starts assigned to this worker by their creators ([`WakeSignal::Assigned`]), for the
+    /// adopt loop to take up.
+    assigned: Mutex<Vec<String>>,
+    assigned_arrived: Notify,
 }
 
 impl Engine {
@@ -175,6 +179,8 @@ impl Engine {
             wake_scheduler: Notify::new(),
             next_schedule_wake: Mutex::default(),
             shutdown: watch::channel(false).0,
+            assigned: Mutex::default(),
+            assigned_arrived: Notify::new(),
         }
     }
 
@@ -335,6 +341,25 @@ impl Engine {
             }
             // Read by the wake loop, which alone knows whether the store must be read for it.
             WakeSignal::Finished(_) => {}
+            WakeSignal::Assigned { owner, ids } if owner == self.owner => {
+                let fresh = ids.into_iter().filter(|id| !self.is_running(id));
+                self.assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(fresh);
+                self.assigned_arrived.notify_one();
+            }
+            WakeSignal::Assigned { .. } => {}
+        }
+    }
+
+    /// The starts assigned to this worker since the last call, waiting for them if there are
+    /// none yet.
+    pub(super) async fn assigned_starts(&self) -> Vec<String> {
+        loop {
+            let assigned =
+                std::mem::take(&mut *self.assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !assigned.is_empty() {
+                return assigned;
+            }
+            self.assigned_arrived.notified().await;
         }
     }
 

@@ -63,14 +63,8 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
                             }
                             continue;
                         };
-                        match engine.instance_slots().clone().try_acquire_owned() {
-                            Ok(permit) => runnable.push(Claimed { record, token, permit }),
-                            Err(_) => {
-                                // A local start took the slot meanwhile: hand the claim back.
-                                engine.unmark_running(&record.id, token);
-                                let _ = engine.commit(hand_back(&engine, &record)).await;
-                            }
-                        }
+                        // A local start may have taken the slot meanwhile.
+                        runnable.extend(with_slot(&engine, record, token).await);
                     }
                     // Their journals are read beside the next claim, not before it: with a
                     // backlog, claims follow each other at the pace of the claim alone.
@@ -91,6 +85,71 @@ pub(super) async fn claim_loop(engine: Arc<Engine>, poll_interval: Duration, bat
             _ = tokio::time::sleep(poll_interval) => {}
             _ = engine.claimer_woken() => {}
         }
+    }
+}
+
+/// `record` (marked running here with `token`) with a free instance slot, or handed back to the
+/// claims (and unmarked) when none is free.
+async fn with_slot(engine: &Engine, record: InstanceRecord, token: u64) -> Option<Claimed> {
+    match engine.instance_slots().clone().try_acquire_owned() {
+        Ok(permit) => Some(Claimed { record, token, permit }),
+        Err(_) => {
+            engine.unmark_running(&record.id, token);
+            let _ = engine.commit(hand_back(engine, &record)).await;
+            None
+        }
+    }
+}
+
+/// Runs the starts that clients assign to this worker at their creation ([`WakeSignal::Assigned`],
+/// `Lease::Assign`): reads them (a batch of them in one store read), and runs those still its own
+/// as a claim runs what it takes, with no claim to write. One that finds no free slot is handed
+/// back to the claims.
+pub(super) async fn adopt_loop(engine: Arc<Engine>) {
+    let mut shutdown = engine.shutdown_signal();
+    loop {
+        let ids = tokio::select! {
+            ids = engine.assigned_starts() => ids,
+            _ = shutdown.wait_for(|down| *down) => return,
+        };
+        adopt(&engine, ids, true).await;
+    }
+}
+
+/// Runs those of `ids` this worker holds the lease of and does not run yet (Pending or Running),
+/// read in one store read; `starts`: they were assigned at their creation and never ran, so they
+/// run as starts (as a claim returns a start: Pending). What the read fails on is left to the
+/// reconciliation ([`renew_loop`]), which finds it again.
+async fn adopt(engine: &Arc<Engine>, mut ids: Vec<String>, starts: bool) {
+    ids.retain(|id| !engine.is_running(id));
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let records = match engine.store().instances(&ids).await {
+        Ok(records) => records,
+        Err(error) => {
+            tracing::warn!(%error, "reading the instances assigned to this worker failed");
+            return;
+        }
+    };
+    let mut runnable = Vec::with_capacity(records.len());
+    for mut record in records {
+        let unfinished = matches!(record.status, RuntimeStatus::Pending | RuntimeStatus::Running);
+        if record.owner.as_deref() != Some(engine.owner()) || !unfinished {
+            continue;
+        }
+        // Marked by a claim or a start here meanwhile: that one runs it.
+        let Some(token) = engine.mark_running(&record.id) else { continue };
+        if starts {
+            record.status = RuntimeStatus::Pending;
+        }
+        runnable.extend(with_slot(engine, record, token).await);
+    }
+    // Their journals are read beside the next batch's read, as after a claim.
+    if !runnable.is_empty() {
+        tokio::spawn(start_drivers(engine.clone(), runnable));
     }
 }
 
@@ -192,17 +251,27 @@ pub(super) async fn retention_loop(engine: Arc<Engine>, policy: RetentionPolicy,
 
 /// Extends this worker's leases every third of a lease; after a failure (the database restarting,
 /// say), tries again sooner, backing off, so a short outage does not let the leases lapse.
+///
+/// After each renewal it also reconciles: the instances it holds but does not run (a start
+/// assigned to it whose signal was lost, say) would be renewed for good, so one found so at two
+/// looks in a row runs here (a single look catches the moments between a claim or an eviction and
+/// its mark).
 pub(super) async fn renew_loop(engine: Arc<Engine>) {
-    let every = engine.lease() / 3;
+    // A start assigned to this worker comes with a lease of the default length.
+    let every = engine.lease().min(crate::client::ASSIGNED_LEASE) / 3;
     let first_retry = (every / 8).max(Duration::from_millis(10));
     let mut wait = every;
+    let mut idle: HashSet<String> = HashSet::new();
     loop {
         tokio::time::sleep(wait).await;
         if engine.is_shutting_down() {
             return;
         }
         wait = match engine.store().renew_leases(engine.owner(), engine.lease_until()).await {
-            Ok(_) => every,
+            Ok(_) => {
+                idle = reconcile(&engine, idle).await;
+                every
+            }
             Err(error) => {
                 let retry = if wait >= every { first_retry } else { (wait * 2).min(every) };
                 tracing::warn!(%error, ?retry, "renewing leases failed");
@@ -210,6 +279,25 @@ pub(super) async fn renew_loop(engine: Arc<Engine>) {
             }
         };
     }
+}
+
+/// Runs the instances this worker holds but has not run at two looks in a row (`before`, and the
+/// store's answer now); returns those it found idle now, for the next look.
+async fn reconcile(engine: &Arc<Engine>, before: HashSet<String>) -> HashSet<String> {
+    let held = match engine.store().held_instances(engine.owner()).await {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::debug!(%error, "reading the instances this worker holds failed");
+            return before;
+        }
+    };
+    let idle: HashSet<String> = held.into_iter().filter(|id| !engine.is_running(id)).collect();
+    let stranded: Vec<String> = idle.intersection(&before).cloned().collect();
+    if !stranded.is_empty() {
+        tracing::info!(count = stranded.len(), "running instances this worker held without running them");
+        adopt(engine, stranded, false).await;
+    }
+    idle
 }
 
 /// How often a runtime whose store keeps liveness marks looks for dead workers' leases.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::clock::{Clock, SystemClock};
 use super::engine::{Engine, Settings};
 use super::loops::{
-    claim_loop, inbox_poll_loop, liveness_loop, queue_metrics_loop, renew_loop, retention_loop, wake_loop, INBOX_POLL,
-    LIVENESS_CHECK,
+    adopt_loop, claim_loop, inbox_poll_loop, liveness_loop, queue_metrics_loop, renew_loop, retention_loop, wake_loop,
+    INBOX_POLL, LIVENESS_CHECK,
 };
 use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
@@ -245,7 +245,18 @@ impl RuntimeBuilder {
         let owner = format!("{worker_id}#{}", nonce());
         // Held as long as the runtime: other processes take this worker's instances over at once
         // when its process dies (or the runtime is dropped), not when its leases lapse.
-        let mark = store.register_worker(&owner).await?;
+        // The workflows without flow control: a client without a runtime may hand their starts to
+        // this worker at their creation (`Lease::Assign`). A flow-controlled one's starts wait
+        // for the claims that count its limits. None on a given clock: an assigned start's lease
+        // is on the client's system clock.
+        let unlimited = |name: &&str| {
+            self.registry.workflow(name).is_some_and(|entry| entry.concurrency.is_none() && entry.rate.is_none())
+        };
+        let takes_starts: Vec<String> = match self.system_clock {
+            true => self.registry.workflow_names().filter(unlimited).map(str::to_owned).collect(),
+            false => Vec::new(),
+        };
+        let mark = store.register_worker(&owner, &takes_starts).await?;
         let engine = Arc::new(Engine::new(Settings {
             store,
             clock: self.clock,
@@ -264,6 +275,7 @@ impl RuntimeBuilder {
         let mut loops = vec![
             tokio::spawn(claim_loop(engine.clone(), self.poll_interval, self.claim_batch)),
             tokio::spawn(renew_loop(engine.clone())),
+            tokio::spawn(adopt_loop(engine.clone())),
             tokio::spawn(activity::outcome_loop(engine.clone(), self.poll_interval)),
             tokio::spawn(inbox_poll_loop(engine.clone(), INBOX_POLL)),
             tokio::spawn(super::scheduler::schedule_loop(engine.clone(), self.poll_interval)),

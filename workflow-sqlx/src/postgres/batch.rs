@@ -13,13 +13,13 @@ use super::bind::{
 use super::cache::StatementCache;
 use super::claims::running_and_started;
 use super::retry::{failed, Failure};
-use super::signals::{batch_notices, notice};
+use super::signals::{assigned_notices, batch_notices, notice};
 use super::sql::{
     ADD_EVENT, CHECK, CONSUME, CONTINUE_AS_NEW, COUNT_INBOXES, CREATE, DELETE_TASK, ENQUEUE_TASK, EVENT_IDS, EVICT,
     FINISH, LOCK_INBOXES, LOCK_TASK_CAP, NOTIFY, PURGE, PUT, RECORD_STARTS, SET_CUSTOM_STATUS, SET_STATUS, SET_WAKE,
     TAKE_LEASES,
 };
-use super::starts::{decide, lock_workflows, LeasedCreate};
+use super::starts::{decide, decide_assigns, lock_workflows, BatchCreates, LeasedCreate};
 use super::statement::Single;
 use crate::shared::leases::{candidates, leased_activities, mark_taken, room_of, LeaseKey};
 use crate::shared::plan::{skipped_ids, Checked, Inbox, Layer, Plan};
@@ -35,7 +35,9 @@ use crate::shared::to_i64;
 /// take; the workflows' in name order, then the activities'): the starts decided before the
 /// layers (their creates insert them owned), the tasks' taken after them; returns which it took.
 /// The signals sent are `ops`' (see [`batch_notices`]), less the `Runnable` of the starts it
-/// leased.
+/// leased. The starts it assigns (`Lease::Assign`) are decided first of all the row locks (see
+/// [`decide_assigns`]), inserted owned by their workers, and signalled to them
+/// ([`assigned_notices`]) instead of made claimable.
 pub(super) async fn try_write(
     pool: &PgPool,
     channel: &str,
@@ -51,6 +53,8 @@ pub(super) async fn try_write(
         }
     }
     let (tasks, starts) = Lease::split(leases);
+    let assigns = Lease::assigns(leases);
+    let batch = BatchCreates::of(ops, leases);
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
     // The caps' locks before any row lock, as a claim takes them: a claim holding one never
     // waits for a row this write holds while this write waits for its lock.
@@ -63,6 +67,12 @@ pub(super) async fn try_write(
             .await
             .map_err(failed("locking an activity's cap"))?;
     }
+    // The assigned workers' rows before any instance's row, in the order a dead worker's release
+    // locks them.
+    let assigned = match assigns.is_empty() {
+        true => HashMap::new(),
+        false => decide_assigns(&mut tx, &assigns, &batch).await?,
+    };
     let (fenced, asserted) = plan.checked_ids();
     let mut found = std::collections::HashMap::new();
     if !fenced.is_empty() || !asserted.is_empty() {
@@ -85,16 +95,28 @@ pub(super) async fn try_write(
     }
     let decision = match starts.is_empty() {
         true => None,
-        false => Some(decide(&mut tx, &starts, ops).await?),
+        false => Some(decide(&mut tx, &starts, &batch).await?),
     };
-    let leased = decision.as_ref().map(|decision| decision.leased_creates(&starts)).unwrap_or_default();
+    let mut leased = decision.as_ref().map(|decision| decision.leased_creates(&starts)).unwrap_or_default();
+    // No id is in both: a create with two leases is a candidate for neither.
+    leased.extend(assigned.iter().map(|(id, create)| (*id, *create)));
     let (skipped, watched) = apply(plan, &leased, &mut tx).await?;
+    let existing = skipped_ids(ops, &skipped);
     let started = match decision {
         None => Vec::new(),
-        Some(decision) => decision.taken(&mut tx, &starts, &skipped_ids(ops, &skipped)).await?,
+        Some(decision) => decision.taken(&mut tx, &starts, &existing).await?,
     };
-    let taken = Lease::merge(leases, take_leases(&mut tx, &tasks, activities).await?, started);
+    let mut taken = Lease::merge(leases, take_leases(&mut tx, &tasks, activities).await?, started);
+    let mut handed = Vec::new();
+    for (index, assign) in &assigns {
+        let id = assign.instance_id.as_str();
+        taken[*index] = assigned.contains_key(id) && !existing.contains(id);
+        if taken[*index] {
+            handed.push((assign.owner.as_str(), id));
+        }
+    }
     let mut notices = batch_notices(ops, &Lease::started(leases, &taken));
+    notices.extend(assigned_notices(&handed));
     notices.extend(watched.into_iter().filter_map(|id| notice(&WakeSignal::Finished(id))));
     if !notices.is_empty() {
         sqlx::query(NOTIFY)

@@ -70,20 +70,22 @@ pub(super) fn bind_consumes(args: &mut Args, layer: &Layer<'_>) {
         .column(consumes.iter().map(|c| i64::from(c.seq)).collect::<Vec<_>>());
 }
 
-/// `layer`'s creates, those of `leased` (start leases taken) as their leases insert them.
+/// `layer`'s creates, those of `leased` (start leases and assigned starts taken) as their leases
+/// insert them.
 pub(super) fn bind_creates(args: &mut Args, layer: &Layer<'_>, leased: &HashMap<&str, LeasedCreate<'_>>) {
-    let records: Vec<Cow<'_, InstanceRecord>> = (layer.creates.iter())
+    let records: Vec<(Cow<'_, InstanceRecord>, bool)> = (layer.creates.iter())
         .map(|(_, record)| match leased.get(record.id.as_str()) {
-            Some(lease) => Cow::Owned(lease.apply(record)),
-            None => Cow::Borrowed(*record),
+            Some(lease) => (Cow::Owned(lease.apply(record)), lease.watched),
+            None => (Cow::Borrowed(*record), record.owner.is_none()),
         })
         .collect();
-    bind_instances(args, &records.iter().map(AsRef::as_ref).collect::<Vec<_>>());
+    let watched: Vec<bool> = records.iter().map(|(_, watched)| *watched).collect();
+    bind_instances(args, &records.iter().map(|(record, _)| record.as_ref()).collect::<Vec<_>>(), &watched);
 }
 
-/// The columns of [`CREATE`](super::sql::CREATE) for `records`, in its order: every statement
-/// that creates instances (a batch's, a schedule fire's) binds them here.
-pub(super) fn bind_instances(args: &mut Args, records: &[&InstanceRecord]) {
+/// The columns of [`CREATE`](super::sql::CREATE) for `records`, in its order, each watched or
+/// not: every statement that creates instances (a batch's, a schedule fire's) binds them here.
+pub(super) fn bind_instances(args: &mut Args, records: &[&InstanceRecord], watched: &[bool]) {
     args.column(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
@@ -100,7 +102,8 @@ pub(super) fn bind_instances(args: &mut Args, records: &[&InstanceRecord]) {
         .column(records.iter().map(|r| r.wake_at).collect::<Vec<_>>())
         .column(records.iter().map(|r| i64::from(r.priority)).collect::<Vec<_>>())
         .column(records.iter().map(|r| r.concurrency_key.as_str()).collect::<Vec<_>>())
-        .column(records.iter().map(|r| r.trace_context.as_deref()).collect::<Vec<_>>());
+        .column(records.iter().map(|r| r.trace_context.as_deref()).collect::<Vec<_>>())
+        .column(watched.to_vec());
 }
 
 pub(super) fn bind_statuses(args: &mut Args, layer: &Layer<'_>) {

@@ -9,13 +9,13 @@
 //! is safe (its writes are fenced) but wasteful; its holder registers it again on reconnection.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::Connection;
 use tokio::task::JoinHandle;
-use workflow_core::store::{StoreError, WakeSignal, WorkerMark};
+use workflow_core::store::{StartTaker, StoreError, WakeSignal, WorkerMark};
 
 use super::retry::{failed, retrying_idempotent};
 use super::signals::encode_signal;
@@ -42,22 +42,29 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// restart, and live workers need a moment to take theirs again.
 const RESTART_GRACE: Duration = Duration::from_secs(5);
 
-/// Registers `worker` (or registers it again): takes a lock on `key` (a new key if `key` is taken
-/// by another session) on `conn`, then writes the worker's row, so the row never names a key
-/// nobody holds while the worker lives. Returns the key it holds.
-async fn lock_and_register(conn: &mut PgConnection, worker: &str, mut key: i64) -> Result<i64, sqlx::Error> {
+/// Registers `worker` (or registers it again), taking the starts of `takes` (see
+/// [`start_takers`]): takes a lock on `key` (a new key if `key` is taken by another session) on
+/// `conn`, then writes the worker's row, so the row never names a key nobody holds while the
+/// worker lives. Returns the key it holds.
+async fn lock_and_register(
+    conn: &mut PgConnection,
+    worker: &str,
+    takes: &[String],
+    mut key: i64,
+) -> Result<i64, sqlx::Error> {
     for _ in 0..8 {
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
         if locked {
             sqlx::query(
-                "INSERT INTO workers (owner, lock_key, registered_at) VALUES ($1, $2, $3) \
+                "INSERT INTO workers (owner, lock_key, registered_at, takes) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (owner) DO UPDATE SET lock_key = EXCLUDED.lock_key, \
-                 registered_at = EXCLUDED.registered_at",
+                 registered_at = EXCLUDED.registered_at, takes = EXCLUDED.takes",
             )
             .bind(worker)
             .bind(key)
             .bind(now_ms())
+            .bind(takes)
             .execute(&mut *conn)
             .await?;
             return Ok(key);
@@ -69,7 +76,7 @@ async fn lock_and_register(conn: &mut PgConnection, worker: &str, mut key: i64) 
 
 /// Keeps `worker`'s lock: checks the connection every [`CHECK_EVERY`], and once it broke
 /// reconnects, locks and registers again, until aborted (the mark dropped).
-async fn hold(connect: PgConnectOptions, mut conn: PgConnection, worker: String, mut key: i64) {
+async fn hold(connect: PgConnectOptions, mut conn: PgConnection, (worker, takes): (String, Vec<String>), mut key: i64) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         if conn.ping().await.is_ok() {
@@ -80,7 +87,7 @@ async fn hold(connect: PgConnectOptions, mut conn: PgConnection, worker: String,
         loop {
             let again = async {
                 let mut fresh = PgConnection::connect_with(&connect).await?;
-                let held = lock_and_register(&mut fresh, &worker, key).await?;
+                let held = lock_and_register(&mut fresh, &worker, &takes, key).await?;
                 Ok::<_, sqlx::Error>((fresh, held))
             };
             match again.await {
@@ -117,35 +124,60 @@ impl Drop for Held {
     }
 }
 
-/// Registers `worker` on a connection of its own (made with `connect`) and spawns its holder.
+/// Registers `worker`, taking the starts of `takes`, on a connection of its own (made with
+/// `connect`) and spawns its holder.
 pub(super) async fn register(
     connect: &PgConnectOptions,
     own: &Arc<Mutex<HashSet<String>>>,
     worker: &str,
+    takes: &[String],
 ) -> Result<WorkerMark, StoreError> {
     let registering =
         |error: sqlx::Error| StoreError::Backend(format!("postgres: registering worker {worker:?}: {error}"));
     let mut conn = PgConnection::connect_with(connect).await.map_err(registering)?;
-    let key = lock_and_register(&mut conn, worker, random_key()).await.map_err(registering)?;
+    let key = lock_and_register(&mut conn, worker, takes, random_key()).await.map_err(registering)?;
     if let Ok(mut own) = own.lock() {
         own.insert(worker.to_owned());
     }
-    let holder = tokio::spawn(hold(connect.clone(), conn, worker.to_owned(), key));
+    let holder = tokio::spawn(hold(connect.clone(), conn, (worker.to_owned(), takes.to_vec()), key));
     Ok(WorkerMark::new(Held { holder, own: own.clone(), worker: worker.to_owned() }))
+}
+
+/// Whether some session holds the liveness lock of worker row `w` (a session advisory lock on its
+/// `lock_key`, in this database).
+const LOCK_HELD: &str = "EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.classid::int8 = (w.lock_key >> 32) AND l.objid::int8 = (w.lock_key & 4294967295) \
+     AND l.objsubid = 1)";
+
+/// The live workers that take assigned starts, and the workflows of each, by owner.
+static START_TAKERS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT w.owner, w.takes FROM workers AS w WHERE cardinality(w.takes) > 0 AND {LOCK_HELD} ORDER BY w.owner")
+});
+
+/// The live workers that take assigned starts ([`START_TAKERS`]): a row whose lock nobody holds is
+/// left out, though a write would still assign to it until its release (which then releases
+/// what was assigned).
+pub(super) async fn start_takers(pool: &PgPool) -> Result<Vec<StartTaker>, StoreError> {
+    let rows: Vec<(String, Vec<String>)> = retrying_idempotent(|| async move {
+        sqlx::query_as(&START_TAKERS).fetch_all(pool).await.map_err(failed("reading the workers that take starts"))
+    })
+    .await?;
+    Ok(rows.into_iter().map(|(owner, workflows)| StartTaker { owner, workflows }).collect())
 }
 
 /// The dead workers (a row whose lock no session holds, the server up for longer than the grace,
 /// none of the workers registered in this process, `$1`), their leases dropped and their rows
 /// deleted in one statement; returns how many leases, and sends `$4` (Runnable) on channel `$3`
 /// if it released an instance and `$5` (TaskQueued) if it released a task. A worker row being
-/// released by another process is skipped (SKIP LOCKED).
-const RELEASE_DEAD: &str = "WITH dead AS (SELECT w.owner, w.lock_key FROM workers AS w \
+/// released by another process, or locked by a write assigning it a start
+/// (`starts::decide_assigns`), is skipped (SKIP LOCKED): the next look releases it.
+static RELEASE_DEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH dead AS (SELECT w.owner, w.lock_key FROM workers AS w \
      WHERE w.owner <> ALL($1::text[]) \
      AND extract(epoch FROM now() - pg_postmaster_start_time()) * 1000 > $2 \
-     AND NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted \
-     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND l.classid::int8 = (w.lock_key >> 32) AND l.objid::int8 = (w.lock_key & 4294967295) \
-     AND l.objsubid = 1) \
+     AND NOT {LOCK_HELD} \
      FOR UPDATE OF w SKIP LOCKED), \
      owned AS (SELECT id FROM instances WHERE owner IN (SELECT owner FROM dead) ORDER BY id FOR NO KEY UPDATE), \
      instances AS (UPDATE instances SET owner = NULL, lease_until = NULL \
@@ -158,7 +190,9 @@ const RELEASE_DEAD: &str = "WITH dead AS (SELECT w.owner, w.lock_key FROM worker
      counted AS (SELECT (SELECT count(*) FROM instances) AS instances, (SELECT count(*) FROM tasks) AS tasks, \
      (SELECT count(*) FROM forgotten) AS forgotten) \
      SELECT instances + tasks, CASE WHEN instances > 0 THEN pg_notify($3, $4) END, \
-     CASE WHEN tasks > 0 THEN pg_notify($3, $5) END FROM counted";
+     CASE WHEN tasks > 0 THEN pg_notify($3, $5) END FROM counted"
+    )
+});
 
 /// Drops the leases of the workers whose process died (see [`RELEASE_DEAD`]); returns how many.
 pub(super) async fn release_dead_workers(
@@ -170,7 +204,7 @@ pub(super) async fn release_dead_workers(
     let grace = i64::try_from(RESTART_GRACE.as_millis()).unwrap_or(i64::MAX);
     let own = &own;
     let released: i64 = retrying_idempotent(|| async move {
-        sqlx::query_scalar(RELEASE_DEAD)
+        sqlx::query_scalar(&RELEASE_DEAD)
             .bind(own)
             .bind(grace)
             .bind(channel)

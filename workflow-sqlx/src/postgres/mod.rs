@@ -44,16 +44,16 @@ use sqlx::postgres::PgPool;
 use tokio::sync::broadcast;
 use workflow_core::store::{
     ActivityCap, Debounce, EventRecord, InstanceKey, InstanceQuery, InstanceRecord, JournalRecord, Lease, Millis,
-    QueueDepth, RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StatsCounter,
-    Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark, WorkflowCap,
-    WriteOp, WriteOutcome,
+    QueueDepth, RuntimeStatus, ScheduleChange, ScheduleFire, ScheduleRecord, SlotRequest, StartScope, StartTaker,
+    StatsCounter, Store, StoreError, StoreStats, TaskCompletion, TaskOutcome, TaskRecord, WakeSignal, WorkerMark,
+    WorkflowCap, WriteOp, WriteOutcome,
 };
 
 use self::cache::StatementCache;
 use self::retry::{failed, retrying, retrying_idempotent};
 use self::sql::{
-    FINISHED_TASKS, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INBOXES, SELECT_INSTANCE, SELECT_INSTANCES,
-    SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
+    FINISHED_TASKS, HELD_INSTANCES, PROBE, SELECT_EVENTS, SELECT_EVENTS_NAMED, SELECT_INBOXES, SELECT_INSTANCE,
+    SELECT_INSTANCES, SELECT_JOURNAL, SELECT_JOURNALS, WATCH,
 };
 use crate::shared::counts;
 use crate::shared::list::{list_statement, Dialect};
@@ -590,8 +590,23 @@ impl Store for PostgresStore {
         rows.iter().map(task_from_row).collect()
     }
 
-    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
-        liveness::register(&self.connect.0, &self.own_workers, worker).await.map(Some)
+    async fn register_worker(&self, worker: &str, takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
+        liveness::register(&self.connect.0, &self.own_workers, worker, takes_starts).await.map(Some)
+    }
+
+    async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
+        liveness::start_takers(&self.pool).await.map(Some)
+    }
+
+    async fn held_instances(&self, worker: &str) -> Result<Vec<String>, StoreError> {
+        retrying_idempotent(|| async move {
+            sqlx::query_scalar(HELD_INSTANCES)
+                .bind(worker)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("reading the instances a worker holds"))
+        })
+        .await
     }
 
     async fn release_dead_workers(&self) -> Result<u64, StoreError> {

@@ -164,7 +164,8 @@ pub(super) async fn fire(pool: &PgPool, channel: &str, fires: &[ScheduleFire]) -
             fires.iter().filter(|f| taken.contains(f.id.as_str())).flat_map(|f| &f.instances).collect();
         if !instances.is_empty() {
             let mut args = Args::default();
-            bind_instances(&mut args, &instances);
+            // Left for the claims, so watched (see `CREATE`).
+            bind_instances(&mut args, &instances, &vec![true; instances.len()]);
             let context = "creating the ticks' instances";
             sqlx::query_with(CREATE, args.finish(context)?).fetch_all(&mut *tx).await.map_err(failed(context))?;
             if let Some(runnable) = notice(&WakeSignal::Runnable) {

@@ -30,8 +30,8 @@ pub(super) fn channel_name(schema: &str) -> String {
     format!("workflow_wake_{hash:016x}")
 }
 
-/// A wake signal as a `NOTIFY` payload: `r`, `e:<instance id>`, `f:<instance id>`, `q` or
-/// `t:<instance id>`.
+/// A wake signal as a `NOTIFY` payload: `r`, `e:<instance id>`, `f:<instance id>`, `q`,
+/// `t:<instance id>` or `a:<JSON array of the owner and the instance ids>`.
 pub(super) fn encode_signal(signal: &WakeSignal) -> String {
     match signal {
         WakeSignal::Runnable => "r".to_owned(),
@@ -39,6 +39,10 @@ pub(super) fn encode_signal(signal: &WakeSignal) -> String {
         WakeSignal::Finished(id) => format!("f:{id}"),
         WakeSignal::TaskQueued => "q".to_owned(),
         WakeSignal::TaskDone(id) => format!("t:{id}"),
+        WakeSignal::Assigned { owner, ids } => {
+            let names: Vec<&str> = std::iter::once(owner.as_str()).chain(ids.iter().map(String::as_str)).collect();
+            format!("a:{}", serde_json::Value::from(names))
+        }
     }
 }
 
@@ -49,8 +53,44 @@ fn decode_signal(payload: &str) -> Option<WakeSignal> {
         Some(("e", id)) => Some(WakeSignal::Event(id.to_owned())),
         Some(("f", id)) => Some(WakeSignal::Finished(id.to_owned())),
         Some(("t", id)) => Some(WakeSignal::TaskDone(id.to_owned())),
+        Some(("a", names)) => {
+            let mut names = serde_json::from_str::<Vec<String>>(names).ok()?.into_iter();
+            Some(WakeSignal::Assigned { owner: names.next()?, ids: names.collect() })
+        }
         _ => None,
     }
+}
+
+/// The `Assigned` signals of the starts a write assigned (`(owner, instance id)`), one per owner
+/// and as few as fit in `NOTICE`s: the owner runs them when it hears of them (a start whose
+/// notice is lost, or too long to send, is run by its owner's reconciliation instead).
+pub(super) fn assigned_notices(assigned: &[(&str, &str)]) -> Vec<String> {
+    let mut by_owner: Vec<(&str, Vec<String>)> = Vec::new();
+    for (owner, id) in assigned {
+        match by_owner.iter_mut().find(|(known, _)| known == owner) {
+            Some((_, ids)) => ids.push((*id).to_owned()),
+            None => by_owner.push((owner, vec![(*id).to_owned()])),
+        }
+    }
+    let mut notices = Vec::new();
+    for (owner, ids) in by_owner {
+        let mut chunk: Vec<String> = Vec::new();
+        // The payload's length so far: `a:["<owner>"` and `]`, each id `,"<id>"` (ids and owners
+        // that JSON escapes are counted as they encode, by `notice`'s check).
+        let base = owner.len() + 6;
+        let mut len = base;
+        for id in ids {
+            if !chunk.is_empty() && len + id.len() + 3 >= MAX_NOTICE {
+                let signal = WakeSignal::Assigned { owner: owner.to_owned(), ids: std::mem::take(&mut chunk) };
+                notices.extend(notice(&signal));
+                len = base;
+            }
+            len += id.len() + 3;
+            chunk.push(id);
+        }
+        notices.extend(notice(&WakeSignal::Assigned { owner: owner.to_owned(), ids: chunk }));
+    }
+    notices
 }
 
 /// `signal` encoded, unless it is too long for a `NOTIFY` (an instance id of about 8000 bytes):
@@ -145,12 +185,34 @@ mod tests {
             WakeSignal::TaskQueued,
             WakeSignal::TaskDone("t:ü/1".into()),
             WakeSignal::TaskDone(String::new()),
+            WakeSignal::Assigned { owner: "w-1#a:\"b".into(), ids: vec!["x".into(), "y,\"z".into()] },
+            WakeSignal::Assigned { owner: String::new(), ids: Vec::new() },
         ] {
             assert_eq!(decode_signal(&encode_signal(&signal)), Some(signal));
         }
         assert_eq!(decode_signal("x:1"), None);
         assert_eq!(decode_signal("rr"), None);
         assert_eq!(decode_signal("q:x"), None);
+        assert_eq!(decode_signal("a:[]"), None, "an assignment names its owner");
+        assert_eq!(decode_signal("a:{"), None);
+    }
+
+    #[test]
+    fn assigned_notices_are_one_per_owner_and_fit() {
+        let assigned = [("w1", "a"), ("w2", "b"), ("w1", "c")];
+        let notices = assigned_notices(&assigned);
+        assert_eq!(notices, [r#"a:["w1","a","c"]"#, r#"a:["w2","b"]"#]);
+        let ids: Vec<String> = (0..1000).map(|i| format!("{i:032}")).collect();
+        let many: Vec<(&str, &str)> = ids.iter().map(|id| ("w", id.as_str())).collect();
+        let notices = assigned_notices(&many);
+        assert!(notices.len() > 1 && notices.iter().all(|n| n.len() < MAX_NOTICE));
+        let decoded: Vec<String> = (notices.iter())
+            .flat_map(|n| match decode_signal(n) {
+                Some(WakeSignal::Assigned { owner, ids }) if owner == "w" => ids,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(decoded, ids, "every id, once, in order");
     }
 
     #[test]

@@ -24,20 +24,28 @@ pub(super) const CHECK: &str =
      asserted AS (SELECT id, owner, status FROM instances WHERE id = ANY($2) ORDER BY id FOR UPDATE) \
      SELECT id, owner, status FROM fenced UNION ALL SELECT id, owner, status FROM asserted";
 
-/// Creates instances; one created without an owner is watched from its creation (see [`WATCH`]):
-/// who starts an instance it leaves for a claim (a client without a runtime, above all) most
-/// likely waits for it elsewhere, and its waiter's watch then writes nothing and holds no row
-/// that the claim or the runner's commits want (those waits cost a W1 round through such a
-/// client about a fifth of its time). A runtime's own starts, under its lease, are watched only
-/// when someone asks.
+/// Creates instances, each watched from its creation or not (`$18`, see [`WATCH`]): one left for
+/// a claim or assigned to another worker is (`bind_instances`), since who starts an instance it
+/// does not run itself (a client without a runtime, above all) most likely waits for it
+/// elsewhere, and its waiter's watch then writes nothing and holds no row that the claim or the
+/// runner's commits want (those waits cost a W1 round through such a client about a fifth of its
+/// time). A runtime's own starts, under its lease, are watched only when someone asks.
 pub(super) const CREATE: &str = "INSERT INTO instances \
      (id, workflow, status, input, output, error, generation, created_at, updated_at, owner, lease_until, \
      parent_id, custom_status, wake_at, priority, concurrency_key, trace_context, watched) \
-     SELECT v.*, v.owner IS NULL FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
      $8::int8[], $9::int8[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::int8[], $15::int8[], \
-     $16::text[], $17::text[]) AS v (id, workflow, status, input, output, error, generation, created_at, updated_at, \
-     owner, lease_until, parent_id, custom_status, wake_at, priority, concurrency_key, trace_context) \
+     $16::text[], $17::text[], $18::bool[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
+
+/// The registered workers of `$1` (owners), their rows locked until the commit (see
+/// `starts::decide_assigns`), in owner order, as every such lock is taken.
+pub(super) const LOCK_TAKERS: &str =
+    "SELECT owner FROM workers WHERE owner = ANY($1::text[]) ORDER BY owner FOR KEY SHARE";
+
+/// The unfinished instances worker `$1` holds, by id (through `instances_owner`).
+pub(super) const HELD_INSTANCES: &str =
+    "SELECT id FROM instances WHERE owner = $1 AND status IN ('Pending', 'Running') ORDER BY id";
 
 pub(super) const PUT: &str = "INSERT INTO journal \
      (instance_id, generation, seq, kind, name, status, input, payload, attempt, due_at, recorded_at, parallel_group) \

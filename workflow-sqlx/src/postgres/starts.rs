@@ -7,17 +7,22 @@
 //! owned and Running: one write of its row and its indexes, as an uncapped start's, where a lease
 //! taken after an unowned insert rewrote the row it had just written (on PostgreSQL, an update
 //! that changes indexed columns writes a new version of the row into every index).
+//!
+//! A start a client assigns to a live worker (`Lease::Assign`) is decided the same way
+//! ([`decide_assigns`]), behind its worker's row instead of a workflow's lock.
 
 use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgConnection;
-use workflow_core::store::{InstanceRecord, Millis, RuntimeStatus, StartGroup, StartLease, WriteOp};
+use workflow_core::store::{
+    AssignLease, InstanceRecord, Lease, Millis, RuntimeStatus, StartGroup, StartLease, WriteOp,
+};
 
 use super::claims::{forget_workflow_starts, per_key};
 use super::retry::{failed, Failure};
 use super::sql::{
     COUNT_RUNNING, COUNT_RUNNING_OF_KEYS, COUNT_WORKFLOW_STARTS, COUNT_WORKFLOW_STARTS_OF_KEYS, KEYS_OTHERS_WAIT_UNDER,
-    LOCK_CAP, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS,
+    LOCK_CAP, LOCK_TAKERS, OTHERS_WAIT, RECORD_WORKFLOW_STARTS_OF_KEYS,
 };
 use crate::shared::to_i64;
 
@@ -34,12 +39,14 @@ pub(super) async fn lock_workflows(tx: &mut PgConnection, leases: &[StartLease])
 }
 
 /// How a create whose start lease is taken is inserted: owned by `owner` until `lease_until`,
-/// Running since `at`, with no wake-up.
+/// Running since `at`, with no wake-up; `watched` (see [`CREATE`](super::sql::CREATE)) when its
+/// creator is not its runner (an assigned start).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LeasedCreate<'a> {
     pub(super) owner: &'a str,
     pub(super) lease_until: Millis,
     pub(super) at: Millis,
+    pub(super) watched: bool,
 }
 
 impl LeasedCreate<'_> {
@@ -70,7 +77,8 @@ impl<'a> Decision<'a> {
         for group in &self.groups {
             for index in group.leases.iter().filter(|index| self.chosen[**index]) {
                 let lease = &leases[*index];
-                let create = LeasedCreate { owner: &lease.owner, lease_until: lease.lease_until, at: group.now };
+                let (owner, lease_until, at) = (&lease.owner, lease.lease_until, group.now);
+                let create = LeasedCreate { owner, lease_until, at, watched: false };
                 creates.insert(lease.instance_id.as_str(), create);
             }
         }
@@ -120,11 +128,12 @@ impl<'a> Decision<'a> {
 pub(super) async fn decide<'a>(
     tx: &mut PgConnection,
     leases: &'a [StartLease],
-    ops: &[WriteOp],
+    batch: &BatchCreates<'_>,
 ) -> Result<Decision<'a>, Failure> {
-    let batch = BatchCreates::of(ops, leases);
     let never: HashSet<&str> =
-        leases.iter().filter(|lease| !batch.is_candidate(lease)).map(|l| l.instance_id.as_str()).collect();
+        (leases.iter().filter(|l| !batch.is_candidate(&l.instance_id, Some(&l.cap.workflow), l.now)))
+            .map(|l| l.instance_id.as_str())
+            .collect();
     let groups = StartGroup::of(leases, &never);
     let mut chosen = vec![false; leases.len()];
     for groups in groups.chunk_by(|a, b| a.cap.workflow == b.cap.workflow) {
@@ -170,18 +179,54 @@ pub(super) async fn decide<'a>(
     Ok(Decision { groups, chosen })
 }
 
+/// Which of a write's assigned starts (`assigns`, each with its index among the write's leases) it
+/// takes, decided in the open transaction before its creates and before it locks any instance:
+/// those whose create is a candidate (as a start lease's must be) and whose worker is registered.
+/// The workers' rows stay locked (`FOR KEY SHARE`) until the commit, so the release of a dead
+/// worker (which locks its row to forget it, skipping a locked one) comes either before this
+/// write, which then finds no row and leaves the start to a claim, or after its commit, and then
+/// releases the start with the worker's other leases: none is left with a worker nobody releases.
+pub(super) async fn decide_assigns<'a>(
+    tx: &mut PgConnection,
+    assigns: &[(usize, &'a AssignLease)],
+    batch: &BatchCreates<'_>,
+) -> Result<HashMap<&'a str, LeasedCreate<'a>>, Failure> {
+    let candidates: Vec<&AssignLease> = (assigns.iter().map(|(_, assign)| *assign))
+        .filter(|assign| batch.is_candidate(&assign.instance_id, None, assign.now))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut owners: Vec<&str> = candidates.iter().map(|assign| assign.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let live: Vec<String> = sqlx::query_scalar(LOCK_TAKERS)
+        .bind(&owners)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("locking the workers assigned starts"))?;
+    let live: HashSet<&str> = live.iter().map(String::as_str).collect();
+    let mut creates = HashMap::new();
+    for assign in candidates.into_iter().filter(|assign| live.contains(assign.owner.as_str())) {
+        let (owner, lease_until, at) = (assign.owner.as_str(), assign.lease_until, assign.now);
+        creates.insert(assign.instance_id.as_str(), LeasedCreate { owner, lease_until, at, watched: true });
+    }
+    Ok(creates)
+}
+
 /// The instances a batch creates, those its other ops name, and how many leases ask for each.
-struct BatchCreates<'o> {
+pub(super) struct BatchCreates<'o> {
     /// The first create of each id.
     creates: HashMap<&'o str, &'o InstanceRecord>,
     /// Ids another op names (a second create among them).
     named: HashSet<&'o str>,
-    /// The number of start leases asked for each id.
+    /// The number of instance leases (start and assigned) asked for each id.
     leased: HashMap<&'o str, usize>,
 }
 
 impl<'o> BatchCreates<'o> {
-    fn of(ops: &'o [WriteOp], leases: &'o [StartLease]) -> Self {
+    /// `ops`' creates and the ids `leases` (start and assigned) ask for.
+    pub(super) fn of(ops: &'o [WriteOp], leases: &'o [Lease]) -> Self {
         let (mut creates, mut named, mut leased) = (HashMap::new(), HashSet::new(), HashMap::new());
         for op in ops {
             match op {
@@ -194,19 +239,23 @@ impl<'o> BatchCreates<'o> {
             }
         }
         for lease in leases {
-            *leased.entry(lease.instance_id.as_str()).or_insert(0) += 1;
+            let id = match lease {
+                Lease::Start(start) => start.instance_id.as_str(),
+                Lease::Assign(assign) => assign.instance_id.as_str(),
+                Lease::Task(_) => continue,
+            };
+            *leased.entry(id).or_insert(0) += 1;
         }
         Self { creates, named, leased }
     }
 
-    /// Whether `lease` may be taken: the batch creates its instance (of its workflow) unowned,
-    /// Pending and due at the lease's clock, nothing else in the batch names it, and it is the
-    /// only lease of its instance.
-    fn is_candidate(&self, lease: &StartLease) -> bool {
-        let id = lease.instance_id.as_str();
+    /// Whether a lease on `id` at `now` may be taken: the batch creates the instance (of
+    /// `workflow`, when given) unowned, Pending and due at `now`, nothing else in the batch names
+    /// it, and it is the only lease of its instance.
+    fn is_candidate(&self, id: &str, workflow: Option<&str>, now: Millis) -> bool {
         let Some(record) = self.creates.get(id) else { return false };
-        record.workflow == lease.cap.workflow
-            && is_waiting(record, lease.now)
+        workflow.is_none_or(|workflow| record.workflow == workflow)
+            && is_waiting(record, now)
             && !self.named.contains(id)
             && self.leased.get(id) == Some(&1)
     }

@@ -510,7 +510,7 @@ impl Store for SqliteStore {
         Ok(finished)
     }
 
-    async fn register_worker(&self, worker: &str) -> Result<Option<WorkerMark>, StoreError> {
+    async fn register_worker(&self, worker: &str, _takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
         liveness::register(self, worker).await
     }
 

@@ -145,8 +145,8 @@ pub async fn check_fencing(store: &dyn Store) {
 /// Waits (up to 30 s) for the store to see the dropped mark, which may take a moment (a
 /// PostgreSQL session ending, or the server having started moments ago).
 pub async fn check_liveness(store: &dyn Store) {
-    let Some(mark) = store.register_worker("liveness-w1").await.unwrap() else { return };
-    let other = store.register_worker("liveness-w2").await.unwrap();
+    let Some(mark) = store.register_worker("liveness-w1", &[]).await.unwrap() else { return };
+    let other = store.register_worker("liveness-w2", &[]).await.unwrap();
     let (wf, activity, far) = ("liveness_wf", "liveness_act", i64::MAX / 2);
     store
         .write(&[
