@@ -162,17 +162,26 @@ async fn a_start_is_assigned_only_to_a_registered_worker() {
     let assigned = workflow::store::WakeSignal::Assigned { owner: "known#1".into(), ids: vec!["to-known".into()] };
     assert!(heard.contains(&assigned), "{heard:?}");
 
-    // An existing id is not assigned; nor is a start the batch also names, nor a delayed one.
+    // An existing id is not assigned; nor is a start the batch also names, a delayed one, or one
+    // of a workflow its worker does not take.
     let delayed = InstanceRecord { wake_at: Some(50_000), ..InstanceRecord::pending("delayed", "doubled", "1", 1_000) };
     let ops = [
         create("to-known"),
         create("named"),
         WriteOp::SetStatus { id: "named".into(), status: RuntimeStatus::Terminated, updated_at: 1_000 },
         WriteOp::CreateInstance(delayed),
+        WriteOp::CreateInstance(InstanceRecord::pending("other", "capped_doubled", "1", 1_000)),
     ];
-    let leases = [assign("to-known", "known#1"), assign("named", "known#1"), assign("delayed", "known#1")];
+    let leases = [
+        assign("to-known", "known#1"),
+        assign("named", "known#1"),
+        assign("delayed", "known#1"),
+        assign("other", "known#1"),
+    ];
     let (outcome, taken) = store.write_leasing(&ops, &leases).await.unwrap();
-    assert_eq!(taken, [false, false, false]);
+    assert_eq!(taken, [false, false, false, false]);
+    let other = store.instance("other").await.unwrap().unwrap();
+    assert_eq!((other.owner, other.status), (None, RuntimeStatus::Pending));
     assert_eq!(outcome.existing, ["to-known"]);
     drop(mark);
     drop_schema(&pool, &schema).await;

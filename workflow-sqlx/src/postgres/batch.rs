@@ -54,7 +54,10 @@ pub(super) async fn try_write(
     }
     let (tasks, starts) = Lease::split(leases);
     let assigns = Lease::assigns(leases);
-    let batch = BatchCreates::of(ops, leases);
+    let batch = match starts.is_empty() && assigns.is_empty() {
+        true => None,
+        false => Some(BatchCreates::of(ops, leases)),
+    };
     let mut tx = pool.begin().await.map_err(failed("beginning a write"))?;
     // The caps' locks before any row lock, as a claim takes them: a claim holding one never
     // waits for a row this write holds while this write waits for its lock.
@@ -69,9 +72,9 @@ pub(super) async fn try_write(
     }
     // The assigned workers' rows before any instance's row, in the order a dead worker's release
     // locks them.
-    let assigned = match assigns.is_empty() {
-        true => HashMap::new(),
-        false => decide_assigns(&mut tx, &assigns, &batch).await?,
+    let assigned = match &batch {
+        Some(batch) if !assigns.is_empty() => decide_assigns(&mut tx, &assigns, batch).await?,
+        _ => HashMap::new(),
     };
     let (fenced, asserted) = plan.checked_ids();
     let mut found = std::collections::HashMap::new();
@@ -93,9 +96,9 @@ pub(super) async fn try_write(
     if !fenced.is_empty() || !asserted.is_empty() || !plan.inboxes.is_empty() {
         plan.check(&found, &inboxes).map_err(Failure::Store)?;
     }
-    let decision = match starts.is_empty() {
-        true => None,
-        false => Some(decide(&mut tx, &starts, &batch).await?),
+    let decision = match &batch {
+        Some(batch) if !starts.is_empty() => Some(decide(&mut tx, &starts, batch).await?),
+        _ => None,
     };
     let mut leased = decision.as_ref().map(|decision| decision.leased_creates(&starts)).unwrap_or_default();
     // No id is in both: a create with two leases is a candidate for neither.

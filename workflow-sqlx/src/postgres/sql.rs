@@ -38,10 +38,10 @@ pub(super) const CREATE: &str = "INSERT INTO instances \
      $16::text[], $17::text[], $18::bool[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
-/// The registered workers of `$1` (owners), their rows locked until the commit (see
-/// `starts::decide_assigns`), in owner order, as every such lock is taken.
+/// The registered workers of `$1` (owners) and the workflows each takes, their rows locked until
+/// the commit (see `starts::decide_assigns`), in owner order, as every such lock is taken.
 pub(super) const LOCK_TAKERS: &str =
-    "SELECT owner FROM workers WHERE owner = ANY($1::text[]) ORDER BY owner FOR KEY SHARE";
+    "SELECT owner, takes FROM workers WHERE owner = ANY($1::text[]) ORDER BY owner FOR KEY SHARE";
 
 /// The unfinished instances worker `$1` holds, by id (through `instances_owner`).
 pub(super) const HELD_INSTANCES: &str =

@@ -181,7 +181,8 @@ pub(super) async fn decide<'a>(
 
 /// Which of a write's assigned starts (`assigns`, each with its index among the write's leases) it
 /// takes, decided in the open transaction before its creates and before it locks any instance:
-/// those whose create is a candidate (as a start lease's must be) and whose worker is registered.
+/// those whose create is a candidate (as a start lease's must be) and whose worker is registered
+/// and takes its workflow.
 /// The workers' rows stay locked (`FOR KEY SHARE`) until the commit, so the release of a dead
 /// worker (which locks its row to forget it, skipping a locked one) comes either before this
 /// write, which then finds no row and leaves the start to a claim, or after its commit, and then
@@ -191,23 +192,25 @@ pub(super) async fn decide_assigns<'a>(
     assigns: &[(usize, &'a AssignLease)],
     batch: &BatchCreates<'_>,
 ) -> Result<HashMap<&'a str, LeasedCreate<'a>>, Failure> {
-    let candidates: Vec<&AssignLease> = (assigns.iter().map(|(_, assign)| *assign))
-        .filter(|assign| batch.is_candidate(&assign.instance_id, None, assign.now))
+    let candidates: Vec<(&AssignLease, &str)> = (assigns.iter().map(|(_, assign)| *assign))
+        .filter_map(|assign| Some((assign, batch.candidate(&assign.instance_id, None, assign.now)?)))
         .collect();
     if candidates.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut owners: Vec<&str> = candidates.iter().map(|assign| assign.owner.as_str()).collect();
+    let mut owners: Vec<&str> = candidates.iter().map(|(assign, _)| assign.owner.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
-    let live: Vec<String> = sqlx::query_scalar(LOCK_TAKERS)
+    let live: Vec<(String, Vec<String>)> = sqlx::query_as(LOCK_TAKERS)
         .bind(&owners)
         .fetch_all(&mut *tx)
         .await
         .map_err(failed("locking the workers assigned starts"))?;
-    let live: HashSet<&str> = live.iter().map(String::as_str).collect();
+    let takes = |owner: &str, workflow: &str| {
+        live.iter().any(|(live, takes)| live == owner && takes.iter().any(|name| name == workflow))
+    };
     let mut creates = HashMap::new();
-    for assign in candidates.into_iter().filter(|assign| live.contains(assign.owner.as_str())) {
+    for (assign, _) in candidates.into_iter().filter(|(assign, workflow)| takes(&assign.owner, workflow)) {
         let (owner, lease_until, at) = (assign.owner.as_str(), assign.lease_until, assign.now);
         creates.insert(assign.instance_id.as_str(), LeasedCreate { owner, lease_until, at, watched: true });
     }
@@ -253,11 +256,18 @@ impl<'o> BatchCreates<'o> {
     /// `workflow`, when given) unowned, Pending and due at `now`, nothing else in the batch names
     /// it, and it is the only lease of its instance.
     fn is_candidate(&self, id: &str, workflow: Option<&str>, now: Millis) -> bool {
-        let Some(record) = self.creates.get(id) else { return false };
-        workflow.is_none_or(|workflow| record.workflow == workflow)
+        self.candidate(id, workflow, now).is_some()
+    }
+
+    /// The workflow of the instance `id` if a lease on it at `now` may be taken (see
+    /// [`BatchCreates::is_candidate`]).
+    fn candidate(&self, id: &str, workflow: Option<&str>, now: Millis) -> Option<&'o str> {
+        let record = self.creates.get(id)?;
+        let fits = workflow.is_none_or(|workflow| record.workflow == workflow)
             && is_waiting(record, now)
             && !self.named.contains(id)
-            && self.leased.get(id) == Some(&1)
+            && self.leased.get(id) == Some(&1);
+        fits.then_some(record.workflow.as_str())
     }
 
     /// Whether the batch creates an instance of `workflow` (under `key`, when the workflow's
