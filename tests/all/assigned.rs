@@ -21,6 +21,20 @@ async fn doubled(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     Ok(n * 2)
 }
 
+/// Released one by one by the test that holds its workers' slots with it.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+#[activity(retry(max_attempts = 1))]
+async fn pass_gate(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    GATE.acquire().await.map_err(|_| ActivityError::non_retryable("gate closed"))?.forget();
+    Ok(n)
+}
+
+#[workflow]
+async fn gated(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    pass_gate::call(&ctx, n).await
+}
+
 #[workflow(concurrency = 2)]
 async fn capped_doubled(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     Ok(n * 2)
@@ -287,6 +301,46 @@ async fn starts_assigned_to_a_killed_worker_run_elsewhere_at_once() {
     println!("20 starts after the kill ({to_dead} assigned to the dead worker) finished in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "well before the 15 s lease: {elapsed:?}");
     live.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop_schema(&pool, &schema).await;
+}
+
+/// A worker whose instance slots are all taken withdraws its offer, so clients stop assigning it
+/// starts it would only hand back, and offers again once it has room.
+#[tokio::test]
+async fn a_full_worker_stops_taking_starts_until_it_has_room() {
+    let Some(url) = postgres_url() else { return };
+    let schema = fresh_schema("wf_assign_offer");
+    let worker_store = open(&url, &schema).await;
+    let pool = worker_store.pool().clone();
+    let runtime = Runtime::builder()
+        .store(worker_store)
+        .max_concurrent_instances(2)
+        .workflow(gated::Workflow)
+        .activity(pass_gate::Activity)
+        .build()
+        .await
+        .unwrap();
+    let takes = || async {
+        let takes: Vec<String> =
+            sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(&pool).await.unwrap();
+        takes
+    };
+    assert_eq!(takes().await, ["gated"]);
+    let client = Client::new(open(&url, &schema).await);
+    let held = futures::future::try_join_all((0..2u64).map(|n| gated::start(&client, n))).await.unwrap();
+    wait_until_within("the full worker to withdraw its offer", Duration::from_secs(20), || async {
+        takes().await.is_empty()
+    })
+    .await;
+    GATE.add_permits(2);
+    for (n, handle) in held.iter().enumerate() {
+        assert_eq!(handle.result_timeout(Duration::from_secs(20)).await.unwrap(), n as u64);
+    }
+    wait_until_within("the worker to offer its starts again", Duration::from_secs(20), || async {
+        takes().await == ["gated"]
+    })
+    .await;
+    runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     drop_schema(&pool, &schema).await;
 }
 

@@ -293,6 +293,9 @@ impl<O: Observer> Store for ObservedStore<O> {
     async fn register_worker(&self, worker: &str, takes_starts: &[String]) -> Result<Option<WorkerMark>, StoreError> {
         self.inner.register_worker(worker, takes_starts).await
     }
+    async fn offer_starts(&self, worker: &str, takes_starts: &[String]) -> Result<(), StoreError> {
+        self.inner.offer_starts(worker, takes_starts).await
+    }
     async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
         self.inner.start_takers().await
     }

@@ -1321,6 +1321,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Changes the workflows whose starts `worker` (registered) takes assigned (see
+    /// [`Store::register_worker`]): a worker withdraws them while it has no room for a start, and
+    /// offers them again once it has. The default does nothing.
+    async fn offer_starts(&self, worker: &str, takes_starts: &[String]) -> Result<(), StoreError> {
+        let _ = (worker, takes_starts);
+        Ok(())
+    }
+
     /// The live registered workers that take assigned starts, with their workflows, for a writer
     /// to assign a start to ([`Lease::Assign`]). `None` (the default): this store assigns no
     /// starts (it cannot signal a worker in another process), and writers leave starts to claims.

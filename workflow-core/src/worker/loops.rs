@@ -116,6 +116,35 @@ pub(super) async fn adopt_loop(engine: Arc<Engine>) {
     }
 }
 
+/// How often a worker that takes assigned starts looks at its free instance slots.
+pub(super) const OFFER_CHECK: Duration = Duration::from_millis(100);
+
+/// Offers the starts of `takes` to clients (see `Store::offer_starts`) only while this worker has
+/// room for them: withdrawn once every one of its `slots` instance slots is taken (a start
+/// assigned then would only be handed back to the claims), offered again once a quarter of them
+/// (at most 64) are free. Clients see a change when they next read the takers, within a second;
+/// what they assign meanwhile is handed back.
+pub(super) async fn offer_loop(engine: Arc<Engine>, takes: Vec<String>, slots: usize) {
+    let again_at = (slots / 4).clamp(1, 64);
+    let mut offered = true;
+    loop {
+        tokio::time::sleep(OFFER_CHECK).await;
+        if engine.is_shutting_down() {
+            return;
+        }
+        let free = engine.instance_slots().available_permits();
+        let offer = if offered { free > 0 } else { free >= again_at };
+        if offer == offered {
+            continue;
+        }
+        let names: &[String] = if offer { &takes } else { &[] };
+        match engine.store().offer_starts(engine.owner(), names).await {
+            Ok(()) => offered = offer,
+            Err(error) => tracing::debug!(%error, "changing the starts this worker takes failed"),
+        }
+    }
+}
+
 /// Runs those of `ids` this worker holds the lease of and does not run yet (Pending or Running),
 /// read in one store read; `starts`: they were assigned at their creation and never ran, so they
 /// run as starts (as a claim returns a start: Pending). What the read fails on is left to the

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::clock::{Clock, SystemClock};
 use super::engine::{Engine, Settings};
 use super::loops::{
-    adopt_loop, claim_loop, inbox_poll_loop, liveness_loop, queue_metrics_loop, renew_loop, retention_loop, wake_loop,
-    INBOX_POLL, LIVENESS_CHECK,
+    adopt_loop, claim_loop, inbox_poll_loop, liveness_loop, offer_loop, queue_metrics_loop, renew_loop, retention_loop,
+    wake_loop, INBOX_POLL, LIVENESS_CHECK,
 };
 use super::registry::Registry;
 use crate::activity::{self, ActivityDef, ActivityDispatch};
@@ -257,6 +257,7 @@ impl RuntimeBuilder {
             false => Vec::new(),
         };
         let mark = store.register_worker(&owner, &takes_starts).await?;
+        let offers = (mark.is_some() && !takes_starts.is_empty()).then_some((takes_starts, self.max_instances));
         let engine = Arc::new(Engine::new(Settings {
             store,
             clock: self.clock,
@@ -295,6 +296,9 @@ impl RuntimeBuilder {
         }
         if mark.is_some() {
             loops.push(tokio::spawn(liveness_loop(engine.clone(), LIVENESS_CHECK)));
+        }
+        if let Some((takes, slots)) = offers {
+            loops.push(tokio::spawn(offer_loop(engine.clone(), takes, slots)));
         }
         let runtime = Runtime { engine, loops: Mutex::new(loops), mark: Mutex::new(mark) };
         let client = runtime.client();

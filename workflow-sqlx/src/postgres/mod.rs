@@ -594,6 +594,19 @@ impl Store for PostgresStore {
         liveness::register(&self.connect.0, &self.own_workers, worker, takes_starts).await.map(Some)
     }
 
+    async fn offer_starts(&self, worker: &str, takes_starts: &[String]) -> Result<(), StoreError> {
+        retrying_idempotent(|| async move {
+            sqlx::query("UPDATE workers SET takes = $2 WHERE owner = $1")
+                .bind(worker)
+                .bind(takes_starts)
+                .execute(&self.pool)
+                .await
+                .map_err(failed("changing the starts a worker takes"))
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
         liveness::start_takers(&self.pool).await.map(Some)
     }
