@@ -118,8 +118,10 @@ pub(crate) async fn measure(name: &str, dir: &std::path::Path) -> BenchResult<Ve
     survivor.shutdown(Duration::from_secs(5)).await?;
     #[cfg(feature = "postgres")]
     if !schema.is_empty() {
-        let admin = workflow::PostgresStore::open(&url).await?;
-        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(admin.pool()).await?;
+        // A plain connection: a store opened on the default schema would migrate it (and an
+        // older binary would then refuse that schema as newer than it knows).
+        let admin = sqlx::PgPool::connect(&url).await?;
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&admin).await?;
         admin.close().await;
     }
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
