@@ -123,6 +123,8 @@ async fn a_client_hands_its_starts_to_a_live_worker() {
         sqlx::query_scalar("SELECT count(*) FROM instances WHERE watched").fetch_one(&pool).await.unwrap();
     assert_eq!(watched, 24, "a start its creator does not run is watched from its creation");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
+    let takes: Vec<String> = sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(&pool).await.unwrap();
+    assert!(takes.is_empty(), "a worker shut down takes no more starts: {takes:?}");
     drop_schema(&pool, &schema).await;
 }
 

@@ -365,6 +365,12 @@ impl Runtime {
         for handle in loops {
             handle.abort();
         }
+        // No more starts assigned here: clients stop choosing this worker at their next read of
+        // the takers, and what they assign meanwhile is released below (or, after the mark
+        // goes, by the other workers' look for dead ones).
+        if let Err(error) = self.engine.store().offer_starts(self.engine.owner(), &[]).await {
+            tracing::debug!(%error, "withdrawing this worker's offer of assigned starts failed");
+        }
         let _ = tokio::time::timeout(grace, self.engine.drivers_idle()).await;
         self.engine.store().release_leases(self.engine.owner()).await?;
         // Nothing is held any more: the mark can go (another worker would find nothing to take).
