@@ -74,6 +74,23 @@ async fn owners(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT owner FROM workers ORDER BY owner").fetch_all(pool).await.unwrap()
 }
 
+/// The workflows the (one) registered worker takes assigned starts for.
+async fn takes(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(pool).await.unwrap()
+}
+
+/// `count` starts of `doubled` through `client`, of inputs 0 to `count` - 1.
+async fn start_doubled(client: &Client, count: u64) -> Vec<Handle<u64>> {
+    futures::future::try_join_all((0..count).map(|n| doubled::start(client, n))).await.unwrap()
+}
+
+/// Each of `handles` (started by [`start_doubled`]) ends with its input doubled, within `limit`.
+async fn expect_doubled(handles: &[Handle<u64>], limit: Duration) {
+    for (n, handle) in handles.iter().enumerate() {
+        assert_eq!(handle.result_timeout(limit).await.unwrap(), n as u64 * 2);
+    }
+}
+
 async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
     sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(pool).await.unwrap();
 }
@@ -95,18 +112,13 @@ async fn a_client_hands_its_starts_to_a_live_worker() {
         .await
         .unwrap();
     let [worker] = owners(&pool).await.try_into().unwrap();
-    let takes: Vec<String> = sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(&pool).await.unwrap();
-    assert_eq!(takes, ["doubled"], "a capped workflow's starts are never assigned");
+    assert_eq!(takes(&pool).await, ["doubled"], "a capped workflow's starts are never assigned");
 
     let client = Client::new(open(&url, &schema).await);
-    let handles = futures::future::try_join_all((0..20u64).map(|n| doubled::start(&client, n))).await.unwrap();
+    let handles = start_doubled(&client, 20).await;
     let capped = futures::future::try_join_all((0..4u64).map(|n| capped_doubled::start(&client, n))).await.unwrap();
-    for (n, handle) in handles.iter().enumerate() {
-        assert_eq!(handle.result().await.unwrap(), n as u64 * 2);
-    }
-    for (n, handle) in capped.iter().enumerate() {
-        assert_eq!(handle.result().await.unwrap(), n as u64 * 2);
-    }
+    expect_doubled(&handles, Duration::from_secs(30)).await;
+    expect_doubled(&capped, Duration::from_secs(30)).await;
 
     let inserted = seen(&pool, "insert").await;
     let claimed = seen(&pool, "claim").await;
@@ -123,8 +135,7 @@ async fn a_client_hands_its_starts_to_a_live_worker() {
         sqlx::query_scalar("SELECT count(*) FROM instances WHERE watched").fetch_one(&pool).await.unwrap();
     assert_eq!(watched, 24, "a start its creator does not run is watched from its creation");
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
-    let takes: Vec<String> = sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(&pool).await.unwrap();
-    assert!(takes.is_empty(), "a worker shut down takes no more starts: {takes:?}");
+    assert_eq!(takes(&pool).await, Vec::<String>::new(), "a worker shut down takes no more starts");
     drop_schema(&pool, &schema).await;
 }
 
@@ -290,10 +301,8 @@ async fn starts_assigned_to_a_killed_worker_run_elsewhere_at_once() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let killed = Instant::now();
-    let handles = futures::future::try_join_all((0..20u64).map(|n| doubled::start(&client, n))).await.unwrap();
-    for (n, handle) in handles.iter().enumerate() {
-        assert_eq!(handle.result_timeout(Duration::from_secs(10)).await.unwrap(), n as u64 * 2);
-    }
+    let handles = start_doubled(&client, 20).await;
+    expect_doubled(&handles, Duration::from_secs(10)).await;
     let elapsed = killed.elapsed();
     let to_dead = (seen(&pool, "insert").await.iter())
         .filter(|(id, owner)| {
@@ -322,16 +331,11 @@ async fn a_full_worker_stops_taking_starts_until_it_has_room() {
         .build()
         .await
         .unwrap();
-    let takes = || async {
-        let takes: Vec<String> =
-            sqlx::query_scalar("SELECT unnest(takes) FROM workers").fetch_all(&pool).await.unwrap();
-        takes
-    };
-    assert_eq!(takes().await, ["gated"]);
+    assert_eq!(takes(&pool).await, ["gated"]);
     let client = Client::new(open(&url, &schema).await);
     let held = futures::future::try_join_all((0..2u64).map(|n| gated::start(&client, n))).await.unwrap();
     wait_until_within("the full worker to withdraw its offer", Duration::from_secs(20), || async {
-        takes().await.is_empty()
+        takes(&pool).await.is_empty()
     })
     .await;
     GATE.add_permits(2);
@@ -339,7 +343,7 @@ async fn a_full_worker_stops_taking_starts_until_it_has_room() {
         assert_eq!(handle.result_timeout(Duration::from_secs(20)).await.unwrap(), n as u64);
     }
     wait_until_within("the worker to offer its starts again", Duration::from_secs(20), || async {
-        takes().await == ["gated"]
+        takes(&pool).await == ["gated"]
     })
     .await;
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -362,10 +366,8 @@ async fn a_full_worker_hands_assigned_starts_back() {
         .await
         .unwrap();
     let client = Client::new(Arc::new(open(&url, &schema).await) as Arc<dyn Store>);
-    let handles = futures::future::try_join_all((0..40u64).map(|n| doubled::start(&client, n))).await.unwrap();
-    for (n, handle) in handles.iter().enumerate() {
-        assert_eq!(handle.result_timeout(Duration::from_secs(30)).await.unwrap(), n as u64 * 2);
-    }
+    let handles = start_doubled(&client, 40).await;
+    expect_doubled(&handles, Duration::from_secs(30)).await;
     runtime.shutdown(Duration::from_secs(5)).await.unwrap();
     drop_schema(&pool, &schema).await;
 }
