@@ -143,6 +143,21 @@ pub(super) async fn register(
     Ok(WorkerMark::new(Held { holder, own: own.clone(), worker: worker.to_owned() }))
 }
 
+/// Sets the workflows whose starts `worker` takes assigned (its row's `takes`; see
+/// [`start_takers`]).
+pub(super) async fn offer_starts(pool: &PgPool, worker: &str, takes: &[String]) -> Result<(), StoreError> {
+    retrying_idempotent(|| async move {
+        sqlx::query("UPDATE workers SET takes = $2 WHERE owner = $1")
+            .bind(worker)
+            .bind(takes)
+            .execute(pool)
+            .await
+            .map_err(failed("changing the starts a worker takes"))
+    })
+    .await?;
+    Ok(())
+}
+
 /// Whether some session holds the liveness lock of worker row `w` (a session advisory lock on its
 /// `lock_key`, in this database).
 const LOCK_HELD: &str = "EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted \

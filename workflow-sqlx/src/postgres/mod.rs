@@ -595,16 +595,7 @@ impl Store for PostgresStore {
     }
 
     async fn offer_starts(&self, worker: &str, takes_starts: &[String]) -> Result<(), StoreError> {
-        retrying_idempotent(|| async move {
-            sqlx::query("UPDATE workers SET takes = $2 WHERE owner = $1")
-                .bind(worker)
-                .bind(takes_starts)
-                .execute(&self.pool)
-                .await
-                .map_err(failed("changing the starts a worker takes"))
-        })
-        .await?;
-        Ok(())
+        liveness::offer_starts(&self.pool, worker, takes_starts).await
     }
 
     async fn start_takers(&self) -> Result<Option<Vec<StartTaker>>, StoreError> {
